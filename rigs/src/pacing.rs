@@ -404,16 +404,18 @@ impl fmt::Display for PacerReport {
 /// `10 ms`, `2.5 ms`, `250 µs`, `1 s`.
 pub fn fmt_period(d: Duration) -> String {
     let ns = d.as_nanos();
-    if ns >= 1_000_000_000 && ns % 1_000_000_000 == 0 {
+    // Not `is_multiple_of`: that needs Rust 1.87 and the MSRV is 1.80.
+    let whole = |unit: u128| ns / unit * unit == ns;
+    let (whole_s, whole_ms, whole_us) = (whole(1_000_000_000), whole(1_000_000), whole(1_000));
+    if ns >= 1_000_000_000 && whole_s {
         format!("{} s", ns / 1_000_000_000)
     } else if ns >= 1_000_000 {
-        let ms = ns as f64 / 1e6;
-        if ns % 1_000_000 == 0 {
+        if whole_ms {
             format!("{} ms", ns / 1_000_000)
         } else {
-            format!("{ms} ms")
+            format!("{} ms", ns as f64 / 1e6)
         }
-    } else if ns % 1000 == 0 {
+    } else if whole_us {
         format!("{} µs", ns / 1000)
     } else {
         format!("{} µs", ns as f64 / 1e3)

@@ -32,7 +32,7 @@ use super::{check_range, finite_or_zero, stream_rng, ConfigError};
 use crate::time::{Calendar, SimTime};
 
 const PURPOSE_DAY: u64 = 0x6465_6d61_6e64;
-const PURPOSE_HOUSE: u64 = 0x686f_7573_65;
+const PURPOSE_HOUSE: u64 = 0x68_6f75_7365;
 const US: f64 = 1e6;
 
 /// A household type, each with a daily energy, a daily shape and its

@@ -165,6 +165,12 @@ impl InverterConfig {
 
     /// Largest AC output a DC input of `dc_w` can sustain, W.
     pub fn max_ac_for_dc_w(&self, dc_w: f64) -> f64 {
+        if dc_w.is_nan() {
+            return 0.0;
+        }
+        if dc_w == f64::INFINITY {
+            return f64::INFINITY;
+        }
         let d = dc_w - self.loss_no_load_w;
         if d <= 0.0 {
             return 0.0;

@@ -412,8 +412,8 @@ impl SmartMeter {
         self.cfg.tariff.tariff_at_time(&self.calendar, now)
     }
 
-    /// One step of `dt_s` from `now` with the house's net import
-    /// (W, negative = export) on L1 — or, on a three-phase meter, spread
+    /// One step of `dt_s` (clamped to `[0, MAX_DT_S]`) from `now` with the
+    /// house's net import (W, negative = export; clamped to ±`MAX_POWER_W`) on L1 — or, on a three-phase meter, spread
     /// evenly over the three phases.
     pub fn step(
         &mut self,
@@ -441,7 +441,8 @@ impl SmartMeter {
         net_import_w: [f64; 3],
         mains: MainsState,
     ) -> MeterReading {
-        let dt = finite_or_zero(dt_s).max(0.0);
+        // Physical bounds keep the registers finite whatever comes in.
+        let dt = finite_or_zero(dt_s).clamp(0.0, MAX_DT_S);
         let end = now.saturating_add(SimTime::from_secs_f64(dt).as_micros());
         let tariff = self.tariff_at(now);
         let ti = usize::from(tariff == 2);
@@ -479,7 +480,7 @@ impl SmartMeter {
         if mains.present {
             let v = finite_or_zero(mains.voltage_v).max(0.0);
             for ph in 0..n {
-                let p = finite_or_zero(net_import_w[ph]);
+                let p = finite_or_zero(net_import_w[ph]).clamp(-MAX_POWER_W, MAX_POWER_W);
                 imp[ph] = p.max(0.0);
                 exp[ph] = (-p).max(0.0);
                 volts[ph] = v;
@@ -544,6 +545,12 @@ impl SmartMeter {
         reading
     }
 }
+
+/// Largest power per phase the meter registers, W (larger values are
+/// clamped: they can only come from a bug upstream).
+pub const MAX_POWER_W: f64 = 1e9;
+/// Longest step the meter accepts, s (longer steps are clamped).
+pub const MAX_DT_S: f64 = 1e7;
 
 /// Tracks one excursion (sag or swell) on one phase; counts it once it has
 /// lasted `min_s` (including this step).
