@@ -247,7 +247,9 @@ struct Profile {
 }
 
 const FRIDGE_DUTY: f64 = 0.35;
-const FRIDGE_PERIOD_S: f64 = 2700.0;
+/// Not a divisor of a day, so the compressor does not run at the same clock
+/// times every day.
+const FRIDGE_PERIOD_S: f64 = 2713.0;
 
 const WORKING_WEEKDAY: [f64; 24] = [
     0.3, 0.2, 0.2, 0.2, 0.2, 0.3, 0.8, 1.6, 1.2, 0.5, 0.4, 0.4, 0.5, 0.5, 0.4, 0.5, 0.8, 1.4, 2.0,
@@ -640,7 +642,10 @@ impl HouseholdDemand {
         if self.cfg.appliance_events {
             for &(app, wd, we) in self.profile.appliances {
                 let mean_uses = if weekend { we } else { wd } * self.scale;
-                let n = poisson(&mut rng, mean_uses);
+                // Capped: nobody runs the tumble dryer four times on a
+                // day they use it one day in ten.
+                let cap = (2.5 * mean_uses + 1.0).ceil() as usize;
+                let n = poisson(&mut rng, mean_uses).min(cap);
                 let total_w: f64 = app.windows.iter().map(|w| w.weight).sum();
                 for _ in 0..n {
                     let mut pick = rng.gen::<f64>() * total_w;
