@@ -41,6 +41,9 @@ use super::{check_positive, check_range, finite_or_zero, ConfigError};
 /// backup_enabled = true
 /// transfer_s = 1.0
 /// start_enabled = true
+/// # Or give a datasheet curve (load fraction, efficiency) and the three
+/// # loss coefficients above are fitted to it (least squares, non-negative):
+/// # efficiency_curve = [[0.1, 0.935], [0.2, 0.955], [0.3, 0.962], [0.5, 0.966], [0.75, 0.965], [1.0, 0.962]]
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -70,6 +73,11 @@ pub struct InverterConfig {
     pub transfer_s: f64,
     /// Whether it starts enabled and connected (otherwise off).
     pub start_enabled: bool,
+    /// Optional measured efficiency curve, `[load fraction, efficiency]`
+    /// pairs (at least 3). When given, [`Inverter::new`] replaces
+    /// `loss_no_load_w`, `loss_linear` and `loss_quadratic` by the
+    /// non-negative least-squares fit of the loss model to it.
+    pub efficiency_curve: Option<Vec<[f64; 2]>>,
 }
 
 impl Default for InverterConfig {
@@ -87,6 +95,7 @@ impl Default for InverterConfig {
             backup_enabled: false,
             transfer_s: 1.0,
             start_enabled: true,
+            efficiency_curve: None,
         }
     }
 }
@@ -113,7 +122,31 @@ impl InverterConfig {
         )?;
         check_range("reconnect_delay_s", self.reconnect_delay_s, 0.0, 3600.0)?;
         check_range("transfer_s", self.transfer_s, 0.0, 600.0)?;
+        if let Some(curve) = &self.efficiency_curve {
+            if curve.len() < 3 {
+                return Err(ConfigError::new(
+                    "efficiency_curve",
+                    format!("needs at least 3 points, got {}", curve.len()),
+                ));
+            }
+            for (i, [f, e]) in curve.iter().enumerate() {
+                check_range(&format!("efficiency_curve[{i}][0]"), *f, 0.001, 1.5)?;
+                check_range(&format!("efficiency_curve[{i}][1]"), *e, 0.01, 0.9999)?;
+            }
+        }
         Ok(())
+    }
+
+    /// The same config with the loss coefficients fitted to
+    /// `efficiency_curve` (unchanged if there is none).
+    pub fn with_fitted_losses(mut self) -> Self {
+        if let Some(curve) = &self.efficiency_curve {
+            let [p0, k1, k2] = fit_loss_model(self.rated_power_w, curve);
+            self.loss_no_load_w = p0;
+            self.loss_linear = k1;
+            self.loss_quadratic = k2;
+        }
+        self
     }
 
     /// Loss at AC output `p_ac_w`, W (running).
@@ -263,6 +296,7 @@ pub struct Inverter {
 impl Inverter {
     pub fn new(cfg: InverterConfig) -> Result<Self, ConfigError> {
         cfg.validate()?;
+        let cfg = cfg.with_fitted_losses();
         let enabled = cfg.start_enabled;
         Ok(Inverter {
             mode: if enabled {
@@ -437,6 +471,84 @@ impl Inverter {
     }
 }
 
+/// Non-negative least-squares fit of `[p0, k1, k2]` in
+/// `loss = p0 + k1·P + k2·P²/P_rated` to `(load fraction, efficiency)`
+/// points, where each point's loss is `P·(1/η − 1)`. Solved exactly by
+/// trying every subset of free coefficients (there are only 8) and keeping
+/// the best one whose coefficients are all non-negative.
+pub fn fit_loss_model(rated_power_w: f64, curve: &[[f64; 2]]) -> [f64; 3] {
+    let rows: Vec<([f64; 3], f64)> = curve
+        .iter()
+        .map(|&[f, e]| {
+            let p = f * rated_power_w;
+            ([1.0, p, p * p / rated_power_w], p * (1.0 / e - 1.0))
+        })
+        .collect();
+    let sse = |c: &[f64; 3]| -> f64 {
+        rows.iter()
+            .map(|(x, y)| {
+                let r = x[0] * c[0] + x[1] * c[1] + x[2] * c[2] - y;
+                r * r
+            })
+            .sum()
+    };
+    let mut best = ([0.0; 3], f64::INFINITY);
+    for mask in 1u8..8 {
+        let idx: Vec<usize> = (0..3).filter(|i| mask & (1 << i) != 0).collect();
+        let n = idx.len();
+        // Normal equations restricted to the free coefficients.
+        let mut a = [[0.0f64; 4]; 3];
+        for (x, y) in &rows {
+            for (r, &i) in idx.iter().enumerate() {
+                for (c, &j) in idx.iter().enumerate() {
+                    a[r][c] += x[i] * x[j];
+                }
+                a[r][n] += x[i] * y;
+            }
+        }
+        let Some(sol) = solve(&mut a, n) else {
+            continue;
+        };
+        let mut c = [0.0; 3];
+        for (r, &i) in idx.iter().enumerate() {
+            c[i] = sol[r];
+        }
+        if c.iter().all(|v| *v >= 0.0 && v.is_finite()) {
+            let e = sse(&c);
+            if e < best.1 {
+                best = (c, e);
+            }
+        }
+    }
+    best.0
+}
+
+/// Gaussian elimination with partial pivoting on an `n×(n+1)` augmented
+/// matrix; `None` if singular.
+fn solve(a: &mut [[f64; 4]; 3], n: usize) -> Option<[f64; 3]> {
+    for col in 0..n {
+        let piv = (col..n).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
+        if a[piv][col].abs() < 1e-300 {
+            return None;
+        }
+        a.swap(col, piv);
+        let pivot_row = a[col];
+        for (r, row) in a.iter_mut().enumerate().take(n) {
+            if r != col {
+                let f = row[col] / pivot_row[col];
+                for (v, p) in row.iter_mut().zip(&pivot_row).take(n + 1).skip(col) {
+                    *v -= f * p;
+                }
+            }
+        }
+    }
+    let mut x = [0.0; 3];
+    for (i, xi) in x.iter_mut().enumerate().take(n) {
+        *xi = a[i][n] / a[i][i];
+    }
+    Some(x)
+}
+
 fn secs_to_us(s: f64) -> u64 {
     crate::time::SimTime::from_secs_f64(s).as_micros()
 }
@@ -585,6 +697,41 @@ mod tests {
         let s = i.step(1.0, InverterInput::new(1000.0, 1000.0), MainsState::NOMINAL);
         assert_eq!(s.mode, InverterMode::GridTied);
         assert_eq!(s.ac_out_w, 1000.0);
+    }
+
+    #[test]
+    fn loss_model_is_fitted_to_a_datasheet_curve() {
+        // Points generated from known coefficients are recovered.
+        let truth = InverterConfig {
+            loss_no_load_w: 20.0,
+            loss_linear: 0.008,
+            loss_quadratic: 0.025,
+            ..InverterConfig::default()
+        };
+        let curve: Vec<[f64; 2]> = [0.1, 0.2, 0.3, 0.5, 0.75, 1.0]
+            .iter()
+            .map(|&f| [f, truth.efficiency_at(f * truth.rated_power_w)])
+            .collect();
+        let [p0, k1, k2] = fit_loss_model(truth.rated_power_w, &curve);
+        assert!((p0 - 20.0).abs() < 1e-6 && (k1 - 0.008).abs() < 1e-9 && (k2 - 0.025).abs() < 1e-9);
+        // A curve that would need a negative coefficient gets a clamped,
+        // non-negative fit, and the inverter uses it.
+        let cfg = InverterConfig {
+            efficiency_curve: Some(vec![[0.1, 0.95], [0.5, 0.97], [1.0, 0.98]]),
+            ..InverterConfig::default()
+        };
+        let inv = Inverter::new(cfg).unwrap();
+        let c = inv.config();
+        assert!(c.loss_no_load_w >= 0.0 && c.loss_linear >= 0.0 && c.loss_quadratic >= 0.0);
+        let e = c.efficiency_at(1500.0);
+        assert!((e - 0.97).abs() < 0.01, "{e} from {c:?}");
+        let e = InverterConfig {
+            efficiency_curve: Some(vec![[0.1, 0.95]]),
+            ..InverterConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(e.field, "efficiency_curve");
     }
 
     #[test]

@@ -35,7 +35,9 @@ pub mod mains;
 pub mod meter;
 
 pub use demand::{ApplianceUse, Archetype, DemandConfig, HouseholdDemand};
-pub use inverter::{Inverter, InverterConfig, InverterInput, InverterMode, InverterStep};
+pub use inverter::{
+    fit_loss_model, Inverter, InverterConfig, InverterInput, InverterMode, InverterStep,
+};
 pub use mains::{Mains, MainsConfig, MainsState, OutageConfig, VoltageEventConfig};
 pub use meter::{
     DaySet, LongFailure, MeterConfig, MeterReading, SmartMeter, TariffPeriod, TariffSchedule,
