@@ -1,1 +1,15 @@
-//! (placeholder: filled by the pv work)
+//! Photovoltaics: the single-diode module model with CEC parameters,
+//! strings and arrays, solar position, clear-sky irradiance, a seeded cloud
+//! process, transposition to the plane of array, module temperature, and
+//! an MPPT converter onto the DC bus with rating and curtailment, put
+//! together as a [`PvPlant`] for the house model.
+//!
+//! Validated against pvlib (`tools/reference/pvlib_single_diode.py`,
+//! `twin/tests/pv_vs_pvlib.rs`).
+
+pub mod lambertw;
+pub mod module;
+pub mod single_diode;
+
+pub use module::CecModule;
+pub use single_diode::{calcparams_cec, DiodeParams, IvSummary};
