@@ -13,3 +13,7 @@ pub mod single_diode;
 
 pub use module::CecModule;
 pub use single_diode::{calcparams_cec, DiodeParams, IvSummary};
+pub mod clearsky;
+pub mod solar;
+pub mod temperature;
+pub mod transposition;
