@@ -13,7 +13,10 @@ pub mod single_diode;
 
 pub use module::CecModule;
 pub use single_diode::{calcparams_cec, DiodeParams, IvSummary};
+pub mod array;
 pub mod clearsky;
+pub mod clouds;
+pub mod mppt;
 pub mod solar;
 pub mod temperature;
 pub mod transposition;
