@@ -17,6 +17,13 @@ pub mod array;
 pub mod clearsky;
 pub mod clouds;
 pub mod mppt;
+pub mod plant;
 pub mod solar;
 pub mod temperature;
 pub mod transposition;
+
+pub use array::{ArrayIv, PvArray};
+pub use mppt::{ConverterConfig, ConverterOutput, Limit, MpptConverter};
+pub use plant::{
+    module_mpp_table, ModuleMppRow, PvError, PvPlant, PvPlantConfig, PvStep, SiteConfig, Weather,
+};
