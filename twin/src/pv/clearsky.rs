@@ -29,7 +29,7 @@ pub fn extra_radiation(day_of_year: u32) -> f64 {
 /// Relative air mass (Kasten & Young 1989) at an apparent zenith, or
 /// `None` with the Sun below the horizon (zenith > 90°).
 pub fn relative_airmass(apparent_zenith_deg: f64) -> Option<f64> {
-    if !(apparent_zenith_deg <= 90.0) {
+    if apparent_zenith_deg.is_nan() || apparent_zenith_deg > 90.0 {
         return None;
     }
     let z = apparent_zenith_deg;

@@ -129,7 +129,7 @@ impl MpptConverter {
                 let x = p_in_w / self.rated_output_w;
                 let first = pts[0];
                 let last = pts[pts.len() - 1];
-                if !(x > first.0) {
+                if x.is_nan() || x <= first.0 {
                     return first.1;
                 }
                 if x >= last.0 {

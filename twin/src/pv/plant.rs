@@ -408,33 +408,31 @@ impl PvPlant {
             _ => 1.0,
         };
         let site = &self.config.site;
-        let (zenith_app, zenith, azimuth, irr, e0) =
-            if now_unix_s.is_finite() && now_unix_s.abs() < 1e12 {
-                let pos = solar_position(&self.location, now_unix_s);
-                let e0 = extra_radiation(day_of_year(now_unix_s));
-                let am = absolute_airmass(pos.apparent_zenith_deg, site.altitude_m);
-                let cs = ineichen(
-                    pos.apparent_zenith_deg,
-                    am,
-                    site.linke_turbidity,
-                    site.altitude_m,
-                    e0,
-                );
-                let irr = match self.config.weather {
-                    Weather::Clear => cs,
-                    _ => erbs(cs.ghi * kc, pos.zenith_deg, e0),
-                };
-                (
-                    pos.apparent_zenith_deg,
-                    pos.zenith_deg,
-                    pos.azimuth_deg,
-                    irr,
-                    e0,
-                )
-            } else {
-                (180.0, 180.0, 0.0, Irradiance::default(), 1361.0)
+        let (zenith_app, azimuth, irr, e0) = if now_unix_s.is_finite() && now_unix_s.abs() < 1e12 {
+            let pos = solar_position(&self.location, now_unix_s);
+            let e0 = extra_radiation(day_of_year(now_unix_s));
+            let am = absolute_airmass(pos.apparent_zenith_deg, site.altitude_m);
+            let cs = ineichen(
+                pos.apparent_zenith_deg,
+                am,
+                site.linke_turbidity,
+                site.altitude_m,
+                e0,
+            );
+            let irr = match self.config.weather {
+                Weather::Clear => cs,
+                _ => erbs(cs.ghi * kc, pos.zenith_deg, e0),
             };
-        let _ = zenith;
+            (
+                pos.apparent_zenith_deg,
+                pos.zenith_deg,
+                pos.azimuth_deg,
+                irr,
+                e0,
+            )
+        } else {
+            (180.0, 0.0, Irradiance::default(), 1361.0)
+        };
         let poa = hay_davies(
             site.tilt_deg,
             site.azimuth_deg,
@@ -646,6 +644,22 @@ mod tests {
     }
 
     #[test]
+    fn non_finite_inputs_give_finite_outputs() {
+        let mut p = plant("mode = \"clouds\"", 3);
+        for (t, dt, amb) in [
+            (f64::NAN, 60.0, 20.0),
+            (noon_june(), f64::NAN, f64::NAN),
+            (f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY),
+        ] {
+            let s = p.step(t, dt, amb, Some(f64::INFINITY));
+            assert!(
+                s.p_output_w.is_finite() && s.cell_temp_c.is_finite() && s.zenith_deg.is_finite(),
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
     fn module_table_rows() {
         let cfg = PvPlantConfig::load(&example_path()).unwrap();
         let m = &cfg.array.module;
@@ -657,5 +671,98 @@ mod tests {
             e.to_string().contains("row 1") && e.to_string().contains("poa_w_m2"),
             "{e}"
         );
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn plant(weather: &str, seed: u64) -> PvPlant {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("params/pv/house_roof.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let head = text.split("[weather]").next().unwrap().to_owned();
+        let cfg = PvPlantConfig::parse(&path, &format!("{head}[weather]\n{weather}\n")).unwrap();
+        PvPlant::new(cfg, seed).unwrap()
+    }
+
+    fn all_finite(s: &PvStep) -> bool {
+        [
+            s.zenith_deg,
+            s.azimuth_deg,
+            s.clear_sky_index,
+            s.ghi_w_m2,
+            s.dni_w_m2,
+            s.dhi_w_m2,
+            s.poa_w_m2,
+            s.cell_temp_c,
+            s.p_mpp_dc_w,
+            s.p_available_w,
+            s.p_dc_w,
+            s.p_output_w,
+            s.v_array_v,
+            s.i_array_a,
+            s.v_oc_array_v,
+            s.i_sc_array_a,
+        ]
+        .iter()
+        .all(|x| x.is_finite())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn module_model_never_gives_nan(g in -1e6f64..1e6, t in -1e4f64..1e4, cap_frac in -1.0f64..2.0) {
+            let m = plant("mode = \"clear\"", 0).config().array.module.clone();
+            let p = calcparams_cec(&m, g, t);
+            let s = p.solve();
+            for x in [s.i_sc, s.v_oc, s.i_mp, s.v_mp, s.p_mp] {
+                prop_assert!(x.is_finite() && x >= 0.0, "{s:?} at g={g} t={t}");
+            }
+            prop_assert!(s.p_mp <= s.i_sc * s.v_oc * (1.0 + 1e-12));
+            let (v, i) = p.point_at_power(&s, cap_frac * s.p_mp);
+            prop_assert!(v.is_finite() && i.is_finite());
+            prop_assert!(v * i <= s.p_mp * (1.0 + 1e-12) + 1e-12);
+        }
+
+        #[test]
+        fn plant_outputs_are_finite_and_bounded(
+            t in 1.5e9f64..2.0e9,
+            dt in -10.0f64..4000.0,
+            amb in -1e3f64..1e3,
+            curtail in proptest::option::of(-1e5f64..1e5),
+            seed in any::<u64>(),
+        ) {
+            for weather in ["mode = \"clear\"", "mode = \"overcast\"\nclear_sky_index = 0.4", "mode = \"clouds\""] {
+                let mut p = plant(weather, seed);
+                for k in 0..3 {
+                    let s = p.step(t + k as f64 * dt.abs(), dt, amb, curtail);
+                    prop_assert!(all_finite(&s), "{s:?}");
+                    prop_assert!(s.p_output_w >= 0.0);
+                    prop_assert!(s.p_output_w <= s.p_available_w * (1.0 + 1e-12) + 1e-9, "{s:?}");
+                    prop_assert!(s.p_output_w <= p.config().converter.rated_output_w * (1.0 + 1e-12));
+                    if let Some(c) = curtail {
+                        prop_assert!(s.p_output_w <= c.max(0.0) * (1.0 + 1e-9) + 1e-6, "{s:?}");
+                    }
+                    prop_assert!(s.p_dc_w <= s.p_mpp_dc_w * (1.0 + 1e-12) + 1e-9);
+                }
+            }
+        }
+
+        #[test]
+        fn clouds_reproducible_by_seed(seed in any::<u64>(), dts in proptest::collection::vec(0.0f64..900.0, 1..50)) {
+            let run = || {
+                let mut p = plant("mode = \"clouds\"", seed);
+                dts.iter()
+                    .scan(1.75e9, |t, dt| {
+                        *t += dt;
+                        Some(p.step(*t, *dt, 15.0, None))
+                    })
+                    .collect::<Vec<_>>()
+            };
+            prop_assert_eq!(run(), run());
+        }
     }
 }

@@ -236,10 +236,10 @@ impl DiodeParams {
     /// `p_w` at or above `p_mp` gives the MPP; at or below zero gives open
     /// circuit.
     pub fn point_at_power(&self, summary: &IvSummary, p_w: f64) -> (f64, f64) {
-        if !(p_w < summary.p_mp) {
+        if p_w.is_nan() || p_w >= summary.p_mp {
             return (summary.v_mp, summary.i_mp);
         }
-        if !(p_w > 0.0) {
+        if p_w <= 0.0 {
             return (summary.v_oc, 0.0);
         }
         let lo = summary.v_mp + summary.i_mp * self.resistance_series;

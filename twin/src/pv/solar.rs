@@ -90,8 +90,8 @@ pub fn solar_position(loc: &Location, unix_s: f64) -> SolarPosition {
     let t_ut = (jd - 2_451_545.0) / 36_525.0;
 
     // Sun (Meeus ch. 25).
-    let l0 = (280.46646 + t * (36_000.76983 + 0.0003032 * t)).rem_euclid(360.0);
-    let mean_anom = 357.52911 + t * (35_999.05029 - 0.0001537 * t);
+    let l0 = (280.46646 + t * (36000.76983 + 0.0003032 * t)).rem_euclid(360.0);
+    let mean_anom = 357.52911 + t * (35999.05029 - 0.0001537 * t);
     let ecc = 0.016708634 - t * (0.000042037 + 0.0000001267 * t);
     let c = (1.914602 - t * (0.004817 + 0.000014 * t)) * sind(mean_anom)
         + (0.019993 - 0.000101 * t) * sind(2.0 * mean_anom)
@@ -102,7 +102,7 @@ pub fn solar_position(loc: &Location, unix_s: f64) -> SolarPosition {
     let omega = 125.04452 - 1934.136261 * t;
     let lambda = true_long - 0.00569 - 0.00478 * sind(omega);
     // Nutation (main terms), degrees.
-    let l_moon = 218.3165 + 481_267.8813 * t;
+    let l_moon = 218.3165 + 481267.8813 * t;
     let dpsi = (-17.20 * sind(omega) - 1.32 * sind(2.0 * l0) - 0.23 * sind(2.0 * l_moon)
         + 0.21 * sind(2.0 * omega))
         / 3600.0;

@@ -27,7 +27,7 @@ pub fn erbs(ghi: f64, zenith_deg: f64, dni_extra: f64) -> Irradiance {
     };
     let dhi = df * ghi;
     let dni = (ghi - dhi) / cos_z;
-    if zenith_deg > 87.0 || !(ghi >= 0.0) || !(dni >= 0.0) {
+    if zenith_deg > 87.0 || ghi.is_nan() || ghi < 0.0 || dni.is_nan() || dni < 0.0 {
         return Irradiance {
             ghi,
             dni: 0.0,
