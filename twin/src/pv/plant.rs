@@ -423,13 +423,7 @@ impl PvPlant {
                 Weather::Clear => cs,
                 _ => erbs(cs.ghi * kc, pos.zenith_deg, e0),
             };
-            (
-                pos.apparent_zenith_deg,
-                pos.zenith_deg,
-                pos.azimuth_deg,
-                irr,
-                e0,
-            )
+            (pos.apparent_zenith_deg, pos.azimuth_deg, irr, e0)
         } else {
             (180.0, 0.0, Irradiance::default(), 1361.0)
         };
