@@ -10,6 +10,15 @@ Writes (all floats as repr, i.e. round-trip full precision):
   twin/tests/reference/pv_singlediode.csv
         calcparams_cec + singlediode (default lambertw) on an irradiance x
         cell-temperature grid for each exported module
+  twin/tests/reference/pv_singlediode_db.csv
+        the same on 300 modules drawn (fixed seed) from the whole CEC
+        database, one random operating point each, with pvlib's i_x
+        (current at v_oc/2) and i_xx (at (v_oc+v_mp)/2)
+  twin/tests/reference/pv_plant_day.csv
+        the whole clear-sky chain for twin/params/pv/house_roof.toml
+        (read with tomllib): solar position, Ineichen, Hay-Davies, Faiman
+        (20 C air), calcparams_cec + singlediode, array MPP power, at
+        1-minute steps on two days
   twin/tests/reference/pv_solarpos.csv
         solarposition.get_solarposition (default nrel_numpy SPA, pressure from
         altitude, 12 C) for a few sites and times
@@ -23,6 +32,7 @@ Writes (all floats as repr, i.e. round-trip full precision):
 import math
 import os
 import sys
+import tomllib
 
 import numpy as np
 import pandas as pd
@@ -101,6 +111,70 @@ def single_diode(db):
     write_csv(os.path.join(REF_DIR, "pv_singlediode.csv"), cols, rows)
 
 
+DB_FIELDS = ["N_s", "alpha_sc", "a_ref", "I_L_ref", "I_o_ref", "R_s", "R_sh_ref", "Adjust"]
+
+
+def single_diode_db_sample(db):
+    rng = np.random.default_rng(424242)
+    names = list(db.columns)
+    picks = rng.choice(len(names), size=300, replace=False)
+    rows = []
+    for k in picks:
+        name = names[k]
+        m = db[name]
+        g = float(rng.uniform(20.0, 1200.0))
+        t = float(rng.uniform(-20.0, 75.0))
+        il, io, rs, rsh, nnsvth = pvlib.pvsystem.calcparams_cec(
+            g, t, m["alpha_sc"], m["a_ref"], m["I_L_ref"], m["I_o_ref"],
+            m["R_sh_ref"], m["R_s"], m["Adjust"])
+        out = pvlib.pvsystem.singlediode(il, io, rs, rsh, nnsvth)
+        rows.append([name.replace(",", " "), m["Technology"]] + [float(m[f]) for f in DB_FIELDS]
+                    + [g, t, out["p_mp"], out["v_mp"], out["i_mp"], out["v_oc"],
+                       out["i_sc"], out["i_x"], out["i_xx"]])
+    cols = (["module", "technology"] + DB_FIELDS
+            + ["irradiance_w_m2", "temp_cell_c", "p_mp", "v_mp", "i_mp", "v_oc",
+               "i_sc", "i_x", "i_xx"])
+    write_csv(os.path.join(REF_DIR, "pv_singlediode_db.csv"), cols, rows)
+
+
+def plant_day(db):
+    path = os.path.join(ROOT, "twin", "params", "pv", "house_roof.toml")
+    with open(path, "rb") as f:
+        cfg = tomllib.load(f)
+    site, arr, temp = cfg["site"], cfg["array"], cfg["temperature"]
+    name = os.path.splitext(os.path.basename(arr["module"]))[0]
+    m = db[name]
+    times = pd.DatetimeIndex([])
+    for d in ["2026-06-21", "2026-12-21"]:
+        times = times.append(pd.date_range(d + " 00:00:00", periods=24 * 60, freq="1min", tz="UTC"))
+    lat, lon, alt = site["latitude_deg"], site["longitude_deg"], site["altitude_m"]
+    sp = pvlib.solarposition.get_solarposition(times, lat, lon, altitude=alt)
+    dni_extra = pvlib.irradiance.get_extra_radiation(times, method="spencer")
+    am_abs = pvlib.atmosphere.get_absolute_airmass(
+        pvlib.atmosphere.get_relative_airmass(sp["apparent_zenith"]),
+        pvlib.atmosphere.alt2pres(alt))
+    cs = pvlib.clearsky.ineichen(sp["apparent_zenith"], am_abs, site["linke_turbidity"],
+                                 altitude=alt, dni_extra=dni_extra).fillna(0.0)
+    poa = pvlib.irradiance.get_total_irradiance(
+        site["tilt_deg"], site["azimuth_deg"], sp["apparent_zenith"], sp["azimuth"],
+        cs["dni"], cs["ghi"], cs["dhi"], dni_extra=dni_extra, albedo=site["albedo"],
+        model="haydavies").fillna(0.0)
+    temp_air = 20.0
+    tcell = pvlib.temperature.faiman(poa["poa_global"], temp_air, temp["wind_speed_m_s"],
+                                     u0=temp["u0"], u1=temp["u1"])
+    il, io, rs, rsh, nnsvth = pvlib.pvsystem.calcparams_cec(
+        poa["poa_global"], tcell, m["alpha_sc"], m["a_ref"], m["I_L_ref"], m["I_o_ref"],
+        m["R_sh_ref"], m["R_s"], m["Adjust"])
+    out = pvlib.pvsystem.singlediode(il, io, rs, rsh, nnsvth)
+    n = arr["modules_in_series"] * arr["strings"]
+    p_array = (out["p_mp"].fillna(0.0) * n).where(poa["poa_global"] > 0, 0.0)
+    unix = (times - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(seconds=1)
+    rows = [[unix[i], temp_air, cs["ghi"].iloc[i], poa["poa_global"].iloc[i], tcell.iloc[i],
+             p_array.iloc[i]] for i in range(len(times))]
+    write_csv(os.path.join(REF_DIR, "pv_plant_day.csv"),
+              ["unix_s", "temp_air", "ghi", "poa_global", "temp_cell", "p_mp_array"], rows)
+
+
 def write_csv(path, cols, rows):
     with open(path, "w") as f:
         f.write(",".join(cols) + "\n")
@@ -176,6 +250,8 @@ def main():
     os.makedirs(REF_DIR, exist_ok=True)
     export_modules(db)
     single_diode(db)
+    single_diode_db_sample(db)
+    plant_day(db)
     solar_and_irradiance()
     print(f"pvlib {pvlib.__version__}: wrote modules to {MOD_DIR}, references to {REF_DIR}")
 
