@@ -11,7 +11,8 @@
 //! `kc` is clipped to [`KC_RANGE`], which allows the brief cloud-edge
 //! enhancement seen under broken cloud. Steps longer than
 //! [`MAX_SUBSTEP_S`] are taken in sub-steps so regime changes stay
-//! resolved. All randomness is from a `ChaCha8Rng` seeded with a `u64`:
+//! resolved; a step longer than 50 times the longest dwell or correlation
+//! time redraws the sky from its long-run distribution. All randomness is from a `ChaCha8Rng` seeded with a `u64`:
 //! the same seed and step sequence give the same sky, bit for bit.
 //!
 //! Defaults give a realistic temperate-climate mix: clear (kc 1.0 ± 0.02,
@@ -144,7 +145,20 @@ impl CloudProcess {
     /// A process started in a regime drawn from its long-run distribution,
     /// with `kc` drawn from that regime.
     pub fn new(params: CloudParams, seed: u64) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut c = CloudProcess {
+            params,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            regime: Regime::Clear,
+            kc: 1.0,
+        };
+        c.redraw();
+        c
+    }
+
+    /// Draws the regime from its long-run distribution and `kc` from that
+    /// regime.
+    fn redraw(&mut self) {
+        let params = self.params;
         // Stationary distribution of the jump chain, weighted by dwell time.
         let mut v = [1.0 / 3.0; 3];
         for _ in 0..200 {
@@ -161,16 +175,10 @@ impl CloudProcess {
             .enumerate()
             .map(|(i, r)| v[i] * params.regime(*r).dwell_s)
             .collect();
-        let regime = pick(&mut rng, &w);
-        let reg = params.regime(regime);
-        let z: f64 = rng.sample(StandardNormal);
-        let kc = (reg.mean + reg.sd * z).clamp(KC_RANGE.0, KC_RANGE.1);
-        CloudProcess {
-            params,
-            rng,
-            regime,
-            kc,
-        }
+        self.regime = pick(&mut self.rng, &w);
+        let reg = params.regime(self.regime);
+        let z: f64 = self.rng.sample(StandardNormal);
+        self.kc = (reg.mean + reg.sd * z).clamp(KC_RANGE.0, KC_RANGE.1);
     }
 
     /// Current clear-sky index.
@@ -189,7 +197,19 @@ impl CloudProcess {
         if !(dt_s.is_finite() && dt_s > 0.0) {
             return self.kc;
         }
-        let n = (dt_s / MAX_SUBSTEP_S).ceil().clamp(1.0, 1e7) as u64;
+        // After many dwell and correlation times the sky has forgotten its
+        // state: draw afresh from the long-run distribution instead of
+        // sub-stepping through days or years.
+        let p = &self.params;
+        let memory = [p.clear, p.broken, p.overcast]
+            .iter()
+            .map(|r| r.dwell_s.max(r.tau_s))
+            .fold(0.0, f64::max);
+        if dt_s > 50.0 * memory {
+            self.redraw();
+            return self.kc;
+        }
+        let n = (dt_s / MAX_SUBSTEP_S).ceil().max(1.0) as u64;
         let h = dt_s / n as f64;
         for _ in 0..n {
             self.substep(h);
@@ -265,6 +285,15 @@ mod tests {
         }
         // Minute-scale ramps > 0.3 happen, but rarely (broken cloud only).
         assert!(jumps > 0 && jumps < n / 20, "{jumps}");
+    }
+
+    #[test]
+    fn very_long_steps_redraw_quickly_and_stay_in_range() {
+        let mut c = CloudProcess::new(CloudParams::default(), 11);
+        for _ in 0..100 {
+            let k = c.step(1e12);
+            assert!((KC_RANGE.0..=KC_RANGE.1).contains(&k));
+        }
     }
 
     #[test]

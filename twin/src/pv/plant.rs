@@ -377,6 +377,18 @@ impl PvPlant {
         &self.config
     }
 
+    /// [`PvPlant::step`] at simulated time `now` on a scenario calendar.
+    pub fn step_at(
+        &mut self,
+        calendar: &crate::time::Calendar,
+        now: crate::time::SimTime,
+        dt_s: f64,
+        ambient_c: f64,
+        curtail_w: Option<f64>,
+    ) -> PvStep {
+        self.step(calendar.unix_s(now), dt_s, ambient_c, curtail_w)
+    }
+
     /// Advances weather and module temperature by `dt_s` and evaluates the
     /// plant at UTC Unix time `now_unix_s` with ambient `ambient_c` and an
     /// optional curtailment setpoint (output cap, W).
@@ -579,6 +591,32 @@ mod tests {
         );
         let nan = p.step(noon_june(), 0.0, 20.0, Some(f64::NAN));
         assert!(nan.p_output_w.abs() < 1e-6);
+    }
+
+    #[test]
+    fn rating_clips_and_efficiency_curve_applies() {
+        // The example converter (3 kW, efficiency curve) on a 3.2 kW array
+        // at a cold clear noon: clipped at the rating, operating above v_mp.
+        let mut p = plant("mode = \"clear\"", 1);
+        let s = p.step(noon_june(), 60.0, -5.0, None);
+        let rated = p.config().converter.rated_output_w;
+        assert!(s.p_available_w > rated, "{s:?}");
+        assert_eq!(s.limit, Limit::Rating);
+        assert!((s.p_output_w - rated).abs() < 1e-6 * rated, "{s:?}");
+        assert!(s.p_dc_w < s.p_mpp_dc_w && s.v_array_v > s.v_oc_array_v * 0.5);
+        // At the MPP the output is the curve's efficiency times DC power.
+        let t = noon_june() - 5.0 * 3600.0;
+        let s = p.step(t, 0.0, 10.0, None);
+        assert_eq!(s.limit, Limit::None);
+        let conv = MpptConverter::new(&p.config().converter).unwrap();
+        assert!((s.p_output_w - s.p_mpp_dc_w * conv.efficiency_at(s.p_mpp_dc_w)).abs() < 1e-9);
+        assert!(s.p_output_w < s.p_mpp_dc_w);
+        // step_at on a calendar is the same as step at the Unix time.
+        let cal = crate::time::Calendar::new(noon_june() as i64, 0.0);
+        let mut q = plant("mode = \"clear\"", 1);
+        let a = q.step_at(&cal, crate::time::SimTime::from_secs(60), 0.0, 10.0, None);
+        let mut r = plant("mode = \"clear\"", 1);
+        assert_eq!(a, r.step(noon_june() + 60.0, 0.0, 10.0, None));
     }
 
     #[test]
