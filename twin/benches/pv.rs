@@ -11,7 +11,7 @@ use twin::pv::{calcparams_cec, PvPlant, PvPlantConfig};
 fn bench(c: &mut Criterion) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("params/pv/house_roof.toml");
     let cfg = PvPlantConfig::load(&path).unwrap();
-    let module = cfg.array.module.clone();
+    let module = cfg.array.module().clone();
     c.bench_function("pv module solve (calcparams_cec + i_sc, v_oc, MPP)", |b| {
         let mut g = 100.0;
         b.iter(|| {

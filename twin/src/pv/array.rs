@@ -9,9 +9,9 @@ use super::single_diode::{calcparams_cec, DiodeParams, IvSummary};
 /// An array of identical CEC modules.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PvArray {
-    pub module: CecModule,
-    pub modules_in_series: u32,
-    pub strings: u32,
+    module: CecModule,
+    modules_in_series: u32,
+    strings: u32,
 }
 
 impl PvArray {
@@ -27,6 +27,16 @@ impl PvArray {
             modules_in_series,
             strings,
         })
+    }
+
+    pub fn module(&self) -> &CecModule {
+        &self.module
+    }
+    pub fn modules_in_series(&self) -> u32 {
+        self.modules_in_series
+    }
+    pub fn strings(&self) -> u32 {
+        self.strings
     }
 
     /// The array's I-V curve at a plane-of-array irradiance and cell

@@ -67,8 +67,8 @@ pub struct ConverterOutput {
 /// An MPPT converter with efficiency, rating and curtailment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MpptConverter {
-    pub efficiency: Efficiency,
-    pub rated_output_w: f64,
+    efficiency: Efficiency,
+    rated_output_w: f64,
 }
 
 impl MpptConverter {
@@ -119,6 +119,13 @@ impl MpptConverter {
             efficiency,
             rated_output_w: cfg.rated_output_w,
         })
+    }
+
+    pub fn efficiency(&self) -> &Efficiency {
+        &self.efficiency
+    }
+    pub fn rated_output_w(&self) -> f64 {
+        self.rated_output_w
     }
 
     /// Efficiency at a DC input power, W.

@@ -285,10 +285,7 @@ impl PvPlantConfig {
     /// Checks every range.
     pub fn validate(&self) -> Result<(), String> {
         self.site.validate()?;
-        self.array.module.validate()?;
-        if self.array.modules_in_series == 0 || self.array.strings == 0 {
-            return Err("array: modules_in_series and strings must be >= 1".into());
-        }
+        self.array.module().validate()?;
         self.temperature.validate()?;
         MpptConverter::new(&self.converter)?;
         match &self.weather {
@@ -694,7 +691,7 @@ mod tests {
     #[test]
     fn module_table_rows() {
         let cfg = PvPlantConfig::load(&example_path()).unwrap();
-        let m = &cfg.array.module;
+        let m = cfg.array.module();
         let rows = module_mpp_table(m, &[(0.0, 1000.0, 25.0), (60.0, 0.0, 10.0)]).unwrap();
         assert!((rows[0].p_mp_w - m.stc_w.unwrap()).abs() < 0.01 * m.stc_w.unwrap());
         assert_eq!(rows[1].p_mp_w, 0.0);
@@ -747,7 +744,7 @@ mod proptests {
 
         #[test]
         fn module_model_never_gives_nan(g in -1e6f64..1e6, t in -1e4f64..1e4, cap_frac in -1.0f64..2.0) {
-            let m = plant("mode = \"clear\"", 0).config().array.module.clone();
+            let m = plant("mode = \"clear\"", 0).config().array.module().clone();
             let p = calcparams_cec(&m, g, t);
             let s = p.solve();
             for x in [s.i_sc, s.v_oc, s.i_mp, s.v_mp, s.p_mp] {

@@ -415,3 +415,44 @@ mod tests {
         assert!((v * i - 0.5 * s.p_mp).abs() < 1e-9 * s.p_mp);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Over the parameter ranges found in the CEC database and beyond:
+        /// finite, consistent solutions, and the MPP is a maximum.
+        #[test]
+        fn solutions_are_consistent(
+            il in 1e-3f64..20.0,
+            log_i0 in -40.0f64..-14.0,
+            rs in prop_oneof![Just(0.0), 1e-4f64..60.0],
+            log_rsh in 0.3f64..7.0,
+            a in 0.1f64..15.0,
+        ) {
+            let p = DiodeParams {
+                photocurrent: il,
+                saturation_current: log_i0.exp(),
+                resistance_series: rs,
+                resistance_shunt: 10f64.powf(log_rsh),
+                n_ns_vth: a,
+            };
+            let s = p.solve();
+            for x in [s.i_sc, s.v_oc, s.i_mp, s.v_mp, s.p_mp] {
+                prop_assert!(x.is_finite() && x >= 0.0, "{s:?} {p:?}");
+            }
+            prop_assert!(s.i_sc <= il * (1.0 + 1e-12));
+            let scale = s.i_sc.max(1e-300);
+            prop_assert!(p.i_from_v(s.v_oc).abs() <= 1e-9 * scale, "{s:?} {p:?}");
+            prop_assert!((p.i_from_v(s.v_mp) - s.i_mp).abs() <= 1e-9 * scale, "{s:?} {p:?}");
+            for f in [0.5, 0.9, 0.99, 1.01, 1.1] {
+                let v = (s.v_mp * f).min(s.v_oc);
+                prop_assert!(v * p.i_from_v(v) <= s.p_mp * (1.0 + 1e-12), "{s:?} {p:?} at {v}");
+            }
+        }
+    }
+}
