@@ -11,9 +11,10 @@
 use serde::Deserialize;
 
 use super::array::ArrayIv;
+use super::single_diode::brent;
 
 /// Converter parameters as written in the `[converter]` table.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConverterConfig {
     /// Rated (maximum) output power onto the bus, W.
@@ -23,6 +24,13 @@ pub struct ConverterConfig {
     /// `[[input_fraction, efficiency], ...]`: efficiency against DC input
     /// power / rated output power, fractions strictly increasing.
     pub efficiency_curve: Option<Vec<[f64; 2]>>,
+    /// MPPT operating window `[min, max]` of array voltage, V (optional;
+    /// default unlimited). Outside it the converter holds the nearest edge;
+    /// with the array's open-circuit voltage below `min` it stays off.
+    pub mppt_voltage_range_v: Option<[f64; 2]>,
+    /// Absolute maximum input voltage, V (optional): with the array's
+    /// open-circuit voltage above it the converter stays off (protection).
+    pub max_input_voltage_v: Option<f64>,
 }
 
 /// Conversion efficiency.
@@ -43,6 +51,11 @@ pub enum Limit {
     Rating,
     /// Held at the curtailment setpoint.
     Curtailment,
+    /// The MPP lies outside the MPPT voltage window; held at its edge.
+    VoltageWindow,
+    /// The converter is off: the array's open-circuit voltage is outside
+    /// its input range, or a limit cannot be met inside the window.
+    Off,
 }
 
 /// The converter's operating point.
@@ -69,6 +82,8 @@ pub struct ConverterOutput {
 pub struct MpptConverter {
     efficiency: Efficiency,
     rated_output_w: f64,
+    window_v: (f64, f64),
+    max_input_v: f64,
 }
 
 impl MpptConverter {
@@ -115,9 +130,37 @@ impl MpptConverter {
                 return Err("converter: missing `efficiency` or `efficiency_curve`".into())
             }
         };
+        let window_v = match cfg.mppt_voltage_range_v {
+            None => (0.0, f64::INFINITY),
+            Some([lo, hi]) => {
+                if !(lo.is_finite() && hi.is_finite() && lo >= 0.0 && hi > lo) {
+                    return Err(format!(
+                        "converter.mppt_voltage_range_v = [{lo}, {hi}]: need 0 <= min < max"
+                    ));
+                }
+                (lo, hi)
+            }
+        };
+        let max_input_v = match cfg.max_input_voltage_v {
+            None => f64::INFINITY,
+            Some(v) => {
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(format!("converter.max_input_voltage_v = {v}: must be > 0"));
+                }
+                if window_v.1.is_finite() && v < window_v.1 {
+                    return Err(format!(
+                        "converter.max_input_voltage_v = {v}: below the MPPT window maximum {}",
+                        window_v.1
+                    ));
+                }
+                v
+            }
+        };
         Ok(MpptConverter {
             efficiency,
             rated_output_w: cfg.rated_output_w,
+            window_v,
+            max_input_v,
         })
     }
 
@@ -179,9 +222,42 @@ impl MpptConverter {
 
     /// Operates on an array I-V curve with an optional curtailment setpoint
     /// (output cap, W; NaN or negative is taken as 0, i.e. no export).
+    ///
+    /// The operating point is the MPP, or the nearest edge of the MPPT
+    /// voltage window; when the output would exceed the rating or the
+    /// setpoint, the point moves towards open circuit (or, if the window
+    /// does not reach far enough, back towards its lower edge) until the
+    /// output equals the cap. If no point in the window meets the cap, the
+    /// converter switches off.
     pub fn operate(&self, iv: &ArrayIv, curtail_w: Option<f64>) -> ConverterOutput {
         let s = iv.summary();
-        let p_available = self.output_for_input(s.p_mp);
+        let off = |limit| ConverterOutput {
+            p_mpp_dc_w: s.p_mp,
+            p_available_w: 0.0,
+            p_dc_w: 0.0,
+            p_output_w: 0.0,
+            v_array_v: s.v_oc,
+            i_array_a: 0.0,
+            limit,
+        };
+        if s.p_mp.is_nan() || s.p_mp <= 0.0 {
+            return ConverterOutput {
+                v_array_v: s.v_oc,
+                ..ConverterOutput::default()
+            };
+        }
+        let (lo, hi) = (self.window_v.0, self.window_v.1.min(s.v_oc));
+        if s.v_oc > self.max_input_v || s.v_oc < lo {
+            return off(Limit::Off);
+        }
+        let v_best = s.v_mp.clamp(lo, hi);
+        let (p_best, i_best, base_limit) = if v_best == s.v_mp {
+            (s.p_mp, s.i_mp, Limit::None)
+        } else {
+            let i = iv.i_from_v(v_best).max(0.0);
+            (v_best * i, i, Limit::VoltageWindow)
+        };
+        let p_available = self.output_for_input(p_best);
         let mut cap = self.rated_output_w;
         let mut limit = Limit::Rating;
         if let Some(c) = curtail_w {
@@ -195,15 +271,29 @@ impl MpptConverter {
             return ConverterOutput {
                 p_mpp_dc_w: s.p_mp,
                 p_available_w: p_available,
-                p_dc_w: s.p_mp,
+                p_dc_w: p_best,
                 p_output_w: p_available,
-                v_array_v: s.v_mp,
-                i_array_a: s.i_mp,
-                limit: Limit::None,
+                v_array_v: v_best,
+                i_array_a: i_best,
+                limit: base_limit,
             };
         }
-        let p_in = self.input_for_output(cap, s.p_mp);
-        let (v, i) = iv.point_at_power(p_in);
+        let p_in = self.input_for_output(cap, p_best);
+        let power = |v: f64| v * iv.i_from_v(v);
+        let xtol = 4.0 * f64::EPSILON * s.v_oc;
+        // Towards open circuit first (power falls from v_best to hi) ...
+        let v = if hi > v_best && power(hi) <= p_in {
+            brent(|v| power(v) - p_in, v_best, hi, xtol)
+        } else if v_best > lo && power(lo) <= p_in {
+            // ... else back towards the window's lower edge.
+            brent(|v| power(v) - p_in, lo, v_best, xtol)
+        } else {
+            return ConverterOutput {
+                p_available_w: p_available,
+                ..off(limit)
+            };
+        };
+        let i = iv.i_from_v(v).max(0.0);
         let p_dc = (v * i).max(0.0);
         let p_out = self.output_for_input(p_dc).min(cap).min(p_available);
         ConverterOutput {
@@ -212,7 +302,7 @@ impl MpptConverter {
             p_dc_w: p_dc,
             p_output_w: p_out,
             v_array_v: v,
-            i_array_a: i.max(0.0),
+            i_array_a: i,
             limit,
         }
     }
@@ -228,6 +318,7 @@ mod tests {
             rated_output_w: 1000.0,
             efficiency: None,
             efficiency_curve: Some(vec![[0.1, 0.9], [0.5, 0.97], [1.0, 0.96]]),
+            ..Default::default()
         })
         .unwrap();
         assert_eq!(c.efficiency_at(0.0), 0.9);
@@ -237,6 +328,62 @@ mod tests {
         assert!((c.output_for_input(p_in) - 500.0).abs() < 1e-9);
     }
 
+    fn array() -> crate::pv::PvArray {
+        let m = crate::pv::CecModule::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("params/pv/modules/Canadian_Solar_Inc__CS1U_400MS.toml"),
+        )
+        .unwrap();
+        crate::pv::PvArray::new(m, 4, 2).unwrap()
+    }
+
+    fn conv(window: Option<[f64; 2]>, vmax: Option<f64>) -> MpptConverter {
+        MpptConverter::new(&ConverterConfig {
+            rated_output_w: 5000.0,
+            efficiency: Some(0.96),
+            mppt_voltage_range_v: window,
+            max_input_voltage_v: vmax,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn voltage_window_and_input_limit() {
+        let iv = array().iv(900.0, 40.0);
+        let s = iv.summary(); // v_mp ~ 165 V, v_oc ~ 203 V
+        let free = conv(None, None).operate(&iv, None);
+        assert_eq!(free.limit, Limit::None);
+        assert!((free.p_output_w - 0.96 * s.p_mp).abs() < 1e-9);
+        // Window below the MPP: held at its top edge, less power.
+        let w = conv(Some([60.0, 120.0]), None).operate(&iv, None);
+        assert_eq!(w.limit, Limit::VoltageWindow);
+        assert!((w.v_array_v - 120.0).abs() < 1e-12 && w.p_output_w < free.p_output_w);
+        assert!(w.p_output_w <= w.p_available_w);
+        // Curtailed inside that window: moves down towards its lower edge.
+        let c = conv(Some([60.0, 120.0]), None).operate(&iv, Some(1500.0));
+        assert_eq!(c.limit, Limit::Curtailment);
+        assert!(
+            (c.p_output_w - 1500.0).abs() < 1e-6 && c.v_array_v < 120.0 && c.v_array_v >= 60.0,
+            "{c:?}"
+        );
+        // A cap the window cannot reach: off.
+        let c = conv(Some([60.0, 120.0]), None).operate(&iv, Some(10.0));
+        assert_eq!((c.limit, c.p_output_w), (Limit::Curtailment, 0.0));
+        // Open-circuit voltage below the window or above the input limit: off.
+        let o = conv(Some([250.0, 400.0]), None).operate(&iv, None);
+        assert_eq!((o.limit, o.p_output_w), (Limit::Off, 0.0));
+        let o = conv(None, Some(150.0)).operate(&iv, None);
+        assert_eq!((o.limit, o.p_output_w), (Limit::Off, 0.0));
+        assert!(MpptConverter::new(&ConverterConfig {
+            rated_output_w: 1.0,
+            efficiency: Some(0.9),
+            mppt_voltage_range_v: Some([100.0, 50.0]),
+            ..Default::default()
+        })
+        .is_err());
+    }
+
     #[test]
     fn bad_configs_are_rejected() {
         let bad = |e: Option<f64>, curve: Option<Vec<[f64; 2]>>| {
@@ -244,6 +391,7 @@ mod tests {
                 rated_output_w: 1000.0,
                 efficiency: e,
                 efficiency_curve: curve,
+                ..Default::default()
             })
             .is_err()
         };
@@ -251,5 +399,53 @@ mod tests {
         assert!(bad(Some(1.2), None));
         assert!(bad(Some(0.9), Some(vec![[0.1, 0.9]])));
         assert!(bad(None, Some(vec![[0.5, 0.9], [0.2, 0.9]])));
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn output_is_bounded_and_finite(
+            g in -100.0f64..1500.0,
+            t in -40.0f64..90.0,
+            lo in 0.0f64..150.0,
+            width in 1.0f64..300.0,
+            windowed in any::<bool>(),
+            cap in proptest::option::of(-100.0f64..5000.0),
+            rated in 100.0f64..5000.0,
+        ) {
+            let m = crate::pv::CecModule::load(
+                &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("params/pv/modules/First_Solar__Inc__FS_6420.toml"),
+            )
+            .unwrap();
+            let iv = crate::pv::PvArray::new(m, 2, 3).unwrap().iv(g, t);
+            let c = MpptConverter::new(&ConverterConfig {
+                rated_output_w: rated,
+                efficiency_curve: Some(vec![[0.05, 0.9], [0.3, 0.97], [1.0, 0.95]]),
+                mppt_voltage_range_v: windowed.then_some([lo, lo + width]),
+                ..Default::default()
+            })
+            .unwrap();
+            let o = c.operate(&iv, cap);
+            for x in [o.p_mpp_dc_w, o.p_available_w, o.p_dc_w, o.p_output_w, o.v_array_v, o.i_array_a] {
+                prop_assert!(x.is_finite() && x >= 0.0, "{o:?}");
+            }
+            prop_assert!(o.p_output_w <= o.p_available_w * (1.0 + 1e-12), "{o:?}");
+            prop_assert!(o.p_output_w <= rated * (1.0 + 1e-12));
+            if let Some(cap) = cap {
+                prop_assert!(o.p_output_w <= cap.max(0.0) * (1.0 + 1e-9) + 1e-9, "{o:?}");
+            }
+            prop_assert!(o.p_dc_w <= o.p_mpp_dc_w * (1.0 + 1e-12) + 1e-12);
+            if windowed && o.p_output_w > 0.0 {
+                prop_assert!(o.v_array_v >= lo * (1.0 - 1e-12) && o.v_array_v <= (lo + width) * (1.0 + 1e-12), "{o:?}");
+            }
+        }
     }
 }

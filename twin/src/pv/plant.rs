@@ -27,6 +27,9 @@
 //! [converter]
 //! rated_output_w = 3000.0
 //! efficiency = 0.97            # or efficiency_curve = [[0.05, 0.90], [0.2, 0.96], [1.0, 0.97]]
+//!                              #   (efficiency against DC input / rated output)
+//! mppt_voltage_range_v = [60.0, 250.0]   # optional MPPT window, V
+//! max_input_voltage_v = 300.0  # optional: off while the array V_oc is above it
 //!
 //! [weather]
 //! mode = "clouds"              # "clear" | "overcast" | "clouds"
