@@ -343,6 +343,16 @@ pub struct PvStep {
 }
 
 /// The PV plant: array, weather, temperature and converter.
+///
+/// ```
+/// use std::path::Path;
+/// use twin::pv::{PvPlant, PvPlantConfig};
+/// let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("params/pv/house_roof.toml");
+/// let mut plant = PvPlant::new(PvPlantConfig::load(&path).unwrap(), 42).unwrap();
+/// let noon = 1_782_043_200.0; // 2026-06-21 12:00 UTC
+/// let s = plant.step(noon, 1.0, 20.0, Some(1000.0)); // export capped at 1 kW
+/// assert!(s.p_output_w <= 1000.0 && s.p_output_w <= s.p_available_w);
+/// ```
 #[derive(Debug, Clone)]
 pub struct PvPlant {
     config: PvPlantConfig,
@@ -495,6 +505,16 @@ pub struct ModuleMppRow {
 /// voltage and short-circuit current of the module at each row
 /// (CEC single-diode model; POA is used as the effective irradiance).
 /// A non-finite value in a row is an error naming the (0-based) row.
+///
+/// ```
+/// use std::path::Path;
+/// use twin::pv::{module_mpp_table, CecModule};
+/// let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("params/pv/modules");
+/// let m = CecModule::load(&dir.join("First_Solar__Inc__FS_6420.toml")).unwrap();
+/// let rows = module_mpp_table(&m, &[(0.0, 1000.0, 25.0), (60.0, 0.0, 10.0)]).unwrap();
+/// assert!((rows[0].p_mp_w - 420.0).abs() < 10.0);
+/// assert_eq!(rows[1].p_mp_w, 0.0);
+/// ```
 pub fn module_mpp_table(
     module: &CecModule,
     rows: &[(f64, f64, f64)],
