@@ -122,6 +122,8 @@ pub struct Breaker {
     /// Time the current has continuously exceeded the magnetic threshold, s.
     magnetic_elapsed_s: f64,
     tripped: Option<TripCause>,
+    /// Cache of `exp(−dt/τ)` for the last step size.
+    decay_for: (f64, f64),
 }
 
 impl Breaker {
@@ -131,6 +133,7 @@ impl Breaker {
             thermal_a2: 0.0,
             magnetic_elapsed_s: 0.0,
             tripped: None,
+            decay_for: (0.0, 1.0),
         }
     }
 
@@ -179,7 +182,10 @@ impl Breaker {
     /// tripped now. The thermal update is exact for a constant current.
     pub fn advance(&mut self, dt_s: f64, current_a: f64) -> Option<TripCause> {
         let i2 = current_a * current_a;
-        let k = (-dt_s / self.config.thermal_time_constant_s).exp();
+        if self.decay_for.0 != dt_s {
+            self.decay_for = (dt_s, (-dt_s / self.config.thermal_time_constant_s).exp());
+        }
+        let k = self.decay_for.1;
         self.thermal_a2 = i2 + (self.thermal_a2 - i2) * k;
         if current_a.abs() > self.config.magnetic_trip_multiple * self.config.rating_a {
             self.magnetic_elapsed_s += dt_s;

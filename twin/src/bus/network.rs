@@ -398,6 +398,10 @@ pub struct StepEnergy {
     /// The numerical dissipation of backward Euler, ½ C (ΔV)² per (sub-)step;
     /// zero in steady state.
     pub integration_loss_j: f64,
+    /// Σ |bus-side energy| of every source and circuit: the gross flow
+    /// through the bus node (sources may push into each other), the scale
+    /// for the balance tolerance.
+    pub throughput_j: f64,
 }
 
 impl StepEnergy {
@@ -411,7 +415,7 @@ impl StepEnergy {
             - self.integration_loss_j
     }
 
-    /// The largest term, for a relative tolerance.
+    /// The largest term (including the throughput), for a relative tolerance.
     pub fn scale_j(&self) -> f64 {
         [
             self.source_input_j.abs(),
@@ -420,6 +424,7 @@ impl StepEnergy {
             self.converter_loss_j,
             self.cap_delta_j.abs(),
             self.integration_loss_j,
+            self.throughput_j,
         ]
         .into_iter()
         .fold(0.0, f64::max)
@@ -433,6 +438,7 @@ impl StepEnergy {
         self.converter_loss_j += o.converter_loss_j;
         self.cap_delta_j += o.cap_delta_j;
         self.integration_loss_j += o.integration_loss_j;
+        self.throughput_j += o.throughput_j;
     }
 }
 
@@ -962,6 +968,9 @@ impl DcBus {
             s.plan_in_w = s.cfg.idle_w + s.plan_out_w / s.cfg.efficiency;
             circuit.far.knee_p_w[s.knee] += s.plan_in_w;
         }
+        for c in &mut self.circuits {
+            c.far.finish();
+        }
         for (d, dev) in self.devices.iter_mut().enumerate() {
             let plugged_powered = self.device_socket[d].is_some_and(|si| {
                 let s = &self.sockets[si];
@@ -1022,16 +1031,16 @@ impl DcBus {
         v_hi += 1.0;
         let mut lo = 0.0;
         let mut hi = v_hi;
-        let f = |s: &mut Self, v: f64| {
-            let (i, di) = s.net_load(v, false);
-            (cap * (v - v_old) + i, cap + di)
-        };
         let mut v = v_old.clamp(lo, hi);
-        for _ in 0..MAX_NEWTON {
-            let (fv, dfv) = f(self, v);
-            if fv == 0.0 {
-                lo = v;
-                hi = v;
+        let mut fv;
+        let mut iter = 0;
+        loop {
+            // Each evaluation stores the circuits' solutions at `v`.
+            let (i, di) = self.net_load(v, true);
+            fv = cap * (v - v_old) + i;
+            let dfv = cap + di;
+            iter += 1;
+            if fv == 0.0 || iter >= MAX_NEWTON {
                 break;
             }
             if fv < 0.0 {
@@ -1045,32 +1054,31 @@ impl DcBus {
                 f64::NAN
             };
             // Converged: the Newton correction is below rounding.
-            if (newton - v).abs() <= 1e-13 * v.abs().max(1.0) {
-                v = newton;
+            if (newton - v).abs() <= 2e-15 * v.abs().max(1.0) {
                 break;
             }
-            let next = if newton > lo && newton < hi {
+            if hi - lo <= 1e-13 * hi.max(1.0) {
+                // Bracket collapsed on a jump of the node equation.
+                if v != lo {
+                    v = lo;
+                    continue;
+                }
+                break;
+            }
+            v = if newton > lo && newton < hi {
                 newton
             } else {
                 0.5 * (lo + hi)
             };
-            if hi - lo <= 1e-13 * hi.max(1.0) {
-                v = next;
-                break;
-            }
-            v = next;
         }
-        let v = v.clamp(lo, hi);
         // A circuit that lost its constant-power operating point (the fold of
         // P = V_L (V − V_L)/R) makes the node equation jump at `v`: its
         // constant-power loads brown out and lock out; solve again.
-        let (fv, _) = f(self, v);
         let scale = cap * v.abs() + 1.0;
         if fv.abs() > 1e-9 * scale && self.lock_out_browned(lo) {
             self.refresh_far_ends(h, inputs);
             return self.solve(h, inputs);
         }
-        self.net_load(v, true);
         v
     }
 
@@ -1135,6 +1143,7 @@ impl DcBus {
             bo.bus_energy_j += p_bus * h;
             bo.battery_energy_j += p_bat * h;
             e.source_bus_j += p_bus * h;
+            e.throughput_j += p_bus.abs() * h;
             e.source_input_j += p_bat * h;
             e.converter_loss_j += (p_bat - p_bus) * h;
         }
@@ -1152,6 +1161,7 @@ impl DcBus {
             o.pv.input_energy_j += p_in * h;
             o.pv.curtailed_w += (avail - p_in).max(0.0) * h;
             e.source_bus_j += p_bus * h;
+            e.throughput_j += p_bus.abs() * h;
             e.source_input_j += p_in * h;
             e.converter_loss_j += (p_in - p_bus) * h;
         }
@@ -1163,6 +1173,7 @@ impl DcBus {
             o.charger.bus_energy_j += p_bus * h;
             o.charger.input_energy_j += p_in * h;
             e.source_bus_j += p_bus * h;
+            e.throughput_j += p_bus.abs() * h;
             e.source_input_j += p_in * h;
             e.converter_loss_j += (p_in - p_bus) * h;
         }
@@ -1180,6 +1191,7 @@ impl DcBus {
             let wl = i * i * c.r_ohm;
             let p_bus = v * i;
             co.energy_j += p_bus * h;
+            e.throughput_j += p_bus * h;
             co.wiring_loss_j += wl * h;
             c.total_energy_j += p_bus * h;
             e.wiring_loss_j += wl * h;

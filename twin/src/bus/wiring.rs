@@ -36,6 +36,9 @@ pub struct FarEnd {
     pub knee_i_a: Vec<f64>,
     /// Pure conductance (resistive loads and faults), S.
     pub g_s: f64,
+    /// Σ `knee_p_w` and Σ `knee_i_a`, set by [`FarEnd::finish`].
+    p_sum: f64,
+    i_sum: f64,
 }
 
 /// The solution of a circuit at a given bus voltage.
@@ -61,6 +64,8 @@ impl FarEnd {
             knee_p_w: vec![0.0; n],
             knee_i_a: vec![0.0; n],
             g_s: 0.0,
+            p_sum: 0.0,
+            i_sum: 0.0,
         }
     }
 
@@ -76,6 +81,14 @@ impl FarEnd {
         self.knee_p_w.iter_mut().for_each(|p| *p = 0.0);
         self.knee_i_a.iter_mut().for_each(|i| *i = 0.0);
         self.g_s = 0.0;
+        self.p_sum = 0.0;
+        self.i_sum = 0.0;
+    }
+
+    /// Call after writing the per-knee loads of a step, before solving.
+    pub fn finish(&mut self) {
+        self.p_sum = self.knee_p_w.iter().sum();
+        self.i_sum = self.knee_i_a.iter().sum();
     }
 
     /// Power a constant-power load of nominal `p_w` with knee `knee_v` draws at `v`.
@@ -105,8 +118,8 @@ impl FarEnd {
             return CircuitSolution::default();
         }
         let inv_r = 1.0 / r_ohm;
-        let mut p: f64 = self.knee_p_w.iter().sum();
-        let mut i: f64 = self.knee_i_a.iter().sum();
+        let mut p = self.p_sum;
+        let mut i = self.i_sum;
         let mut g = self.g_s;
         let n = self.knees_v.len();
         let mut upper = f64::INFINITY;
@@ -196,6 +209,7 @@ mod tests {
     fn constant_power_upper_root() {
         let mut f = FarEnd::with_knees(vec![36.0]);
         f.knee_p_w[0] = 200.0;
+        f.finish();
         let r = 0.5;
         let s = f.solve(48.0, r);
         // Check the circuit equation and that the power is delivered.
@@ -213,6 +227,7 @@ mod tests {
         let mut f = FarEnd::with_knees(vec![36.0, 20.0]);
         f.knee_p_w[0] = 100.0;
         f.knee_i_a[1] = 1.0;
+        f.finish();
         let r = 0.2;
         let mut last = 0.0;
         let mut v = 0.5;
