@@ -1790,4 +1790,79 @@ mod tests {
         let e = DcBus::new(cfg).unwrap_err();
         assert!(e.contains("\"hall\" is defined twice"), "{e}");
     }
+
+    #[test]
+    fn overloaded_constant_power_circuit_collapses_and_drops_out() {
+        // 30 m of 1.0 mm²: R = 1.03 Ω, at most V²/4R ≈ 600 W can reach the
+        // far end; 900 W of wide-input LED drivers cannot be served.
+        let mut c = circuit("attic", 30.0, 1.0, 32.0);
+        c.breaker.magnetic_trip_multiple = 10.0;
+        for k in 0..3 {
+            c.led_drivers.push(LedDriverConfig {
+                name: format!("l{k}"),
+                power_w: 300.0,
+                min_input_v: 18.0,
+                restart_v: Some(30.0),
+            });
+        }
+        let mut b = DcBus::new(bus(vec![converter("a", 50.0, 0.02)], vec![c])).unwrap();
+        let inp = b.default_inputs();
+        let mut lit_steps = 0;
+        let mut dark_steps = 0;
+        for _ in 0..200 {
+            let o = b.step(0.01, &inp);
+            check_balance(o);
+            assert!(o.v_bus.is_finite() && o.v_bus > 40.0);
+            let co = &o.circuits[0];
+            assert!(co.load_power_w <= 600.0 + 1e-6, "{}", co.load_power_w);
+            if co.leds.iter().any(|l| l.lit) {
+                lit_steps += 1;
+            } else {
+                dark_steps += 1;
+            }
+        }
+        // Hiccup: drivers restart, collapse the far end, drop out again.
+        assert!(lit_steps > 0 && dark_steps > 0, "{lit_steps} {dark_steps}");
+    }
+
+    #[test]
+    fn same_steady_state_at_any_step_and_no_ringing() {
+        let mut c = circuit("hall", 20.0, 1.5, 10.0);
+        c.led_drivers.push(LedDriverConfig {
+            name: "l".into(),
+            power_w: 200.0,
+            min_input_v: 36.0,
+            restart_v: None,
+        });
+        let mut finals = vec![];
+        for dt in [1e-4, 1e-3, 1e-2, 0.1, 1.0] {
+            let mut b = DcBus::new(bus(
+                vec![converter("a", 50.0, 0.05), converter("b", 49.0, 0.02)],
+                vec![c.clone()],
+            ))
+            .unwrap();
+            let inp = b.default_inputs();
+            let n = ((2.0 / dt) as usize).max(6);
+            let mut prev = b.v_bus();
+            let mut dir_changes = 0;
+            let mut last_dir = 0.0;
+            for _ in 0..n {
+                let v = b.step(dt, &inp).v_bus;
+                let d = v - prev;
+                if d.abs() > 1e-9 {
+                    if last_dir != 0.0 && d.signum() != last_dir {
+                        dir_changes += 1;
+                    }
+                    last_dir = d.signum();
+                }
+                prev = v;
+                assert!((40.0..=50.0).contains(&v), "{v} at dt {dt}");
+            }
+            assert!(dir_changes <= 2, "ringing at dt {dt}: {dir_changes}");
+            finals.push(b.v_bus());
+        }
+        for v in &finals {
+            assert!((v - finals[0]).abs() < 1e-9, "{finals:?}");
+        }
+    }
 }
