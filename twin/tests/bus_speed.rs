@@ -129,7 +129,10 @@ fn step_is_allocation_free_and_fast() {
     for _ in 0..100 {
         bus.step(0.01, &inp);
     }
-    let n = 200_000;
+    let n: usize = std::env::var("BUS_SPEED_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200_000);
     let mut in_step = 0;
     let t0 = Instant::now();
     let mut acc = 0.0;
