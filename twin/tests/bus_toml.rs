@@ -161,3 +161,24 @@ fn unknown_and_bad_fields_are_named() {
     let e = cfg.validate().unwrap_err();
     assert!(e.contains("phone") && e.contains("battery_wh"), "{e}");
 }
+
+#[test]
+fn bus_only_file_loads_and_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = EXAMPLE
+        .replace("[bus]\n", "")
+        .replace("[bus.", "[")
+        .replace("[[bus.", "[[");
+    let good = dir.path().join("bus.toml");
+    std::fs::write(&good, &body).unwrap();
+    let cfg = BusConfig::load(&good).unwrap();
+    assert_eq!(cfg.circuits.len(), 2);
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        body.replace("capacitance_f = 0.01", "capacitance_f = 0.0"),
+    )
+    .unwrap();
+    let e = BusConfig::load(&bad).unwrap_err().to_string();
+    assert!(e.contains("bad.toml") && e.contains("capacitance_f"), "{e}");
+}

@@ -137,6 +137,24 @@ fn unique<'a>(what: &str, names: impl Iterator<Item = &'a str>) -> Result<(), St
 }
 
 impl BusConfig {
+    /// Reads a bus-only TOML file (the fields of `[bus]` at top level) and
+    /// validates it; errors name the file. A house file that embeds `[bus]`
+    /// deserialises [`BusConfig`] itself and calls [`BusConfig::validate_in`].
+    pub fn load(path: &std::path::Path) -> Result<Self, crate::params::ParamError> {
+        let cfg: BusConfig = crate::params::load_toml(path)?;
+        cfg.validate_in(path)?;
+        Ok(cfg)
+    }
+
+    /// [`BusConfig::validate`] with the message wrapped as a [`crate::params::ParamError`]
+    /// naming the file it came from.
+    pub fn validate_in(&self, path: &std::path::Path) -> Result<(), crate::params::ParamError> {
+        self.validate()
+            .map_err(|m| crate::params::ParamError::invalid(path, format!("[bus] {m}")))
+    }
+
+    /// Checks every value; the message names the offending source, circuit,
+    /// load, socket or device and the field.
     pub fn validate(&self) -> Result<(), String> {
         let pos = |v: f64, f: &str| {
             if v.is_finite() && v > 0.0 {
