@@ -327,7 +327,8 @@ proptest! {
         for _ in 0..20 {
             let o = bus.step(dt, &inp);
             prop_assert!(all_finite(o), "{o:?}");
-            prop_assert!(o.v_bus >= 0.0);
+            // Setpoints are clamped to 60 V (SELV).
+            prop_assert!(o.v_bus >= 0.0 && o.v_bus <= 60.0 + 1e-9, "{}", o.v_bus);
             for d in &o.devices {
                 prop_assert!((0.0..=1.0).contains(&d.soc));
             }

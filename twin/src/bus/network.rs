@@ -166,8 +166,8 @@ impl BusConfig {
         pos(self.nominal_v, "nominal_v")?;
         pos(self.capacitance_f, "capacitance_f")?;
         if let Some(v) = self.initial_v {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(format!("bus: initial_v must be >= 0, got {v}"));
+            if !(v.is_finite() && (0.0..=SELV_MAX_V).contains(&v)) {
+                return Err(format!("bus: initial_v must be in [0, 60] V, got {v}"));
             }
         }
         if !(self.undervoltage_v.is_finite()
@@ -532,6 +532,10 @@ pub struct DcBus {
 
 const MAX_NEWTON: usize = 200;
 
+/// Source setpoints are clamped to the SELV limit, V: no converter on this
+/// bus can be commanded above it.
+pub const SELV_MAX_V: f64 = 60.0;
+
 impl DcBus {
     /// Builds the bus from a validated configuration.
     pub fn new(config: BusConfig) -> Result<Self, String> {
@@ -894,7 +898,7 @@ impl DcBus {
                         .min(cfg.charge_limit_a)
                         .min(chg_p);
                     *law = DroopLaw {
-                        setpoint_v: i.setpoint_v.max(0.0),
+                        setpoint_v: i.setpoint_v.clamp(0.0, SELV_MAX_V),
                         r_ohm: cfg.droop_v_per_a,
                         lo_a: -lo,
                         hi_a: hi,
@@ -911,9 +915,9 @@ impl DcBus {
                 if avail > 0.0 {
                     // Full power up to the setpoint, then back off with the
                     // droop slope to zero.
-                    let sp = i.setpoint_v.max(1.0);
+                    let sp = i.setpoint_v.clamp(1.0, SELV_MAX_V);
                     self.pv_law = DroopLaw {
-                        setpoint_v: sp + p.droop_v_per_a * avail / sp,
+                        setpoint_v: (sp + p.droop_v_per_a * avail / sp).min(SELV_MAX_V),
                         r_ohm: p.droop_v_per_a,
                         lo_a: 0.0,
                         hi_a: 1.25 * p.rated_power_w / self.config.nominal_v,
@@ -927,7 +931,7 @@ impl DcBus {
             let i = &inputs.charger;
             if i.enabled && i.mains_present && i.setpoint_v.is_finite() {
                 self.charger_law = DroopLaw {
-                    setpoint_v: i.setpoint_v.max(0.0),
+                    setpoint_v: i.setpoint_v.clamp(0.0, SELV_MAX_V),
                     r_ohm: c.droop_v_per_a,
                     lo_a: 0.0,
                     hi_a: fin_nonneg(i.current_limit_a).min(c.current_limit_a),
