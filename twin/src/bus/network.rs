@@ -1308,7 +1308,7 @@ impl DcBus {
                 c.breaker.advance(h, 0.0);
             }
         }
-        // Devices not plugged into a powered socket.
+        // Devices not plugged in (they run from their batteries, if any).
         for (d, dev) in self.devices.iter_mut().enumerate() {
             if self.device_socket[d].is_none() {
                 let dout = dev.commit(h, 0.0);
