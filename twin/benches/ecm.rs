@@ -1,1 +1,64 @@
-fn main() {}
+//! ECM throughput: cell-steps per second on one core (target ≥ 50 M/s).
+//!
+//! `Throughput::Elements` is the number of cell-steps per iteration, so
+//! criterion's "thrpt" line reads directly in cell-steps/s.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use twin::battery::{load_cell_params, load_pack_params, EcmCell, Pack};
+
+fn params_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("params")
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ecm");
+    const STEPS: u64 = 1000;
+
+    // 16s1p LFP home pack (2 RC pairs, SOC×T tables, entropic heat, ageing).
+    let lfp = load_pack_params(&params_dir().join("lfp_home_16s.toml")).unwrap();
+    let mut pack = Pack::new(&lfp, 0.6, 25.0, 42);
+    g.throughput(Throughput::Elements(STEPS * 16));
+    g.bench_function("lfp_16s1p_pack_step_1s", |b| {
+        b.iter(|| {
+            // Alternate charge and discharge so SOC stays in range.
+            for k in 0..STEPS {
+                let i = if k & 1 == 0 { 50.0 } else { -50.0 };
+                black_box(pack.step_current(black_box(i), 1.0));
+            }
+        })
+    });
+
+    // 13s14p NMC pack (182 cells, parallel current split).
+    let nmc = load_pack_params(&params_dir().join("nmc_pack.toml")).unwrap();
+    let mut pack = Pack::new(&nmc, 0.6, 25.0, 42);
+    let n = (nmc.series * nmc.parallel) as u64;
+    g.throughput(Throughput::Elements(100 * n));
+    g.bench_function("nmc_13s14p_pack_step_1s", |b| {
+        b.iter(|| {
+            for k in 0..100 {
+                let i = if k & 1 == 0 { 40.0 } else { -40.0 };
+                black_box(pack.step_current(black_box(i), 1.0));
+            }
+        })
+    });
+
+    // Single ECM_Example cell (3-D SOC×T×I tables, entropic heat over OCV).
+    let ecm = load_cell_params(&params_dir().join("ecm_example.toml")).unwrap();
+    let mut cell = EcmCell::new(&ecm, 0.5, 25.0);
+    g.throughput(Throughput::Elements(STEPS));
+    g.bench_function("ecm_example_cell_step_1s", |b| {
+        b.iter(|| {
+            for k in 0..STEPS {
+                let i = if k & 1 == 0 { 100.0 } else { -100.0 };
+                black_box(cell.step_current(black_box(i), 1.0));
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1016,3 +1016,40 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod shipped_files {
+    use super::*;
+
+    fn dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("params")
+    }
+
+    #[test]
+    fn ecm_example_loads_with_its_3d_tables() {
+        let p = load_cell_params(&dir().join("ecm_example.toml")).unwrap();
+        assert_eq!(p.capacity_ah, 100.0);
+        assert_eq!(p.r0_ohm.kinds, vec![AxisKind::TemperatureC, AxisKind::CurrentA, AxisKind::Soc]);
+        // PyBaMM's docstring: DCIR (R0 + R1) = 1 mOhm at 25 C, 50 % SOC, 100 A.
+        let dcir = p.r0_ohm.eval(0.5, 25.0, 100.0, 0.0) + p.rc[0].r_ohm.eval(0.5, 25.0, 100.0, 0.0);
+        assert!((dcir - 0.001).abs() < 2e-5, "{dcir}");
+        assert!(p.entropic_v_per_k.as_ref().unwrap().kinds.contains(&AxisKind::OcvV));
+    }
+
+    #[test]
+    fn shipped_packs_load_and_are_what_they_say() {
+        let lfp = load_pack_params(&dir().join("lfp_home_16s.toml")).unwrap();
+        assert_eq!((lfp.series, lfp.parallel), (16, 1));
+        assert_eq!(lfp.cell.rc.len(), 2);
+        let kwh = lfp.series as f64 * 3.2 * lfp.cell.capacity_ah / 1000.0;
+        assert!((kwh - 5.12).abs() < 1e-9);
+        // The LFP plateau: OCV moves < 100 mV between 20 % and 90 % SOC.
+        let o = |s: f64| lfp.cell.ocv_v.eval(s, 25.0, 0.0, 0.0);
+        assert!(o(0.9) - o(0.2) < 0.1 && o(1.0) - o(0.9) > 0.1 && o(0.2) - o(0.0) > 0.7);
+        let nmc = load_pack_params(&dir().join("nmc_pack.toml")).unwrap();
+        let v_nom = nmc.series as f64 * nmc.cell.ocv_v.eval(0.5, 25.0, 0.0, 0.0);
+        assert!(v_nom > 44.0 && v_nom < 52.0, "{v_nom}");
+        assert!(nmc.parallel > 1);
+        assert!(nmc.cell.ageing.is_some() && lfp.cell.ageing.is_some());
+    }
+}
