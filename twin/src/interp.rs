@@ -320,39 +320,33 @@ impl MultiTable {
         let v = &self.values;
         let (sx, sy, sz) = (self.sx, self.sy, self.sz);
         let (fx, fy, fz) = (lx.frac, ly.frac, lz.frac);
+        let out = &mut out[..k];
         if sz == 0 && sy == 0 {
-            // 1-D in x only (the common SOC-only case) or 2-D with a single y.
-            for q in 0..k {
-                let a = v[base + q];
-                let b = v[base + sx + q];
-                out[q] = a + (b - a) * fx;
+            // 1-D in x only (the common SOC-only case).
+            let a = &v[base..base + k];
+            let b = &v[base + sx..base + sx + k];
+            for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+                *o = a + (b - a) * fx;
             }
         } else if sz == 0 {
+            let a = &v[base..base + k];
+            let b = &v[base + sy..base + sy + k];
+            let c = &v[base + sx..base + sx + k];
+            let d = &v[base + sx + sy..base + sx + sy + k];
             for q in 0..k {
-                let o = base + q;
-                let a = v[o];
-                let b = v[o + sy];
-                let c = v[o + sx];
-                let d = v[o + sx + sy];
-                let ab = a + (b - a) * fy;
-                let cd = c + (d - c) * fy;
+                let ab = a[q] + (b[q] - a[q]) * fy;
+                let cd = c[q] + (d[q] - c[q]) * fy;
                 out[q] = ab + (cd - ab) * fx;
             }
         } else {
+            let s = |off: usize| &v[base + off..base + off + k];
+            let (c000, c001, c010, c011) = (s(0), s(sz), s(sy), s(sy + sz));
+            let (c100, c101, c110, c111) = (s(sx), s(sx + sz), s(sx + sy), s(sx + sy + sz));
             for q in 0..k {
-                let o = base + q;
-                let c000 = v[o];
-                let c001 = v[o + sz];
-                let c010 = v[o + sy];
-                let c011 = v[o + sy + sz];
-                let c100 = v[o + sx];
-                let c101 = v[o + sx + sz];
-                let c110 = v[o + sx + sy];
-                let c111 = v[o + sx + sy + sz];
-                let c00 = c000 + (c001 - c000) * fz;
-                let c01 = c010 + (c011 - c010) * fz;
-                let c10 = c100 + (c101 - c100) * fz;
-                let c11 = c110 + (c111 - c110) * fz;
+                let c00 = c000[q] + (c001[q] - c000[q]) * fz;
+                let c01 = c010[q] + (c011[q] - c010[q]) * fz;
+                let c10 = c100[q] + (c101[q] - c100[q]) * fz;
+                let c11 = c110[q] + (c111[q] - c110[q]) * fz;
                 let c0 = c00 + (c01 - c00) * fy;
                 let c1 = c10 + (c11 - c10) * fy;
                 out[q] = c0 + (c1 - c0) * fx;

@@ -37,9 +37,63 @@ pub struct AgeingParams {
     pub cycle_dod_exponent: f64,
     pub cycle_c_rate_reference: f64,
     pub cycle_c_rate_coefficient: f64,
+    /// Precomputed stress factors (built by [`AgeingParams::with_caches`]):
+    /// calendar and cycle Arrhenius over −40…120 °C (1 K steps) and the DoD
+    /// factor over 0…1 (0.01 steps), linearly interpolated.
+    pub caches: Option<Box<AgeingCaches>>,
+}
+
+/// Lookup tables for the ageing stress factors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgeingCaches {
+    calendar_arrhenius: Table1,
+    cycle_arrhenius: Table1,
+    dod: Table1,
 }
 
 impl AgeingParams {
+    /// Builds the stress-factor lookup tables (call after changing the
+    /// coefficients); without them the factors are computed directly.
+    pub fn with_caches(mut self) -> Self {
+        self.caches = None;
+        let temps: Vec<f64> = (0..=160).map(|k| -40.0 + k as f64).collect();
+        let dods: Vec<f64> = (0..=100).map(|k| k as f64 / 100.0).collect();
+        let cal = temps.iter().map(|&t| self.arrhenius(self.calendar_activation_energy_j_per_mol, t)).collect();
+        let cyc = temps.iter().map(|&t| self.arrhenius(self.cycle_activation_energy_j_per_mol, t)).collect();
+        let dod = dods.iter().map(|&d| self.dod_factor(d)).collect();
+        self.caches = Some(Box::new(AgeingCaches {
+            calendar_arrhenius: Table1::new(temps.clone(), cal).expect("finite"),
+            cycle_arrhenius: Table1::new(temps, cyc).expect("finite"),
+            dod: Table1::new(dods, dod).expect("finite"),
+        }));
+        self
+    }
+
+    fn dod_factor(&self, dod: f64) -> f64 {
+        (dod / self.cycle_dod_reference).powf(self.cycle_dod_exponent).min(1e6)
+    }
+
+    fn calendar_arrhenius(&self, t_c: f64) -> f64 {
+        match &self.caches {
+            Some(c) if (-40.0..=120.0).contains(&t_c) => c.calendar_arrhenius.eval(t_c),
+            _ => self.arrhenius(self.calendar_activation_energy_j_per_mol, t_c),
+        }
+    }
+
+    fn cycle_arrhenius(&self, t_c: f64) -> f64 {
+        match &self.caches {
+            Some(c) if (-40.0..=120.0).contains(&t_c) => c.cycle_arrhenius.eval(t_c),
+            _ => self.arrhenius(self.cycle_activation_energy_j_per_mol, t_c),
+        }
+    }
+
+    fn dod_stress(&self, dod: f64) -> f64 {
+        match &self.caches {
+            Some(c) => c.dod.eval(dod),
+            None => self.dod_factor(dod),
+        }
+    }
+
     fn arrhenius(&self, ea: f64, t_c: f64) -> f64 {
         let t = (t_c + 273.15).max(1.0);
         let tr = self.reference_temperature_c + 273.15;
@@ -127,8 +181,7 @@ impl AgeingState {
             let t = self.acc_t_s;
             let soc_m = self.acc_soc_s / t;
             let temp_m = self.acc_temp_s / t;
-            let stress = p.arrhenius(p.calendar_activation_energy_j_per_mol, temp_m)
-                * p.calendar_soc_stress.eval(soc_m);
+            let stress = p.calendar_arrhenius(temp_m) * p.calendar_soc_stress.eval(soc_m);
             let days = t / 86_400.0;
             self.calendar_fade = sqrt_law(
                 self.calendar_fade,
@@ -154,9 +207,9 @@ impl AgeingState {
             let dod = (soc_now - self.hc_soc_start).abs().clamp(1e-6, 1.0);
             let c_rate = self.hc_ah / nominal_ah / (self.hc_time_s / 3600.0);
             let t_mean = self.hc_temp_ah / self.hc_ah;
-            let stress = (dod / p.cycle_dod_reference).powf(p.cycle_dod_exponent)
+            let stress = p.dod_stress(dod)
                 * (1.0 + p.cycle_c_rate_coefficient * (c_rate - p.cycle_c_rate_reference).max(0.0))
-                * p.arrhenius(p.cycle_activation_energy_j_per_mol, t_mean);
+                * p.cycle_arrhenius(t_mean);
             let stress = if stress.is_finite() {
                 stress.min(1e6)
             } else {
@@ -199,7 +252,9 @@ mod tests {
             cycle_dod_exponent: 1.0,
             cycle_c_rate_reference: 1.0,
             cycle_c_rate_coefficient: 0.0,
+            caches: None,
         }
+        .with_caches()
     }
 
     #[test]

@@ -873,7 +873,9 @@ fn ageing_params(cx: &Ctx, a: &AgeingFile) -> Result<AgeingParams, ParamError> {
             "cycle_c_rate_coefficient",
             a.cycle_c_rate_coefficient,
         )?,
-    })
+        caches: None,
+    }
+    .with_caches())
 }
 
 /// Loads and validates a pack file and the cell file it references.
