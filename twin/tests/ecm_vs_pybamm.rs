@@ -26,7 +26,8 @@ struct Figures {
 /// Runs the profile through `run_cell_profile` at `dt_s` and compares with
 /// the PyBaMM samples at the same times.
 fn compare(case: &str, soc0: f64, dt_s: f64) -> (Figures, StopReason, f64) {
-    let params = load_cell_params(&root().join("params/ecm_example.toml")).expect("ecm_example.toml loads");
+    let params =
+        load_cell_params(&root().join("params/ecm_example.toml")).expect("ecm_example.toml loads");
     let reference_dir = root().join("tests/reference");
     let input = load_numeric_csv(&reference_dir.join(format!("{case}_input.csv"))).unwrap();
     let profile = Profile::from_table(&input).unwrap();
@@ -46,7 +47,13 @@ fn compare(case: &str, soc0: f64, dt_s: f64) -> (Figures, StopReason, f64) {
 
     let run = run_cell_profile(&params, &profile, soc0, 25.0, dt_s).unwrap();
     let col = |n: &str| reference.column(n).unwrap();
-    let (rt, rv, rs, rtc, ri) = (col("time_s"), col("voltage_v"), col("soc"), col("temperature_c"), col("current_a"));
+    let (rt, rv, rs, rtc, ri) = (
+        col("time_s"),
+        col("voltage_v"),
+        col("soc"),
+        col("temperature_c"),
+        col("current_a"),
+    );
     let mut f = Figures {
         v_rmse: 0.0,
         v_max: 0.0,
@@ -65,7 +72,12 @@ fn compare(case: &str, soc0: f64, dt_s: f64) -> (Figures, StopReason, f64) {
             break;
         }
         let s = &run.samples[j];
-        assert!((s.time_s - rt[k]).abs() < 1e-9, "time mismatch {} vs {}", s.time_s, rt[k]);
+        assert!(
+            (s.time_s - rt[k]).abs() < 1e-9,
+            "time mismatch {} vs {}",
+            s.time_s,
+            rt[k]
+        );
         assert_eq!(s.current_a, ri[k], "current at t={}", rt[k]);
         let dv = s.voltage_v - rv[k];
         let dt = s.temperature_c - rtc[k];
@@ -89,14 +101,31 @@ fn compare(case: &str, soc0: f64, dt_s: f64) -> (Figures, StopReason, f64) {
         run.stop
     );
     // At least all reference samples except possibly the last (cut-off) one.
-    assert!(f.n + 1 >= rt.len(), "{} of {} samples compared", f.n, rt.len());
+    assert!(
+        f.n + 1 >= rt.len(),
+        "{} of {} samples compared",
+        f.n,
+        rt.len()
+    );
     (f, run.stop, ref_stop_s)
 }
 
 fn assert_targets(f: &Figures) {
-    assert!(f.v_rmse < 0.5e-3, "voltage RMSE {:.4} mV ≥ 0.5 mV", f.v_rmse * 1e3);
-    assert!(f.v_max < 2e-3, "voltage max error {:.4} mV ≥ 2 mV", f.v_max * 1e3);
-    assert!(f.t_rmse < 0.05, "temperature RMSE {:.4} K ≥ 0.05 K", f.t_rmse);
+    assert!(
+        f.v_rmse < 0.5e-3,
+        "voltage RMSE {:.4} mV ≥ 0.5 mV",
+        f.v_rmse * 1e3
+    );
+    assert!(
+        f.v_max < 2e-3,
+        "voltage max error {:.4} mV ≥ 2 mV",
+        f.v_max * 1e3
+    );
+    assert!(
+        f.t_rmse < 0.05,
+        "temperature RMSE {:.4} K ≥ 0.05 K",
+        f.t_rmse
+    );
     assert!(f.soc_max < 1e-9, "SOC differs by {:e}", f.soc_max);
 }
 
@@ -108,7 +137,10 @@ fn constant_current_discharge_matches_pybamm() {
     match stop {
         StopReason::LowerVoltageCutoff { time_s, cutoff_v } => {
             assert_eq!(cutoff_v, 3.2);
-            assert!((time_s - ref_stop_s).abs() < 1.0, "cut-off at {time_s} s, PyBaMM {ref_stop_s} s");
+            assert!(
+                (time_s - ref_stop_s).abs() < 1.0,
+                "cut-off at {time_s} s, PyBaMM {ref_stop_s} s"
+            );
         }
         other => panic!("expected the lower cut-off, got {other:?}"),
     }

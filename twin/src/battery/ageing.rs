@@ -58,8 +58,14 @@ impl AgeingParams {
         self.caches = None;
         let temps: Vec<f64> = (0..=160).map(|k| -40.0 + k as f64).collect();
         let dods: Vec<f64> = (0..=100).map(|k| k as f64 / 100.0).collect();
-        let cal = temps.iter().map(|&t| self.arrhenius(self.calendar_activation_energy_j_per_mol, t)).collect();
-        let cyc = temps.iter().map(|&t| self.arrhenius(self.cycle_activation_energy_j_per_mol, t)).collect();
+        let cal = temps
+            .iter()
+            .map(|&t| self.arrhenius(self.calendar_activation_energy_j_per_mol, t))
+            .collect();
+        let cyc = temps
+            .iter()
+            .map(|&t| self.arrhenius(self.cycle_activation_energy_j_per_mol, t))
+            .collect();
         let dod = dods.iter().map(|&d| self.dod_factor(d)).collect();
         self.caches = Some(Box::new(AgeingCaches {
             calendar_arrhenius: Table1::new(temps.clone(), cal).expect("finite"),
@@ -70,7 +76,9 @@ impl AgeingParams {
     }
 
     fn dod_factor(&self, dod: f64) -> f64 {
-        (dod / self.cycle_dod_reference).powf(self.cycle_dod_exponent).min(1e6)
+        (dod / self.cycle_dod_reference)
+            .powf(self.cycle_dod_exponent)
+            .min(1e6)
     }
 
     fn calendar_arrhenius(&self, t_c: f64) -> f64 {

@@ -133,7 +133,8 @@ impl Pack {
             energy_charged_wh: 0.0,
             out: blank_output(),
         };
-        pack.out = pack.summarise(0.0, 0.0, LimitFlags::NONE);
+        let acc = Acc::of(&pack.cells, pack.parallel);
+        pack.out = pack.summarise(&acc, 0.0, 0.0, LimitFlags::NONE);
         pack
     }
 
@@ -186,7 +187,7 @@ impl Pack {
         let (i, clamped) = clamp_current(current_a);
         let prop = self.propagator(dt_s);
         let amb = self.ambient_c;
-        advance_all(
+        let acc = advance_all(
             &self.model,
             &mut self.cells,
             &mut self.prep,
@@ -201,7 +202,7 @@ impl Pack {
         } else {
             LimitFlags::NONE
         };
-        self.finish(i, dt_s, extra)
+        self.finish(&acc, i, dt_s, extra)
     }
 
     /// Steps `dt_s` delivering `power_w` at the pack terminals (positive =
@@ -241,7 +242,8 @@ impl Pack {
                 i,
                 dt_s,
                 amb,
-            );
+            )
+            .v_pack;
             let err = power_w - v * i;
             if err.abs() <= 1e-9 * power_w.abs().max(1e-3) {
                 break;
@@ -275,53 +277,32 @@ impl Pack {
         (e, r)
     }
 
-    fn finish(&mut self, i: f64, dt_s: f64, extra: LimitFlags) -> PackOutput {
-        let out = self.summarise(i, dt_s, extra);
+    fn finish(&mut self, acc: &Acc, i: f64, dt_s: f64, extra: LimitFlags) -> PackOutput {
+        let out = self.summarise(acc, i, dt_s, extra);
         self.out = out;
         out
     }
 
-    fn summarise(&mut self, i: f64, dt_s: f64, extra: LimitFlags) -> PackOutput {
-        let p = self.parallel;
+    fn summarise(&mut self, acc: &Acc, i: f64, dt_s: f64, extra: LimitFlags) -> PackOutput {
         let n = self.cells.len() as f64;
         let mut o = blank_output();
         o.current_a = i;
-        let mut flags = extra;
-        let (mut soc_sum, mut t_sum, mut soh_sum) = (0.0, 0.0, 0.0);
-        let mut v_pack = 0.0;
-        for (s, group) in self.cells.chunks(p).enumerate() {
-            let mut vg = 0.0;
-            for c in group {
-                vg += c.voltage_v;
-                soc_sum += c.soc;
-                o.soc_min = o.soc_min.min(c.soc);
-                o.soc_max = o.soc_max.max(c.soc);
-                t_sum += c.t_cell_c;
-                o.temperature_min_c = o.temperature_min_c.min(c.t_cell_c);
-                o.temperature_max_c = o.temperature_max_c.max(c.t_cell_c);
-                let soh = 1.0 - c.ageing.capacity_fade();
-                soh_sum += soh;
-                o.soh_min = o.soh_min.min(soh);
-                o.heat_w += c.heat_w;
-                flags |= c.limits;
-            }
-            vg /= p as f64;
-            v_pack += vg;
-            if vg < o.cell_voltage_min_v {
-                o.cell_voltage_min_v = vg;
-                o.cell_voltage_min_index = s;
-            }
-            if vg > o.cell_voltage_max_v {
-                o.cell_voltage_max_v = vg;
-                o.cell_voltage_max_index = s;
-            }
-        }
-        o.voltage_v = v_pack;
-        o.power_w = v_pack * i;
+        o.voltage_v = acc.v_pack;
+        o.power_w = acc.v_pack * i;
+        o.soc_min = acc.soc_min;
+        o.soc_max = acc.soc_max;
+        o.temperature_min_c = acc.t_min;
+        o.temperature_max_c = acc.t_max;
+        o.soh_min = acc.soh_min;
+        o.heat_w = acc.heat_w;
+        o.cell_voltage_min_v = acc.vg_min;
+        o.cell_voltage_min_index = acc.vg_min_index;
+        o.cell_voltage_max_v = acc.vg_max;
+        o.cell_voltage_max_index = acc.vg_max_index;
         // Means are clamped into [min, max] against rounding.
-        o.soc_mean = (soc_sum / n).clamp(o.soc_min, o.soc_max);
-        o.temperature_mean_c = (t_sum / n).clamp(o.temperature_min_c, o.temperature_max_c);
-        o.soh = (soh_sum / n).clamp(o.soh_min, 1.0);
+        o.soc_mean = (acc.soc_sum / n).clamp(o.soc_min, o.soc_max);
+        o.temperature_mean_c = (acc.t_sum / n).clamp(o.temperature_min_c, o.temperature_max_c);
+        o.soh = (acc.soh_sum / n).clamp(o.soh_min, 1.0);
         let e_wh = o.power_w * dt_s / 3600.0;
         if e_wh > 0.0 {
             self.energy_discharged_wh += e_wh;
@@ -330,8 +311,91 @@ impl Pack {
         }
         o.energy_discharged_wh = self.energy_discharged_wh;
         o.energy_charged_wh = self.energy_charged_wh;
-        o.limits = flags;
+        o.limits = LimitFlags(acc.flags) | extra;
         o
+    }
+}
+
+/// Running pack statistics, gathered in the stepping loop.
+#[derive(Debug, Clone, Copy)]
+struct Acc {
+    v_pack: f64,
+    soc_sum: f64,
+    soc_min: f64,
+    soc_max: f64,
+    t_sum: f64,
+    t_min: f64,
+    t_max: f64,
+    soh_sum: f64,
+    soh_min: f64,
+    heat_w: f64,
+    flags: u8,
+    vg_min: f64,
+    vg_min_index: usize,
+    vg_max: f64,
+    vg_max_index: usize,
+}
+
+impl Acc {
+    fn new() -> Self {
+        Acc {
+            v_pack: 0.0,
+            soc_sum: 0.0,
+            soc_min: f64::INFINITY,
+            soc_max: f64::NEG_INFINITY,
+            t_sum: 0.0,
+            t_min: f64::INFINITY,
+            t_max: f64::NEG_INFINITY,
+            soh_sum: 0.0,
+            soh_min: f64::INFINITY,
+            heat_w: 0.0,
+            flags: 0,
+            vg_min: f64::INFINITY,
+            vg_min_index: 0,
+            vg_max: f64::NEG_INFINITY,
+            vg_max_index: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn cell(&mut self, c: &CellState) {
+        self.soc_sum += c.soc;
+        self.soc_min = self.soc_min.min(c.soc);
+        self.soc_max = self.soc_max.max(c.soc);
+        self.t_sum += c.t_cell_c;
+        self.t_min = self.t_min.min(c.t_cell_c);
+        self.t_max = self.t_max.max(c.t_cell_c);
+        let soh = 1.0 - c.ageing.capacity_fade();
+        self.soh_sum += soh;
+        self.soh_min = self.soh_min.min(soh);
+        self.heat_w += c.heat_w;
+        self.flags |= c.limits.0;
+    }
+
+    #[inline(always)]
+    fn group(&mut self, s: usize, vg: f64) {
+        self.v_pack += vg;
+        if vg < self.vg_min {
+            self.vg_min = vg;
+            self.vg_min_index = s;
+        }
+        if vg > self.vg_max {
+            self.vg_max = vg;
+            self.vg_max_index = s;
+        }
+    }
+
+    fn of(cells: &[CellState], parallel: usize) -> Self {
+        let mut acc = Acc::new();
+        for (s, group) in cells.chunks(parallel).enumerate() {
+            let mut vg = 0.0;
+            for c in group {
+                acc.cell(c);
+                vg += c.voltage_v;
+            }
+            acc.group(s, vg / parallel as f64);
+        }
+        acc
     }
 }
 
@@ -359,8 +423,8 @@ fn blank_output() -> PackOutput {
     }
 }
 
-/// Advances every cell one step for pack current `i`; returns the pack
-/// voltage (sum over series positions of the mean group voltage).
+/// Advances every cell one step for pack current `i` and gathers the pack
+/// statistics on the way.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn advance_all(
@@ -372,17 +436,23 @@ fn advance_all(
     i: f64,
     dt_s: f64,
     t_amb_c: f64,
-) -> f64 {
-    let mut v_pack = 0.0;
+) -> Acc {
+    let mut acc = Acc::new();
     if parallel == 1 {
-        for c in cells.iter_mut() {
+        for (s, c) in cells.iter_mut().enumerate() {
             let p = model.prepare(c, dt_s);
             model.advance(c, &p, prop, i, dt_s, t_amb_c);
-            v_pack += c.voltage_v;
+            acc.cell(c);
+            acc.group(s, c.voltage_v);
         }
-        return v_pack;
+        return acc;
     }
-    for (group, gp) in cells.chunks_mut(parallel).zip(prep.chunks_mut(parallel)) {
+    let inv_p = 1.0 / parallel as f64;
+    for (s, (group, gp)) in cells
+        .chunks_mut(parallel)
+        .zip(prep.chunks_mut(parallel))
+        .enumerate()
+    {
         let (mut ge, mut g) = (0.0, 0.0);
         for (c, p) in group.iter().zip(gp.iter_mut()) {
             *p = model.prepare(c, dt_s);
@@ -394,11 +464,12 @@ fn advance_all(
         for (c, p) in group.iter_mut().zip(gp.iter()) {
             let ik = (p.e_v - v) / p.r_ohm;
             model.advance(c, p, prop, ik, dt_s, t_amb_c);
+            acc.cell(c);
             vg += c.voltage_v;
         }
-        v_pack += vg / parallel as f64;
+        acc.group(s, vg * inv_p);
     }
-    v_pack
+    acc
 }
 
 #[cfg(test)]

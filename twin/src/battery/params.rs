@@ -1031,11 +1031,19 @@ mod shipped_files {
     fn ecm_example_loads_with_its_3d_tables() {
         let p = load_cell_params(&dir().join("ecm_example.toml")).unwrap();
         assert_eq!(p.capacity_ah, 100.0);
-        assert_eq!(p.r0_ohm.kinds, vec![AxisKind::TemperatureC, AxisKind::CurrentA, AxisKind::Soc]);
+        assert_eq!(
+            p.r0_ohm.kinds,
+            vec![AxisKind::TemperatureC, AxisKind::CurrentA, AxisKind::Soc]
+        );
         // PyBaMM's docstring: DCIR (R0 + R1) = 1 mOhm at 25 C, 50 % SOC, 100 A.
         let dcir = p.r0_ohm.eval(0.5, 25.0, 100.0, 0.0) + p.rc[0].r_ohm.eval(0.5, 25.0, 100.0, 0.0);
         assert!((dcir - 0.001).abs() < 2e-5, "{dcir}");
-        assert!(p.entropic_v_per_k.as_ref().unwrap().kinds.contains(&AxisKind::OcvV));
+        assert!(p
+            .entropic_v_per_k
+            .as_ref()
+            .unwrap()
+            .kinds
+            .contains(&AxisKind::OcvV));
     }
 
     #[test]
