@@ -143,7 +143,7 @@ enum Entropic {
     /// dOCV/dT interleaved in the main table at this index.
     InTable(usize),
     /// dOCV/dT over (OCV, T): a separate lookup.
-    OverOcv(ParamTable),
+    OverOcv(Box<ParamTable>),
 }
 
 /// A cell's parameters compiled for fast stepping; shared (via `Arc`) by
@@ -190,7 +190,7 @@ impl CellModel {
         }
         let entropic = match &params.entropic_v_per_k {
             None => Entropic::None,
-            Some(t) if t.kinds.contains(&AxisKind::OcvV) => Entropic::OverOcv(t.clone()),
+            Some(t) if t.kinds.contains(&AxisKind::OcvV) => Entropic::OverOcv(Box::new(t.clone())),
             Some(t) => {
                 tables.push(t);
                 Entropic::InTable(Q_RC + 2 * n_rc)
@@ -622,7 +622,7 @@ impl EcmCell {
         power_w: f64,
         dt_s: f64,
     ) -> Result<CellOutput, PowerNotDeliverable> {
-        if !(dt_s.is_finite() && dt_s > 0.0) || !power_w.is_finite() {
+        if !(dt_s.is_finite() && dt_s > 0.0 && power_w.is_finite()) {
             if power_w.is_finite() {
                 return Ok(self.output());
             }

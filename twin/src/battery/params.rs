@@ -345,11 +345,7 @@ fn line_of(text: &str, section: &str, key: &str) -> usize {
         let t = line.trim();
         if t.starts_with('[') {
             let name = t.trim_matches(|c| c == '[' || c == ']').trim();
-            if name == section {
-                in_section = true;
-            } else {
-                in_section = false;
-            }
+            in_section = name == section;
             if !in_section && section.is_empty() {
                 break;
             }
