@@ -34,6 +34,21 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    // The same pack reduced to the plain model: 1 RC pair, no entropic heat,
+    // no ageing (the cost of the options, by difference).
+    let mut lfp3 = lfp.clone();
+    lfp3.cell.ageing = None;
+    lfp3.cell.entropic_v_per_k = None;
+    lfp3.cell.rc.truncate(1);
+    let mut pack3 = Pack::new(&lfp3, 0.6, 25.0, 42);
+    g.bench_function("lfp_16s1p_plain_1rc_pack_step_1s", |b| {
+        b.iter(|| {
+            sign = -sign;
+            for _ in 0..STEPS {
+                black_box(pack3.step_current(black_box(50.0 * sign), 1.0));
+            }
+        })
+    });
     // 13s14p NMC pack (182 cells, parallel current split).
     let nmc = load_pack_params(&params_dir().join("nmc_pack.toml")).unwrap();
     let mut pack = Pack::new(&nmc, 0.6, 25.0, 42);

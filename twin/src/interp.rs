@@ -130,7 +130,11 @@ impl Axis {
                     frac: 1.0,
                 };
             }
-            let i = u as usize; // u in [0, n-1): truncation = floor
+            // SAFETY: here `u` is finite and in [0, n-1) (NaN was mapped to 0
+            // by `max`, and `u >= n-1` returned above), so it fits in an i64
+            // and truncation is floor. This avoids the saturating cast's
+            // checks in the hot path.
+            let i = unsafe { u.to_int_unchecked::<i64>() } as usize;
             Loc {
                 i,
                 frac: u - i as f64,

@@ -279,6 +279,7 @@ impl CellModel {
             resistance_scale,
             inv_capacity_as: 0.0,
             r_mult: 1.0,
+            inv_r_mult: 1.0,
             ageing: AgeingState::default(),
             limits: LimitFlags::NONE,
         };
@@ -295,6 +296,7 @@ impl CellModel {
         let ah = self.params.capacity_ah * st.capacity_scale * (1.0 - fade);
         st.inv_capacity_as = 1.0 / (3600.0 * ah);
         st.r_mult = st.resistance_scale * (1.0 + st.ageing.resistance_growth());
+        st.inv_r_mult = 1.0 / st.r_mult;
     }
 
     /// Looks up all parameters at the cell's state and `current_a`.
@@ -307,7 +309,7 @@ impl CellModel {
         st.docv = o[Q_DOCV];
         for n in 0..self.n_rc {
             st.r[n] = o[Q_RC + 2 * n] * st.r_mult;
-            st.c[n] = o[Q_RC + 2 * n + 1] / st.r_mult;
+            st.c[n] = o[Q_RC + 2 * n + 1] * st.inv_r_mult;
         }
         st.dudt = match &self.entropic {
             Entropic::None => 0.0,
@@ -381,6 +383,46 @@ impl CellModel {
         st.soc = (st.soc - i * dt_s * st.inv_capacity_as).clamp(0.0, 1.0);
         st.current_a = i;
         st.heat_w = q;
+        self.finish(st, dt_s);
+    }
+
+    /// The state-integration half of [`CellModel::advance`]: RC states,
+    /// heat, temperatures and SOC over the step. Must be followed by
+    /// [`CellModel::finish`] (split so that a pack can run each half over
+    /// all its cells in turn, letting the CPU overlap independent cells).
+    #[inline(always)]
+    pub fn integrate(
+        &self,
+        st: &mut CellState,
+        prep: &Prepared,
+        prop: &ThermalPropagator,
+        current_a: f64,
+        dt_s: f64,
+        t_amb_c: f64,
+    ) {
+        let i = current_a;
+        let mut q = i * i * st.r0;
+        for n in 0..self.n_rc {
+            let v_inf = -i * st.r[n];
+            let d = st.v_rc[n] - v_inf;
+            let v_mean = v_inf + d * prep.g[n];
+            q -= i * v_mean;
+            st.v_rc[n] = v_inf + d * (1.0 - prep.one_minus_a[n]);
+        }
+        q -= i * (st.t_cell_c + 273.15) * st.dudt;
+        let (tc, tj) = prop.advance(st.t_cell_c, st.t_jig_c, t_amb_c, q);
+        st.t_cell_c = tc;
+        st.t_jig_c = tj;
+        st.soc = (st.soc - i * dt_s * st.inv_capacity_as).clamp(0.0, 1.0);
+        st.current_a = i;
+        st.heat_w = q;
+    }
+
+    /// The second half of a step: parameter lookup at the new state, terminal
+    /// voltage, ageing and limit flags.
+    #[inline(always)]
+    pub fn finish(&self, st: &mut CellState, dt_s: f64) {
+        let i = st.current_a;
         self.lookup(st, i);
         let mut v = st.ocv - i * st.r0;
         for n in 0..self.n_rc {
@@ -520,6 +562,7 @@ pub struct CellState {
     pub resistance_scale: f64,
     inv_capacity_as: f64,
     r_mult: f64,
+    inv_r_mult: f64,
     pub ageing: AgeingState,
     pub limits: LimitFlags,
 }

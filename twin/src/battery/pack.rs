@@ -439,9 +439,14 @@ fn advance_all(
 ) -> Acc {
     let mut acc = Acc::new();
     if parallel == 1 {
-        for (s, c) in cells.iter_mut().enumerate() {
+        // Two passes (integrate all, then look up all): shorter independent
+        // loop bodies that the CPU can overlap across cells.
+        for c in cells.iter_mut() {
             let p = model.prepare(c, dt_s);
-            model.advance(c, &p, prop, i, dt_s, t_amb_c);
+            model.integrate(c, &p, prop, i, dt_s, t_amb_c);
+        }
+        for (s, c) in cells.iter_mut().enumerate() {
+            model.finish(c, dt_s);
             acc.cell(c);
             acc.group(s, c.voltage_v);
         }
@@ -463,7 +468,10 @@ fn advance_all(
         let mut vg = 0.0;
         for (c, p) in group.iter_mut().zip(gp.iter()) {
             let ik = (p.e_v - v) / p.r_ohm;
-            model.advance(c, p, prop, ik, dt_s, t_amb_c);
+            model.integrate(c, p, prop, ik, dt_s, t_amb_c);
+        }
+        for c in group.iter_mut() {
+            model.finish(c, dt_s);
             acc.cell(c);
             vg += c.voltage_v;
         }
