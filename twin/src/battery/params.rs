@@ -565,17 +565,16 @@ impl Ctx<'_> {
                     .zip(&coords)
                     .map(|(n, c)| format!("{n}={c}"))
                     .collect();
-                return Err(ParamError::Csv {
-                    path: csv_path,
-                    line: 0,
-                    message: format!(
-                        "the table is not a full grid: no row for {}",
+                return Err(ParamError::invalid(
+                    csv_path,
+                    format!(
+                        "`{section}.{column}`: the table is not a full grid: no row for {}",
                         desc.join(", ")
                     ),
-                });
+                ));
             }
             return ParamTable::from_grid(kinds, axes, values)
-                .map_err(|e| ParamError::invalid(csv_path, e));
+                .map_err(|e| ParamError::invalid(csv_path, format!("`{section}.{column}`: {e}")));
         }
         // Inline, one axis.
         if inline.len() != 1 {
