@@ -582,4 +582,41 @@ mod tests {
         assert!(pack.step_power(1e9, 1.0).is_err());
         assert_eq!(pack.cells(), &before[..]);
     }
+
+    #[test]
+    fn single_cell_pack_matches_ecm_cell() {
+        let mut p = pack_params(1, 1);
+        p.spread = Spread::default();
+        let mut pack = Pack::new(&p, 0.7, 25.0, 0);
+        let mut cell = crate::battery::EcmCell::new(&p.cell, 0.7, 25.0);
+        for k in 0..500 {
+            let i = if k % 100 < 60 { 12.0 } else { -7.0 };
+            let a = pack.step_current(i, 2.0);
+            let b = cell.step_current(i, 2.0);
+            assert!((a.voltage_v - b.voltage_v).abs() < 1e-12);
+            assert!((a.soc_mean - b.soc).abs() < 1e-12);
+            assert!((a.temperature_max_c - b.temperature_c).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn lfp_home_pack_delivers_about_its_rated_energy() {
+        let path =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("params/lfp_home_16s.toml");
+        let p = crate::battery::load_pack_params(&path).unwrap();
+        let mut pack = Pack::new(&p, 1.0, 25.0, 2026);
+        let start = pack.output();
+        assert!(start.cell_voltage_max_v > start.cell_voltage_min_v);
+        let mut o = start;
+        // 0.5C (50 A) until the first series position reaches 2.5 V.
+        while !o.limits.contains(LimitFlags::UNDER_VOLTAGE) {
+            o = pack.step_current(50.0, 10.0);
+        }
+        let kwh = o.energy_discharged_wh / 1000.0;
+        assert!(kwh > 4.5 && kwh < 5.4, "{kwh} kWh");
+        // The spread shows: the weakest cell ends the discharge before the rest.
+        assert!(o.soc_max - o.soc_min > 0.005, "{o:?}");
+        assert!(o.cell_voltage_max_v - o.cell_voltage_min_v > 0.05);
+        assert!(o.temperature_max_c > 25.0);
+    }
 }
