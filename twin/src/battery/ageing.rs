@@ -138,9 +138,10 @@ impl AgeingState {
     pub fn capacity_fade(&self) -> f64 {
         (self.calendar_fade + self.cycle_fade).clamp(0.0, 0.99)
     }
-    /// Resistance growth as a fraction (0 = new).
+    /// Resistance growth as a fraction (0 = new), capped at 10 (11× the
+    /// initial resistance) so that absurd inputs cannot overflow the model.
     pub fn resistance_growth(&self) -> f64 {
-        (self.calendar_growth + self.cycle_growth).max(0.0)
+        (self.calendar_growth + self.cycle_growth).clamp(0.0, 10.0)
     }
 
     /// Accounts one step. `soc` is the SOC at the end of the step. Returns

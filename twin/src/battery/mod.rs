@@ -86,7 +86,10 @@ mod proptests {
         fn cell_soc_bounded_and_outputs_finite(
             soc0 in 0.0..=1.0f64,
             t0 in -30.0..70.0f64,
-            steps in prop::collection::vec((finite_current(), 1e-3..600.0f64), 1..60),
+            steps in prop::collection::vec(
+                (finite_current(), prop_oneof![1e-3..600.0f64, Just(1e-300), Just(1e7), Just(f64::MAX)]),
+                1..60,
+            ),
         ) {
             let mut cell = EcmCell::new(&cell_params(), soc0, t0);
             for (i, dt) in steps {
