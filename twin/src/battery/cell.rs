@@ -365,29 +365,12 @@ impl CellModel {
         dt_s: f64,
         t_amb_c: f64,
     ) {
-        let i = current_a;
-        let mut q = i * i * st.r0;
-        for n in 0..self.n_rc {
-            let v_inf = -i * st.r[n];
-            let d = st.v_rc[n] - v_inf;
-            let om = prep.one_minus_a[n];
-            // Mean of v over the step, exactly, for the RC loss.
-            let v_mean = v_inf + d * prep.g[n];
-            q -= i * v_mean;
-            st.v_rc[n] = v_inf + d * (1.0 - om);
-        }
-        q -= i * (st.t_cell_c + 273.15) * st.dudt;
-        let (tc, tj) = prop.advance(st.t_cell_c, st.t_jig_c, t_amb_c, q);
-        st.t_cell_c = tc;
-        st.t_jig_c = tj;
-        st.soc = (st.soc - i * dt_s * st.inv_capacity_as).clamp(0.0, 1.0);
-        st.current_a = i;
-        st.heat_w = q;
-        self.finish(st, dt_s);
+        self.integrate(st, prep, prop, current_a, dt_s, t_amb_c);
+        self.finish(st);
     }
 
     /// The state-integration half of [`CellModel::advance`]: RC states,
-    /// heat, temperatures and SOC over the step. Must be followed by
+    /// heat, temperatures, SOC and ageing over the step. Must be followed by
     /// [`CellModel::finish`] (split so that a pack can run each half over
     /// all its cells in turn, letting the CPU overlap independent cells).
     #[inline(always)]
@@ -416,12 +399,18 @@ impl CellModel {
         st.soc = (st.soc - i * dt_s * st.inv_capacity_as).clamp(0.0, 1.0);
         st.current_a = i;
         st.heat_w = q;
+        if let Some(a) = &self.params.ageing {
+            let nominal = self.params.nominal_capacity_ah;
+            if st.ageing.record(a, nominal, i, st.soc, st.t_cell_c, dt_s) {
+                self.refresh_multipliers(st);
+            }
+        }
     }
 
     /// The second half of a step: parameter lookup at the new state, terminal
-    /// voltage, ageing and limit flags.
+    /// voltage and limit flags.
     #[inline(always)]
-    pub fn finish(&self, st: &mut CellState, dt_s: f64) {
+    pub fn finish(&self, st: &mut CellState) {
         let i = st.current_a;
         self.lookup(st, i);
         let mut v = st.ocv - i * st.r0;
@@ -429,12 +418,6 @@ impl CellModel {
             v += st.v_rc[n];
         }
         st.voltage_v = v;
-        if let Some(a) = &self.params.ageing {
-            let nominal = self.params.nominal_capacity_ah;
-            if st.ageing.record(a, nominal, i, st.soc, st.t_cell_c, dt_s) {
-                self.refresh_multipliers(st);
-            }
-        }
         st.limits = self.flags(st);
     }
 

@@ -446,7 +446,7 @@ fn advance_all(
             model.integrate(c, &p, prop, i, dt_s, t_amb_c);
         }
         for (s, c) in cells.iter_mut().enumerate() {
-            model.finish(c, dt_s);
+            model.finish(c);
             acc.cell(c);
             acc.group(s, c.voltage_v);
         }
@@ -471,7 +471,7 @@ fn advance_all(
             model.integrate(c, p, prop, ik, dt_s, t_amb_c);
         }
         for c in group.iter_mut() {
-            model.finish(c, dt_s);
+            model.finish(c);
             acc.cell(c);
             vg += c.voltage_v;
         }
