@@ -137,6 +137,44 @@ const Q_DOCV: usize = 2;
 const Q_RC: usize = 3;
 const LOOKUP_LEN: usize = 3 + 2 * MAX_RC + 1;
 
+/// Runs `$body` with `$N` a `const usize` equal to `$n` (0..=MAX_RC), so the
+/// RC loops are unrolled for the cell's actual number of pairs.
+macro_rules! with_n_rc {
+    ($n:expr, $N:ident => $body:expr) => {
+        match $n {
+            0 => {
+                const $N: usize = 0;
+                $body
+            }
+            1 => {
+                const $N: usize = 1;
+                $body
+            }
+            2 => {
+                const $N: usize = 2;
+                $body
+            }
+            3 => {
+                const $N: usize = 3;
+                $body
+            }
+            4 => {
+                const $N: usize = 4;
+                $body
+            }
+            5 => {
+                const $N: usize = 5;
+                $body
+            }
+            _ => {
+                const $N: usize = MAX_RC;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_n_rc;
+
 #[derive(Debug, Clone)]
 enum Entropic {
     None,
@@ -301,13 +339,71 @@ impl CellModel {
 
     /// Looks up all parameters at the cell's state and `current_a`.
     #[inline(always)]
-    fn lookup(&self, st: &mut CellState, current_a: f64) {
+    pub(crate) fn lookup(&self, st: &mut CellState, current_a: f64) {
+        with_n_rc!(self.n_rc, N => self.lookup_n::<N>(st, current_a))
+    }
+
+    /// First half of a step: the RC decay factors for `dt_s` and the cell's
+    /// linearised end-of-step voltage `V ≈ e - r·I` (used to share current
+    /// between parallel cells and to solve for power).
+    #[inline]
+    pub fn prepare(&self, st: &CellState, dt_s: f64) -> Prepared {
+        with_n_rc!(self.n_rc, N => self.prepare_n::<N>(st, dt_s))
+    }
+
+    /// Second half of a step: advances the state by `dt_s` at constant
+    /// `current_a` (already clamped) and ambient `t_amb_c`.
+    #[inline]
+    pub fn advance(
+        &self,
+        st: &mut CellState,
+        prep: &Prepared,
+        prop: &ThermalPropagator,
+        current_a: f64,
+        dt_s: f64,
+        t_amb_c: f64,
+    ) {
+        with_n_rc!(self.n_rc, N => {
+            self.integrate_n::<N>(st, prep, prop, current_a, dt_s, t_amb_c);
+            self.finish_n::<N>(st);
+        })
+    }
+
+    /// The state-integration half of [`CellModel::advance`]: RC states,
+    /// heat, temperatures, SOC and ageing over the step. Must be followed by
+    /// [`CellModel::finish`] (split so that a pack can run each half over
+    /// all its cells in turn, letting the CPU overlap independent cells).
+    #[inline]
+    pub fn integrate(
+        &self,
+        st: &mut CellState,
+        prep: &Prepared,
+        prop: &ThermalPropagator,
+        current_a: f64,
+        dt_s: f64,
+        t_amb_c: f64,
+    ) {
+        with_n_rc!(self.n_rc, N => self.integrate_n::<N>(st, prep, prop, current_a, dt_s, t_amb_c))
+    }
+
+    /// The second half of a step: parameter lookup at the new state, terminal
+    /// voltage and limit flags.
+    #[inline]
+    pub fn finish(&self, st: &mut CellState) {
+        with_n_rc!(self.n_rc, N => self.finish_n::<N>(st))
+    }
+
+    // ---- the same, monomorphised on the number of RC pairs (hot path) ----
+
+    /// Looks up all parameters at the cell's state and `current_a`.
+    #[inline(always)]
+    pub(crate) fn lookup_n<const N: usize>(&self, st: &mut CellState, current_a: f64) {
         let mut o = [0.0; LOOKUP_LEN];
         self.table.eval_into(st.soc, st.t_cell_c, current_a, &mut o);
         st.ocv = o[Q_OCV];
         st.r0 = o[Q_R0] * st.r_mult;
         st.docv = o[Q_DOCV];
-        for n in 0..self.n_rc {
+        for n in 0..N {
             st.r[n] = o[Q_RC + 2 * n] * st.r_mult;
             st.c[n] = o[Q_RC + 2 * n + 1] * st.inv_r_mult;
         }
@@ -335,14 +431,14 @@ impl CellModel {
     /// linearised end-of-step voltage `V ≈ e - r·I` (used to share current
     /// between parallel cells and to solve for power).
     #[inline(always)]
-    pub fn prepare(&self, st: &CellState, dt_s: f64) -> Prepared {
+    pub(crate) fn prepare_n<const N: usize>(&self, st: &CellState, dt_s: f64) -> Prepared {
         let mut p = Prepared {
             one_minus_a: [0.0; MAX_RC],
             g: [0.0; MAX_RC],
             e_v: st.ocv,
             r_ohm: st.r0 + st.docv * dt_s * st.inv_capacity_as,
         };
-        for n in 0..self.n_rc {
+        for n in 0..N {
             let x = dt_s / (st.r[n] * st.c[n]);
             let (om, g) = decay(x);
             p.one_minus_a[n] = om;
@@ -353,28 +449,12 @@ impl CellModel {
         p
     }
 
-    /// Second half of a step: advances the state by `dt_s` at constant
-    /// `current_a` (already clamped) and ambient `t_amb_c`.
-    #[inline(always)]
-    pub fn advance(
-        &self,
-        st: &mut CellState,
-        prep: &Prepared,
-        prop: &ThermalPropagator,
-        current_a: f64,
-        dt_s: f64,
-        t_amb_c: f64,
-    ) {
-        self.integrate(st, prep, prop, current_a, dt_s, t_amb_c);
-        self.finish(st);
-    }
-
     /// The state-integration half of [`CellModel::advance`]: RC states,
     /// heat, temperatures, SOC and ageing over the step. Must be followed by
     /// [`CellModel::finish`] (split so that a pack can run each half over
     /// all its cells in turn, letting the CPU overlap independent cells).
     #[inline(always)]
-    pub fn integrate(
+    pub(crate) fn integrate_n<const N: usize>(
         &self,
         st: &mut CellState,
         prep: &Prepared,
@@ -385,7 +465,7 @@ impl CellModel {
     ) {
         let i = current_a;
         let mut q = i * i * st.r0;
-        for n in 0..self.n_rc {
+        for n in 0..N {
             let v_inf = -i * st.r[n];
             let d = st.v_rc[n] - v_inf;
             let v_mean = v_inf + d * prep.g[n];
@@ -410,11 +490,11 @@ impl CellModel {
     /// The second half of a step: parameter lookup at the new state, terminal
     /// voltage and limit flags.
     #[inline(always)]
-    pub fn finish(&self, st: &mut CellState) {
+    pub(crate) fn finish_n<const N: usize>(&self, st: &mut CellState) {
         let i = st.current_a;
-        self.lookup(st, i);
+        self.lookup_n::<N>(st, i);
         let mut v = st.ocv - i * st.r0;
-        for n in 0..self.n_rc {
+        for n in 0..N {
             v += st.v_rc[n];
         }
         st.voltage_v = v;

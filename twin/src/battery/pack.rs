@@ -29,11 +29,12 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
+use super::cell::with_n_rc;
 use super::cell::{
     clamp_current, solve_power, CellModel, CellOutput, CellState, LimitFlags, PowerNotDeliverable,
     Prepared,
 };
-use super::params::PackParams;
+use super::params::{PackParams, MAX_RC};
 use super::thermal::ThermalPropagator;
 
 /// What a pack reports after a step.
@@ -426,8 +427,23 @@ fn blank_output() -> PackOutput {
 /// Advances every cell one step for pack current `i` and gathers the pack
 /// statistics on the way.
 #[allow(clippy::too_many_arguments)]
-#[inline]
 fn advance_all(
+    model: &CellModel,
+    cells: &mut [CellState],
+    prep: &mut [Prepared],
+    parallel: usize,
+    prop: &ThermalPropagator,
+    i: f64,
+    dt_s: f64,
+    t_amb_c: f64,
+) -> Acc {
+    with_n_rc!(model.n_rc(), N => advance_all_n::<N>(model, cells, prep, parallel, prop, i, dt_s, t_amb_c))
+}
+
+/// [`advance_all`] for cells with `N` RC pairs.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn advance_all_n<const N: usize>(
     model: &CellModel,
     cells: &mut [CellState],
     prep: &mut [Prepared],
@@ -442,11 +458,11 @@ fn advance_all(
         // Two passes (integrate all, then look up all): shorter independent
         // loop bodies that the CPU can overlap across cells.
         for c in cells.iter_mut() {
-            let p = model.prepare(c, dt_s);
-            model.integrate(c, &p, prop, i, dt_s, t_amb_c);
+            let p = model.prepare_n::<N>(c, dt_s);
+            model.integrate_n::<N>(c, &p, prop, i, dt_s, t_amb_c);
         }
         for (s, c) in cells.iter_mut().enumerate() {
-            model.finish(c);
+            model.finish_n::<N>(c);
             acc.cell(c);
             acc.group(s, c.voltage_v);
         }
@@ -460,7 +476,7 @@ fn advance_all(
     {
         let (mut ge, mut g) = (0.0, 0.0);
         for (c, p) in group.iter().zip(gp.iter_mut()) {
-            *p = model.prepare(c, dt_s);
+            *p = model.prepare_n::<N>(c, dt_s);
             ge += p.e_v / p.r_ohm;
             g += 1.0 / p.r_ohm;
         }
@@ -468,10 +484,10 @@ fn advance_all(
         let mut vg = 0.0;
         for (c, p) in group.iter_mut().zip(gp.iter()) {
             let ik = (p.e_v - v) / p.r_ohm;
-            model.integrate(c, p, prop, ik, dt_s, t_amb_c);
+            model.integrate_n::<N>(c, p, prop, ik, dt_s, t_amb_c);
         }
         for c in group.iter_mut() {
-            model.finish(c);
+            model.finish_n::<N>(c);
             acc.cell(c);
             vg += c.voltage_v;
         }
