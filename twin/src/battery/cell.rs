@@ -647,7 +647,7 @@ pub struct EcmCell {
 }
 
 impl EcmCell {
-    /// A nominal cell at `soc0` (clamped to [0,1]) with cell, jig and ambient
+    /// A nominal cell at `soc0` (clamped to 0..=1) with cell, jig and ambient
     /// at `temperature_c`.
     pub fn new(params: &CellParams, soc0: f64, temperature_c: f64) -> Self {
         Self::from_model(CellModel::new(params), soc0, temperature_c)
