@@ -1,0 +1,638 @@
+//! A pack of `series × parallel` cells with a seeded cell-to-cell spread.
+//!
+//! Cells are indexed `s * parallel + p` (series position `s`, parallel
+//! position `p`). Each cell has its own RC, SOC, thermal (cell + its share of
+//! the enclosure, to a common ambient) and ageing state; all share one
+//! compiled [`CellModel`].
+//!
+//! **Spread.** From a `ChaCha8Rng` seeded with the scenario seed, each cell
+//! draws three standard normals (truncated at ±3 σ) in order: capacity
+//! multiplier `1 + σ_Q z₁`, resistance multiplier `1 + σ_R z₂` (applied to R0
+//! and every R_i), initial SOC offset `σ_SOC z₃`. Same seed → same pack.
+//!
+//! **Current split in a parallel group.** Over a step every cell is
+//! linearised as `V_k = e_k - r_k I_k` ([`CellModel::prepare`]: `e_k` is the
+//! OCV plus the decayed RC voltages, `r_k = R0 + Σ R_i (1 - e^{-dt/τ_i}) +
+//! dOCV/dSOC · dt / 3600 Q_k`). The group's cells share one terminal voltage
+//! `V = (Σ e_k/r_k - I) / Σ 1/r_k`, so `I_k = (e_k - V)/r_k`. This is the
+//! implicit (backward-Euler-like) split: it is stable for any step and
+//! converges to the exact split as `dt → 0`; cells with lower SOC or higher
+//! resistance take less current, and circulating currents between
+//! unbalanced cells appear at zero pack current.
+//!
+//! The reported cell voltage of a series position is the mean of its
+//! parallel cells' terminal voltages (what a BMS measures).
+
+use std::sync::Arc;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+use super::cell::with_n_rc;
+use super::cell::{
+    clamp_current, solve_power, CellModel, CellOutput, CellState, LimitFlags, PowerNotDeliverable,
+    Prepared,
+};
+use super::params::{PackParams, MAX_RC};
+use super::thermal::ThermalPropagator;
+
+/// What a pack reports after a step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PackOutput {
+    pub voltage_v: f64,
+    /// Pack current (A, positive = discharge).
+    pub current_a: f64,
+    /// Terminal power (W, positive = discharge).
+    pub power_w: f64,
+    pub soc_mean: f64,
+    pub soc_min: f64,
+    pub soc_max: f64,
+    /// Lowest and highest series-position voltage, and their positions (0-based).
+    pub cell_voltage_min_v: f64,
+    pub cell_voltage_min_index: usize,
+    pub cell_voltage_max_v: f64,
+    pub cell_voltage_max_index: usize,
+    pub temperature_min_c: f64,
+    pub temperature_max_c: f64,
+    pub temperature_mean_c: f64,
+    /// Mean and lowest capacity state of health over the cells (1 = new).
+    pub soh: f64,
+    pub soh_min: f64,
+    /// Total heat generated in the cells (W, mean over the step).
+    pub heat_w: f64,
+    /// Energy out of (discharge) and into (charge) the terminals since the
+    /// start (Wh, both ≥ 0); throughput is their sum.
+    pub energy_discharged_wh: f64,
+    pub energy_charged_wh: f64,
+    /// Flags of all cells OR-ed together.
+    pub limits: LimitFlags,
+}
+
+impl PackOutput {
+    pub fn energy_throughput_wh(&self) -> f64 {
+        self.energy_discharged_wh + self.energy_charged_wh
+    }
+}
+
+/// A battery pack.
+#[derive(Debug, Clone)]
+pub struct Pack {
+    model: Arc<CellModel>,
+    series: usize,
+    parallel: usize,
+    cells: Vec<CellState>,
+    prep: Vec<Prepared>,
+    prop: ThermalPropagator,
+    ambient_c: f64,
+    energy_discharged_wh: f64,
+    energy_charged_wh: f64,
+    out: PackOutput,
+}
+
+fn truncated_normal(rng: &mut ChaCha8Rng) -> f64 {
+    let z: f64 = StandardNormal.sample(rng);
+    z.clamp(-3.0, 3.0)
+}
+
+impl Pack {
+    /// Builds the pack at mean SOC `soc0` and uniform `temperature_c` (also
+    /// the ambient), drawing the spread from `seed`.
+    pub fn new(params: &PackParams, soc0: f64, temperature_c: f64, seed: u64) -> Self {
+        let model = CellModel::new(&params.cell);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let sp = params.spread;
+        let n = params.series * params.parallel;
+        let soc0 = if soc0.is_finite() {
+            soc0.clamp(0.0, 1.0)
+        } else {
+            0.5
+        };
+        let cells: Vec<CellState> = (0..n)
+            .map(|_| {
+                let zq = truncated_normal(&mut rng);
+                let zr = truncated_normal(&mut rng);
+                let zs = truncated_normal(&mut rng);
+                let cq = (1.0 + sp.capacity_rel_sd * zq).max(0.05);
+                let cr = (1.0 + sp.resistance_rel_sd * zr).max(0.05);
+                let soc = (soc0 + sp.initial_soc_sd * zs).clamp(0.0, 1.0);
+                model.initial_state(soc, temperature_c, cq, cr)
+            })
+            .collect();
+        let prep = cells.iter().map(|c| model.prepare(c, 1.0)).collect();
+        let prop = ThermalPropagator::new(&model.params.thermal, 1.0);
+        let ambient_c = cells[0].t_cell_c;
+        let mut pack = Pack {
+            model,
+            series: params.series,
+            parallel: params.parallel,
+            cells,
+            prep,
+            prop,
+            ambient_c,
+            energy_discharged_wh: 0.0,
+            energy_charged_wh: 0.0,
+            out: blank_output(),
+        };
+        let acc = Acc::of(&pack.cells, pack.parallel);
+        pack.out = pack.summarise(&acc, 0.0, 0.0, LimitFlags::NONE);
+        pack
+    }
+
+    pub fn series(&self) -> usize {
+        self.series
+    }
+    pub fn parallel(&self) -> usize {
+        self.parallel
+    }
+    pub fn model(&self) -> &Arc<CellModel> {
+        &self.model
+    }
+    /// All cell states, index `s * parallel + p`.
+    pub fn cells(&self) -> &[CellState] {
+        &self.cells
+    }
+    pub fn cell_output(&self, index: usize) -> CellOutput {
+        self.model.output(&self.cells[index])
+    }
+    pub fn output(&self) -> PackOutput {
+        self.out
+    }
+    pub fn ambient_c(&self) -> f64 {
+        self.ambient_c
+    }
+    /// Sets the ambient temperature (non-finite values are ignored).
+    pub fn set_ambient_c(&mut self, t: f64) {
+        if t.is_finite() {
+            self.ambient_c = t;
+        }
+    }
+    /// Nominal pack capacity (Ah): parallel × the cell's nominal capacity.
+    pub fn nominal_capacity_ah(&self) -> f64 {
+        self.parallel as f64 * self.model.params.nominal_capacity_ah
+    }
+
+    fn propagator(&mut self, dt_s: f64) -> ThermalPropagator {
+        if self.prop.dt_s != dt_s {
+            self.prop = ThermalPropagator::new(&self.model.params.thermal, dt_s);
+        }
+        self.prop
+    }
+
+    /// Steps `dt_s` at constant pack current (A, positive = discharge). A
+    /// non-positive or non-finite `dt_s` changes nothing.
+    pub fn step_current(&mut self, current_a: f64, dt_s: f64) -> PackOutput {
+        if !(dt_s.is_finite() && dt_s > 0.0) {
+            return self.out;
+        }
+        let (i, clamped) = clamp_current(current_a);
+        let prop = self.propagator(dt_s);
+        let amb = self.ambient_c;
+        let acc = advance_all(
+            &self.model,
+            &mut self.cells,
+            &mut self.prep,
+            self.parallel,
+            &prop,
+            i,
+            dt_s,
+            amb,
+        );
+        let extra = if clamped {
+            LimitFlags::CURRENT_CLAMPED
+        } else {
+            LimitFlags::NONE
+        };
+        self.finish(&acc, i, dt_s, extra)
+    }
+
+    /// Steps `dt_s` delivering `power_w` at the pack terminals (positive =
+    /// discharge): the pack current is solved from the linearised pack
+    /// (`Σ` of the groups' `e`, `r`) and refined by Newton on trial steps.
+    /// If no current can deliver the power, returns the error and leaves the
+    /// pack unchanged.
+    pub fn step_power(
+        &mut self,
+        power_w: f64,
+        dt_s: f64,
+    ) -> Result<PackOutput, PowerNotDeliverable> {
+        if !power_w.is_finite() {
+            return Err(PowerNotDeliverable {
+                requested_w: power_w,
+                max_w: 0.0,
+            });
+        }
+        if !(dt_s.is_finite() && dt_s > 0.0) {
+            return Ok(self.out);
+        }
+        let prop = self.propagator(dt_s);
+        let amb = self.ambient_c;
+        let (e, r) = self.linearised(dt_s);
+        let i0 = solve_power(e, r, power_w)?;
+        let mut i = i0;
+        let mut trial = self.cells.clone();
+        let mut trial_prep = self.prep.clone();
+        for _ in 0..4 {
+            trial.clone_from(&self.cells);
+            let v = advance_all(
+                &self.model,
+                &mut trial,
+                &mut trial_prep,
+                self.parallel,
+                &prop,
+                i,
+                dt_s,
+                amb,
+            )
+            .v_pack;
+            let err = power_w - v * i;
+            if err.abs() <= 1e-9 * power_w.abs().max(1e-3) {
+                break;
+            }
+            let slope = e - 2.0 * r * i;
+            if slope.abs() < 1e-12 {
+                break;
+            }
+            i += err / slope;
+            if !i.is_finite() {
+                i = i0;
+                break;
+            }
+        }
+        Ok(self.step_current(i, dt_s))
+    }
+
+    /// The pack linearised over a step: `V ≈ e - r I`.
+    fn linearised(&self, dt_s: f64) -> (f64, f64) {
+        let (mut e, mut r) = (0.0, 0.0);
+        for group in self.cells.chunks(self.parallel) {
+            let (mut ge, mut g) = (0.0, 0.0);
+            for c in group {
+                let p = self.model.prepare(c, dt_s);
+                ge += p.e_v / p.r_ohm;
+                g += 1.0 / p.r_ohm;
+            }
+            e += ge / g;
+            r += 1.0 / g;
+        }
+        (e, r)
+    }
+
+    fn finish(&mut self, acc: &Acc, i: f64, dt_s: f64, extra: LimitFlags) -> PackOutput {
+        let out = self.summarise(acc, i, dt_s, extra);
+        self.out = out;
+        out
+    }
+
+    fn summarise(&mut self, acc: &Acc, i: f64, dt_s: f64, extra: LimitFlags) -> PackOutput {
+        let n = self.cells.len() as f64;
+        let mut o = blank_output();
+        o.current_a = i;
+        o.voltage_v = acc.v_pack;
+        o.power_w = acc.v_pack * i;
+        o.soc_min = acc.soc_min;
+        o.soc_max = acc.soc_max;
+        o.temperature_min_c = acc.t_min;
+        o.temperature_max_c = acc.t_max;
+        o.soh_min = acc.soh_min;
+        o.heat_w = acc.heat_w;
+        o.cell_voltage_min_v = acc.vg_min;
+        o.cell_voltage_min_index = acc.vg_min_index;
+        o.cell_voltage_max_v = acc.vg_max;
+        o.cell_voltage_max_index = acc.vg_max_index;
+        // Means are clamped into [min, max] against rounding.
+        o.soc_mean = (acc.soc_sum / n).clamp(o.soc_min, o.soc_max);
+        o.temperature_mean_c = (acc.t_sum / n).clamp(o.temperature_min_c, o.temperature_max_c);
+        o.soh = (acc.soh_sum / n).clamp(o.soh_min, 1.0);
+        let e_wh = o.power_w * dt_s / 3600.0;
+        if e_wh > 0.0 {
+            self.energy_discharged_wh += e_wh;
+        } else {
+            self.energy_charged_wh -= e_wh;
+        }
+        o.energy_discharged_wh = self.energy_discharged_wh;
+        o.energy_charged_wh = self.energy_charged_wh;
+        o.limits = LimitFlags(acc.flags) | extra;
+        o
+    }
+}
+
+/// Running pack statistics, gathered in the stepping loop.
+#[derive(Debug, Clone, Copy)]
+struct Acc {
+    v_pack: f64,
+    soc_sum: f64,
+    soc_min: f64,
+    soc_max: f64,
+    t_sum: f64,
+    t_min: f64,
+    t_max: f64,
+    soh_sum: f64,
+    soh_min: f64,
+    heat_w: f64,
+    flags: u8,
+    vg_min: f64,
+    vg_min_index: usize,
+    vg_max: f64,
+    vg_max_index: usize,
+}
+
+impl Acc {
+    fn new() -> Self {
+        Acc {
+            v_pack: 0.0,
+            soc_sum: 0.0,
+            soc_min: f64::INFINITY,
+            soc_max: f64::NEG_INFINITY,
+            t_sum: 0.0,
+            t_min: f64::INFINITY,
+            t_max: f64::NEG_INFINITY,
+            soh_sum: 0.0,
+            soh_min: f64::INFINITY,
+            heat_w: 0.0,
+            flags: 0,
+            vg_min: f64::INFINITY,
+            vg_min_index: 0,
+            vg_max: f64::NEG_INFINITY,
+            vg_max_index: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn cell(&mut self, c: &CellState) {
+        self.soc_sum += c.soc;
+        self.soc_min = self.soc_min.min(c.soc);
+        self.soc_max = self.soc_max.max(c.soc);
+        self.t_sum += c.t_cell_c;
+        self.t_min = self.t_min.min(c.t_cell_c);
+        self.t_max = self.t_max.max(c.t_cell_c);
+        let soh = 1.0 - c.ageing.capacity_fade();
+        self.soh_sum += soh;
+        self.soh_min = self.soh_min.min(soh);
+        self.heat_w += c.heat_w;
+        self.flags |= c.limits.0;
+    }
+
+    #[inline(always)]
+    fn group(&mut self, s: usize, vg: f64) {
+        self.v_pack += vg;
+        if vg < self.vg_min {
+            self.vg_min = vg;
+            self.vg_min_index = s;
+        }
+        if vg > self.vg_max {
+            self.vg_max = vg;
+            self.vg_max_index = s;
+        }
+    }
+
+    fn of(cells: &[CellState], parallel: usize) -> Self {
+        let mut acc = Acc::new();
+        for (s, group) in cells.chunks(parallel).enumerate() {
+            let mut vg = 0.0;
+            for c in group {
+                acc.cell(c);
+                vg += c.voltage_v;
+            }
+            acc.group(s, vg / parallel as f64);
+        }
+        acc
+    }
+}
+
+fn blank_output() -> PackOutput {
+    PackOutput {
+        voltage_v: 0.0,
+        current_a: 0.0,
+        power_w: 0.0,
+        soc_mean: 0.0,
+        soc_min: f64::INFINITY,
+        soc_max: f64::NEG_INFINITY,
+        cell_voltage_min_v: f64::INFINITY,
+        cell_voltage_min_index: 0,
+        cell_voltage_max_v: f64::NEG_INFINITY,
+        cell_voltage_max_index: 0,
+        temperature_min_c: f64::INFINITY,
+        temperature_max_c: f64::NEG_INFINITY,
+        temperature_mean_c: 0.0,
+        soh: 1.0,
+        soh_min: f64::INFINITY,
+        heat_w: 0.0,
+        energy_discharged_wh: 0.0,
+        energy_charged_wh: 0.0,
+        limits: LimitFlags::NONE,
+    }
+}
+
+/// Advances every cell one step for pack current `i` and gathers the pack
+/// statistics on the way.
+#[allow(clippy::too_many_arguments)]
+fn advance_all(
+    model: &CellModel,
+    cells: &mut [CellState],
+    prep: &mut [Prepared],
+    parallel: usize,
+    prop: &ThermalPropagator,
+    i: f64,
+    dt_s: f64,
+    t_amb_c: f64,
+) -> Acc {
+    with_n_rc!(model.n_rc(), N => advance_all_n::<N>(model, cells, prep, parallel, prop, i, dt_s, t_amb_c))
+}
+
+/// [`advance_all`] for cells with `N` RC pairs.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn advance_all_n<const N: usize>(
+    model: &CellModel,
+    cells: &mut [CellState],
+    prep: &mut [Prepared],
+    parallel: usize,
+    prop: &ThermalPropagator,
+    i: f64,
+    dt_s: f64,
+    t_amb_c: f64,
+) -> Acc {
+    let mut acc = Acc::new();
+    if parallel == 1 {
+        // Two passes (integrate all, then look up all): shorter independent
+        // loop bodies that the CPU can overlap across cells.
+        for c in cells.iter_mut() {
+            let p = model.prepare_n::<N>(c, dt_s);
+            model.integrate_n::<N>(c, &p, prop, i, dt_s, t_amb_c);
+        }
+        for (s, c) in cells.iter_mut().enumerate() {
+            model.finish_n::<N>(c);
+            acc.cell(c);
+            acc.group(s, c.voltage_v);
+        }
+        return acc;
+    }
+    let inv_p = 1.0 / parallel as f64;
+    for (s, (group, gp)) in cells
+        .chunks_mut(parallel)
+        .zip(prep.chunks_mut(parallel))
+        .enumerate()
+    {
+        let (mut ge, mut g) = (0.0, 0.0);
+        for (c, p) in group.iter().zip(gp.iter_mut()) {
+            *p = model.prepare_n::<N>(c, dt_s);
+            ge += p.e_v / p.r_ohm;
+            g += 1.0 / p.r_ohm;
+        }
+        let v = (ge - i) / g;
+        let mut vg = 0.0;
+        for (c, p) in group.iter_mut().zip(gp.iter()) {
+            let ik = (p.e_v - v) / p.r_ohm;
+            model.integrate_n::<N>(c, p, prop, ik, dt_s, t_amb_c);
+        }
+        for c in group.iter_mut() {
+            model.finish_n::<N>(c);
+            acc.cell(c);
+            vg += c.voltage_v;
+        }
+        acc.group(s, vg * inv_p);
+    }
+    acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::battery::params::{parse_cell_params, tests_support::MINIMAL, PackParams, Spread};
+    use std::path::Path;
+
+    fn pack_params(series: usize, parallel: usize) -> PackParams {
+        PackParams {
+            name: "t".into(),
+            cell: parse_cell_params(Path::new("t.toml"), MINIMAL).unwrap(),
+            series,
+            parallel,
+            spread: Spread {
+                capacity_rel_sd: 0.02,
+                resistance_rel_sd: 0.05,
+                initial_soc_sd: 0.01,
+            },
+        }
+    }
+
+    #[test]
+    fn spread_is_reproducible_and_seed_dependent() {
+        let p = pack_params(4, 3);
+        let a = Pack::new(&p, 0.5, 25.0, 42);
+        let b = Pack::new(&p, 0.5, 25.0, 42);
+        let c = Pack::new(&p, 0.5, 25.0, 43);
+        assert_eq!(a.cells(), b.cells());
+        assert_ne!(a.cells(), c.cells());
+        let o = a.output();
+        assert!(o.cell_voltage_min_v < o.cell_voltage_max_v);
+    }
+
+    #[test]
+    fn parallel_split_conserves_current_and_favours_low_resistance() {
+        let mut p = pack_params(2, 3);
+        p.spread = Spread {
+            capacity_rel_sd: 0.0,
+            resistance_rel_sd: 0.1,
+            initial_soc_sd: 0.0,
+        };
+        let mut pack = Pack::new(&p, 0.5, 25.0, 7);
+        let o = pack.step_current(30.0, 1.0);
+        for g in 0..2 {
+            let cells = &pack.cells()[g * 3..g * 3 + 3];
+            let sum: f64 = cells.iter().map(|c| c.current_a).sum();
+            assert!((sum - 30.0).abs() < 1e-9, "{sum}");
+            let lo_r = cells
+                .iter()
+                .min_by(|a, b| a.r0.partial_cmp(&b.r0).unwrap())
+                .unwrap();
+            let hi_r = cells
+                .iter()
+                .max_by(|a, b| a.r0.partial_cmp(&b.r0).unwrap())
+                .unwrap();
+            assert!(lo_r.current_a > hi_r.current_a);
+            // Same terminal voltage within a group (to the linearisation).
+            let vs: Vec<f64> = cells.iter().map(|c| c.voltage_v).collect();
+            let spread = vs.iter().cloned().fold(f64::MIN, f64::max)
+                - vs.iter().cloned().fold(f64::MAX, f64::min);
+            assert!(spread < 1e-4, "{vs:?}");
+        }
+        assert!(o.voltage_v > 2.0 * 2.8 && o.voltage_v < 2.0 * 3.6);
+    }
+
+    #[test]
+    fn pack_discharge_energy_and_flags() {
+        let p = pack_params(16, 1);
+        let mut pack = Pack::new(&p, 1.0, 25.0, 1);
+        let mut o = pack.output();
+        let mut steps = 0;
+        while !o.limits.contains(LimitFlags::UNDER_VOLTAGE) && steps < 10_000 {
+            o = pack.step_current(10.0, 10.0);
+            steps += 1;
+            assert!(o.soc_min <= o.soc_mean && o.soc_mean <= o.soc_max);
+            assert!(
+                o.temperature_min_c <= o.temperature_mean_c
+                    && o.temperature_mean_c <= o.temperature_max_c
+            );
+        }
+        assert!(o.limits.contains(LimitFlags::UNDER_VOLTAGE));
+        // The weakest cell hits the cut-off first while the mean SOC is above 0.
+        assert!(o.soc_mean > o.soc_min);
+        // ~16 * 3.3 V * 10 Ah
+        assert!(
+            o.energy_discharged_wh > 400.0 && o.energy_discharged_wh < 560.0,
+            "{}",
+            o.energy_discharged_wh
+        );
+    }
+
+    #[test]
+    fn pack_power_mode() {
+        let p = pack_params(4, 2);
+        let mut pack = Pack::new(&p, 0.5, 25.0, 3);
+        let o = pack.step_power(500.0, 1.0).unwrap();
+        assert!((o.power_w - 500.0).abs() < 1e-6, "{o:?}");
+        let o = pack.step_power(-500.0, 1.0).unwrap();
+        assert!((o.power_w + 500.0).abs() < 1e-6, "{o:?}");
+        let before = pack.cells().to_vec();
+        assert!(pack.step_power(1e9, 1.0).is_err());
+        assert_eq!(pack.cells(), &before[..]);
+    }
+
+    #[test]
+    fn single_cell_pack_matches_ecm_cell() {
+        let mut p = pack_params(1, 1);
+        p.spread = Spread::default();
+        let mut pack = Pack::new(&p, 0.7, 25.0, 0);
+        let mut cell = crate::battery::EcmCell::new(&p.cell, 0.7, 25.0);
+        for k in 0..500 {
+            let i = if k % 100 < 60 { 12.0 } else { -7.0 };
+            let a = pack.step_current(i, 2.0);
+            let b = cell.step_current(i, 2.0);
+            assert!((a.voltage_v - b.voltage_v).abs() < 1e-12);
+            assert!((a.soc_mean - b.soc).abs() < 1e-12);
+            assert!((a.temperature_max_c - b.temperature_c).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn lfp_home_pack_delivers_about_its_rated_energy() {
+        let path =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("params/lfp_home_16s.toml");
+        let p = crate::battery::load_pack_params(&path).unwrap();
+        let mut pack = Pack::new(&p, 1.0, 25.0, 2026);
+        let start = pack.output();
+        assert!(start.cell_voltage_max_v > start.cell_voltage_min_v);
+        let mut o = start;
+        // 0.5C (50 A) until the first series position reaches 2.5 V.
+        while !o.limits.contains(LimitFlags::UNDER_VOLTAGE) {
+            o = pack.step_current(50.0, 10.0);
+        }
+        let kwh = o.energy_discharged_wh / 1000.0;
+        assert!(kwh > 4.5 && kwh < 5.4, "{kwh} kWh");
+        // The spread shows: the weakest cell ends the discharge before the rest.
+        assert!(o.soc_max - o.soc_min > 0.005, "{o:?}");
+        assert!(o.cell_voltage_max_v - o.cell_voltage_min_v > 0.05);
+        assert!(o.temperature_max_c > 25.0);
+    }
+}
