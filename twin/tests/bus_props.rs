@@ -15,6 +15,8 @@ struct Cfg {
     led_w: [f64; 3],
     res_ohm: f64,
     initial_v: f64,
+    /// Inverter port: `None` = no port, else its power limit (`None` = unlimited).
+    port: Option<Option<f64>>,
 }
 
 fn cfg_strategy() -> impl Strategy<Value = Cfg> {
@@ -26,9 +28,10 @@ fn cfg_strategy() -> impl Strategy<Value = Cfg> {
         [1.0..600.0f64, 1.0..600.0f64, 1.0..600.0f64],
         1.0..100.0f64,
         0.0..56.0f64,
+        prop::option::weighted(0.8, prop::option::of(100.0..5000.0f64)),
     )
         .prop_map(
-            |(cap_f, droop, len_m, mm2, led_w, res_ohm, initial_v)| Cfg {
+            |(cap_f, droop, len_m, mm2, led_w, res_ohm, initial_v, port)| Cfg {
                 cap_f,
                 droop,
                 len_m,
@@ -36,6 +39,7 @@ fn cfg_strategy() -> impl Strategy<Value = Cfg> {
                 led_w,
                 res_ohm,
                 initial_v,
+                port,
             },
         )
 }
@@ -121,6 +125,10 @@ fn build(c: &Cfg) -> DcBus {
         }),
         circuits,
         devices,
+        inverter_port: c.port.map(|max_power_w| InverterPortConfig {
+            max_power_w,
+            ..InverterPortConfig::default()
+        }),
     })
     .unwrap()
 }
@@ -135,6 +143,7 @@ struct StepIn {
     plug: [Option<usize>; 6],
     on: [bool; 5],
     budget: [f64; 6],
+    port_w: f64,
 }
 
 fn step_strategy() -> impl Strategy<Value = StepIn> {
@@ -155,17 +164,25 @@ fn step_strategy() -> impl Strategy<Value = StepIn> {
         prop::array::uniform6(prop::option::of(0usize..6)),
         prop::array::uniform5(any::<bool>()),
         prop::array::uniform6(0.0..120.0f64),
+        prop_oneof![
+            3 => 0.0..6000.0f64,
+            1 => Just(0.0),
+            1 => prop::sample::select(vec![-100.0, f64::NAN, f64::INFINITY]),
+        ],
     )
-        .prop_map(|(log_dt, bat, pv, chg, circ, plug, on, budget)| StepIn {
-            log_dt,
-            bat,
-            pv,
-            chg,
-            circ,
-            plug,
-            on,
-            budget,
-        })
+        .prop_map(
+            |(log_dt, bat, pv, chg, circ, plug, on, budget, port_w)| StepIn {
+                log_dt,
+                bat,
+                pv,
+                chg,
+                circ,
+                plug,
+                on,
+                budget,
+                port_w,
+            },
+        )
 }
 
 fn apply(s: &StepIn, inp: &mut BusInputs) -> f64 {
@@ -198,6 +215,7 @@ fn apply(s: &StepIn, inp: &mut BusInputs) -> f64 {
     for k in 0..5 {
         inp.devices[k].on = s.on[k];
     }
+    inp.inverter_port.demand_w = s.port_w;
     10f64.powf(s.log_dt)
 }
 
@@ -235,6 +253,10 @@ fn all_finite(o: &BusOutputs) -> bool {
         .iter()
         .all(|x| x.is_finite());
     }
+    let p = &o.inverter_port;
+    ok &= [p.power_w, p.energy_j, p.total_energy_j, p.unserved_w]
+        .iter()
+        .all(|x| x.is_finite() && *x >= 0.0);
     for d in &o.devices {
         ok &= d.soc.is_finite() && d.input_w.is_finite() && d.battery_w.is_finite();
     }
@@ -276,6 +298,18 @@ proptest! {
                 for d in &o.devices {
                     prop_assert!((0.0..=1.0).contains(&d.soc), "soc {}", d.soc);
                 }
+                // The port never draws more than asked or than its limit.
+                let asked = if s.port_w.is_finite() { s.port_w.max(0.0) } else { 0.0 };
+                let limit = match cfg.port {
+                    Some(m) => asked.min(m.unwrap_or(f64::INFINITY)),
+                    None => 0.0,
+                };
+                let p = &o.inverter_port;
+                prop_assert!(p.power_w <= limit * (1.0 + 1e-9) + 1e-9, "port {p:?} asked {asked}");
+                if cfg.port.is_some() {
+                    prop_assert!((p.power_w + p.unserved_w - asked).abs() <= 1e-9 * asked.max(1.0)
+                        || p.power_w >= asked, "port {p:?} asked {asked}");
+                }
                 total_in += e.source_input_j;
                 total_out += e.load_j + e.wiring_loss_j + e.converter_loss_j + e.integration_loss_j;
             }
@@ -303,6 +337,7 @@ proptest! {
         let cfg = Cfg {
             cap_f: 0.01, droop: [0.02, 0.05], len_m: [10.0, 20.0, 30.0],
             mm2: [1.5, 1.0, 1.0], led_w: [50.0, 300.0, 700.0], res_ohm: 10.0, initial_v: 48.0,
+            port: Some(None),
         };
         let mut bus = build(&cfg);
         let mut inp = bus.default_inputs();
@@ -323,6 +358,7 @@ proptest! {
         }
         inp.sockets[0].device = Some(0);
         inp.devices[1].on = true;
+        inp.inverter_port.demand_w = avail;
         let dt = 10f64.powf(log_dt);
         for _ in 0..20 {
             let o = bus.step(dt, &inp);

@@ -112,6 +112,7 @@ fn house_bus() -> DcBus {
             DeviceConfig::preset(DeviceKind::Phone, "phone"),
             DeviceConfig::preset(DeviceKind::Tv, "tv"),
         ],
+        inverter_port: Some(InverterPortConfig::default()),
     })
     .unwrap()
 }
@@ -125,6 +126,7 @@ fn step_is_allocation_free_and_fast() {
     inp.sockets[2].device = Some(2);
     inp.devices[0].on = true;
     inp.devices[2].on = true;
+    inp.inverter_port.demand_w = 400.0;
     inp.pv.available_w = 800.0;
     for _ in 0..100 {
         bus.step(0.01, &inp);

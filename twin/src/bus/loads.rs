@@ -1,6 +1,6 @@
 //! Loads at the far end of a circuit: constant-power LED drivers with an
 //! under-voltage dropout (with hysteresis), resistive loads and optional
-//! constant-current loads.
+//! constant-current loads; and the inverter DC port at the bus node.
 
 use serde::Deserialize;
 
@@ -38,6 +38,73 @@ impl LedDriverConfig {
         let r = self.restart_v();
         if !(r.is_finite() && r >= self.min_input_v) {
             return Err(format!("{who}: restart_v must be >= min_input_v, got {r}"));
+        }
+        Ok(())
+    }
+}
+
+/// The DC input of the AC inverter, connected directly at the bus node (no
+/// circuit wiring, no breaker of its own). Its power is set per step by the
+/// house ([`super::network::InverterPortInput`]); it is a constant-power
+/// load with an under-voltage lockout (with hysteresis) like the LED drivers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InverterPortConfig {
+    /// Below this bus voltage the port locks out and draws nothing, V; also
+    /// the knee below which it behaves as a resistor. Default 40.
+    #[serde(default = "default_inverter_min_v")]
+    pub min_input_v: f64,
+    /// After a lockout it restarts once the bus reaches this voltage, V.
+    /// Default `min_input_v + 2`.
+    #[serde(default)]
+    pub restart_v: Option<f64>,
+    /// Largest DC input power, W (demand above it is unserved). Default: no limit.
+    #[serde(default)]
+    pub max_power_w: Option<f64>,
+}
+
+fn default_inverter_min_v() -> f64 {
+    40.0
+}
+
+impl Default for InverterPortConfig {
+    fn default() -> Self {
+        Self {
+            min_input_v: default_inverter_min_v(),
+            restart_v: None,
+            max_power_w: None,
+        }
+    }
+}
+
+impl InverterPortConfig {
+    pub fn restart_v(&self) -> f64 {
+        self.restart_v.unwrap_or(self.min_input_v + 2.0)
+    }
+
+    /// The power limit, W (infinite when not configured).
+    pub fn max_power_w(&self) -> f64 {
+        self.max_power_w.unwrap_or(f64::INFINITY)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let who = "bus: inverter_port";
+        if !(self.min_input_v.is_finite() && self.min_input_v > 0.0) {
+            return Err(format!(
+                "{who}: min_input_v must be a positive number, got {}",
+                self.min_input_v
+            ));
+        }
+        let r = self.restart_v();
+        if !(r.is_finite() && r >= self.min_input_v) {
+            return Err(format!("{who}: restart_v must be >= min_input_v, got {r}"));
+        }
+        if let Some(p) = self.max_power_w {
+            if !(p.is_finite() && p > 0.0) {
+                return Err(format!(
+                    "{who}: max_power_w must be a positive number, got {p}"
+                ));
+            }
         }
         Ok(())
     }

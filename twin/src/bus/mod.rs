@@ -83,11 +83,13 @@ pub mod wiring;
 pub use breaker::{Breaker, BreakerConfig, TripCause};
 pub use devices::{Device, DeviceConfig, DeviceKind, DeviceOutput};
 pub use droop::{BatteryConverterConfig, ChargerConfig, PvConverterConfig};
-pub use loads::{ConstantCurrentLoadConfig, LedDriverConfig, ResistiveLoadConfig};
+pub use loads::{
+    ConstantCurrentLoadConfig, InverterPortConfig, LedDriverConfig, ResistiveLoadConfig,
+};
 pub use network::{
     BatteryConverterInput, BatteryConverterOutput, BusConfig, BusInputs, BusOutputs, ChargerInput,
-    CircuitConfig, CircuitInput, CircuitOutput, DcBus, DeviceInput, LedOutput, PvInput,
-    SocketInput, SocketOutput, SourceOutput, StepEnergy,
+    CircuitConfig, CircuitInput, CircuitOutput, DcBus, DeviceInput, InverterPortInput,
+    InverterPortOutput, LedOutput, PvInput, SocketInput, SocketOutput, SourceOutput, StepEnergy,
 };
 pub use usb_pd::{Contract, PdState, Pdo, UsbSocketConfig};
 pub use wiring::{loop_resistance_ohm, RHO_CU_20C_OHM_MM2_PER_M};

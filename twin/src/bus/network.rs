@@ -21,7 +21,9 @@ use serde::Deserialize;
 use super::breaker::{Breaker, BreakerConfig, TripCause};
 use super::devices::{Device, DeviceConfig, DeviceOutput};
 use super::droop::{BatteryConverterConfig, ChargerConfig, DroopLaw, PvConverterConfig};
-use super::loads::{ConstantCurrentLoadConfig, LedDriverConfig, ResistiveLoadConfig, Uvlo};
+use super::loads::{
+    ConstantCurrentLoadConfig, InverterPortConfig, LedDriverConfig, ResistiveLoadConfig, Uvlo,
+};
 use super::usb_pd::{Contract, PdPort, PdState, UsbSocketConfig};
 use super::wiring::{loop_resistance_ohm, CircuitSolution, FarEnd};
 
@@ -113,6 +115,9 @@ pub struct BusConfig {
     pub circuits: Vec<CircuitConfig>,
     #[serde(default)]
     pub devices: Vec<DeviceConfig>,
+    /// The DC input of the AC inverter, at the bus node. `None` = no inverter.
+    #[serde(default)]
+    pub inverter_port: Option<InverterPortConfig>,
 }
 
 fn default_nominal_v() -> f64 {
@@ -194,6 +199,9 @@ impl BusConfig {
         }
         for d in &self.devices {
             d.validate()?;
+        }
+        if let Some(p) = &self.inverter_port {
+            p.validate()?;
         }
         unique(
             "battery converter",
@@ -281,6 +289,14 @@ pub struct DeviceInput {
     pub on: bool,
 }
 
+/// The inverter DC port for a step.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct InverterPortInput {
+    /// DC power the inverter wants from the bus, W (computed by the house
+    /// from its AC loads). Non-finite or negative is taken as 0.
+    pub demand_w: f64,
+}
+
 /// All inputs for one step. Build once with [`DcBus::default_inputs`] and
 /// change fields in place (no allocation per step).
 #[derive(Debug, Clone, PartialEq)]
@@ -291,6 +307,8 @@ pub struct BusInputs {
     pub circuits: Vec<CircuitInput>,
     pub sockets: Vec<SocketInput>,
     pub devices: Vec<DeviceInput>,
+    /// Ignored when the bus has no inverter port.
+    pub inverter_port: InverterPortInput,
 }
 
 // ---------------------------------------------------------------------------
@@ -396,6 +414,22 @@ pub struct SocketOutput {
     pub max_input_power_w: f64,
 }
 
+/// The inverter DC port over the step.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct InverterPortOutput {
+    /// Power delivered to the port, W (step average).
+    pub power_w: f64,
+    /// Energy delivered this step, J.
+    pub energy_j: f64,
+    /// Energy delivered since the start, J.
+    pub total_energy_j: f64,
+    /// Locked out by under-voltage at the end of the step.
+    pub locked_out: bool,
+    /// Demand not delivered (over `max_power_w`, locked out, or sagging
+    /// below the knee), W (step average). Without a port everything is 0.
+    pub unserved_w: f64,
+}
+
 /// Energies of one step, J, for the balance
 /// `source_input = loads + wiring_loss + converter_loss + cap_delta + integration_loss`.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -406,7 +440,8 @@ pub struct StepEnergy {
     /// Σ bus-side energy of the sources.
     pub source_bus_j: f64,
     /// Σ energy at load terminals: LED drivers, resistive and
-    /// constant-current loads, faults, devices (socket outputs).
+    /// constant-current loads, faults, devices (socket outputs), the
+    /// inverter DC port.
     pub load_j: f64,
     pub wiring_loss_j: f64,
     /// Source converters and socket converters.
@@ -476,6 +511,7 @@ pub struct BusOutputs {
     pub circuits: Vec<CircuitOutput>,
     pub sockets: Vec<SocketOutput>,
     pub devices: Vec<DeviceOutput>,
+    pub inverter_port: InverterPortOutput,
     pub energy: StepEnergy,
     /// Sub-steps taken (more than 1 when a breaker tripped inside the step).
     pub substeps: u32,
@@ -514,6 +550,44 @@ struct SocketState {
     max_in_w: f64,
 }
 
+/// The inverter DC port: a constant-power load at the bus node.
+#[derive(Debug, Clone, Copy)]
+struct PortState {
+    /// Knee (= lockout) voltage, V.
+    knee_v: f64,
+    max_w: f64,
+    uvlo: Uvlo,
+    /// Sanitised demand of this step, W.
+    demand_w: f64,
+    /// Constant power drawn in the current (sub-)step, W (0 when locked out).
+    plan_w: f64,
+    total_j: f64,
+}
+
+impl PortState {
+    /// Current drawn at bus voltage `v` and its derivative: `P/V` above the
+    /// knee, the resistor `P/knee²` below it (continuous, 0 at 0 V).
+    #[inline]
+    fn current(&self, v: f64) -> (f64, f64) {
+        let p = self.plan_w;
+        if p <= 0.0 || v <= 0.0 {
+            (
+                0.0,
+                if p > 0.0 {
+                    p / (self.knee_v * self.knee_v)
+                } else {
+                    0.0
+                },
+            )
+        } else if v >= self.knee_v {
+            (p / v, -p / (v * v))
+        } else {
+            let g = p / (self.knee_v * self.knee_v);
+            (g * v, g)
+        }
+    }
+}
+
 /// The DC bus model. See the module docs of [`super`].
 #[derive(Debug, Clone)]
 pub struct DcBus {
@@ -522,6 +596,7 @@ pub struct DcBus {
     circuits: Vec<CircuitState>,
     sockets: Vec<SocketState>,
     devices: Vec<Device>,
+    port: Option<PortState>,
     // Per-step scratch.
     battery_laws: Vec<DroopLaw>,
     pv_law: DroopLaw,
@@ -600,6 +675,18 @@ impl DcBus {
             });
         }
         let devices: Vec<Device> = config.devices.iter().cloned().map(Device::new).collect();
+        let port = config.inverter_port.as_ref().map(|p| {
+            let mut uvlo = Uvlo::new(p.min_input_v, p.restart_v());
+            uvlo.locked_out = v0 < p.restart_v();
+            PortState {
+                knee_v: p.min_input_v,
+                max_w: p.max_power_w(),
+                uvlo,
+                demand_w: 0.0,
+                plan_w: 0.0,
+                total_j: 0.0,
+            }
+        });
         let out = BusOutputs {
             v_bus: v0,
             v_bus_min: v0,
@@ -619,6 +706,10 @@ impl DcBus {
                 .collect(),
             sockets: vec![SocketOutput::default(); sockets.len()],
             devices: vec![DeviceOutput::default(); devices.len()],
+            inverter_port: InverterPortOutput {
+                locked_out: port.is_some_and(|p| p.uvlo.locked_out),
+                ..InverterPortOutput::default()
+            },
             energy: StepEnergy::default(),
             substeps: 0,
             undervoltage: false,
@@ -633,6 +724,7 @@ impl DcBus {
             circuits,
             sockets,
             devices,
+            port,
             out,
             config,
         })
@@ -706,7 +798,7 @@ impl DcBus {
     /// Inputs at their configured defaults: converters enabled at their
     /// setpoints and limits, charger enabled with mains present, PV enabled
     /// with nothing available, all switches on and all loads on, sockets
-    /// empty at their budgets, devices in standby.
+    /// empty at their budgets, devices in standby, no inverter demand.
     pub fn default_inputs(&self) -> BusInputs {
         let c = &self.config;
         BusInputs {
@@ -754,6 +846,7 @@ impl DcBus {
                 })
                 .collect(),
             devices: vec![DeviceInput { on: false }; self.devices.len()],
+            inverter_port: InverterPortInput { demand_w: 0.0 },
         }
     }
 
@@ -850,6 +943,7 @@ impl DcBus {
         for d in &mut o.devices {
             d.input_j = 0.0;
         }
+        o.inverter_port.energy_j = 0.0;
     }
 
     /// Start-of-step input handling: breaker resets, plugs, budgets.
@@ -874,6 +968,9 @@ impl DcBus {
             s.device = dev;
             let budget = socket_budget(inp, &s.cfg);
             s.port.begin_step(&s.cfg, dev, budget);
+        }
+        if let Some(p) = &mut self.port {
+            p.demand_w = demand(inputs.inverter_port.demand_w);
         }
     }
 
@@ -993,6 +1090,13 @@ impl DcBus {
         for c in &mut self.circuits {
             c.far.finish();
         }
+        if let Some(p) = &mut self.port {
+            p.plan_w = if p.uvlo.locked_out {
+                0.0
+            } else {
+                p.demand_w.min(p.max_w)
+            };
+        }
         for (d, dev) in self.devices.iter_mut().enumerate() {
             let plugged_powered = self.device_socket[d].is_some_and(|si| {
                 let s = &self.sockets[si];
@@ -1017,6 +1121,11 @@ impl DcBus {
             let (is, ds) = law.current(v);
             i -= is;
             di -= ds;
+        }
+        if let Some(p) = &self.port {
+            let (ip, dp) = p.current(v);
+            i += ip;
+            di += dp;
         }
         for c in &mut self.circuits {
             if !c.closed {
@@ -1105,9 +1214,16 @@ impl DcBus {
     }
 
     /// Locks out the constant-power loads of circuits that sit below their
-    /// knee at bus voltage `v`; returns whether any changed.
+    /// knee at bus voltage `v`, and the inverter port if the bus itself is
+    /// below its knee; returns whether any changed.
     fn lock_out_browned(&mut self, v: f64) -> bool {
         let mut changed = false;
+        if let Some(p) = &mut self.port {
+            if !p.uvlo.locked_out && p.plan_w > 0.0 && v < p.knee_v {
+                p.uvlo.locked_out = true;
+                changed = true;
+            }
+        }
         for (ci, c) in self.circuits.iter_mut().enumerate() {
             if !c.closed {
                 continue;
@@ -1308,6 +1424,16 @@ impl DcBus {
                 c.breaker.advance(h, 0.0);
             }
         }
+        // The inverter port, at the node.
+        if let Some(p) = &mut self.port {
+            let (ip, _) = p.current(v);
+            let pp = v * ip;
+            o.inverter_port.energy_j += pp * h;
+            p.total_j += pp * h;
+            e.load_j += pp * h;
+            e.throughput_j += pp * h;
+            p.uvlo.update(v);
+        }
         // Devices not plugged in (they run from their batteries, if any).
         for (d, dev) in self.devices.iter_mut().enumerate() {
             if self.device_socket[d].is_none() {
@@ -1385,6 +1511,14 @@ impl DcBus {
             };
             so.max_input_power_w = s.max_in_w;
         }
+        let po = &mut o.inverter_port;
+        po.power_w = po.energy_j * inv;
+        if let Some(p) = &self.port {
+            let asked = if dt_s > 0.0 { p.demand_w } else { 0.0 };
+            po.total_energy_j = p.total_j;
+            po.locked_out = p.uvlo.locked_out;
+            po.unserved_w = (asked - po.power_w).max(0.0);
+        }
     }
 }
 
@@ -1399,6 +1533,16 @@ fn fin_nonneg(x: f64) -> f64 {
         0.0
     } else {
         x.max(0.0)
+    }
+}
+
+/// Inverter demand: non-finite or negative is 0.
+#[inline]
+fn demand(w: f64) -> f64 {
+    if w.is_finite() {
+        w.max(0.0)
+    } else {
+        0.0
     }
 }
 
@@ -1452,6 +1596,7 @@ mod tests {
             charger: None,
             circuits,
             devices: vec![],
+            inverter_port: None,
         }
     }
 
@@ -1845,6 +1990,174 @@ mod tests {
         }
         // Hiccup: drivers restart, collapse the far end, drop out again.
         assert!(lit_steps > 0 && dark_steps > 0, "{lit_steps} {dark_steps}");
+    }
+
+    fn port_bus(setpoint_v: f64, droop: f64, port: Option<InverterPortConfig>) -> DcBus {
+        let mut cfg = bus(vec![converter("a", setpoint_v, droop)], vec![]);
+        cfg.inverter_port = port;
+        DcBus::new(cfg).unwrap()
+    }
+
+    /// The balance at the property test's tolerance (with its absolute
+    /// floor of 1e-9 J/s: an unloaded bus leaves ~1e-12 J of rounding).
+    fn check_balance_dt(o: &BusOutputs, dt: f64) {
+        let e = &o.energy;
+        assert!(
+            e.imbalance_j().abs() <= 1e-9 * e.scale_j() + 1e-9 * dt,
+            "imbalance {} of {:?}",
+            e.imbalance_j(),
+            e
+        );
+    }
+
+    fn settle(b: &mut DcBus, inp: &BusInputs, n: usize) -> BusOutputs {
+        for _ in 0..n {
+            check_balance_dt(b.step(0.01, inp), 0.01);
+        }
+        b.outputs().clone()
+    }
+
+    #[test]
+    fn inverter_port_draws_its_demand_at_the_droop_voltage() {
+        let mut b = port_bus(50.0, 0.02, Some(InverterPortConfig::default()));
+        let mut inp = b.default_inputs();
+        inp.inverter_port.demand_w = 1000.0;
+        let o = settle(&mut b, &inp, 200);
+        let p = o.inverter_port;
+        assert!((p.power_w - 1000.0).abs() < 1e-9, "{p:?}");
+        assert!((p.energy_j - 10.0).abs() < 1e-9 && p.unserved_w < 1e-9);
+        assert!(!p.locked_out);
+        assert!((p.total_energy_j - 2000.0).abs() < 1e-3, "{p:?}");
+        // V = Vset − droop·P/V: the upper root of V² − Vset·V + droop·P = 0.
+        let v = 0.5 * (50.0 + (50.0f64 * 50.0 - 4.0 * 0.02 * 1000.0).sqrt());
+        assert!((o.v_bus - v).abs() < 1e-9, "{} vs {v}", o.v_bus);
+        assert!((o.battery[0].current_a - 1000.0 / v).abs() < 1e-7);
+        assert!((o.energy.load_j - 10.0).abs() < 1e-9, "{:?}", o.energy);
+    }
+
+    #[test]
+    fn inverter_port_is_zero_without_demand_or_port() {
+        let mut b = port_bus(50.0, 0.02, None);
+        let mut inp = b.default_inputs();
+        inp.inverter_port.demand_w = 500.0;
+        let o = settle(&mut b, &inp, 20);
+        assert_eq!(o.inverter_port, InverterPortOutput::default());
+        assert!((o.v_bus - 50.0).abs() < 1e-9);
+        let mut b = port_bus(50.0, 0.02, Some(InverterPortConfig::default()));
+        for d in [0.0, -100.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            inp.inverter_port.demand_w = d;
+            let o = settle(&mut b, &inp, 20);
+            let p = o.inverter_port;
+            assert!(
+                p.power_w == 0.0 && p.unserved_w == 0.0 && p.energy_j == 0.0,
+                "{d}: {p:?}"
+            );
+            assert!(!p.locked_out);
+        }
+        assert_eq!(b.outputs().inverter_port.total_energy_j, 0.0);
+    }
+
+    #[test]
+    fn inverter_port_power_limit() {
+        let port = InverterPortConfig {
+            max_power_w: Some(1500.0),
+            ..InverterPortConfig::default()
+        };
+        let mut b = port_bus(50.0, 0.02, Some(port));
+        let mut inp = b.default_inputs();
+        inp.inverter_port.demand_w = 2000.0;
+        let p = settle(&mut b, &inp, 100).inverter_port;
+        assert!((p.power_w - 1500.0).abs() < 1e-9 && (p.unserved_w - 500.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn inverter_port_locks_out_below_min_and_restarts_above_restart() {
+        let mut b = port_bus(50.0, 0.02, Some(InverterPortConfig::default()));
+        let mut inp = b.default_inputs();
+        inp.inverter_port.demand_w = 500.0;
+        let mut run = |b: &mut DcBus, sp: f64| {
+            inp.battery[0].setpoint_v = sp;
+            settle(b, &inp, 50).inverter_port
+        };
+        assert!((run(&mut b, 48.0).power_w - 500.0).abs() < 1e-9);
+        let p = run(&mut b, 39.0);
+        assert!(
+            p.locked_out && p.power_w == 0.0 && p.unserved_w == 500.0,
+            "{p:?}"
+        );
+        let p = run(&mut b, 41.0);
+        assert!(
+            p.locked_out && p.power_w == 0.0,
+            "inside the hysteresis band: {p:?}"
+        );
+        let p = run(&mut b, 42.5);
+        assert!(!p.locked_out && (p.power_w - 500.0).abs() < 1e-9, "{p:?}");
+        // A configured restart voltage.
+        let port = InverterPortConfig {
+            min_input_v: 44.0,
+            restart_v: Some(47.0),
+            max_power_w: None,
+        };
+        let mut b = port_bus(43.0, 0.02, Some(port));
+        let mut inp = b.default_inputs();
+        inp.inverter_port.demand_w = 300.0;
+        assert!(settle(&mut b, &inp, 50).inverter_port.locked_out);
+        inp.battery[0].setpoint_v = 46.0;
+        assert!(settle(&mut b, &inp, 50).inverter_port.locked_out);
+        inp.battery[0].setpoint_v = 48.0;
+        assert!(!settle(&mut b, &inp, 50).inverter_port.locked_out);
+    }
+
+    #[test]
+    fn inverter_port_beyond_the_source_collapses_and_locks_out() {
+        // Vset² < 4·droop·P: no constant-power operating point exists.
+        for dt in [1e-3, 0.01, 1.0] {
+            let mut b = port_bus(50.0, 0.5, Some(InverterPortConfig::default()));
+            let mut inp = b.default_inputs();
+            inp.inverter_port.demand_w = 2000.0;
+            let (mut on, mut off) = (0, 0);
+            for _ in 0..((2.0 / dt) as usize).max(20) {
+                let o = b.step(dt, &inp);
+                check_balance_dt(o, dt);
+                assert!(o.v_bus.is_finite() && o.v_bus >= 0.0 && o.v_bus <= 50.0 + 1e-9);
+                let p = o.inverter_port;
+                assert!(p.power_w <= 2000.0 + 1e-9 && p.unserved_w >= 0.0);
+                if p.locked_out {
+                    off += 1;
+                } else {
+                    on += 1;
+                }
+            }
+            assert!(off > 0, "never locked out at dt {dt} ({on} on)");
+        }
+    }
+
+    #[test]
+    fn inverter_port_validation_names_the_field() {
+        let mut cfg = bus(vec![converter("a", 48.0, 0.02)], vec![]);
+        for bad in [0.0, -5.0, f64::NAN, f64::INFINITY] {
+            cfg.inverter_port = Some(InverterPortConfig {
+                max_power_w: Some(bad),
+                ..InverterPortConfig::default()
+            });
+            let e = DcBus::new(cfg.clone()).unwrap_err();
+            assert!(
+                e.contains("inverter_port") && e.contains("max_power_w"),
+                "{e}"
+            );
+        }
+        cfg.inverter_port = Some(InverterPortConfig {
+            restart_v: Some(39.0),
+            ..InverterPortConfig::default()
+        });
+        let e = DcBus::new(cfg.clone()).unwrap_err();
+        assert!(e.contains("restart_v"), "{e}");
+        cfg.inverter_port = Some(InverterPortConfig {
+            min_input_v: 0.0,
+            ..InverterPortConfig::default()
+        });
+        let e = DcBus::new(cfg).unwrap_err();
+        assert!(e.contains("min_input_v"), "{e}");
     }
 
     #[test]
