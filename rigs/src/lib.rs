@@ -1,3 +1,8 @@
-//! rigs — maslow's wiring: rig configs, real-time pacing, and (as they land) transports, instruments and Gherkin steps.
+//! rigs — maslow's wiring: the `maslow` command line, user input tables,
+//! real-time pacing, and (as they land) rig files, transports, instruments
+//! and Gherkin steps. The only crate that does IO with hardware and the
+//! wall clock.
 
+pub mod cli;
+pub mod input;
 pub mod pacing;

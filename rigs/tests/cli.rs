@@ -1,0 +1,318 @@
+//! The `maslow` binary end to end: what a user types, what they get back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn maslow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_maslow"))
+        .args(args)
+        .output()
+        .expect("the maslow binary runs")
+}
+
+fn repo(p: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(p)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn read_csv(p: &Path) -> (Vec<String>, Vec<Vec<f64>>) {
+    let mut r = csv::Reader::from_path(p).unwrap();
+    let header = r.headers().unwrap().iter().map(str::to_owned).collect();
+    let rows = r
+        .records()
+        .map(|rec| {
+            rec.unwrap()
+                .iter()
+                .map(|c| {
+                    if c.is_empty() {
+                        f64::NAN
+                    } else {
+                        c.parse().unwrap()
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    (header, rows)
+}
+
+#[test]
+fn cell_runs_a_discharge_to_the_cut_off_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = write(dir.path(), "cc.csv", "time_s,current_a\n0,100\n7200,100\n");
+    let out = dir.path().join("cell.csv");
+    let o = maslow(&[
+        "twin",
+        "cell",
+        "--params",
+        &repo("twin/params/ecm_example.toml"),
+        "--profile",
+        profile.to_str().unwrap(),
+        "--soc0",
+        "0.9",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("lower voltage cut-off"),
+        "{}",
+        stderr(&o)
+    );
+    let (h, rows) = read_csv(&out);
+    assert_eq!(
+        &h[..5],
+        &["time_s", "voltage_v", "soc", "temperature_c", "current_a"]
+    );
+    let last = rows.last().unwrap();
+    assert!(last[0] < 7200.0, "stopped before the profile ended");
+    assert!(
+        last[2] < 0.2 && last[2] >= 0.0,
+        "SOC at cut-off {}",
+        last[2]
+    );
+    assert!(rows.iter().all(|r| (r[4] - 100.0).abs() < 1e-9));
+}
+
+#[test]
+fn cell_takes_a_power_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = write(
+        dir.path(),
+        "p.csv",
+        "time_s,power_w\n0,10\n600,-5\n1200,0\n",
+    );
+    let out = dir.path().join("cell.csv");
+    let o = maslow(&[
+        "twin",
+        "cell",
+        "--params",
+        &repo("twin/params/ecm_example.toml"),
+        "--profile",
+        profile.to_str().unwrap(),
+        "--soc0",
+        "0.5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (_, rows) = read_csv(&out);
+    let p = rows.iter().find(|r| r[0] == 300.0).unwrap();
+    assert!((p[1] * p[4] - 10.0).abs() < 1e-6, "V·I = {}", p[1] * p[4]);
+}
+
+#[test]
+fn pv_writes_the_mpp_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let weather = write(
+        dir.path(),
+        "w.csv",
+        "time_s,poa_w_m2,cell_temp_c\n0,0,10\n60,500,30\n120,1000,25\n",
+    );
+    let out = dir.path().join("pv.csv");
+    let o = maslow(&[
+        "twin",
+        "pv",
+        "--module",
+        &repo("twin/params/pv/modules/Canadian_Solar_Inc__CS1U_400MS.toml"),
+        "--weather",
+        weather.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (h, rows) = read_csv(&out);
+    assert_eq!(
+        h,
+        ["time_s", "p_mp_w", "v_mp_v", "i_mp_a", "v_oc_v", "i_sc_a"]
+    );
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0][1], 0.0, "no light, no power");
+    // At STC a 400 W module makes about its nameplate.
+    assert!(
+        (rows[2][1] - 400.0).abs() < 8.0,
+        "p_mp at STC {}",
+        rows[2][1]
+    );
+    assert!(rows[1][1] > 150.0 && rows[1][1] < rows[2][1]);
+}
+
+#[test]
+fn house_writes_a_day_of_signals() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("house.csv");
+    let o = maslow(&[
+        "twin",
+        "house",
+        "--hours",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("real time"), "{}", stderr(&o));
+    let (h, rows) = read_csv(&out);
+    assert_eq!(h[0], "time_s");
+    for want in [
+        "soc",
+        "bus_voltage_v",
+        "pv_power_w",
+        "grid_import_w",
+        "tariff",
+    ] {
+        assert!(h.iter().any(|c| c == want), "missing column {want}");
+    }
+    assert_eq!(rows.len(), 3 * 60 + 1);
+    // Same seed, same file.
+    let out2 = dir.path().join("house2.csv");
+    let o = maslow(&[
+        "twin",
+        "house",
+        "--hours",
+        "3",
+        "--out",
+        out2.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&out2).unwrap());
+}
+
+/// Runs a command expected to fail on bad input: exit code 2, one error line
+/// containing `want`, no panic, no output file.
+fn expect_bad_input(args: &[&str], out: &Path, want: &str) {
+    let o = maslow(args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+    assert!(err.contains(want), "{args:?}: expected `{want}` in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        !out.exists(),
+        "no output file may be left: {}",
+        out.display()
+    );
+    if let Some(dir) = out.parent() {
+        let partial = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().contains("partial"));
+        assert!(!partial, "no partial file may be left");
+    }
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("out.csv");
+    let o = out.to_str().unwrap();
+    let params = repo("twin/params/ecm_example.toml");
+    let cell = |profile: &Path| -> Vec<String> {
+        [
+            "twin",
+            "cell",
+            "--params",
+            &params,
+            "--profile",
+            profile.to_str().unwrap(),
+            "--out",
+            o,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |args: Vec<String>, want: &str| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        expect_bad_input(&refs, &out, want);
+    };
+
+    let missing = write(d, "missing.csv", "time_s,voltage_v\n0,1\n1,2\n");
+    run(
+        cell(&missing),
+        "needs one of the columns `current_a` or `power_w`",
+    );
+    let backwards = write(d, "back.csv", "time_s,current_a\n0,1\n10,1\n5,1\n");
+    run(
+        cell(&backwards),
+        "back.csv: line 4: `time_s` must increase strictly",
+    );
+    let nan = write(d, "nan.csv", "time_s,current_a\n0,1\n10,NaN\n");
+    run(
+        cell(&nan),
+        "nan.csv: line 3: column `current_a`: `NaN` is not a finite number",
+    );
+    let garbage = write(d, "garbage.csv", "time_s,current_a\n0,1\n10,one\n");
+    run(cell(&garbage), "garbage.csv: line 3");
+    run(
+        cell(&d.join("nowhere.csv")),
+        "nowhere.csv: cannot read the file",
+    );
+
+    let bad_param = write(
+        d,
+        "cell.toml",
+        &std::fs::read_to_string(&params)
+            .unwrap()
+            .replacen("\n", "\nflux_capacitance_f = 1.21\n", 1)
+            .replace("tables/", &format!("{}/", repo("twin/params/tables"))),
+    );
+    let profile = write(d, "ok.csv", "time_s,current_a\n0,1\n10,1\n");
+    run(
+        vec![
+            "twin".into(),
+            "cell".into(),
+            "--params".into(),
+            bad_param.to_string_lossy().into(),
+            "--profile".into(),
+            profile.to_string_lossy().into(),
+            "--out".into(),
+            o.into(),
+        ],
+        "unknown field `flux_capacitance_f`",
+    );
+    let mut soc = cell(&profile);
+    soc.extend(["--soc0".into(), "1.5".into()]);
+    run(soc, "--soc0 must be within 0..=1");
+
+    let weather = write(d, "w.csv", "time_s,poa_w_m2\n0,100\n");
+    run(
+        vec![
+            "twin".into(),
+            "pv".into(),
+            "--module".into(),
+            repo("twin/params/pv/modules/Canadian_Solar_Inc__CS1U_400MS.toml"),
+            "--weather".into(),
+            weather.to_string_lossy().into(),
+            "--out".into(),
+            o.into(),
+        ],
+        "missing column `cell_temp_c`",
+    );
+
+    let house = write(d, "house.toml", "name = \"x\"\n");
+    run(
+        vec![
+            "twin".into(),
+            "house".into(),
+            "--config".into(),
+            house.to_string_lossy().into(),
+            "--out".into(),
+            o.into(),
+        ],
+        "house.toml",
+    );
+}
