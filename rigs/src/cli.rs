@@ -5,6 +5,7 @@
 //! looks complete). Errors print as one line naming the file, the line where
 //! known, and the problem; bad input exits with code 2.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -19,6 +20,7 @@ use twin::pv::{module_mpp_table, CecModule};
 use twin::time::SimTime;
 
 use crate::input::InputTable;
+use crate::pacing::{PacerReport, RealTimePacer};
 
 /// maslow: hardware-in-the-loop tests and digital twins for home battery
 /// assemblies.
@@ -97,6 +99,14 @@ pub struct HouseArgs {
     /// Sample period of the output, s.
     #[arg(long, default_value_t = 60.0)]
     pub sample_s: f64,
+    /// Electrical step, ms (overrides the file's `electrical_step_ms`; its
+    /// `environment_step_ms` must stay a whole multiple of it).
+    #[arg(long)]
+    pub step_ms: Option<u64>,
+    /// Pace the plant against the wall clock, one electrical step per step
+    /// period, and report jitter and overruns (as a HIL rig would run it).
+    #[arg(long)]
+    pub real_time: bool,
     /// Output CSV.
     #[arg(long)]
     pub out: PathBuf,
@@ -240,6 +250,15 @@ pub fn twin_house(a: &HouseArgs) -> Result<()> {
     if let Some(seed) = a.seed {
         cfg.seed = seed;
     }
+    if let Some(ms) = a.step_ms {
+        if ms == 0 || cfg.environment_step_us % (ms * 1000) != 0 {
+            return Err(bad(format!(
+                "--step-ms must be positive and divide the house's environment step ({} ms), found {ms}",
+                cfg.environment_step_us / 1000
+            )));
+        }
+        cfg.electrical_step_us = ms * 1000;
+    }
     let sample_us = SimTime::from_secs_f64(a.sample_s).as_micros();
     if sample_us == 0 || sample_us % cfg.electrical_step_us != 0 {
         return Err(bad(format!(
@@ -250,16 +269,22 @@ pub fn twin_house(a: &HouseArgs) -> Result<()> {
     }
     let name = cfg.name.clone();
     let seed = cfg.seed;
-    let trace = simulate_house(cfg, a.hours, sample_us)?;
+    let pacing = a
+        .real_time
+        .then(|| RealTimePacer::new(std::time::Duration::from_micros(cfg.electrical_step_us)));
+    let trace = simulate_house(cfg, a.hours, sample_us, pacing.as_ref())?;
     let rows = trace.table.rows();
     trace.table.write_atomic(&a.out)?;
     eprintln!(
-        "maslow twin house: {name} (seed {seed}): {:.1} h simulated in {:.3} s ({:.0}× real time); {rows} rows to {}",
+        "maslow twin house: {name} (seed {seed}): {:.4} h simulated in {:.3} s ({:.0}× real time); {rows} rows to {}",
         a.hours,
         trace.wall_s,
         a.hours * 3600.0 / trace.wall_s.max(1e-9),
         a.out.display()
     );
+    if let Some(report) = &trace.pacing {
+        eprintln!("maslow twin house: real time: {report}");
+    }
     Ok(())
 }
 
@@ -267,11 +292,19 @@ pub fn twin_house(a: &HouseArgs) -> Result<()> {
 pub struct HouseTrace {
     pub table: ColumnTable,
     pub wall_s: f64,
+    /// Jitter and overruns, when the run was paced in real time.
+    pub pacing: Option<PacerReport>,
 }
 
-/// Runs a house for `hours` in virtual time, sampling the default signals
-/// (plus every circuit's power) every `sample_us`.
-pub fn simulate_house(cfg: HouseConfig, hours: f64, sample_us: u64) -> Result<HouseTrace> {
+/// Runs a house for `hours`, sampling the default signals (plus every
+/// circuit's power) every `sample_us`: in virtual time (as fast as it
+/// goes), or paced by `pacer` against the wall clock.
+pub fn simulate_house(
+    cfg: HouseConfig,
+    hours: f64,
+    sample_us: u64,
+    pacer: Option<&RealTimePacer>,
+) -> Result<HouseTrace> {
     let events = cfg.scheduled_events();
     let mut house = House::new(cfg).map_err(|e| bad(e.to_string()))?;
     let mut engine = Engine::new(&mut house).context("building the simulation engine")?;
@@ -292,11 +325,32 @@ pub fn simulate_house(cfg: HouseConfig, hours: f64, sample_us: u64) -> Result<Ho
     let end = SimTime::from_secs_f64(hours * 3600.0);
     let started = Instant::now();
     let mut ticks = 0u64;
-    engine.run_until(&mut house, end, |now, s| {
-        ticks += 1;
-        rec.observe(ticks, now, s);
-        true
-    });
+    let pacing = match pacer {
+        None => {
+            engine.run_until(&mut house, end, |now, s| {
+                ticks += 1;
+                rec.observe(ticks, now, s);
+                true
+            });
+            None
+        }
+        Some(pacer) => {
+            let steps = end.as_micros().div_ceil(engine.base_period_us());
+            Some(pacer.run_for(steps, |tick| {
+                // After an overrun the pacer may ask for several periods at
+                // once (catch-up): the plant advances by all of them.
+                for _ in 0..tick.slots.max(1) {
+                    if engine.now() >= end {
+                        return ControlFlow::Break(());
+                    }
+                    engine.tick(&mut house);
+                    ticks += 1;
+                    rec.observe(ticks, engine.now(), engine.signals());
+                }
+                ControlFlow::Continue(())
+            }))
+        }
+    };
     let wall_s = started.elapsed().as_secs_f64();
     if rec.rows() == 0 {
         bail!("the run recorded no rows");
@@ -306,5 +360,9 @@ pub fn simulate_house(cfg: HouseConfig, hours: f64, sample_us: u64) -> Result<Ho
     for ((name, _unit), values) in rec.columns().iter().zip(rec.values()) {
         table.push(name.clone(), values.clone());
     }
-    Ok(HouseTrace { table, wall_s })
+    Ok(HouseTrace {
+        table,
+        wall_s,
+        pacing,
+    })
 }

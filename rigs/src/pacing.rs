@@ -595,31 +595,6 @@ mod tests {
         assert_eq!(last.slot, last.step + report.skipped_slots);
     }
 
-    /// Prints what the pacer measures on this machine. Run with
-    /// `cargo test -p rigs --lib pacing -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "prints measured jitter; asserts nothing about timing"]
-    fn pacer_demo_prints_a_summary() {
-        for (period_us, spin_us) in [(1000u64, 200u64), (1000, 0), (10_000, 200)] {
-            let pacer = RealTimePacer::new(Duration::from_micros(period_us))
-                .with_spin(Duration::from_micros(spin_us));
-            let mut x = 0u64;
-            let report = pacer.run_for(1000, |t| {
-                // A little work, like a plant step.
-                for i in 0..1000 {
-                    x = x
-                        .wrapping_mul(6_364_136_223_846_793_005)
-                        .wrapping_add(i ^ t.step);
-                }
-                ControlFlow::Continue(())
-            });
-            println!(
-                "spin {spin_us} µs: {report} (mean step {:.1} µs, x {x})",
-                report.stats.mean_step_us()
-            );
-        }
-    }
-
     proptest! {
         #[test]
         fn percentiles_are_ordered_and_close_to_exact(mut xs in proptest::collection::vec(0u64..50_000_000, 1..300)) {

@@ -316,3 +316,32 @@ fn bad_input_gets_one_clear_line_and_exit_code_2() {
         "house.toml",
     );
 }
+
+#[test]
+fn house_runs_paced_in_real_time_and_reports_jitter() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rt.csv");
+    // 0.0003 h = 1.08 s of plant time at a 10 ms step: 108 paced steps.
+    let o = maslow(&[
+        "twin",
+        "house",
+        "--hours",
+        "0.0003",
+        "--step-ms",
+        "10",
+        "--sample-s",
+        "0.1",
+        "--real-time",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("real time: period 10 ms, 108 steps, jitter p50"),
+        "{err}"
+    );
+    assert!(err.contains("overruns"), "{err}");
+    let (_, rows) = read_csv(&out);
+    assert_eq!(rows.len(), 11, "0 .. 1.0 s every 0.1 s");
+}

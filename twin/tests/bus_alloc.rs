@@ -1,9 +1,8 @@
-//! The bus step allocates nothing and is fast enough for the house model
-//! (~100 steps per simulated second at ≥100,000× real time).
+//! The bus step allocates nothing, so the house model can call it at every
+//! electrical step (speed itself is measured in `benches/house.rs`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::time::Instant;
 
 use twin::bus::usb_pd::{standard_pdos_100w, standard_pdos_65w};
 use twin::bus::*;
@@ -134,9 +133,8 @@ fn step_is_allocation_free_and_fast() {
     let n: usize = std::env::var("BUS_SPEED_STEPS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(200_000);
+        .unwrap_or(20_000);
     let mut in_step = 0;
-    let t0 = Instant::now();
     let mut acc = 0.0;
     for k in 0..n {
         // Vary the inputs a little so the solver has work to do.
@@ -154,16 +152,7 @@ fn step_is_allocation_free_and_fast() {
         let a1 = allocs();
         in_step += a1 - a0;
     }
-    let elapsed = t0.elapsed();
     assert_eq!(in_step, 0, "the step allocated");
-    let per_step_ns = elapsed.as_nanos() as f64 / n as f64;
-    // 100 steps per simulated second: real-time factor of the bus alone.
-    let rt = 1e9 / (per_step_ns * 100.0);
-    eprintln!(
-        "bus step: {per_step_ns:.0} ns/step ({} circuits, 3 sockets), {rt:.0}x real time at 10 ms steps (avg V {:.2})",
-        4,
-        acc / n as f64
-    );
-    // Sanity only (shared CI machine, test profile): under 50 µs a step.
-    assert!(per_step_ns < 50_000.0, "{per_step_ns} ns/step");
+    assert!((acc / n as f64).is_finite());
+    // Speed is measured in `benches/house.rs`, never asserted here.
 }

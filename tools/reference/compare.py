@@ -1,0 +1,62 @@
+"""Compare two trees of generated reference files: CSV and TOML tables
+numerically (relative 1e-9, absolute 1e-12), everything else byte for byte.
+
+Usage: python3 compare.py SAVED_DIR REGENERATED_DIR
+Exits 1 and names every file and cell that differs beyond tolerance.
+"""
+import math
+import os
+import sys
+
+REL, ABS = 1e-9, 1e-12
+
+
+def cells(line):
+    return [c.strip() for c in line.replace("=", ",").replace("[", ",").replace("]", ",").split(",")]
+
+
+def close(a, b):
+    try:
+        x, y = float(a), float(b)
+    except ValueError:
+        return a == b
+    if math.isnan(x) and math.isnan(y):
+        return True
+    return abs(x - y) <= ABS + REL * max(abs(x), abs(y))
+
+
+def compare(saved, fresh):
+    problems = []
+    for root, _, files in os.walk(saved):
+        for name in files:
+            a = os.path.join(root, name)
+            rel = os.path.relpath(a, saved)
+            b = os.path.join(fresh, rel)
+            if not os.path.exists(b):
+                problems.append(f"{rel}: no longer generated")
+                continue
+            if name.endswith((".csv", ".toml")):
+                la = open(a).read().splitlines()
+                lb = open(b).read().splitlines()
+                if len(la) != len(lb):
+                    problems.append(f"{rel}: {len(la)} lines committed, {len(lb)} regenerated")
+                    continue
+                for n, (x, y) in enumerate(zip(la, lb), 1):
+                    if x == y:
+                        continue
+                    cx, cy = cells(x), cells(y)
+                    if len(cx) != len(cy) or not all(close(p, q) for p, q in zip(cx, cy)):
+                        problems.append(f"{rel}: line {n} differs:\n  committed:   {x}\n  regenerated: {y}")
+                        break
+            elif open(a, "rb").read() != open(b, "rb").read():
+                problems.append(f"{rel}: differs")
+    return problems
+
+
+if __name__ == "__main__":
+    found = compare(sys.argv[1], sys.argv[2])
+    for p in found:
+        print("reference drift:", p)
+    if found:
+        sys.exit(1)
+    print("reference data matches its peers (PyBaMM, pvlib) within 1e-9 relative")
