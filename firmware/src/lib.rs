@@ -1,19 +1,29 @@
 //! # firmware — the battery assembly's production controller
 //!
 //! This crate is the controller under test: the code that runs on the
-//! assembly's board. Its core is `#![no_std]` and sans-IO: it never reads a
-//! clock and does no IO; `Controller::handle(now, input)` takes measurements
-//! and messages, `poll_output()` yields commands. The host runtime (tokio,
-//! SocketCAN, serial, MQTT) lives behind the `std` feature in a binary.
+//! assembly's board. Its core is `#![no_std]` (no heap) and sans-IO: it
+//! never reads a clock and does no IO. `Controller::handle(now, input)` takes
+//! measurements and messages, `poll_output()` yields commands,
+//! `poll_timeout()` says when it next wants to run. The `std` feature adds
+//! the host side: the TOML configuration loader (and, from issue 4, the board
+//! runtime binary).
 //!
-//! The control functions (state estimation, charge scheduling, assured peak
-//! reduction, demand management, resilience, selective supply, export
-//! control, protection, cluster participation) land with issue 3; until then
-//! the only thing here is the shape of the contract the twin and rigs will
-//! drive: [`Millis`] time stamps passed in by the caller.
+//! Each control function is its own module with a narrow API and its own
+//! unit tests; `controller` composes them. Patent claim numbers in brackets.
 #![cfg_attr(not(feature = "std"), no_std)]
 
-/// Controller time: milliseconds since the controller started, always passed
-/// in by the caller (a rig in virtual time, or the board runtime's clock).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct Millis(pub u64);
+pub mod cluster;
+pub mod config;
+pub mod demand;
+pub mod estimation;
+pub mod export;
+pub mod hub;
+pub mod peak;
+pub mod protection;
+pub mod resilience;
+pub mod scheduling;
+pub mod selective;
+pub mod time;
+
+pub use config::ConfigError;
+pub use time::{LocalTime, Millis};
