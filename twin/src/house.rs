@@ -640,6 +640,28 @@ enum Sig {
     SocketPower(usize),
 }
 
+/// What a controller commands the plant to do (the same things the fixed
+/// policy decides). Powers in W at the pack terminals; `None` leaves the
+/// plant's configured default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlantCommands {
+    pub battery_enabled: bool,
+    pub battery_discharge_limit_w: f64,
+    pub battery_charge_limit_w: f64,
+    /// Droop setpoint of the assembly's converter, V.
+    pub battery_setpoint_v: Option<f64>,
+    pub charger_enabled: bool,
+    pub charger_setpoint_v: Option<f64>,
+    /// AC power the inverter is asked to deliver to the household.
+    pub inverter_request_ac_w: f64,
+    /// Cap on the PV converter's output, W.
+    pub pv_cap_w: Option<f64>,
+    /// Per circuit (bus order): supplied or switched off by the controller.
+    pub circuits_on: Option<Vec<bool>>,
+    /// Per USB-PD socket (bus order): supplied or off.
+    pub sockets_on: Option<Vec<bool>>,
+}
+
 /// One household, stepped by the [`crate::engine::Engine`].
 #[derive(Debug)]
 pub struct House {
@@ -666,6 +688,10 @@ pub struct House {
     /// (socket, device, from_h, to_h) indices into the bus.
     plug_windows: Vec<(usize, usize, f64, f64)>,
     faults: Vec<Option<f64>>,
+    /// Each socket's configured power budget (restored when switched on).
+    socket_budgets_w: Vec<f64>,
+    /// Commands from a controller; `None` runs the fixed policy.
+    external: Option<PlantCommands>,
     ids: Ids,
 }
 
@@ -727,6 +753,7 @@ impl House {
             })
             .collect();
         let n_circuits = cfg.bus.circuits.len();
+        let socket_budgets_w = inputs.sockets.iter().map(|s| s.budget_w).collect();
         let mains_state = mains.state(SimTime::ZERO);
         let outdoor_c = cfg
             .environment
@@ -752,6 +779,8 @@ impl House {
             circuit_windows,
             plug_windows,
             faults: vec![None; n_circuits],
+            socket_budgets_w,
+            external: None,
             ids: Ids::default(),
             cfg,
         })
@@ -787,29 +816,79 @@ impl House {
         (discharge, charge)
     }
 
-    fn electrical_step(&mut self, now: SimTime, dt_s: f64) {
+    /// What the fixed simple policy would command now.
+    fn policy_commands(&self, now: SimTime) -> PlantCommands {
         let cal = self.cfg.calendar;
         let hour = cal.local_hour(now);
         let policy = self.cfg.policy;
+        let (discharge_w, charge_w) = self.battery_limits();
+        let in_peak = in_window(hour, policy.peak_window_h[0], policy.peak_window_h[1]);
+        let tariff = self.meter.config().tariff.tariff_at_time(&cal, now);
+        let inverter_request_ac_w = if !self.mains_state.present || (in_peak && discharge_w > 0.0) {
+            self.demand_w
+        } else {
+            0.0
+        };
+        let charger_boost = tariff == 1
+            && policy.battery_enabled
+            && self.pack_out.soc_mean < policy.offpeak_charge_to_soc
+            && charge_w > 0.0;
+        let charger_setpoint_v = match &self.cfg.bus.charger {
+            Some(_) if charger_boost => Some(policy.charger_boost_setpoint_v),
+            _ => None,
+        };
+        PlantCommands {
+            battery_enabled: policy.battery_enabled,
+            battery_discharge_limit_w: discharge_w,
+            battery_charge_limit_w: charge_w,
+            battery_setpoint_v: None,
+            charger_enabled: true,
+            charger_setpoint_v,
+            inverter_request_ac_w,
+            pv_cap_w: None,
+            circuits_on: None,
+            sockets_on: None,
+        }
+    }
+
+    /// Commands from outside (a controller) replace the fixed policy from
+    /// now on; `None` hands control back to the policy. Commands are clamped
+    /// to the plant's own hard limits (the pack's power ratings).
+    pub fn command(&mut self, commands: Option<PlantCommands>) {
+        self.external = commands;
+    }
+
+    fn electrical_step(&mut self, now: SimTime, dt_s: f64) {
+        let cal = self.cfg.calendar;
+        let hour = cal.local_hour(now);
 
         // Mains and the household's AC demand.
         self.mains_state = self.mains.state_under_load(now, self.last_net_w);
         let mains = self.mains_state;
         self.demand_w = self.demand.step(now, dt_s);
 
-        // Policy.
-        let (discharge_w, charge_w) = self.battery_limits();
-        let in_peak = in_window(hour, policy.peak_window_h[0], policy.peak_window_h[1]);
-        let tariff = self.meter.config().tariff.tariff_at_time(&cal, now);
-        let battery_may_discharge = discharge_w > 0.0;
-        let inverter_request = if !mains.present || (in_peak && battery_may_discharge) {
-            self.demand_w
-        } else {
-            0.0
+        // The fixed policy, or the controller's commands.
+        let cmd = match &self.external {
+            Some(c) => c.clone(),
+            None => self.policy_commands(now),
         };
+        let clamp_w = |w: f64, max: f64| {
+            if w.is_finite() {
+                w.clamp(0.0, max)
+            } else {
+                0.0
+            }
+        };
+        let discharge_w = clamp_w(cmd.battery_discharge_limit_w, self.cfg.max_discharge_w);
+        let charge_w = clamp_w(cmd.battery_charge_limit_w, self.cfg.max_charge_w);
+        let inverter_request = clamp_w(cmd.inverter_request_ac_w, f64::MAX);
 
         // Inverter (its DC side is a load on the bus).
-        let pv_w = self.pv_step.as_ref().map_or(0.0, |s| s.p_available_w);
+        let pv_available_w = self.pv_step.as_ref().map_or(0.0, |s| s.p_available_w);
+        let pv_w = match cmd.pv_cap_w {
+            Some(cap) => pv_available_w.min(clamp_w(cap, f64::MAX)),
+            None => pv_available_w,
+        };
         let dc_available = discharge_w + pv_w;
         self.inverter_step = self.inverter.as_mut().map(|inv| {
             inv.step(
@@ -829,28 +908,35 @@ impl House {
         {
             let inp = &mut self.inputs;
             let bat = &mut inp.battery[0];
-            bat.enabled = policy.battery_enabled;
+            bat.enabled = cmd.battery_enabled;
             bat.battery_discharge_limit_w = discharge_w;
             bat.battery_charge_limit_w = charge_w;
+            if let Some(v) = cmd.battery_setpoint_v.filter(|v| v.is_finite()) {
+                bat.setpoint_v = v;
+            } else {
+                bat.setpoint_v = self.cfg.bus.battery_converters[0].setpoint_v;
+            }
             inp.pv.enabled = self.pv.is_some();
             inp.pv.available_w = pv_w;
             if let Some(ch) = &self.cfg.bus.charger {
                 inp.charger.mains_present = mains.present;
-                inp.charger.enabled = true;
-                let boost = tariff == 1
-                    && policy.battery_enabled
-                    && self.pack_out.soc_mean < policy.offpeak_charge_to_soc
-                    && charge_w > 0.0;
-                inp.charger.setpoint_v = if boost {
-                    policy.charger_boost_setpoint_v
-                } else {
-                    ch.setpoint_v
-                };
+                inp.charger.enabled = cmd.charger_enabled;
+                inp.charger.setpoint_v = cmd
+                    .charger_setpoint_v
+                    .filter(|v| v.is_finite())
+                    .unwrap_or(ch.setpoint_v);
             }
             for (c, circuit) in inp.circuits.iter_mut().enumerate() {
+                // The household's routine says whether the load is in use;
+                // the controller's switch says whether it is supplied.
                 let windows = &self.circuit_windows[c];
-                circuit.switch_on =
+                let in_use =
                     windows.is_empty() || windows.iter().any(|&(f, t)| in_window(hour, f, t));
+                let supplied = cmd
+                    .circuits_on
+                    .as_ref()
+                    .is_none_or(|on| on.get(c).copied().unwrap_or(true));
+                circuit.switch_on = in_use && supplied;
                 circuit.fault_ohm = self.faults[c];
             }
             for s in inp.sockets.iter_mut() {
@@ -864,6 +950,17 @@ impl House {
                     inp.sockets[s].device = Some(d);
                     inp.devices[d].on = true;
                 }
+            }
+            for (k, s) in inp.sockets.iter_mut().enumerate() {
+                let supplied = cmd
+                    .sockets_on
+                    .as_ref()
+                    .is_none_or(|on| on.get(k).copied().unwrap_or(true));
+                s.budget_w = if supplied {
+                    self.socket_budgets_w[k]
+                } else {
+                    0.0
+                };
             }
             inp.inverter_port.demand_w = inverter_dc_w;
         }

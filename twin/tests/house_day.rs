@@ -253,3 +253,40 @@ fn bad_house_files_name_the_problem() {
     .to_string();
     assert!(e.contains("whole multiple"), "{e}");
 }
+
+#[test]
+fn a_controller_s_commands_replace_the_policy() {
+    use twin::house::PlantCommands;
+    let cfg = config(&terrace_text());
+    let mut house = House::new(cfg).unwrap();
+    let mut engine = Engine::new(&mut house).unwrap();
+    // Run the policy until 20:00, then take over: battery off, downstairs
+    // lighting switched off, the TV socket off, the inverter idle.
+    engine.run_until(&mut house, SimTime::from_secs(20 * 3600), |_, _| true);
+    let sig = |e: &Engine<_>, n: &str| e.signals().get(e.signals().require(n).unwrap());
+    assert!(sig(&engine, "circuit_lighting_downstairs_power_w") > 40.0);
+    house.command(Some(PlantCommands {
+        battery_enabled: false,
+        battery_discharge_limit_w: 0.0,
+        battery_charge_limit_w: 0.0,
+        battery_setpoint_v: None,
+        charger_enabled: true,
+        charger_setpoint_v: None,
+        inverter_request_ac_w: 0.0,
+        pv_cap_w: Some(0.0),
+        circuits_on: Some(vec![false, true, true, true]),
+        sockets_on: Some(vec![true, true, false, true]),
+    }));
+    engine.run_until(&mut house, SimTime::from_secs(20 * 3600 + 60), |_, _| true);
+    assert_eq!(sig(&engine, "circuit_lighting_downstairs_power_w"), 0.0);
+    // A socket with no power budget serves nothing; its converter idles (0.3 W).
+    assert!(sig(&engine, "socket_tv_power_w") <= 0.3 + 1e-9, "tv socket");
+    assert!(sig(&engine, "battery_power_w").abs() < 1e-9);
+    assert_eq!(sig(&engine, "inverter_ac_power_w"), 0.0);
+    // The charger now carries the DC loads from mains.
+    assert!(sig(&engine, "charger_ac_power_w") > 0.0);
+    // Handing back to the policy restores the lights.
+    house.command(None);
+    engine.run_until(&mut house, SimTime::from_secs(20 * 3600 + 120), |_, _| true);
+    assert!(sig(&engine, "circuit_lighting_downstairs_power_w") > 40.0);
+}
