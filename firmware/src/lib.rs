@@ -14,6 +14,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod decision;
 pub mod demand;
 pub mod estimation;
 pub mod export;
