@@ -26,6 +26,10 @@
 //! Sans-IO: [`ExportController::update`]. Grid power positive = import
 //! (negative = export); battery charge positive W; PV W ≥ 0.
 
+// `validate() -> Result<(), ConfigError>` is the shared config API; the
+// error is a fixed-capacity (no-heap) message, hence large.
+#![allow(clippy::result_large_err)]
+
 use crate::scheduling::clampf;
 use crate::{ConfigError, Millis};
 
@@ -436,13 +440,14 @@ mod tests {
         assert_eq!(tr.last.reason, ExportReason::WithinLimit);
         p.sun_w = 3000.0;
         let tr = simulate(&mut c, &mut p, 10_000, 120, 0.5, 0.5, 1500.0);
-        // Settled within 30 s: export ≤ limit + 10 W for the rest.
-        let settle = 60; // samples of 0.5 s
+        // Settled within 15 s (measured: 12 s, monotone, no overshoot, rests
+        // at −25 W, the middle of the deadband): export ≤ limit + 10 W after.
+        let settle = 30; // samples of 0.5 s
         let worst = tr.export[settle..].iter().cloned().fold(f32::MIN, f32::max);
-        assert!(worst <= 10.0, "export after 30 s: {worst}");
+        assert!(worst <= 10.0, "export after 15 s: {worst}");
         // And not over-curtailed: export within the deadband (≥ −60 W).
         let least = tr.export[settle..].iter().cloned().fold(f32::MAX, f32::min);
-        assert!(least >= -60.0, "least export after 30 s: {least}");
+        assert!(least >= -60.0, "least export after 15 s: {least}");
         assert!(
             crossings(&tr.export, 10.0, -60.0) <= 1,
             "oscillates: {:?}",
@@ -503,6 +508,18 @@ mod tests {
         assert_eq!(tr.last.reason, ExportReason::CurtailingPv);
         let cap = tr.last.pv_cap_w.unwrap();
         assert!((cap - 1000.0).abs() < 60.0, "cap {cap}");
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn documented_toml_parses() {
+        let c: ExportConfig = toml::from_str(
+            "export_limit_w = 0.0\ndeadband_w = 50.0\nresponse_time_s = 4.0\nramp_w_per_s = 2000.0\n\
+             full_soc = 0.98\npv_rated_w = 6000.0\nrelease_margin_w = 100.0\n",
+        )
+        .unwrap();
+        assert_eq!(c, ExportConfig::default());
+        assert!(toml::from_str::<ExportConfig>("export_limit = 1.0").is_err());
     }
 
     #[test]

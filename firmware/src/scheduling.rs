@@ -20,6 +20,10 @@
 //! only ever asks for charge; battery power elsewhere is positive =
 //! discharge). Energies in Wh, SOC 0..1 of usable capacity.
 
+// `validate() -> Result<(), ConfigError>` is the shared config API; the
+// error is a fixed-capacity (no-heap) message, hence large.
+#![allow(clippy::result_large_err)]
+
 use crate::{ConfigError, LocalTime, Millis};
 
 /// Number of time-of-day slots in the learned profile.
@@ -1216,6 +1220,23 @@ mod tests {
         i.max_charge_w = f32::NAN;
         assert_eq!(s.update(Millis(0), lt(1.0, 0), &i).grid_charge_w, 0.0);
         assert_eq!(s.invalid_inputs, 2);
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn documented_toml_parses() {
+        let c: SchedulingConfig = toml::from_str(
+            "smoothing_alpha = 0.3\nseparate_weekend = true\nprior_load_w = 60.0\n\
+             min_slot_coverage = 0.5\noff_peak = [{ start_min = 30, end_min = 450 }]\n\
+             peak = { start_min = 1020, end_min = 1260 }\npeak_share = 1.0\nreserve_soc = 0.2\n\
+             reserve_wh = 0.0\nmax_target_soc = 0.95\nmin_grid_charge_w = 100.0\n\
+             max_grid_charge_w = 2000.0\ncharge_efficiency = 0.95\nfinish_margin_min = 15\n\
+             pv_surplus_deadband_w = 20.0\n",
+        )
+        .unwrap();
+        assert_eq!(c, SchedulingConfig::default());
+        let c: SchedulingConfig = toml::from_str("").unwrap();
+        assert!(c.validate().is_ok());
     }
 
     #[test]
