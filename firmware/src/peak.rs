@@ -763,6 +763,37 @@ mod tests {
         assert_eq!(bad.validate().unwrap_err().field.as_str(), "met_fraction");
     }
 
+    proptest! {
+        /// A whole window on the tiny plant with a random load and random
+        /// update intervals: the SOC never goes below the reserve and the
+        /// discharge never exceeds the limit.
+        #[test]
+        fn window_simulation_keeps_the_reserve(
+            soc0 in 0.0f32..1.0, reserve in 0.0f32..0.9, limit in 0.0f32..3000.0,
+            loads in proptest::collection::vec((0.0f32..2500.0, 1u32..120), 1..400),
+        ) {
+            let cfg = PeakConfig { reserve_soc: reserve, ..Default::default() };
+            let mut p = PeakShaver::new(cfg);
+            let cap = 5000.0f32;
+            let mut soc = soc0;
+            let mut t = 17 * 3600u32;
+            let mut i = 0;
+            while t < 21 * 3600 {
+                let (load, dt) = loads[i % loads.len()];
+                i += 1;
+                let rem = 21 * 3600 - t;
+                let dt = dt.min(rem);
+                let inp = PeakInputs { dc_load_w: load, ac_load_w: 0.0, grid_import_w: 0.0, battery_w: 0.0, profile_baseline_w: 0.0, soc, usable_capacity_wh: cap, max_discharge_w: limit };
+                let c = p.update(Millis(u64::from(t) * 1000), lt(t, 0), &inp);
+                prop_assert!(c.battery_discharge_w <= limit && c.battery_discharge_w >= 0.0);
+                prop_assert!(c.battery_discharge_w <= load + 1e-3);
+                soc -= c.battery_discharge_w * dt as f32 / 3600.0 / cap;
+                prop_assert!(soc >= soc0.min(reserve) - 1e-4, "soc {} reserve {}", soc, reserve);
+                t += dt;
+            }
+        }
+    }
+
     fn any_f32() -> impl Strategy<Value = f32> {
         prop_oneof![
             -1e4f32..1e4f32,

@@ -127,6 +127,15 @@ impl TimeWindow {
         (into < dur && self.day_enabled(start_day)).then(|| dur - into)
     }
 
+    /// Whether the two windows share any minute of the day (days ignored).
+    pub fn overlaps_time_of_day(&self, other: &TimeWindow) -> bool {
+        let at = |w: &TimeWindow, m: u32| {
+            let s = u32::from(w.start_min.min(1439));
+            (m + 1440 - s) % 1440 < w.duration_s() / 60
+        };
+        (0..1440u32).any(|m| at(self, m) && at(other, m))
+    }
+
     /// Whether `t` is inside the window.
     pub fn contains(&self, t: LocalTime) -> bool {
         self.remaining_s(t).is_some()
@@ -345,6 +354,17 @@ impl SchedulingConfig {
             w.validate("off_peak")?;
         }
         self.peak.validate("peak")?;
+        for w in &self.off_peak {
+            if w.days & self.peak.days & 0x7F != 0 && w.overlaps_time_of_day(&self.peak) {
+                return Err(ConfigError::new(
+                    "off_peak",
+                    format_args!(
+                        "window {}–{} min overlaps the peak window {}–{} min",
+                        w.start_min, w.end_min, self.peak.start_min, self.peak.end_min
+                    ),
+                ));
+            }
+        }
         in_range("peak_share", self.peak_share, 0.0, 1.0, "within 0..=1")?;
         in_range("reserve_soc", self.reserve_soc, 0.0, 0.99, "within 0..1")?;
         in_range("reserve_wh", self.reserve_wh, 0.0, 1e9, "≥ 0 Wh")?;
@@ -1260,6 +1280,13 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(bad.validate().unwrap_err().field.as_str(), "peak");
+        let mut overlapping = heapless::Vec::new();
+        let _ = overlapping.push(TimeWindow::daily(16 * 60, 18 * 60));
+        let bad = SchedulingConfig {
+            off_peak: overlapping,
+            ..Default::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().field.as_str(), "off_peak");
         let bad = SchedulingConfig {
             off_peak: heapless::Vec::new(),
             ..Default::default()
