@@ -108,8 +108,14 @@ impl TimeWindow {
     /// Length of the window, seconds.
     pub fn duration_s(&self) -> u32 {
         let s = self.start_s();
-        let e = u32::from(self.end_min.min(1440)) * 60 % DAY_S;
-        (e + DAY_S - s) % DAY_S
+        let e = u32::from(self.end_min.min(1440)) * 60;
+        if e > s {
+            e - s
+        } else if e < s {
+            e + DAY_S - s
+        } else {
+            0
+        }
     }
 
     fn day_enabled(&self, weekday: u32) -> bool {
@@ -919,6 +925,12 @@ mod tests {
         assert_eq!(w.remaining_s(lt(0.5, 1)), Some(1800));
         assert_eq!(w.remaining_s(lt(1.0, 1)), None);
         assert_eq!(w.remaining_s(lt(12.0, 1)), None);
+        let all_day = TimeWindow::daily(0, 1440);
+        assert_eq!(all_day.duration_s(), 86400);
+        assert_eq!(all_day.remaining_s(lt(23.5, 2)), Some(1800));
+        assert!(all_day.validate("w").is_ok());
+        assert!(TimeWindow::daily(600, 600).validate("w").is_err());
+        assert_eq!(TimeWindow::daily(60, 1440).duration_s(), 23 * 3600);
         // Friday-only late window: active on Saturday 00:30, not Sunday 00:30.
         let fri = TimeWindow {
             start_min: 23 * 60,
