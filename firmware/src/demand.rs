@@ -296,6 +296,7 @@ impl Default for DemandConfig {
 
 impl DemandConfig {
     /// Checks ranges.
+    #[allow(clippy::result_large_err)] // ConfigError is the shared fixed-size (no heap) error
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_duration_ms == 0 {
             return Err(ConfigError::new(
@@ -1347,6 +1348,36 @@ mod tests {
         }
         assert_eq!(m.dropped_reports(), 3);
         assert_eq!(m.pop_report().unwrap().id, 3);
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn toml_shape() {
+        let text = r#"
+            max_lead_ms = 86400000
+            max_duration_ms = 86400000
+            import_tolerance_w = 50.0
+            [[tariff_rules]]
+            tariff = 2
+            start_s = 61200
+            end_s = 75600
+            action = "limit_import"
+            power_w = 1500.0
+            [[tariff_rules]]
+            tariff = 1
+            action = "shed_loads"
+            circuit_mask = 12
+        "#;
+        let c: DemandConfig = toml::from_str(text).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.tariff_rules[0].action, TariffAction::LimitImport);
+        assert_eq!(
+            c.tariff_rules[1].kind(),
+            SignalKind::ShedLoads { circuit_mask: 12 }
+        );
+        let d: DemandConfig = toml::from_str("").unwrap();
+        assert_eq!(d, DemandConfig::default());
+        assert!(toml::from_str::<DemandConfig>("lead_ms = 3").is_err());
     }
 
     #[test]

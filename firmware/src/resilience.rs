@@ -150,6 +150,7 @@ impl Default for ResilienceConfig {
 
 impl ResilienceConfig {
     /// Checks ranges and consistency.
+    #[allow(clippy::result_large_err)] // ConfigError is the shared fixed-size (no heap) error
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.mains_loss_debounce_ms > 1500 {
             return Err(ConfigError::new(
@@ -892,6 +893,37 @@ mod tests {
         assert_eq!(c.circuit_on, 0b00001);
     }
 
+    #[cfg(feature = "std")]
+    #[test]
+    fn toml_shape() {
+        let text = r#"
+            mains_loss_debounce_ms = 100
+            mains_stable_ms = 60000
+            restore_gap_ms = 5000
+            reevaluate_ms = 60000
+            horizon_h = 12.0
+            pv_confidence = 0.7
+            restore_margin = 0.1
+            [[circuits]]
+            name = "lighting"
+            priority = 0
+            expected_load_w = 40.0
+            essential = true
+            min_runtime_h = 12.0
+            [[circuits]]
+            name = "office sockets"
+            priority = 5
+            expected_load_w = 120.0
+        "#;
+        let c: ResilienceConfig = toml::from_str(text).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.circuits.len(), 2);
+        assert!(c.circuits[0].essential && !c.circuits[1].essential);
+        let d: ResilienceConfig = toml::from_str("").unwrap();
+        assert_eq!(d, ResilienceConfig::default());
+        assert!(toml::from_str::<ResilienceConfig>("debounce = 3").is_err());
+    }
+
     #[test]
     fn config_validation() {
         assert!(ResilienceConfig::default().validate().is_ok());
@@ -938,6 +970,43 @@ mod tests {
                 }
                 prop_assert_eq!(c.circuit_on >> 5, 0);
                 prop_assert!(c.available_wh.is_finite() && c.needed_wh.is_finite());
+            }
+        }
+
+        #[test]
+        fn essential_last_for_any_circuit_set(
+            circuits in proptest::collection::vec(
+                (any::<u8>(), 0.0f32..300.0, any::<bool>(), 0.0f32..12.0), 0..=MAX_CIRCUITS),
+            steps in proptest::collection::vec(
+                (any::<bool>(), -100.0f32..8000.0, 0.0f32..3000.0, 1u64..200_000), 1..100),
+        ) {
+            let mut cfg = ResilienceConfig { reevaluate_ms: 30_000, ..ResilienceConfig::default() };
+            for (k, (p, l, e, h)) in circuits.iter().enumerate() {
+                let name = if k % 2 == 0 { "a" } else { "b" };
+                cfg.circuits.push(circuit(name, *p, *l, *e, *h)).unwrap();
+            }
+            prop_assert!(cfg.validate().is_ok());
+            let mut r = Resilience::new(cfg.clone());
+            let mut t = Millis(0);
+            for (mains, e, pv, dt) in steps {
+                t = t.plus_ms(dt);
+                let c = r.update(t, &ResilienceInputs::new(mains, e, pv));
+                prop_assert!(!c.islanded || c.stop_export);
+                let essential_off = cfg.circuits.iter().enumerate().any(|(k, cc)| cc.essential && !c.is_on(k));
+                if essential_off {
+                    for (k, cc) in cfg.circuits.iter().enumerate() {
+                        prop_assert!(cc.essential || !c.is_on(k));
+                    }
+                }
+                // Among non-essential circuits, a more important one (lower
+                // priority number) is never off while a less important is on.
+                for (a, ca) in cfg.circuits.iter().enumerate() {
+                    for (b, cb) in cfg.circuits.iter().enumerate() {
+                        if ca.essential == cb.essential && ca.priority < cb.priority && c.is_on(b) {
+                            prop_assert!(c.is_on(a));
+                        }
+                    }
+                }
             }
         }
     }
