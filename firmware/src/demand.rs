@@ -543,7 +543,7 @@ impl DemandManager {
     pub fn submit(&mut self, now: Millis, signal: DemandSignal, ctx: &Context) -> Ack {
         let id = signal.id;
         let reject = |reason| Ack::Rejected { id, reason };
-        self.retire_ended(now);
+        self.advance(now, ctx);
         if let SignalKind::Cancel { id: target } = signal.kind {
             let Some(pos) = self.table.iter().position(|e| e.signal.id == target) else {
                 return reject(RejectReason::UnknownId);
@@ -624,7 +624,7 @@ impl DemandManager {
         tariff: u8,
         ctx: &Context,
     ) -> Option<Ack> {
-        self.retire_ended(now);
+        self.advance(now, ctx);
         let s = local.seconds_of_day.min(86_399);
         let rule = self
             .config
@@ -667,20 +667,28 @@ impl DemandManager {
         Some(ack)
     }
 
-    /// Accounts compliance for the interval since the last update (using the
-    /// measurements in `ctx` and the command in force), retires ended
-    /// signals into reports, and returns the command now in force.
+    /// Accounts compliance for the interval since the previous call (the
+    /// measurements in `ctx` are taken to describe that interval, under the
+    /// command returned by the previous `update`), retires ended signals
+    /// into reports, and returns the command now in force. Call it on every
+    /// control tick; `submit`/`on_tariff` also account up to their `now`.
     pub fn update(&mut self, now: Millis, ctx: &Context) -> DemandCommand {
+        self.advance(now, ctx);
+        let cmd = self.command(now, ctx);
+        self.last_command = Some(cmd);
+        cmd
+    }
+
+    /// Accounts compliance up to `now` under the command in force, then
+    /// retires the signals that have ended.
+    fn advance(&mut self, now: Millis, ctx: &Context) {
         if let (Some(prev), Some(cmd)) = (self.last_update, self.last_command) {
             if now > prev {
                 self.account(prev, now, &cmd, ctx);
             }
         }
-        self.retire_ended(now);
-        let cmd = self.command(now, ctx);
         self.last_update = Some(self.last_update.map_or(now, |p| p.max(now)));
-        self.last_command = Some(cmd);
-        cmd
+        self.retire_ended(now);
     }
 
     fn account(&mut self, prev: Millis, now: Millis, cmd: &DemandCommand, ctx: &Context) {
@@ -1328,6 +1336,36 @@ mod tests {
             &c,
         );
         assert_eq!(m.update(Millis(8 * H), &c).battery_w, Some(400.0));
+    }
+
+    #[test]
+    fn accounting_runs_up_to_a_submit() {
+        let mut m = DemandManager::new(DemandConfig::default());
+        let c = Context {
+            battery_power_w: 1000.0,
+            ..ctx()
+        };
+        m.submit(
+            Millis(0),
+            server(1, SignalKind::Discharge { power_w: 1000.0 }, 0, 5000),
+            &c,
+        );
+        m.update(Millis(0), &c);
+        m.update(Millis(3000), &c);
+        // No update at the end (5 s); a submit at 6 s closes the report.
+        m.submit(
+            Millis(6000),
+            server(2, SignalKind::ShedLoads { circuit_mask: 1 }, 6000, H),
+            &c,
+        );
+        let r = m.pop_report().unwrap();
+        assert_eq!(
+            (r.id, r.end, r.ended_at),
+            (1, EndReason::Completed, Millis(5000))
+        );
+        assert_eq!(r.active_ms, 5000);
+        assert_eq!(r.in_control_ms, 5000);
+        assert!((r.delivered_wh - r.requested_wh).abs() < 1e-9);
     }
 
     #[test]
