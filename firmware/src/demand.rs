@@ -252,6 +252,7 @@ impl TariffRule {
 /// max_lead_ms = 86400000
 /// max_duration_ms = 86400000
 /// import_tolerance_w = 50.0
+/// tariff_retry_ms = 60000
 /// [[demand.tariff_rules]]
 /// tariff = 2
 /// start_s = 61200   # 17:00
@@ -271,6 +272,10 @@ pub struct DemandConfig {
     /// Import within `limit + import_tolerance_w` counts as compliant, W.
     #[serde(default = "default_tolerance_w")]
     pub import_tolerance_w: f32,
+    /// After a tariff-derived signal is rejected (e.g. no energy above the
+    /// reserve), the same rule is retried at most this often, ms.
+    #[serde(default = "default_tariff_retry_ms")]
+    pub tariff_retry_ms: u64,
     /// Tariff indicator → signal rules; the first matching rule applies.
     #[serde(default)]
     pub tariff_rules: heapless::Vec<TariffRule, MAX_TARIFF_RULES>,
@@ -278,6 +283,9 @@ pub struct DemandConfig {
 
 fn default_day_ms() -> u64 {
     86_400_000
+}
+fn default_tariff_retry_ms() -> u64 {
+    60_000
 }
 fn default_tolerance_w() -> f32 {
     50.0
@@ -289,6 +297,7 @@ impl Default for DemandConfig {
             max_lead_ms: default_day_ms(),
             max_duration_ms: default_day_ms(),
             import_tolerance_w: default_tolerance_w(),
+            tariff_retry_ms: default_tariff_retry_ms(),
             tariff_rules: heapless::Vec::new(),
         }
     }
@@ -469,6 +478,7 @@ pub struct DemandManager {
     last_update: Option<Millis>,
     last_command: Option<DemandCommand>,
     meter_rule: Option<(usize, u32)>,
+    meter_rejected: Option<(usize, Millis)>,
     next_meter_id: u32,
 }
 
@@ -493,6 +503,7 @@ impl DemandManager {
             last_update: None,
             last_command: None,
             meter_rule: None,
+            meter_rejected: None,
             next_meter_id: 0,
         }
     }
@@ -616,7 +627,8 @@ impl DemandManager {
     /// local time. When the matching [`TariffRule`] changes, the previous
     /// meter signal is cancelled and a new one submitted (lasting until the
     /// rule's window ends), and its [`Ack`] returned; otherwise `None`.
-    /// Generated ids have [`METER_ID_BIT`] set.
+    /// Generated ids have [`METER_ID_BIT`] set. A rejected tariff signal is
+    /// retried at most every `tariff_retry_ms` while its rule still matches.
     pub fn on_tariff(
         &mut self,
         now: Millis,
@@ -651,6 +663,11 @@ impl DemandManager {
             self.meter_rule = None;
         }
         let (idx, kind, rem_s) = rule?;
+        if let Some((r, at)) = self.meter_rejected {
+            if r == idx && now.since(at) < self.config.tariff_retry_ms {
+                return None;
+            }
+        }
         let id = METER_ID_BIT | (self.next_meter_id & 0x3FFF_FFFF);
         self.next_meter_id = self.next_meter_id.wrapping_add(1);
         let signal = DemandSignal {
@@ -663,6 +680,9 @@ impl DemandManager {
         let ack = self.submit(now, signal, ctx);
         if ack.is_accepted() {
             self.meter_rule = Some((idx, id));
+            self.meter_rejected = None;
+        } else {
+            self.meter_rejected = Some((idx, now));
         }
         Some(ack)
     }
@@ -1369,6 +1389,42 @@ mod tests {
     }
 
     #[test]
+    fn rejected_tariff_signal_is_retried_slowly() {
+        let mut cfg = DemandConfig::default();
+        cfg.tariff_rules
+            .push(TariffRule {
+                tariff: 2,
+                start_s: 0,
+                end_s: 0,
+                action: TariffAction::Discharge,
+                power_w: 500.0,
+                circuit_mask: 0,
+            })
+            .unwrap();
+        let mut m = DemandManager::new(cfg);
+        let empty = Context {
+            energy_above_reserve_wh: 0.0,
+            ..ctx()
+        };
+        let noon = LocalTime {
+            seconds_of_day: 12 * 3600,
+            weekday: 0,
+        };
+        let ack = m.on_tariff(Millis(0), noon, 2, &empty).unwrap();
+        assert_eq!(
+            ack,
+            Ack::Rejected {
+                id: ack.id(),
+                reason: RejectReason::WouldBreachReserve
+            }
+        );
+        assert_eq!(m.on_tariff(Millis(1000), noon, 2, &empty), None);
+        let ack = m.on_tariff(Millis(60_000), noon, 2, &ctx()).unwrap();
+        assert!(ack.is_accepted());
+        assert_eq!(m.update(Millis(60_000), &ctx()).battery_w, Some(500.0));
+    }
+
+    #[test]
     fn report_ring_drops_oldest() {
         let mut m = DemandManager::new(DemandConfig::default());
         let c = ctx();
@@ -1395,6 +1451,7 @@ mod tests {
             max_lead_ms = 86400000
             max_duration_ms = 86400000
             import_tolerance_w = 50.0
+            tariff_retry_ms = 60000
             [[tariff_rules]]
             tariff = 2
             start_s = 61200
