@@ -203,6 +203,8 @@ impl Default for EstimationConfig {
     }
 }
 
+// `ConfigError` is the crate's shared (fixed-capacity, heap-free) error type.
+#[allow(clippy::result_large_err)]
 fn positive(field: &str, x: f32) -> Result<(), ConfigError> {
     if x.is_finite() && x > 0.0 {
         Ok(())
@@ -214,6 +216,7 @@ fn positive(field: &str, x: f32) -> Result<(), ConfigError> {
     }
 }
 
+#[allow(clippy::result_large_err)]
 fn fraction(field: &str, x: f32) -> Result<(), ConfigError> {
     if x.is_finite() && x > 0.0 && x <= 1.0 {
         Ok(())
@@ -227,6 +230,7 @@ fn fraction(field: &str, x: f32) -> Result<(), ConfigError> {
 
 impl EstimationConfig {
     /// Checks ranges and the OCV table's shape.
+    #[allow(clippy::result_large_err)] // the crate's shared error type
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.series_cells == 0 {
             return Err(ConfigError::new(
@@ -337,7 +341,7 @@ impl EstimationConfig {
         let (Some(first), Some(last)) = (t.first(), t.last()) else {
             return 0.0;
         };
-        if !(soc > first.0 as f64) {
+        if soc.is_nan() || soc <= first.0 as f64 {
             return first.1 as f64;
         }
         if soc >= last.0 as f64 {
@@ -376,7 +380,7 @@ impl EstimationConfig {
         let (Some(first), Some(last)) = (t.first(), t.last()) else {
             return 0.5;
         };
-        if !(ocv_v > first.1 as f64) {
+        if ocv_v.is_nan() || ocv_v <= first.1 as f64 {
             return first.0 as f64;
         }
         if ocv_v >= last.1 as f64 {
@@ -613,7 +617,7 @@ impl Estimator {
         } else {
             f64::INFINITY
         };
-        let gap = !(dt_real <= max_step);
+        let gap = dt_real.is_nan() || dt_real > max_step;
         let dt = if gap { max_step } else { dt_real };
         self.last = Some((now, v, i));
 

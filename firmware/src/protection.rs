@@ -156,6 +156,7 @@ pub struct ProtectionRow {
     pub latched: bool,
 }
 
+#[allow(clippy::too_many_arguments)] // one table row, positional for compactness
 const fn row(
     kind: FaultKind,
     quantity: &'static str,
@@ -373,6 +374,7 @@ impl ProtectionConfig {
 
     /// Checks every value is finite, hysteresis points the right way, and
     /// limits are consistent.
+    #[allow(clippy::result_large_err)] // the crate's shared error type
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (name, x) in [
             ("max_charge_current_a", self.max_charge_current_a),
@@ -1226,12 +1228,7 @@ mod tests {
                 let s = run(&mut p, 1100, 1100 + deb - 100, set);
                 assert!(!s.has(kind), "{kind:?} tripped before debounce");
             }
-            let s = run(
-                &mut p,
-                1100 + deb.saturating_sub(100).max(0),
-                1100 + deb,
-                set,
-            );
+            let s = run(&mut p, 1100 + deb.saturating_sub(100), 1100 + deb, set);
             assert!(s.has(kind), "{kind:?} not tripped at debounce");
             let f = s.faults.iter().find(|f| f.kind == kind).unwrap();
             assert_eq!(f.latched, kind.row().latched);
@@ -1466,11 +1463,11 @@ mod tests {
                 for x in [l.max_charge_current_a, l.max_discharge_current_a, l.max_charge_power_w, l.max_discharge_power_w] {
                     prop_assert!(x.is_finite() && x >= 0.0);
                 }
-                if !(vmax < ov) || stale {
+                if vmax.is_nan() || vmax >= ov || stale {
                     prop_assert_eq!(l.max_charge_current_a, 0.0);
                     prop_assert_eq!(l.max_charge_power_w, 0.0);
                 }
-                if !(vmin > uv) || stale {
+                if vmin.is_nan() || vmin <= uv || stale {
                     prop_assert_eq!(l.max_discharge_current_a, 0.0);
                 }
                 if s.actions.block_charge { prop_assert_eq!(l.max_charge_current_a, 0.0); }
