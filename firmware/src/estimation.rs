@@ -880,6 +880,23 @@ mod tests {
         assert!(c.ocv_slope_cell(0.5) > 0.0);
     }
 
+    #[cfg(feature = "std")]
+    #[test]
+    fn parses_from_toml_with_defaults_and_rejects_unknown_keys() {
+        let c: EstimationConfig = toml::from_str(
+            "series_cells = 16\nnominal_capacity_ah = 100.0\n\
+             ocv_table = [[0.0, 2.5], [0.1, 3.205], [0.5, 3.296], [0.9, 3.338], [1.0, 3.48]]\n\
+             r2_ohm = 0.0\nrest_time_s = 900.0\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.ocv_table.len(), 5);
+        assert_eq!(c.ocv_table[2], (0.5, 3.296));
+        assert_eq!(c.rest_time_s, 900.0);
+        assert_eq!(c.r0_ohm, cfg().r0_ohm);
+        assert!(toml::from_str::<EstimationConfig>("series_cell = 16").is_err());
+    }
+
     #[test]
     fn validate_rejects_bad_tables_and_values() {
         let mut c = cfg();

@@ -199,7 +199,7 @@ pub const PROTECTION_TABLE: [ProtectionRow; N_KINDS] = [
     row(FaultKind::BusUnderVoltage, "bus voltage <", 40.0, 44.0, "V", 200, SafeState::TripAllCircuits, true),
     row(FaultKind::CircuitOverCurrent, "circuit current >", 10.0, 9.0, "A", 1000, SafeState::TripCircuit, true),
     row(FaultKind::CircuitShortCircuit, "circuit current >", 40.0, 9.0, "A", 0, SafeState::TripCircuit, true),
-    row(FaultKind::StaleInput, "input age >", 1000.0, 1000.0, "ms", 0, SafeState::OpenContactor, false),
+    row(FaultKind::StaleInput, "input age > deadline (cells, pack, circuits; temps 5000 ms, bus 500 ms)", 1000.0, 1000.0, "ms", 0, SafeState::OpenContactor, false),
     row(FaultKind::CorruptInput, "corrupt frames in window >", 10.0, 10.0, "frames", 0, SafeState::OpenContactor, true),
     row(FaultKind::InvalidMeasurement, "measurement non-finite", 0.0, 0.0, "-", 0, SafeState::OpenContactor, false),
     row(FaultKind::Watchdog, "controller cycle age >", 500.0, 500.0, "ms", 0, SafeState::AllOff, true),
@@ -1163,6 +1163,23 @@ mod tests {
         let mut s = std::string::String::new();
         table_markdown(&mut s).unwrap();
         std::println!("{s}");
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn parses_from_toml_with_defaults_and_rejects_unknown_keys() {
+        let c: ProtectionConfig = toml::from_str(
+            "max_charge_current_a = 50.0\n\
+             cell_over_voltage = { threshold = 3.6, release = 3.5, debounce_ms = 2000 }\n\
+             [deadlines]\nbus_ms = 200\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.max_charge_current_a, 50.0);
+        assert_eq!(c.cell_over_voltage.debounce_ms, 2000);
+        assert_eq!(c.deadlines.bus_ms, 200);
+        assert_eq!(c.deadlines.cell_voltage_ms, 1000);
+        assert!(toml::from_str::<ProtectionConfig>("max_charge_a = 1.0").is_err());
     }
 
     #[test]
