@@ -64,6 +64,8 @@ impl Default for HubConfig {
 impl HubConfig {
     /// Checks ranges: `max_gap_ms` in 1..=86_400_000, `runtime_threshold_w`
     /// finite and ≥ 0.
+    // ConfigError is fixed-capacity (no heap) by design, hence large.
+    #[allow(clippy::result_large_err)]
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_gap_ms == 0 || self.max_gap_ms > 86_400_000 {
             return Err(ConfigError::new(

@@ -204,6 +204,7 @@ impl Default for SelectiveConfig {
     }
 }
 
+#[allow(clippy::result_large_err)]
 fn check_w(field: &str, x: f32) -> Result<(), ConfigError> {
     if !x.is_finite() || x < 0.0 {
         return Err(ConfigError::new(
@@ -214,6 +215,7 @@ fn check_w(field: &str, x: f32) -> Result<(), ConfigError> {
     Ok(())
 }
 
+#[allow(clippy::result_large_err)]
 fn check_frac(field: &str, x: f32) -> Result<(), ConfigError> {
     if !(0.0..=1.0).contains(&x) {
         return Err(ConfigError::new(
@@ -226,6 +228,8 @@ fn check_frac(field: &str, x: f32) -> Result<(), ConfigError> {
 
 impl SelectiveConfig {
     /// Checks ranges and indices.
+    // ConfigError is fixed-capacity (no heap) by design, hence large.
+    #[allow(clippy::result_large_err)]
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_w("standby_threshold_w", self.standby_threshold_w)?;
         check_w("standby_cap_w", self.standby_cap_w)?;
