@@ -569,7 +569,11 @@ mod tests {
 
     #[test]
     fn constant_power_and_sign_split() {
-        let mut hub = Hub::new(HubConfig::default(), at(0));
+        let cfg = HubConfig {
+            max_gap_ms: 3_600_000, // 30-minute steps are integrated here
+            ..HubConfig::default()
+        };
+        let mut hub = Hub::new(cfg, at(0));
         // Pack: +1000 W (discharge) for 30 min, then a linear swing from
         // +1000 to -1000 W in 1 min, then -1000 W (charge) for 30 min.
         let mut t = 0;
@@ -588,8 +592,6 @@ mod tests {
                 }),
                 ..HubSample::default()
             };
-            // max gap must cover 30 min here
-            hub.cfg.max_gap_ms = 3_600_000;
             hub.record(at(t), &s);
         }
         let swing_each = 1000.0 * 0.5 * 30.0 / 3600.0; // 4.1667 Wh each side

@@ -60,8 +60,10 @@
 //! Monitor, Tv, Peripheral or Unknown. When a host's power stays below
 //! `host_idle_threshold_w` for `host_idle_after_ms` (or it is unplugged),
 //! its peripherals are switched off, reason `HostIdle`; they come back when
-//! the host becomes active. A wake request on the peripheral overrides until
-//! the host's next idle period.
+//! the host becomes active. A wake request or a plug event on the peripheral
+//! overrides until the host's next active period ends. Learned links are kept
+//! per socket and forgotten when a device with a different vendor/product id
+//! is plugged into either socket.
 
 use crate::config::ConfigError;
 use crate::time::Millis;
@@ -481,6 +483,8 @@ struct SocketState {
     active: bool,
     last_transition: Option<(Millis, bool)>,
     transitions: u16,
+    /// Last identified device on this socket (for forgetting links).
+    profile_prev_id: Option<DeviceId>,
 }
 
 /// Selective-supply state for up to [`MAX_SOCKETS`] sockets.
@@ -618,6 +622,26 @@ impl Selective {
                 };
                 s.taper_seen = false;
             }
+            // A different identified device: forget the socket's learned links.
+            let other = matches!((inp.device_id, s.profile_prev_id), (Some(a), Some(b)) if a != b);
+            if other {
+                s.transitions = 0;
+                s.last_transition = None;
+                for (r, row) in self.co.iter_mut().enumerate() {
+                    if let Some(c) = row.get_mut(i) {
+                        *c = 0;
+                    }
+                    if r == i {
+                        *row = [0; MAX_SOCKETS];
+                    }
+                }
+            }
+            if inp.device_id.is_some() {
+                s.profile_prev_id = inp.device_id;
+            }
+            // A plug event wakes the socket, also from a host-idle switch-off.
+            s.wake_override = true;
+            s.host_idle_off = false;
             s.plugged_at = now;
             s.last_active = now;
             s.last_host_active = now;
@@ -792,6 +816,11 @@ impl Selective {
         }
     }
 
+    /// Circuit of socket `i` from the config (for the controller to map
+    /// socket wishes and loads onto circuits).
+    pub fn circuit_of(&self, i: usize) -> Option<u8> {
+        self.cfg.socket_circuits.get(i).copied()
+    }
     /// Device class on socket `i` (Unknown if unplugged or out of range).
     pub fn class(&self, i: usize) -> DeviceClass {
         self.sockets
@@ -1126,6 +1155,24 @@ mod tests {
         let out = s.update(Millis(t + 1000), &active, false);
         assert_eq!(cmd(&out, 1).reason, SelectiveReason::Normal);
         assert!(cmd(&out, 1).on);
+
+        // A different identified device on the monitor's socket: the link is
+        // forgotten (an unidentified replug keeps it).
+        let none = SocketInput::default();
+        let with_id = |vid| SocketInput {
+            device_id: Some(DeviceId {
+                vendor_id: vid,
+                product_id: 1,
+            }),
+            ..dev(20.0, 5.0, 25.0)
+        };
+        s.update(Millis(t + 2000), &[active[0], none, none], false);
+        s.update(Millis(t + 3000), &[active[0], with_id(1), none], false);
+        assert!(s.learned_link(0, 1));
+        s.update(Millis(t + 4000), &[active[0], none, none], false);
+        s.update(Millis(t + 5000), &[active[0], with_id(2), none], false);
+        assert!(!s.learned_link(0, 1));
+        assert_eq!(s.host_of(1), None);
     }
 
     #[test]
@@ -1168,9 +1215,38 @@ mod tests {
             false,
         );
         assert_eq!(cmd(&out, 2).reason, SelectiveReason::Normal);
+        // A plug event on the peripheral while the host idles also wakes it.
+        let mut out = heapless::Vec::new();
+        for m in 14..30 {
+            out = s.update(
+                Millis(m * MIN),
+                &[dev(20.0, 3.0, 40.0), SocketInput::default(), speaker],
+                false,
+            );
+        }
+        assert_eq!(cmd(&out, 2).reason, SelectiveReason::Normal);
+        for m in 30..=40 {
+            out = s.update(
+                Millis(m * MIN),
+                &[host_idle, SocketInput::default(), speaker],
+                false,
+            );
+        }
+        assert_eq!(cmd(&out, 2).reason, SelectiveReason::HostIdle);
+        s.update(
+            Millis(41 * MIN),
+            &[host_idle, SocketInput::default(), SocketInput::default()],
+            false,
+        );
+        let out = s.update(
+            Millis(42 * MIN),
+            &[host_idle, SocketInput::default(), speaker],
+            false,
+        );
+        assert_eq!(cmd(&out, 2).reason, SelectiveReason::Normal, "plug wakes");
         // Unplugging the host counts as idle.
         let out = s.update(
-            Millis(13 * MIN),
+            Millis(43 * MIN),
             &[SocketInput::default(), SocketInput::default(), speaker],
             false,
         );
