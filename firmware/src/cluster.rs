@@ -1,1 +1,1519 @@
-//! (placeholder)
+//! Cluster participation [claims 1, 20]: the assemblies on one local branch
+//! of the distribution network act as one collective resource, sinking or
+//! sourcing power on signals from a remote server.
+//!
+//! This module parses and checks the server's signed dispatch commands and
+//! turns the one in force into a battery power share. An assembly follows
+//! dispatch addressed to **its own branch** (and, if the command names one,
+//! its own site), ignores every other branch, and never acts on a command
+//! that is malformed, unsigned or signed by an unknown key, replayed,
+//! expired, not yet valid, or outside the configured envelope. Every
+//! rejection is counted by reason.
+//!
+//! The wire format is documented field by field in `firmware/docs/dispatch.md`;
+//! [`parse`] and [`encode`] implement it (fixed 144 bytes, big-endian,
+//! Ed25519 signature over the first 80 bytes).
+//!
+//! Sans-IO: [`Cluster::handle`] takes the received bytes with the monotonic
+//! time (`Millis`) and the UTC seconds the controller has from the
+//! uplink/meter; [`Cluster::update`] says what the battery should do now.
+//! Sign convention: battery power positive = discharge (sourcing to the
+//! network), negative = charge (sinking from the network).
+
+use core::fmt;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use crate::{ConfigError, Millis};
+
+/// Wire format version this firmware understands.
+pub const VERSION: u8 = 1;
+/// Length of the signed part of a dispatch command (everything before the
+/// signature), in bytes.
+pub const SIGNED_LEN: usize = 80;
+/// Length of the Ed25519 signature, in bytes.
+pub const SIGNATURE_LEN: usize = 64;
+/// Total length of a version-1 dispatch command, in bytes.
+pub const WIRE_LEN: usize = SIGNED_LEN + SIGNATURE_LEN;
+/// Site id meaning "every assembly on the branch".
+pub const ALL_SITES: u32 = 0;
+/// Most trusted server keys a config may hold.
+pub const MAX_KEYS: usize = 4;
+
+// Field offsets (see docs/dispatch.md).
+mod field {
+    use core::ops::Range;
+    pub const VERSION: usize = 0;
+    pub const KIND: usize = 1;
+    pub const REQUIREMENT: usize = 2;
+    pub const RESERVED: usize = 3;
+    pub const BRANCH: Range<usize> = 4..8;
+    pub const SITE: Range<usize> = 8..12;
+    pub const KEY: Range<usize> = 12..44;
+    pub const SEQUENCE: Range<usize> = 44..52;
+    pub const ISSUED_AT: Range<usize> = 52..60;
+    pub const EXPIRES_AT: Range<usize> = 60..68;
+    pub const POWER: Range<usize> = 68..72;
+    pub const DURATION: Range<usize> = 72..76;
+    pub const REQUIREMENT_REF: Range<usize> = 76..80;
+    pub const SIGNATURE: Range<usize> = 80..144;
+}
+
+// ---------------------------------------------------------------------------
+// Wire format
+// ---------------------------------------------------------------------------
+
+/// What the server asks the branch's assemblies to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Sink (absorb) `power_w` watts from the network into the battery for
+    /// `duration_s` seconds (counted from the command's `issued_at_s`).
+    Sink { power_w: u32, duration_s: u32 },
+    /// Source (deliver) `power_w` watts from the battery to the network for
+    /// `duration_s` seconds (counted from the command's `issued_at_s`).
+    Source { power_w: u32, duration_s: u32 },
+    /// Stop the dispatch in force, if any.
+    Cancel,
+}
+
+/// The branch requirement a dispatch serves [claim 1: "in accordance with a
+/// predetermined requirement on said local branch"]. Informational: carried
+/// into the decision log, it does not change what the assembly does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequirementKind {
+    /// Reduce the branch's peak demand (source).
+    PeakDemand = 1,
+    /// Absorb surplus local generation on the branch, e.g. PV export (sink).
+    LocalGenerationSurplus = 2,
+    /// Grid storage service requested upstream (either direction).
+    GridStorage = 3,
+    /// Voltage support on the branch (either direction).
+    VoltageSupport = 4,
+}
+
+impl RequirementKind {
+    fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(Self::PeakDemand),
+            2 => Some(Self::LocalGenerationSurplus),
+            3 => Some(Self::GridStorage),
+            4 => Some(Self::VoltageSupport),
+            _ => None,
+        }
+    }
+}
+
+/// A branch requirement and the server's reference for it (its event id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requirement {
+    pub kind: RequirementKind,
+    /// The server's identifier of the branch event the dispatch serves.
+    pub reference: u32,
+}
+
+/// The content of a dispatch command (everything the server signs except the
+/// key, which [`encode`] takes from the signing key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dispatch {
+    /// Distribution branch the command addresses.
+    pub branch_id: u32,
+    /// Site the command addresses on that branch; [`ALL_SITES`] (0) = every
+    /// assembly on the branch.
+    pub site_id: u32,
+    /// Strictly increasing per server key.
+    pub sequence: u64,
+    /// When the server issued the command, UTC seconds (server clock). The
+    /// command's action runs from here for `duration_s`.
+    pub issued_at_s: u64,
+    /// Last UTC second (server clock) at which the command may be accepted;
+    /// must be after `issued_at_s`.
+    pub expires_at_s: u64,
+    pub command: Command,
+    pub requirement: Option<Requirement>,
+}
+
+/// A parsed, not yet verified, dispatch command: the content, the server key
+/// it claims, the signature, and the exact bytes that were signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedDispatch {
+    pub dispatch: Dispatch,
+    /// The signing server's Ed25519 public key.
+    pub key: [u8; 32],
+    pub signature: [u8; SIGNATURE_LEN],
+    /// Bytes `0..80` of the command: what the signature covers.
+    pub signed_bytes: [u8; SIGNED_LEN],
+}
+
+impl SignedDispatch {
+    /// Checks the signature with `verify_strict` (rejects non-canonical
+    /// signatures and weak keys).
+    pub fn verify(&self, key: &VerifyingKey) -> bool {
+        let sig = Signature::from_bytes(&self.signature);
+        key.verify_strict(&self.signed_bytes, &sig).is_ok()
+    }
+}
+
+/// Why bytes are not a well-formed dispatch command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseError {
+    /// No bytes at all.
+    Empty,
+    /// A version this firmware does not understand.
+    UnsupportedVersion(u8),
+    /// Fewer bytes than a version-1 command.
+    Truncated { len: usize },
+    /// More bytes than a version-1 command (trailing bytes).
+    TrailingBytes { len: usize },
+    /// Command kind code not known.
+    UnknownKind(u8),
+    /// Requirement kind code not known.
+    UnknownRequirement(u8),
+    /// The reserved byte is not zero.
+    ReservedNotZero,
+    /// Fields that contradict each other: power or duration on a `Cancel`,
+    /// a requirement reference without a requirement kind.
+    Inconsistent,
+    /// `expires_at_s` is not after `issued_at_s`.
+    BadValidity,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => write!(f, "empty dispatch"),
+            Self::UnsupportedVersion(v) => write!(f, "unsupported dispatch version {v}"),
+            Self::Truncated { len } => write!(f, "dispatch truncated: {len} of {WIRE_LEN} bytes"),
+            Self::TrailingBytes { len } => {
+                write!(f, "dispatch has trailing bytes: {len} for {WIRE_LEN}")
+            }
+            Self::UnknownKind(k) => write!(f, "unknown dispatch kind {k}"),
+            Self::UnknownRequirement(k) => write!(f, "unknown requirement kind {k}"),
+            Self::ReservedNotZero => write!(f, "reserved byte is not zero"),
+            Self::Inconsistent => write!(f, "inconsistent dispatch fields"),
+            Self::BadValidity => write!(f, "expiry is not after issue time"),
+        }
+    }
+}
+
+const KIND_SINK: u8 = 1;
+const KIND_SOURCE: u8 = 2;
+const KIND_CANCEL: u8 = 3;
+
+fn be_u32(bytes: &[u8], at: core::ops::Range<usize>) -> u32 {
+    let mut b = [0u8; 4];
+    if let Some(src) = bytes.get(at) {
+        if src.len() == 4 {
+            b.copy_from_slice(src);
+        }
+    }
+    u32::from_be_bytes(b)
+}
+
+fn be_u64(bytes: &[u8], at: core::ops::Range<usize>) -> u64 {
+    let mut b = [0u8; 8];
+    if let Some(src) = bytes.get(at) {
+        if src.len() == 8 {
+            b.copy_from_slice(src);
+        }
+    }
+    u64::from_be_bytes(b)
+}
+
+fn copy_array<const N: usize>(bytes: &[u8], at: core::ops::Range<usize>) -> [u8; N] {
+    let mut out = [0u8; N];
+    if let Some(src) = bytes.get(at) {
+        if src.len() == N {
+            out.copy_from_slice(src);
+        }
+    }
+    out
+}
+
+/// Parses a dispatch command from `bytes` (exactly one command, no trailing
+/// bytes). Checks structure only: the signature, key, addressing, sequence,
+/// time and envelope are checked by [`Cluster::handle`].
+pub fn parse(bytes: &[u8]) -> Result<SignedDispatch, ParseError> {
+    let version = *bytes.first().ok_or(ParseError::Empty)?;
+    if version != VERSION {
+        return Err(ParseError::UnsupportedVersion(version));
+    }
+    if bytes.len() < WIRE_LEN {
+        return Err(ParseError::Truncated { len: bytes.len() });
+    }
+    if bytes.len() > WIRE_LEN {
+        return Err(ParseError::TrailingBytes { len: bytes.len() });
+    }
+    // From here on `bytes.len() == WIRE_LEN`; the helpers are still checked.
+    let kind = bytes.get(field::KIND).copied().unwrap_or(0);
+    let req_code = bytes.get(field::REQUIREMENT).copied().unwrap_or(0);
+    if bytes.get(field::RESERVED).copied().unwrap_or(1) != 0 {
+        return Err(ParseError::ReservedNotZero);
+    }
+    let power_w = be_u32(bytes, field::POWER);
+    let duration_s = be_u32(bytes, field::DURATION);
+    let command = match kind {
+        KIND_SINK => Command::Sink {
+            power_w,
+            duration_s,
+        },
+        KIND_SOURCE => Command::Source {
+            power_w,
+            duration_s,
+        },
+        KIND_CANCEL => {
+            if power_w != 0 || duration_s != 0 {
+                return Err(ParseError::Inconsistent);
+            }
+            Command::Cancel
+        }
+        other => return Err(ParseError::UnknownKind(other)),
+    };
+    let reference = be_u32(bytes, field::REQUIREMENT_REF);
+    let requirement = if req_code == 0 {
+        if reference != 0 {
+            return Err(ParseError::Inconsistent);
+        }
+        None
+    } else {
+        let kind =
+            RequirementKind::from_code(req_code).ok_or(ParseError::UnknownRequirement(req_code))?;
+        Some(Requirement { kind, reference })
+    };
+    let issued_at_s = be_u64(bytes, field::ISSUED_AT);
+    let expires_at_s = be_u64(bytes, field::EXPIRES_AT);
+    if expires_at_s <= issued_at_s {
+        return Err(ParseError::BadValidity);
+    }
+    Ok(SignedDispatch {
+        dispatch: Dispatch {
+            branch_id: be_u32(bytes, field::BRANCH),
+            site_id: be_u32(bytes, field::SITE),
+            sequence: be_u64(bytes, field::SEQUENCE),
+            issued_at_s,
+            expires_at_s,
+            command,
+            requirement,
+        },
+        key: copy_array(bytes, field::KEY),
+        signature: copy_array(bytes, field::SIGNATURE),
+        signed_bytes: copy_array(bytes, 0..SIGNED_LEN),
+    })
+}
+
+/// Encodes and signs `dispatch` with `key` (for tests, tools and the
+/// server's reference implementation). The server key's public half goes in
+/// the key field. Does not check the dispatch: it can encode commands that
+/// [`parse`] or [`Cluster::handle`] will refuse, which is what tests need.
+pub fn encode(dispatch: &Dispatch, key: &SigningKey) -> heapless::Vec<u8, WIRE_LEN> {
+    let mut b = [0u8; WIRE_LEN];
+    let (kind, power_w, duration_s) = match dispatch.command {
+        Command::Sink {
+            power_w,
+            duration_s,
+        } => (KIND_SINK, power_w, duration_s),
+        Command::Source {
+            power_w,
+            duration_s,
+        } => (KIND_SOURCE, power_w, duration_s),
+        Command::Cancel => (KIND_CANCEL, 0, 0),
+    };
+    let (req_code, reference) = match dispatch.requirement {
+        Some(r) => (r.kind as u8, r.reference),
+        None => (0, 0),
+    };
+    b[field::VERSION] = VERSION;
+    b[field::KIND] = kind;
+    b[field::REQUIREMENT] = req_code;
+    b[field::RESERVED] = 0;
+    b[field::BRANCH].copy_from_slice(&dispatch.branch_id.to_be_bytes());
+    b[field::SITE].copy_from_slice(&dispatch.site_id.to_be_bytes());
+    b[field::KEY].copy_from_slice(key.verifying_key().as_bytes());
+    b[field::SEQUENCE].copy_from_slice(&dispatch.sequence.to_be_bytes());
+    b[field::ISSUED_AT].copy_from_slice(&dispatch.issued_at_s.to_be_bytes());
+    b[field::EXPIRES_AT].copy_from_slice(&dispatch.expires_at_s.to_be_bytes());
+    b[field::POWER].copy_from_slice(&power_w.to_be_bytes());
+    b[field::DURATION].copy_from_slice(&duration_s.to_be_bytes());
+    b[field::REQUIREMENT_REF].copy_from_slice(&reference.to_be_bytes());
+    let sig = key.sign(&b[..SIGNED_LEN]);
+    b[field::SIGNATURE].copy_from_slice(&sig.to_bytes());
+    let mut out = heapless::Vec::new();
+    // Capacity is exactly WIRE_LEN: cannot fail.
+    let _ = out.extend_from_slice(&b);
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Config
+// ---------------------------------------------------------------------------
+
+/// A 32-byte Ed25519 public key, written in TOML as 64 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PublicKeyHex(pub [u8; 32]);
+
+impl fmt::Debug for PublicKeyHex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+fn hex_nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+impl PublicKeyHex {
+    /// Decodes 64 hex digits (either case) into 32 bytes.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let s = s.as_bytes();
+        if s.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+            let hi = hex_nibble(*pair.first()?)?;
+            let lo = hex_nibble(*pair.get(1)?)?;
+            *o = (hi << 4) | lo;
+        }
+        Some(PublicKeyHex(out))
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicKeyHex {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct HexVisitor;
+        impl<'de> Visitor<'de> for HexVisitor {
+            type Value = PublicKeyHex;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an Ed25519 public key as 64 hex digits")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PublicKeyHex, E> {
+                PublicKeyHex::from_hex(v).ok_or_else(|| {
+                    E::invalid_value(de::Unexpected::Str(v), &"64 hex digits (32 bytes)")
+                })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PublicKeyHex, A::Error> {
+                // Also accept an array of 32 byte values.
+                let mut out = [0u8; 32];
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = seq
+                        .next_element()?
+                        .ok_or_else(|| de::Error::invalid_length(i, &self))?;
+                }
+                if seq.next_element::<u8>()?.is_some() {
+                    return Err(de::Error::invalid_length(33, &self));
+                }
+                Ok(PublicKeyHex(out))
+            }
+        }
+        d.deserialize_str(HexVisitor)
+    }
+}
+
+/// The bounds a dispatch must stay within to be accepted.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Envelope {
+    /// Largest sink (charge) power a dispatch may ask for, W.
+    pub max_sink_w: f32,
+    /// Largest source (discharge) power a dispatch may ask for, W.
+    pub max_source_w: f32,
+    /// Longest dispatch, s.
+    pub max_duration_s: u32,
+    /// Longest validity window (`expires_at_s - issued_at_s`) accepted, s.
+    /// Bounds how long a captured command could be replayed after a reboot
+    /// that lost the sequence state.
+    pub max_validity_s: u64,
+    /// Largest difference tolerated between the server's clock and this
+    /// assembly's UTC seconds, s.
+    pub max_clock_skew_s: u64,
+}
+
+impl Default for Envelope {
+    fn default() -> Self {
+        Envelope {
+            max_sink_w: 3000.0,
+            max_source_w: 3000.0,
+            max_duration_s: 4 * 3600,
+            max_validity_s: 900,
+            max_clock_skew_s: 30,
+        }
+    }
+}
+
+/// Cluster participation config (TOML table `[cluster]`).
+///
+/// ```toml
+/// [cluster]
+/// site_id = 1042
+/// branch_id = 17
+/// trusted_keys = ["ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c"]
+///
+/// [cluster.envelope]
+/// max_sink_w = 3000.0
+/// max_source_w = 3000.0
+/// max_duration_s = 14400
+/// max_validity_s = 900
+/// max_clock_skew_s = 30
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This assembly's site id (non-zero; 0 means "all sites" on the wire).
+    pub site_id: u32,
+    /// The distribution branch this assembly is on (non-zero).
+    pub branch_id: u32,
+    /// The server public keys whose signatures are trusted (1..=4).
+    pub trusted_keys: heapless::Vec<PublicKeyHex, MAX_KEYS>,
+    #[serde(default)]
+    pub envelope: Envelope,
+}
+
+impl ClusterConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.site_id == ALL_SITES {
+            return Err(ConfigError::new(
+                "site_id",
+                format_args!("must be non-zero (0 addresses every site), found 0"),
+            ));
+        }
+        if self.branch_id == 0 {
+            return Err(ConfigError::new(
+                "branch_id",
+                format_args!("must be non-zero, found 0"),
+            ));
+        }
+        if self.trusted_keys.is_empty() {
+            return Err(ConfigError::new(
+                "trusted_keys",
+                format_args!("must hold at least one server public key, found none"),
+            ));
+        }
+        for (i, k) in self.trusted_keys.iter().enumerate() {
+            match VerifyingKey::from_bytes(&k.0) {
+                Ok(v) if !v.is_weak() => {}
+                _ => {
+                    return Err(ConfigError::new(
+                        "trusted_keys",
+                        format_args!("key {i} is not a valid Ed25519 public key: {k:?}"),
+                    ))
+                }
+            }
+            if self.trusted_keys.iter().take(i).any(|o| o == k) {
+                return Err(ConfigError::new(
+                    "trusted_keys",
+                    format_args!("key {i} is listed twice: {k:?}"),
+                ));
+            }
+        }
+        let e = &self.envelope;
+        for (name, v) in [
+            ("envelope.max_sink_w", e.max_sink_w),
+            ("envelope.max_source_w", e.max_source_w),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(ConfigError::new(
+                    name,
+                    format_args!("must be a finite power >= 0 W, found {v}"),
+                ));
+            }
+        }
+        if e.max_duration_s == 0 {
+            return Err(ConfigError::new(
+                "envelope.max_duration_s",
+                format_args!("must be at least 1 s, found 0"),
+            ));
+        }
+        if e.max_validity_s == 0 {
+            return Err(ConfigError::new(
+                "envelope.max_validity_s",
+                format_args!("must be at least 1 s, found 0"),
+            ));
+        }
+        if e.max_clock_skew_s > 3600 {
+            return Err(ConfigError::new(
+                "envelope.max_clock_skew_s",
+                format_args!("must be at most 3600 s, found {}", e.max_clock_skew_s),
+            ));
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The cluster participant
+// ---------------------------------------------------------------------------
+
+/// What the controller tells [`Cluster::handle`] about the assembly's state
+/// when a command arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DispatchContext {
+    /// `false` while the assembly cannot take part at all (islanded in a
+    /// power cut, owner opt-out, maintenance): valid commands are then
+    /// rejected with [`RejectReason::NotParticipating`] (and their sequence
+    /// is not consumed, so the server may re-issue).
+    pub participating: bool,
+}
+
+impl Default for DispatchContext {
+    fn default() -> Self {
+        DispatchContext {
+            participating: true,
+        }
+    }
+}
+
+/// Why a verified command was not for this assembly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IgnoreReason {
+    /// Addressed to another branch.
+    OtherBranch,
+    /// Addressed to another site on this branch.
+    OtherSite,
+}
+
+/// Why a command was refused. The assembly never acts on a refused command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// Not a well-formed version-1 command.
+    Malformed(ParseError),
+    /// The key field names no trusted server key.
+    UnknownKey,
+    /// The signature does not verify (strictly) under the named key.
+    BadSignature,
+    /// Sequence not greater than the last accepted one for that key.
+    Replayed,
+    /// Past its expiry (beyond the tolerated clock skew), or its action
+    /// window has already ended.
+    Expired,
+    /// Issued in the future beyond the tolerated clock skew.
+    NotYetValid,
+    /// Power, duration or validity window outside the envelope.
+    OutOfEnvelope,
+    /// The controller said the assembly is not participating now.
+    NotParticipating,
+}
+
+/// The outcome of [`Cluster::handle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Verified, addressed here, fresh and within the envelope: now in force
+    /// (a `Cancel` has cleared the dispatch in force).
+    Accepted(ActiveDispatch),
+    /// Verified but addressed elsewhere: nothing to do.
+    Ignored(IgnoreReason),
+    /// Refused: nothing done.
+    Rejected(RejectReason),
+}
+
+/// An accepted dispatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveDispatch {
+    /// Index of the signing key in `trusted_keys`.
+    pub key_index: u8,
+    pub sequence: u64,
+    pub command: Command,
+    pub requirement: Option<Requirement>,
+    /// When it was accepted (monotonic).
+    pub accepted_at: Millis,
+    /// When its action ends (monotonic): `issued_at_s + duration_s` mapped
+    /// onto this assembly's clock at acceptance, so all assemblies of the
+    /// branch end together, and a later step of the UTC clock neither
+    /// stretches nor cuts it. Equal to `accepted_at` for `Cancel`.
+    pub until: Millis,
+}
+
+/// Counts of [`Cluster::handle`] outcomes, by reason (saturating).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    pub accepted: u32,
+    pub ignored_other_branch: u32,
+    pub ignored_other_site: u32,
+    pub malformed: u32,
+    pub unknown_key: u32,
+    pub bad_signature: u32,
+    pub replayed: u32,
+    pub expired: u32,
+    pub not_yet_valid: u32,
+    pub out_of_envelope: u32,
+    pub not_participating: u32,
+}
+
+impl Counters {
+    /// Total rejections, all reasons.
+    pub fn rejected(&self) -> u32 {
+        [
+            self.malformed,
+            self.unknown_key,
+            self.bad_signature,
+            self.replayed,
+            self.expired,
+            self.not_yet_valid,
+            self.out_of_envelope,
+            self.not_participating,
+        ]
+        .iter()
+        .fold(0u32, |a, b| a.saturating_add(*b))
+    }
+
+    fn count(&mut self, v: &Verdict) {
+        let c = match v {
+            Verdict::Accepted(_) => &mut self.accepted,
+            Verdict::Ignored(IgnoreReason::OtherBranch) => &mut self.ignored_other_branch,
+            Verdict::Ignored(IgnoreReason::OtherSite) => &mut self.ignored_other_site,
+            Verdict::Rejected(r) => match r {
+                RejectReason::Malformed(_) => &mut self.malformed,
+                RejectReason::UnknownKey => &mut self.unknown_key,
+                RejectReason::BadSignature => &mut self.bad_signature,
+                RejectReason::Replayed => &mut self.replayed,
+                RejectReason::Expired => &mut self.expired,
+                RejectReason::NotYetValid => &mut self.not_yet_valid,
+                RejectReason::OutOfEnvelope => &mut self.out_of_envelope,
+                RejectReason::NotParticipating => &mut self.not_participating,
+            },
+        };
+        *c = c.saturating_add(1);
+    }
+}
+
+/// Limits from the rest of the controller that bound the dispatch share now
+/// (protection limits, reserve state of charge): magnitudes in W, >= 0.
+/// NaN, infinite or negative values are treated as 0 (no power that way).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PowerLimits {
+    /// Largest discharge power allowed now, W.
+    pub max_discharge_w: f32,
+    /// Largest charge power allowed now, W.
+    pub max_charge_w: f32,
+}
+
+/// Why [`Cluster::update`] asks what it asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterReason {
+    /// No dispatch in force.
+    Idle,
+    /// Following the dispatch in force at its requested power.
+    Following,
+    /// Following the dispatch in force, clipped by the limits passed in
+    /// (protection, reserve) or the envelope.
+    Clipped,
+    /// The dispatch in force ended at its `until` (reported once).
+    Expired,
+    /// The dispatch in force was cancelled by the server (reported once).
+    Cancelled,
+}
+
+/// What cluster participation asks of the battery now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClusterCommand {
+    /// Battery power share, W: + discharge (source), − charge (sink).
+    /// `None` when no dispatch is in force (other functions decide).
+    pub battery_power_w: Option<f32>,
+    /// When the dispatch in force ends (monotonic), if any.
+    pub until: Option<Millis>,
+    pub reason: ClusterReason,
+    /// The dispatch in force (key index, sequence, requirement) for the log.
+    pub dispatch: Option<ActiveDispatch>,
+}
+
+/// Cluster participation: checks dispatch commands, keeps the one in force.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    config: ClusterConfig,
+    keys: heapless::Vec<VerifyingKey, MAX_KEYS>,
+    /// Last accepted sequence per trusted key (same index).
+    last_sequence: [Option<u64>; MAX_KEYS],
+    active: Option<ActiveDispatch>,
+    /// An end to report once in the next `update`.
+    pending_end: Option<ClusterReason>,
+    counters: Counters,
+}
+
+impl Cluster {
+    /// Builds the participant; validates the config (keys must be valid
+    /// Ed25519 points).
+    pub fn new(config: ClusterConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let mut keys = heapless::Vec::new();
+        for k in &config.trusted_keys {
+            let v = VerifyingKey::from_bytes(&k.0)
+                .map_err(|_| ConfigError::new("trusted_keys", format_args!("invalid key {k:?}")))?;
+            keys.push(v)
+                .map_err(|_| ConfigError::new("trusted_keys", format_args!("too many keys")))?;
+        }
+        Ok(Cluster {
+            config,
+            keys,
+            last_sequence: [None; MAX_KEYS],
+            active: None,
+            pending_end: None,
+            counters: Counters::default(),
+        })
+    }
+
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// Outcome counts since start.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The dispatch in force, if any (may have passed its `until` if
+    /// `update` has not run since).
+    pub fn active(&self) -> Option<&ActiveDispatch> {
+        self.active.as_ref()
+    }
+
+    /// Last accepted sequence per trusted key (index as in `trusted_keys`),
+    /// for the runtime to persist so replay protection survives a reboot.
+    pub fn sequences(&self) -> [Option<u64>; MAX_KEYS] {
+        self.last_sequence
+    }
+
+    /// Restores persisted sequences (after a reboot). Only raises: a stored
+    /// value lower than the current one is ignored.
+    pub fn restore_sequences(&mut self, seqs: [Option<u64>; MAX_KEYS]) {
+        for (cur, stored) in self.last_sequence.iter_mut().zip(seqs) {
+            *cur = match (*cur, stored) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+
+    /// Checks a received command and, if accepted, puts it in force.
+    ///
+    /// `now` is the monotonic time; `utc_s` the UTC seconds the controller
+    /// has from the uplink or meter (0 if unknown: every command is then
+    /// `NotYetValid`). Checks, in order: structure (`Malformed`), key
+    /// (`UnknownKey`), signature (`BadSignature`), addressing (`Ignored`),
+    /// sequence (`Replayed`), time (`NotYetValid`, `Expired`), envelope
+    /// (`OutOfEnvelope`), participation (`NotParticipating`). Every outcome
+    /// is counted. Only an accepted command changes state.
+    pub fn handle(
+        &mut self,
+        now: Millis,
+        utc_s: u64,
+        bytes: &[u8],
+        ctx: DispatchContext,
+    ) -> Verdict {
+        let v = self.check(now, utc_s, bytes, ctx);
+        self.counters.count(&v);
+        v
+    }
+
+    fn check(&mut self, now: Millis, utc_s: u64, bytes: &[u8], ctx: DispatchContext) -> Verdict {
+        use RejectReason::*;
+        let signed = match parse(bytes) {
+            Ok(s) => s,
+            Err(e) => return Verdict::Rejected(Malformed(e)),
+        };
+        let Some(key_index) = self.keys.iter().position(|k| k.as_bytes() == &signed.key) else {
+            return Verdict::Rejected(UnknownKey);
+        };
+        let Some(key) = self.keys.get(key_index) else {
+            return Verdict::Rejected(UnknownKey);
+        };
+        if !signed.verify(key) {
+            return Verdict::Rejected(BadSignature);
+        }
+        let d = signed.dispatch;
+        if d.branch_id != self.config.branch_id {
+            return Verdict::Ignored(IgnoreReason::OtherBranch);
+        }
+        if d.site_id != ALL_SITES && d.site_id != self.config.site_id {
+            return Verdict::Ignored(IgnoreReason::OtherSite);
+        }
+        let last = self.last_sequence.get(key_index).copied().flatten();
+        if last.is_some_and(|l| d.sequence <= l) {
+            return Verdict::Rejected(Replayed);
+        }
+        let env = &self.config.envelope;
+        let skew = env.max_clock_skew_s;
+        if d.issued_at_s > utc_s.saturating_add(skew) {
+            return Verdict::Rejected(NotYetValid);
+        }
+        if utc_s > d.expires_at_s.saturating_add(skew) {
+            return Verdict::Rejected(Expired);
+        }
+        if d.expires_at_s - d.issued_at_s > env.max_validity_s {
+            return Verdict::Rejected(OutOfEnvelope);
+        }
+        let until = match d.command {
+            Command::Sink {
+                power_w,
+                duration_s,
+            }
+            | Command::Source {
+                power_w,
+                duration_s,
+            } => {
+                let max_w = if matches!(d.command, Command::Sink { .. }) {
+                    env.max_sink_w
+                } else {
+                    env.max_source_w
+                };
+                if power_w as f32 > max_w || duration_s == 0 || duration_s > env.max_duration_s {
+                    return Verdict::Rejected(OutOfEnvelope);
+                }
+                // The action window is [issued_at, issued_at + duration] on the
+                // server's clock; what remains of it, on ours.
+                let end_s = d.issued_at_s.saturating_add(u64::from(duration_s));
+                let remaining_s = end_s.saturating_sub(utc_s).min(u64::from(duration_s));
+                if remaining_s == 0 {
+                    return Verdict::Rejected(Expired);
+                }
+                now.plus_ms(remaining_s.saturating_mul(1000))
+            }
+            Command::Cancel => now,
+        };
+        if !ctx.participating {
+            return Verdict::Rejected(NotParticipating);
+        }
+        if let Some(slot) = self.last_sequence.get_mut(key_index) {
+            *slot = Some(d.sequence);
+        }
+        let accepted = ActiveDispatch {
+            key_index: key_index as u8,
+            sequence: d.sequence,
+            command: d.command,
+            requirement: d.requirement,
+            accepted_at: now,
+            until,
+        };
+        match d.command {
+            Command::Cancel => {
+                if self.active.take().is_some() {
+                    self.pending_end = Some(ClusterReason::Cancelled);
+                }
+            }
+            _ => {
+                self.active = Some(accepted);
+                self.pending_end = None;
+            }
+        }
+        Verdict::Accepted(accepted)
+    }
+
+    /// What the battery should do now for the cluster: the dispatch in force,
+    /// clipped to the envelope and to `limits`; `None` power when no dispatch
+    /// is in force. Ends the dispatch at its `until`.
+    pub fn update(&mut self, now: Millis, limits: PowerLimits) -> ClusterCommand {
+        if let Some(a) = self.active {
+            if now >= a.until {
+                self.active = None;
+                self.pending_end = Some(ClusterReason::Expired);
+            }
+        }
+        let Some(a) = self.active else {
+            let reason = self.pending_end.take().unwrap_or(ClusterReason::Idle);
+            return ClusterCommand {
+                battery_power_w: None,
+                until: None,
+                reason,
+                dispatch: None,
+            };
+        };
+        let clean = |w: f32| if w.is_finite() && w > 0.0 { w } else { 0.0 };
+        let env = &self.config.envelope;
+        let (requested, bound) = match a.command {
+            Command::Source { power_w, .. } => (
+                power_w as f32,
+                clean(limits.max_discharge_w).min(clean(env.max_source_w)),
+            ),
+            Command::Sink { power_w, .. } => (
+                power_w as f32,
+                clean(limits.max_charge_w).min(clean(env.max_sink_w)),
+            ),
+            Command::Cancel => (0.0, 0.0),
+        };
+        let (magnitude, reason) = if requested > bound {
+            (bound, ClusterReason::Clipped)
+        } else {
+            (requested, ClusterReason::Following)
+        };
+        let power = match a.command {
+            Command::Sink { .. } => -magnitude,
+            _ => magnitude,
+        };
+        ClusterCommand {
+            battery_power_w: Some(power),
+            until: Some(a.until),
+            reason,
+            dispatch: Some(a),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NOW_UTC: u64 = 1_790_000_000;
+
+    fn server() -> SigningKey {
+        SigningKey::from_bytes(&[7u8; 32])
+    }
+    fn other_server() -> SigningKey {
+        SigningKey::from_bytes(&[9u8; 32])
+    }
+
+    fn config() -> ClusterConfig {
+        let mut keys = heapless::Vec::new();
+        keys.push(PublicKeyHex(server().verifying_key().to_bytes()))
+            .unwrap();
+        ClusterConfig {
+            site_id: 1042,
+            branch_id: 17,
+            trusted_keys: keys,
+            envelope: Envelope::default(),
+        }
+    }
+
+    fn cluster() -> Cluster {
+        Cluster::new(config()).unwrap()
+    }
+
+    fn dispatch(seq: u64, command: Command) -> Dispatch {
+        Dispatch {
+            branch_id: 17,
+            site_id: ALL_SITES,
+            sequence: seq,
+            issued_at_s: NOW_UTC,
+            expires_at_s: NOW_UTC + 300,
+            command,
+            requirement: Some(Requirement {
+                kind: RequirementKind::PeakDemand,
+                reference: 99,
+            }),
+        }
+    }
+
+    fn source(seq: u64, power_w: u32, duration_s: u32) -> Dispatch {
+        dispatch(
+            seq,
+            Command::Source {
+                power_w,
+                duration_s,
+            },
+        )
+    }
+
+    const CTX: DispatchContext = DispatchContext {
+        participating: true,
+    };
+    const LIMITS: PowerLimits = PowerLimits {
+        max_discharge_w: 5000.0,
+        max_charge_w: 5000.0,
+    };
+
+    fn handle(c: &mut Cluster, d: &Dispatch) -> Verdict {
+        c.handle(Millis(1000), NOW_UTC, &encode(d, &server()), CTX)
+    }
+
+    fn rejected(v: Verdict) -> RejectReason {
+        match v {
+            Verdict::Rejected(r) => r,
+            other => panic!("expected rejection, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_layout() {
+        let d = source(5, 2000, 600);
+        let bytes = encode(&d, &server());
+        assert_eq!(bytes.len(), WIRE_LEN);
+        assert_eq!(bytes[0], VERSION);
+        assert_eq!(bytes[1], KIND_SOURCE);
+        assert_eq!(&bytes[4..8], &17u32.to_be_bytes());
+        assert_eq!(&bytes[44..52], &5u64.to_be_bytes());
+        let p = parse(&bytes).unwrap();
+        assert_eq!(p.dispatch, d);
+        assert_eq!(p.key, server().verifying_key().to_bytes());
+        assert!(p.verify(&server().verifying_key()));
+        assert!(!p.verify(&other_server().verifying_key()));
+    }
+
+    #[test]
+    fn accepted_for_own_branch_and_followed() {
+        let mut c = cluster();
+        let v = handle(&mut c, &source(1, 2000, 600));
+        let Verdict::Accepted(a) = v else {
+            panic!("{v:?}")
+        };
+        assert_eq!(a.until, Millis(1000 + 600_000));
+        let cmd = c.update(Millis(2000), LIMITS);
+        assert_eq!(cmd.battery_power_w, Some(2000.0));
+        assert_eq!(cmd.reason, ClusterReason::Following);
+        assert_eq!(cmd.until, Some(Millis(601_000)));
+        // Sink is negative (charge).
+        let v = handle(
+            &mut c,
+            &dispatch(
+                2,
+                Command::Sink {
+                    power_w: 1500,
+                    duration_s: 60,
+                },
+            ),
+        );
+        assert!(matches!(v, Verdict::Accepted(_)));
+        assert_eq!(
+            c.update(Millis(3000), LIMITS).battery_power_w,
+            Some(-1500.0)
+        );
+        assert_eq!(c.counters().accepted, 2);
+    }
+
+    #[test]
+    fn addressed_to_own_site_accepted_other_site_ignored() {
+        let mut c = cluster();
+        let mut d = source(1, 1000, 60);
+        d.site_id = 1042;
+        assert!(matches!(handle(&mut c, &d), Verdict::Accepted(_)));
+        d.sequence = 2;
+        d.site_id = 1043;
+        assert_eq!(
+            handle(&mut c, &d),
+            Verdict::Ignored(IgnoreReason::OtherSite)
+        );
+        assert_eq!(c.counters().ignored_other_site, 1);
+    }
+
+    #[test]
+    fn other_branch_ignored_and_not_acted_on() {
+        let mut c = cluster();
+        let mut d = source(1, 1000, 60);
+        d.branch_id = 18;
+        assert_eq!(
+            handle(&mut c, &d),
+            Verdict::Ignored(IgnoreReason::OtherBranch)
+        );
+        assert_eq!(c.counters().ignored_other_branch, 1);
+        let cmd = c.update(Millis(2000), LIMITS);
+        assert_eq!(cmd.battery_power_w, None);
+        assert_eq!(cmd.reason, ClusterReason::Idle);
+        // Ignoring did not consume the sequence.
+        d.branch_id = 17;
+        assert!(matches!(handle(&mut c, &d), Verdict::Accepted(_)));
+    }
+
+    #[test]
+    fn unsigned_or_garbled_signature_rejected() {
+        let mut c = cluster();
+        let mut bytes = encode(&source(1, 1000, 60), &server());
+        // Unsigned: zero signature.
+        for b in &mut bytes[SIGNED_LEN..] {
+            *b = 0;
+        }
+        let v = c.handle(Millis(0), NOW_UTC, &bytes, CTX);
+        assert_eq!(rejected(v), RejectReason::BadSignature);
+        // Garbled signature.
+        let mut bytes = encode(&source(1, 1000, 60), &server());
+        bytes[100] ^= 0x40;
+        let v = c.handle(Millis(0), NOW_UTC, &bytes, CTX);
+        assert_eq!(rejected(v), RejectReason::BadSignature);
+        // Content changed after signing.
+        let mut bytes = encode(&source(1, 1000, 60), &server());
+        bytes[field::POWER.start + 2] ^= 0x01;
+        let v = c.handle(Millis(0), NOW_UTC, &bytes, CTX);
+        assert_eq!(rejected(v), RejectReason::BadSignature);
+        // Signed by another key but claiming the trusted one.
+        let mut forged = encode(&source(1, 1000, 60), &other_server());
+        forged[field::KEY].copy_from_slice(server().verifying_key().as_bytes());
+        let v = c.handle(Millis(0), NOW_UTC, &forged, CTX);
+        assert_eq!(rejected(v), RejectReason::BadSignature);
+        assert_eq!(c.counters().bad_signature, 4);
+        assert!(c.active().is_none());
+    }
+
+    #[test]
+    fn wrong_key_rejected() {
+        let mut c = cluster();
+        let bytes = encode(&source(1, 1000, 60), &other_server());
+        let v = c.handle(Millis(0), NOW_UTC, &bytes, CTX);
+        assert_eq!(rejected(v), RejectReason::UnknownKey);
+        assert_eq!(c.counters().unknown_key, 1);
+    }
+
+    #[test]
+    fn replayed_same_or_lower_sequence_rejected() {
+        let mut c = cluster();
+        assert!(matches!(
+            handle(&mut c, &source(10, 1000, 60)),
+            Verdict::Accepted(_)
+        ));
+        assert_eq!(
+            rejected(handle(&mut c, &source(10, 1000, 60))),
+            RejectReason::Replayed
+        );
+        assert_eq!(
+            rejected(handle(&mut c, &source(9, 1000, 60))),
+            RejectReason::Replayed
+        );
+        assert!(matches!(
+            handle(&mut c, &source(11, 1000, 60)),
+            Verdict::Accepted(_)
+        ));
+        assert_eq!(c.counters().replayed, 2);
+    }
+
+    #[test]
+    fn sequences_are_per_key_and_survive_restore() {
+        let mut cfg = config();
+        cfg.trusted_keys
+            .push(PublicKeyHex(other_server().verifying_key().to_bytes()))
+            .unwrap();
+        let mut c = Cluster::new(cfg.clone()).unwrap();
+        let d = source(10, 1000, 60);
+        assert!(matches!(handle(&mut c, &d), Verdict::Accepted(_)));
+        // The other key has its own sequence space.
+        let v = c.handle(
+            Millis(0),
+            NOW_UTC,
+            &encode(&source(3, 500, 60), &other_server()),
+            CTX,
+        );
+        let Verdict::Accepted(a) = v else {
+            panic!("{v:?}")
+        };
+        assert_eq!(a.key_index, 1);
+        assert_eq!(c.sequences(), [Some(10), Some(3), None, None]);
+        // After a reboot, restored state still refuses the replay.
+        let mut rebooted = Cluster::new(cfg).unwrap();
+        rebooted.restore_sequences(c.sequences());
+        assert_eq!(rejected(handle(&mut rebooted, &d)), RejectReason::Replayed);
+    }
+
+    #[test]
+    fn expired_rejected() {
+        let mut c = cluster();
+        let mut d = source(1, 1000, 60);
+        d.issued_at_s = NOW_UTC - 400;
+        d.expires_at_s = NOW_UTC - 31; // beyond 30 s skew
+        assert_eq!(rejected(handle(&mut c, &d)), RejectReason::Expired);
+        // Within the skew of its expiry but its action window is over.
+        d.sequence = 2;
+        d.expires_at_s = NOW_UTC - 10;
+        assert_eq!(rejected(handle(&mut c, &d)), RejectReason::Expired);
+        // Within skew and window still open: accepted, for what remains.
+        d.sequence = 3;
+        d.command = Command::Source {
+            power_w: 1000,
+            duration_s: 600,
+        };
+        let Verdict::Accepted(a) = handle(&mut c, &d) else {
+            panic!()
+        };
+        assert_eq!(a.until, Millis(1000 + 200_000));
+        assert_eq!(c.counters().expired, 2);
+    }
+
+    #[test]
+    fn not_yet_valid_beyond_skew_rejected() {
+        let mut c = cluster();
+        let mut d = source(1, 1000, 60);
+        d.issued_at_s = NOW_UTC + 31;
+        d.expires_at_s = NOW_UTC + 300;
+        assert_eq!(rejected(handle(&mut c, &d)), RejectReason::NotYetValid);
+        // Within skew: accepted, runs its full duration at most.
+        d.issued_at_s = NOW_UTC + 20;
+        let Verdict::Accepted(a) = handle(&mut c, &d) else {
+            panic!()
+        };
+        assert_eq!(a.until, Millis(1000 + 60_000));
+        // Unknown UTC (0): not yet valid.
+        let v = c.handle(Millis(0), 0, &encode(&source(5, 1, 60), &server()), CTX);
+        assert_eq!(rejected(v), RejectReason::NotYetValid);
+        assert_eq!(c.counters().not_yet_valid, 2);
+    }
+
+    #[test]
+    fn out_of_envelope_rejected() {
+        let mut c = cluster();
+        let cases = [
+            source(1, 3001, 60),
+            dispatch(
+                2,
+                Command::Sink {
+                    power_w: 3001,
+                    duration_s: 60,
+                },
+            ),
+            source(3, 1000, 4 * 3600 + 1),
+            source(4, 1000, 0),
+            Dispatch {
+                expires_at_s: NOW_UTC + 901,
+                ..source(5, 1000, 60)
+            },
+        ];
+        for d in &cases {
+            assert_eq!(rejected(handle(&mut c, d)), RejectReason::OutOfEnvelope);
+        }
+        assert_eq!(c.counters().out_of_envelope, 5);
+        assert_eq!(c.counters().rejected(), 5);
+        assert!(c.active().is_none());
+        // Rejections did not consume sequences.
+        assert!(matches!(
+            handle(&mut c, &source(1, 3000, 60)),
+            Verdict::Accepted(_)
+        ));
+    }
+
+    #[test]
+    fn not_participating_rejected() {
+        let mut c = cluster();
+        let bytes = encode(&source(1, 1000, 60), &server());
+        let off = DispatchContext {
+            participating: false,
+        };
+        let v = c.handle(Millis(0), NOW_UTC, &bytes, off);
+        assert_eq!(rejected(v), RejectReason::NotParticipating);
+        assert!(matches!(
+            c.handle(Millis(0), NOW_UTC, &bytes, CTX),
+            Verdict::Accepted(_)
+        ));
+    }
+
+    #[test]
+    fn malformed_bytes_rejected() {
+        let mut c = cluster();
+        let good = encode(&source(1, 1000, 60), &server());
+        let mut long = [0u8; WIRE_LEN + 1];
+        long[..WIRE_LEN].copy_from_slice(&good);
+        let mut bad_version = good.clone();
+        bad_version[0] = 2;
+        let mut bad_kind = good.clone();
+        bad_kind[1] = 9;
+        let mut bad_req = good.clone();
+        bad_req[2] = 77;
+        let mut reserved = good.clone();
+        reserved[3] = 1;
+        let cancel_with_power = {
+            let mut b = encode(&dispatch(1, Command::Cancel), &server());
+            b[field::POWER.start + 3] = 1;
+            b
+        };
+        let cases: [(&[u8], ParseError); 9] = [
+            (&[], ParseError::Empty),
+            (&good[..WIRE_LEN - 1], ParseError::Truncated { len: 143 }),
+            (&good[..1], ParseError::Truncated { len: 1 }),
+            (&long, ParseError::TrailingBytes { len: 145 }),
+            (b"hello, branch 17!", ParseError::UnsupportedVersion(b'h')),
+            (&bad_version, ParseError::UnsupportedVersion(2)),
+            (&bad_kind, ParseError::UnknownKind(9)),
+            (&bad_req, ParseError::UnknownRequirement(77)),
+            (&reserved, ParseError::ReservedNotZero),
+        ];
+        for (bytes, err) in cases {
+            let v = c.handle(Millis(0), NOW_UTC, bytes, CTX);
+            assert_eq!(rejected(v), RejectReason::Malformed(err));
+        }
+        let v = c.handle(Millis(0), NOW_UTC, &cancel_with_power, CTX);
+        assert_eq!(
+            rejected(v),
+            RejectReason::Malformed(ParseError::Inconsistent)
+        );
+        let bad_validity = Dispatch {
+            expires_at_s: NOW_UTC,
+            ..source(1, 1000, 60)
+        };
+        assert_eq!(
+            rejected(handle(&mut c, &bad_validity)),
+            RejectReason::Malformed(ParseError::BadValidity)
+        );
+        assert_eq!(c.counters().malformed, 11);
+        assert_eq!(c.counters().rejected(), 11);
+    }
+
+    #[test]
+    fn dispatch_expires_at_its_end() {
+        let mut c = cluster();
+        handle(&mut c, &source(1, 1000, 60));
+        assert_eq!(
+            c.update(Millis(60_999), LIMITS).battery_power_w,
+            Some(1000.0)
+        );
+        let cmd = c.update(Millis(61_000), LIMITS);
+        assert_eq!(cmd.battery_power_w, None);
+        assert_eq!(cmd.reason, ClusterReason::Expired);
+        assert_eq!(c.update(Millis(62_000), LIMITS).reason, ClusterReason::Idle);
+    }
+
+    #[test]
+    fn cancel_clears() {
+        let mut c = cluster();
+        handle(&mut c, &source(1, 1000, 600));
+        assert!(matches!(
+            handle(&mut c, &dispatch(2, Command::Cancel)),
+            Verdict::Accepted(_)
+        ));
+        let cmd = c.update(Millis(2000), LIMITS);
+        assert_eq!(cmd.battery_power_w, None);
+        assert_eq!(cmd.reason, ClusterReason::Cancelled);
+        assert_eq!(c.update(Millis(3000), LIMITS).reason, ClusterReason::Idle);
+    }
+
+    #[test]
+    fn clipped_by_limits_and_bad_limits_drive_zero() {
+        let mut c = cluster();
+        handle(&mut c, &source(1, 2500, 600));
+        let cmd = c.update(
+            Millis(2000),
+            PowerLimits {
+                max_discharge_w: 1200.0,
+                max_charge_w: 5000.0,
+            },
+        );
+        assert_eq!(cmd.battery_power_w, Some(1200.0));
+        assert_eq!(cmd.reason, ClusterReason::Clipped);
+        for bad in [f32::NAN, f32::INFINITY, -5.0] {
+            let cmd = c.update(
+                Millis(2000),
+                PowerLimits {
+                    max_discharge_w: bad,
+                    max_charge_w: bad,
+                },
+            );
+            assert_eq!(cmd.battery_power_w, Some(0.0));
+            assert_eq!(cmd.reason, ClusterReason::Clipped);
+        }
+    }
+
+    #[test]
+    fn config_from_toml_and_validation() {
+        let hex = "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c";
+        let text = format!(
+            "site_id = 1042\nbranch_id = 17\ntrusted_keys = [\"{hex}\"]\n\
+             [envelope]\nmax_sink_w = 2000.0\nmax_clock_skew_s = 10\n"
+        );
+        let cfg: ClusterConfig = toml::from_str(&text).unwrap();
+        assert_eq!(cfg.envelope.max_sink_w, 2000.0);
+        assert_eq!(cfg.envelope.max_source_w, 3000.0);
+        assert_eq!(format!("{:?}", cfg.trusted_keys[0]), hex);
+        cfg.validate().unwrap();
+        assert_eq!(
+            PublicKeyHex::from_hex(&hex.to_uppercase()),
+            PublicKeyHex::from_hex(hex)
+        );
+        for bad in [
+            &hex[..62],
+            "zz4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c",
+        ] {
+            let text = format!("site_id = 1\nbranch_id = 1\ntrusted_keys = [\"{bad}\"]\n");
+            assert!(toml::from_str::<ClusterConfig>(&text).is_err(), "{bad}");
+        }
+        assert!(toml::from_str::<ClusterConfig>(&format!("{text}bogus = 1\n")).is_err());
+
+        let mut c = config();
+        c.branch_id = 0;
+        assert_eq!(c.validate().unwrap_err().field.as_str(), "branch_id");
+        let mut c = config();
+        c.site_id = 0;
+        assert_eq!(c.validate().unwrap_err().field.as_str(), "site_id");
+        let mut c = config();
+        c.trusted_keys.clear();
+        assert_eq!(c.validate().unwrap_err().field.as_str(), "trusted_keys");
+        let mut c = config();
+        c.trusted_keys.push(c.trusted_keys[0]).unwrap();
+        assert_eq!(c.validate().unwrap_err().field.as_str(), "trusted_keys");
+        let mut c = config();
+        c.trusted_keys[0] = PublicKeyHex([0u8; 32]); // weak (small order) key
+        assert!(Cluster::new(c).is_err());
+        let mut c = config();
+        c.envelope.max_source_w = f32::NAN;
+        assert_eq!(
+            c.validate().unwrap_err().field.as_str(),
+            "envelope.max_source_w"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic_nor_accepted(
+            bytes in prop::collection::vec(any::<u8>(), 0..300),
+            utc in any::<u64>(),
+            now in any::<u64>(),
+        ) {
+            let mut c = cluster();
+            let v = c.handle(Millis(now), utc, &bytes, CTX);
+            prop_assert!(matches!(v, Verdict::Rejected(_)), "{:?}", v);
+            // Same with a valid header so parsing goes deeper.
+            let mut b = bytes.clone();
+            b.resize(WIRE_LEN, 0);
+            b[0] = VERSION;
+            b[field::KEY].copy_from_slice(server().verifying_key().as_bytes());
+            let v = c.handle(Millis(now), utc, &b, CTX);
+            prop_assert!(matches!(v, Verdict::Rejected(_)), "{:?}", v);
+            prop_assert!(c.active().is_none());
+            prop_assert_eq!(c.update(Millis(now), LIMITS).battery_power_w, None);
+        }
+
+        #[test]
+        fn one_flipped_bit_never_accepted(
+            bit in 0..WIRE_LEN * 8,
+            seq in 1u64..u64::MAX,
+            power in 0u32..=3000,
+            duration in 1u32..=600,
+            sink in any::<bool>(),
+        ) {
+            let command = if sink {
+                Command::Sink { power_w: power, duration_s: duration }
+            } else {
+                Command::Source { power_w: power, duration_s: duration }
+            };
+            let good = encode(&dispatch(seq, command), &server());
+            let mut bad = good.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            let mut c = cluster();
+            let v = c.handle(Millis(0), NOW_UTC, &bad, CTX);
+            prop_assert!(matches!(v, Verdict::Rejected(_)), "bit {}: {:?}", bit, v);
+            prop_assert!(c.active().is_none());
+            // The unflipped command is accepted.
+            let v = c.handle(Millis(0), NOW_UTC, &good, CTX);
+            prop_assert!(matches!(v, Verdict::Accepted(_)), "{:?}", v);
+        }
+
+        #[test]
+        fn update_bounded_by_envelope_and_limits(
+            power in 0u32..=3000,
+            sink in any::<bool>(),
+            max_dis in prop::num::f32::ANY,
+            max_chg in prop::num::f32::ANY,
+            t in 0u64..1_000_000,
+        ) {
+            let command = if sink {
+                Command::Sink { power_w: power, duration_s: 600 }
+            } else {
+                Command::Source { power_w: power, duration_s: 600 }
+            };
+            let mut c = cluster();
+            handle(&mut c, &dispatch(1, command));
+            let cmd = c.update(Millis(t), PowerLimits { max_discharge_w: max_dis, max_charge_w: max_chg });
+            if let Some(p) = cmd.battery_power_w {
+                prop_assert!(p.is_finite());
+                let cap = |w: f32| if w.is_finite() && w > 0.0 { w } else { 0.0 };
+                if sink {
+                    prop_assert!(p <= 0.0 && -p <= cap(max_chg) && -p <= 3000.0);
+                } else {
+                    prop_assert!(p >= 0.0 && p <= cap(max_dis) && p <= 3000.0);
+                }
+            } else {
+                prop_assert!(t >= 601_000);
+            }
+        }
+    }
+}
