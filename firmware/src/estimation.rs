@@ -49,14 +49,26 @@
 //!   (`capacity_smoothing`) and used by the filter's prediction.
 //! * **Resistance**: at current steps (`|ΔI| ≥ resistance_step_min_a`
 //!   between consecutive samples at most `resistance_max_dt_s` apart),
-//!   `R_meas = −ΔV/ΔI` (pack, Ω), smoothed exponentially
-//!   (`resistance_smoothing`). The filter's R0 follows the estimate.
+//!   `R_meas = −(ΔV − ΔV_model)/ΔI` (pack, Ω; `ΔV_model` is the change the
+//!   filter's RC states and OCV make over the interval), smoothed exponentially
+//!   (`resistance_smoothing`). The filter's R0 follows the estimate, and
+//!   R1, R2 are scaled by the same ratio (temperature and ageing move a
+//!   cell's resistances together, to first order).
 //! * `SOH = min(Q/Q_nom, 1 − (R/R_nom − 1)/(eol_resistance_factor − 1) ·
 //!   (1 − eol_capacity_fraction))`, clamped to [0, 1]: the two criteria map
 //!   onto one scale on which end of life is at `eol_capacity_fraction`. The
 //!   resistance term counts only after `resistance_min_samples` steps.
 //! * **End of life** when `Q/Q_nom < eol_capacity_fraction` or `R/R_nom >
 //!   eol_resistance_factor` (resistance after `resistance_min_samples`).
+//!
+//! # Temperature
+//!
+//! The config's resistances refer to `reference_temperature_c`; with the
+//! measured mean cell temperature they are scaled by an Arrhenius factor
+//! (`resistance_activation_energy_j_per_mol`), so the filter's model is
+//! right in a cold or warm cabinet, and the resistance estimate (and thus
+//! SOH) is referred back to the reference temperature. OCV is taken as
+//! temperature-independent (LFP's entropic coefficient is < 0.1 mV/K).
 //!
 //! # Bad samples
 //!
@@ -148,6 +160,13 @@ pub struct EstimationConfig {
     pub resistance_max_dt_s: f32,
     /// Weight of a new resistance sample (0..1].
     pub resistance_smoothing: f32,
+    /// Arrhenius activation energy of the cell resistances (J/mol): the
+    /// model's R0/R1/R2 are at `reference_temperature_c` and scaled by
+    /// `exp(Ea/R_gas · (1/T − 1/T_ref))` at the measured temperature;
+    /// 0 disables temperature compensation.
+    pub resistance_activation_energy_j_per_mol: f32,
+    /// Temperature (°C) the resistances in this config refer to.
+    pub reference_temperature_c: f32,
     /// Resistance samples needed before resistance counts for SOH/EOL.
     pub resistance_min_samples: u32,
     /// End of life when capacity falls below this fraction of nominal.
@@ -196,6 +215,8 @@ impl Default for EstimationConfig {
             resistance_step_min_a: 10.0,
             resistance_max_dt_s: 2.0,
             resistance_smoothing: 0.02,
+            resistance_activation_energy_j_per_mol: 25_000.0,
+            reference_temperature_c: 25.0,
             resistance_min_samples: 20,
             eol_capacity_fraction: 0.7,
             eol_resistance_factor: 2.0,
@@ -314,6 +335,20 @@ impl EstimationConfig {
         positive("resistance_step_min_a", self.resistance_step_min_a)?;
         positive("resistance_max_dt_s", self.resistance_max_dt_s)?;
         fraction("resistance_smoothing", self.resistance_smoothing)?;
+        let ea = self.resistance_activation_energy_j_per_mol;
+        if !(ea.is_finite() && (0.0..=200_000.0).contains(&ea)) {
+            return Err(ConfigError::new(
+                "resistance_activation_energy_j_per_mol",
+                format_args!("must be within 0..=200000, found {ea}"),
+            ));
+        }
+        let tr = self.reference_temperature_c;
+        if !(tr.is_finite() && (-40.0..=80.0).contains(&tr)) {
+            return Err(ConfigError::new(
+                "reference_temperature_c",
+                format_args!("must be within -40..=80, found {tr}"),
+            ));
+        }
         if !(self.eol_capacity_fraction.is_finite()
             && self.eol_capacity_fraction > 0.0
             && self.eol_capacity_fraction < 1.0)
@@ -409,6 +444,11 @@ pub struct EstimationInputs {
     pub pack_voltage_v: f32,
     /// Pack current (A), positive = discharge.
     pub current_a: f32,
+    /// Mean cell temperature (°C) for the resistances' temperature
+    /// compensation. Non-finite or outside -40..=80: counted, and the last
+    /// valid temperature (initially the reference) is used; the sample is
+    /// not rejected.
+    pub temperature_c: f32,
 }
 
 /// Why the estimate is what it is after this update.
@@ -445,7 +485,7 @@ pub struct Estimate {
     pub soh: f32,
     /// Estimated pack capacity (Ah).
     pub capacity_ah: f32,
-    /// Estimated pack series resistance R0 (Ω).
+    /// Estimated pack series resistance R0 (Ω) at the reference temperature.
     pub resistance_ohm: f32,
     /// Capacity or resistance is past its end-of-life limit.
     pub end_of_life: bool,
@@ -466,6 +506,8 @@ pub struct EstimatorStats {
     pub capacity_updates: u32,
     /// Resistance samples taken at current steps.
     pub resistance_samples: u32,
+    /// Samples whose temperature was non-finite or implausible.
+    pub invalid_temperatures: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -482,7 +524,10 @@ pub struct Estimator {
     x: Vec3,
     p: Mat3,
     capacity_ah: f64,
+    /// Pack R0 at the reference temperature (Ω).
     r0_pack_ohm: f64,
+    /// Arrhenius factor of the resistances at the last valid temperature.
+    t_factor: f64,
     last: Option<(Millis, f64, f64)>,
     rest_since: Option<Millis>,
     /// Integrated measured charge (Ah, discharge positive) since start.
@@ -518,6 +563,7 @@ impl Estimator {
             p,
             capacity_ah,
             r0_pack_ohm,
+            t_factor: 1.0,
             last: None,
             rest_since: None,
             ah: 0.0,
@@ -602,6 +648,17 @@ impl Estimator {
             self.estimate.reason = EstimateReason::RejectedSample;
             return self.estimate;
         }
+        let t = inputs.temperature_c;
+        if t.is_finite() && (-40.0..=80.0).contains(&t) {
+            let ea = self.cfg.resistance_activation_energy_j_per_mol as f64;
+            let t_ref = self.cfg.reference_temperature_c as f64 + 273.15;
+            let f = libm::exp(ea / 8.314_462 * (1.0 / (t as f64 + 273.15) - 1.0 / t_ref));
+            if f.is_finite() && f > 0.0 {
+                self.t_factor = f;
+            }
+        } else {
+            self.stats.invalid_temperatures = self.stats.invalid_temperatures.saturating_add(1);
+        }
         let v = inputs.pack_voltage_v as f64;
         let i = inputs.current_a as f64;
         let Some((t_prev, v_prev, i_prev)) = self.last else {
@@ -621,27 +678,34 @@ impl Estimator {
         let dt = if gap { max_step } else { dt_real };
         self.last = Some((now, v, i));
 
-        // Resistance from a current step.
+        // Ah throughput (measured), for capacity.
+        self.ah += i * dt / 3600.0;
+
+        let rc_before = self.x[1] + self.x[2];
+        let soc_before = self.x[0];
+        self.predict(i, dt);
+        // Resistance from a current step: the voltage change less what the
+        // model attributes to the RC pairs and OCV over the interval.
         let di = i - i_prev;
         if !gap
             && dt_real > 0.0
             && dt_real <= self.cfg.resistance_max_dt_s as f64
             && di.abs() >= self.cfg.resistance_step_min_a as f64
         {
-            let r = -(v - v_prev) / di;
+            let n = self.series();
+            let d_model = (self.x[1] + self.x[2] - rc_before)
+                + n * (self.cfg.ocv_cell_v(self.x[0]) - self.cfg.ocv_cell_v(soc_before));
+            let r = -((v - v_prev) - d_model) / di;
             let nom = self.nominal_r0();
             if r.is_finite() && r > 0.0 && r < 10.0 * nom {
                 let a = self.cfg.resistance_smoothing as f64;
+                let r = r / self.t_factor;
                 let r_new = self.r0_pack_ohm + a * (r - self.r0_pack_ohm);
                 self.r0_pack_ohm = self.clamp_resistance(r_new);
                 self.stats.resistance_samples = self.stats.resistance_samples.saturating_add(1);
             }
         }
 
-        // Ah throughput (measured), for capacity.
-        self.ah += i * dt / 3600.0;
-
-        self.predict(i, dt);
         if gap {
             self.stats.gaps = self.stats.gaps.saturating_add(1);
             // Inflate SOC uncertainty for the part of the gap not integrated.
@@ -689,9 +753,12 @@ impl Estimator {
 
     fn predict(&mut self, i: f64, dt: f64) {
         let n = self.series();
-        let r1 = self.cfg.r1_ohm as f64 * n;
+        // The RC resistances follow the learned R0 (temperature and ageing
+        // move all of a cell's resistances together, to first order).
+        let scale = self.r0_pack_ohm * self.t_factor / self.nominal_r0().max(1e-12);
+        let r1 = self.cfg.r1_ohm as f64 * n * scale;
         let c1 = self.cfg.c1_f as f64 / n;
-        let r2 = self.cfg.r2_ohm as f64 * n;
+        let r2 = self.cfg.r2_ohm as f64 * n * scale;
         let c2 = self.cfg.c2_f as f64 / n;
         let a1 = Self::tau_decay(r1, c1, dt);
         let a2 = Self::tau_decay(r2, c2, dt);
@@ -719,7 +786,9 @@ impl Estimator {
         let n = self.series();
         let soc = self.x[0];
         let h_soc = n * self.cfg.ocv_slope_cell(soc);
-        let v_hat = n * self.cfg.ocv_cell_v(soc) - i * self.r0_pack_ohm + self.x[1] + self.x[2];
+        let v_hat = n * self.cfg.ocv_cell_v(soc) - i * self.r0_pack_ohm * self.t_factor
+            + self.x[1]
+            + self.x[2];
         let h = SMatrix::<f64, 1, 3>::new(h_soc, 1.0, 1.0);
         let r = noise_v * noise_v;
         let s = (h * self.p * h.transpose())[(0, 0)] + r;
@@ -764,7 +833,7 @@ impl Estimator {
 
     fn note_anchor(&mut self, v: f64, i: f64) {
         let n = self.series();
-        let ocv_cell = (v + i * self.r0_pack_ohm) / n;
+        let ocv_cell = (v + i * self.r0_pack_ohm * self.t_factor) / n;
         let soc = self.cfg.soc_from_ocv(ocv_cell);
         if self.cfg.ocv_slope_cell(soc) >= self.cfg.anchor_min_slope_v_per_soc as f64 {
             self.pending_anchor = Some(Anchor { soc, ah: self.ah });
@@ -931,6 +1000,7 @@ mod tests {
                 EstimationInputs {
                     pack_voltage_v: v as f32,
                     current_a: i as f32,
+                    temperature_c: 25.0,
                 },
             );
         }
@@ -959,6 +1029,7 @@ mod tests {
                     EstimationInputs {
                         pack_voltage_v: v as f32,
                         current_a: 0.0,
+                        temperature_c: 25.0,
                     },
                 )
                 .reason;
@@ -986,6 +1057,7 @@ mod tests {
                 EstimationInputs {
                     pack_voltage_v: v,
                     current_a: i,
+                    temperature_c: 25.0,
                 },
             );
             assert_eq!(est.reason, EstimateReason::RejectedSample);
@@ -1025,6 +1097,7 @@ mod tests {
                         EstimationInputs {
                             pack_voltage_v: v as f32,
                             current_a: i as f32,
+                            temperature_c: 25.0,
                         },
                     );
                 }
@@ -1058,6 +1131,7 @@ mod tests {
         let x = EstimationInputs {
             pack_voltage_v: 52.7,
             current_a: 10.0,
+            temperature_c: 25.0,
         };
         e.update(Millis(0), x);
         let s0 = e.update(Millis(1000), x).soc_std;
@@ -1072,14 +1146,14 @@ mod tests {
         #[test]
         fn arbitrary_samples_never_panic_and_stay_bounded(
             samples in proptest::collection::vec(
-                (0u64..100_000, prop_oneof![any::<f32>(), 40.0f32..60.0], prop_oneof![any::<f32>(), -200.0f32..200.0]),
+                (0u64..100_000, prop_oneof![any::<f32>(), 40.0f32..60.0], prop_oneof![any::<f32>(), -200.0f32..200.0], prop_oneof![any::<f32>(), -20.0f32..50.0]),
                 1..200)
         ) {
             let mut e = Estimator::new(cfg(), 0.5);
             let mut t = 0u64;
-            for (dt, v, i) in samples {
+            for (dt, v, i, temp) in samples {
                 t = t.saturating_add(dt);
-                let est = e.update(Millis(t), EstimationInputs { pack_voltage_v: v, current_a: i });
+                let est = e.update(Millis(t), EstimationInputs { pack_voltage_v: v, current_a: i, temperature_c: temp });
                 prop_assert!((0.0..=1.0).contains(&est.soc));
                 prop_assert!(est.soc_std.is_finite() && est.soc_std >= 0.0);
                 prop_assert!((0.0..=1.0).contains(&est.soh));

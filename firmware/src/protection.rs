@@ -1157,6 +1157,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "std")]
     #[test]
     #[ignore = "prints the table for the README: cargo test -p firmware --lib protection::tests::print_table -- --ignored --nocapture"]
     fn print_table() {
