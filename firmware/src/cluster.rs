@@ -478,6 +478,8 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
+    // ConfigError is the crate's shared fixed-capacity (no heap) error.
+    #[allow(clippy::result_large_err)]
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.site_id == ALL_SITES {
             return Err(ConfigError::new(
@@ -740,6 +742,8 @@ pub struct Cluster {
 impl Cluster {
     /// Builds the participant; validates the config (keys must be valid
     /// Ed25519 points).
+    // ConfigError is the crate's shared fixed-capacity (no heap) error.
+    #[allow(clippy::result_large_err)]
     pub fn new(config: ClusterConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         let mut keys = heapless::Vec::new();
@@ -1043,6 +1047,35 @@ mod tests {
         assert_eq!(p.key, server().verifying_key().to_bytes());
         assert!(p.verify(&server().verifying_key()));
         assert!(!p.verify(&other_server().verifying_key()));
+    }
+
+    /// The vector in docs/dispatch.md, produced with Python `cryptography`.
+    #[test]
+    fn test_vector() {
+        const HEX: &str = "010201000000001100000000ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c000000000000002a000000006ab13b80000000006ab13cac000007d00000070800000063599210dff93cbd2a64fd03954988e3d92ccecddd2b341821f043892835d01ca7c726943f487bfd572049bebc192effa6cd217f47d6ba47a3a915a780864cac0b";
+        let expected: Vec<u8> = (0..HEX.len() / 2)
+            .map(|i| u8::from_str_radix(&HEX[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        let d = Dispatch {
+            branch_id: 17,
+            site_id: ALL_SITES,
+            sequence: 42,
+            issued_at_s: 1_790_000_000,
+            expires_at_s: 1_790_000_300,
+            command: Command::Source {
+                power_w: 2000,
+                duration_s: 1800,
+            },
+            requirement: Some(Requirement {
+                kind: RequirementKind::PeakDemand,
+                reference: 99,
+            }),
+        };
+        assert_eq!(encode(&d, &server()).as_slice(), expected.as_slice());
+        assert_eq!(parse(&expected).unwrap().dispatch, d);
+        let mut c = cluster();
+        let v = c.handle(Millis(0), 1_790_000_010, &expected, CTX);
+        assert!(matches!(v, Verdict::Accepted(_)), "{v:?}");
     }
 
     #[test]
