@@ -711,6 +711,9 @@ pub enum ClusterReason {
     Expired,
     /// The dispatch in force was cancelled by the server (reported once).
     Cancelled,
+    /// The controller withdrew from the dispatch in force with
+    /// [`Cluster::withdraw`] (reported once).
+    Withdrawn,
 }
 
 /// What cluster participation asks of the battery now.
@@ -881,7 +884,8 @@ impl Cluster {
             }
             Command::Cancel => now,
         };
-        if !ctx.participating {
+        // A Cancel is the safe side: accepted even when not participating.
+        if !ctx.participating && d.command != Command::Cancel {
             return Verdict::Rejected(NotParticipating);
         }
         if let Some(slot) = self.last_sequence.get_mut(key_index) {
@@ -907,6 +911,15 @@ impl Cluster {
             }
         }
         Verdict::Accepted(accepted)
+    }
+
+    /// Ends the dispatch in force, if any, on the controller's decision (the
+    /// assembly islanded in a power cut, owner opt-out). The next `update`
+    /// reports [`ClusterReason::Withdrawn`]. The sequence state is kept.
+    pub fn withdraw(&mut self) {
+        if self.active.take().is_some() {
+            self.pending_end = Some(ClusterReason::Withdrawn);
+        }
     }
 
     /// What the battery should do now for the cluster: the dispatch in force,
@@ -1317,6 +1330,18 @@ mod tests {
             c.handle(Millis(0), NOW_UTC, &bytes, CTX),
             Verdict::Accepted(_)
         ));
+        // The controller withdraws; a Cancel is accepted even when not
+        // participating.
+        c.withdraw();
+        assert_eq!(
+            c.update(Millis(10), LIMITS).reason,
+            ClusterReason::Withdrawn
+        );
+        assert_eq!(c.update(Millis(20), LIMITS).reason, ClusterReason::Idle);
+        let cancel = encode(&dispatch(2, Command::Cancel), &server());
+        let v = c.handle(Millis(30), NOW_UTC, &cancel, off);
+        assert!(matches!(v, Verdict::Accepted(_)), "{v:?}");
+        assert_eq!(c.counters().not_participating, 1);
     }
 
     #[test]
