@@ -478,6 +478,8 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
+    // ConfigError is the crate's shared fixed-capacity (no heap) error.
+    #[allow(clippy::result_large_err)]
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.site_id == ALL_SITES {
             return Err(ConfigError::new(
@@ -709,6 +711,9 @@ pub enum ClusterReason {
     Expired,
     /// The dispatch in force was cancelled by the server (reported once).
     Cancelled,
+    /// The controller withdrew from the dispatch in force with
+    /// [`Cluster::withdraw`] (reported once).
+    Withdrawn,
 }
 
 /// What cluster participation asks of the battery now.
@@ -740,6 +745,8 @@ pub struct Cluster {
 impl Cluster {
     /// Builds the participant; validates the config (keys must be valid
     /// Ed25519 points).
+    // ConfigError is the crate's shared fixed-capacity (no heap) error.
+    #[allow(clippy::result_large_err)]
     pub fn new(config: ClusterConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         let mut keys = heapless::Vec::new();
@@ -877,7 +884,8 @@ impl Cluster {
             }
             Command::Cancel => now,
         };
-        if !ctx.participating {
+        // A Cancel is the safe side: accepted even when not participating.
+        if !ctx.participating && d.command != Command::Cancel {
             return Verdict::Rejected(NotParticipating);
         }
         if let Some(slot) = self.last_sequence.get_mut(key_index) {
@@ -903,6 +911,15 @@ impl Cluster {
             }
         }
         Verdict::Accepted(accepted)
+    }
+
+    /// Ends the dispatch in force, if any, on the controller's decision (the
+    /// assembly islanded in a power cut, owner opt-out). The next `update`
+    /// reports [`ClusterReason::Withdrawn`]. The sequence state is kept.
+    pub fn withdraw(&mut self) {
+        if self.active.take().is_some() {
+            self.pending_end = Some(ClusterReason::Withdrawn);
+        }
     }
 
     /// What the battery should do now for the cluster: the dispatch in force,
@@ -1043,6 +1060,35 @@ mod tests {
         assert_eq!(p.key, server().verifying_key().to_bytes());
         assert!(p.verify(&server().verifying_key()));
         assert!(!p.verify(&other_server().verifying_key()));
+    }
+
+    /// The vector in docs/dispatch.md, produced with Python `cryptography`.
+    #[test]
+    fn test_vector() {
+        const HEX: &str = "010201000000001100000000ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c000000000000002a000000006ab13b80000000006ab13cac000007d00000070800000063599210dff93cbd2a64fd03954988e3d92ccecddd2b341821f043892835d01ca7c726943f487bfd572049bebc192effa6cd217f47d6ba47a3a915a780864cac0b";
+        let expected: Vec<u8> = (0..HEX.len() / 2)
+            .map(|i| u8::from_str_radix(&HEX[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        let d = Dispatch {
+            branch_id: 17,
+            site_id: ALL_SITES,
+            sequence: 42,
+            issued_at_s: 1_790_000_000,
+            expires_at_s: 1_790_000_300,
+            command: Command::Source {
+                power_w: 2000,
+                duration_s: 1800,
+            },
+            requirement: Some(Requirement {
+                kind: RequirementKind::PeakDemand,
+                reference: 99,
+            }),
+        };
+        assert_eq!(encode(&d, &server()).as_slice(), expected.as_slice());
+        assert_eq!(parse(&expected).unwrap().dispatch, d);
+        let mut c = cluster();
+        let v = c.handle(Millis(0), 1_790_000_010, &expected, CTX);
+        assert!(matches!(v, Verdict::Accepted(_)), "{v:?}");
     }
 
     #[test]
@@ -1284,6 +1330,18 @@ mod tests {
             c.handle(Millis(0), NOW_UTC, &bytes, CTX),
             Verdict::Accepted(_)
         ));
+        // The controller withdraws; a Cancel is accepted even when not
+        // participating.
+        c.withdraw();
+        assert_eq!(
+            c.update(Millis(10), LIMITS).reason,
+            ClusterReason::Withdrawn
+        );
+        assert_eq!(c.update(Millis(20), LIMITS).reason, ClusterReason::Idle);
+        let cancel = encode(&dispatch(2, Command::Cancel), &server());
+        let v = c.handle(Millis(30), NOW_UTC, &cancel, off);
+        assert!(matches!(v, Verdict::Accepted(_)), "{v:?}");
+        assert_eq!(c.counters().not_participating, 1);
     }
 
     #[test]
