@@ -1157,13 +1157,20 @@ mod tests {
         }
     }
 
+    /// `firmware/README.md` carries the protection table; it must be the
+    /// one the code generates (regenerate it with `table_markdown`).
     #[cfg(feature = "std")]
     #[test]
-    #[ignore = "prints the table for the README: cargo test -p firmware --lib protection::tests::print_table -- --ignored --nocapture"]
-    fn print_table() {
+    fn readme_table_matches_the_code() {
         let mut s = std::string::String::new();
         table_markdown(&mut s).unwrap();
-        std::println!("{s}");
+        let readme = include_str!("../README.md");
+        for line in s.lines() {
+            assert!(
+                readme.contains(line),
+                "firmware/README.md is missing or has a stale protection row:\n{line}"
+            );
+        }
     }
 
     #[cfg(feature = "std")]

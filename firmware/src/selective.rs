@@ -536,7 +536,7 @@ impl Selective {
             }
             None => 0,
         };
-        if self.last_update.map_or(true, |p| now > p) {
+        if self.last_update.is_none_or(|p| now > p) {
             self.last_update = Some(now);
         }
         let n = inputs.len().min(MAX_SOCKETS);

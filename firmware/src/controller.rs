@@ -1,0 +1,1118 @@
+//! The controller: composes the control functions into one sans-IO state
+//! machine (the quinn-proto shape).
+//!
+//! ```text
+//!   handle(now, Input)  ──▶  measurements, messages  ──▶  functions
+//!   poll_output()       ◀──  PlantCommand (every control period), acks,
+//!                             verdicts, reports, telemetry
+//!   poll_timeout()      ──▶  when to call handle(now, Input::Tick) next
+//! ```
+//!
+//! Two rates: protection every [`protection::MAX_UPDATE_PERIOD_MS`] (100
+//! ms), everything else every `control_period_ms` (1 s by default).
+//!
+//! ## Arbitration (highest first)
+//! 1. **Protection** — its blocks and limits filter every other command.
+//! 2. **Resilience** — in a power cut: islanded, no export, circuits by the
+//!    energy budget, the battery may discharge to its limits.
+//! 3. **Cluster dispatch** (signed, own branch) and **demand management**
+//!    signals — battery power targets, import limits, shed masks.
+//! 4. **Assured peak reduction** — in the peak window the battery carries
+//!    the DC loads (and the inverter's AC share), budgeted to last.
+//! 5. **Export control** — absorb surplus into storage, then curtail PV.
+//! 6. **Charge scheduling** — off-peak grid charging sized for the coming
+//!    peak plus the reserve; PV surplus first; charge-now requests.
+//! 7. **Selective supply** — per-socket standby, deferral, host-idle
+//!    peripherals.
+//!
+//! Outside those, the default is: the battery does not discharge (the DC
+//! loads run from mains through the charger, keeping the battery for the
+//! peak and for resilience), and charges only as the functions above allow.
+
+use crate::cluster::{self, Cluster, ClusterConfig, DispatchContext, PowerLimits, Verdict};
+use crate::config::ConfigError;
+use crate::decision::{DecisionLog, Function, Reason};
+use crate::demand::{self, Ack, ComplianceReport, DemandConfig, DemandManager, DemandSignal};
+use crate::estimation::{Estimate, EstimationConfig, EstimationInputs, Estimator};
+use crate::export::{ExportConfig, ExportController, ExportInputs};
+use crate::hub::{
+    ChannelReading, Hub, HubConfig, HubSample, MeterRegisters, Reading, TelemetrySnapshot,
+};
+use crate::peak::{PeakConfig, PeakInputs, PeakReport, PeakShaver};
+use crate::protection::{self, Protection, ProtectionConfig, ProtectionInputs};
+use crate::resilience::{Resilience, ResilienceConfig, ResilienceInputs};
+use crate::scheduling::{ChargeNowRequest, ScheduleInputs, Scheduler, SchedulingConfig};
+use crate::selective::{self, Selective, SelectiveConfig, SocketInput};
+use crate::time::{LocalTime, Millis};
+
+/// Most circuits and sockets a controller drives.
+pub const MAX_CIRCUITS: usize = 16;
+pub const MAX_SOCKETS: usize = 16;
+/// Capacity of the output queue; older outputs are kept, new ones beyond it
+/// are dropped and counted.
+pub const OUTPUT_QUEUE: usize = 16;
+/// Capacity of the decision log.
+pub const DECISION_LOG: usize = 256;
+
+fn default_control_period_ms() -> u32 {
+    1000
+}
+fn default_telemetry_period_ms() -> u32 {
+    60_000
+}
+fn default_floor_soc() -> f32 {
+    0.02
+}
+fn yes() -> bool {
+    true
+}
+
+/// The assembly itself: what every function needs to know about the plant.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssemblyConfig {
+    /// Site id (also the cluster's own site id when a cluster is configured).
+    pub site_id: u32,
+    /// Usable battery energy when new, Wh.
+    pub usable_capacity_wh: f32,
+    /// Converter power limits at the pack terminals, W.
+    pub max_charge_w: f32,
+    pub max_discharge_w: f32,
+    /// SOC below which the battery never discharges, even in a power cut.
+    #[serde(default = "default_floor_soc")]
+    pub floor_soc: f32,
+    /// Whether an inverter is fitted (AC loads can run from the battery).
+    #[serde(default = "yes")]
+    pub inverter_fitted: bool,
+    /// Whether the site may export to the grid at all.
+    #[serde(default)]
+    pub export_allowed: bool,
+    /// Number of DC circuits and USB-PD sockets (≤ 16 each).
+    pub circuits: u8,
+    #[serde(default)]
+    pub sockets: u8,
+    /// SOC to start from until the estimator has settled (e.g. restored
+    /// from non-volatile memory).
+    #[serde(default = "half")]
+    pub initial_soc: f32,
+}
+
+fn half() -> f32 {
+    0.5
+}
+
+/// The controller's whole configuration: one table per function.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerConfig {
+    pub assembly: AssemblyConfig,
+    #[serde(default = "default_control_period_ms")]
+    pub control_period_ms: u32,
+    #[serde(default = "default_telemetry_period_ms")]
+    pub telemetry_period_ms: u32,
+    #[serde(default)]
+    pub estimation: EstimationConfig,
+    #[serde(default)]
+    pub protection: ProtectionConfig,
+    #[serde(default)]
+    pub scheduling: SchedulingConfig,
+    #[serde(default)]
+    pub peak: PeakConfig,
+    #[serde(default)]
+    pub export: ExportConfig,
+    #[serde(default)]
+    pub demand: DemandConfig,
+    #[serde(default)]
+    pub resilience: ResilienceConfig,
+    #[serde(default)]
+    pub selective: SelectiveConfig,
+    #[serde(default)]
+    pub hub: HubConfig,
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
+}
+
+impl ControllerConfig {
+    /// Checks every table; the error names the table and field.
+    #[allow(clippy::result_large_err)]
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let a = &self.assembly;
+        let positive = |field: &str, v: f32| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(
+                    ConfigError::new(field, format_args!("must be a positive number, found {v}"))
+                        .within("assembly"),
+                )
+            }
+        };
+        positive("usable_capacity_wh", a.usable_capacity_wh)?;
+        positive("max_charge_w", a.max_charge_w)?;
+        positive("max_discharge_w", a.max_discharge_w)?;
+        for (field, v) in [("floor_soc", a.floor_soc), ("initial_soc", a.initial_soc)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(ConfigError::new(
+                    field,
+                    format_args!("must be within 0..=1, found {v}"),
+                )
+                .within("assembly"));
+            }
+        }
+        if a.circuits as usize > MAX_CIRCUITS || a.sockets as usize > MAX_SOCKETS {
+            return Err(ConfigError::new(
+                "circuits",
+                format_args!(
+                    "at most {MAX_CIRCUITS} circuits and {MAX_SOCKETS} sockets, found {} and {}",
+                    a.circuits, a.sockets
+                ),
+            )
+            .within("assembly"));
+        }
+        if !(100..=60_000).contains(&self.control_period_ms) {
+            return Err(ConfigError::new(
+                "control_period_ms",
+                format_args!(
+                    "must be within 100..=60000, found {}",
+                    self.control_period_ms
+                ),
+            ));
+        }
+        if self.telemetry_period_ms < self.control_period_ms {
+            return Err(ConfigError::new(
+                "telemetry_period_ms",
+                format_args!(
+                    "must be at least control_period_ms ({})",
+                    self.control_period_ms
+                ),
+            ));
+        }
+        self.estimation
+            .validate()
+            .map_err(|e| e.within("estimation"))?;
+        self.protection
+            .validate()
+            .map_err(|e| e.within("protection"))?;
+        self.scheduling
+            .validate()
+            .map_err(|e| e.within("scheduling"))?;
+        self.peak.validate().map_err(|e| e.within("peak"))?;
+        self.export.validate().map_err(|e| e.within("export"))?;
+        self.demand.validate().map_err(|e| e.within("demand"))?;
+        self.resilience
+            .validate()
+            .map_err(|e| e.within("resilience"))?;
+        self.selective
+            .validate()
+            .map_err(|e| e.within("selective"))?;
+        self.hub.validate().map_err(|e| e.within("hub"))?;
+        if let Some(c) = &self.cluster {
+            c.validate().map_err(|e| e.within("cluster"))?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Inputs
+
+/// Pack measurements (from the BMS over CAN).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PackMeasurement {
+    pub pack_voltage_v: f32,
+    /// Positive = discharge.
+    pub pack_current_a: f32,
+    pub cell_voltage_min_v: f32,
+    pub cell_voltage_max_v: f32,
+    pub cell_temperature_min_c: f32,
+    pub cell_temperature_max_c: f32,
+}
+
+/// One DC circuit's measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct CircuitMeasurement {
+    pub power_w: f32,
+    pub current_a: f32,
+}
+
+/// The meter's view of the connection point (from the P1 port).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeterMeasurement {
+    /// Positive = import.
+    pub grid_power_w: f32,
+    /// Tariff indicator: 1 = low (off-peak), 2 = normal.
+    pub tariff: u8,
+    pub mains_present: bool,
+    pub import_wh: f64,
+    pub export_wh: f64,
+}
+
+/// Everything the controller can be told.
+// Inputs live on the stack (no heap in the core), so variants differ in size.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input<'a> {
+    Pack(PackMeasurement),
+    Bus {
+        bus_voltage_v: f32,
+    },
+    /// All circuits, in circuit order.
+    Circuits(heapless::Vec<CircuitMeasurement, MAX_CIRCUITS>),
+    /// All sockets, in socket order.
+    Sockets(heapless::Vec<SocketInput, MAX_SOCKETS>),
+    Pv {
+        power_w: f32,
+    },
+    Charger {
+        ac_power_w: f32,
+    },
+    Inverter {
+        ac_power_w: f32,
+    },
+    Meter(MeterMeasurement),
+    /// Wall-clock sync (uplink or meter): UTC seconds and local time.
+    Clock {
+        utc_s: u64,
+        local: LocalTime,
+    },
+    /// A demand-management signal (meter-derived or from the server).
+    Demand(DemandSignal),
+    /// A low-carbon "charge now" request.
+    ChargeNow(ChargeNowRequest),
+    /// A signed dispatch message from the remote server, as received.
+    Dispatch(&'a [u8]),
+    /// The link layer saw a corrupt frame.
+    CorruptFrame,
+    /// Nothing new: time passed (call at `poll_timeout()`).
+    Tick,
+}
+
+// ---------------------------------------------------------------------------
+// Outputs
+
+/// The battery converter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatteryCommand {
+    pub enabled: bool,
+    pub charge_limit_w: f32,
+    pub discharge_limit_w: f32,
+    pub reason: Reason,
+}
+
+/// The AC/DC charger from mains.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChargerCommand {
+    pub enabled: bool,
+    /// Lift the bus so the battery charges from mains.
+    pub boost: bool,
+    pub reason: Reason,
+}
+
+/// The inverter for AC loads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InverterCommand {
+    pub request_ac_w: f32,
+    pub export_enabled: bool,
+    pub reason: Reason,
+}
+
+/// The PV converter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PvCommand {
+    pub cap_w: Option<f32>,
+    pub reason: Reason,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SwitchCommand {
+    pub on: bool,
+    pub power_cap_w: Option<f32>,
+    pub reason: Reason,
+}
+
+/// The whole plant's command, sent every control period (like a cyclic CAN
+/// frame), each part with its reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlantCommand {
+    pub battery: BatteryCommand,
+    pub charger: ChargerCommand,
+    pub inverter: InverterCommand,
+    pub pv: PvCommand,
+    pub circuits: heapless::Vec<SwitchCommand, MAX_CIRCUITS>,
+    pub sockets: heapless::Vec<SwitchCommand, MAX_SOCKETS>,
+}
+
+/// What the controller hands out.
+// Outputs are queued by value (no heap in the core).
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Plant(PlantCommand),
+    DemandAck(Ack),
+    DispatchVerdict(Verdict),
+    PeakReport(PeakReport),
+    Compliance(ComplianceReport),
+    Telemetry(TelemetrySnapshot),
+}
+
+// ---------------------------------------------------------------------------
+// The controller
+
+/// Latest measurements, with when they arrived.
+#[derive(Debug, Clone, Default)]
+struct Measured {
+    pack: Option<(Millis, PackMeasurement)>,
+    bus: Option<(Millis, f32)>,
+    circuits: Option<(Millis, heapless::Vec<CircuitMeasurement, MAX_CIRCUITS>)>,
+    sockets: heapless::Vec<SocketInput, MAX_SOCKETS>,
+    pv_w: Option<(Millis, f32)>,
+    charger_ac_w: f32,
+    inverter_ac_w: f32,
+    meter: Option<(Millis, MeterMeasurement)>,
+    clock: Option<(Millis, u64, LocalTime)>,
+    corrupt_frames: u32,
+}
+
+/// The battery assembly's controller.
+#[derive(Debug)]
+pub struct Controller {
+    cfg: ControllerConfig,
+    estimator: Estimator,
+    estimate: Estimate,
+    protection: Protection,
+    scheduler: Scheduler,
+    peak: PeakShaver,
+    export: ExportController,
+    demand: DemandManager,
+    resilience: Resilience,
+    selective: Selective,
+    hub: Hub,
+    cluster: Option<Cluster>,
+    m: Measured,
+    next_protection: Millis,
+    next_control: Millis,
+    next_telemetry: Millis,
+    last_control: Option<Millis>,
+    last_command: Option<PlantCommand>,
+    outputs: heapless::Deque<Output, OUTPUT_QUEUE>,
+    dropped_outputs: u32,
+    log: DecisionLog<DECISION_LOG>,
+}
+
+impl Controller {
+    /// A controller started at `now` with a validated config.
+    #[allow(clippy::result_large_err)]
+    pub fn new(cfg: ControllerConfig, now: Millis) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        let cluster = match &cfg.cluster {
+            Some(c) => {
+                let mut c = c.clone();
+                c.site_id = cfg.assembly.site_id;
+                Some(Cluster::new(c).map_err(|e| e.within("cluster"))?)
+            }
+            None => None,
+        };
+        let estimator = Estimator::new(cfg.estimation.clone(), cfg.assembly.initial_soc);
+        let estimate = estimator.estimate();
+        Ok(Controller {
+            estimator,
+            estimate,
+            protection: Protection::new(cfg.protection.clone()),
+            scheduler: Scheduler::new(cfg.scheduling.clone()),
+            peak: PeakShaver::new(cfg.peak.clone()),
+            export: ExportController::new(cfg.export.clone()),
+            demand: DemandManager::new(cfg.demand.clone()),
+            resilience: Resilience::new(cfg.resilience.clone()),
+            selective: Selective::new(cfg.selective.clone()),
+            hub: Hub::new(cfg.hub.clone(), now),
+            cluster,
+            m: Measured::default(),
+            next_protection: now,
+            next_control: now,
+            next_telemetry: now.plus_ms(u64::from(cfg.telemetry_period_ms)),
+            last_control: None,
+            last_command: None,
+            outputs: heapless::Deque::new(),
+            dropped_outputs: 0,
+            log: DecisionLog::new(),
+            cfg,
+        })
+    }
+
+    pub fn config(&self) -> &ControllerConfig {
+        &self.cfg
+    }
+    /// The latest state estimate.
+    pub fn estimate(&self) -> &Estimate {
+        &self.estimate
+    }
+    /// Protection's current state.
+    pub fn protection(&self) -> &protection::ProtectionState {
+        self.protection.state()
+    }
+    /// The decision log (bounded ring, oldest first).
+    pub fn decisions(&self) -> &DecisionLog<DECISION_LOG> {
+        &self.log
+    }
+    /// Dispatch counters (accepted, ignored, rejected by reason).
+    pub fn dispatch_counters(&self) -> Option<&cluster::Counters> {
+        self.cluster.as_ref().map(Cluster::counters)
+    }
+    /// Outputs dropped because the queue was full.
+    pub fn dropped_outputs(&self) -> u32 {
+        self.dropped_outputs
+    }
+    /// The last plant command sent.
+    pub fn last_command(&self) -> Option<&PlantCommand> {
+        self.last_command.as_ref()
+    }
+
+    /// When the controller next needs `handle(now, Input::Tick)`.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        Some(self.next_protection.min(self.next_control))
+    }
+
+    /// The next output, oldest first.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    fn emit(&mut self, o: Output) {
+        if self.outputs.push_back(o).is_err() {
+            self.dropped_outputs = self.dropped_outputs.saturating_add(1);
+        }
+    }
+
+    /// Takes one input at `now`, then runs whatever is due.
+    pub fn handle(&mut self, now: Millis, input: Input<'_>) {
+        match input {
+            Input::Pack(p) => {
+                self.m.pack = Some((now, p));
+                self.estimate = self.estimator.update(
+                    now,
+                    EstimationInputs {
+                        pack_voltage_v: p.pack_voltage_v,
+                        current_a: p.pack_current_a,
+                        temperature_c: 0.5 * (p.cell_temperature_min_c + p.cell_temperature_max_c),
+                    },
+                );
+            }
+            Input::Bus { bus_voltage_v } => self.m.bus = Some((now, bus_voltage_v)),
+            Input::Circuits(c) => self.m.circuits = Some((now, c)),
+            Input::Sockets(s) => self.m.sockets = s,
+            Input::Pv { power_w } => self.m.pv_w = Some((now, power_w)),
+            Input::Charger { ac_power_w } => self.m.charger_ac_w = ac_power_w,
+            Input::Inverter { ac_power_w } => self.m.inverter_ac_w = ac_power_w,
+            Input::Meter(meter) => {
+                self.m.meter = Some((now, meter));
+                if let Some(local) = self.local_time(now) {
+                    let ctx = self.demand_context();
+                    if let Some(ack) = self.demand.on_tariff(now, local, meter.tariff, &ctx) {
+                        self.emit(Output::DemandAck(ack));
+                    }
+                }
+            }
+            Input::Clock { utc_s, local } => self.m.clock = Some((now, utc_s, local)),
+            Input::Demand(signal) => {
+                let ctx = self.demand_context();
+                let ack = self.demand.submit(now, signal, &ctx);
+                self.log.record(
+                    now,
+                    format_args!("demand signal {}: {:?}", ack.id(), ack.is_accepted()),
+                    Reason::new(Function::DemandManagement, &ack),
+                );
+                self.emit(Output::DemandAck(ack));
+            }
+            Input::ChargeNow(request) => {
+                let r = self.scheduler.request_charge_now(now, request);
+                self.log.record(
+                    now,
+                    format_args!("charge-now {:.0} W", request.power_w),
+                    Reason::new(Function::Scheduling, &r),
+                );
+            }
+            Input::Dispatch(bytes) => {
+                let utc_s = self.utc_s(now).unwrap_or(0);
+                let verdict = self
+                    .cluster
+                    .as_mut()
+                    .map(|c| c.handle(now, utc_s, bytes, DispatchContext::default()));
+                if let Some(v) = verdict {
+                    self.log.record(
+                        now,
+                        format_args!("dispatch"),
+                        Reason::new(Function::Cluster, &v),
+                    );
+                    self.emit(Output::DispatchVerdict(v));
+                }
+            }
+            Input::CorruptFrame => {
+                self.m.corrupt_frames = self.m.corrupt_frames.saturating_add(1);
+            }
+            Input::Tick => {}
+        }
+        self.run_due(now);
+    }
+
+    fn utc_s(&self, now: Millis) -> Option<u64> {
+        self.m
+            .clock
+            .map(|(at, utc, _)| utc.saturating_add(now.since(at) / 1000))
+    }
+
+    /// Local time now, advanced from the last clock sync.
+    fn local_time(&self, now: Millis) -> Option<LocalTime> {
+        let (at, _, local) = self.m.clock?;
+        let elapsed_s = now.since(at) / 1000;
+        let secs = (u64::from(local.seconds_of_day) + elapsed_s) % 86_400;
+        let days = (u64::from(local.seconds_of_day) + elapsed_s) / 86_400;
+        Some(LocalTime {
+            seconds_of_day: secs as u32,
+            weekday: ((u64::from(local.weekday) + days) % 7) as u8,
+        })
+    }
+
+    fn capacity_wh(&self) -> f32 {
+        let soh = if self.estimate.soh.is_finite() {
+            self.estimate.soh.clamp(0.1, 1.0)
+        } else {
+            1.0
+        };
+        self.cfg.assembly.usable_capacity_wh * soh
+    }
+
+    fn soc(&self) -> f32 {
+        let s = self.estimate.soc;
+        if s.is_finite() {
+            s.clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    }
+
+    fn grid_w(&self) -> f32 {
+        self.m.meter.map_or(f32::NAN, |(_, m)| m.grid_power_w)
+    }
+
+    fn battery_w(&self) -> f32 {
+        self.m
+            .pack
+            .map_or(f32::NAN, |(_, p)| p.pack_voltage_v * p.pack_current_a)
+    }
+
+    fn mains_present(&self) -> bool {
+        self.m.meter.is_none_or(|(_, m)| m.mains_present)
+    }
+
+    /// Protection's power limits, further bounded by the converter rating.
+    fn limits_w(&self) -> (f32, f32) {
+        let s = self.protection.state();
+        let a = &self.cfg.assembly;
+        let clamp = |x: f32, max: f32| {
+            if x.is_finite() {
+                x.clamp(0.0, max)
+            } else {
+                0.0
+            }
+        };
+        let mut charge = clamp(s.limits.max_charge_power_w, a.max_charge_w);
+        let mut discharge = clamp(s.limits.max_discharge_power_w, a.max_discharge_w);
+        if s.actions.block_charge || s.actions.open_contactor || s.actions.all_off {
+            charge = 0.0;
+        }
+        if s.actions.block_discharge || s.actions.open_contactor || s.actions.all_off {
+            discharge = 0.0;
+        }
+        (charge, discharge)
+    }
+
+    fn demand_context(&self) -> demand::Context {
+        let (charge, discharge) = self.limits_w();
+        let reserve = self.cfg.scheduling.reserve_soc;
+        demand::Context {
+            max_charge_w: charge,
+            max_discharge_w: discharge,
+            energy_above_reserve_wh: (self.soc() - reserve) * self.capacity_wh(),
+            grid_power_w: self.grid_w(),
+            battery_power_w: self.battery_w(),
+        }
+    }
+
+    fn dc_load_w(&self) -> f32 {
+        self.m.circuits.as_ref().map_or(0.0, |(_, c)| {
+            c.iter()
+                .map(|m| {
+                    if m.power_w.is_finite() {
+                        m.power_w.max(0.0)
+                    } else {
+                        0.0
+                    }
+                })
+                .sum()
+        })
+    }
+
+    /// Household AC load: what the meter imports, plus what the inverter
+    /// supplies, minus what the charger draws.
+    fn ac_load_w(&self) -> f32 {
+        let g = self.grid_w();
+        if !g.is_finite() {
+            return 0.0;
+        }
+        let fin = |x: f32| if x.is_finite() { x } else { 0.0 };
+        (g + fin(self.m.inverter_ac_w) - fin(self.m.charger_ac_w)).max(0.0)
+    }
+
+    fn run_due(&mut self, now: Millis) {
+        if now >= self.next_protection {
+            self.run_protection(now);
+            self.next_protection = now.plus_ms(u64::from(protection::MAX_UPDATE_PERIOD_MS));
+        }
+        if now >= self.next_control {
+            self.run_control(now);
+            self.next_control = now.plus_ms(u64::from(self.cfg.control_period_ms));
+        }
+    }
+
+    fn run_protection(&mut self, now: Millis) {
+        let mut inp = ProtectionInputs::default();
+        if let Some((at, p)) = self.m.pack {
+            inp.cell_voltage_min_v = p.cell_voltage_min_v;
+            inp.cell_voltage_max_v = p.cell_voltage_max_v;
+            inp.cell_voltage_at = Some(at);
+            inp.pack_voltage_v = p.pack_voltage_v;
+            inp.pack_current_a = p.pack_current_a;
+            inp.pack_at = Some(at);
+            inp.cell_temperature_min_c = p.cell_temperature_min_c;
+            inp.cell_temperature_max_c = p.cell_temperature_max_c;
+            inp.temperature_at = Some(at);
+        }
+        if let Some((at, v)) = self.m.bus {
+            inp.bus_voltage_v = v;
+            inp.bus_at = Some(at);
+        }
+        if let Some((at, c)) = &self.m.circuits {
+            for m in c {
+                let _ = inp.circuit_current_a.push(m.current_a.abs());
+            }
+            inp.circuits_at = Some(*at);
+        }
+        inp.corrupt_frames = self.m.corrupt_frames;
+        self.protection.kick(now);
+        self.protection.update(now, &inp);
+    }
+
+    fn run_control(&mut self, now: Millis) {
+        let dt_s = self
+            .last_control
+            .map_or(0.0, |t| now.since(t) as f32 * 1e-3);
+        self.last_control = Some(now);
+        let local = self.local_time(now).unwrap_or_default();
+        let soc = self.soc();
+        let cap = self.capacity_wh();
+        let (lim_c, lim_d) = self.limits_w();
+        let dc_load = self.dc_load_w();
+        let ac_load = if self.cfg.assembly.inverter_fitted {
+            self.ac_load_w()
+        } else {
+            0.0
+        };
+        let grid_w = self.grid_w();
+        let pv_w = self
+            .m
+            .pv_w
+            .map_or(0.0, |(_, p)| if p.is_finite() { p.max(0.0) } else { 0.0 });
+        let battery_w = self.battery_w();
+        let mains = self.mains_present();
+
+        // Learn demand (what the battery would serve in a peak).
+        if dt_s > 0.0 {
+            let served = if self.cfg.peak.include_inverter_ac {
+                dc_load + ac_load
+            } else {
+                dc_load
+            };
+            self.scheduler.observe(local, dt_s, served);
+        }
+
+        // Resilience.
+        let mut res_in =
+            ResilienceInputs::new(mains, (soc - self.cfg.assembly.floor_soc) * cap, 0.0);
+        if let Some((_, c)) = &self.m.circuits {
+            for (slot, m) in res_in.circuit_load_w.iter_mut().zip(c.iter()) {
+                *slot = m.power_w;
+            }
+        }
+        let res = self.resilience.update(now, &res_in);
+
+        // Remote and meter signals.
+        let ctx = self.demand_context();
+        let dm = self.demand.update(now, &ctx);
+        while let Some(r) = self.demand.pop_report() {
+            self.emit(Output::Compliance(r));
+        }
+        let cl = self.cluster.as_mut().map(|c| {
+            c.update(
+                now,
+                PowerLimits {
+                    max_discharge_w: lim_d,
+                    max_charge_w: lim_c,
+                },
+            )
+        });
+
+        // Peak, export, scheduling.
+        let pk = self.peak.update(
+            now,
+            local,
+            &PeakInputs {
+                dc_load_w: dc_load,
+                ac_load_w: ac_load,
+                grid_import_w: grid_w,
+                battery_w,
+                profile_baseline_w: self.scheduler.expected_load_w(local),
+                soc,
+                usable_capacity_wh: cap,
+                max_discharge_w: lim_d,
+            },
+        );
+        while let Some(r) = self.peak.take_finished() {
+            self.emit(Output::PeakReport(r));
+        }
+        let ex = self.export.update(
+            now,
+            &ExportInputs {
+                grid_w,
+                pv_w,
+                soc,
+                max_charge_w: lim_c,
+            },
+        );
+        let plan = self.scheduler.update(
+            now,
+            local,
+            &ScheduleInputs {
+                soc,
+                usable_capacity_wh: cap,
+                max_charge_w: lim_c,
+                pv_w,
+                load_w: dc_load + ac_load,
+                expected_pv_surplus_wh: 0.0,
+            },
+        );
+        let demand_event = dm.live_signals > 0 || cl.is_some_and(|c| c.battery_power_w.is_some());
+        let sockets = self
+            .selective
+            .update(now, &self.m.sockets, pk.active || demand_event);
+
+        // ---- arbitration
+        let prot = self.protection.state().clone();
+        let prot_reason = Reason::new(Function::Protection, &prot.reason);
+        let islanded = res.islanded;
+        let remote_w = cl
+            .and_then(|c| {
+                c.battery_power_w
+                    .map(|w| (w, Reason::new(Function::Cluster, &c.reason)))
+            })
+            .or_else(|| {
+                dm.battery_w.map(|w| {
+                    (
+                        w,
+                        Reason::new(Function::DemandManagement, &dm.battery_reason),
+                    )
+                })
+            });
+
+        // Discharge.
+        let (discharge_w, discharge_reason) = if lim_d <= 0.0 {
+            (0.0, prot_reason.clone())
+        } else if islanded {
+            (lim_d, Reason::new(Function::Resilience, &res.reason))
+        } else if let Some((w, r)) = remote_w.clone().filter(|(w, _)| *w > 0.0) {
+            (w.min(lim_d), r)
+        } else if pk.active && pk.battery_discharge_w > 0.0 {
+            (
+                pk.battery_discharge_w.min(lim_d),
+                Reason::new(Function::PeakReduction, &pk.reason),
+            )
+        } else {
+            (0.0, Reason::plain(Function::Default, "HoldForPeak"))
+        };
+
+        // Charge: the largest of what the functions ask for.
+        let mut charge_w = 0.0f32;
+        let mut charge_reason = Reason::plain(Function::Default, "NoChargeWanted");
+        let mut consider = |w: f32, r: Reason| {
+            if w.is_finite() && w > charge_w {
+                charge_w = w;
+                charge_reason = r;
+            }
+        };
+        consider(
+            plan.grid_charge_w + plan.pv_surplus_charge_w_max,
+            Reason::new(Function::Scheduling, &plan.reason),
+        );
+        consider(
+            ex.battery_charge_w,
+            Reason::new(Function::ExportControl, &ex.reason),
+        );
+        if let Some((w, r)) = remote_w.clone().filter(|(w, _)| *w < 0.0) {
+            consider(-w, r);
+        }
+        let charge_w = if lim_c <= 0.0 {
+            charge_reason = prot_reason.clone();
+            0.0
+        } else {
+            charge_w.min(lim_c)
+        };
+        let grid_charge_wanted = !islanded
+            && charge_w > 0.0
+            && (plan.grid_charge_w > 0.0 || remote_w.as_ref().is_some_and(|(w, _)| *w < 0.0));
+        let all_off = prot.actions.all_off || prot.actions.open_contactor;
+
+        let battery = BatteryCommand {
+            enabled: !all_off,
+            charge_limit_w: if all_off { 0.0 } else { charge_w },
+            discharge_limit_w: if all_off { 0.0 } else { discharge_w },
+            reason: if all_off {
+                prot_reason.clone()
+            } else if discharge_w > 0.0 {
+                discharge_reason.clone()
+            } else {
+                charge_reason.clone()
+            },
+        };
+        let charger = ChargerCommand {
+            enabled: !islanded,
+            boost: grid_charge_wanted,
+            reason: if islanded {
+                Reason::new(Function::Resilience, &res.reason)
+            } else {
+                charge_reason.clone()
+            },
+        };
+        let (request_ac_w, inverter_reason) = if !self.cfg.assembly.inverter_fitted {
+            (0.0, Reason::plain(Function::Default, "NoInverter"))
+        } else if islanded {
+            (ac_load, Reason::new(Function::Resilience, &res.reason))
+        } else if let Some((w, r)) = remote_w.filter(|(w, _)| *w > 0.0) {
+            ((w.min(lim_d) - dc_load).max(0.0), r)
+        } else if pk.active {
+            (
+                pk.inverter_ac_w,
+                Reason::new(Function::PeakReduction, &pk.reason),
+            )
+        } else {
+            (0.0, Reason::plain(Function::Default, "Idle"))
+        };
+        let inverter = InverterCommand {
+            request_ac_w: if discharge_w > 0.0 || islanded {
+                request_ac_w
+            } else {
+                0.0
+            },
+            export_enabled: self.cfg.assembly.export_allowed && !res.stop_export && mains,
+            reason: inverter_reason,
+        };
+        let pv = if prot.actions.disable_pv || prot.actions.all_off {
+            PvCommand {
+                cap_w: Some(0.0),
+                reason: prot_reason.clone(),
+            }
+        } else {
+            PvCommand {
+                cap_w: ex.pv_cap_w,
+                reason: Reason::new(Function::ExportControl, &ex.reason),
+            }
+        };
+        let mut circuits = heapless::Vec::new();
+        for i in 0..usize::from(self.cfg.assembly.circuits) {
+            let bit = 1u16 << i;
+            let cmd = if all_off || prot.actions.trip_circuits & bit != 0 {
+                SwitchCommand {
+                    on: false,
+                    power_cap_w: None,
+                    reason: prot_reason.clone(),
+                }
+            } else if !res.is_on(i) {
+                SwitchCommand {
+                    on: false,
+                    power_cap_w: None,
+                    reason: Reason::new(Function::Resilience, &res.circuit_reason[i]),
+                }
+            } else if dm.shed_mask & bit != 0 {
+                SwitchCommand {
+                    on: false,
+                    power_cap_w: None,
+                    reason: Reason::new(Function::DemandManagement, &"Shed"),
+                }
+            } else {
+                SwitchCommand {
+                    on: true,
+                    power_cap_w: None,
+                    reason: Reason::new(Function::Resilience, &res.circuit_reason[i]),
+                }
+            };
+            let _ = circuits.push(cmd);
+        }
+        let mut socket_cmds = heapless::Vec::new();
+        for i in 0..usize::from(self.cfg.assembly.sockets) {
+            let s = sockets.get(i);
+            let cmd = match s {
+                _ if all_off => SwitchCommand {
+                    on: false,
+                    power_cap_w: None,
+                    reason: prot_reason.clone(),
+                },
+                Some(s) => SwitchCommand {
+                    on: s.on,
+                    power_cap_w: s.power_cap_w,
+                    reason: Reason::new(Function::SelectiveSupply, &s.reason),
+                },
+                None => SwitchCommand {
+                    on: true,
+                    power_cap_w: None,
+                    reason: Reason::new(
+                        Function::SelectiveSupply,
+                        &selective::SelectiveReason::Normal,
+                    ),
+                },
+            };
+            let _ = socket_cmds.push(cmd);
+        }
+        let command = PlantCommand {
+            battery,
+            charger,
+            inverter,
+            pv,
+            circuits,
+            sockets: socket_cmds,
+        };
+        self.log_changes(now, &command);
+        self.last_command = Some(command.clone());
+        self.emit(Output::Plant(command));
+
+        // Local hub.
+        self.record_hub(now);
+        if now >= self.next_telemetry {
+            let snap = self.hub.take_snapshot(now);
+            self.emit(Output::Telemetry(snap));
+            self.next_telemetry = now.plus_ms(u64::from(self.cfg.telemetry_period_ms));
+        }
+    }
+
+    fn record_hub(&mut self, now: Millis) {
+        let mut sample = HubSample::default();
+        if let Some((at, p)) = self.m.pack {
+            sample.pack = Some(Reading {
+                at,
+                power_w: p.pack_voltage_v * p.pack_current_a,
+            });
+        }
+        if let Some((at, w)) = self.m.pv_w {
+            sample.pv = Some(Reading { at, power_w: w });
+        }
+        if let Some((at, m)) = self.m.meter {
+            sample.grid = Some(Reading {
+                at,
+                power_w: m.grid_power_w,
+            });
+            sample.meter = Some(MeterRegisters {
+                at,
+                import_wh: m.import_wh,
+                export_wh: m.export_wh,
+            });
+        }
+        if let Some((at, c)) = &self.m.circuits {
+            for (i, m) in c.iter().enumerate() {
+                let _ = sample.circuits.push(ChannelReading {
+                    index: i as u8,
+                    at: *at,
+                    power_w: m.power_w,
+                });
+            }
+        }
+        for (i, s) in self.m.sockets.iter().enumerate() {
+            let _ = sample.sockets.push(ChannelReading {
+                index: i as u8,
+                at: now,
+                power_w: s.power_w,
+            });
+        }
+        self.hub.record(now, &sample);
+    }
+
+    /// Records each part of the command that changed since the last one.
+    fn log_changes(&mut self, now: Millis, new: &PlantCommand) {
+        let old = self.last_command.take();
+        let changed = |a: bool| a;
+        let o = old.as_ref();
+        if o.is_none_or(|o| {
+            changed(
+                o.battery.enabled != new.battery.enabled
+                    || (o.battery.charge_limit_w - new.battery.charge_limit_w).abs() > 50.0
+                    || (o.battery.discharge_limit_w - new.battery.discharge_limit_w).abs() > 50.0
+                    || o.battery.reason != new.battery.reason,
+            )
+        }) {
+            self.log.record(
+                now,
+                format_args!(
+                    "battery charge ≤ {:.0} W, discharge ≤ {:.0} W",
+                    new.battery.charge_limit_w, new.battery.discharge_limit_w
+                ),
+                new.battery.reason.clone(),
+            );
+        }
+        if o.is_none_or(|o| {
+            o.charger.enabled != new.charger.enabled || o.charger.boost != new.charger.boost
+        }) {
+            self.log.record(
+                now,
+                format_args!(
+                    "charger {}, boost {}",
+                    new.charger.enabled, new.charger.boost
+                ),
+                new.charger.reason.clone(),
+            );
+        }
+        if o.is_none_or(|o| {
+            o.inverter.export_enabled != new.inverter.export_enabled
+                || (o.inverter.request_ac_w > 0.0) != (new.inverter.request_ac_w > 0.0)
+        }) {
+            self.log.record(
+                now,
+                format_args!(
+                    "inverter {:.0} W, export {}",
+                    new.inverter.request_ac_w, new.inverter.export_enabled
+                ),
+                new.inverter.reason.clone(),
+            );
+        }
+        if o.is_none_or(|o| o.pv.cap_w.is_some() != new.pv.cap_w.is_some()) {
+            self.log.record(
+                now,
+                format_args!("pv cap {:?}", new.pv.cap_w),
+                new.pv.reason.clone(),
+            );
+        }
+        for (i, c) in new.circuits.iter().enumerate() {
+            if o.is_none_or(|o| o.circuits.get(i).is_none_or(|p| p.on != c.on)) {
+                self.log.record(
+                    now,
+                    format_args!("circuit {i} {}", if c.on { "on" } else { "off" }),
+                    c.reason.clone(),
+                );
+            }
+        }
+        for (i, c) in new.sockets.iter().enumerate() {
+            if o.is_none_or(|o| o.sockets.get(i).is_none_or(|p| p.on != c.on)) {
+                self.log.record(
+                    now,
+                    format_args!("socket {i} {}", if c.on { "on" } else { "off" }),
+                    c.reason.clone(),
+                );
+            }
+        }
+    }
+}
