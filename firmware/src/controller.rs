@@ -311,6 +311,9 @@ pub struct ChargerCommand {
 /// The inverter for AC loads.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InverterCommand {
+    /// Off sheds the AC loads in a power cut (an islanded inverter serves
+    /// whatever they draw).
+    pub enabled: bool,
     pub request_ac_w: f32,
     pub export_enabled: bool,
     pub reason: Reason,
@@ -394,6 +397,10 @@ pub struct Controller {
     next_telemetry: Millis,
     last_control: Option<Millis>,
     last_command: Option<PlantCommand>,
+    /// In a power cut: the AC load last served, W, and whether AC loads are
+    /// shed to keep the essential DC circuits.
+    island_ac_w: f32,
+    ac_shed: bool,
     outputs: heapless::Deque<Output, OUTPUT_QUEUE>,
     dropped_outputs: u32,
     log: DecisionLog<DECISION_LOG>,
@@ -432,6 +439,8 @@ impl Controller {
             next_telemetry: now.plus_ms(u64::from(cfg.telemetry_period_ms)),
             last_control: None,
             last_command: None,
+            island_ac_w: 0.0,
+            ac_shed: false,
             outputs: heapless::Deque::new(),
             dropped_outputs: 0,
             log: DecisionLog::new(),
@@ -483,7 +492,12 @@ impl Controller {
         }
     }
 
-    /// Takes one input at `now`, then runs whatever is due.
+    /// Takes one input at `now`. Measurements and messages are recorded
+    /// (acks and verdicts are queued at once); the control work runs on
+    /// [`Input::Tick`], which the caller delivers at [`poll_timeout`]
+    /// (after handing over the measurements of that instant).
+    ///
+    /// [`poll_timeout`]: Controller::poll_timeout
     pub fn handle(&mut self, now: Millis, input: Input<'_>) {
         match input {
             Input::Pack(p) => {
@@ -549,9 +563,8 @@ impl Controller {
             Input::CorruptFrame => {
                 self.m.corrupt_frames = self.m.corrupt_frames.saturating_add(1);
             }
-            Input::Tick => {}
+            Input::Tick => self.run_due(now),
         }
-        self.run_due(now);
     }
 
     fn utc_s(&self, now: Millis) -> Option<u64> {
@@ -796,7 +809,8 @@ impl Controller {
                 usable_capacity_wh: cap,
                 max_charge_w: lim_c,
                 pv_w,
-                load_w: dc_load + ac_load,
+                // PV sits on the DC bus: it serves the DC loads first.
+                load_w: dc_load,
                 expected_pv_surplus_wh: 0.0,
             },
         );
@@ -809,6 +823,10 @@ impl Controller {
         let prot = self.protection.state().clone();
         let prot_reason = Reason::new(Function::Protection, &prot.reason);
         let islanded = res.islanded;
+        if !islanded {
+            self.ac_shed = false;
+            self.island_ac_w = 0.0;
+        }
         let remote_w = cl
             .and_then(|c| {
                 c.battery_power_w
@@ -891,10 +909,31 @@ impl Controller {
                 charge_reason.clone()
             },
         };
+        let mut inverter_enabled = self.cfg.assembly.inverter_fitted && !all_off;
         let (request_ac_w, inverter_reason) = if !self.cfg.assembly.inverter_fitted {
             (0.0, Reason::plain(Function::Default, "NoInverter"))
         } else if islanded {
-            (ac_load, Reason::new(Function::Resilience, &res.reason))
+            // AC loads come after the essential DC circuits: the inverter
+            // runs only while the energy beyond what the kept circuits need
+            // covers an hour of the AC load last seen, and comes back only
+            // with twice that (hysteresis: a kettle must not make it flap).
+            let spare_wh = res.available_wh - res.needed_wh;
+            let hour_of_ac = self.island_ac_w.max(ac_load);
+            if self.ac_shed {
+                self.ac_shed = !(spare_wh.is_finite() && spare_wh > 2.0 * hour_of_ac);
+            } else {
+                self.ac_shed = !(spare_wh.is_finite() && spare_wh > hour_of_ac);
+            }
+            if self.ac_shed {
+                inverter_enabled = false;
+                (
+                    0.0,
+                    Reason::plain(Function::Resilience, "AcShedForEssentials"),
+                )
+            } else {
+                self.island_ac_w = hour_of_ac;
+                (ac_load, Reason::new(Function::Resilience, &res.reason))
+            }
         } else if let Some((w, r)) = remote_w.filter(|(w, _)| *w > 0.0) {
             ((w.min(lim_d) - dc_load).max(0.0), r)
         } else if pk.active {
@@ -906,6 +945,7 @@ impl Controller {
             (0.0, Reason::plain(Function::Default, "Idle"))
         };
         let inverter = InverterCommand {
+            enabled: inverter_enabled,
             request_ac_w: if discharge_w > 0.0 || islanded {
                 request_ac_w
             } else {
@@ -1077,14 +1117,17 @@ impl Controller {
             );
         }
         if o.is_none_or(|o| {
-            o.inverter.export_enabled != new.inverter.export_enabled
+            o.inverter.enabled != new.inverter.enabled
+                || o.inverter.export_enabled != new.inverter.export_enabled
                 || (o.inverter.request_ac_w > 0.0) != (new.inverter.request_ac_w > 0.0)
         }) {
             self.log.record(
                 now,
                 format_args!(
-                    "inverter {:.0} W, export {}",
-                    new.inverter.request_ac_w, new.inverter.export_enabled
+                    "inverter {} {:.0} W, export {}",
+                    if new.inverter.enabled { "on" } else { "off" },
+                    new.inverter.request_ac_w,
+                    new.inverter.export_enabled
                 ),
                 new.inverter.reason.clone(),
             );

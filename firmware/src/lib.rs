@@ -17,6 +17,8 @@
 
 pub mod cluster;
 pub mod config;
+#[cfg(feature = "std")]
+pub mod config_file;
 pub mod controller;
 pub mod decision;
 pub mod demand;
@@ -31,4 +33,5 @@ pub mod selective;
 pub mod time;
 
 pub use config::ConfigError;
+pub use controller::{Controller, ControllerConfig, Input, Output, PlantCommand};
 pub use time::{LocalTime, Millis};

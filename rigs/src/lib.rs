@@ -4,5 +4,6 @@
 //! wall clock.
 
 pub mod cli;
+pub mod closed_loop;
 pub mod input;
 pub mod pacing;

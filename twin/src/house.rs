@@ -652,6 +652,9 @@ pub struct PlantCommands {
     pub battery_setpoint_v: Option<f64>,
     pub charger_enabled: bool,
     pub charger_setpoint_v: Option<f64>,
+    /// Whether the inverter runs at all (an islanded, grid-forming inverter
+    /// serves whatever the AC loads draw; switching it off sheds them).
+    pub inverter_enabled: bool,
     /// AC power the inverter is asked to deliver to the household.
     pub inverter_request_ac_w: f64,
     /// Cap on the PV converter's output, W.
@@ -844,6 +847,7 @@ impl House {
             battery_setpoint_v: None,
             charger_enabled: true,
             charger_setpoint_v,
+            inverter_enabled: true,
             inverter_request_ac_w,
             pv_cap_w: None,
             circuits_on: None,
@@ -891,6 +895,7 @@ impl House {
         };
         let dc_available = discharge_w + pv_w;
         self.inverter_step = self.inverter.as_mut().map(|inv| {
+            inv.set_enabled(cmd.inverter_enabled);
             inv.step(
                 dt_s,
                 InverterInput {

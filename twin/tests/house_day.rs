@@ -272,6 +272,7 @@ fn a_controller_s_commands_replace_the_policy() {
         battery_setpoint_v: None,
         charger_enabled: true,
         charger_setpoint_v: None,
+        inverter_enabled: true,
         inverter_request_ac_w: 0.0,
         pv_cap_w: Some(0.0),
         circuits_on: Some(vec![false, true, true, true]),
