@@ -19,7 +19,7 @@ pub enum LoadError {
     #[error("{path}: {error}")]
     Invalid {
         path: PathBuf,
-        error: crate::ConfigError,
+        error: Box<crate::ConfigError>,
     },
 }
 
@@ -40,7 +40,7 @@ pub fn parse(path: &Path, text: &str) -> Result<ControllerConfig, LoadError> {
     })?;
     cfg.validate().map_err(|error| LoadError::Invalid {
         path: path.to_path_buf(),
-        error,
+        error: Box::new(error),
     })?;
     Ok(cfg)
 }

@@ -32,7 +32,7 @@ pub enum LoopError {
     #[error("house: {0}")]
     House(String),
     #[error("controller config: {0}")]
-    Controller(firmware::ConfigError),
+    Controller(Box<firmware::ConfigError>),
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(
@@ -154,8 +154,8 @@ impl ClosedLoop {
             engine.schedule(at, e);
         }
         let probes = Probes::new(engine.signals(), &probes_cfg)?;
-        let controller =
-            Controller::new(controller_cfg, Millis(0)).map_err(LoopError::Controller)?;
+        let controller = Controller::new(controller_cfg, Millis(0))
+            .map_err(|e| LoopError::Controller(Box::new(e)))?;
         Ok(ClosedLoop {
             house,
             engine,
