@@ -291,7 +291,7 @@ proptest! {
                 prop_assert!((0.0..=max_c).contains(&p.battery.charge_limit_w), "{:?}", p.battery);
                 prop_assert!((0.0..=max_d).contains(&p.battery.discharge_limit_w), "{:?}", p.battery);
                 prop_assert!(p.inverter.request_ac_w.is_finite() && p.inverter.request_ac_w >= 0.0);
-                if !(last_cell_max < 3.65) {
+                if last_cell_max.is_nan() || last_cell_max >= 3.65 {
                     prop_assert_eq!(p.battery.charge_limit_w, 0.0, "cell at {} V", last_cell_max);
                 }
                 if let Some(lost) = mains_lost_at {
