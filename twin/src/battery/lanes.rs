@@ -353,12 +353,25 @@ impl Lanes {
             .as_ref()
             .map_or(f64::INFINITY, |a| a.update_interval_s);
         let n = self.n;
+        let p1 = self.parallel == 1;
+        let ah_1 = i.abs() * dt_s / 3600.0;
+        let de_1 = ah_1 / (2.0 * nominal);
         let mut acc = LaneAcc::new();
         let (ages, cq, cr) = (&mut self.ages, &self.capacity_scale, &self.resistance_scale);
         for (b, bl) in self.blocks.iter_mut().enumerate() {
             integrate_block::<N>(bl, prop, dt_s, t_amb_c);
             if AGE {
-                let ev = ageing_block(bl, dt_s, nominal, interval);
+                // Charge throughput of the step and its equivalent full
+                // cycles, as `AgeingState::record` computes them; with one
+                // cell per series position all lanes carry the pack current,
+                // so the two divisions are done once per step.
+                let (ah, de) = if p1 {
+                    ([ah_1; W], [de_1; W])
+                } else {
+                    let ah: L = std::array::from_fn(|j| bl.cur[j].abs() * dt_s / 3600.0);
+                    (ah, std::array::from_fn(|j| ah[j] / (2.0 * nominal)))
+                };
+                let ev = ageing_block(bl, dt_s, &ah, &de, interval);
                 if ev != 0 {
                     for j in 0..W {
                         if ev & (1 << j) != 0 {
@@ -695,7 +708,7 @@ fn integrate_block<const N: usize>(
 /// nothing else happens; returns the mask of lanes with an event (a current
 /// reversal or the calendar update), which are left untouched.
 #[inline(always)]
-fn ageing_block(bl: &mut Block, dt_s: f64, nominal_ah: f64, interval_s: f64) -> u32 {
+fn ageing_block(bl: &mut Block, dt_s: f64, ah: &L, de: &L, interval_s: f64) -> u32 {
     let mut ev = 0u32;
     for j in 0..W {
         let i = bl.cur[j];
@@ -712,7 +725,7 @@ fn ageing_block(bl: &mut Block, dt_s: f64, nominal_ah: f64, interval_s: f64) -> 
         let acc_t = bl.acc_t[j] + dt_s;
         let e = (nz & (d != bl.dir[j])) | (acc_t >= interval_s);
         ev |= u32::from(e) << j;
-        let ah = i.abs() * dt_s / 3600.0;
+        let ah = ah[j];
         let t = bl.tc[j];
         let soc = bl.soc[j];
         let upd = nz & !e;
@@ -728,7 +741,7 @@ fn ageing_block(bl: &mut Block, dt_s: f64, nominal_ah: f64, interval_s: f64) -> 
             bl.hc_temp_ah[j]
         };
         bl.efc[j] = if upd {
-            bl.efc[j] + ah / (2.0 * nominal_ah)
+            bl.efc[j] + de[j]
         } else {
             bl.efc[j]
         };
