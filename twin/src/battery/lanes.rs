@@ -55,7 +55,6 @@ pub(crate) struct Block {
     heat: L,
     ocv: L,
     r0: L,
-    docv: L,
     r: [L; MAX_RC],
     c: [L; MAX_RC],
     dudt: L,
@@ -79,10 +78,24 @@ pub(crate) struct Block {
     iw_s: L,
     lo_t: L,
     iw_t: L,
+    /// Fractions of the last lookup (dOCV/dSOC is evaluated from them only
+    /// when needed: parallel split, linearisation, reading a cell).
+    fs: L,
+    ft: L,
     coef: [[L; 4]; KMAX],
     // Decay factors of the step being taken.
     om: [L; MAX_RC],
     g: [L; MAX_RC],
+}
+
+impl Block {
+    /// dOCV/dSOC of lane `j` at its last lookup.
+    #[inline]
+    fn docv(&self, j: usize) -> f64 {
+        let c = &self.coef[Q_DOCV];
+        let (fs, ft) = (self.fs[j], self.ft[j]);
+        (c[0][j] + c[1][j] * fs) + (c[2][j] + c[3][j] * fs) * ft
+    }
 }
 
 /// Pack statistics of one step.
@@ -163,7 +176,6 @@ impl Lanes {
             heat: z,
             ocv: z,
             r0: z,
-            docv: z,
             r: [z; MAX_RC],
             c: [z; MAX_RC],
             dudt: z,
@@ -185,6 +197,8 @@ impl Lanes {
             iw_s: z,
             lo_t: z,
             iw_t: z,
+            fs: z,
+            ft: z,
             coef: [[z; 4]; KMAX],
             om: [z; MAX_RC],
             g: [z; MAX_RC],
@@ -215,7 +229,6 @@ impl Lanes {
             bl.heat[j] = c.heat_w;
             bl.ocv[j] = c.ocv;
             bl.r0[j] = c.r0;
-            bl.docv[j] = c.docv;
             bl.dudt[j] = c.dudt;
             bl.inv_cap[j] = c.inv_capacity_as;
             bl.r_mult[j] = c.r_mult;
@@ -233,7 +246,7 @@ impl Lanes {
             l.ages.push(a.clone());
             l.capacity_scale.push(c.capacity_scale);
             l.resistance_scale.push(c.resistance_scale);
-            relocate(model.table(), bl, j);
+            (bl.fs[j], bl.ft[j]) = relocate(model.table(), bl, j);
         }
         l
     }
@@ -265,7 +278,7 @@ impl Lanes {
             heat_w: bl.heat[j],
             ocv: bl.ocv[j],
             r0: bl.r0[j],
-            docv: bl.docv[j],
+            docv: bl.docv(j),
             r: std::array::from_fn(|m| bl.r[m][j]),
             c: std::array::from_fn(|m| bl.c[m][j]),
             dudt: bl.dudt[j],
@@ -354,24 +367,19 @@ impl Lanes {
             .map_or(f64::INFINITY, |a| a.update_interval_s);
         let n = self.n;
         let p1 = self.parallel == 1;
-        let ah_1 = i.abs() * dt_s / 3600.0;
-        let de_1 = ah_1 / (2.0 * nominal);
+        let age_1 = AgeIn::new(&[i; W], dt_s, nominal);
         let mut acc = LaneAcc::new();
         let (ages, cq, cr) = (&mut self.ages, &self.capacity_scale, &self.resistance_scale);
         for (b, bl) in self.blocks.iter_mut().enumerate() {
             integrate_block::<N>(bl, prop, dt_s, t_amb_c);
             if AGE {
-                // Charge throughput of the step and its equivalent full
-                // cycles, as `AgeingState::record` computes them; with one
-                // cell per series position all lanes carry the pack current,
-                // so the two divisions are done once per step.
-                let (ah, de) = if p1 {
-                    ([ah_1; W], [de_1; W])
+                // With one cell per series position all lanes carry the
+                // pack current: the inputs are the same for every block.
+                let ev = if p1 {
+                    ageing_block(bl, dt_s, &age_1, interval)
                 } else {
-                    let ah: L = std::array::from_fn(|j| bl.cur[j].abs() * dt_s / 3600.0);
-                    (ah, std::array::from_fn(|j| ah[j] / (2.0 * nominal)))
+                    ageing_block(bl, dt_s, &AgeIn::new(&bl.cur, dt_s, nominal), interval)
                 };
-                let ev = ageing_block(bl, dt_s, &ah, &de, interval);
                 if ev != 0 {
                     for j in 0..W {
                         if ev & (1 << j) != 0 {
@@ -414,7 +422,7 @@ impl Lanes {
         for (b, bl) in self.blocks.iter().enumerate() {
             for j in 0..W {
                 let mut e = bl.ocv[j];
-                let mut r = bl.r0[j] + bl.docv[j] * dt_s * bl.inv_cap[j];
+                let mut r = bl.r0[j] + bl.docv(j) * dt_s * bl.inv_cap[j];
                 for m in 0..N {
                     e += bl.v[m][j] * (1.0 - bl.om[m][j]);
                     r += bl.r[m][j] * bl.om[m][j];
@@ -476,9 +484,16 @@ impl Lanes {
             st.v_pack = sum(a.v_sum);
             st.vg_min = min(v_min);
             st.vg_max = max(v_max);
-            let volt = |k: usize| self.blocks[k / W].volt[k % W];
-            st.vg_min_index = (0..self.n).find(|&k| volt(k) == st.vg_min).unwrap_or(0);
-            st.vg_max_index = (0..self.n).find(|&k| volt(k) == st.vg_max).unwrap_or(0);
+            let first = |x: f64| {
+                self.blocks
+                    .iter()
+                    .flat_map(|bl| bl.volt.iter())
+                    .take(self.n)
+                    .position(|&v| v == x)
+                    .unwrap_or(0)
+            };
+            st.vg_min_index = first(st.vg_min);
+            st.vg_max_index = first(st.vg_max);
         }
         let inv_p = 1.0 / p as f64;
         for s in (0..self.n / p).filter(|_| p > 1) {
@@ -704,60 +719,66 @@ fn integrate_block<const N: usize>(
     }
 }
 
-/// The per-step ageing sums of `AgeingState::record` for lanes where
-/// nothing else happens; returns the mask of lanes with an event (a current
-/// reversal or the calendar update), which are left untouched.
-#[inline(always)]
-fn ageing_block(bl: &mut Block, dt_s: f64, ah: &L, de: &L, interval_s: f64) -> u32 {
-    let mut ev = 0u32;
-    for j in 0..W {
-        let i = bl.cur[j];
-        let pos = i > 0.0;
-        let neg = i < 0.0;
-        let nz = pos | neg;
-        let d = if pos {
-            1.0
-        } else if neg {
-            -1.0
-        } else {
-            0.0
-        };
-        let acc_t = bl.acc_t[j] + dt_s;
-        let e = (nz & (d != bl.dir[j])) | (acc_t >= interval_s);
-        ev |= u32::from(e) << j;
-        let ah = ah[j];
-        let t = bl.tc[j];
-        let soc = bl.soc[j];
-        let upd = nz & !e;
-        bl.hc_ah[j] = if upd { bl.hc_ah[j] + ah } else { bl.hc_ah[j] };
-        bl.hc_time[j] = if upd {
-            bl.hc_time[j] + dt_s
-        } else {
-            bl.hc_time[j]
-        };
-        bl.hc_temp_ah[j] = if upd {
-            bl.hc_temp_ah[j] + t * ah
-        } else {
-            bl.hc_temp_ah[j]
-        };
-        bl.efc[j] = if upd {
-            bl.efc[j] + de[j]
-        } else {
-            bl.efc[j]
-        };
-        bl.acc_t[j] = if e { bl.acc_t[j] } else { acc_t };
-        bl.acc_soc[j] = if e {
-            bl.acc_soc[j]
-        } else {
-            bl.acc_soc[j] + soc * dt_s
-        };
-        bl.acc_temp[j] = if e {
-            bl.acc_temp[j]
-        } else {
-            bl.acc_temp[j] + t * dt_s
-        };
+/// Per-step ageing inputs of a block's lanes (as `AgeingState::record`
+/// computes them): charge throughput (Ah), its equivalent full cycles, the
+/// current's direction (−1, 0, 1) and the step length where the current is
+/// non-zero (else 0).
+struct AgeIn {
+    ah: L,
+    de: L,
+    dir: L,
+    dtn: L,
+}
+
+impl AgeIn {
+    #[inline(always)]
+    fn new(i: &L, dt_s: f64, nominal_ah: f64) -> Self {
+        let ah: L = std::array::from_fn(|j| i[j].abs() * dt_s / 3600.0);
+        AgeIn {
+            ah,
+            de: std::array::from_fn(|j| ah[j] / (2.0 * nominal_ah)),
+            dir: std::array::from_fn(|j| sign(i[j])),
+            dtn: std::array::from_fn(|j| if i[j] != 0.0 { dt_s } else { 0.0 }),
+        }
     }
-    ev
+}
+
+#[inline(always)]
+fn sign(i: f64) -> f64 {
+    if i > 0.0 {
+        1.0
+    } else if i < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
+/// The per-step ageing sums of `AgeingState::record`, when no lane of the
+/// block has an event (a current reversal or the calendar update). Returns
+/// 0 then, else a mask of all lanes (left untouched for the scalar record).
+#[inline(always)]
+fn ageing_block(bl: &mut Block, dt_s: f64, a: &AgeIn, interval_s: f64) -> u32 {
+    let mut ev = false;
+    for j in 0..W {
+        let nz = a.dir[j] != 0.0;
+        ev |= (nz & (a.dir[j] != bl.dir[j])) | (bl.acc_t[j] + dt_s >= interval_s);
+    }
+    if ev {
+        return (1 << W) - 1;
+    }
+    // Adding the zeros of a rest step leaves the half-cycle sums unchanged.
+    for j in 0..W {
+        let t = bl.tc[j];
+        bl.hc_ah[j] += a.ah[j];
+        bl.hc_time[j] += a.dtn[j];
+        bl.hc_temp_ah[j] += if a.dir[j] != 0.0 { t * a.ah[j] } else { 0.0 };
+        bl.efc[j] += a.de[j];
+        bl.acc_t[j] += dt_s;
+        bl.acc_soc[j] += bl.soc[j] * dt_s;
+        bl.acc_temp[j] += t * dt_s;
+    }
+    0
 }
 
 /// Parameters at the new state from the lanes' brackets, and the terminal
@@ -774,12 +795,12 @@ fn eval_block<const N: usize, const ENT: bool>(bl: &mut Block, fs: &L, ft: &L, q
     };
     let ocv = ev(bl, Q_OCV);
     let r0 = ev(bl, Q_R0);
-    let docv = ev(bl, Q_DOCV);
+    bl.fs = *fs;
+    bl.ft = *ft;
     let mut v = [0.0; W];
     for j in 0..W {
         bl.ocv[j] = ocv[j];
         bl.r0[j] = r0[j] * bl.r_mult[j];
-        bl.docv[j] = docv[j];
         v[j] = ocv[j] - bl.cur[j] * bl.r0[j];
     }
     for m in 0..N {
