@@ -347,6 +347,7 @@ impl Lanes {
         let q_ent = model.entropic_in_table().unwrap_or(0);
         let (s_first, s_last) = (table.x.first(), table.x.last());
         let (t_first, t_last) = (table.y.first(), table.y.last());
+        let soc_covered = s_first <= 0.0 && s_last >= 1.0;
         // Decay factors for every lane.
         for bl in self.blocks.iter_mut() {
             decay_block::<N>(bl, dt_s);
@@ -392,16 +393,23 @@ impl Lanes {
             // Brackets: the fractions, re-locating lanes that left theirs.
             let mut fs = [0.0; W];
             let mut ft = [0.0; W];
-            let mut out = 0u32;
+            let inside = |f: f64| (0.0..=1.0).contains(&f);
+            let mut out = false;
             for j in 0..W {
-                fs[j] = (bl.soc[j].clamp(s_first, s_last) - bl.lo_s[j]) * bl.iw_s[j];
-                ft[j] = (bl.tc[j].clamp(t_first, t_last) - bl.lo_t[j]) * bl.iw_t[j];
-                let ok = (fs[j] >= 0.0) & (fs[j] <= 1.0) & (ft[j] >= 0.0) & (ft[j] <= 1.0);
-                out |= u32::from(!ok) << j;
+                let soc = bl.soc[j];
+                // SOC is kept in [0, 1]: no clamp needed if the axis covers it.
+                let soc = if soc_covered {
+                    soc
+                } else {
+                    clamp(soc, s_first, s_last)
+                };
+                fs[j] = (soc - bl.lo_s[j]) * bl.iw_s[j];
+                ft[j] = (clamp(bl.tc[j], t_first, t_last) - bl.lo_t[j]) * bl.iw_t[j];
+                out |= !(inside(fs[j]) & inside(ft[j]));
             }
-            if out != 0 {
+            if out {
                 for j in 0..W {
-                    if out & (1 << j) != 0 {
+                    if !(inside(fs[j]) & inside(ft[j])) {
                         (fs[j], ft[j]) = relocate(table, bl, j);
                     }
                 }
@@ -740,6 +748,17 @@ impl AgeIn {
             dir: std::array::from_fn(|j| sign(i[j])),
             dtn: std::array::from_fn(|j| if i[j] != 0.0 { dt_s } else { 0.0 }),
         }
+    }
+}
+
+/// `x` limited to `[lo, hi]` (`lo <= hi`; NaN stays NaN).
+#[inline(always)]
+fn clamp(x: f64, lo: f64, hi: f64) -> f64 {
+    let x = if x < lo { lo } else { x };
+    if x > hi {
+        hi
+    } else {
+        x
     }
 }
 

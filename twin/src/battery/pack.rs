@@ -341,12 +341,14 @@ impl Pack {
         (e, r)
     }
 
+    #[inline]
     fn finish(&mut self, acc: &Acc, i: f64, dt_s: f64, extra: LimitFlags) -> PackOutput {
         let out = self.summarise(acc, i, dt_s, extra);
         self.out = out;
         out
     }
 
+    #[inline]
     fn summarise(&mut self, acc: &Acc, i: f64, dt_s: f64, extra: LimitFlags) -> PackOutput {
         let n = self.n_cells() as f64;
         let mut o = blank_output();
