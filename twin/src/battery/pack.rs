@@ -22,6 +22,14 @@
 //!
 //! The reported cell voltage of a series position is the mean of its
 //! parallel cells' terminal voltages (what a BMS measures).
+//!
+//! **Engines.** When the cell's tables have no current axis and its entropic
+//! table (if any) is over SOC/T, the cells are stepped by the
+//! structure-of-arrays engine (`lanes.rs`: the same equations, vectorised
+//! across cells, with cached interpolation brackets); otherwise each
+//! [`CellState`] is stepped by [`CellModel`] directly. Both give the same
+//! results to rounding (tested step by step); [`Pack::cells`] is the same
+//! either way.
 
 use std::sync::{Arc, OnceLock};
 
