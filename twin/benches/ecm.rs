@@ -4,15 +4,15 @@
 //! criterion's "thrpt" line reads directly in cell-steps/s.
 //!
 //! Measured 2026-11-26 on the shared 2-core dev VM (AMD EPYC, baseline
-//! x86-64 codegen), `-- --warm-up-time 1 --measurement-time 3`, median of
-//! four runs at load average ~2 (other engineers' jobs; single runs vary by
-//! up to 25 %), before → after the structure-of-arrays pack engine
-//! (`battery/lanes.rs`):
-//! LFP 16s1p (2 RC, entropic heat, ageing) ≈ 26 → 53 M cell-steps/s;
-//! the same reduced to 1 RC without entropic heat or ageing ≈ 36 → 75 M/s;
-//! NMC 13s14p (with the parallel current split) ≈ 25 → 40 M/s; single
-//! ECM_Example cell (3-D tables, entropic table over OCV, via `EcmCell`:
-//! the scalar path, not changed) ≈ 14 M/s.
+//! x86-64 codegen), `-- --warm-up-time 1 --measurement-time 3`, load
+//! average 1.5–2 from other engineers' jobs, before (e16e5f0) → after the
+//! structure-of-arrays pack engine (`battery/lanes.rs`), median of 4 / 8
+//! runs (range of the after-runs in brackets; single runs vary by 25 %):
+//! LFP 16s1p (2 RC, entropic heat, ageing) ≈ 26 → 50 M cell-steps/s
+//! [40–54]; the same reduced to 1 RC without entropic heat or ageing
+//! ≈ 33 → 74 M/s [67–76]; NMC 13s14p (with the parallel current split)
+//! ≈ 22 → 40 M/s [35–43]; single ECM_Example cell (3-D tables, entropic
+//! table over OCV, via `EcmCell`: the scalar path, unchanged) ≈ 14 M/s.
 
 use std::hint::black_box;
 use std::path::PathBuf;
