@@ -60,10 +60,7 @@ pub fn load_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Param
 }
 
 /// Deserialises TOML text that came from `path` (used in error messages).
-pub fn parse_toml<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    text: &str,
-) -> Result<T, ParamError> {
+pub fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ParamError> {
     toml::from_str(text).map_err(|e| ParamError::Toml {
         path: path.to_path_buf(),
         message: e.to_string().trim_end().replace('\n', " | "),
@@ -160,10 +157,7 @@ pub fn parse_numeric_csv(path: &Path, text: &str) -> Result<NumericTable, ParamE
                 csv_err(line, format!("column `{name}`: `{field}` is not a number"))
             })?;
             if !v.is_finite() {
-                return Err(csv_err(
-                    line,
-                    format!("column `{name}`: `{field}` is not finite"),
-                ));
+                return Err(csv_err(line, format!("column `{name}`: `{field}` is not finite")));
             }
             row.push(v);
         }
@@ -182,20 +176,11 @@ mod tests {
         let t = parse_numeric_csv(p, "a,b\n# comment\n1,2\n3,4.5\n").unwrap();
         assert_eq!(t.columns, vec!["a", "b"]);
         assert_eq!(t.column("b").unwrap(), vec![2.0, 4.5]);
-        let e = parse_numeric_csv(p, "a,b\n1,2\n3,x\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("t.csv: line 3") && e.contains("`x` is not a number"),
-            "{e}"
-        );
-        let e = parse_numeric_csv(p, "a,b\n1,2,3\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse_numeric_csv(p, "a,b\n1,2\n3,x\n").unwrap_err().to_string();
+        assert!(e.contains("t.csv: line 3") && e.contains("`x` is not a number"), "{e}");
+        let e = parse_numeric_csv(p, "a,b\n1,2,3\n").unwrap_err().to_string();
         assert!(e.contains("expected 2 columns"), "{e}");
-        let e = parse_numeric_csv(p, "a,b\n1,NaN\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse_numeric_csv(p, "a,b\n1,NaN\n").unwrap_err().to_string();
         assert!(e.contains("not finite"), "{e}");
     }
 
@@ -210,10 +195,7 @@ mod tests {
         let e = parse_toml::<P>(Path::new("x.toml"), "a = 1.0\nb = 2\n")
             .unwrap_err()
             .to_string();
-        assert!(
-            e.starts_with("x.toml:") && e.contains("unknown field `b`"),
-            "{e}"
-        );
+        assert!(e.starts_with("x.toml:") && e.contains("unknown field `b`"), "{e}");
     }
 
     #[test]
