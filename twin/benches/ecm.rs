@@ -4,11 +4,15 @@
 //! criterion's "thrpt" line reads directly in cell-steps/s.
 //!
 //! Measured 2026-11-26 on the shared 2-core dev VM (AMD EPYC, baseline
-//! x86-64 codegen), `-- --warm-up-time 1 --measurement-time 3`:
-//! LFP 16s1p (2 RC, entropic heat, ageing) ≈ 26 M cell-steps/s; the same
-//! reduced to 1 RC without entropic heat or ageing ≈ 36 M/s; NMC 13s14p
-//! (with the parallel current split) ≈ 25 M/s; single ECM_Example cell
-//! (3-D tables, entropic table over OCV, via `EcmCell`) ≈ 16 M/s.
+//! x86-64 codegen), `-- --warm-up-time 1 --measurement-time 3`, load
+//! average 1.5–2 from other engineers' jobs, before (e16e5f0) → after the
+//! structure-of-arrays pack engine (`battery/lanes.rs`), median of 4 / 8
+//! runs (range of the after-runs in brackets; single runs vary by 25 %):
+//! LFP 16s1p (2 RC, entropic heat, ageing) ≈ 26 → 50 M cell-steps/s
+//! [40–54]; the same reduced to 1 RC without entropic heat or ageing
+//! ≈ 33 → 74 M/s [67–76]; NMC 13s14p (with the parallel current split)
+//! ≈ 22 → 40 M/s [35–43]; single ECM_Example cell (3-D tables, entropic
+//! table over OCV, via `EcmCell`: the scalar path, unchanged) ≈ 14 M/s.
 
 use std::hint::black_box;
 use std::path::PathBuf;

@@ -310,6 +310,24 @@ impl MultiTable {
         self.k
     }
 
+    /// Bilinear coefficients over the `(x, y)` cell with lower corner
+    /// `(ix, iy)` at the z node `iz`: for every quantity `q`, `out[q] = [a,
+    /// b, c, d]` with `value = (a + b·fx) + (c + d·fx)·fy` for the fractions
+    /// `fx, fy` within the cell (the bilinear interpolant, rearranged).
+    /// On a one-point axis the upper corner is the lower one.
+    pub fn bilinear_coeffs(&self, ix: usize, iy: usize, iz: usize, out: &mut [[f64; 4]]) {
+        let base = ((ix * self.y.len() + iy) * self.z.len() + iz) * self.k;
+        let v = &self.values;
+        let (sx, sy) = (self.sx, self.sy);
+        for (q, o) in out[..self.k].iter_mut().enumerate() {
+            let c00 = v[base + q];
+            let c10 = v[base + sx + q];
+            let c01 = v[base + sy + q];
+            let c11 = v[base + sx + sy + q];
+            *o = [c00, c10 - c00, c01 - c00, (c11 - c01) - (c10 - c00)];
+        }
+    }
+
     /// Trilinear interpolation of all quantities at `(x, y, z)` into `out`
     /// (`out.len() >= k`), clamped at the grid ends.
     #[inline(always)]

@@ -122,15 +122,15 @@ pub struct AgeingState {
     /// Equivalent full cycles so far (closed half-cycles and the open one).
     pub efc: f64,
     // Calendar accumulator.
-    acc_t_s: f64,
-    acc_soc_s: f64,
-    acc_temp_s: f64,
+    pub(crate) acc_t_s: f64,
+    pub(crate) acc_soc_s: f64,
+    pub(crate) acc_temp_s: f64,
     // Open half-cycle.
-    dir: i8,
+    pub(crate) dir: i8,
     hc_soc_start: f64,
-    hc_ah: f64,
-    hc_time_s: f64,
-    hc_temp_ah: f64,
+    pub(crate) hc_ah: f64,
+    pub(crate) hc_time_s: f64,
+    pub(crate) hc_temp_ah: f64,
 }
 
 impl AgeingState {

@@ -275,6 +275,25 @@ impl CellModel {
         self.n_rc
     }
 
+    /// The interleaved lookup table (OCV, R0, dOCV/dSOC, R_i, C_i, entropic).
+    pub(crate) fn table(&self) -> &MultiTable {
+        &self.table
+    }
+
+    /// Index of dOCV/dT in the table, if it is tabulated there.
+    pub(crate) fn entropic_in_table(&self) -> Option<usize> {
+        match self.entropic {
+            Entropic::InTable(q) => Some(q),
+            _ => None,
+        }
+    }
+
+    /// Whether the structure-of-arrays pack engine can run this cell: no
+    /// current axis in the tables and no OCV-based entropic table.
+    pub(crate) fn lanes_supported(&self) -> bool {
+        self.table.z.len() == 1 && !matches!(self.entropic, Entropic::OverOcv(_))
+    }
+
     /// A fresh cell state at `soc0` and uniform temperature, RC states from
     /// the parameter file, with capacity and resistance multipliers (1.0 for
     /// a nominal cell).
@@ -415,7 +434,7 @@ impl CellModel {
     }
 
     #[inline(always)]
-    fn flags(&self, st: &CellState) -> LimitFlags {
+    pub(crate) fn flags(&self, st: &CellState) -> LimitFlags {
         let p = &self.params;
         let mut f = 0u8;
         f |= (st.voltage_v < p.voltage_min_v) as u8;
@@ -552,6 +571,16 @@ impl CellModel {
 #[inline(always)]
 pub fn decay(x: f64) -> (f64, f64) {
     if x < 0.125 {
+        decay_series(x)
+    } else {
+        decay_exp(x)
+    }
+}
+
+/// The series branch of [`decay`] (valid for `0 <= x < 1/8`).
+#[inline(always)]
+pub(crate) fn decay_series(x: f64) -> (f64, f64) {
+    {
         const C: [f64; 9] = [
             1.0,
             -1.0 / 2.0,
@@ -574,10 +603,14 @@ pub fn decay(x: f64) -> (f64, f64) {
         let q1 = p45 + p67 * x2;
         let g = q0 + q1 * x4 + C[8] * x8;
         (x * g, g)
-    } else {
-        let om = -(-x).exp_m1();
-        (om, if x.is_finite() { om / x } else { 0.0 })
     }
+}
+
+/// The `exp_m1` branch of [`decay`].
+#[inline(never)]
+pub(crate) fn decay_exp(x: f64) -> (f64, f64) {
+    let om = -(-x).exp_m1();
+    (om, if x.is_finite() { om / x } else { 0.0 })
 }
 
 /// Clamps a requested current to ±[`MAX_CURRENT_A`] (NaN → 0).
@@ -623,9 +656,9 @@ pub struct CellState {
     /// Cell-to-cell spread multipliers.
     pub capacity_scale: f64,
     pub resistance_scale: f64,
-    inv_capacity_as: f64,
-    r_mult: f64,
-    inv_r_mult: f64,
+    pub(crate) inv_capacity_as: f64,
+    pub(crate) r_mult: f64,
+    pub(crate) inv_r_mult: f64,
     pub ageing: AgeingState,
     pub limits: LimitFlags,
 }

@@ -25,6 +25,7 @@
 
 pub mod ageing;
 pub mod cell;
+mod lanes;
 pub mod pack;
 pub mod params;
 pub mod profile;

@@ -22,8 +22,16 @@
 //!
 //! The reported cell voltage of a series position is the mean of its
 //! parallel cells' terminal voltages (what a BMS measures).
+//!
+//! **Engines.** When the cell's tables have no current axis and its entropic
+//! table (if any) is over SOC/T, the cells are stepped by the
+//! structure-of-arrays engine (`lanes.rs`: the same equations, vectorised
+//! across cells, with cached interpolation brackets); otherwise each
+//! [`CellState`] is stepped by [`CellModel`] directly. Both give the same
+//! results to rounding (tested step by step); [`Pack::cells`] is the same
+//! either way.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -34,6 +42,7 @@ use super::cell::{
     clamp_current, solve_power, CellModel, CellOutput, CellState, LimitFlags, PowerNotDeliverable,
     Prepared,
 };
+use super::lanes::{Lanes, Stats};
 use super::params::{PackParams, MAX_RC};
 use super::thermal::ThermalPropagator;
 
@@ -81,7 +90,13 @@ pub struct Pack {
     model: Arc<CellModel>,
     series: usize,
     parallel: usize,
+    /// The cells, when the scalar engine steps them (empty otherwise).
     cells: Vec<CellState>,
+    /// The cells in the structure-of-arrays engine, when it supports the
+    /// cell model (see `lanes`).
+    lanes: Option<Lanes>,
+    /// `cells()` materialised from `lanes` on demand (reset by every step).
+    view: OnceLock<Vec<CellState>>,
     prep: Vec<Prepared>,
     prop: ThermalPropagator,
     ambient_c: f64,
@@ -99,6 +114,11 @@ impl Pack {
     /// Builds the pack at mean SOC `soc0` and uniform `temperature_c` (also
     /// the ambient), drawing the spread from `seed`.
     pub fn new(params: &PackParams, soc0: f64, temperature_c: f64, seed: u64) -> Self {
+        Self::build(params, soc0, temperature_c, seed, true)
+    }
+
+    /// [`Pack::new`], optionally forcing the scalar engine (for tests).
+    fn build(params: &PackParams, soc0: f64, temperature_c: f64, seed: u64, lanes: bool) -> Self {
         let model = CellModel::new(&params.cell);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let sp = params.spread;
@@ -122,11 +142,21 @@ impl Pack {
         let prep = cells.iter().map(|c| model.prepare(c, 1.0)).collect();
         let prop = ThermalPropagator::new(&model.params.thermal, 1.0);
         let ambient_c = cells[0].t_cell_c;
+        let (cells, lanes) = if lanes && model.lanes_supported() {
+            (
+                Vec::new(),
+                Some(Lanes::new(&model, &cells, params.parallel)),
+            )
+        } else {
+            (cells, None)
+        };
         let mut pack = Pack {
             model,
             series: params.series,
             parallel: params.parallel,
             cells,
+            lanes,
+            view: OnceLock::new(),
             prep,
             prop,
             ambient_c,
@@ -134,7 +164,7 @@ impl Pack {
             energy_charged_wh: 0.0,
             out: blank_output(),
         };
-        let acc = Acc::of(&pack.cells, pack.parallel);
+        let acc = Acc::of(pack.cells(), pack.parallel);
         pack.out = pack.summarise(&acc, 0.0, 0.0, LimitFlags::NONE);
         pack
     }
@@ -150,10 +180,22 @@ impl Pack {
     }
     /// All cell states, index `s * parallel + p`.
     pub fn cells(&self) -> &[CellState] {
-        &self.cells
+        match &self.lanes {
+            Some(l) => self.view.get_or_init(|| l.cells(&self.model)),
+            None => &self.cells,
+        }
     }
     pub fn cell_output(&self, index: usize) -> CellOutput {
-        self.model.output(&self.cells[index])
+        match &self.lanes {
+            Some(l) => {
+                assert!(index < l.len(), "cell index {index} out of range");
+                self.model.output(&l.cell(&self.model, index))
+            }
+            None => self.model.output(&self.cells[index]),
+        }
+    }
+    fn n_cells(&self) -> usize {
+        self.series * self.parallel
     }
     pub fn output(&self) -> PackOutput {
         self.out
@@ -188,6 +230,16 @@ impl Pack {
         let (i, clamped) = clamp_current(current_a);
         let prop = self.propagator(dt_s);
         let amb = self.ambient_c;
+        let extra = if clamped {
+            LimitFlags::CURRENT_CLAMPED
+        } else {
+            LimitFlags::NONE
+        };
+        if let Some(l) = &mut self.lanes {
+            let st = l.step(&self.model, &prop, i, dt_s, amb);
+            self.view = OnceLock::new();
+            return self.finish(&Acc::from(st), i, dt_s, extra);
+        }
         let acc = advance_all(
             &self.model,
             &mut self.cells,
@@ -198,11 +250,6 @@ impl Pack {
             dt_s,
             amb,
         );
-        let extra = if clamped {
-            LimitFlags::CURRENT_CLAMPED
-        } else {
-            LimitFlags::NONE
-        };
         self.finish(&acc, i, dt_s, extra)
     }
 
@@ -230,6 +277,27 @@ impl Pack {
         let (e, r) = self.linearised(dt_s);
         let i0 = solve_power(e, r, power_w)?;
         let mut i = i0;
+        if let Some(l) = &self.lanes {
+            let mut trial = l.clone();
+            for _ in 0..4 {
+                trial.clone_from(l);
+                let v = trial.step(&self.model, &prop, i, dt_s, amb).v_pack;
+                let err = power_w - v * i;
+                if err.abs() <= 1e-9 * power_w.abs().max(1e-3) {
+                    break;
+                }
+                let slope = e - 2.0 * r * i;
+                if slope.abs() < 1e-12 {
+                    break;
+                }
+                i += err / slope;
+                if !i.is_finite() {
+                    i = i0;
+                    break;
+                }
+            }
+            return Ok(self.step_current(i, dt_s));
+        }
         let mut trial = self.cells.clone();
         let mut trial_prep = self.prep.clone();
         for _ in 0..4 {
@@ -264,6 +332,9 @@ impl Pack {
 
     /// The pack linearised over a step: `V ≈ e - r I`.
     fn linearised(&self, dt_s: f64) -> (f64, f64) {
+        if let Some(l) = &self.lanes {
+            return l.linearised(&self.model, dt_s);
+        }
         let (mut e, mut r) = (0.0, 0.0);
         for group in self.cells.chunks(self.parallel) {
             let (mut ge, mut g) = (0.0, 0.0);
@@ -278,14 +349,16 @@ impl Pack {
         (e, r)
     }
 
+    #[inline]
     fn finish(&mut self, acc: &Acc, i: f64, dt_s: f64, extra: LimitFlags) -> PackOutput {
         let out = self.summarise(acc, i, dt_s, extra);
         self.out = out;
         out
     }
 
+    #[inline]
     fn summarise(&mut self, acc: &Acc, i: f64, dt_s: f64, extra: LimitFlags) -> PackOutput {
-        let n = self.cells.len() as f64;
+        let n = self.n_cells() as f64;
         let mut o = blank_output();
         o.current_a = i;
         o.voltage_v = acc.v_pack;
@@ -314,6 +387,28 @@ impl Pack {
         o.energy_charged_wh = self.energy_charged_wh;
         o.limits = LimitFlags(acc.flags) | extra;
         o
+    }
+}
+
+impl From<Stats> for Acc {
+    fn from(s: Stats) -> Acc {
+        Acc {
+            v_pack: s.v_pack,
+            soc_sum: s.soc_sum,
+            soc_min: s.soc_min,
+            soc_max: s.soc_max,
+            t_sum: s.t_sum,
+            t_min: s.t_min,
+            t_max: s.t_max,
+            soh_sum: s.soh_sum,
+            soh_min: s.soh_min,
+            heat_w: s.heat_w,
+            flags: s.flags,
+            vg_min: s.vg_min,
+            vg_min_index: s.vg_min_index,
+            vg_max: s.vg_max,
+            vg_max_index: s.vg_max_index,
+        }
     }
 }
 
@@ -514,6 +609,127 @@ mod tests {
                 initial_soc_sd: 0.01,
             },
         }
+    }
+
+    fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol * a.abs().max(b.abs()).max(1.0)
+    }
+
+    /// The structure-of-arrays engine against the scalar one, step by step:
+    /// the same results to rounding (1p with ageing events, parallel split,
+    /// power mode, clamped current, long steps).
+    fn engines_agree(p: &PackParams, soc0: f64) {
+        assert!(CellModel::new(&p.cell).lanes_supported());
+        let mut a = Pack::build(p, soc0, 25.0, 11, true);
+        let mut b = Pack::build(p, soc0, 25.0, 11, false);
+        assert!(a.lanes.is_some() && b.lanes.is_none());
+        let cap = a.nominal_capacity_ah();
+        for k in 0..4000 {
+            let (oa, ob) = match k % 500 {
+                _ if k == 3990 => (a.step_current(1e9, 1.0), b.step_current(1e9, 1.0)),
+                0..=199 => (
+                    a.step_current(0.5 * cap, 1.0),
+                    b.step_current(0.5 * cap, 1.0),
+                ),
+                200..=249 => (a.step_current(0.0, 10.0), b.step_current(0.0, 10.0)),
+                250..=449 => (
+                    a.step_current(-0.4 * cap, 2.0),
+                    b.step_current(-0.4 * cap, 2.0),
+                ),
+                _ => {
+                    let pw = if k % 2 == 0 { 20.0 } else { -15.0 } * cap;
+                    match (a.step_power(pw, 1.0), b.step_power(pw, 1.0)) {
+                        (Ok(x), Ok(y)) => (x, y),
+                        (Err(x), Err(y)) if x == y => continue,
+                        (x, y) => panic!("{k}: {x:?} {y:?}"),
+                    }
+                }
+            };
+            let t = 1e-9;
+            assert!(close(oa.voltage_v, ob.voltage_v, t), "{k}: {oa:?} {ob:?}");
+            assert!(close(oa.current_a, ob.current_a, t), "{k}");
+            assert!(close(oa.soc_mean, ob.soc_mean, t) && close(oa.soc_min, ob.soc_min, t));
+            assert!(close(oa.soc_max, ob.soc_max, t), "{k}");
+            assert!(close(oa.temperature_max_c, ob.temperature_max_c, t), "{k}");
+            assert!(close(oa.temperature_min_c, ob.temperature_min_c, t), "{k}");
+            assert!(
+                close(oa.temperature_mean_c, ob.temperature_mean_c, t),
+                "{k}"
+            );
+            assert!(
+                close(oa.cell_voltage_min_v, ob.cell_voltage_min_v, t),
+                "{k}"
+            );
+            assert!(
+                close(oa.cell_voltage_max_v, ob.cell_voltage_max_v, t),
+                "{k}"
+            );
+            assert!(close(oa.heat_w, ob.heat_w, 1e-7), "{k}: {oa:?} {ob:?}");
+            assert!(
+                close(oa.soh, ob.soh, t) && close(oa.soh_min, ob.soh_min, t),
+                "{k}"
+            );
+            assert!(close(
+                oa.energy_throughput_wh(),
+                ob.energy_throughput_wh(),
+                t
+            ));
+            assert_eq!(oa.limits, ob.limits, "{k}");
+            if k % 97 == 0 {
+                for (x, y) in a.cells().iter().zip(b.cells()) {
+                    assert!(close(x.voltage_v, y.voltage_v, t), "{k}: {x:?} {y:?}");
+                    assert!(close(x.soc, y.soc, t) && close(x.t_jig_c, y.t_jig_c, t));
+                    assert!(close(x.r0, y.r0, t) && close(x.docv, y.docv, 1e-7));
+                    for n in 0..MAX_RC {
+                        assert!(close(x.v_rc[n], y.v_rc[n], 1e-7), "{k}: {x:?} {y:?}");
+                        assert!(close(x.r[n], y.r[n], t) && close(x.c[n], y.c[n], t));
+                    }
+                    assert!(close(x.dudt, y.dudt, t) && close(x.current_a, y.current_a, t));
+                    assert!(close(x.ageing.efc, y.ageing.efc, t));
+                    assert!(close(x.ageing.capacity_fade(), y.ageing.capacity_fade(), t));
+                    assert!(close(
+                        x.ageing.resistance_growth(),
+                        y.ageing.resistance_growth(),
+                        t
+                    ));
+                    assert_eq!(x.limits, y.limits);
+                }
+                for c in [0, a.series() * a.parallel() - 1] {
+                    assert_eq!(a.cell_output(c), a.model.output(&a.cells()[c]));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lanes_engine_matches_scalar_engine_lfp_16s() {
+        let path =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("params/lfp_home_16s.toml");
+        let p = crate::battery::load_pack_params(&path).unwrap();
+        engines_agree(&p, 0.6);
+    }
+
+    #[test]
+    fn lanes_engine_matches_scalar_engine_parallel_ageing() {
+        let mut p = pack_params(3, 5);
+        let text = format!(
+            "{MINIMAL}\n[entropic]\nsoc = [0.0, 1.0]\nvalues = [0.0002, -0.0002]\n\n[ageing]\n\
+             update_interval_s = 5.0\n\
+             calendar_capacity_fade_per_sqrt_day = 0.01\n\
+             calendar_resistance_growth_per_sqrt_day = 0.01\n\
+             calendar_activation_energy_j_per_mol = 50000.0\n\
+             calendar_soc_stress_soc = [0.0, 1.0]\n\
+             calendar_soc_stress = [0.5, 1.5]\n\
+             cycle_capacity_fade_per_efc = 0.001\n\
+             cycle_resistance_growth_per_efc = 0.001\n\
+             cycle_activation_energy_j_per_mol = 30000.0\n"
+        );
+        p.cell = parse_cell_params(Path::new("t.toml"), &text).unwrap();
+        engines_agree(&p, 0.5);
+        let nmc = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("params/nmc_pack.toml");
+        let mut p = crate::battery::load_pack_params(&nmc).unwrap();
+        p.parallel = 3;
+        engines_agree(&p, 0.7);
     }
 
     #[test]
