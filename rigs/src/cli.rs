@@ -12,13 +12,15 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use firmware::ControllerConfig;
 use reports::csv_table::ColumnTable;
 use twin::battery::{self, Profile, ProfileKind};
-use twin::engine::{Engine, Recorder};
-use twin::house::{House, HouseConfig, DEFAULT_RECORDED};
+use twin::engine::{Engine, Recorder, SignalRegistry};
+use twin::house::{House, HouseConfig, HouseEvent, DEFAULT_RECORDED};
 use twin::pv::{module_mpp_table, CecModule};
 use twin::time::SimTime;
 
+use crate::closed_loop::ClosedLoop;
 use crate::input::InputTable;
 use crate::pacing::{PacerReport, RealTimePacer};
 
@@ -107,6 +109,11 @@ pub struct HouseArgs {
     /// period, and report jitter and overruns (as a HIL rig would run it).
     #[arg(long)]
     pub real_time: bool,
+    /// Run the production firmware core in the loop with this controller
+    /// configuration (e.g. firmware/config/terrace.toml) instead of the
+    /// house's fixed simple policy.
+    #[arg(long)]
+    pub controller: Option<PathBuf>,
     /// Output CSV.
     #[arg(long)]
     pub out: PathBuf,
@@ -123,6 +130,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         c.is::<BadInput>()
             || c.is::<crate::input::InputError>()
             || c.is::<twin::params::ParamError>()
+            || c.is::<firmware::config_file::LoadError>()
     });
     if input {
         2
@@ -272,11 +280,20 @@ pub fn twin_house(a: &HouseArgs) -> Result<()> {
     let pacing = a
         .real_time
         .then(|| RealTimePacer::new(std::time::Duration::from_micros(cfg.electrical_step_us)));
-    let trace = simulate_house(cfg, a.hours, sample_us, pacing.as_ref())?;
+    let controller = match &a.controller {
+        Some(p) => Some(firmware::config_file::load(p)?),
+        None => None,
+    };
+    let with = if controller.is_some() {
+        "firmware in the loop"
+    } else {
+        "fixed policy"
+    };
+    let trace = simulate_house(cfg, controller, a.hours, sample_us, pacing.as_ref())?;
     let rows = trace.table.rows();
     trace.table.write_atomic(&a.out)?;
     eprintln!(
-        "maslow twin house: {name} (seed {seed}): {:.4} h simulated in {:.3} s ({:.0}× real time); {rows} rows to {}",
+        "maslow twin house: {name} (seed {seed}, {with}): {:.4} h simulated in {:.3} s ({:.0}× real time); {rows} rows to {}",
         a.hours,
         trace.wall_s,
         a.hours * 3600.0 / trace.wall_s.max(1e-9),
@@ -296,56 +313,98 @@ pub struct HouseTrace {
     pub pacing: Option<PacerReport>,
 }
 
+/// The plant alone (fixed policy) or with the firmware in the loop.
+enum Sim {
+    Plain(Box<House>, Engine<HouseEvent>),
+    Loop(Box<ClosedLoop>),
+}
+
+impl Sim {
+    fn signals(&self) -> &SignalRegistry {
+        match self {
+            Sim::Plain(_, e) => e.signals(),
+            Sim::Loop(l) => l.engine.signals(),
+        }
+    }
+    fn now(&self) -> SimTime {
+        match self {
+            Sim::Plain(_, e) => e.now(),
+            Sim::Loop(l) => l.engine.now(),
+        }
+    }
+    fn base_period_us(&self) -> u64 {
+        match self {
+            Sim::Plain(_, e) => e.base_period_us(),
+            Sim::Loop(l) => l.engine.base_period_us(),
+        }
+    }
+    fn step(&mut self) {
+        match self {
+            Sim::Plain(h, e) => e.tick(h.as_mut()),
+            Sim::Loop(l) => l.step(),
+        }
+    }
+}
+
 /// Runs a house for `hours`, sampling the default signals (plus every
-/// circuit's power) every `sample_us`: in virtual time (as fast as it
-/// goes), or paced by `pacer` against the wall clock.
+/// circuit's power) every `sample_us`: with the fixed policy or the firmware
+/// (`controller`) in the loop; in virtual time (as fast as it goes), or
+/// paced by `pacer` against the wall clock.
 pub fn simulate_house(
     cfg: HouseConfig,
+    controller: Option<ControllerConfig>,
     hours: f64,
     sample_us: u64,
     pacer: Option<&RealTimePacer>,
 ) -> Result<HouseTrace> {
-    let events = cfg.scheduled_events();
-    let mut house = House::new(cfg).map_err(|e| bad(e.to_string()))?;
-    let mut engine = Engine::new(&mut house).context("building the simulation engine")?;
-    for (at, e) in events {
-        engine.schedule(at, e);
-    }
+    let mut sim = match controller {
+        Some(c) => Sim::Loop(Box::new(
+            ClosedLoop::new(cfg, c).map_err(|e| bad(e.to_string()))?,
+        )),
+        None => {
+            let events = cfg.scheduled_events();
+            let mut house = House::new(cfg).map_err(|e| bad(e.to_string()))?;
+            let mut engine = Engine::new(&mut house).context("building the simulation engine")?;
+            for (at, e) in events {
+                engine.schedule(at, e);
+            }
+            Sim::Plain(Box::new(house), engine)
+        }
+    };
     let mut names: Vec<String> = DEFAULT_RECORDED.iter().map(|s| s.to_string()).collect();
     names.extend(
-        engine
-            .signals()
+        sim.signals()
             .iter()
             .map(|(_, n, _, _)| n.to_owned())
             .filter(|n| n.starts_with("circuit_") && n.ends_with("_power_w")),
     );
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let mut rec = Recorder::new(engine.signals(), &refs, sample_us, engine.base_period_us())?;
-    rec.observe(0, SimTime::ZERO, engine.signals());
+    let mut rec = Recorder::new(sim.signals(), &refs, sample_us, sim.base_period_us())?;
+    rec.observe(0, SimTime::ZERO, sim.signals());
     let end = SimTime::from_secs_f64(hours * 3600.0);
     let started = Instant::now();
     let mut ticks = 0u64;
     let pacing = match pacer {
         None => {
-            engine.run_until(&mut house, end, |now, s| {
+            while sim.now() < end {
+                sim.step();
                 ticks += 1;
-                rec.observe(ticks, now, s);
-                true
-            });
+                rec.observe(ticks, sim.now(), sim.signals());
+            }
             None
         }
         Some(pacer) => {
-            let steps = end.as_micros().div_ceil(engine.base_period_us());
+            let steps = end.as_micros().div_ceil(sim.base_period_us());
             Some(pacer.run_for(steps, |tick| {
                 // After an overrun the pacer may ask for several periods at
                 // once (catch-up): the plant advances by all of them.
                 for _ in 0..tick.slots.max(1) {
-                    if engine.now() >= end {
+                    if sim.now() >= end {
                         return ControlFlow::Break(());
                     }
-                    engine.tick(&mut house);
+                    sim.step();
                     ticks += 1;
-                    rec.observe(ticks, engine.now(), engine.signals());
+                    rec.observe(ticks, sim.now(), sim.signals());
                 }
                 ControlFlow::Continue(())
             }))

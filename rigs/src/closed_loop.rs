@@ -281,6 +281,20 @@ impl ClosedLoop {
         self.actuate();
     }
 
+    /// One house step, then the controller's measurements, wake-ups and
+    /// command for the next step.
+    pub fn step(&mut self) {
+        if self.commands_applied == 0 {
+            self.measure();
+            self.wake_until_next_step();
+            self.actuate();
+        }
+        self.engine.tick(&mut self.house);
+        self.measure();
+        self.wake_until_next_step();
+        self.actuate();
+    }
+
     /// Runs until `end` in virtual time. `after_step` sees the signals after
     /// every house step.
     pub fn run_until(
@@ -288,17 +302,9 @@ impl ClosedLoop {
         end: SimTime,
         mut after_step: impl FnMut(SimTime, &SignalRegistry),
     ) {
-        if self.commands_applied == 0 {
-            self.measure();
-            self.wake_until_next_step();
-            self.actuate();
-        }
         while self.engine.now() < end {
-            self.engine.tick(&mut self.house);
+            self.step();
             after_step(self.engine.now(), self.engine.signals());
-            self.measure();
-            self.wake_until_next_step();
-            self.actuate();
         }
     }
 }

@@ -345,3 +345,38 @@ fn house_runs_paced_in_real_time_and_reports_jitter() {
     let (_, rows) = read_csv(&out);
     assert_eq!(rows.len(), 11, "0 .. 1.0 s every 0.1 s");
 }
+
+#[test]
+fn house_runs_with_the_firmware_in_the_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("loop.csv");
+    let o = maslow(&[
+        "twin",
+        "house",
+        "--hours",
+        "2",
+        "--controller",
+        &repo("firmware/config/terrace.toml"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("firmware in the loop"), "{err}");
+    let (_, rows) = read_csv(&out);
+    assert_eq!(rows.len(), 2 * 60 + 1);
+    // A broken controller file is bad input.
+    let bad = write(dir.path(), "c.toml", "[assembly]\nsite_id = 1\n");
+    expect_bad_input(
+        &[
+            "twin",
+            "house",
+            "--controller",
+            bad.to_str().unwrap(),
+            "--out",
+            dir.path().join("x.csv").to_str().unwrap(),
+        ],
+        &dir.path().join("x.csv"),
+        "c.toml",
+    );
+}
