@@ -231,7 +231,8 @@ proptest! {
 
     /// For any input sequence: no panic; every plant command within the
     /// converter's ratings; no charging while the last cell reading is at or
-    /// above the over-voltage threshold (or invalid); no export while mains
+    /// above the over-voltage threshold (or invalid), no discharging while it
+    /// is at or below the under-voltage threshold; no export while mains
     /// is reported absent for longer than the 2 s limit; essential circuits
     /// are never off while a non-essential one is on, unless protection
     /// tripped them.
@@ -243,6 +244,7 @@ proptest! {
         let mut c = Controller::new(cfg, Millis(0)).unwrap();
         let mut now = Millis(0);
         let mut last_cell_max = f32::NAN;
+        let mut last_cell_min = f32::NAN;
         let mut mains_lost_at: Option<Millis> = None;
         let waited = events.iter().any(|e| matches!(e, Event::Wait(_)));
         let mut plants = 0u32;
@@ -250,6 +252,7 @@ proptest! {
             match e {
                 Event::Pack { cell_max, cell_min, current } => {
                     last_cell_max = cell_max;
+                    last_cell_min = cell_min;
                     c.handle(now, pack(cell_max, cell_min, current));
                 }
                 Event::Meter { mains, grid } => {
@@ -293,6 +296,9 @@ proptest! {
                 prop_assert!(p.inverter.request_ac_w.is_finite() && p.inverter.request_ac_w >= 0.0);
                 if last_cell_max.is_nan() || last_cell_max >= 3.65 {
                     prop_assert_eq!(p.battery.charge_limit_w, 0.0, "cell at {} V", last_cell_max);
+                }
+                if last_cell_min.is_nan() || last_cell_min <= 2.5 {
+                    prop_assert_eq!(p.battery.discharge_limit_w, 0.0, "cell at {} V", last_cell_min);
                 }
                 if let Some(lost) = mains_lost_at {
                     if now.since(lost) > 2000 {
