@@ -47,92 +47,41 @@ impl InputTable {
         Self::parse(path, &text)
     }
 
-    /// Parses CSV text that came from `path` (named in errors).
+    /// Parses CSV text that came from `path` (named in errors), with the
+    /// same rules as parameter tables (`twin::params::parse_numeric_csv`).
     pub fn parse(path: &Path, text: &str) -> Result<Self, InputError> {
-        // The file line of a byte offset (csv's own line count skips blank
-        // lines, which would mislead a user looking for the bad row).
-        let line_at = |byte: u64| -> u64 {
-            let bytes = text.as_bytes();
-            let mut end = (byte as usize).min(bytes.len());
-            // A record's position can sit on the blank lines before it.
-            while end < bytes.len() && (bytes[end] == b'\n' || bytes[end] == b'\r') {
-                end += 1;
-            }
-            bytes[..end].iter().filter(|b| **b == b'\n').count() as u64 + 1
-        };
-        let line_err = |line: u64, message: String| InputError::Line {
+        let file_err = |message: &str| InputError::File {
             path: path.to_path_buf(),
-            line,
-            message,
+            message: message.into(),
         };
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .comment(Some(b'#'))
-            .trim(csv::Trim::All)
-            .flexible(true)
-            .from_reader(text.as_bytes());
-        let columns: Vec<String> = reader
-            .headers()
-            .map_err(|e| line_err(1, format!("cannot read the header: {e}")))?
-            .iter()
-            .map(str::to_owned)
-            .collect();
-        if columns.iter().all(String::is_empty) {
-            return Err(InputError::File {
-                path: path.to_path_buf(),
-                message: "the file is empty; expected a header row such as `time_s,current_a`"
-                    .into(),
-            });
+        if text.trim().is_empty() {
+            return Err(file_err(
+                "the file is empty; expected a header row such as `time_s,current_a`",
+            ));
         }
-        let mut rows = Vec::new();
-        let mut lines = Vec::new();
-        for record in reader.records() {
-            let record = record.map_err(|e| {
-                let line = e.position().map_or(0, |p| line_at(p.byte()));
-                line_err(line, e.to_string())
-            })?;
-            let line = record.position().map_or(0, |p| line_at(p.byte()));
-            if record.iter().all(str::is_empty) {
-                continue;
-            }
-            if record.len() != columns.len() {
-                return Err(line_err(
-                    line,
-                    format!(
-                        "expected {} values (columns {}), found {}",
-                        columns.len(),
-                        columns.join(","),
-                        record.len()
-                    ),
-                ));
-            }
-            let mut row = Vec::with_capacity(columns.len());
-            for (cell, name) in record.iter().zip(&columns) {
-                let v: f64 = cell.parse().map_err(|_| {
-                    line_err(line, format!("column `{name}`: `{cell}` is not a number"))
-                })?;
-                if !v.is_finite() {
-                    return Err(line_err(
-                        line,
-                        format!("column `{name}`: `{cell}` is not a finite number"),
-                    ));
-                }
-                row.push(v);
-            }
-            rows.push(row);
-            lines.push(line);
-        }
-        if rows.is_empty() {
-            return Err(InputError::File {
+        let t = twin::params::parse_numeric_csv(path, text).map_err(|e| match e {
+            twin::params::ParamError::Csv {
+                path,
+                line,
+                message,
+            } => InputError::Line {
+                path,
+                line,
+                message,
+            },
+            other => InputError::File {
                 path: path.to_path_buf(),
-                message: "the file has a header but no data rows".into(),
-            });
+                message: other.to_string(),
+            },
+        })?;
+        if t.rows.is_empty() {
+            return Err(file_err("the file has a header but no data rows"));
         }
         Ok(Self {
             path: path.to_path_buf(),
-            columns,
-            rows,
-            lines,
+            columns: t.columns,
+            rows: t.rows,
+            lines: t.lines,
         })
     }
 

@@ -85,11 +85,13 @@ pub fn resolve_relative(param_file: &Path, written: &str) -> PathBuf {
 }
 
 /// A numeric CSV table: a header row of column names and rows of finite
-/// numbers. Blank lines and lines starting with `#` are skipped.
+/// numbers. Blank lines and lines starting with `#` are skipped; `lines`
+/// keeps each row's line in the file, for later error messages.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NumericTable {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<f64>>,
+    pub lines: Vec<u64>,
 }
 
 impl NumericTable {
@@ -110,8 +112,28 @@ pub fn load_numeric_csv(path: &Path) -> Result<NumericTable, ParamError> {
     parse_numeric_csv(path, &text)
 }
 
+/// The file line (1-based) of a byte offset. A CSV record's position can sit
+/// on the blank and comment lines before it, so those are skipped first.
+fn line_at(text: &str, byte: u64) -> u64 {
+    let bytes = text.as_bytes();
+    let mut end = (byte as usize).min(bytes.len());
+    loop {
+        while end < bytes.len() && (bytes[end] == b'\n' || bytes[end] == b'\r') {
+            end += 1;
+        }
+        if end < bytes.len() && bytes[end] == b'#' {
+            while end < bytes.len() && bytes[end] != b'\n' {
+                end += 1;
+            }
+        } else {
+            break;
+        }
+    }
+    bytes[..end].iter().filter(|b| **b == b'\n').count() as u64 + 1
+}
+
 /// Parses a numeric CSV table; every cell must be a finite number and every
-/// row as wide as the header.
+/// row as wide as the header. Errors name the file line.
 pub fn parse_numeric_csv(path: &Path, text: &str) -> Result<NumericTable, ParamError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -130,24 +152,25 @@ pub fn parse_numeric_csv(path: &Path, text: &str) -> Result<NumericTable, ParamE
         .iter()
         .map(str::to_owned)
         .collect();
-    if columns.is_empty() || columns.iter().all(|c| c.is_empty()) {
+    if columns.iter().all(|c| c.is_empty()) {
         return Err(csv_err(1, "the file has no header row".into()));
     }
     let mut rows = Vec::new();
+    let mut lines = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line());
+            let line = e.position().map_or(0, |p| line_at(text, p.byte()));
             csv_err(line, e.to_string())
         })?;
-        let line = record.position().map_or(0, |p| p.line());
-        if record.len() == 1 && record.get(0) == Some("") {
+        let line = record.position().map_or(0, |p| line_at(text, p.byte()));
+        if record.iter().all(str::is_empty) {
             continue;
         }
         if record.len() != columns.len() {
             return Err(csv_err(
                 line,
                 format!(
-                    "expected {} columns ({}), found {}",
+                    "expected {} values (columns {}), found {}",
                     columns.len(),
                     columns.join(","),
                     record.len()
@@ -162,14 +185,19 @@ pub fn parse_numeric_csv(path: &Path, text: &str) -> Result<NumericTable, ParamE
             if !v.is_finite() {
                 return Err(csv_err(
                     line,
-                    format!("column `{name}`: `{field}` is not finite"),
+                    format!("column `{name}`: `{field}` is not a finite number"),
                 ));
             }
             row.push(v);
         }
         rows.push(row);
+        lines.push(line);
     }
-    Ok(NumericTable { columns, rows })
+    Ok(NumericTable {
+        columns,
+        rows,
+        lines,
+    })
 }
 
 #[cfg(test)]
@@ -179,7 +207,8 @@ mod tests {
     #[test]
     fn numeric_csv_parses_and_reports_bad_cells() {
         let p = Path::new("t.csv");
-        let t = parse_numeric_csv(p, "a,b\n# comment\n1,2\n3,4.5\n").unwrap();
+        let t = parse_numeric_csv(p, "a,b\n# comment\n1,2\n\n3,4.5\n").unwrap();
+        assert_eq!(t.lines, vec![3, 5]);
         assert_eq!(t.columns, vec!["a", "b"]);
         assert_eq!(t.column("b").unwrap(), vec![2.0, 4.5]);
         let e = parse_numeric_csv(p, "a,b\n1,2\n3,x\n")
@@ -192,11 +221,14 @@ mod tests {
         let e = parse_numeric_csv(p, "a,b\n1,2,3\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("expected 2 columns"), "{e}");
+        assert!(e.contains("expected 2 values"), "{e}");
         let e = parse_numeric_csv(p, "a,b\n1,NaN\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("not finite"), "{e}");
+        assert!(
+            e.contains("line 2") && e.contains("not a finite number"),
+            "{e}"
+        );
     }
 
     #[test]
