@@ -8,7 +8,7 @@
 //! 1-3:0.2.8(50)              OBIS lines: reference, then one or more (value) groups
 //! 0-0:1.0.0(101209113020W)
 //! ...
-//! !EF2F                      footer: '!' and the CRC-16/ARC of '/'..='!' in hex
+//! !6C20                      footer: '!' and the CRC-16/ARC of '/'..='!' in hex
 //! ```
 //!
 //! [`Telegram`] is the typed subset the controller uses (see
