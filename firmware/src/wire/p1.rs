@@ -1740,6 +1740,25 @@ mod tests {
         }
 
         #[test]
+        fn prop_framer_arbitrary_bytes_never_panic(
+            bytes in proptest::collection::vec(
+                prop_oneof![any::<u8>(), Just(b'/'), Just(b'!'), Just(b'\n')], 0..3000),
+            chunk in 1usize..100,
+        ) {
+            let mut small: Framer<64> = Framer::new();
+            let mut big: Framer = Framer::new();
+            for piece in bytes.chunks(chunk) {
+                let n_small = feed(&mut small, piece).len() as u32;
+                let s = small.stats();
+                prop_assert!(s.telegrams_ok + s.crc_errors + s.malformed >= n_small);
+                feed(&mut big, piece);
+            }
+            for f in [small.stats(), big.stats()] {
+                prop_assert!(f.bytes_discarded <= bytes.len() as u64);
+            }
+        }
+
+        #[test]
         fn prop_framer_never_panics_and_finds_clean_telegrams(
             garbage in proptest::collection::vec(
                 proptest::collection::vec(any::<u8>(), 0..200), 1..4),
