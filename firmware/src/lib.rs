@@ -31,6 +31,7 @@ pub mod resilience;
 pub mod scheduling;
 pub mod selective;
 pub mod time;
+pub mod wire;
 
 pub use config::ConfigError;
 pub use controller::{Controller, ControllerConfig, Input, Output, PlantCommand};

@@ -1,0 +1,9 @@
+//! Wire formats the controller reads and writes, in the smoltcp `wire` style:
+//! typed values, a checked `parse` from bytes and an `emit` to bytes that
+//! round-trip, no IO and no heap. Framing of byte streams is sans-IO: the
+//! caller pushes the bytes it read and pulls decoded values.
+//!
+//! - [`p1`] — the smart meter's DSMR 5.0 P1 port: telegrams of OBIS lines
+//!   closed by a CRC-16, and a `Framer` for the serial byte stream.
+
+pub mod p1;
