@@ -561,6 +561,7 @@ pub fn encode_event(event: &Event, buf: &mut [u8]) -> Result<usize, EncodeError>
             if !serial.iter().all(u8::is_ascii_alphanumeric) {
                 return Err(EncodeError::BadSerial);
             }
+            w.byte(b'N');
             serial.iter().for_each(|&b| w.byte(b));
         }
         Event::Command(command) => write_command(&mut w, &command),
@@ -600,5 +601,393 @@ fn write_frame(w: &mut Writer<'_>, frame: &CanFrame) {
     w.hex(u32::from(frame.dlc()), 1);
     for &b in frame.data() {
         w.hex(u32::from(b), 2);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::can::frame::{EXTENDED_ID_MAX, STANDARD_ID_MAX};
+    use proptest::prelude::*;
+
+    fn std_frame(id: u16, data: &[u8]) -> CanFrame {
+        CanFrame::new(CanId::standard(id).unwrap(), data).unwrap()
+    }
+
+    fn enc(cmd: &Command) -> Vec<u8> {
+        let mut buf = [0u8; MAX_ENCODED_LEN];
+        let n = encode(cmd, &mut buf).unwrap();
+        buf[..n].to_vec()
+    }
+
+    fn enc_event(ev: &Event) -> Vec<u8> {
+        let mut buf = [0u8; MAX_ENCODED_LEN];
+        let n = encode_event(ev, &mut buf).unwrap();
+        buf[..n].to_vec()
+    }
+
+    /// Decode everything, finishing the stream.
+    fn decode_all(bytes: &[u8]) -> (Vec<Result<Event, SlcanError>>, Decoder) {
+        let mut d = Decoder::new();
+        d.push(bytes);
+        let mut out = Vec::new();
+        while let Some(r) = d.next() {
+            out.push(r);
+        }
+        if let Some(e) = d.finish() {
+            out.push(Err(e));
+        }
+        (out, d)
+    }
+
+    #[test]
+    fn encodes_known_byte_strings() {
+        let f = std_frame(0x123, &[0xDE, 0xAD]);
+        assert_eq!(enc(&Command::Transmit(f)), b"t1232DEAD\r");
+        let e = CanFrame::new(CanId::extended(0x1234_5678).unwrap(), &[0xBE, 0xEF]).unwrap();
+        assert_eq!(enc(&Command::Transmit(e)), b"T123456782BEEF\r");
+        let r = CanFrame::remote(CanId::standard(0x7FF).unwrap(), 8).unwrap();
+        assert_eq!(enc(&Command::Transmit(r)), b"r7FF8\r");
+        let rx = CanFrame::remote(CanId::extended(0x1FFF_FFFF).unwrap(), 0).unwrap();
+        assert_eq!(enc(&Command::Transmit(rx)), b"R1FFFFFFF0\r");
+        assert_eq!(enc(&Command::Transmit(std_frame(0, &[]))), b"t0000\r");
+        assert_eq!(enc(&Command::SetBitrate(Bitrate::Kbit500)), b"S6\r");
+        assert_eq!(enc(&Command::SetBitrate(Bitrate::Kbit10)), b"S0\r");
+        assert_eq!(enc(&Command::SetBitrate(Bitrate::Mbit1)), b"S8\r");
+        assert_eq!(enc(&Command::Open), b"O\r");
+        assert_eq!(enc(&Command::Close), b"C\r");
+        assert_eq!(enc(&Command::ReadStatus), b"F\r");
+        assert_eq!(enc(&Command::ReadVersion), b"V\r");
+        assert_eq!(enc(&Command::ReadSerial), b"N\r");
+        assert_eq!(enc(&Command::Timestamps(true)), b"Z1\r");
+        assert_eq!(enc_event(&Event::Ok), b"\r");
+        assert_eq!(enc_event(&Event::Error), b"\x07");
+        assert_eq!(
+            enc_event(&Event::Frame {
+                frame: f,
+                timestamp_ms: Some(0xEA5F)
+            }),
+            b"t1232DEADEA5F\r"
+        );
+        assert_eq!(enc_event(&Event::Status(Status(0x0C))), b"F0C\r");
+        assert_eq!(
+            enc_event(&Event::Version {
+                hardware: 0x10,
+                software: 0x13
+            }),
+            b"V1013\r"
+        );
+        assert_eq!(enc_event(&Event::Serial(*b"A123")), b"NA123\r");
+    }
+
+    #[test]
+    fn encode_checks_the_buffer_and_serial() {
+        let f = std_frame(0x123, &[0; 8]);
+        let mut small = [0u8; 10];
+        assert_eq!(
+            encode(&Command::Transmit(f), &mut small),
+            Err(EncodeError::BufferTooSmall { needed: 22 })
+        );
+        let mut buf = [0u8; MAX_ENCODED_LEN];
+        assert_eq!(
+            encode_event(&Event::Serial(*b"A\r23"), &mut buf),
+            Err(EncodeError::BadSerial)
+        );
+        // The longest message fits MAX_ENCODED_LEN exactly.
+        let e = CanFrame::new(CanId::Extended(0), &[0xFF; 8]).unwrap();
+        let longest = Event::Frame {
+            frame: e,
+            timestamp_ms: Some(1),
+        };
+        assert_eq!(encode_event(&longest, &mut buf), Ok(MAX_ENCODED_LEN));
+    }
+
+    #[test]
+    fn decodes_known_byte_strings() {
+        let (events, d) =
+            decode_all(b"t1232DEAD\rt1232dead1234\r\x07\rz\rZ\rF0C\rV1013\rNA123\rS6\rr1230\r");
+        let f = std_frame(0x123, &[0xDE, 0xAD]);
+        assert_eq!(
+            events,
+            vec![
+                Ok(Event::Frame {
+                    frame: f,
+                    timestamp_ms: None
+                }),
+                Ok(Event::Frame {
+                    frame: f,
+                    timestamp_ms: Some(0x1234)
+                }),
+                Ok(Event::Error),
+                Ok(Event::Ok),
+                Ok(Event::TransmitAck { extended: false }),
+                Ok(Event::TransmitAck { extended: true }),
+                Ok(Event::Status(Status(0x0C))),
+                Ok(Event::Version {
+                    hardware: 0x10,
+                    software: 0x13
+                }),
+                Ok(Event::Serial(*b"A123")),
+                Ok(Event::Command(Command::SetBitrate(Bitrate::Kbit500))),
+                Ok(Event::Frame {
+                    frame: CanFrame::remote(CanId::Standard(0x123), 0).unwrap(),
+                    timestamp_ms: None
+                }),
+            ]
+        );
+        assert_eq!(d.stats().discarded.total(), 0);
+        assert!(Status(0x0C).contains(Status::ERROR_WARNING));
+        assert!(Status(0x0C).contains(Status::DATA_OVERRUN));
+        assert!(!Status(0x0C).contains(Status::BUS_ERROR));
+    }
+
+    #[test]
+    fn every_error_kind_is_counted_and_decoding_resumes() {
+        use SlcanError::*;
+        let cases: &[(&[u8], SlcanError)] = &[
+            (b"t12G2DEAD\r", BadHex),
+            (b"t123XDEAD\r", BadHex),
+            (b"t1232DEAG\r", BadHex),
+            (b"t1232DEADxyz1\r", BadHex),
+            (b"F0G\r", BadHex),
+            (b"t1232DEA\r", WrongLength),
+            (b"t1232DEADBE\r", WrongLength),
+            (b"r12341\r", WrongLength),
+            (b"O1\r", WrongLength),
+            (b"S12\r", WrongLength),
+            (b"t1239\r", DlcTooLarge),
+            (b"T00000000F\r", DlcTooLarge),
+            (&[b'x'; MAX_LINE_LEN + 1], LineTooLong),
+            (b"t12\r", Truncated),
+            (b"T1234567\r", Truncated),
+            (b"t12", Truncated), // end of stream
+            (b"X\r", UnknownCommand),
+            (b"\n\r", UnknownCommand),
+            (b"t8000\r", IdOutOfRange),
+            (b"T200000000\r", IdOutOfRange),
+            (b"S9\r", BadArgument),
+            (b"Z2\r", BadArgument),
+            (b"N12-4\r", BadArgument),
+        ];
+        for &(garbage, reason) in cases {
+            let mut bytes = garbage.to_vec();
+            if reason == LineTooLong {
+                bytes.push(CR);
+            }
+            let (events, d) = decode_all(&bytes);
+            assert_eq!(
+                events,
+                vec![Err(reason)],
+                "{:?}",
+                String::from_utf8_lossy(garbage)
+            );
+            assert_eq!(d.stats().discarded.get(reason), 1);
+            assert_eq!(d.stats().discarded.total(), 1);
+            assert_eq!(d.stats().bytes_discarded, bytes.len() as u64);
+            assert_eq!(d.pending(), 0);
+            // Followed by a good line, the good line still decodes.
+            if garbage.ends_with(b"\r") {
+                bytes.extend_from_slice(b"t1230\r");
+                let (events, _) = decode_all(&bytes);
+                assert_eq!(events.len(), 2);
+                assert!(events[1].is_ok());
+            }
+        }
+        // Every reason appears above.
+        for reason in SlcanError::ALL {
+            assert!(cases.iter().any(|&(_, r)| r == reason), "{reason:?}");
+        }
+    }
+
+    #[test]
+    fn a_bel_cuts_a_partial_line() {
+        let (events, d) = decode_all(b"t12\x07t1230\r");
+        assert_eq!(
+            events,
+            vec![
+                Err(SlcanError::Truncated),
+                Ok(Event::Error),
+                Ok(Event::Frame {
+                    frame: std_frame(0x123, &[]),
+                    timestamp_ms: None
+                })
+            ]
+        );
+        assert_eq!(d.stats().bytes_discarded, 3);
+        assert_eq!(d.stats().bytes_accepted, 1 + 6);
+    }
+
+    #[test]
+    fn over_long_lines_are_bounded_and_resync() {
+        let mut bytes = vec![b'7'; 10_000];
+        bytes.extend_from_slice(b"\rt1230\r");
+        let (events, d) = decode_all(&bytes);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0], Err(SlcanError::LineTooLong));
+        assert!(events[1].is_ok());
+        assert_eq!(d.stats().bytes_discarded, 10_001);
+    }
+
+    #[test]
+    fn partial_lines_wait_for_more_bytes() {
+        let mut d = Decoder::new();
+        d.push(b"t123");
+        assert_eq!(d.next(), None);
+        assert_eq!(d.pending(), 4);
+        d.push(b"1AA\r");
+        assert_eq!(
+            d.next(),
+            Some(Ok(Event::Frame {
+                frame: std_frame(0x123, &[0xAA]),
+                timestamp_ms: None
+            }))
+        );
+        assert_eq!(d.next(), None);
+        assert_eq!(d.finish(), None);
+    }
+
+    #[test]
+    fn dlc_0_to_8_round_trip() {
+        for dlc in 0..=8u8 {
+            let data: Vec<u8> = (0..dlc).map(|i| i.wrapping_mul(37)).collect();
+            let frames = [
+                std_frame(0x5A5, &data),
+                CanFrame::new(CanId::Extended(0x1ABC_DEF0), &data).unwrap(),
+                CanFrame::remote(CanId::Standard(0x001), dlc).unwrap(),
+                CanFrame::remote(CanId::Extended(0x1FFF_FFFF), dlc).unwrap(),
+            ];
+            for frame in frames {
+                let (events, _) = decode_all(&enc(&Command::Transmit(frame)));
+                assert_eq!(
+                    events,
+                    vec![Ok(Event::Frame {
+                        frame,
+                        timestamp_ms: None
+                    })]
+                );
+            }
+        }
+    }
+
+    fn arb_frame() -> impl Strategy<Value = CanFrame> {
+        let id = prop_oneof![
+            (0..=STANDARD_ID_MAX).prop_map(CanId::Standard),
+            (0..=EXTENDED_ID_MAX).prop_map(CanId::Extended),
+        ];
+        (
+            id,
+            proptest::collection::vec(any::<u8>(), 0..=8),
+            any::<bool>(),
+        )
+            .prop_map(|(id, data, rtr)| {
+                if rtr {
+                    CanFrame::remote(id, data.len() as u8).unwrap()
+                } else {
+                    CanFrame::new(id, &data).unwrap()
+                }
+            })
+    }
+
+    fn arb_event() -> impl Strategy<Value = Event> {
+        let serial =
+            proptest::sample::select(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcxyz".to_vec());
+        prop_oneof![
+            (arb_frame(), proptest::option::of(any::<u16>())).prop_map(|(frame, timestamp_ms)| {
+                Event::Frame {
+                    frame,
+                    timestamp_ms,
+                }
+            }),
+            Just(Event::Ok),
+            Just(Event::Error),
+            any::<bool>().prop_map(|extended| Event::TransmitAck { extended }),
+            any::<u8>().prop_map(|s| Event::Status(Status(s))),
+            (any::<u8>(), any::<u8>())
+                .prop_map(|(hardware, software)| Event::Version { hardware, software }),
+            proptest::array::uniform4(serial).prop_map(Event::Serial),
+            proptest::sample::select(Bitrate::ALL.to_vec())
+                .prop_map(|b| Event::Command(Command::SetBitrate(b))),
+            proptest::sample::select(vec![
+                Command::Open,
+                Command::Close,
+                Command::ReadStatus,
+                Command::ReadVersion,
+                Command::ReadSerial,
+                Command::Timestamps(false),
+                Command::Timestamps(true),
+            ])
+            .prop_map(Event::Command),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_and_every_byte_is_accounted(
+            bytes in proptest::collection::vec(
+                prop_oneof![
+                    any::<u8>(),
+                    proptest::sample::select(b"tTrR0123456789ABCDEFabcdef\r\x07zZSOCFVN".to_vec()),
+                ],
+                0..400,
+            ),
+            split in any::<proptest::sample::Index>(),
+        ) {
+            // In one push, and in two at an arbitrary split point: the same.
+            let (events, d) = decode_all(&bytes);
+            let s = &d.stats();
+            prop_assert_eq!(d.pending(), 0);
+            prop_assert_eq!(s.bytes_pushed, bytes.len() as u64);
+            prop_assert_eq!(s.bytes_accepted + s.bytes_discarded, s.bytes_pushed);
+            prop_assert_eq!(
+                s.events + s.discarded.total(),
+                events.len() as u64
+            );
+            let at = split.index(bytes.len() + 1);
+            let mut d2 = Decoder::new();
+            let mut events2 = Vec::new();
+            for part in [&bytes[..at], &bytes[at..]] {
+                d2.push(part);
+                prop_assert_eq!(
+                    d2.stats().bytes_pushed,
+                    d2.stats().bytes_accepted + d2.stats().bytes_discarded + d2.pending() as u64
+                );
+                while let Some(r) = d2.next() {
+                    events2.push(r);
+                }
+            }
+            if let Some(e) = d2.finish() {
+                events2.push(Err(e));
+            }
+            prop_assert_eq!(events, events2);
+        }
+
+        #[test]
+        fn frames_round_trip(frame in arb_frame()) {
+            let (events, _) = decode_all(&enc(&Command::Transmit(frame)));
+            prop_assert_eq!(events, vec![Ok(Event::Frame { frame, timestamp_ms: None })]);
+        }
+
+        #[test]
+        fn events_round_trip(ev in arb_event()) {
+            let bytes = enc_event(&ev);
+            let (events, d) = decode_all(&bytes);
+            prop_assert_eq!(events, vec![Ok(ev)]);
+            prop_assert_eq!(d.stats().bytes_accepted, bytes.len() as u64);
+        }
+
+        #[test]
+        fn decoding_resynchronises_after_garbage(
+            garbage in proptest::collection::vec(any::<u8>().prop_filter("no terminator", |b| *b != CR && *b != BEL), 0..100),
+            frame in arb_frame(),
+        ) {
+            let mut bytes = garbage;
+            bytes.push(CR);
+            bytes.extend(enc(&Command::Transmit(frame)));
+            let (events, _) = decode_all(&bytes);
+            prop_assert_eq!(
+                events.last(),
+                Some(&Ok(Event::Frame { frame, timestamp_ms: None }))
+            );
+        }
     }
 }
