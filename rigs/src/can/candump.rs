@@ -190,3 +190,135 @@ fn hex_pair(hi: u8, lo: u8) -> Option<u8> {
     let d = |c: u8| (c as char).to_digit(16);
     Some((d(hi)? * 16 + d(lo)?) as u8)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::can::frame::{EXTENDED_ID_MAX, STANDARD_ID_MAX};
+    use proptest::prelude::*;
+
+    fn ts(secs: u64, micros: u32) -> Timestamp {
+        Timestamp::new(secs, micros).unwrap()
+    }
+
+    #[test]
+    fn formats_like_candump() {
+        let f = CanFrame::new(CanId::Standard(0x123), &[0xDE, 0xAD, 0xBE, 0xEF]).unwrap();
+        assert_eq!(
+            format_line(ts(1_700_000_000, 123_456), "can0", &f),
+            "(1700000000.123456) can0 123#DEADBEEF"
+        );
+        let e = CanFrame::new(CanId::Extended(0x0001_2345), &[0x00]).unwrap();
+        assert_eq!(
+            format_line(ts(1, 5), "vcan1", &e),
+            "(0000000001.000005) vcan1 00012345#00"
+        );
+        let r = CanFrame::remote(CanId::Standard(0x7), 0).unwrap();
+        assert_eq!(
+            format_line(ts(0, 0), "can0", &r),
+            "(0000000000.000000) can0 007#R"
+        );
+        let r4 = CanFrame::remote(CanId::Standard(0x123), 4).unwrap();
+        assert!(format_line(ts(0, 0), "can0", &r4).ends_with(" 123#R4"));
+        let empty = CanFrame::new(CanId::Standard(0x123), &[]).unwrap();
+        assert!(format_line(ts(0, 0), "can0", &empty).ends_with(" 123#"));
+    }
+
+    #[test]
+    fn parses_candump_lines() {
+        let l = parse_line("(1700000000.123456) can0 123#DEADBEEF\n").unwrap();
+        assert_eq!(l.timestamp, ts(1_700_000_000, 123_456));
+        assert_eq!(l.iface, "can0");
+        assert_eq!(l.frame.id(), CanId::Standard(0x123));
+        assert_eq!(l.frame.data(), &[0xDE, 0xAD, 0xBE, 0xEF]);
+        let l = parse_line("(1.000000) can0 12345678#de.ad R").unwrap();
+        assert_eq!(l.frame.id(), CanId::Extended(0x1234_5678));
+        assert_eq!(l.frame.data(), &[0xDE, 0xAD]);
+        let l = parse_line("(1.000000) can0 123#R3").unwrap();
+        assert!(l.frame.is_remote());
+        assert_eq!(l.frame.dlc(), 3);
+        let l = parse_line("(1.000000) can0 123#R").unwrap();
+        assert_eq!(l.frame.dlc(), 0);
+        assert!(l.frame.is_remote());
+    }
+
+    #[test]
+    fn bad_lines_say_why() {
+        use CandumpError::*;
+        let cases = [
+            ("", BadTimestamp),
+            ("1.000000 can0 123#00", BadTimestamp),
+            ("(1.5) can0 123#00", BadTimestamp),
+            ("(x.000000) can0 123#00", BadTimestamp),
+            ("(1.000000)", MissingInterface),
+            ("(1.000000) can0", MissingFrame),
+            ("(1.000000) can0 123", BadId),
+            ("(1.000000) can0 1234#00", BadId),
+            ("(1.000000) can0 12G#00", BadId),
+            ("(1.000000) can0 800#00", IdOutOfRange),
+            ("(1.000000) can0 20000000#00", IdOutOfRange),
+            ("(1.000000) can0 123##100", CanFd),
+            ("(1.000000) can0 123#0", BadData),
+            ("(1.000000) can0 123#0G", BadData),
+            ("(1.000000) can0 123#000102030405060708", TooManyBytes),
+            ("(1.000000) can0 123#R9", BadRtrDlc),
+            ("(1.000000) can0 123#R12", BadRtrDlc),
+            ("(1.000000) can0 123#00 X", TrailingFields),
+            ("(1.000000) can0 123#00 R extra", TrailingFields),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse_line(line), Err(want), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn timestamps_convert_from_and_to_seconds() {
+        assert_eq!(Timestamp::new(1, 1_000_000), None);
+        assert_eq!(
+            Timestamp::from_secs_f64(1_700_000_000.123456),
+            Some(ts(1_700_000_000, 123_456))
+        );
+        assert_eq!(Timestamp::from_secs_f64(-1.0), None);
+        assert_eq!(Timestamp::from_secs_f64(f64::NAN), None);
+        assert!((ts(2, 500_000).as_secs_f64() - 2.5).abs() < 1e-12);
+    }
+
+    fn arb_frame() -> impl Strategy<Value = CanFrame> {
+        let id = prop_oneof![
+            (0..=STANDARD_ID_MAX).prop_map(CanId::Standard),
+            (0..=EXTENDED_ID_MAX).prop_map(CanId::Extended),
+        ];
+        (
+            id,
+            proptest::collection::vec(any::<u8>(), 0..=8),
+            any::<bool>(),
+        )
+            .prop_map(|(id, data, rtr)| {
+                if rtr {
+                    CanFrame::remote(id, data.len() as u8).unwrap()
+                } else {
+                    CanFrame::new(id, &data).unwrap()
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn lines_round_trip(
+            frame in arb_frame(),
+            secs in 0u64..=9_999_999_999,
+            micros in 0u32..1_000_000,
+            iface in "[a-z][a-z0-9]{0,14}",
+        ) {
+            let t = ts(secs, micros);
+            let line = format_line(t, &iface, &frame);
+            let parsed = parse_line(&line).unwrap();
+            prop_assert_eq!(parsed, LogLine { timestamp: t, iface, frame });
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(line in "\\PC{0,60}") {
+            let _ = parse_line(&line);
+        }
+    }
+}
