@@ -350,6 +350,32 @@ mod tests {
         assert_eq!(len.worst_case(), 55);
     }
 
+    /// Standard id 0x123, data DE AD. Unstuffed, by field:
+    ///
+    /// ```text
+    /// SOF 0 | id 001 0010 0011 | RTR 0 IDE 0 r0 0 | DLC 0010
+    /// data 1101 1110 1010 1101 | CRC 000 1011 0110 1110 (0x0B6E)
+    /// ```
+    ///
+    /// 35 bits up to the data + 15 CRC = 50 stuffable bits. The only run of
+    /// five equal bits is RTR, IDE, r0 and the DLC's first two zeros, so one
+    /// stuff bit (a 1 after them); the longest other runs are the four 1s in
+    /// 0xDE and three 0s. Length 50 + 13 + 1 = 64 bits. The CRC was checked
+    /// by polynomial long division of the 35 bits followed by 15 zeros by
+    /// x^15 + x^14 + x^10 + x^8 + x^7 + x^4 + x^3 + 1 (a separate
+    /// implementation, in Python).
+    #[test]
+    fn bit_length_of_a_known_frame() {
+        let f = CanFrame::new(CanId::Standard(0x123), &[0xDE, 0xAD]).unwrap();
+        assert_eq!(f.crc15(), 0x0B6E);
+        let len = bit_length(&f);
+        assert_eq!(len.unstuffed, 63);
+        assert_eq!(len.stuff_bits, 1);
+        assert_eq!(len.actual(), 64);
+        assert_eq!(len.worst_case_stuff_bits, (50 - 1) / 4);
+        assert!((len.duration_s(500_000) - 128e-6).abs() < 1e-12);
+    }
+
     /// Worst cases from the literature: a standard frame with 8 bytes is at
     /// most 135 bits with the 3 IFS bits (111 + 24), an extended one 160
     /// (131 + 29).
