@@ -64,7 +64,7 @@ fn bench(c: &mut Criterion) {
             let mut d = Decoder::new();
             d.push(black_box(encoded));
             let mut n = 0;
-            while let Some(r) = d.next() {
+            for r in d.by_ref() {
                 n += usize::from(r.is_ok());
             }
             assert_eq!(n, N);

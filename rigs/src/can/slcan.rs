@@ -26,10 +26,14 @@
 //!
 //! Sans-IO, after smoltcp's `wire` modules: [`encode`] and [`encode_event`]
 //! write into a caller's buffer; [`Decoder`] takes bytes as they arrive
-//! ([`Decoder::push`]) and yields events ([`Decoder::next`]). Garbage never
+//! ([`Decoder::push`]) and, as an iterator, yields events. Garbage never
 //! panics: a bad line is discarded up to its CR, counted by reason
-//! ([`SlcanError`]) and decoding resumes with the next line. The line buffer
-//! is bounded ([`MAX_LINE_LEN`]).
+//! ([`SlcanError`], [`Stats`]) and decoding resumes with the next line. The
+//! line buffer is bounded ([`MAX_LINE_LEN`]).
+//!
+//! Only CR ends a line, as in the Lawicel specification: a peer that sends
+//! CR LF has each following line discarded as
+//! [`SlcanError::UnknownCommand`] (it starts with the LF).
 
 use super::frame::{CanFrame, CanId};
 use thiserror::Error;
@@ -243,7 +247,7 @@ pub struct Stats {
 }
 
 /// Streaming SLCAN decoder (sans-IO): [`push`](Decoder::push) bytes as they
-/// arrive, then call [`next`](Decoder::next) until it returns `None`.
+/// arrive, then call [`next`](Iterator::next) (it is an iterator) until it returns `None`.
 #[derive(Debug, Default)]
 pub struct Decoder {
     input: Vec<u8>,
@@ -273,45 +277,9 @@ impl Decoder {
         self.stats.bytes_pushed += bytes.len() as u64;
     }
 
-    /// The next event or discarded line, or `None` when the queued bytes
-    /// hold no complete message (a partial line stays buffered).
-    #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> Option<Result<Event, SlcanError>> {
-        while let Some(&b) = self.input.get(self.pos) {
-            match b {
-                CR => {
-                    self.pos += 1;
-                    let n = self.line.len() + self.overflow + 1;
-                    let result = if self.overflow > 0 {
-                        Err(SlcanError::LineTooLong)
-                    } else {
-                        parse_line(&self.line)
-                    };
-                    self.line.clear();
-                    self.overflow = 0;
-                    return Some(self.account(result, n));
-                }
-                BEL if self.line.is_empty() && self.overflow == 0 => {
-                    self.pos += 1;
-                    return Some(self.account(Ok(Event::Error), 1));
-                }
-                // A BEL inside a line: the line was cut short. Discard it
-                // and leave the BEL to be read as its own event.
-                BEL => return self.discard_partial(),
-                _ => {
-                    self.pos += 1;
-                    if self.line.push(b).is_err() {
-                        self.overflow += 1;
-                    }
-                }
-            }
-        }
-        None
-    }
-
     /// End of stream: discard a partial line left in the buffer (as
     /// [`SlcanError::Truncated`], or [`SlcanError::LineTooLong`] if it was
-    /// already too long). Call after [`next`](Decoder::next) returned
+    /// already too long). Call after [`next`](Iterator::next) returned
     /// `None`.
     pub fn finish(&mut self) -> Option<SlcanError> {
         self.discard_partial().and_then(Result::err)
@@ -357,6 +325,46 @@ impl Decoder {
             }
         }
         result
+    }
+}
+
+impl Iterator for Decoder {
+    type Item = Result<Event, SlcanError>;
+
+    /// The next event or discarded line, or `None` when the queued bytes
+    /// hold no complete message (a partial line stays buffered). Not fused:
+    /// after `None`, push more bytes and call again.
+    fn next(&mut self) -> Option<Result<Event, SlcanError>> {
+        while let Some(&b) = self.input.get(self.pos) {
+            match b {
+                CR => {
+                    self.pos += 1;
+                    let n = self.line.len() + self.overflow + 1;
+                    let result = if self.overflow > 0 {
+                        Err(SlcanError::LineTooLong)
+                    } else {
+                        parse_line(&self.line)
+                    };
+                    self.line.clear();
+                    self.overflow = 0;
+                    return Some(self.account(result, n));
+                }
+                BEL if self.line.is_empty() && self.overflow == 0 => {
+                    self.pos += 1;
+                    return Some(self.account(Ok(Event::Error), 1));
+                }
+                // A BEL inside a line: the line was cut short. Discard it
+                // and leave the BEL to be read as its own event.
+                BEL => return self.discard_partial(),
+                _ => {
+                    self.pos += 1;
+                    if self.line.push(b).is_err() {
+                        self.overflow += 1;
+                    }
+                }
+            }
+        }
+        None
     }
 }
 
@@ -631,7 +639,7 @@ mod tests {
         let mut d = Decoder::new();
         d.push(bytes);
         let mut out = Vec::new();
-        while let Some(r) = d.next() {
+        for r in d.by_ref() {
             out.push(r);
         }
         if let Some(e) = d.finish() {
@@ -951,7 +959,7 @@ mod tests {
                     d2.stats().bytes_pushed,
                     d2.stats().bytes_accepted + d2.stats().bytes_discarded + d2.pending() as u64
                 );
-                while let Some(r) = d2.next() {
+                for r in d2.by_ref() {
                     events2.push(r);
                 }
             }
