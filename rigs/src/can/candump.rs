@@ -316,6 +316,24 @@ mod tests {
             prop_assert_eq!(parsed, LogLine { timestamp: t, iface, frame });
         }
 
+        /// What the SLCAN transport receives is what the log records.
+        #[test]
+        fn frames_survive_slcan_then_candump(frame in arb_frame(), ms in any::<u16>()) {
+            use crate::can::slcan::{encode_event, Decoder, Event, MAX_ENCODED_LEN};
+            let mut buf = [0u8; MAX_ENCODED_LEN];
+            let ev = Event::Frame { frame, timestamp_ms: Some(ms) };
+            let n = encode_event(&ev, &mut buf).unwrap();
+            let mut d = Decoder::new();
+            d.push(&buf[..n]);
+            let Some(Ok(Event::Frame { frame: got, timestamp_ms })) = d.next() else {
+                panic!("frame did not decode");
+            };
+            prop_assert_eq!(timestamp_ms, Some(ms));
+            let t = ts(1_700_000_000, u32::from(ms) * 10);
+            let line = format_line(t, "can0", &got);
+            prop_assert_eq!(parse_line(&line).unwrap().frame, frame);
+        }
+
         #[test]
         fn arbitrary_text_never_panics(line in "\\PC{0,60}") {
             let _ = parse_line(&line);
