@@ -1475,6 +1475,8 @@ mod tests {
                 let mut c = heapless::Vec::new();
                 for x in circ.into_iter().take(MAX_CIRCUITS) { let _ = c.push(x); }
                 let at = if stale { Some(Millis(t.saturating_sub(5000))) } else { Some(now) };
+                // Data 5 s old is stale only once 5 s have passed since start.
+                let stale = stale && t >= 5000;
                 let inp = ProtectionInputs {
                     cell_voltage_min_v: vmin, cell_voltage_max_v: vmax, cell_voltage_at: at,
                     pack_voltage_v: pv, pack_current_a: pi, pack_at: Some(now),

@@ -1188,7 +1188,7 @@ impl DcBus {
             if (newton - v).abs() <= 2e-15 * v.abs().max(1.0) {
                 break;
             }
-            if hi - lo <= 1e-13 * hi.max(1.0) {
+            if hi - lo <= 8.0 * f64::EPSILON * hi.max(1.0) {
                 // Bracket collapsed on a jump of the node equation.
                 if v != lo {
                     v = lo;
