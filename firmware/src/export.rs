@@ -283,7 +283,8 @@ impl ExportController {
                 .min(cfg.ramp_w_per_s * dt_s)
                 .max(0.0);
             if shift > 0.0 {
-                self.battery_w += shift;
+                // `b + (room − b)` can round one ulp above `room`.
+                self.battery_w = (self.battery_w + shift).min(room);
                 let c = c + shift;
                 self.pv_cap_w = if c >= cfg.pv_rated_w || c > pv + cfg.release_margin_w {
                     None
