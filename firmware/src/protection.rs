@@ -766,57 +766,54 @@ impl Protection {
             || (bus_fresh && !bus_ok)
             || (circ_fresh && !circ_ok);
 
-        let opt = |ok: bool, v: f32| if ok { Some(v) } else { None };
-        self.step_limit(
-            now,
-            FaultKind::CellOverVoltage,
-            opt(cell_ok, inputs.cell_voltage_max_v),
-        );
-        self.step_limit(
-            now,
-            FaultKind::CellUnderVoltage,
-            opt(cell_ok, inputs.cell_voltage_min_v),
-        );
-        self.step_limit(
-            now,
-            FaultKind::ChargeOverCurrent,
-            opt(pack_ok, -inputs.pack_current_a),
-        );
-        self.step_limit(
-            now,
-            FaultKind::DischargeOverCurrent,
-            opt(pack_ok, inputs.pack_current_a),
-        );
-        self.step_limit(
-            now,
-            FaultKind::ChargeOverTemperature,
-            opt(temp_ok, inputs.cell_temperature_max_c),
-        );
-        self.step_limit(
-            now,
-            FaultKind::ChargeUnderTemperature,
-            opt(temp_ok, inputs.cell_temperature_min_c),
-        );
-        self.step_limit(
-            now,
-            FaultKind::DischargeOverTemperature,
-            opt(temp_ok, inputs.cell_temperature_max_c),
-        );
-        self.step_limit(
-            now,
-            FaultKind::DischargeUnderTemperature,
-            opt(temp_ok, inputs.cell_temperature_min_c),
-        );
-        self.step_limit(
-            now,
-            FaultKind::BusOverVoltage,
-            opt(bus_ok, inputs.bus_voltage_v),
-        );
-        self.step_limit(
-            now,
-            FaultKind::BusUnderVoltage,
-            opt(bus_ok, inputs.bus_voltage_v),
-        );
+        // Each threshold fault watches one measurement, when it is valid.
+        let watched = [
+            (
+                FaultKind::CellOverVoltage,
+                cell_ok,
+                inputs.cell_voltage_max_v,
+            ),
+            (
+                FaultKind::CellUnderVoltage,
+                cell_ok,
+                inputs.cell_voltage_min_v,
+            ),
+            (
+                FaultKind::ChargeOverCurrent,
+                pack_ok,
+                -inputs.pack_current_a,
+            ),
+            (
+                FaultKind::DischargeOverCurrent,
+                pack_ok,
+                inputs.pack_current_a,
+            ),
+            (
+                FaultKind::ChargeOverTemperature,
+                temp_ok,
+                inputs.cell_temperature_max_c,
+            ),
+            (
+                FaultKind::ChargeUnderTemperature,
+                temp_ok,
+                inputs.cell_temperature_min_c,
+            ),
+            (
+                FaultKind::DischargeOverTemperature,
+                temp_ok,
+                inputs.cell_temperature_max_c,
+            ),
+            (
+                FaultKind::DischargeUnderTemperature,
+                temp_ok,
+                inputs.cell_temperature_min_c,
+            ),
+            (FaultKind::BusOverVoltage, bus_ok, inputs.bus_voltage_v),
+            (FaultKind::BusUnderVoltage, bus_ok, inputs.bus_voltage_v),
+        ];
+        for (kind, ok, value) in watched {
+            self.step_limit(now, kind, ok.then_some(value));
+        }
 
         // Circuits.
         let oc = self.cfg.circuit_over_current;
