@@ -3,7 +3,10 @@
 //! round-trip, no IO and no heap. Framing of byte streams is sans-IO: the
 //! caller pushes the bytes it read and pulls decoded values.
 //!
+//! - [`can`] — the plant ↔ controller CAN contract, generated from
+//!   `can/maslow.dbc` at build time.
 //! - [`p1`] — the smart meter's DSMR 5.0 P1 port: telegrams of OBIS lines
 //!   closed by a CRC-16, and a `Framer` for the serial byte stream.
 
+pub mod can;
 pub mod p1;
