@@ -199,7 +199,7 @@ pub const PROTECTION_TABLE: [ProtectionRow; N_KINDS] = [
     row(FaultKind::BusUnderVoltage, "bus voltage <", 40.0, 44.0, "V", 200, SafeState::TripAllCircuits, true),
     row(FaultKind::CircuitOverCurrent, "circuit current >", 10.0, 9.0, "A", 1000, SafeState::TripCircuit, true),
     row(FaultKind::CircuitShortCircuit, "circuit current >", 40.0, 9.0, "A", 0, SafeState::TripCircuit, true),
-    row(FaultKind::StaleInput, "input age > deadline (cells, pack, circuits; temps 5000 ms, bus 500 ms)", 1000.0, 1000.0, "ms", 0, SafeState::OpenContactor, false),
+    row(FaultKind::StaleInput, "input age > deadline (cells, pack, circuits; temps 5000 ms, bus 500 ms) or a CAN deadline missed", 1000.0, 1000.0, "ms", 0, SafeState::OpenContactor, false),
     row(FaultKind::CorruptInput, "corrupt frames in window >", 10.0, 10.0, "frames", 0, SafeState::OpenContactor, true),
     row(FaultKind::InvalidMeasurement, "measurement non-finite", 0.0, 0.0, "-", 0, SafeState::OpenContactor, false),
     row(FaultKind::Watchdog, "controller cycle age >", 500.0, 500.0, "ms", 0, SafeState::AllOff, true),
@@ -496,6 +496,9 @@ pub struct ProtectionInputs {
     /// Cumulative count of corrupt frames seen by the link layer (a
     /// decrease is taken as a counter reset).
     pub corrupt_frames: u32,
+    /// The link layer reports a safety-relevant frame past its (DBC)
+    /// deadline: treated as a stale input.
+    pub link_lost: bool,
 }
 
 /// One active fault.
@@ -854,7 +857,8 @@ impl Protection {
         }
 
         // Stale and invalid inputs (self-clearing, immediate).
-        let stale = stale_cell || stale_pack || stale_temp || stale_bus || stale_circ;
+        let stale =
+            stale_cell || stale_pack || stale_temp || stale_bus || stale_circ || inputs.link_lost;
         self.kinds[FaultKind::StaleInput.index()].step(now, Some(stale), Some(!stale), 0, false);
         self.kinds[FaultKind::InvalidMeasurement.index()].step(
             now,
@@ -1117,6 +1121,7 @@ mod tests {
             circuit_current_a: c,
             circuits_at: Some(now),
             corrupt_frames: 0,
+            link_lost: false,
         }
     }
 
@@ -1344,6 +1349,20 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_link_is_a_stale_input_until_restored() {
+        let mut p = Protection::new(ProtectionConfig::default());
+        run(&mut p, 0, 500, |_| {});
+        let s = run(&mut p, 600, 600, |i| i.link_lost = true);
+        assert!(s.has(FaultKind::StaleInput));
+        assert!(s.actions.open_contactor);
+        // Circuits are still seen: not all tripped.
+        assert_eq!(s.actions.trip_circuits, 0);
+        let s = run(&mut p, 700, 700, |_| {});
+        assert!(!s.has(FaultKind::StaleInput));
+        assert!(!s.actions.open_contactor);
+    }
+
+    #[test]
     fn stale_input_trips_at_its_deadline() {
         let mut p = Protection::new(ProtectionConfig::default());
         run(&mut p, 0, 1000, |_| {});
@@ -1480,7 +1499,7 @@ mod tests {
                     cell_temperature_min_c: tmin, cell_temperature_max_c: tmax, temperature_at: Some(now),
                     bus_voltage_v: bus, bus_at: Some(now),
                     circuit_current_a: c, circuits_at: Some(now),
-                    corrupt_frames: corrupt,
+                    corrupt_frames: corrupt, link_lost: false,
                 };
                 let s = p.update(now, &inp).clone();
                 let l = s.limits;
