@@ -130,6 +130,9 @@ pub struct ControllerConfig {
     pub hub: HubConfig,
     #[serde(default)]
     pub cluster: Option<ClusterConfig>,
+    /// The CAN/P1 link layer (`[link]`, used by [`crate::node::Node`]).
+    #[serde(default)]
+    pub link: Option<crate::node::LinkConfig>,
 }
 
 impl ControllerConfig {
@@ -209,6 +212,9 @@ impl ControllerConfig {
         if let Some(c) = &self.cluster {
             c.validate().map_err(|e| e.within("cluster"))?;
         }
+        if let Some(l) = &self.link {
+            l.validate().map_err(|e| e.within("link"))?;
+        }
         Ok(())
     }
 }
@@ -283,6 +289,22 @@ pub enum Input<'a> {
     Dispatch(&'a [u8]),
     /// The link layer saw a corrupt frame.
     CorruptFrame,
+    /// Mains presence from the plant's own mains sensor (CAN `MainsStatus`).
+    /// Once received it wins over the meter's `mains_present`: in a power
+    /// cut the meter goes dark, the plant keeps reporting.
+    Mains {
+        present: bool,
+    },
+    /// The link layer found the meter silent past its deadline: the grid
+    /// measurement is forgotten (as before the first telegram), so no
+    /// function keeps using an old grid power as if it were fresh.
+    MeterLost,
+    /// A safety-relevant status frame missed its deadline (link layer):
+    /// protection holds its stale-input safe state until
+    /// [`Input::LinkRestored`].
+    LinkLost,
+    /// Every safety-relevant status frame is within its deadline again.
+    LinkRestored,
     /// Nothing new: time passed (call at `poll_timeout()`).
     Tick,
 }
@@ -374,6 +396,10 @@ struct Measured {
     meter: Option<(Millis, MeterMeasurement)>,
     clock: Option<(Millis, u64, LocalTime)>,
     corrupt_frames: u32,
+    /// Mains presence from the plant's sensor (wins over the meter's).
+    mains: Option<bool>,
+    /// A safety-relevant link deadline is missed.
+    link_lost: bool,
 }
 
 /// The battery assembly's controller.
@@ -563,6 +589,10 @@ impl Controller {
             Input::CorruptFrame => {
                 self.m.corrupt_frames = self.m.corrupt_frames.saturating_add(1);
             }
+            Input::Mains { present } => self.m.mains = Some(present),
+            Input::MeterLost => self.m.meter = None,
+            Input::LinkLost => self.m.link_lost = true,
+            Input::LinkRestored => self.m.link_lost = false,
             Input::Tick => self.run_due(now),
         }
     }
@@ -614,7 +644,10 @@ impl Controller {
     }
 
     fn mains_present(&self) -> bool {
-        self.m.meter.is_none_or(|(_, m)| m.mains_present)
+        match self.m.mains {
+            Some(present) => present,
+            None => self.m.meter.is_none_or(|(_, m)| m.mains_present),
+        }
     }
 
     /// Protection's power limits, further bounded by the converter rating.
@@ -711,6 +744,7 @@ impl Controller {
             inp.circuits_at = Some(*at);
         }
         inp.corrupt_frames = self.m.corrupt_frames;
+        inp.link_lost = self.m.link_lost;
         self.protection.kick(now);
         self.protection.update(now, &inp);
     }

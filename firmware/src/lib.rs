@@ -25,6 +25,7 @@ pub mod demand;
 pub mod estimation;
 pub mod export;
 pub mod hub;
+pub mod node;
 pub mod peak;
 pub mod protection;
 pub mod resilience;
