@@ -297,7 +297,8 @@ pub enum Input<'a> {
     },
     /// The link layer found the meter silent past its deadline: the grid
     /// measurement is forgotten (as before the first telegram), so no
-    /// function keeps using an old grid power as if it were fresh.
+    /// function keeps using an old grid power as if it were fresh. The
+    /// meter's last mains flag is kept.
     MeterLost,
     /// A safety-relevant status frame missed its deadline (link layer):
     /// protection holds its stale-input safe state until
@@ -398,6 +399,9 @@ struct Measured {
     corrupt_frames: u32,
     /// Mains presence from the plant's sensor (wins over the meter's).
     mains: Option<bool>,
+    /// The meter's last word on mains presence (kept when the meter is
+    /// lost: a meter going dark is no sign that mains came back).
+    meter_mains: Option<bool>,
     /// A safety-relevant link deadline is missed.
     link_lost: bool,
 }
@@ -545,6 +549,7 @@ impl Controller {
             Input::Inverter { ac_power_w } => self.m.inverter_ac_w = ac_power_w,
             Input::Meter(meter) => {
                 self.m.meter = Some((now, meter));
+                self.m.meter_mains = Some(meter.mains_present);
                 if let Some(local) = self.local_time(now) {
                     let ctx = self.demand_context();
                     if let Some(ack) = self.demand.on_tariff(now, local, meter.tariff, &ctx) {
@@ -646,7 +651,7 @@ impl Controller {
     fn mains_present(&self) -> bool {
         match self.m.mains {
             Some(present) => present,
-            None => self.m.meter.is_none_or(|(_, m)| m.mains_present),
+            None => self.m.meter_mains.unwrap_or(true),
         }
     }
 
@@ -1191,5 +1196,86 @@ impl Controller {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ControllerConfig {
+        ControllerConfig {
+            assembly: AssemblyConfig {
+                site_id: 1,
+                usable_capacity_wh: 5000.0,
+                max_charge_w: 2500.0,
+                max_discharge_w: 3500.0,
+                floor_soc: 0.05,
+                inverter_fitted: true,
+                export_allowed: false,
+                circuits: 2,
+                sockets: 0,
+                initial_soc: 0.5,
+            },
+            control_period_ms: 1000,
+            telemetry_period_ms: 60_000,
+            estimation: Default::default(),
+            protection: Default::default(),
+            scheduling: Default::default(),
+            peak: Default::default(),
+            export: Default::default(),
+            demand: Default::default(),
+            resilience: Default::default(),
+            selective: Default::default(),
+            hub: Default::default(),
+            cluster: None,
+            link: None,
+        }
+    }
+
+    fn meter(mains_present: bool) -> Input<'static> {
+        Input::Meter(MeterMeasurement {
+            grid_power_w: 700.0,
+            tariff: 2,
+            mains_present,
+            import_wh: 0.0,
+            export_wh: 0.0,
+        })
+    }
+
+    #[test]
+    fn a_lost_meter_is_forgotten_like_before_the_first_telegram() {
+        let mut c = Controller::new(config(), Millis(0)).unwrap();
+        c.handle(Millis(0), meter(true));
+        assert_eq!(c.grid_w(), 700.0);
+        c.handle(Millis(10), Input::MeterLost);
+        assert!(c.grid_w().is_nan());
+        assert_eq!(c.ac_load_w(), 0.0);
+        assert!(c.mains_present(), "the meter's last word");
+        let mut c = Controller::new(config(), Millis(0)).unwrap();
+        c.handle(Millis(0), meter(false));
+        c.handle(Millis(10), Input::MeterLost);
+        assert!(
+            !c.mains_present(),
+            "a dark meter is no sign mains came back"
+        );
+    }
+
+    #[test]
+    fn mains_from_the_plant_wins_over_the_meter() {
+        let mut c = Controller::new(config(), Millis(0)).unwrap();
+        c.handle(Millis(0), meter(true));
+        c.handle(Millis(0), Input::Mains { present: false });
+        assert!(!c.mains_present());
+        // A later telegram (its flag is the link layer's copy) does not
+        // override the plant's sensor.
+        c.handle(Millis(10), meter(true));
+        assert!(!c.mains_present());
+        c.handle(Millis(20), Input::Mains { present: true });
+        assert!(c.mains_present());
+        // The meter going dark keeps the plant's word.
+        c.handle(Millis(30), Input::Mains { present: false });
+        c.handle(Millis(40), Input::MeterLost);
+        assert!(!c.mains_present());
     }
 }

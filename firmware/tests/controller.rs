@@ -149,6 +149,38 @@ fn export_stops_within_two_seconds_of_mains_loss() {
 }
 
 #[test]
+fn the_plants_mains_sensor_wins_over_the_meters_flag() {
+    let mut c = Controller::new(config(), Millis(0)).unwrap();
+    let cmd = second(&mut c, 0, 3.30, true).unwrap();
+    assert!(cmd.charger.enabled);
+    // The plant reports a cut while the meter's last telegram says mains.
+    c.handle(Millis(1000), Input::Mains { present: false });
+    let _ = second(&mut c, 1, 3.30, true);
+    c.handle(Millis(2000), Input::Mains { present: false });
+    let cmd = second(&mut c, 2, 3.30, true).unwrap();
+    assert!(!cmd.charger.enabled, "islanded on the plant's word");
+    assert!(!cmd.inverter.export_enabled);
+}
+
+#[test]
+fn a_lost_link_holds_the_safe_state_until_restored() {
+    let mut c = Controller::new(config(), Millis(0)).unwrap();
+    let _ = second(&mut c, 0, 3.30, true);
+    // A lost link: protection's stale-input fault at its next update.
+    c.handle(Millis(950), Input::LinkLost);
+    c.handle(Millis(1000), Input::Tick);
+    assert!(c
+        .protection()
+        .has(firmware::protection::FaultKind::StaleInput));
+    assert!(c.protection().actions.open_contactor);
+    c.handle(Millis(1050), Input::LinkRestored);
+    c.handle(Millis(1100), Input::Tick);
+    assert!(!c
+        .protection()
+        .has(firmware::protection::FaultKind::StaleInput));
+}
+
+#[test]
 fn dispatch_garbage_is_rejected_and_counted_not_acted_on() {
     let mut cfg = config();
     cfg.cluster = Some(
@@ -193,6 +225,8 @@ enum Event {
     },
     Dispatch(Vec<u8>),
     Corrupt,
+    /// 0: MeterLost, 1: LinkLost, 2: LinkRestored.
+    Link(u8),
     Wait(u64),
 }
 
@@ -222,6 +256,7 @@ fn event() -> impl Strategy<Value = Event> {
         }),
         proptest::collection::vec(any::<u8>(), 0..200).prop_map(Event::Dispatch),
         Just(Event::Corrupt),
+        (0u8..3).prop_map(Event::Link),
         (1u64..5_000).prop_map(Event::Wait),
     ]
 }
@@ -277,6 +312,11 @@ proptest! {
                 }
                 Event::Dispatch(bytes) => c.handle(now, Input::Dispatch(&bytes)),
                 Event::Corrupt => c.handle(now, Input::CorruptFrame),
+                Event::Link(k) => c.handle(now, match k {
+                    0 => Input::MeterLost,
+                    1 => Input::LinkLost,
+                    _ => Input::LinkRestored,
+                }),
                 Event::Wait(ms) => {
                     let end = now.plus_ms(ms);
                     while let Some(t) = c.poll_timeout() {

@@ -484,6 +484,9 @@ fn the_link_table_loads_from_the_controller_toml() {
 #[derive(Debug, Clone)]
 enum Event {
     Frame(u16, Vec<u8>),
+    /// Arbitrary payload on a plant id, E2E-protected with a given
+    /// counter (so it is often accepted and acted on).
+    Protected(u16, [u8; 8], u8),
     P1(Vec<u8>),
     Timeout,
 }
@@ -505,6 +508,11 @@ fn event() -> impl Strategy<Value = Event> {
     ];
     prop_oneof![
         4 => (ids, proptest::collection::vec(any::<u8>(), 0..12)).prop_map(|(i, d)| Event::Frame(i, d)),
+        4 => (
+            prop_oneof![Just(0x080u16), Just(0x100), Just(0x101), Just(0x110), Just(0x111), Just(0x120), Just(0x130), Just(0x140), Just(0x1f0)],
+            proptest::array::uniform8(any::<u8>()),
+            0u8..15,
+        ).prop_map(|(i, d, k)| Event::Protected(i, d, k)),
         1 => proptest::collection::vec(any::<u8>(), 0..200).prop_map(Event::P1),
         1 => prop_oneof![
             Just(b"/ISK5\\2MT382-1000\r\n\r\n1-0:1.7.0(01.193*kW)\r\n!0000\r\n".to_vec()),
@@ -532,6 +540,12 @@ proptest! {
             now += 37;
             match e {
                 Event::Frame(id, d) => node.handle_frame(Millis(now), id, &d),
+                Event::Protected(id, mut d, k) => {
+                    if let Some(data_id) = can::spec(id).and_then(|s| s.e2e_data_id) {
+                        e2e::protect(data_id, k, &mut d);
+                    }
+                    node.handle_frame(Millis(now), id, &d);
+                }
                 Event::P1(b) => node.handle_p1(Millis(now), &b),
                 Event::Timeout => {
                     if let Some(t) = node.poll_timeout() {
