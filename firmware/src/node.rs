@@ -51,7 +51,8 @@
 //! The meter: no valid telegram for `meter_deadline_ms` starts a counted
 //! stale episode, sets `MeterStale` in the heartbeat and sends
 //! [`Input::MeterLost`]: the controller forgets the grid measurement, as
-//! before the first telegram (keeping the meter's last mains flag). This is not a protection trip: in a power cut
+//! before the first telegram (keeping the meter's last mains flag). This
+//! is not a protection trip: in a power cut
 //! the meter goes dark while `MainsStatus` keeps reporting the cut, so the
 //! essential circuits stay on.
 //!

@@ -433,6 +433,13 @@ fn bus_clock_holds_the_sync_for_the_telegram_and_echoes_it_last() {
             "one heartbeat per sync"
         );
         assert_eq!(node.bus_time(), Some(Millis(u64::from(t))));
+        for id in [0x200, 0x201, 0x202, 0x210] {
+            assert_eq!(
+                burst.iter().filter(|f| f.id == id).count(),
+                1,
+                "one {id:#x} per 100 ms sync"
+            );
+        }
         t += 100;
     }
     // A step whose telegram has not been read yet: the sync waits.
@@ -452,6 +459,17 @@ fn bus_clock_holds_the_sync_for_the_telegram_and_echoes_it_last() {
     assert_eq!(node.stats().p1.telegrams_ok, 1);
     // Commands flow, on bus time.
     assert!(burst.iter().any(|f| f.id == 0x200));
+    // A long step: still at most one of each cyclic frame per sync.
+    t += 1000;
+    for (id, data) in plant.status(u64::from(t)) {
+        node.handle_frame(Millis(0), id, &data);
+    }
+    let (id, data) = plant.time_sync(t);
+    node.handle_frame(Millis(0), id, &data);
+    let burst: Vec<TxFrame> = std::iter::from_fn(|| node.poll_transmit()).collect();
+    assert_eq!(burst.iter().filter(|f| f.id == 0x200).count(), 1);
+    assert_eq!(burst.iter().filter(|f| f.id == 0x211).count(), 4);
+    assert_eq!(burst.last().unwrap().id, 0x2f0);
     // Bus time drives the deadlines: syncs without status frames.
     for k in 1..=4u32 {
         let (id, data) = plant.time_sync(t + 100 * k);
