@@ -8,3 +8,4 @@ pub mod cli;
 pub mod closed_loop;
 pub mod input;
 pub mod pacing;
+pub mod plant_link;
