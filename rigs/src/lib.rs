@@ -3,6 +3,7 @@
 //! and Gherkin steps. The only crate that does IO with hardware and the
 //! wall clock.
 
+pub mod busload;
 pub mod can;
 pub mod cli;
 pub mod closed_loop;
