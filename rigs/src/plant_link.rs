@@ -73,7 +73,10 @@
 //! any of them has been older than its DBC `MaslowDeadlineMs` (a command
 //! timeout: counted per late message, `PlantState` = `command_timeout`,
 //! the E2E sequence of the late message restarts) until a complete fresh
-//! set has arrived.
+//! set has arrived. Deadlines are checked when [`PlantLink::commands`] is
+//! asked, i.e. at the time the commands would apply: in lockstep a plant
+//! step longer than the deadline is fine as long as the controller answers
+//! every `TimeSync` before the runner asks.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -210,6 +213,9 @@ pub struct PlantLinkStats {
     pub p1_unpowered_seconds: u64,
     /// Telegrams `p1::emit` refused (none expected: every field is clamped).
     pub p1_emit_errors: u64,
+    /// `on_step` calls with a registry smaller than the house's: nothing
+    /// sent.
+    pub foreign_registry_steps: u64,
 }
 
 impl PlantLinkStats {
@@ -498,6 +504,8 @@ pub struct PlantLink {
     opts: PlantLinkOptions,
     n_circuits: usize,
     n_sockets: usize,
+    /// Signals in the registry the ids were looked up in.
+    registry_len: usize,
     // Transmit.
     tx: VecDeque<CanFrame>,
     p1_out: VecDeque<Vec<u8>>,
@@ -580,6 +588,7 @@ impl PlantLink {
             opts,
             n_circuits,
             n_sockets,
+            registry_len: signals.len(),
             tx: VecDeque::new(),
             p1_out: VecDeque::new(),
             p1_queued: 0,
@@ -613,8 +622,14 @@ impl PlantLink {
 
     /// Queues the status frames due at `now` and, on whole seconds with the
     /// mains present, a P1 telegram. See the module docs for the order.
+    /// `signals` is the registry of the house the link was built for (a
+    /// smaller one is refused and counted in
+    /// [`PlantLinkStats::foreign_registry_steps`]).
     pub fn on_step(&mut self, now: SimTime, signals: &SignalRegistry) {
-        self.check_deadlines(now);
+        if signals.len() < self.registry_len {
+            self.stats.foreign_registry_steps += 1;
+            return;
+        }
         let now_us = now.as_micros();
         let s = self.specs;
         if self.take_due(s.pack, now_us) {
@@ -1826,6 +1841,11 @@ mod tests {
         };
         let err = PlantLink::new(&cfg, &s, opts).unwrap_err().to_string();
         assert!(err.contains("meter_identification"), "{err}");
+        // Stepped with another registry: refused and counted, no panic.
+        let mut l = link(&cfg, &s);
+        l.on_step(SimTime::ZERO, &SignalRegistry::new());
+        assert_eq!(l.stats().foreign_registry_steps, 1);
+        assert!(l.poll_transmit().is_none());
     }
 
     fn arb_frame() -> impl Strategy<Value = CanFrame> {
