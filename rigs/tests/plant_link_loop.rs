@@ -184,11 +184,12 @@ fn downstairs_lights_w(frames: &[CanFrame]) -> Option<f32> {
         .id;
     frames
         .iter()
+        .rev()
         .filter(|f| f.id() == CanId::Standard(id))
         .filter_map(|f| CircuitStatus::try_from(f.data()).ok())
         .filter(|m| m.circuit_index() == 0)
         .map(|m| m.circuit_power())
-        .last()
+        .next()
 }
 
 #[test]
