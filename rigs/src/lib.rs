@@ -3,8 +3,10 @@
 //! and Gherkin steps. The only crate that does IO with hardware and the
 //! wall clock.
 
+pub mod busload;
 pub mod can;
 pub mod cli;
 pub mod closed_loop;
 pub mod input;
 pub mod pacing;
+pub mod plant_link;

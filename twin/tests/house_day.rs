@@ -291,3 +291,50 @@ fn a_controller_s_commands_replace_the_policy() {
     engine.run_until(&mut house, SimTime::from_secs(20 * 3600 + 120), |_, _| true);
     assert!(sig(&engine, "circuit_lighting_downstairs_power_w") > 40.0);
 }
+
+#[test]
+fn the_meter_publishes_per_tariff_registers_failures_and_l1() {
+    // A 1-minute cut (short) at 02:00 and a 1-hour cut (long) at 12:00.
+    let text = terrace_text()
+        + "\n[[events]]\nat_h = 2.0\nkind = \"power_cut\"\nduration_h = 0.0166667\n"
+        + "\n[[events]]\nat_h = 12.0\nkind = \"power_cut\"\nduration_h = 1.0\n";
+    let r = run(config(&text), 24.0, 60);
+    for k in 0..r.time_s.len() {
+        let t1 = r.col("grid_import_t1_kwh")[k];
+        let t2 = r.col("grid_import_t2_kwh")[k];
+        let total = r.col("grid_import_kwh")[k];
+        assert!((t1 + t2 - total).abs() < 1e-9, "import registers at {k}");
+        let e = r.col("grid_export_t1_kwh")[k] + r.col("grid_export_t2_kwh")[k];
+        assert!((e - r.col("grid_export_kwh")[k]).abs() < 1e-9);
+    }
+    // Tariff 1 (00:30-07:30) fills register 1 at night, register 2 by day.
+    assert!(r.at("grid_import_t1_kwh", 7.0) > r.at("grid_import_t1_kwh", 1.0));
+    assert_eq!(
+        r.at("grid_import_t2_kwh", 7.0),
+        r.at("grid_import_t2_kwh", 1.0)
+    );
+    assert_eq!(
+        r.at("grid_import_t1_kwh", 11.0),
+        r.at("grid_import_t1_kwh", 8.0)
+    );
+    assert!(r.at("grid_import_t2_kwh", 11.0) > r.at("grid_import_t2_kwh", 8.0));
+    // Failures are counted when the supply returns.
+    assert_eq!(r.at("short_power_failures", 1.9), 0.0);
+    assert_eq!(r.at("short_power_failures", 3.0), 1.0);
+    assert_eq!(r.at("long_power_failures", 3.0), 0.0);
+    assert_eq!(r.at("long_power_failures", 14.0), 1.0);
+    assert_eq!(r.at("short_power_failures", 14.0), 1.0);
+    // L1 voltage near nominal with the supply on; current follows import.
+    let v = r.at("meter_voltage_l1_v", 10.0);
+    assert!((220.0..=240.0).contains(&v), "L1 at {v} V");
+    let i = r.at("meter_current_l1_a", 10.0);
+    let p = r.at("grid_import_w", 10.0) + r.at("grid_export_w", 10.0);
+    assert!(
+        (i * v - p).abs() < 0.05 * p.max(50.0),
+        "{i} A at {v} V vs {p} W"
+    );
+    // The pack's coolest cell is no warmer than its warmest.
+    for k in 0..r.time_s.len() {
+        assert!(r.col("pack_temperature_min_c")[k] <= r.col("pack_temperature_max_c")[k]);
+    }
+}
