@@ -3,7 +3,9 @@
 //! and Gherkin steps. The only crate that does IO with hardware and the
 //! wall clock.
 
-pub mod can;
+/// Classic CAN codecs and transports: the [`links`] crate, under its old
+/// path so `rigs::can::…` keeps working.
+pub use links as can;
 pub mod cli;
 pub mod closed_loop;
 pub mod input;

@@ -35,7 +35,7 @@
 //! CR LF has each following line discarded as
 //! [`SlcanError::UnknownCommand`] (it starts with the LF).
 
-use super::frame::{CanFrame, CanId};
+use crate::frame::{CanFrame, CanId};
 use thiserror::Error;
 
 /// Longest valid line without its CR: `T`, 8 id digits, DLC, 16 data digits,
@@ -615,7 +615,7 @@ fn write_frame(w: &mut Writer<'_>, frame: &CanFrame) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::can::frame::{EXTENDED_ID_MAX, STANDARD_ID_MAX};
+    use crate::frame::{EXTENDED_ID_MAX, STANDARD_ID_MAX};
     use proptest::prelude::*;
 
     fn std_frame(id: u16, data: &[u8]) -> CanFrame {
