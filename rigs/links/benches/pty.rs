@@ -11,8 +11,11 @@
 //! * Before criterion runs, 20,000 timed round trips print p50 / p99 /
 //!   max (criterion reports only means and intervals).
 //!
-//! Figures from one run are in the links crate's report to the lead; this
-//! is a 2-core shared VM, so expect noise of tens of percent.
+//! Measured 2026-11-26 on the shared 2-core dev VM, `-- --warm-up-time 1
+//! --measurement-time 3`, one run: host → adapter ≈ 1.7 M frames/s (1000
+//! frames in ≈ 583 µs); round trip mean ≈ 68 µs (criterion), p50 94 µs,
+//! p99 145 µs, max 4.1 ms over 20,000 (the custom pass, run first, colder).
+//! For scale: a 500 kbit/s bus carries at most ~4 000 frames/s.
 
 use criterion::{criterion_group, Criterion, Throughput};
 use links::slcan_bus::SlcanBus;
