@@ -89,17 +89,21 @@ pub(crate) struct SerialIo {
 }
 
 impl SerialIo {
-    /// Open `path` at `baud`, 8N1, no flow control.
+    /// Open `path` at `baud`, 8N1, no flow control. Exclusive (TIOCEXCL
+    /// and `flock`), except a pty slave (`/dev/pts/…`): the rig holds that
+    /// open for its whole run, so an exclusive open would outlive a child
+    /// process and keep a restarted one from opening it again.
     pub(crate) fn open(path: &str, baud: u32) -> Result<Self, LinkError> {
         let port = serialport::new(path, baud)
             .data_bits(serialport::DataBits::Eight)
             .parity(serialport::Parity::None)
             .stop_bits(serialport::StopBits::One)
             .flow_control(serialport::FlowControl::None)
+            .exclusive(!path.starts_with("/dev/pts/"))
             .open_native()
             .map_err(|e| LinkError::Open {
                 device: path.to_owned(),
-                source: e.into(),
+                source: open_error(e),
             })?;
         Self::from_port(port, None)
     }
@@ -189,6 +193,17 @@ impl SerialIo {
         LinkError::Disconnected {
             device: self.device.clone(),
         }
+    }
+}
+
+/// `serialport` reports a busy or locked port (EBUSY from TIOCEXCL, a held
+/// `flock`) as `NoDevice`; say "busy", not "not found".
+fn open_error(e: serialport::Error) -> io::Error {
+    match e.kind() {
+        serialport::ErrorKind::NoDevice => {
+            io::Error::new(io::ErrorKind::ResourceBusy, e.description)
+        }
+        _ => e.into(),
     }
 }
 
@@ -336,6 +351,34 @@ mod tests {
         let mut back = [0u8; 5];
         meter.read_exact(&mut back).await.unwrap();
         assert_eq!(&back, b"ack\r\n");
+    }
+
+    /// A firmware process that restarts must be able to open its pty end
+    /// again while the rig holds it (and, here, while the old one is open).
+    #[tokio::test]
+    async fn a_pty_slave_can_be_opened_again_by_path() {
+        let pty = Pty::open().unwrap();
+        let path = pty.slave_path().to_owned();
+        let mut meter = SerialLink::on_pty_master(pty).unwrap();
+        // A real (non-pty) path would be opened exclusively; a second open
+        // of the same path then says "in use".
+        let e = open_error(serialport::Error::new(
+            serialport::ErrorKind::NoDevice,
+            "Unable to acquire exclusive lock on serial port",
+        ));
+        let msg = LinkError::Open {
+            device: "/dev/ttyACM0".into(),
+            source: e,
+        }
+        .to_string();
+        assert!(msg.contains("in use by another program"), "{msg}");
+        let first = SerialLink::open(&path, P1_BAUD).unwrap();
+        let mut second = SerialLink::open(&path, P1_BAUD).unwrap();
+        drop(first);
+        meter.write_all(b"/XMX5\r\n").await.unwrap();
+        let mut got = [0u8; 7];
+        second.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"/XMX5\r\n");
     }
 
     #[tokio::test]
