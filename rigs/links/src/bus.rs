@@ -8,7 +8,7 @@
 //! this crate: dropping its future (a losing `tokio::select!` branch) loses
 //! no frame.
 //!
-//! Bits are counted with [`bit_length`](crate::frame::bit_length)`(..).actual()`,
+//! Bits are counted with [`bit_length`]`(..).actual()`,
 //! stuff bits included, so `bits_sent / elapsed` is the bus load a real
 //! controller would see.
 
