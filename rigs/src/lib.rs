@@ -4,7 +4,9 @@
 //! wall clock.
 
 pub mod busload;
-pub mod can;
+/// Classic CAN codecs and transports: the [`links`] crate, under its old
+/// path so `rigs::can::…` keeps working.
+pub use links as can;
 pub mod cli;
 pub mod closed_loop;
 pub mod input;

@@ -15,7 +15,7 @@
 //! optional trailing `T`/`R` direction field newer candump versions write
 //! (ignored). CAN FD lines (`##`) are refused: classic CAN only.
 
-use super::frame::{CanFrame, CanId, MAX_DATA_LEN};
+use crate::frame::{CanFrame, CanId, MAX_DATA_LEN};
 use std::fmt::Write as _;
 use thiserror::Error;
 
@@ -194,7 +194,7 @@ fn hex_pair(hi: u8, lo: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::can::frame::{EXTENDED_ID_MAX, STANDARD_ID_MAX};
+    use crate::frame::{EXTENDED_ID_MAX, STANDARD_ID_MAX};
     use proptest::prelude::*;
 
     fn ts(secs: u64, micros: u32) -> Timestamp {
@@ -319,7 +319,7 @@ mod tests {
         /// What the SLCAN transport receives is what the log records.
         #[test]
         fn frames_survive_slcan_then_candump(frame in arb_frame(), ms in any::<u16>()) {
-            use crate::can::slcan::{encode_event, Decoder, Event, MAX_ENCODED_LEN};
+            use crate::slcan::{encode_event, Decoder, Event, MAX_ENCODED_LEN};
             let mut buf = [0u8; MAX_ENCODED_LEN];
             let ev = Event::Frame { frame, timestamp_ms: Some(ms) };
             let n = encode_event(&ev, &mut buf).unwrap();

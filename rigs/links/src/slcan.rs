@@ -35,7 +35,7 @@
 //! CR LF has each following line discarded as
 //! [`SlcanError::UnknownCommand`] (it starts with the LF).
 
-use super::frame::{CanFrame, CanId};
+use crate::frame::{CanFrame, CanId};
 use thiserror::Error;
 
 /// Longest valid line without its CR: `T`, 8 id digits, DLC, 16 data digits,
@@ -615,7 +615,7 @@ fn write_frame(w: &mut Writer<'_>, frame: &CanFrame) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::can::frame::{EXTENDED_ID_MAX, STANDARD_ID_MAX};
+    use crate::frame::{EXTENDED_ID_MAX, STANDARD_ID_MAX};
     use proptest::prelude::*;
 
     fn std_frame(id: u16, data: &[u8]) -> CanFrame {
@@ -967,6 +967,60 @@ mod tests {
                 events2.push(Err(e));
             }
             prop_assert_eq!(events, events2);
+        }
+
+        /// Good frame lines mixed with cut-short lines (a frame's line cut
+        /// anywhere before its CR, then CR) and over-long ones (a frame's
+        /// line padded past any valid length): every good frame decodes, in
+        /// order, and every bad line is discarded and counted once.
+        #[test]
+        fn truncated_and_over_long_lines_are_counted_once_each(
+            pieces in proptest::collection::vec(
+                (arb_frame(), 0u8..3, any::<proptest::sample::Index>(), 1usize..200),
+                0..60,
+            ),
+        ) {
+            let mut bytes = Vec::new();
+            let (mut good, mut bad, mut over_long) = (Vec::new(), 0u64, 0u64);
+            for (frame, kind, cut, pad) in pieces {
+                let line = enc(&Command::Transmit(frame));
+                let body = &line[..line.len() - 1];
+                match kind {
+                    0 => {
+                        bytes.extend_from_slice(&line);
+                        good.push(frame);
+                    }
+                    1 => {
+                        // 1..len(body) bytes of it: never empty, never whole.
+                        let n = 1 + cut.index(body.len() - 1).min(body.len() - 2);
+                        bytes.extend_from_slice(&body[..n]);
+                        bytes.push(CR);
+                        bad += 1;
+                    }
+                    _ => {
+                        bytes.extend_from_slice(body);
+                        bytes.extend(std::iter::repeat_n(b'A', MAX_LINE_LEN + pad));
+                        bytes.push(CR);
+                        bad += 1;
+                        over_long += 1;
+                    }
+                }
+            }
+            let (events, d) = decode_all(&bytes);
+            let decoded: Vec<CanFrame> = events
+                .iter()
+                .filter_map(|e| match e {
+                    Ok(Event::Frame { frame, .. }) => Some(*frame),
+                    _ => None,
+                })
+                .collect();
+            prop_assert_eq!(decoded, good);
+            prop_assert_eq!(d.stats().discarded.total(), bad);
+            prop_assert_eq!(d.stats().discarded.get(SlcanError::LineTooLong), over_long);
+            prop_assert_eq!(
+                d.stats().bytes_accepted + d.stats().bytes_discarded,
+                bytes.len() as u64
+            );
         }
 
         #[test]

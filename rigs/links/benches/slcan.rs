@@ -15,8 +15,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rigs::can::slcan::{encode, Command, Decoder, MAX_ENCODED_LEN};
-use rigs::can::{CanFrame, CanId};
+use links::slcan::{encode, Command, Decoder, MAX_ENCODED_LEN};
+use links::{CanFrame, CanId};
 
 fn frames(n: usize) -> Vec<CanFrame> {
     (0..n)
