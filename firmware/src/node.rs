@@ -88,6 +88,7 @@
 //!
 //! A sync older than the last one is counted and dropped (no echo).
 
+use core::fmt;
 use embedded_can::{Id, StandardId};
 
 use crate::controller::{
@@ -392,6 +393,34 @@ impl LinkStats {
                     + u64::from(m.deadline_misses)
             })
             .sum()
+    }
+}
+
+impl fmt::Display for LinkStats {
+    /// One line for logs and run summaries.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sum = |g: fn(&MessageCounters) -> u32| -> u64 {
+            self.messages.iter().map(|m| u64::from(g(m))).sum()
+        };
+        write!(
+            f,
+            "{} frames received ({} accepted; rejected: {} CRC, {} repeated, {} out of sequence, {} bad length, {} unknown id), {} sent, {} deadline misses, {} link-lost and {} meter-stale episodes; P1: {} telegrams ok, {} CRC errors, {} malformed, {} truncated",
+            self.frames_received,
+            sum(|m| m.accepted),
+            sum(|m| m.crc_errors),
+            sum(|m| m.repeated),
+            sum(|m| m.out_of_sequence),
+            sum(|m| m.bad_length),
+            self.unknown_id,
+            sum(|m| m.sent),
+            sum(|m| m.deadline_misses),
+            self.link_lost_episodes,
+            self.meter_stale_episodes,
+            self.p1.telegrams_ok,
+            self.p1.crc_errors,
+            self.p1.malformed,
+            self.p1.truncated,
+        )
     }
 }
 

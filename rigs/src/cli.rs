@@ -38,6 +38,47 @@ pub enum Command {
     /// Run plant models on their own (no controller): a cell, a PV module, a house.
     #[command(subcommand)]
     Twin(TwinCommand),
+    /// Run the twin against a controller as a rig file says (in-process,
+    /// the firmware binary over pseudo-terminals, or a board).
+    #[command(subcommand)]
+    Rig(RigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RigCommand {
+    /// Run a scenario on a rig (lockstep or real time) and print its summary.
+    Run(RigRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RigRunArgs {
+    /// Rig file (TOML; rigs/README.md): rigs/sim.toml, rigs/sil.toml, ...
+    #[arg(long, default_value = "rigs/sim.toml")]
+    pub rig: PathBuf,
+    /// Scenario (a house file) instead of the rig's `twin.scenario`.
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
+    /// Simulated hours.
+    #[arg(long, default_value_t = 24.0)]
+    pub hours: f64,
+    /// Seed instead of the rig's.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Directory for the run's files (signals.csv, applied-commands.csv,
+    /// the controller's log); created if missing.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write every CAN frame in candump -L format to this file (flushed
+    /// per frame).
+    #[arg(long)]
+    pub candump: Option<PathBuf>,
+    /// The maslow-firmware program for child-process rigs (default: next to
+    /// this executable, then PATH).
+    #[arg(long)]
+    pub program: Option<PathBuf>,
+    /// Sample period of signals.csv, s.
+    #[arg(long, default_value_t = 60.0)]
+    pub sample_s: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,11 +186,62 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Twin(TwinCommand::Cell(a)) => twin_cell(&a),
         Command::Twin(TwinCommand::Pv(a)) => twin_pv(&a),
         Command::Twin(TwinCommand::House(a)) => twin_house(&a),
+        Command::Rig(RigCommand::Run(a)) => rig_run(&a),
     }
 }
 
 fn bad(msg: String) -> anyhow::Error {
     BadInput(msg).into()
+}
+
+/// `maslow rig run`.
+pub fn rig_run(a: &RigRunArgs) -> Result<()> {
+    use crate::rig::{self, Rig, RunOptions};
+    let as_input = |e: rig::RigError| -> anyhow::Error {
+        if e.is_bad_input() {
+            bad(e.to_string())
+        } else {
+            anyhow::Error::new(e)
+        }
+    };
+    let r = Rig::load(&a.rig).map_err(|e| bad(e.to_string()))?;
+    let work_dir = match &a.out {
+        Some(d) => {
+            std::fs::create_dir_all(d)
+                .with_context(|| format!("creating the output directory {}", d.display()))?;
+            d.clone()
+        }
+        None => std::env::temp_dir(),
+    };
+    let opts = RunOptions {
+        scenario: a.scenario.clone(),
+        hours: a.hours,
+        seed: a.seed,
+        sample_s: a.sample_s,
+        program: a.program.clone(),
+        work_dir: work_dir.clone(),
+        candump: a.candump.clone(),
+    };
+    let summary = rig::run(&r, &opts).map_err(as_input)?;
+    println!("{summary}");
+    if let Some(dir) = &a.out {
+        summary
+            .signals
+            .write_atomic(&dir.join("signals.csv"))
+            .context("writing signals.csv")?;
+        let mut applied = String::from("time_s,commands\n");
+        for c in &summary.applied {
+            applied.push_str(&format!(
+                "{:.3},\"{}\"\n",
+                c.at_ms as f64 / 1000.0,
+                format!("{:?}", c.commands).replace('"', "'")
+            ));
+        }
+        std::fs::write(dir.join("applied-commands.csv"), applied)
+            .context("writing applied-commands.csv")?;
+        eprintln!("maslow rig run: files in {}", dir.display());
+    }
+    Ok(())
 }
 
 /// `maslow twin cell`.

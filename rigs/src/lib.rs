@@ -12,3 +12,4 @@ pub mod closed_loop;
 pub mod input;
 pub mod pacing;
 pub mod plant_link;
+pub mod rig;

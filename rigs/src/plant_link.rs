@@ -227,6 +227,26 @@ impl PlantLinkStats {
     }
 }
 
+impl std::fmt::Display for PlantLinkStats {
+    /// One line for run summaries.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let clamped: u64 = self.values_clamped.values().sum();
+        let accepted: u64 = self.frames_accepted.values().sum();
+        write!(
+            f,
+            "{} frames sent, {} accepted from the controller, {} rejected (E2E {}), {} command deadline misses, {} values clamped to the DBC ranges; P1: {} telegrams, {} s with the meter unpowered",
+            self.frames_sent_total(),
+            accepted,
+            self.rejects.total(),
+            self.rejects.e2e(),
+            self.command_timeouts_total(),
+            clamped,
+            self.p1_telegrams,
+            self.p1_unpowered_seconds
+        )
+    }
+}
+
 /// The controller's last accepted `CtrlHeartbeat`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ControllerStatus {

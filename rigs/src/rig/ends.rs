@@ -1,0 +1,603 @@
+//! Where the controller runs, seen from the plant: something that takes the
+//! plant's frames and telegrams and gives back the controller's frames.
+//!
+//! - [`InProcessEnd`]: the production [`Node`] in this process, linked by
+//!   the in-process bus. In lockstep its clock is the bus clock (time-sync
+//!   frames), exactly as `maslow-firmware --clock bus` runs it, so the SIL
+//!   rig can be checked against it decision for decision.
+//! - [`LinkedEnd`]: a controller behind real transports — a
+//!   `maslow-firmware` child process on SLCAN and P1 pseudo-terminal
+//!   pairs, or a board on SocketCAN/SLCAN and a serial P1 line.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use firmware::node::{ClockMode, Node};
+use firmware::wire::can::messages::CtrlHeartbeat;
+use firmware::Millis;
+use links::{CanBus, CanFrame, CanId};
+use tokio::io::AsyncWriteExt;
+
+use crate::rig::config::{CanTransport, ControllerLocation, MeterTransport, Rig, TimeMode};
+use crate::rig::RigError;
+
+/// The controller as the plant sees it.
+pub trait ControllerEnd {
+    /// Lockstep: delivers the step's frames, telegrams and `sync` (the
+    /// time sync for `t_ms`), and returns once the controller has answered
+    /// with a heartbeat echoing `t_ms`; its frames are appended to `out`
+    /// (the acknowledging heartbeat last).
+    fn exchange_lockstep(
+        &mut self,
+        t_ms: u64,
+        frames: &[CanFrame],
+        telegrams: &[Vec<u8>],
+        sync: &CanFrame,
+        out: &mut Vec<CanFrame>,
+    ) -> Result<(), RigError>;
+
+    /// Real time: delivers now and appends whatever the controller has sent
+    /// since the last call, without waiting.
+    fn exchange_realtime(
+        &mut self,
+        now_ms: u64,
+        frames: &[CanFrame],
+        telegrams: &[Vec<u8>],
+        out: &mut Vec<CanFrame>,
+    ) -> Result<(), RigError>;
+
+    /// Stops the controller (if the rig started it) and reports how it ended.
+    fn finish(&mut self) -> Result<String, RigError>;
+}
+
+/// The CtrlHeartbeat identifier and its sync echo, if `f` is one.
+pub fn sync_echo_ms(f: &CanFrame) -> Option<u64> {
+    let id = match CtrlHeartbeat::MESSAGE_ID {
+        embedded_can::Id::Standard(s) => u32::from(s.as_raw()),
+        embedded_can::Id::Extended(e) => e.as_raw(),
+    };
+    if f.id().raw() != id || f.id().is_extended() {
+        return None;
+    }
+    CtrlHeartbeat::try_from(f.data())
+        .ok()
+        .map(|h| u64::from(h.sync_echo_ms()))
+}
+
+fn to_frame(id: u16, data: &[u8]) -> Result<CanFrame, RigError> {
+    let id = CanId::standard(id).map_err(|e| RigError::Controller(e.to_string()))?;
+    CanFrame::new(id, data).map_err(|e| RigError::Controller(e.to_string()))
+}
+
+// ---------------------------------------------------------------------------
+
+/// The firmware node in this process.
+pub struct InProcessEnd {
+    /// ~150 KB (the whole controller): boxed.
+    node: Box<Node>,
+    bus: links::InProcessBus,
+    controller_side: links::InProcessBus,
+}
+
+impl InProcessEnd {
+    pub fn new(rig: &Rig) -> Result<Self, RigError> {
+        let path = rig
+            .controller
+            .config
+            .as_deref()
+            .ok_or_else(|| RigError::Controller("no controller config".into()))?;
+        let controller_cfg = firmware::config_file::load(path)?;
+        let mut link_cfg = controller_cfg.link.clone().unwrap_or_default();
+        link_cfg.clock = match rig.time {
+            TimeMode::Lockstep => ClockMode::Bus,
+            TimeMode::Realtime => ClockMode::Local,
+        };
+        let node = Box::new(
+            Node::new(controller_cfg, link_cfg, Millis(0))
+                .map_err(|e| RigError::Controller(format!("{}: {e}", path.display())))?,
+        );
+        let (bus, controller_side) = links::InProcessBus::pair();
+        Ok(InProcessEnd {
+            node,
+            bus,
+            controller_side,
+        })
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Moves frames plant → node, and node → plant.
+    fn pump(
+        &mut self,
+        now_ms: u64,
+        frames: &[CanFrame],
+        telegrams: &[Vec<u8>],
+        out: &mut Vec<CanFrame>,
+    ) -> Result<(), RigError> {
+        let now = Millis(now_ms);
+        for f in frames {
+            self.bus
+                .try_send(f)
+                .map_err(|e| RigError::Link(e.to_string()))?;
+        }
+        for t in telegrams {
+            self.node.handle_p1(now, t);
+        }
+        while let Ok(f) = self.controller_side.try_recv() {
+            let id = if f.id().is_extended() || f.is_remote() {
+                u16::MAX
+            } else {
+                f.id().raw() as u16
+            };
+            self.node.handle_frame(now, id, f.data());
+        }
+        if self.node.link_config().clock == ClockMode::Local {
+            while let Some(t) = self.node.poll_timeout() {
+                if t.0 > now_ms {
+                    break;
+                }
+                self.node.handle_timeout(now);
+            }
+        }
+        while let Some(tx) = self.node.poll_transmit() {
+            let f = to_frame(tx.id, &tx.data[..usize::from(tx.len)])?;
+            self.controller_side
+                .try_send(&f)
+                .map_err(|e| RigError::Link(e.to_string()))?;
+        }
+        while self.node.poll_event().is_some() {}
+        while let Ok(f) = self.bus.try_recv() {
+            out.push(f);
+        }
+        Ok(())
+    }
+}
+
+impl ControllerEnd for InProcessEnd {
+    fn exchange_lockstep(
+        &mut self,
+        t_ms: u64,
+        frames: &[CanFrame],
+        telegrams: &[Vec<u8>],
+        sync: &CanFrame,
+        out: &mut Vec<CanFrame>,
+    ) -> Result<(), RigError> {
+        let mut all = Vec::with_capacity(frames.len() + 1);
+        all.extend_from_slice(frames);
+        all.push(*sync);
+        let before = out.len();
+        self.pump(t_ms, &all, telegrams, out)?;
+        if out[before..].last().and_then(sync_echo_ms) != Some(t_ms) {
+            return Err(RigError::SyncTimeout {
+                at_ms: t_ms,
+                timeout_ms: 0,
+                detail: " (the in-process controller answered without acknowledging)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn exchange_realtime(
+        &mut self,
+        now_ms: u64,
+        frames: &[CanFrame],
+        telegrams: &[Vec<u8>],
+        out: &mut Vec<CanFrame>,
+    ) -> Result<(), RigError> {
+        self.pump(now_ms, frames, telegrams, out)
+    }
+
+    fn finish(&mut self) -> Result<String, RigError> {
+        Ok(format!("in-process node: {}", self.node.stats()))
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+/// A controller behind real transports.
+pub struct LinkedEnd {
+    rt: tokio::runtime::Runtime,
+    can: Box<dyn CanBus>,
+    meter: Option<links::SerialLink>,
+    child: Option<Child>,
+    child_log: Option<PathBuf>,
+    sync_timeout: Duration,
+}
+
+/// Finds the firmware program: a path as given, else next to the running
+/// executable (cargo puts `maslow` and `maslow-firmware` side by side), else
+/// on PATH.
+pub fn resolve_program(program: &str) -> Result<PathBuf, RigError> {
+    let p = Path::new(program);
+    if p.components().count() > 1 {
+        return if p.exists() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(RigError::Controller(format!(
+                "controller.program {program} does not exist"
+            )))
+        };
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(2) {
+            let candidate = dir.join(program);
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join(program);
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(RigError::Controller(format!(
+        "cannot find `{program}` next to this executable or on PATH: build it with `cargo build --release -p firmware` (or set controller.program to its path)"
+    )))
+}
+
+impl LinkedEnd {
+    /// Opens the rig's transports; for a child-process controller creates
+    /// the pseudo-terminal pairs and starts `maslow-firmware` on them.
+    pub fn new(rig: &Rig, program: Option<&Path>, log_dir: &Path) -> Result<Self, RigError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| RigError::Io {
+                what: "starting the rig's IO runtime".into(),
+                source,
+            })?;
+        let link = |e: links::LinkError| RigError::Link(e.to_string());
+        let mut child_args: Vec<String> = Vec::new();
+        // The adapter side of an SLCAN pty waits for the child's `O`.
+        let mut adapter: Option<links::SlcanBus> = None;
+        let mut can: Option<Box<dyn CanBus>> = None;
+        {
+            let _guard = rt.enter();
+            match rig.can {
+                CanTransport::SlcanPty => {
+                    let pty = links::Pty::open().map_err(link)?;
+                    child_args.push("--can".into());
+                    child_args.push(format!("slcan:{}", pty.slave_path()));
+                    adapter = Some(links::SlcanBus::adapter_on_pty(pty).map_err(link)?);
+                }
+                CanTransport::Slcan => {
+                    let device = rig.can_device.clone().unwrap_or_default();
+                    can = Some(Box::new(
+                        rt.block_on(links::SlcanBus::open(&device, rig.bitrate))
+                            .map_err(link)?,
+                    ));
+                }
+                CanTransport::Socketcan => {
+                    let iface = rig.can_interface.clone().unwrap_or_default();
+                    #[cfg(target_os = "linux")]
+                    {
+                        can = Some(Box::new(links::SocketCanBus::open(&iface).map_err(link)?));
+                    }
+                    #[cfg(not(target_os = "linux"))]
+                    {
+                        return Err(RigError::Link(format!("SocketCAN ({iface}) needs Linux")));
+                    }
+                }
+                CanTransport::InProcess => {
+                    return Err(RigError::Link(
+                        "an in-process bus has no separate controller".into(),
+                    ))
+                }
+            }
+        }
+        let meter = {
+            let _guard = rt.enter();
+            match rig.meter {
+                MeterTransport::Pty => {
+                    let pty = links::Pty::open().map_err(link)?;
+                    child_args.push("--p1".into());
+                    child_args.push(pty.slave_path().to_string());
+                    Some(links::SerialLink::on_pty_master(pty).map_err(link)?)
+                }
+                MeterTransport::Serial => {
+                    let device = rig.meter_device.clone().unwrap_or_default();
+                    Some(links::SerialLink::open(&device, rig.meter_baud).map_err(link)?)
+                }
+                MeterTransport::InProcess => None,
+            }
+        };
+        let mut child = None;
+        let mut child_log = None;
+        if rig.controller.runs == ControllerLocation::ChildProcess {
+            let program = match program {
+                Some(p) => p.to_path_buf(),
+                None => resolve_program(&rig.controller.program)?,
+            };
+            let config = rig
+                .controller
+                .config
+                .clone()
+                .ok_or_else(|| RigError::Controller("no controller config".into()))?;
+            let log_path = log_dir.join("maslow-firmware.log");
+            let log = File::create(&log_path).map_err(|source| RigError::Io {
+                what: format!("creating {}", log_path.display()),
+                source,
+            })?;
+            let mut cmd = Command::new(&program);
+            cmd.arg("--config")
+                .arg(&config)
+                .args(&child_args)
+                .arg("--clock")
+                .arg(match rig.time {
+                    TimeMode::Lockstep => "bus",
+                    TimeMode::Realtime => "os",
+                })
+                .arg("--log-format")
+                .arg("json")
+                .args(&rig.controller.args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log);
+            child = Some(cmd.spawn().map_err(|source| RigError::Io {
+                what: format!("starting {}", program.display()),
+                source,
+            })?);
+            child_log = Some(log_path);
+        }
+        let mut end = LinkedEnd {
+            rt,
+            can: Box::new(links::InProcessBus::pair().0),
+            meter,
+            child,
+            child_log,
+            sync_timeout: Duration::from_millis(rig.sync_timeout_ms),
+        };
+        end.can = match (adapter, can) {
+            (Some(a), _) => Box::new(end.wait_until_open(a)?),
+            (None, Some(c)) => c,
+            (None, None) => return Err(RigError::Link("no CAN transport".into())),
+        };
+        Ok(end)
+    }
+
+    /// Serves the adapter side until the child has opened its CAN channel
+    /// (its SLCAN `O`), or fails naming why.
+    fn wait_until_open(
+        &mut self,
+        mut adapter: links::SlcanBus,
+    ) -> Result<links::SlcanBus, RigError> {
+        let deadline = Instant::now() + self.sync_timeout;
+        loop {
+            let step = self.rt.block_on(async {
+                tokio::time::timeout(Duration::from_millis(50), adapter.wait_until_open()).await
+            });
+            match step {
+                Ok(Ok(())) => return Ok(adapter),
+                Ok(Err(e)) => {
+                    return Err(RigError::Controller(format!(
+                        "the firmware's CAN channel failed while opening: {e}{}",
+                        self.log_tail()
+                    )))
+                }
+                Err(_) => {}
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    return Err(RigError::Controller(format!(
+                        "maslow-firmware exited before opening its CAN channel ({status}){}",
+                        self.log_tail()
+                    )));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(RigError::Controller(format!(
+                    "maslow-firmware did not open its CAN channel within {} ms{}",
+                    self.sync_timeout.as_millis(),
+                    self.log_tail()
+                )));
+            }
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let Some(path) = &self.child_log else {
+            return String::new();
+        };
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(5).collect();
+        if tail.is_empty() {
+            format!("; its log {} is empty", path.display())
+        } else {
+            format!(
+                "; last lines of {}:\n{}",
+                path.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )
+        }
+    }
+
+    fn send_all(
+        &mut self,
+        frames: &[CanFrame],
+        telegrams: &[Vec<u8>],
+        sync: Option<&CanFrame>,
+    ) -> Result<(), RigError> {
+        let can = &mut self.can;
+        let meter = &mut self.meter;
+        self.rt
+            .block_on(async {
+                if let Some(m) = meter.as_mut() {
+                    for t in telegrams {
+                        m.write_all(t).await.map_err(|e| links::LinkError::Io {
+                            device: "P1 port".into(),
+                            action: "writing a telegram",
+                            source: e,
+                        })?;
+                    }
+                    m.flush().await.map_err(|e| links::LinkError::Io {
+                        device: "P1 port".into(),
+                        action: "flushing telegrams",
+                        source: e,
+                    })?;
+                }
+                for f in frames {
+                    can.send(f).await?;
+                }
+                if let Some(s) = sync {
+                    can.send(s).await?;
+                }
+                can.flush().await
+            })
+            .map_err(|e| RigError::Link(e.to_string()))
+    }
+}
+
+impl ControllerEnd for LinkedEnd {
+    fn exchange_lockstep(
+        &mut self,
+        t_ms: u64,
+        frames: &[CanFrame],
+        telegrams: &[Vec<u8>],
+        sync: &CanFrame,
+        out: &mut Vec<CanFrame>,
+    ) -> Result<(), RigError> {
+        self.send_all(frames, telegrams, Some(sync))?;
+        let deadline = tokio::time::Instant::now() + self.sync_timeout;
+        let can = &mut self.can;
+        let acked = self.rt.block_on(async {
+            loop {
+                match tokio::time::timeout_at(deadline, can.recv()).await {
+                    Err(_) => return Ok(false),
+                    Ok(Err(e)) => return Err(e),
+                    Ok(Ok(f)) => {
+                        let echo = sync_echo_ms(&f);
+                        out.push(f);
+                        if echo == Some(t_ms) {
+                            return Ok(true);
+                        }
+                    }
+                }
+            }
+        });
+        match acked {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(RigError::SyncTimeout {
+                at_ms: t_ms,
+                timeout_ms: self.sync_timeout.as_millis() as u64,
+                detail: self.log_tail(),
+            }),
+            Err(e) => Err(RigError::Link(e.to_string())),
+        }
+    }
+
+    fn exchange_realtime(
+        &mut self,
+        _now_ms: u64,
+        frames: &[CanFrame],
+        telegrams: &[Vec<u8>],
+        out: &mut Vec<CanFrame>,
+    ) -> Result<(), RigError> {
+        self.send_all(frames, telegrams, None)?;
+        let can = &mut self.can;
+        self.rt
+            .block_on(async {
+                loop {
+                    match tokio::time::timeout(Duration::ZERO, can.recv()).await {
+                        Err(_) => return Ok(()),
+                        Ok(Err(e)) => return Err(e),
+                        Ok(Ok(f)) => out.push(f),
+                    }
+                }
+            })
+            .map_err(|e| RigError::Link(e.to_string()))
+    }
+
+    fn finish(&mut self) -> Result<String, RigError> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(format!("board link: {}", link_line(&self.can.stats())));
+        };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break s,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(RigError::Controller(format!(
+                        "maslow-firmware did not stop within 5 s of SIGTERM{}",
+                        self.log_tail()
+                    )));
+                }
+            }
+        };
+        if !status.success() {
+            return Err(RigError::Controller(format!(
+                "maslow-firmware ended with {status} after SIGTERM{}",
+                self.log_tail()
+            )));
+        }
+        Ok(format!(
+            "maslow-firmware stopped cleanly on SIGTERM; link: {}",
+            link_line(&self.can.stats())
+        ))
+    }
+}
+
+fn link_line(s: &links::LinkStats) -> String {
+    format!(
+        "{} frames sent, {} received, {} link errors, {} faults injected",
+        s.frames_sent,
+        s.frames_received,
+        s.errors.total(),
+        s.faults.send.total() + s.faults.recv.total()
+    )
+}
+
+impl Drop for LinkedEnd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Writes every frame in candump `-L` format, one write per frame, so a
+/// killed run keeps all frames up to the kill.
+pub struct CandumpFile {
+    file: File,
+    epoch_unix_s: f64,
+}
+
+impl CandumpFile {
+    pub fn create(path: &Path, epoch_unix_s: f64) -> Result<Self, RigError> {
+        let file = File::create(path).map_err(|source| RigError::Io {
+            what: format!("creating {}", path.display()),
+            source,
+        })?;
+        Ok(CandumpFile { file, epoch_unix_s })
+    }
+
+    /// One frame seen at `t_s` of the run.
+    pub fn write(&mut self, t_s: f64, frame: &CanFrame) -> Result<(), RigError> {
+        let ts = links::candump::Timestamp::from_secs_f64(self.epoch_unix_s + t_s)
+            .unwrap_or(links::candump::Timestamp::new(0, 0).unwrap_or_default());
+        let mut line = links::candump::format_line(ts, "can0", frame);
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|source| RigError::Io {
+                what: "writing the CAN trace".into(),
+                source,
+            })
+    }
+}

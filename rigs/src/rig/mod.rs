@@ -1,0 +1,76 @@
+//! Rigs: the twin against a controller, as a rig file says.
+//!
+//! - [`config`]: rig files (`rigs/sim.toml`, `rigs/sil.toml`,
+//!   `rigs/bench.example.toml`), strictly parsed.
+//! - [`plant`]: the twin house and its link end, shared by every rig.
+//! - [`ends`]: where the controller runs — in this process
+//!   ([`ends::InProcessEnd`], the firmware [`Node`](firmware::node::Node)
+//!   on the in-process bus) or behind real transports
+//!   ([`ends::LinkedEnd`]: SLCAN over pseudo-terminals to a
+//!   `maslow-firmware` child process, or SocketCAN/serial to a board).
+//!
+//! Time modes:
+//! - **lockstep**: after each plant step the plant sends the step's status
+//!   frames and P1 telegrams, then a `TimeSync`; the controller answers
+//!   with its commands and a `CtrlHeartbeat` echoing the sync time; only
+//!   then does the plant step again. Virtual time, reproducible by seed,
+//!   as fast as the link allows.
+//! - **realtime**: the plant is paced against the wall clock at its fixed
+//!   step (default 10 ms); frames flow as they are due; the summary gives
+//!   step jitter p50/p99/max and overruns.
+
+pub mod config;
+pub mod ends;
+pub mod plant;
+pub mod run;
+
+pub use config::{CanTransport, ControllerLocation, MeterTransport, Rig, RigFileError, TimeMode};
+pub use run::{run, RunOptions, RunSummary};
+
+/// Why a rig run could not start or did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RigError {
+    #[error(transparent)]
+    RigFile(#[from] RigFileError),
+    #[error(transparent)]
+    Param(#[from] twin::params::ParamError),
+    #[error("scenario: {0}")]
+    Scenario(String),
+    #[error(transparent)]
+    Engine(#[from] twin::engine::EngineError),
+    #[error(transparent)]
+    PlantLink(#[from] crate::plant_link::PlantLinkError),
+    #[error(transparent)]
+    ControllerConfig(#[from] firmware::config_file::LoadError),
+    #[error("controller: {0}")]
+    Controller(String),
+    #[error("link: {0}")]
+    Link(String),
+    #[error(
+        "the controller did not acknowledge the time sync of t = {at_ms} ms within {timeout_ms} ms{detail}"
+    )]
+    SyncTimeout {
+        at_ms: u64,
+        timeout_ms: u64,
+        detail: String,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+impl RigError {
+    /// Whether the user's input (rig file, scenario, controller config) is
+    /// at fault, rather than the run.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            RigError::RigFile(_)
+                | RigError::Param(_)
+                | RigError::Scenario(_)
+                | RigError::ControllerConfig(_)
+        )
+    }
+}
