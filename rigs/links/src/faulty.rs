@@ -200,6 +200,12 @@ impl<B: CanBus> FaultyBus<B> {
         &self.inner
     }
 
+    /// The wrapped transport, for traffic that must bypass the faults (a
+    /// lockstep rig's time sync is the rig's clock, not plant traffic).
+    pub fn inner_mut(&mut self) -> &mut B {
+        &mut self.inner
+    }
+
     pub fn into_inner(self) -> B {
         self.inner
     }

@@ -78,8 +78,36 @@ fn to_frame(id: u16, data: &[u8]) -> Result<CanFrame, RigError> {
 pub struct InProcessEnd {
     /// ~150 KB (the whole controller): boxed.
     node: Box<Node>,
-    bus: links::InProcessBus,
+    bus: PlantBus,
     controller_side: links::InProcessBus,
+}
+
+/// The plant's end of the in-process bus: plain, or through the seeded
+/// fault injector (driven on a small runtime of its own).
+enum PlantBus {
+    Plain(links::InProcessBus),
+    Faulty(
+        Box<links::FaultyBus<links::InProcessBus>>,
+        tokio::runtime::Runtime,
+    ),
+}
+
+/// The rig file's link faults as a plan for the plant's sending side
+/// (status frames towards the controller; the controller's frames and the
+/// lockstep time sync are not disturbed).
+pub fn fault_plan(rig: &Rig) -> Option<links::FaultPlan> {
+    rig.faults.map(|f| links::FaultPlan {
+        seed: f.seed,
+        send: links::FaultRates {
+            drop: f.drop,
+            duplicate: f.duplicate,
+            corrupt: f.corrupt,
+            delay: 0.0,
+        },
+        recv: links::FaultRates::default(),
+        delay: Duration::ZERO,
+        bus_off: Vec::new(),
+    })
 }
 
 impl InProcessEnd {
@@ -99,7 +127,25 @@ impl InProcessEnd {
             Node::new(controller_cfg, link_cfg, Millis(0))
                 .map_err(|e| RigError::Controller(format!("{}: {e}", path.display())))?,
         );
-        let (bus, controller_side) = links::InProcessBus::pair();
+        let (plant_side, controller_side) = links::InProcessBus::pair();
+        let bus = match fault_plan(rig) {
+            None => PlantBus::Plain(plant_side),
+            Some(plan) => {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .map_err(|source| RigError::Io {
+                        what: "starting the fault injector's runtime".into(),
+                        source,
+                    })?;
+                let faulty = {
+                    let _guard = rt.enter();
+                    links::FaultyBus::new(plant_side, plan)
+                        .map_err(|e| RigError::Link(e.to_string()))?
+                };
+                PlantBus::Faulty(Box::new(faulty), rt)
+            }
+        };
         Ok(InProcessEnd {
             node,
             bus,
@@ -111,19 +157,39 @@ impl InProcessEnd {
         &self.node
     }
 
-    /// Moves frames plant → node, and node → plant.
+    /// Moves frames plant → node (then `sync`, past any fault injector),
+    /// and node → plant.
     fn pump(
         &mut self,
         now_ms: u64,
         frames: &[CanFrame],
+        sync: Option<&CanFrame>,
         telegrams: &[Vec<u8>],
         out: &mut Vec<CanFrame>,
     ) -> Result<(), RigError> {
         let now = Millis(now_ms);
-        for f in frames {
-            self.bus
-                .try_send(f)
-                .map_err(|e| RigError::Link(e.to_string()))?;
+        let link = |e: links::LinkError| RigError::Link(e.to_string());
+        match &mut self.bus {
+            PlantBus::Plain(bus) => {
+                for f in frames {
+                    bus.try_send(f).map_err(link)?;
+                }
+                if let Some(s) = sync {
+                    bus.try_send(s).map_err(link)?;
+                }
+            }
+            PlantBus::Faulty(bus, rt) => {
+                rt.block_on(async {
+                    for f in frames {
+                        bus.send(f).await?;
+                    }
+                    bus.flush().await
+                })
+                .map_err(link)?;
+                if let Some(s) = sync {
+                    bus.inner_mut().try_send(s).map_err(link)?;
+                }
+            }
         }
         for t in telegrams {
             self.node.handle_p1(now, t);
@@ -151,7 +217,11 @@ impl InProcessEnd {
                 .map_err(|e| RigError::Link(e.to_string()))?;
         }
         while self.node.poll_event().is_some() {}
-        while let Ok(f) = self.bus.try_recv() {
+        let plant_side = match &mut self.bus {
+            PlantBus::Plain(b) => b,
+            PlantBus::Faulty(b, _) => b.inner_mut(),
+        };
+        while let Ok(f) = plant_side.try_recv() {
             out.push(f);
         }
         Ok(())
@@ -167,11 +237,8 @@ impl ControllerEnd for InProcessEnd {
         sync: &CanFrame,
         out: &mut Vec<CanFrame>,
     ) -> Result<(), RigError> {
-        let mut all = Vec::with_capacity(frames.len() + 1);
-        all.extend_from_slice(frames);
-        all.push(*sync);
         let before = out.len();
-        self.pump(t_ms, &all, telegrams, out)?;
+        self.pump(t_ms, frames, Some(sync), telegrams, out)?;
         if out[before..].last().and_then(sync_echo_ms) != Some(t_ms) {
             return Err(RigError::SyncTimeout {
                 at_ms: t_ms,
@@ -189,11 +256,21 @@ impl ControllerEnd for InProcessEnd {
         telegrams: &[Vec<u8>],
         out: &mut Vec<CanFrame>,
     ) -> Result<(), RigError> {
-        self.pump(now_ms, frames, telegrams, out)
+        self.pump(now_ms, frames, None, telegrams, out)
     }
 
     fn finish(&mut self) -> Result<String, RigError> {
-        Ok(format!("in-process node: {}", self.node.stats()))
+        let faults = match &self.bus {
+            PlantBus::Plain(_) => String::new(),
+            PlantBus::Faulty(b, _) => {
+                let f = b.stats().faults.send;
+                format!(
+                    "; faults injected on status frames: {} dropped, {} duplicated, {} corrupted",
+                    f.dropped, f.duplicated, f.corrupted
+                )
+            }
+        };
+        Ok(format!("in-process node: {}{faults}", self.node.stats()))
     }
 }
 
@@ -202,7 +279,9 @@ impl ControllerEnd for InProcessEnd {
 /// A controller behind real transports.
 pub struct LinkedEnd {
     rt: tokio::runtime::Runtime,
-    can: Box<dyn CanBus>,
+    /// Through the fault injector (no faults unless the rig file asks);
+    /// the time sync goes around it.
+    can: links::FaultyBus<Box<dyn CanBus>>,
     meter: Option<links::SerialLink>,
     child: Option<Child>,
     child_log: Option<PathBuf>,
@@ -348,19 +427,26 @@ impl LinkedEnd {
             })?);
             child_log = Some(log_path);
         }
+        let placeholder: Box<dyn CanBus> = Box::new(links::InProcessBus::pair().0);
+        let plan = fault_plan(rig).unwrap_or_default();
+        let faulty = |bus: Box<dyn CanBus>, rt: &tokio::runtime::Runtime| {
+            let _guard = rt.enter();
+            links::FaultyBus::new(bus, plan.clone()).map_err(|e| RigError::Link(e.to_string()))
+        };
         let mut end = LinkedEnd {
+            can: faulty(placeholder, &rt)?,
             rt,
-            can: Box::new(links::InProcessBus::pair().0),
             meter,
             child,
             child_log,
             sync_timeout: Duration::from_millis(rig.sync_timeout_ms),
         };
-        end.can = match (adapter, can) {
+        let bus: Box<dyn CanBus> = match (adapter, can) {
             (Some(a), _) => Box::new(end.wait_until_open(a)?),
             (None, Some(c)) => c,
             (None, None) => return Err(RigError::Link("no CAN transport".into())),
         };
+        end.can = faulty(bus, &end.rt)?;
         Ok(end)
     }
 

@@ -55,6 +55,10 @@ pub struct RunSummary {
     pub energies: Energies,
     /// Real-time step jitter and overruns.
     pub pacing: Option<JitterStats>,
+    /// Lockstep: plant-to-command round trip (the step's status frames
+    /// and time sync out, the controller's commands and acknowledging
+    /// heartbeat back), µs: p50, p99, max.
+    pub round_trip_us: Option<[u32; 3]>,
     /// The plant link's counters (rejects, command timeouts...).
     pub plant_link: String,
     /// How the controller ended.
@@ -103,6 +107,12 @@ impl fmt::Display for RunSummary {
             .map(|(n, v)| format!("{n} {v:.3}"))
             .collect();
         writeln!(f, "  energy: {}", e.join(", "))?;
+        if let Some([p50, p99, max]) = self.round_trip_us {
+            writeln!(
+                f,
+                "  plant-to-command round trip: p50 {p50} µs, p99 {p99} µs, max {max} µs"
+            )?;
+        }
         if let Some(j) = &self.pacing {
             writeln!(
                 f,
@@ -129,6 +139,9 @@ struct Loop<'a> {
     frames_to: u64,
     frames_from: u64,
     p1_telegrams: u64,
+    /// Lockstep: wall time from handing the step's frames to the controller
+    /// end until its acknowledging heartbeat arrived, µs.
+    round_trips_us: Vec<u32>,
 }
 
 impl Loop<'_> {
@@ -154,8 +167,11 @@ impl Loop<'_> {
                 let sync = self.plant.sync_frame();
                 self.trace(&frames)?;
                 self.trace(std::slice::from_ref(&sync))?;
+                let sent = Instant::now();
                 self.end
                     .exchange_lockstep(t_ms, &frames, &telegrams, &sync, &mut self.inbox)?;
+                let us = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                self.round_trips_us.push(us);
                 self.frames_to += frames.len() as u64 + 1;
             }
             TimeMode::Realtime => {
@@ -208,6 +224,7 @@ pub fn run(rig: &Rig, opts: &RunOptions) -> Result<RunSummary, RigError> {
         frames_to: 0,
         frames_from: 0,
         p1_telegrams: 0,
+        round_trips_us: Vec::new(),
     };
     let end_t = SimTime::from_secs_f64(opts.hours * 3600.0);
     let started = Instant::now();
@@ -247,6 +264,7 @@ pub fn run(rig: &Rig, opts: &RunOptions) -> Result<RunSummary, RigError> {
     }
     let controller = controller?;
     let plant = lp.plant;
+    let round_trips_us = lp.round_trips_us;
     let mut signals = ColumnTable::new();
     signals.push("time_s", plant.recorder.time_s().to_vec());
     for ((name, _unit), values) in plant.recorder.columns().iter().zip(plant.recorder.values()) {
@@ -274,12 +292,36 @@ pub fn run(rig: &Rig, opts: &RunOptions) -> Result<RunSummary, RigError> {
         applied: plant.applied,
         energies: plant.energies,
         pacing,
+        round_trip_us: percentiles(round_trips_us),
         controller,
         signals,
     })
 }
 
+/// p50, p99 and max of a sample (nearest rank), if any.
+fn percentiles(mut v: Vec<u32>) -> Option<[u32; 3]> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    let rank = |p: f64| v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+    Some([rank(0.50), rank(0.99), v[v.len() - 1]])
+}
+
 /// A short label for a path in messages.
 pub fn display(p: &Path) -> String {
     p.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentiles;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        assert_eq!(percentiles(vec![]), None);
+        assert_eq!(percentiles(vec![7]), Some([7, 7, 7]));
+        let v: Vec<u32> = (1..=100).rev().collect();
+        assert_eq!(percentiles(v), Some([50, 99, 100]));
+    }
 }
