@@ -4,9 +4,10 @@
 //! assembly's board. Its core is `#![no_std]` (no heap) and sans-IO: it
 //! never reads a clock and does no IO. `Controller::handle(now, input)` takes
 //! measurements and messages, `poll_output()` yields commands,
-//! `poll_timeout()` says when it next wants to run. The `std` feature adds
-//! the host side: the TOML configuration loader (and, from issue 4, the board
-//! runtime binary).
+//! `poll_timeout()` says when it next wants to run. `node` wraps it in the
+//! link layer (CAN frames and P1 bytes in, command frames out). The `std`
+//! feature adds the TOML configuration loader; the `runtime` feature the
+//! board runtime binary `maslow-firmware` (tokio, SocketCAN/SLCAN, serial).
 //!
 //! Each control function is its own module with a narrow API and its own
 //! unit tests; `controller` composes them. Patent claim numbers in brackets.

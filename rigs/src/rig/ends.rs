@@ -10,7 +10,6 @@
 //!   pairs, or a board on SocketCAN/SLCAN and a serial P1 line.
 
 use std::fs::File;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -654,36 +653,5 @@ impl Drop for LinkedEnd {
             let _ = c.kill();
             let _ = c.wait();
         }
-    }
-}
-
-/// Writes every frame in candump `-L` format, one write per frame, so a
-/// killed run keeps all frames up to the kill.
-pub struct CandumpFile {
-    file: File,
-    epoch_unix_s: f64,
-}
-
-impl CandumpFile {
-    pub fn create(path: &Path, epoch_unix_s: f64) -> Result<Self, RigError> {
-        let file = File::create(path).map_err(|source| RigError::Io {
-            what: format!("creating {}", path.display()),
-            source,
-        })?;
-        Ok(CandumpFile { file, epoch_unix_s })
-    }
-
-    /// One frame seen at `t_s` of the run.
-    pub fn write(&mut self, t_s: f64, frame: &CanFrame) -> Result<(), RigError> {
-        let ts = links::candump::Timestamp::from_secs_f64(self.epoch_unix_s + t_s)
-            .unwrap_or(links::candump::Timestamp::new(0, 0).unwrap_or_default());
-        let mut line = links::candump::format_line(ts, "can0", frame);
-        line.push('\n');
-        self.file
-            .write_all(line.as_bytes())
-            .map_err(|source| RigError::Io {
-                what: "writing the CAN trace".into(),
-                source,
-            })
     }
 }

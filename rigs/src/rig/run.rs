@@ -13,7 +13,7 @@ use crate::busload::BusLoadReport;
 use crate::can::CanFrame;
 use crate::pacing::{JitterStats, RealTimePacer};
 use crate::rig::config::{ControllerLocation, Rig, TimeMode};
-use crate::rig::ends::{CandumpFile, ControllerEnd, InProcessEnd, LinkedEnd};
+use crate::rig::ends::{ControllerEnd, InProcessEnd, LinkedEnd};
 use crate::rig::plant::{AppliedCommands, Energies, PlantSide};
 use crate::rig::RigError;
 
@@ -134,7 +134,9 @@ impl fmt::Display for RunSummary {
 struct Loop<'a> {
     plant: PlantSide,
     end: Box<dyn ControllerEnd + 'a>,
-    trace: Option<CandumpFile>,
+    /// Every frame both ways, candump `-L`, stamped with the run's
+    /// virtual time as Unix time (epoch of the scenario).
+    trace: Option<(links::CandumpWriter, f64)>,
     inbox: Vec<CanFrame>,
     frames_to: u64,
     frames_from: u64,
@@ -146,10 +148,11 @@ struct Loop<'a> {
 
 impl Loop<'_> {
     fn trace(&mut self, frames: &[CanFrame]) -> Result<(), RigError> {
-        if let Some(t) = self.trace.as_mut() {
-            let now_s = self.plant.now().as_secs_f64();
+        if let Some((w, epoch_s)) = self.trace.as_mut() {
+            let at = links::candump::Timestamp::from_secs_f64(*epoch_s + self.plant.now().as_secs_f64())
+                .unwrap_or_default();
             for f in frames {
-                t.write(now_s, f)?;
+                w.write_at(at, "can0", f).map_err(|e| RigError::Link(e.to_string()))?;
             }
         }
         Ok(())
@@ -213,7 +216,10 @@ pub fn run(rig: &Rig, opts: &RunOptions) -> Result<RunSummary, RigError> {
         )?),
     };
     let trace = match &opts.candump {
-        Some(p) => Some(CandumpFile::create(p, epoch)?),
+        Some(p) => Some((
+            links::CandumpWriter::create(p).map_err(|e| RigError::Link(e.to_string()))?,
+            epoch,
+        )),
         None => None,
     };
     let mut lp = Loop {
