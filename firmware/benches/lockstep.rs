@@ -38,15 +38,18 @@ fn main() {
             candump: None,
         };
         match rig::run(&r, &opts) {
-            Ok(s) => println!(
-                "lockstep/{:<4} {:>6.1} h simulated in {:>8.2} s: {:>9.0}× real time, {:>6.2} µs per 100 ms step, {} frames",
-                s.rig,
-                s.simulated_s / 3600.0,
-                s.wall_s,
-                s.speedup(),
-                s.wall_s * 1e6 / s.steps.max(1) as f64,
-                s.frames_to_controller + s.frames_from_controller
-            ),
+            Ok(s) => {
+                let [p50, p99, max] = s.round_trip_us.unwrap_or_default();
+                println!(
+                    "lockstep/{:<4} {:>6.1} h simulated in {:>8.2} s: {:>9.0}× real time, {:>6.2} µs per 100 ms step, {} frames; plant-to-command round trip p50 {p50} µs, p99 {p99} µs, max {max} µs",
+                    s.rig,
+                    s.simulated_s / 3600.0,
+                    s.wall_s,
+                    s.speedup(),
+                    s.wall_s * 1e6 / s.steps.max(1) as f64,
+                    s.frames_to_controller + s.frames_from_controller
+                )
+            }
             Err(e) => {
                 eprintln!("{rig_file}: {e}");
                 std::process::exit(1);

@@ -222,9 +222,10 @@ pub fn rig_run(a: &RigRunArgs) -> Result<()> {
         work_dir: work_dir.clone(),
         // `[trace] candump = true` in the rig file: can.log beside the
         // other run files (when --out names a directory).
-        candump: a.candump.clone().or_else(|| {
-            (r.candump && a.out.is_some()).then(|| work_dir.join("can.log"))
-        }),
+        candump: a
+            .candump
+            .clone()
+            .or_else(|| (r.candump && a.out.is_some()).then(|| work_dir.join("can.log"))),
     };
     let summary = rig::run(&r, &opts).map_err(as_input)?;
     println!("{summary}");

@@ -194,7 +194,6 @@ fn hex_pair(hi: u8, lo: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{EXTENDED_ID_MAX, STANDARD_ID_MAX};
     use proptest::prelude::*;
 
     fn ts(secs: u64, micros: u32) -> Timestamp {
@@ -283,24 +282,7 @@ mod tests {
         assert!((ts(2, 500_000).as_secs_f64() - 2.5).abs() < 1e-12);
     }
 
-    fn arb_frame() -> impl Strategy<Value = CanFrame> {
-        let id = prop_oneof![
-            (0..=STANDARD_ID_MAX).prop_map(CanId::Standard),
-            (0..=EXTENDED_ID_MAX).prop_map(CanId::Extended),
-        ];
-        (
-            id,
-            proptest::collection::vec(any::<u8>(), 0..=8),
-            any::<bool>(),
-        )
-            .prop_map(|(id, data, rtr)| {
-                if rtr {
-                    CanFrame::remote(id, data.len() as u8).unwrap()
-                } else {
-                    CanFrame::new(id, &data).unwrap()
-                }
-            })
-    }
+    use crate::frame::strategy::arb_frame;
 
     proptest! {
         #[test]

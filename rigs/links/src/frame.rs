@@ -280,6 +280,7 @@ fn count_stuff_bits(bits: &[u8]) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use super::strategy::arb_frame;
     use super::*;
     use proptest::prelude::*;
 
@@ -391,7 +392,23 @@ mod tests {
         assert_eq!(bit_length(&r).unstuffed, 47);
     }
 
-    fn arb_frame() -> impl Strategy<Value = CanFrame> {
+    proptest! {
+        #[test]
+        fn actual_stuffing_never_exceeds_worst_case(f in arb_frame()) {
+            let len = bit_length(&f);
+            prop_assert!(len.stuff_bits <= len.worst_case_stuff_bits);
+        }
+    }
+}
+
+/// Proptest strategies shared by the crate's tests.
+#[cfg(test)]
+pub(crate) mod strategy {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Any classic frame: standard or extended id, data or remote.
+    pub(crate) fn arb_frame() -> impl Strategy<Value = CanFrame> {
         let id = prop_oneof![
             (0..=STANDARD_ID_MAX).prop_map(CanId::Standard),
             (0..=EXTENDED_ID_MAX).prop_map(CanId::Extended),
@@ -403,18 +420,10 @@ mod tests {
         )
             .prop_map(|(id, data, rtr)| {
                 if rtr {
-                    CanFrame::remote(id, data.len() as u8).unwrap()
+                    CanFrame::remote(id, data.len() as u8).expect("dlc <= 8")
                 } else {
-                    CanFrame::new(id, &data).unwrap()
+                    CanFrame::new(id, &data).expect("at most 8 bytes")
                 }
             })
-    }
-
-    proptest! {
-        #[test]
-        fn actual_stuffing_never_exceeds_worst_case(f in arb_frame()) {
-            let len = bit_length(&f);
-            prop_assert!(len.stuff_bits <= len.worst_case_stuff_bits);
-        }
     }
 }

@@ -615,7 +615,6 @@ fn write_frame(w: &mut Writer<'_>, frame: &CanFrame) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{EXTENDED_ID_MAX, STANDARD_ID_MAX};
     use proptest::prelude::*;
 
     fn std_frame(id: u16, data: &[u8]) -> CanFrame {
@@ -877,24 +876,7 @@ mod tests {
         }
     }
 
-    fn arb_frame() -> impl Strategy<Value = CanFrame> {
-        let id = prop_oneof![
-            (0..=STANDARD_ID_MAX).prop_map(CanId::Standard),
-            (0..=EXTENDED_ID_MAX).prop_map(CanId::Extended),
-        ];
-        (
-            id,
-            proptest::collection::vec(any::<u8>(), 0..=8),
-            any::<bool>(),
-        )
-            .prop_map(|(id, data, rtr)| {
-                if rtr {
-                    CanFrame::remote(id, data.len() as u8).unwrap()
-                } else {
-                    CanFrame::new(id, &data).unwrap()
-                }
-            })
-    }
+    use crate::frame::strategy::arb_frame;
 
     fn arb_event() -> impl Strategy<Value = Event> {
         let serial =

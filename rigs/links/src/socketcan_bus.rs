@@ -158,24 +158,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn arb_frame() -> impl Strategy<Value = CanFrame> {
-        let id = prop_oneof![
-            (0..=crate::frame::STANDARD_ID_MAX).prop_map(CanId::Standard),
-            (0..=crate::frame::EXTENDED_ID_MAX).prop_map(CanId::Extended),
-        ];
-        (
-            id,
-            proptest::collection::vec(any::<u8>(), 0..=8),
-            any::<bool>(),
-        )
-            .prop_map(|(id, data, rtr)| {
-                if rtr {
-                    CanFrame::remote(id, data.len() as u8).unwrap()
-                } else {
-                    CanFrame::new(id, &data).unwrap()
-                }
-            })
-    }
+    use crate::frame::strategy::arb_frame;
 
     #[test]
     fn known_frames_convert_field_by_field() {

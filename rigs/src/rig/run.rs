@@ -149,10 +149,12 @@ struct Loop<'a> {
 impl Loop<'_> {
     fn trace(&mut self, frames: &[CanFrame]) -> Result<(), RigError> {
         if let Some((w, epoch_s)) = self.trace.as_mut() {
-            let at = links::candump::Timestamp::from_secs_f64(*epoch_s + self.plant.now().as_secs_f64())
-                .unwrap_or_default();
+            let at =
+                links::candump::Timestamp::from_secs_f64(*epoch_s + self.plant.now().as_secs_f64())
+                    .unwrap_or_default();
             for f in frames {
-                w.write_at(at, "can0", f).map_err(|e| RigError::Link(e.to_string()))?;
+                w.write_at(at, "can0", f)
+                    .map_err(|e| RigError::Link(e.to_string()))?;
             }
         }
         Ok(())
