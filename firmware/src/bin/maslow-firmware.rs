@@ -151,7 +151,6 @@ async fn run(args: Args) -> Result<()> {
         Node::new(controller_cfg, link_cfg, now())
             .map_err(|e| Unusable(format!("{}: {e}", args.config.display())))?,
     );
-    let mut can = open_can(&args.can, args.can_bitrate).await?;
     let mut p1 = match &args.p1 {
         Some(path) => Some(
             links::SerialLink::open(&path.to_string_lossy(), args.p1_baud)
@@ -162,6 +161,9 @@ async fn run(args: Args) -> Result<()> {
             None
         }
     };
+    // CAN last: once its channel is open (SLCAN `O`) every port is ready,
+    // so a lockstep rig may start sending as soon as it sees the open.
+    let mut can = open_can(&args.can, args.can_bitrate).await?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     info!(
         config = %args.config.display(),

@@ -39,6 +39,12 @@ enum Role {
     Host {
         /// Replies (CR, BEL) collected while the open sequence runs.
         replies: Option<VecDeque<Event>>,
+        /// Replies seen so far while opening.
+        replies_seen: usize,
+        /// Frames seen while opening, with the number of replies before
+        /// each: those after the last reply (the one to `O`) are live
+        /// traffic that arrived in the same read; earlier ones are stale.
+        early_frames: Vec<(usize, CanFrame)>,
     },
     Adapter(AdapterEmulator),
 }
@@ -136,10 +142,34 @@ impl SlcanBus {
             io,
             Role::Host {
                 replies: Some(VecDeque::new()),
+                replies_seen: 0,
+                early_frames: Vec::new(),
             },
         );
         bus.run_open(bitrate, timeout).await?;
-        bus.role = Role::Host { replies: None };
+        let role = std::mem::replace(
+            &mut bus.role,
+            Role::Host {
+                replies: None,
+                replies_seen: 0,
+                early_frames: Vec::new(),
+            },
+        );
+        if let Role::Host {
+            replies_seen,
+            early_frames,
+            ..
+        } = role
+        {
+            for (replies_before, frame) in early_frames {
+                if replies_before == replies_seen {
+                    bus.stats.count_received(&frame);
+                    bus.rx.push_back(frame);
+                } else {
+                    bus.stats.errors.unexpected_messages += 1;
+                }
+            }
+        }
         Ok(bus)
     }
 
@@ -171,6 +201,7 @@ impl SlcanBus {
             let reply = match &mut self.role {
                 Role::Host {
                     replies: Some(replies),
+                    ..
                 } => replies.pop_front(),
                 _ => None,
             };
@@ -227,17 +258,24 @@ impl SlcanBus {
                 continue; // counted by the decoder
             };
             match &mut self.role {
-                Role::Host { replies } => match event {
+                Role::Host {
+                    replies,
+                    replies_seen,
+                    early_frames,
+                } => match event {
                     Event::Frame { frame, .. } => {
                         if replies.is_some() {
-                            // Stale: queued by the adapter before our `C`.
-                            self.stats.errors.unexpected_messages += 1;
+                            // Stale (queued by the adapter before our `C`)
+                            // or live (after the reply to `O`): decided
+                            // when the open sequence ends.
+                            early_frames.push((*replies_seen, frame));
                         } else {
                             self.stats.count_received(&frame);
                             self.rx.push_back(frame);
                         }
                     }
                     Event::Ok | Event::Error if replies.is_some() => {
+                        *replies_seen += 1;
                         if let Some(r) = replies.as_mut() {
                             r.push_back(event);
                         }
@@ -410,5 +448,51 @@ mod tests {
         let s = adapter.stats();
         assert_eq!(s.errors.malformed_lines.total(), 2);
         assert_eq!(s.frames_received, 2);
+    }
+
+    /// Found by the SIL rig under load: the adapter's reply to `O` and the
+    /// first frames can arrive in one read. Frames before the reply to `C`
+    /// are stale and dropped (counted); frames after the reply to `O` are
+    /// traffic and must be delivered.
+    #[tokio::test]
+    async fn frames_in_the_same_read_as_the_open_reply_are_kept() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let pty = Pty::open().unwrap();
+        let slave = pty.slave.try_clone_native().unwrap();
+        let mut adapter = crate::serial::SerialLink::on_pty_master(pty).unwrap();
+        let served = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 64];
+            // A stale frame the adapter held from before, then the replies;
+            // the reply to `O` shares its write with two live frames.
+            adapter.write_all(b"t7FF1EE\r").await.unwrap();
+            for reply in [&b"\r"[..], b"\r", b"\rt1001AA\rt2000\r"] {
+                loop {
+                    let n = adapter.read(&mut buf).await.unwrap();
+                    seen.extend_from_slice(&buf[..n]);
+                    if seen.ends_with(b"\r") {
+                        break;
+                    }
+                }
+                seen.clear();
+                adapter.write_all(reply).await.unwrap();
+            }
+            adapter
+        });
+        let mut host = SlcanBus::host(slave, 500_000).await.unwrap();
+        let _adapter = served.await.unwrap();
+        let within = std::time::Duration::from_secs(2);
+        let first = tokio::time::timeout(within, host.recv()).await;
+        assert_eq!(
+            first.expect("the live frame arrives").unwrap().data(),
+            &[0xAA]
+        );
+        let second = tokio::time::timeout(within, host.recv()).await;
+        assert_eq!(
+            second.expect("the second live frame arrives").unwrap().id(),
+            CanId::Standard(0x200)
+        );
+        assert_eq!(host.stats().frames_received, 2);
+        assert_eq!(host.stats().errors.unexpected_messages, 1);
     }
 }
