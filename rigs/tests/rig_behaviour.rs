@@ -157,9 +157,12 @@ fn check_meter_flags(run: &RunSummary, cut_ms: u64, back_ms: u64) {
 }
 
 /// A night cut (00:12-00:30, lights on, battery idle off-peak): the
-/// controller's 0 W discharge limit leaves the DC bus unsupported until it
-/// reacts (~2 s through the link), the bus falls to 28 V, protection
-/// latches a fault and every circuit stays off, even after mains returns.
+/// controller's 0 W discharge limit leaves the DC bus with no source once
+/// the charger loses mains; it raises the limit ~2 s later, but by then
+/// the bus has sat at 28 V and protection has latched `BusUnderVoltage`
+/// (< 40 V for 200 ms, TripAllCircuits), so every circuit stays off, even
+/// after mains returns. The evening cut passes only because the battery
+/// is already discharging for the peak.
 #[test]
 #[ignore = "known bug: a power cut while the battery is idle collapses the DC bus and latches every circuit off"]
 fn a_night_power_cut_keeps_the_lights_on() {
