@@ -12,7 +12,7 @@ use twin::time::SimTime;
 
 use crate::busload::BusLoadMeter;
 use crate::can::CanFrame;
-use crate::plant_link::{PlantLink, PlantLinkOptions};
+use crate::plant_link::{ControllerStatus, PlantLink, PlantLinkOptions};
 use crate::rig::RigError;
 
 /// A change of what the plant applied: the controller's commands (or
@@ -21,6 +21,15 @@ use crate::rig::RigError;
 pub struct AppliedCommands {
     pub at_ms: u64,
     pub commands: Option<PlantCommands>,
+}
+
+/// A change of the controller's flags, as its heartbeats told the plant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ControllerFlags {
+    pub at_ms: u64,
+    pub state: firmware::wire::can::messages::CtrlHeartbeatCtrlState,
+    pub meter_stale: bool,
+    pub link_timeout: bool,
 }
 
 /// Energy through the house over the run, kWh.
@@ -67,6 +76,8 @@ pub struct PlantSide {
     pub recorder: Recorder,
     pub bus_load: BusLoadMeter,
     pub applied: Vec<AppliedCommands>,
+    /// The controller's heartbeat flags, change by change.
+    pub controller_flags: Vec<ControllerFlags>,
     pub energies: Energies,
     probes: EnergyProbes,
     ticks: u64,
@@ -142,6 +153,7 @@ impl PlantSide {
             recorder,
             bus_load: BusLoadMeter::new(500_000),
             applied: Vec::new(),
+            controller_flags: Vec::new(),
             energies: Energies::default(),
             probes,
             ticks: 0,
@@ -241,6 +253,23 @@ impl PlantSide {
         for f in frames {
             self.bus_load.record(now, f);
             self.link.handle_frame(now, f);
+        }
+        if let Some(c) = self.link.controller_status() {
+            self.note_flags(now.as_micros() / 1000, &c);
+        }
+    }
+
+    fn note_flags(&mut self, at_ms: u64, c: &ControllerStatus) {
+        let same = self.controller_flags.last().is_some_and(|l| {
+            l.state == c.state && l.meter_stale == c.meter_stale && l.link_timeout == c.link_timeout
+        });
+        if !same {
+            self.controller_flags.push(ControllerFlags {
+                at_ms,
+                state: c.state,
+                meter_stale: c.meter_stale,
+                link_timeout: c.link_timeout,
+            });
         }
     }
 }

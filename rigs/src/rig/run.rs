@@ -12,9 +12,10 @@ use twin::time::SimTime;
 use crate::busload::BusLoadReport;
 use crate::can::CanFrame;
 use crate::pacing::{JitterStats, RealTimePacer};
+use crate::plant_link::ControllerStatus;
 use crate::rig::config::{ControllerLocation, Rig, TimeMode};
 use crate::rig::ends::{ControllerEnd, InProcessEnd, LinkedEnd};
-use crate::rig::plant::{AppliedCommands, Energies, PlantSide};
+use crate::rig::plant::{AppliedCommands, ControllerFlags, Energies, PlantSide};
 use crate::rig::RigError;
 
 /// What to run beyond the rig file.
@@ -65,6 +66,11 @@ pub struct RunSummary {
     pub controller: String,
     /// The controller's last heartbeat, as the plant read it.
     pub controller_status: Option<String>,
+    /// The same, typed.
+    pub last_heartbeat: Option<ControllerStatus>,
+    /// The controller's heartbeat flags (state, meter stale, link
+    /// timeout), change by change, as the plant received them.
+    pub controller_flags: Vec<ControllerFlags>,
     /// Sampled signals.
     pub signals: ColumnTable,
 }
@@ -297,7 +303,9 @@ pub fn run(rig: &Rig, opts: &RunOptions) -> Result<RunSummary, RigError> {
                 c.state, c.e2e_rejects, c.meter_stale, c.link_timeout
             )
         }),
+        last_heartbeat: plant.link.controller_status(),
         applied: plant.applied,
+        controller_flags: plant.controller_flags,
         energies: plant.energies,
         pacing,
         round_trip_us: percentiles(round_trips_us),
