@@ -319,6 +319,11 @@ pub struct BatteryCommand {
     pub enabled: bool,
     pub charge_limit_w: f32,
     pub discharge_limit_w: f32,
+    /// Hold the charge but back the DC bus: the converter regulates below
+    /// the charger's setpoint, so it delivers only when mains cannot (the
+    /// first moments of a power cut, before resilience islands), and the
+    /// DC circuits never see the bus collapse.
+    pub standby: bool,
     pub reason: Reason,
 }
 
@@ -893,8 +898,11 @@ impl Controller {
                 Reason::new(Function::PeakReduction, &pk.reason),
             )
         } else {
-            (0.0, Reason::plain(Function::Default, "HoldForPeak"))
+            // Holding for the peak: the converter stands by behind the
+            // charger with the full protection limit (see `standby`).
+            (lim_d, Reason::plain(Function::Default, "HoldForPeak"))
         };
+        let standby = discharge_reason.function == Function::Default;
 
         // Charge: the largest of what the functions ask for.
         let mut charge_w = 0.0f32;
@@ -931,11 +939,13 @@ impl Controller {
             enabled: !all_off,
             charge_limit_w: if all_off { 0.0 } else { charge_w },
             discharge_limit_w: if all_off { 0.0 } else { discharge_w },
+            standby: !all_off && standby,
             reason: if all_off {
                 prot_reason.clone()
-            } else if discharge_w > 0.0 {
+            } else if discharge_w > 0.0 && !standby {
                 discharge_reason.clone()
             } else {
+                // Holding (standby): what happens is the charge decision.
                 charge_reason.clone()
             },
         };

@@ -1294,6 +1294,7 @@ fn raw_u16(value: f32, per_unit: f32) -> u16 {
 fn battery_frame(c: &PlantCommand) -> Option<[u8; 8]> {
     let mut f = blank::<msg::BatteryCmd>()?;
     f.set_battery_enabled_raw_val(u8::from(c.battery.enabled));
+    f.set_battery_standby_raw_val(u8::from(c.battery.standby));
     f.set_battery_charge_limit_raw_val(raw_u16(c.battery.charge_limit_w, 1.0));
     f.set_battery_discharge_limit_raw_val(raw_u16(c.battery.discharge_limit_w, 1.0));
     f.set_battery_function_raw_val(function_code(c.battery.reason.function));

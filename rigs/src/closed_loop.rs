@@ -112,6 +112,7 @@ pub struct ClosedLoop {
     pub controller: Controller,
     probes: Probes,
     calendar: twin::time::Calendar,
+    standby_setpoint_v: Option<f64>,
     /// Outputs other than plant commands, oldest first (acks, verdicts,
     /// reports, telemetry), for reports and tests.
     pub events: Vec<Output>,
@@ -125,6 +126,7 @@ impl ClosedLoop {
         controller_cfg: ControllerConfig,
     ) -> Result<Self, LoopError> {
         let calendar = house_cfg.calendar;
+        let standby_setpoint_v = standby_setpoint_v(&house_cfg);
         let n_circuits = house_cfg.bus.circuits.len();
         let n_sockets: usize = house_cfg
             .bus
@@ -162,6 +164,7 @@ impl ClosedLoop {
             controller,
             probes,
             calendar,
+            standby_setpoint_v,
             events: Vec::new(),
             commands_applied: 0,
         })
@@ -256,7 +259,8 @@ impl ClosedLoop {
             }
         }
         if let Some(c) = latest {
-            self.house.command(Some(plant_commands(&c)));
+            self.house
+                .command(Some(plant_commands(&c, self.standby_setpoint_v)));
             self.commands_applied += 1;
         }
     }
@@ -309,13 +313,33 @@ impl ClosedLoop {
     }
 }
 
-/// What the house is told for a controller's plant command.
-pub fn plant_commands(c: &PlantCommand) -> PlantCommands {
+/// How far below the charger's setpoint a battery converter in standby
+/// regulates the bus, V: far enough that the charger carries the DC loads
+/// while mains is there, near enough that the bus stays well above the
+/// protection's under-voltage threshold when it is not.
+pub const STANDBY_BELOW_CHARGER_V: f64 = 1.0;
+
+/// The battery converter's setpoint in standby for this house (`None`
+/// without a charger: the converter then keeps its own setpoint).
+pub fn standby_setpoint_v(cfg: &HouseConfig) -> Option<f64> {
+    cfg.bus
+        .charger
+        .as_ref()
+        .map(|c| c.setpoint_v - STANDBY_BELOW_CHARGER_V)
+}
+
+/// What the house is told for a controller's plant command;
+/// `standby_setpoint_v` from [`standby_setpoint_v`].
+pub fn plant_commands(c: &PlantCommand, standby_setpoint_v: Option<f64>) -> PlantCommands {
     PlantCommands {
         battery_enabled: c.battery.enabled,
         battery_discharge_limit_w: f64::from(c.battery.discharge_limit_w),
         battery_charge_limit_w: f64::from(c.battery.charge_limit_w),
-        battery_setpoint_v: None,
+        battery_setpoint_v: if c.battery.standby {
+            standby_setpoint_v
+        } else {
+            None
+        },
         charger_enabled: c.charger.enabled,
         charger_setpoint_v: c.charger.boost.then_some(CHARGER_BOOST_SETPOINT_V),
         inverter_enabled: c.inverter.enabled,

@@ -518,6 +518,9 @@ fn blank<T: for<'a> TryFrom<&'a [u8]>>() -> Option<T> {
 
 /// The plant's end of the link. See the module docs.
 pub struct PlantLink {
+    /// The battery converter's setpoint when the controller asks for
+    /// standby (`BatteryStandby`): below the charger's.
+    standby_setpoint_v: Option<f64>,
     specs: Specs,
     probes: Probes,
     calendar: Calendar,
@@ -602,6 +605,7 @@ impl PlantLink {
             sockets_on: Some(vec![false; n_sockets]),
         };
         Ok(PlantLink {
+            standby_setpoint_v: crate::closed_loop::standby_setpoint_v(house_cfg),
             specs,
             probes,
             calendar: house_cfg.calendar,
@@ -1088,7 +1092,11 @@ impl PlantLink {
                 c.battery_enabled = m.battery_enabled();
                 c.battery_charge_limit_w = f64::from(m.battery_charge_limit());
                 c.battery_discharge_limit_w = f64::from(m.battery_discharge_limit());
-                c.battery_setpoint_v = None;
+                c.battery_setpoint_v = if m.battery_standby() {
+                    self.standby_setpoint_v
+                } else {
+                    None
+                };
             }
             CONVERTER => {
                 let Ok(m) = ConverterCmd::try_from(data) else {
@@ -1555,6 +1563,7 @@ mod tests {
                 0,
                 0,
                 enabled,
+                false,
                 charge,
                 discharge,
                 BatteryCmdBatteryFunction::PeakReduction,

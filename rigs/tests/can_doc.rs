@@ -103,3 +103,26 @@ fn the_table_parser_sees_a_missing_row() {
     let without = doc.replacen("| 0x201 | ConverterCmd |", "| 0x2FF | ConverterCmd |", 1);
     assert_ne!(message_table(&without), expected());
 }
+
+/// Every signal of the DBC has a row (`| Name |`) in the doc's signal
+/// tables, so a signal added to the contract cannot go undocumented.
+#[test]
+fn the_doc_lists_every_signal_of_the_dbc() {
+    let dbc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware/can/maslow.dbc");
+    let dbc = std::fs::read_to_string(&dbc_path).expect("the DBC");
+    let doc = doc();
+    let signals: Vec<&str> = dbc
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("SG_ "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(signals.len() > 60, "parsed {} signals", signals.len());
+    let missing: Vec<&&str> = signals
+        .iter()
+        .filter(|s| !doc.contains(&format!("| {s} |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "signals missing from firmware/docs/can.md: {missing:?}"
+    );
+}

@@ -188,6 +188,7 @@ fn rust_decode(frame: &CanFrame) -> (&'static str, Signals) {
                 "BatteryCmd_Crc" => battery_cmd_crc / battery_cmd_crc_raw_val,
                 "BatteryCmd_Counter" => battery_cmd_counter / battery_cmd_counter_raw_val,
                 "BatteryEnabled" => battery_enabled / battery_enabled_raw_val,
+                "BatteryStandby" => battery_standby / battery_standby_raw_val,
                 "BatteryChargeLimit" => battery_charge_limit / battery_charge_limit_raw_val,
                 "BatteryDischargeLimit" => battery_discharge_limit / battery_discharge_limit_raw_val,
                 "BatteryFunction" => battery_function_raw_val / battery_function_raw_val)
@@ -269,7 +270,8 @@ fn controller_frames() -> Vec<CanFrame> {
     ];
     for (k, f) in functions.into_iter().enumerate() {
         let k16 = k as u16;
-        let m = BatteryCmd::new(0, 0, k % 2 == 0, 2500 * k16, u16::MAX - k16, f).unwrap();
+        let m =
+            BatteryCmd::new(0, 0, k % 2 == 0, k % 3 == 0, 2500 * k16, u16::MAX - k16, f).unwrap();
         out.push(frame("BatteryCmd", *m.raw()));
         let m = ConverterCmd::new(
             0,

@@ -13,7 +13,7 @@ use firmware::wire::can::messages::*;
 use firmware::wire::can::MESSAGES;
 use firmware::wire::e2e::E2eSender;
 use rigs::can::{CanFrame, CanId};
-use rigs::closed_loop::plant_commands;
+use rigs::closed_loop::{plant_commands, standby_setpoint_v};
 use rigs::plant_link::{PlantLink, PlantLinkOptions, PlantState};
 use twin::engine::Engine;
 use twin::house::{House, HouseConfig};
@@ -60,6 +60,7 @@ impl Encoder {
             0,
             0,
             c.battery.enabled,
+            c.battery.standby,
             w(c.battery.charge_limit_w),
             w(c.battery.discharge_limit_w),
             BatteryCmdBatteryFunction::Default,
@@ -128,6 +129,7 @@ fn command() -> PlantCommand {
             enabled: true,
             charge_limit_w: 2000.0,
             discharge_limit_w: 3000.0,
+            standby: false,
             reason: reason(),
         },
         charger: ChargerCommand {
@@ -161,16 +163,28 @@ fn decoding_command_frames_inverts_closed_loop_plant_commands() {
     for f in enc.command_frames(&c) {
         link.handle_frame(SimTime::ZERO, &f);
     }
-    assert_eq!(link.commands(SimTime::ZERO), Some(plant_commands(&c)));
+    let standby_v = standby_setpoint_v(&cfg);
+    assert!(standby_v.is_some(), "the terrace house has a charger");
+    assert_eq!(
+        link.commands(SimTime::ZERO),
+        Some(plant_commands(&c, standby_v))
+    );
     let mut unboosted = c.clone();
     unboosted.charger.boost = false;
     unboosted.pv.cap_w = None;
+    unboosted.battery.standby = true;
     for f in enc.command_frames(&unboosted) {
         link.handle_frame(SimTime::ZERO, &f);
     }
     assert_eq!(
         link.commands(SimTime::ZERO),
-        Some(plant_commands(&unboosted))
+        Some(plant_commands(&unboosted, standby_v))
+    );
+    assert_eq!(
+        link.commands(SimTime::ZERO)
+            .and_then(|p| p.battery_setpoint_v),
+        standby_v,
+        "standby reaches the house as a setpoint below the charger's"
     );
 }
 
