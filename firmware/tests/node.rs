@@ -71,13 +71,13 @@ impl Plant {
         out.push(self.protect(raw_id(MainsStatus::MESSAGE_ID), 0, m.raw()));
         let h = PlantHeartbeat::new(0, 0, PlantHeartbeatPlantState::Running, 0, 0).unwrap();
         out.push(self.protect(raw_id(PlantHeartbeat::MESSAGE_ID), 0, h.raw()));
-        if t_ms % 500 == 0 {
+        if t_ms.is_multiple_of(500) {
             for i in 0..4u8 {
                 let c = CircuitStatus::new(0, 0, i, 20.0, 0.4, 50.0, false).unwrap();
                 out.push(self.protect(raw_id(CircuitStatus::MESSAGE_ID), i, c.raw()));
             }
         }
-        if t_ms % 1000 == 0 {
+        if t_ms.is_multiple_of(1000) {
             let p = PvStatus::new(0, 0, 0).unwrap();
             out.push((raw_id(PvStatus::MESSAGE_ID), *p.raw()));
             for i in 0..4u8 {
@@ -156,7 +156,7 @@ fn run_local(
         for (id, data) in plant.status(t) {
             node.handle_frame(Millis(t), id, &data);
         }
-        if meter && t % 1000 == 0 {
+        if meter && t.is_multiple_of(1000) {
             let bytes = plant.telegram(64_800 + (t / 1000) as u32, 400);
             node.handle_p1(Millis(t), &bytes);
         }

@@ -365,7 +365,7 @@ pub fn twin_house(a: &HouseArgs) -> Result<()> {
         cfg.electrical_step_us = ms * 1000;
     }
     let sample_us = SimTime::from_secs_f64(a.sample_s).as_micros();
-    if sample_us == 0 || sample_us % cfg.electrical_step_us != 0 {
+    if sample_us == 0 || !sample_us.is_multiple_of(cfg.electrical_step_us) {
         return Err(bad(format!(
             "--sample-s must be a positive whole multiple of the house's electrical step ({} ms), found {}",
             cfg.electrical_step_us / 1000,

@@ -39,7 +39,7 @@ impl Trace {
         }
     }
     fn sample(&mut self, now: SimTime, s: &SignalRegistry) {
-        if now.as_micros() % 60_000_000 == 0 {
+        if now.as_micros().is_multiple_of(60_000_000) {
             self.t_h.push(now.as_secs_f64() / 3600.0);
             self.rows.push(
                 self.names

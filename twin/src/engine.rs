@@ -352,7 +352,7 @@ impl<E> Engine<E> {
             plant.apply_event(now, event);
         }
         for (i, every) in self.task_every.iter().enumerate() {
-            if self.tick % every == 0 {
+            if self.tick.is_multiple_of(*every) {
                 let dt_s = (every * self.base_us) as f64 * 1e-6;
                 plant.step(TaskId(i), now, dt_s);
             }
@@ -399,7 +399,7 @@ impl Recorder {
         period_us: u64,
         base_us: u64,
     ) -> Result<Self, EngineError> {
-        if period_us == 0 || base_us == 0 || period_us % base_us != 0 {
+        if period_us == 0 || base_us == 0 || !period_us.is_multiple_of(base_us) {
             return Err(EngineError::BadSamplePeriod { period_us, base_us });
         }
         let mut ids = Vec::with_capacity(names.len());
@@ -421,7 +421,7 @@ impl Recorder {
     /// Records a row if `ticks` (the engine's tick count after the tick just
     /// run, or 0 for the initial state) falls on the sample period.
     pub fn observe(&mut self, ticks: u64, now: SimTime, signals: &SignalRegistry) {
-        if ticks % self.every_ticks == 0 {
+        if ticks.is_multiple_of(self.every_ticks) {
             self.time_s.push(now.as_secs_f64());
             for (col, id) in self.values.iter_mut().zip(&self.ids) {
                 col.push(signals.get(*id));

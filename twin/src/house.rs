@@ -375,7 +375,7 @@ impl HouseConfig {
                 "`electrical_step_ms` and `environment_step_ms` must be positive".into(),
             ));
         }
-        if f.environment_step_ms % f.electrical_step_ms != 0 {
+        if !f.environment_step_ms.is_multiple_of(f.electrical_step_ms) {
             return Err(invalid(format!(
                 "`environment_step_ms` ({}) must be a whole multiple of `electrical_step_ms` ({})",
                 f.environment_step_ms, f.electrical_step_ms

@@ -618,7 +618,7 @@ fn parse_failure_log(
         }
         return Ok(log);
     }
-    if n < 2 || (n - 2) % 2 != 0 || ((n - 2) / 2) as u64 != count {
+    if n < 2 || !(n - 2).is_multiple_of(2) || ((n - 2) / 2) as u64 != count {
         return Err(LineError::GroupCount);
     }
     if groups.next() != Some(FAILURE_LOG_ENTRY_OBIS) {

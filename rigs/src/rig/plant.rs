@@ -112,7 +112,7 @@ impl PlantSide {
         }
         cfg.electrical_step_us = step_us;
         let sample_us = (sample_s * 1e6).round() as u64;
-        if sample_us == 0 || sample_us % step_us != 0 {
+        if sample_us == 0 || !sample_us.is_multiple_of(step_us) {
             return Err(RigError::Scenario(format!(
                 "the sample period ({sample_s} s) must be a whole multiple of the plant step ({plant_step_ms} ms)"
             )));

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use reports::csv_table::ColumnTable;
@@ -322,11 +322,6 @@ fn percentiles(mut v: Vec<u32>) -> Option<[u32; 3]> {
     v.sort_unstable();
     let rank = |p: f64| v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
     Some([rank(0.50), rank(0.99), v[v.len() - 1]])
-}
-
-/// A short label for a path in messages.
-pub fn display(p: &Path) -> String {
-    p.display().to_string()
 }
 
 #[cfg(test)]
