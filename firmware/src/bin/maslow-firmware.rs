@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use firmware::node::{ClockMode, Node};
 use firmware::Millis;
-use links::{CanBus, CanFrame, CanId};
+use links::{CanBus, CanFrame};
 use tokio::io::AsyncReadExt;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
@@ -176,9 +176,8 @@ async fn run(args: Args) -> Result<()> {
     let mut last_state = None;
     loop {
         while let Some(tx) = node.poll_transmit() {
-            let id = CanId::standard(tx.id).context("the node produced a bad identifier")?;
-            let frame = CanFrame::new(id, &tx.data[..usize::from(tx.len)])
-                .context("the node produced a bad frame")?;
+            let frame =
+                CanFrame::standard(tx.id, tx.payload()).context("the node produced a bad frame")?;
             can.send(&frame).await.context("CAN send failed")?;
         }
         can.flush().await.context("CAN flush failed")?;
@@ -204,11 +203,7 @@ async fn run(args: Args) -> Result<()> {
                 let frame = frame.context("CAN receive failed")?;
                 // The contract has 11-bit data frames only; anything else is
                 // handed over as an unknown identifier and counted there.
-                let id = if frame.id().is_extended() || frame.is_remote() {
-                    u16::MAX
-                } else {
-                    frame.id().raw() as u16
-                };
+                let id = frame.standard_data_id().unwrap_or(u16::MAX);
                 node.handle_frame(now(), id, frame.data());
             }
             n = read_p1(&mut p1, &mut p1_buf) => {

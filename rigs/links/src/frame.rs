@@ -132,6 +132,21 @@ impl CanFrame {
         self.rtr
     }
 
+    /// A data frame with an 11-bit identifier (what the maslow contract
+    /// uses end to end).
+    pub fn standard(id: u16, data: &[u8]) -> Result<Self, FrameError> {
+        CanFrame::new(CanId::standard(id)?, data)
+    }
+
+    /// The 11-bit identifier of a standard data frame; `None` for extended
+    /// or remote frames, which the maslow contract never carries.
+    pub fn standard_data_id(&self) -> Option<u16> {
+        match self.id {
+            CanId::Standard(id) if !self.rtr => Some(id),
+            _ => None,
+        }
+    }
+
     /// The frame's CRC-15 (polynomial 0x4599, initial value 0) over SOF
     /// through the end of the data field, unstuffed.
     pub fn crc15(&self) -> u16 {
@@ -283,6 +298,17 @@ mod tests {
     use super::strategy::arb_frame;
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn standard_frames_and_their_ids() {
+        let f = CanFrame::standard(0x2F0, &[1, 2]).unwrap();
+        assert_eq!(f.standard_data_id(), Some(0x2F0));
+        assert!(CanFrame::standard(0x800, &[]).is_err());
+        let ext = CanFrame::new(CanId::Extended(0x2F0), &[]).unwrap();
+        assert_eq!(ext.standard_data_id(), None);
+        let rtr = CanFrame::remote(CanId::Standard(0x2F0), 2).unwrap();
+        assert_eq!(rtr.standard_data_id(), None);
+    }
 
     #[test]
     fn ids_are_checked() {

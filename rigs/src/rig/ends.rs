@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use firmware::node::{ClockMode, Node};
 use firmware::wire::can::messages::CtrlHeartbeat;
 use firmware::Millis;
-use links::{CanBus, CanFrame, CanId};
+use links::{CanBus, CanFrame};
 use tokio::io::AsyncWriteExt;
 
 use crate::rig::config::{CanTransport, ControllerLocation, MeterTransport, Rig, TimeMode};
@@ -64,11 +64,6 @@ pub fn sync_echo_ms(f: &CanFrame) -> Option<u64> {
     CtrlHeartbeat::try_from(f.data())
         .ok()
         .map(|h| u64::from(h.sync_echo_ms()))
-}
-
-fn to_frame(id: u16, data: &[u8]) -> Result<CanFrame, RigError> {
-    let id = CanId::standard(id).map_err(|e| RigError::Controller(e.to_string()))?;
-    CanFrame::new(id, data).map_err(|e| RigError::Controller(e.to_string()))
 }
 
 // ---------------------------------------------------------------------------
@@ -194,11 +189,9 @@ impl InProcessEnd {
             self.node.handle_p1(now, t);
         }
         while let Ok(f) = self.controller_side.try_recv() {
-            let id = if f.id().is_extended() || f.is_remote() {
-                u16::MAX
-            } else {
-                f.id().raw() as u16
-            };
+            // Anything but an 11-bit data frame is handed over as an
+            // unknown identifier and counted there.
+            let id = f.standard_data_id().unwrap_or(u16::MAX);
             self.node.handle_frame(now, id, f.data());
         }
         if self.node.link_config().clock == ClockMode::Local {
@@ -210,7 +203,8 @@ impl InProcessEnd {
             }
         }
         while let Some(tx) = self.node.poll_transmit() {
-            let f = to_frame(tx.id, &tx.data[..usize::from(tx.len)])?;
+            let f = CanFrame::standard(tx.id, tx.payload())
+                .map_err(|e| RigError::Controller(e.to_string()))?;
             self.controller_side
                 .try_send(&f)
                 .map_err(|e| RigError::Link(e.to_string()))?;
