@@ -5,3 +5,4 @@
 //! self-contained HTML report with SVG plots, candump traces and run records.
 
 pub mod csv_table;
+pub mod run;

@@ -10,6 +10,7 @@ pub use links as can;
 pub mod cli;
 pub mod closed_loop;
 pub mod input;
+pub mod instrument;
 pub mod pacing;
 pub mod plant_link;
 pub mod rig;
