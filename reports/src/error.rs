@@ -67,3 +67,11 @@ pub(crate) fn duration(
         value: seconds,
     })
 }
+
+/// A record's duration in whole nanoseconds (rounded to the nearest), as
+/// Cucumber JSON wants it; saturates past 584 years.
+pub(crate) fn nanoseconds(what: impl FnOnce() -> String, seconds: f64) -> Result<u64, ReportError> {
+    duration(what, seconds)?;
+    // `as` saturates at u64::MAX; the value is finite and non-negative here.
+    Ok((seconds * 1e9).round() as u64)
+}

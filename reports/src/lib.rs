@@ -6,6 +6,9 @@
 //!   verdicts) that every run report is written from;
 //! - [`junit`]: JUnit XML for CI test views ([`junit::to_junit_xml`],
 //!   [`junit::write_junit`]);
+//! - [`cucumber_json`]: Cucumber JSON for Allure and cucumber report tools
+//!   ([`cucumber_json::to_cucumber_json`],
+//!   [`cucumber_json::write_cucumber_json`]);
 //! - [`error`]: [`ReportError`], which those writers return, and their
 //!   atomic file write.
 //!
@@ -13,6 +16,7 @@
 //! traces and `run.json`.
 
 pub mod csv_table;
+pub mod cucumber_json;
 pub mod error;
 pub mod junit;
 pub mod run;
