@@ -104,6 +104,16 @@ use crate::wire::e2e::{E2eChecker, E2eSender, E2eStatus};
 use crate::wire::p1::{Framer, FramerStats, Telegram};
 use crate::ConfigError;
 
+/// What the remote server's link delivers to the controller.
+#[derive(Debug, Clone, Copy)]
+pub enum Uplink<'a> {
+    Demand(crate::demand::DemandSignal),
+    ChargeNow(crate::scheduling::ChargeNowRequest),
+    /// A signed dispatch message, verified by the controller's cluster
+    /// function (firmware/docs/dispatch.md).
+    Dispatch(&'a [u8]),
+}
+
 /// Number of messages in the contract (`wire::can::MESSAGES`).
 pub const MESSAGE_COUNT: usize = MESSAGES.len();
 /// Frames and syncs queued between syncs in bus-clock mode.
@@ -688,6 +698,25 @@ impl Node {
                 self.pump_bus();
             }
         }
+    }
+
+    /// A message from the remote server's link (the fleet uplink): a
+    /// demand signal, a low-carbon charge request, or a signed dispatch as
+    /// received. Handled at once — at `now` on the local clock, at the last
+    /// bus time on the bus clock — and answered through
+    /// [`Node::poll_event`] ([`Output::DemandAck`], [`Output::DispatchVerdict`]).
+    pub fn handle_uplink(&mut self, now: Millis, message: Uplink<'_>) {
+        let at = match self.cfg.clock {
+            ClockMode::Local => now,
+            ClockMode::Bus => self.bus_time.unwrap_or(self.started),
+        };
+        let input = match message {
+            Uplink::Demand(s) => Input::Demand(s),
+            Uplink::ChargeNow(r) => Input::ChargeNow(r),
+            Uplink::Dispatch(bytes) => Input::Dispatch(bytes),
+        };
+        self.controller.handle(at, input);
+        self.drain(at);
     }
 
     /// Raw bytes read from the P1 serial port.

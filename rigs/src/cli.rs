@@ -42,6 +42,32 @@ pub enum Command {
     /// the firmware binary over pseudo-terminals, or a board).
     #[command(subcommand)]
     Rig(RigCommand),
+    /// Run Gherkin feature files on a rig; exit 0 only if every scenario passed.
+    Test(TestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Feature files or directories (default: features/).
+    pub paths: Vec<PathBuf>,
+    /// Rig file: rigs/sim.toml (software), rigs/sil.toml, a bench's.
+    #[arg(long, default_value = "rigs/sim.toml")]
+    pub rig: PathBuf,
+    /// Tag expression, e.g. '@sim and not @slow'.
+    #[arg(long)]
+    pub tags: Option<String>,
+    /// Only scenarios whose name matches this regular expression.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Run every scenario with this seed (each scenario prints its own).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where JUnit XML, Cucumber JSON and each scenario's files go.
+    #[arg(long, default_value = "target/maslow-report")]
+    pub report_dir: PathBuf,
+    /// Virtual probe capture rate, Hz.
+    #[arg(long, default_value_t = 1.0)]
+    pub probe_rate_hz: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,6 +213,59 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Twin(TwinCommand::Pv(a)) => twin_pv(&a),
         Command::Twin(TwinCommand::House(a)) => twin_house(&a),
         Command::Rig(RigCommand::Run(a)) => rig_run(&a),
+        Command::Test(a) => test(&a),
+    }
+}
+
+/// `maslow test`.
+pub fn test(a: &TestArgs) -> Result<()> {
+    use crate::scenario::{run_features, HarnessError, TestOptions};
+    if !(a.probe_rate_hz.is_finite() && a.probe_rate_hz > 0.0 && a.probe_rate_hz <= 1000.0) {
+        return Err(bad(format!(
+            "--probe-rate-hz must be within (0, 1000], found {}",
+            a.probe_rate_hz
+        )));
+    }
+    let paths = if a.paths.is_empty() {
+        vec![PathBuf::from("features")]
+    } else {
+        a.paths.clone()
+    };
+    let opts = TestOptions {
+        paths,
+        rig: a.rig.clone(),
+        tags: a.tags.clone(),
+        name: a.name.clone(),
+        seed: a.seed,
+        report_dir: a.report_dir.clone(),
+        probe_rate_hz: a.probe_rate_hz,
+        progress: true,
+    };
+    let outcome = run_features(&opts).map_err(|e| match e {
+        HarnessError::Report(_) => anyhow::Error::from(e),
+        other => bad(other.to_string()),
+    })?;
+    let c = outcome.record.counts();
+    println!(
+        "{} passed, {} failed, {} skipped; {} feature file(s) did not parse; {:.1} s; reports: {} and {}",
+        c.passed,
+        c.failed,
+        c.skipped,
+        outcome.parse_errors.len(),
+        outcome.record.duration_s,
+        outcome.junit.display(),
+        outcome.cucumber_json.display()
+    );
+    if outcome.passed() {
+        Ok(())
+    } else if c.passed + c.failed == 0 && outcome.parse_errors.is_empty() {
+        Err(anyhow::anyhow!("no scenario matched (check the paths, --tags and --name)"))
+    } else {
+        Err(anyhow::anyhow!(
+            "{} scenario(s) failed, {} feature file(s) did not parse",
+            c.failed,
+            outcome.parse_errors.len()
+        ))
     }
 }
 

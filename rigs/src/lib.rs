@@ -14,3 +14,4 @@ pub mod instrument;
 pub mod pacing;
 pub mod plant_link;
 pub mod rig;
+pub mod scenario;

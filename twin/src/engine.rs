@@ -136,6 +136,14 @@ impl SignalRegistry {
         self.values[id.0 as usize] = value;
     }
 
+    /// Copies every value of `other` (a registry with the same signals,
+    /// e.g. a clone of this one) into this one, without reallocating.
+    /// Extra signals on either side are left alone.
+    pub fn copy_values_from(&mut self, other: &SignalRegistry) {
+        let n = self.values.len().min(other.values.len());
+        self.values[..n].copy_from_slice(&other.values[..n]);
+    }
+
     #[inline]
     pub fn get(&self, id: SignalId) -> f64 {
         self.values[id.0 as usize]

@@ -329,6 +329,22 @@ pub enum HouseEvent {
     ClearFault { circuit: String },
     /// Somebody resets a circuit's breaker.
     ResetBreaker { circuit: String },
+    /// The mains comes back now (ends a scheduled outage in progress).
+    MainsReturn,
+    /// The utility sets the meter's tariff indicator (1 low, 2 normal), or
+    /// hands it back to the meter's schedule (`None`).
+    Tariff { tariff: Option<u8> },
+    /// From now on `device` is plugged into `socket` and in use, whatever
+    /// the household's plug schedule says (`device: None`: the socket is
+    /// empty). Unknown names are ignored and counted.
+    Plug {
+        socket: String,
+        device: Option<String>,
+    },
+    /// A plugged device stops (`idle: true`) or resumes being used.
+    DeviceIdle { device: String, idle: bool },
+    /// Hands a socket back to the household's plug schedule.
+    FollowPlugSchedule { socket: String },
 }
 
 /// A validated, ready-to-build house.
@@ -496,6 +512,12 @@ impl HouseConfig {
                 HouseEvent::ClearFault { circuit } | HouseEvent::ResetBreaker { circuit } => {
                     known("circuit", circuit, &circuit_names)?;
                 }
+                // Not produced from house files (run-time events only).
+                HouseEvent::MainsReturn
+                | HouseEvent::Tariff { .. }
+                | HouseEvent::Plug { .. }
+                | HouseEvent::DeviceIdle { .. }
+                | HouseEvent::FollowPlugSchedule { .. } => {}
             }
             events.push((SimTime::from_secs_f64(spec.at_h * 3600.0), event));
         }
@@ -699,6 +721,14 @@ pub struct House {
     /// (socket, device, from_h, to_h) indices into the bus.
     plug_windows: Vec<(usize, usize, f64, f64)>,
     faults: Vec<Option<f64>>,
+    /// Per socket: a plug state set at run time (`Some(None)`: empty),
+    /// winning over the plug schedule.
+    plug_overrides: Vec<Option<Option<usize>>>,
+    /// Per device: held idle at run time.
+    device_idle: Vec<bool>,
+    /// Run-time events naming no circuit, socket or device of this house,
+    /// or with a value out of range.
+    ignored_events: u64,
     /// Each socket's configured power budget (restored when switched on).
     socket_budgets_w: Vec<f64>,
     /// Commands from a controller; `None` runs the fixed policy.
@@ -790,6 +820,9 @@ impl House {
             circuit_windows,
             plug_windows,
             faults: vec![None; n_circuits],
+            plug_overrides: vec![None; cfg.bus.circuits.iter().map(|c| c.usb_sockets.len()).sum()],
+            device_idle: vec![false; cfg.bus.devices.len()],
+            ignored_events: 0,
             socket_budgets_w,
             external: None,
             ids: Ids::default(),
@@ -834,7 +867,7 @@ impl House {
         let policy = self.cfg.policy;
         let (discharge_w, charge_w) = self.battery_limits();
         let in_peak = in_window(hour, policy.peak_window_h[0], policy.peak_window_h[1]);
-        let tariff = self.meter.config().tariff.tariff_at_time(&cal, now);
+        let tariff = self.meter.tariff_at(now);
         let inverter_request_ac_w = if !self.mains_state.present || (in_peak && discharge_w > 0.0) {
             self.demand_w
         } else {
@@ -866,6 +899,12 @@ impl House {
     /// Commands from outside (a controller) replace the fixed policy from
     /// now on; `None` hands control back to the policy. Commands are clamped
     /// to the plant's own hard limits (the pack's power ratings).
+    /// Run-time events that named no circuit, socket or device of this
+    /// house, or carried a value out of range (and were ignored).
+    pub fn ignored_events(&self) -> u64 {
+        self.ignored_events
+    }
+
     pub fn command(&mut self, commands: Option<PlantCommands>) {
         self.external = commands;
     }
@@ -949,7 +988,13 @@ impl House {
                     .circuits_on
                     .as_ref()
                     .is_none_or(|on| on.get(c).copied().unwrap_or(true));
-                circuit.switch_on = in_use && supplied;
+                // The controller switches the circuit's supply; the
+                // household switches its lights and loads. A supplied
+                // circuit with its lights off is live at the far end.
+                circuit.switch_on = supplied;
+                circuit.led_on.iter_mut().for_each(|on| *on = in_use);
+                circuit.resistive_on.iter_mut().for_each(|on| *on = in_use);
+                circuit.constant_current_on.iter_mut().for_each(|on| *on = in_use);
                 circuit.fault_ohm = self.faults[c];
             }
             for s in inp.sockets.iter_mut() {
@@ -959,9 +1004,27 @@ impl House {
                 d.on = false;
             }
             for &(s, d, f, t) in &self.plug_windows {
+                if self.plug_overrides.get(s).is_some_and(Option::is_some) {
+                    continue;
+                }
                 if in_window(hour, f, t) {
                     inp.sockets[s].device = Some(d);
                     inp.devices[d].on = true;
+                }
+            }
+            for (s, o) in self.plug_overrides.iter().enumerate() {
+                if let Some(Some(d)) = *o {
+                    if let (Some(sock), Some(dev)) = (inp.sockets.get_mut(s), inp.devices.get_mut(d)) {
+                        sock.device = Some(d);
+                        dev.on = true;
+                    }
+                }
+            }
+            for (d, idle) in self.device_idle.iter().enumerate() {
+                if *idle {
+                    if let Some(dev) = inp.devices.get_mut(d) {
+                        dev.on = false;
+                    }
                 }
             }
             for (k, s) in inp.sockets.iter_mut().enumerate() {
@@ -1212,6 +1275,37 @@ impl Plant for House {
                     self.inputs.circuits[c].reset_breaker = true;
                 }
             }
+            HouseEvent::MainsReturn => self.mains.restore_at(now),
+            HouseEvent::Tariff { tariff } => {
+                if self.meter.set_tariff_override(tariff).is_err() {
+                    self.ignored_events += 1;
+                }
+            }
+            HouseEvent::Plug { socket, device } => {
+                let s = self.bus.socket_index(&socket);
+                let d = device.as_deref().map(|d| self.bus.device_index(d));
+                match (s, d) {
+                    (Some(s), None) => self.plug_overrides[s] = Some(None),
+                    (Some(s), Some(Some(d))) => {
+                        // A device is in one socket at a time.
+                        for o in self.plug_overrides.iter_mut() {
+                            if *o == Some(Some(d)) {
+                                *o = Some(None);
+                            }
+                        }
+                        self.plug_overrides[s] = Some(Some(d));
+                    }
+                    _ => self.ignored_events += 1,
+                }
+            }
+            HouseEvent::DeviceIdle { device, idle } => match self.bus.device_index(&device) {
+                Some(d) => self.device_idle[d] = idle,
+                None => self.ignored_events += 1,
+            },
+            HouseEvent::FollowPlugSchedule { socket } => match self.bus.socket_index(&socket) {
+                Some(s) => self.plug_overrides[s] = None,
+                None => self.ignored_events += 1,
+            },
         }
     }
 

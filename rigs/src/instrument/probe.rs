@@ -79,6 +79,24 @@ impl VirtualProbe {
         self.active.is_some()
     }
 
+    /// The samples taken since the capture started or since the last
+    /// drain, one series per signal; the capture goes on.
+    pub fn drain(&mut self) -> Vec<TimeSeries> {
+        match self.active.as_mut() {
+            Some(a) => a
+                .series
+                .iter_mut()
+                .map(|s| {
+                    let mut out = TimeSeries::new(s.name.clone(), s.unit.clone());
+                    std::mem::swap(&mut out.t_s, &mut s.t_s);
+                    std::mem::swap(&mut out.values, &mut s.values);
+                    out
+                })
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
     /// Called by the rig after every plant step with the run's time: takes
     /// the samples that are due. Samples fall on whole multiples of the
     /// capture period (the first at the capture's start).

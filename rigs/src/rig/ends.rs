@@ -50,6 +50,37 @@ pub trait ControllerEnd {
 
     /// Stops the controller (if the rig started it) and reports how it ended.
     fn finish(&mut self) -> Result<String, RigError>;
+
+    /// Delivers a message from the remote server at plant time `now_ms`
+    /// and returns the controller's immediate answers. Ends without a
+    /// server link say so.
+    fn uplink(&mut self, now_ms: u64, message: &UplinkMessage) -> Result<Vec<Reply>, RigError> {
+        let _ = (now_ms, message);
+        Err(RigError::Controller(
+            "this rig has no link from the remote server to the controller (the in-process rig has one; the fleet link over MQTT comes with the fleet issue)".into(),
+        ))
+    }
+
+    /// Answers to the server that arrived since the last call.
+    fn take_replies(&mut self) -> Vec<Reply> {
+        Vec::new()
+    }
+}
+
+/// A message from the remote server to the controller.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UplinkMessage {
+    Demand(firmware::demand::DemandSignal),
+    ChargeNow(firmware::scheduling::ChargeNowRequest),
+    /// A signed dispatch message (firmware/docs/dispatch.md).
+    Dispatch(Vec<u8>),
+}
+
+/// The controller's answer to the server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    DemandAck(firmware::demand::Ack),
+    DispatchVerdict(firmware::cluster::Verdict),
 }
 
 /// The CtrlHeartbeat identifier and its sync echo, if `f` is one.
@@ -74,6 +105,7 @@ pub struct InProcessEnd {
     node: Box<Node>,
     bus: PlantBus,
     controller_side: links::InProcessBus,
+    replies: Vec<Reply>,
 }
 
 /// The plant's end of the in-process bus: plain, or through the seeded
@@ -144,11 +176,23 @@ impl InProcessEnd {
             node,
             bus,
             controller_side,
+            replies: Vec::new(),
         })
     }
 
     pub fn node(&self) -> &Node {
         &self.node
+    }
+
+    fn collect_replies(&mut self) {
+        use firmware::controller::Output;
+        while let Some(o) = self.node.poll_event() {
+            match o {
+                Output::DemandAck(a) => self.replies.push(Reply::DemandAck(a)),
+                Output::DispatchVerdict(v) => self.replies.push(Reply::DispatchVerdict(v)),
+                _ => {}
+            }
+        }
     }
 
     /// Moves frames plant → node (then `sync`, past any fault injector),
@@ -209,7 +253,7 @@ impl InProcessEnd {
                 .try_send(&f)
                 .map_err(|e| RigError::Link(e.to_string()))?;
         }
-        while self.node.poll_event().is_some() {}
+        self.collect_replies();
         let plant_side = match &mut self.bus {
             PlantBus::Plain(b) => b,
             PlantBus::Faulty(b, _) => b.inner_mut(),
@@ -250,6 +294,22 @@ impl ControllerEnd for InProcessEnd {
         out: &mut Vec<CanFrame>,
     ) -> Result<(), RigError> {
         self.pump(now_ms, frames, None, telegrams, out)
+    }
+
+    fn uplink(&mut self, now_ms: u64, message: &UplinkMessage) -> Result<Vec<Reply>, RigError> {
+        use firmware::node::Uplink;
+        let m = match message {
+            UplinkMessage::Demand(d) => Uplink::Demand(*d),
+            UplinkMessage::ChargeNow(r) => Uplink::ChargeNow(*r),
+            UplinkMessage::Dispatch(b) => Uplink::Dispatch(b),
+        };
+        self.node.handle_uplink(Millis(now_ms), m);
+        self.collect_replies();
+        Ok(std::mem::take(&mut self.replies))
+    }
+
+    fn take_replies(&mut self) -> Vec<Reply> {
+        std::mem::take(&mut self.replies)
     }
 
     fn finish(&mut self) -> Result<String, RigError> {

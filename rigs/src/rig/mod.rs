@@ -25,7 +25,8 @@ pub mod plant;
 pub mod run;
 
 pub use config::{CanTransport, ControllerLocation, MeterTransport, Rig, RigFileError, TimeMode};
-pub use run::{run, RunOptions, RunSummary};
+pub use ends::{Reply, UplinkMessage};
+pub use run::{run, LinkFaultCounts, LinkFaults, RunOptions, RunSummary, Session, UplinkReply};
 
 /// Why a rig run could not start or did not finish.
 #[derive(Debug, thiserror::Error)]

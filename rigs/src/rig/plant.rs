@@ -85,6 +85,13 @@ pub struct PlantSide {
     last_applied: Option<Option<PlantCommands>>,
     seed: u64,
     epoch_unix_s: f64,
+    /// Sensors the plant link reports as stuck at a value (a sensor fault):
+    /// the link reads these from a copy of the signals.
+    held_sensors: Vec<(SignalId, f64)>,
+    held_view: Option<SignalRegistry>,
+    /// Commands applied instead of the link's (a house without the
+    /// assembly, for baselines).
+    forced: Option<PlantCommands>,
     /// Frames and telegrams of the current step, waiting to go out.
     pub outbox: Vec<CanFrame>,
     pub p1_outbox: Vec<Vec<u8>>,
@@ -161,6 +168,9 @@ impl PlantSide {
             last_applied: None,
             seed: seed_used,
             epoch_unix_s,
+            held_sensors: Vec::new(),
+            held_view: None,
+            forced: None,
             outbox: Vec::new(),
             p1_outbox: Vec::new(),
         })
@@ -201,7 +211,10 @@ impl PlantSide {
     /// the step's status frames and telegrams.
     pub fn step(&mut self) {
         let now = self.engine.now();
-        let commands = self.link.commands(now);
+        let mut commands = self.link.commands(now);
+        if let Some(f) = &self.forced {
+            commands = Some(f.clone());
+        }
         if self.last_applied.as_ref() != Some(&commands) {
             self.applied.push(AppliedCommands {
                 at_ms: now.as_micros() / 1000,
@@ -229,7 +242,16 @@ impl PlantSide {
         e.grid_import_kwh = s.get(p.import_kwh);
         e.grid_export_kwh = s.get(p.export_kwh);
         self.recorder.observe(self.ticks, now, s);
-        self.link.on_step(now, s);
+        match self.held_view.as_mut() {
+            Some(view) if !self.held_sensors.is_empty() => {
+                view.copy_values_from(s);
+                for &(id, v) in &self.held_sensors {
+                    view.set(id, v);
+                }
+                self.link.on_step(now, view);
+            }
+            _ => self.link.on_step(now, s),
+        }
         while let Some(f) = self.link.poll_transmit() {
             self.bus_load.record(now, &f);
             self.outbox.push(f);
@@ -237,6 +259,37 @@ impl PlantSide {
         while let Some(t) = self.link.poll_p1() {
             self.p1_outbox.push(t);
         }
+    }
+
+    /// From now on the plant link reports `signal` stuck at its present
+    /// value (a stuck sensor); the twin itself goes on. Errors name an
+    /// unknown signal.
+    pub fn hold_sensor(&mut self, signal: &str) -> Result<f64, RigError> {
+        let s = self.engine.signals();
+        let id = s.require(signal)?;
+        let v = s.get(id);
+        if self.held_view.is_none() {
+            self.held_view = Some(s.clone());
+        }
+        self.held_sensors.retain(|(i, _)| *i != id);
+        self.held_sensors.push((id, v));
+        Ok(v)
+    }
+
+    /// Applies `commands` from now on instead of the controller's (`None`:
+    /// the controller's again).
+    pub fn force_commands(&mut self, commands: Option<PlantCommands>) {
+        self.forced = commands;
+    }
+
+    /// Releases every held sensor.
+    pub fn release_sensors(&mut self) {
+        self.held_sensors.clear();
+    }
+
+    /// Schedules a house event at `at` (now or later).
+    pub fn schedule(&mut self, at: SimTime, event: HouseEvent) {
+        self.engine.schedule(at.max(self.engine.now()), event);
     }
 
     /// The lockstep time sync closing the current step (counted on the bus).

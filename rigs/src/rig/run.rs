@@ -137,9 +137,48 @@ impl fmt::Display for RunSummary {
     }
 }
 
-struct Loop<'a> {
+/// Disturbances the session puts on the plant's side of the links, on any
+/// transport: status frames towards the controller lost or corrupted at a
+/// rate, a bus-off period (nothing gets through), and P1 telegrams garbled.
+/// Seeded; the controller's frames and the lockstep time sync are not
+/// touched (a lost sync would stall lockstep by design).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LinkFaults {
+    /// Probability that a status frame is lost.
+    pub frame_loss: f64,
+    /// Probability that a status frame has one payload bit flipped.
+    pub frame_corruption: f64,
+    /// Until this plant time (ms) the bus is off: every status frame lost.
+    pub bus_off_until_ms: u64,
+    /// Probability that a P1 telegram has bytes garbled.
+    pub telegram_garbling: f64,
+}
+
+/// Counts of what [`LinkFaults`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkFaultCounts {
+    pub frames_lost: u64,
+    pub frames_corrupted: u64,
+    pub frames_lost_bus_off: u64,
+    pub telegrams_garbled: u64,
+}
+
+/// What the remote server's side of the rig heard back from the
+/// controller, with the plant time (ms) it arrived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UplinkReply {
+    pub at_ms: u64,
+    pub reply: crate::rig::ends::Reply,
+}
+
+/// A rig run in progress: the plant stepped against a controller end, one
+/// plant step at a time. [`run`] drives one from start to end; Gherkin
+/// scenarios drive one step by step, with events and faults in between.
+pub struct Session {
+    rig_name: String,
+    time: TimeMode,
     plant: PlantSide,
-    end: Box<dyn ControllerEnd + 'a>,
+    end: Box<dyn ControllerEnd + Send>,
     /// Every frame both ways, candump `-L`, stamped with the run's
     /// virtual time as Unix time (epoch of the scenario).
     trace: Option<(links::CandumpWriter, f64)>,
@@ -150,9 +189,105 @@ struct Loop<'a> {
     /// Lockstep: wall time from handing the step's frames to the controller
     /// end until its acknowledging heartbeat arrived, µs.
     round_trips_us: Vec<u32>,
+    pacing: Option<JitterStats>,
+    started: Instant,
+    faults: LinkFaults,
+    fault_counts: LinkFaultCounts,
+    fault_rng: rand_chacha::ChaCha8Rng,
+    replies: Vec<UplinkReply>,
 }
 
-impl Loop<'_> {
+impl Session {
+    /// Builds the plant from the scenario and starts the controller end the
+    /// rig names.
+    pub fn start(rig: &Rig, opts: &RunOptions) -> Result<Session, RigError> {
+        use rand::SeedableRng;
+        let scenario = opts.scenario.as_deref().unwrap_or(&rig.scenario);
+        let seed = opts.seed.or(rig.seed);
+        let plant = PlantSide::new(scenario, rig.plant_step_ms, seed, opts.sample_s)?;
+        let epoch = plant.epoch_unix_s();
+        let fault_seed = plant.house_seed() ^ 0x6c69_6e6b_6661_756c;
+        let end: Box<dyn ControllerEnd + Send> = match rig.controller.runs {
+            ControllerLocation::InProcess => Box::new(InProcessEnd::new(rig)?),
+            _ => Box::new(LinkedEnd::new(
+                rig,
+                opts.program.as_deref(),
+                &opts.work_dir,
+            )?),
+        };
+        let trace = match &opts.candump {
+            Some(p) => Some((
+                links::CandumpWriter::create(p).map_err(|e| RigError::Link(e.to_string()))?,
+                epoch,
+            )),
+            None => None,
+        };
+        Ok(Session {
+            rig_name: rig.name.clone(),
+            time: rig.time,
+            plant,
+            end,
+            trace,
+            inbox: Vec::new(),
+            frames_to: 0,
+            frames_from: 0,
+            p1_telegrams: 0,
+            round_trips_us: Vec::new(),
+            pacing: None,
+            started: Instant::now(),
+            faults: LinkFaults::default(),
+            fault_counts: LinkFaultCounts::default(),
+            fault_rng: rand_chacha::ChaCha8Rng::seed_from_u64(fault_seed),
+            replies: Vec::new(),
+        })
+    }
+
+    pub fn now(&self) -> SimTime {
+        self.plant.now()
+    }
+
+    pub fn time_mode(&self) -> TimeMode {
+        self.time
+    }
+
+    /// The plant side (the twin, its link, what it recorded).
+    pub fn plant(&self) -> &PlantSide {
+        &self.plant
+    }
+
+    /// The plant side, to schedule events or hold a sensor.
+    pub fn plant_mut(&mut self) -> &mut PlantSide {
+        &mut self.plant
+    }
+
+    /// Sets the link faults from now on.
+    pub fn set_link_faults(&mut self, faults: LinkFaults) {
+        self.faults = faults;
+    }
+
+    pub fn link_faults(&self) -> LinkFaults {
+        self.faults
+    }
+
+    pub fn link_fault_counts(&self) -> LinkFaultCounts {
+        self.fault_counts
+    }
+
+    /// Sends a message from the remote server to the controller now. Rigs
+    /// whose controller end has no server link say so.
+    pub fn uplink(&mut self, message: &crate::rig::ends::UplinkMessage) -> Result<(), RigError> {
+        let at_ms = self.plant.now_ms();
+        let replies = self.end.uplink(at_ms, message)?;
+        self.replies
+            .extend(replies.into_iter().map(|reply| UplinkReply { at_ms, reply }));
+        Ok(())
+    }
+
+    /// What the controller has answered the server so far.
+    pub fn uplink_replies(&self) -> &[UplinkReply] {
+        &self.replies
+    }
+
     fn trace(&mut self, frames: &[CanFrame]) -> Result<(), RigError> {
         if let Some((w, epoch_s)) = self.trace.as_mut() {
             let at =
@@ -166,14 +301,69 @@ impl Loop<'_> {
         Ok(())
     }
 
+    /// Applies the link faults to the step's outgoing frames and telegrams.
+    fn disturb(&mut self, t_ms: u64, frames: &mut Vec<CanFrame>, telegrams: &mut [Vec<u8>]) {
+        use rand::Rng;
+        let f = self.faults;
+        if f == LinkFaults::default() {
+            return;
+        }
+        if t_ms < f.bus_off_until_ms {
+            self.fault_counts.frames_lost_bus_off += frames.len() as u64;
+            frames.clear();
+        }
+        let rng = &mut self.fault_rng;
+        let counts = &mut self.fault_counts;
+        frames.retain_mut(|frame| {
+            if f.frame_loss > 0.0 && rng.gen_bool(f.frame_loss.clamp(0.0, 1.0)) {
+                counts.frames_lost += 1;
+                return false;
+            }
+            if f.frame_corruption > 0.0
+                && rng.gen_bool(f.frame_corruption.clamp(0.0, 1.0))
+                && !frame.data().is_empty()
+            {
+                let mut data = frame.data().to_vec();
+                let bit = rng.gen_range(0..data.len() * 8);
+                data[bit / 8] ^= 1 << (bit % 8);
+                if let Ok(c) = CanFrame::new(frame.id(), &data) {
+                    *frame = c;
+                    counts.frames_corrupted += 1;
+                }
+            }
+            true
+        });
+        if f.telegram_garbling > 0.0 {
+            for t in telegrams.iter_mut() {
+                // Garble the body (between the header line and the `!`
+                // before the CRC): the telegram still frames, and fails its
+                // CRC, as line noise inside a telegram does.
+                let body_start = t.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+                let body_end = t.iter().rposition(|&b| b == b'!').unwrap_or(t.len());
+                if body_end > body_start + 1
+                    && rng.gen_bool(f.telegram_garbling.clamp(0.0, 1.0))
+                {
+                    for _ in 0..3 {
+                        let k = rng.gen_range(body_start..body_end);
+                        if matches!(t[k], b'0'..=b'9') {
+                            t[k] = b'0' + (t[k] - b'0' + 1) % 10;
+                        }
+                    }
+                    counts.telegrams_garbled += 1;
+                }
+            }
+        }
+    }
+
     /// One plant step and its exchange with the controller.
-    fn step(&mut self, time: TimeMode) -> Result<(), RigError> {
+    pub fn step(&mut self) -> Result<(), RigError> {
         self.plant.step();
         let t_ms = self.plant.now_ms();
-        let frames = std::mem::take(&mut self.plant.outbox);
-        let telegrams = std::mem::take(&mut self.plant.p1_outbox);
+        let mut frames = std::mem::take(&mut self.plant.outbox);
+        let mut telegrams = std::mem::take(&mut self.plant.p1_outbox);
+        self.disturb(t_ms, &mut frames, &mut telegrams);
         self.inbox.clear();
-        match time {
+        match self.time {
             TimeMode::Lockstep => {
                 let sync = self.plant.sync_frame();
                 self.trace(&frames)?;
@@ -198,7 +388,99 @@ impl Loop<'_> {
         self.trace(&inbox)?;
         self.plant.receive(&inbox);
         self.inbox = inbox;
+        let replies = self.end.take_replies();
+        let at_ms = self.plant.now_ms();
+        self.replies
+            .extend(replies.into_iter().map(|reply| UplinkReply { at_ms, reply }));
         Ok(())
+    }
+
+    /// Steps until plant time `until` (as fast as the link allows in
+    /// lockstep, paced against the wall clock in real time), calling
+    /// `after_step` after every step.
+    pub fn run_until(
+        &mut self,
+        until: SimTime,
+        mut after_step: impl FnMut(&PlantSide),
+    ) -> Result<(), RigError> {
+        match self.time {
+            TimeMode::Lockstep => {
+                while self.plant.now() < until {
+                    self.step()?;
+                    after_step(&self.plant);
+                }
+                Ok(())
+            }
+            TimeMode::Realtime => {
+                let step_us = self.plant.step_ms() * 1000;
+                let left_us = until.as_micros().saturating_sub(self.plant.now().as_micros());
+                let steps = left_us.div_ceil(step_us.max(1));
+                if steps == 0 {
+                    return Ok(());
+                }
+                let pacer = RealTimePacer::new(Duration::from_millis(self.plant.step_ms()));
+                let mut failure = None;
+                let report = pacer.run_for(steps, |tick| {
+                    for _ in 0..tick.slots.max(1) {
+                        if self.plant.now() >= until {
+                            return ControlFlow::Break(());
+                        }
+                        if let Err(e) = self.step() {
+                            failure = Some(e);
+                            return ControlFlow::Break(());
+                        }
+                        after_step(&self.plant);
+                    }
+                    ControlFlow::Continue(())
+                });
+                match self.pacing.as_mut() {
+                    Some(p) => p.merge(&report.stats),
+                    None => self.pacing = Some(report.stats),
+                }
+                failure.map_or(Ok(()), Err)
+            }
+        }
+    }
+
+    /// Stops the controller end and sums the run up.
+    pub fn finish(mut self) -> Result<RunSummary, RigError> {
+        let wall_s = self.started.elapsed().as_secs_f64();
+        let controller = self.end.finish()?;
+        let plant = self.plant;
+        let mut signals = ColumnTable::new();
+        signals.push("time_s", plant.recorder.time_s().to_vec());
+        for ((name, _unit), values) in plant.recorder.columns().iter().zip(plant.recorder.values())
+        {
+            signals.push(name.clone(), values.clone());
+        }
+        Ok(RunSummary {
+            rig: self.rig_name,
+            time: self.time,
+            seed: plant.house_seed(),
+            plant_step_ms: plant.step_ms(),
+            steps: plant.steps(),
+            simulated_s: plant.now().as_secs_f64(),
+            wall_s,
+            frames_to_controller: self.frames_to,
+            frames_from_controller: self.frames_from,
+            p1_telegrams: self.p1_telegrams,
+            bus_load: plant.bus_load.report(plant.now()),
+            plant_link: plant.link.stats().to_string(),
+            controller_status: plant.link.controller_status().map(|c| {
+                format!(
+                    "state {:?}, E2E rejects {}, meter stale {}, link timeout {}",
+                    c.state, c.e2e_rejects, c.meter_stale, c.link_timeout
+                )
+            }),
+            last_heartbeat: plant.link.controller_status(),
+            applied: plant.applied,
+            controller_flags: plant.controller_flags,
+            energies: plant.energies,
+            pacing: self.pacing,
+            round_trip_us: percentiles(self.round_trips_us),
+            controller,
+            signals,
+        })
     }
 }
 
@@ -210,108 +492,14 @@ pub fn run(rig: &Rig, opts: &RunOptions) -> Result<RunSummary, RigError> {
             opts.hours
         )));
     }
-    let scenario = opts.scenario.as_deref().unwrap_or(&rig.scenario);
-    let seed = opts.seed.or(rig.seed);
-    let plant = PlantSide::new(scenario, rig.plant_step_ms, seed, opts.sample_s)?;
-    let seed = plant.house_seed();
-    let epoch = plant.epoch_unix_s();
-    let end: Box<dyn ControllerEnd> = match rig.controller.runs {
-        ControllerLocation::InProcess => Box::new(InProcessEnd::new(rig)?),
-        _ => Box::new(LinkedEnd::new(
-            rig,
-            opts.program.as_deref(),
-            &opts.work_dir,
-        )?),
-    };
-    let trace = match &opts.candump {
-        Some(p) => Some((
-            links::CandumpWriter::create(p).map_err(|e| RigError::Link(e.to_string()))?,
-            epoch,
-        )),
-        None => None,
-    };
-    let mut lp = Loop {
-        plant,
-        end,
-        trace,
-        inbox: Vec::new(),
-        frames_to: 0,
-        frames_from: 0,
-        p1_telegrams: 0,
-        round_trips_us: Vec::new(),
-    };
+    let mut session = Session::start(rig, opts)?;
     let end_t = SimTime::from_secs_f64(opts.hours * 3600.0);
-    let started = Instant::now();
-    let mut failure: Option<RigError> = None;
-    let pacing = match rig.time {
-        TimeMode::Lockstep => {
-            while lp.plant.now() < end_t {
-                if let Err(e) = lp.step(TimeMode::Lockstep) {
-                    failure = Some(e);
-                    break;
-                }
-            }
-            None
-        }
-        TimeMode::Realtime => {
-            let pacer = RealTimePacer::new(Duration::from_millis(rig.plant_step_ms));
-            let steps = end_t.as_micros().div_ceil(rig.plant_step_ms * 1000);
-            let report = pacer.run_for(steps, |tick| {
-                for _ in 0..tick.slots.max(1) {
-                    if lp.plant.now() >= end_t {
-                        return ControlFlow::Break(());
-                    }
-                    if let Err(e) = lp.step(TimeMode::Realtime) {
-                        failure = Some(e);
-                        return ControlFlow::Break(());
-                    }
-                }
-                ControlFlow::Continue(())
-            });
-            Some(report.stats)
-        }
-    };
-    let wall_s = started.elapsed().as_secs_f64();
-    let controller = lp.end.finish();
-    if let Some(e) = failure {
+    if let Err(e) = session.run_until(end_t, |_| {}) {
+        // Stop the controller (a child process) before reporting.
+        let _ = session.end.finish();
         return Err(e);
     }
-    let controller = controller?;
-    let plant = lp.plant;
-    let round_trips_us = lp.round_trips_us;
-    let mut signals = ColumnTable::new();
-    signals.push("time_s", plant.recorder.time_s().to_vec());
-    for ((name, _unit), values) in plant.recorder.columns().iter().zip(plant.recorder.values()) {
-        signals.push(name.clone(), values.clone());
-    }
-    Ok(RunSummary {
-        rig: rig.name.clone(),
-        time: rig.time,
-        seed,
-        plant_step_ms: rig.plant_step_ms,
-        steps: plant.steps(),
-        simulated_s: plant.now().as_secs_f64(),
-        wall_s,
-        frames_to_controller: lp.frames_to,
-        frames_from_controller: lp.frames_from,
-        p1_telegrams: lp.p1_telegrams,
-        bus_load: plant.bus_load.report(plant.now()),
-        plant_link: plant.link.stats().to_string(),
-        controller_status: plant.link.controller_status().map(|c| {
-            format!(
-                "state {:?}, E2E rejects {}, meter stale {}, link timeout {}",
-                c.state, c.e2e_rejects, c.meter_stale, c.link_timeout
-            )
-        }),
-        last_heartbeat: plant.link.controller_status(),
-        applied: plant.applied,
-        controller_flags: plant.controller_flags,
-        energies: plant.energies,
-        pacing,
-        round_trip_us: percentiles(round_trips_us),
-        controller,
-        signals,
-    })
+    session.finish()
 }
 
 /// p50, p99 and max of a sample (nearest rank), if any.

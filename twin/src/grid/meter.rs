@@ -361,6 +361,8 @@ pub struct SmartMeter {
     sag_counted: [bool; 3],
     swell_counted: [bool; 3],
     sags: [u32; 3],
+    /// The utility's tariff indicator, when it overrides the schedule.
+    tariff_override: Option<u8>,
     swells: [u32; 3],
     last: Option<MeterReading>,
 }
@@ -388,6 +390,7 @@ impl SmartMeter {
             sag_counted: [false; 3],
             swell_counted: [false; 3],
             sags: [0; 3],
+            tariff_override: None,
             swells: [0; 3],
             last: None,
         })
@@ -409,7 +412,19 @@ impl SmartMeter {
 
     /// Tariff indicator at `now`.
     pub fn tariff_at(&self, now: SimTime) -> u8 {
-        self.cfg.tariff.tariff_at_time(&self.calendar, now)
+        self.tariff_override
+            .unwrap_or_else(|| self.cfg.tariff.tariff_at_time(&self.calendar, now))
+    }
+
+    /// The utility sets the tariff indicator (1 or 2) regardless of the
+    /// schedule, or (`None`) hands it back to the schedule. Other values
+    /// are refused.
+    pub fn set_tariff_override(&mut self, tariff: Option<u8>) -> Result<(), ConfigError> {
+        if let Some(t) = tariff {
+            check_tariff("tariff override", t)?;
+        }
+        self.tariff_override = tariff;
+        Ok(())
     }
 
     /// One step of `dt_s` (clamped to `[0, MAX_DT_S]`) from `now` with the

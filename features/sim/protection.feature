@@ -1,0 +1,45 @@
+@sim @protection
+Feature: Protection and link faults
+  Stale or corrupt inputs, lost frames and garbled meter telegrams are
+  rejected and counted; safety-relevant silence puts the controller in
+  its defined safe state within its reaction time.
+
+  Scenario: A CAN bus-off puts the controller in its safe state
+    Given a terrace house with a 5 kWh LFP battery assembly at 60% charge
+    When the day runs until 12:00
+    And the CAN bus is off for 10 seconds
+    And 20 seconds pass
+    Then the controller enters its safe state within 4 seconds
+    And the controller reports a link timeout
+
+  Scenario: The controller recovers when frames return
+    Given a terrace house with a 5 kWh LFP battery assembly at 60% charge
+    When the day runs until 12:00
+    And the CAN bus is off for 10 seconds
+    And 10 seconds pass
+    And the link faults clear
+    And 30 seconds pass
+    Then the controller leaves its safe state within 20 seconds
+
+  Scenario: Corrupt CAN frames are rejected and counted
+    Given a terrace house with a 5 kWh LFP battery assembly at 60% charge
+    When the day runs until 10:00
+    And 5% of the CAN frames to the controller are corrupted
+    And 2 minutes pass
+    Then the controller reports rejected frames
+
+  Scenario: Garbled meter telegrams are ignored; the lights stay on
+    Given a terrace house with a 5 kWh LFP battery assembly at 60% charge
+    When the day runs until 19:00
+    And 100% of the meter's telegrams are garbled
+    And 30 seconds pass
+    Then the controller reports the meter as stale
+    And the lighting-downstairs circuit stays powered since then
+
+  Scenario: A short circuit on a lighting circuit trips it, the rest stays up
+    Given a terrace house with a 5 kWh LFP battery assembly at 60% charge
+    When the day runs until 20:00
+    And the lighting-upstairs circuit is short-circuited
+    And 1 minutes pass
+    Then the lighting-upstairs circuit is shed within 10 seconds
+    And the lighting-downstairs circuit stays powered since then

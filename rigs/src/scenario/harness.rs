@@ -1,0 +1,487 @@
+//! Running feature files: the cucumber runner with maslow's World, a
+//! writer that prints one line per scenario (with its seed) and keeps the
+//! [`RunRecord`], and the JUnit XML and Cucumber JSON written from it
+//! (after every scenario, so a run killed half-way leaves valid reports).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use cucumber::event::{self, Cucumber as Ev, Feature as FeatureEv, Rule as RuleEv};
+use cucumber::gherkin;
+use cucumber::{cli, parser, Event, World as _, Writer};
+use futures::FutureExt;
+use reports::run::{FeatureRecord, RunRecord, ScenarioRecord, StepRecord, StepStatus};
+
+use crate::rig::{Rig, TimeMode};
+use crate::scenario::world::{install_settings, scenario_seed, MaslowWorld, Settings};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct TestOptions {
+    /// Feature files or directories.
+    pub paths: Vec<PathBuf>,
+    pub rig: PathBuf,
+    /// Cucumber tag expression (`@sim and not @slow`).
+    pub tags: Option<String>,
+    /// Only scenarios whose name matches.
+    pub name: Option<String>,
+    pub seed: Option<u64>,
+    pub report_dir: PathBuf,
+    /// Probe capture rate, Hz.
+    pub probe_rate_hz: f64,
+    /// Print one line per scenario.
+    pub progress: bool,
+}
+
+/// Why features could not run at all (scenario failures are in the record).
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error(transparent)]
+    Rig(#[from] crate::rig::RigFileError),
+    #[error("--tags `{expr}`: {message}")]
+    Tags { expr: String, message: String },
+    #[error("--name `{expr}`: {message}")]
+    Name { expr: String, message: String },
+    #[error("{path}: {message}")]
+    Path { path: String, message: String },
+    #[error(transparent)]
+    Report(#[from] reports::ReportError),
+}
+
+/// How a run went.
+#[derive(Debug)]
+pub struct TestOutcome {
+    pub record: RunRecord,
+    /// Feature files that did not parse, with the parser's message.
+    pub parse_errors: Vec<String>,
+    pub junit: PathBuf,
+    pub cucumber_json: PathBuf,
+}
+
+impl TestOutcome {
+    pub fn passed(&self) -> bool {
+        let c = self.record.counts();
+        c.failed == 0 && self.parse_errors.is_empty() && c.passed > 0
+    }
+}
+
+struct Recorder {
+    run: RunRecord,
+    parse_errors: Vec<String>,
+    /// (feature uri, scenario line) → (feature index, scenario index).
+    index: BTreeMap<(String, u32), (usize, usize)>,
+    started: BTreeMap<(String, u32), Instant>,
+    step_started: BTreeMap<(String, u32, u32), Instant>,
+    seed: Option<u64>,
+    run_started: Instant,
+    report_dir: PathBuf,
+    progress: bool,
+    write_error: Option<String>,
+}
+
+fn uri_of(f: &gherkin::Feature) -> String {
+    f.path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| f.name.clone())
+}
+
+fn tags_of(tags: &[String]) -> Vec<String> {
+    tags.iter().map(|t| t.trim_start_matches('@').to_owned()).collect()
+}
+
+impl Recorder {
+    fn feature_index(&mut self, f: &gherkin::Feature) -> usize {
+        let uri = uri_of(f);
+        if let Some(i) = self.run.features.iter().position(|x| x.uri == uri) {
+            return i;
+        }
+        self.run.features.push(FeatureRecord {
+            name: f.name.clone(),
+            description: f.description.clone().unwrap_or_default(),
+            uri,
+            line: f.position.line as u32,
+            tags: tags_of(&f.tags),
+            scenarios: Vec::new(),
+        });
+        self.run.features.len() - 1
+    }
+
+    fn scenario_event(
+        &mut self,
+        f: &gherkin::Feature,
+        rule: Option<&gherkin::Rule>,
+        sc: &gherkin::Scenario,
+        ev: event::Scenario<MaslowWorld>,
+    ) {
+        let uri = uri_of(f);
+        let key = (uri.clone(), sc.position.line as u32);
+        match ev {
+            event::Scenario::Started => {
+                let fi = self.feature_index(f);
+                let mut tags = tags_of(&f.tags);
+                if let Some(r) = rule {
+                    tags.extend(tags_of(&r.tags));
+                }
+                tags.extend(tags_of(&sc.tags));
+                let mut steps = Vec::new();
+                let bg = rule
+                    .and_then(|r| r.background.as_ref())
+                    .into_iter()
+                    .chain(f.background.as_ref());
+                for b in bg {
+                    for s in &b.steps {
+                        steps.push(step_record(s));
+                    }
+                }
+                for s in &sc.steps {
+                    steps.push(step_record(s));
+                }
+                let seed = scenario_seed(self.seed, &uri, &sc.name);
+                self.run.features[fi].scenarios.push(ScenarioRecord {
+                    name: sc.name.clone(),
+                    line: sc.position.line as u32,
+                    tags,
+                    seed,
+                    duration_s: 0.0,
+                    steps,
+                    retries: 0,
+                    output: format!("seed {seed}"),
+                });
+                let si = self.run.features[fi].scenarios.len() - 1;
+                self.index.insert(key.clone(), (fi, si));
+                self.started.insert(key, Instant::now());
+            }
+            event::Scenario::Step(st, ev) | event::Scenario::Background(st, ev) => {
+                let line = st.position.line as u32;
+                let skey = (uri.clone(), key.1, line);
+                let Some(&(fi, si)) = self.index.get(&key) else {
+                    return;
+                };
+                let record = &mut self.run.features[fi].scenarios[si];
+                let Some(step) = record.steps.iter_mut().find(|s| s.line == line) else {
+                    return;
+                };
+                match ev {
+                    event::Step::Started => {
+                        self.step_started.insert(skey, Instant::now());
+                    }
+                    event::Step::Passed(..) => {
+                        step.status = StepStatus::Passed;
+                        step.duration_s = self
+                            .step_started
+                            .remove(&skey)
+                            .map_or(0.0, |t| t.elapsed().as_secs_f64());
+                    }
+                    event::Step::Skipped => {
+                        // cucumber's "skipped": no step definition matched.
+                        step.status = StepStatus::Undefined;
+                        step.error = Some(format!(
+                            "no step definition matches `{}` (features/README.md lists the steps)",
+                            step.text
+                        ));
+                    }
+                    event::Step::Failed(_, _, _, err) => {
+                        step.status = StepStatus::Failed;
+                        step.duration_s = self
+                            .step_started
+                            .remove(&skey)
+                            .map_or(0.0, |t| t.elapsed().as_secs_f64());
+                        step.error = Some(step_error_text(&err));
+                    }
+                }
+            }
+            event::Scenario::Hook(kind, event::Hook::Failed(_, info)) => {
+                if let Some(&(fi, si)) = self.index.get(&key) {
+                    let record = &mut self.run.features[fi].scenarios[si];
+                    record.steps.insert(
+                        0,
+                        StepRecord {
+                            keyword: format!("{kind:?} hook "),
+                            text: String::new(),
+                            line: record.line,
+                            status: StepStatus::Failed,
+                            duration_s: 0.0,
+                            error: Some(panic_text(&info)),
+                        },
+                    );
+                }
+            }
+            event::Scenario::Log(line) => {
+                if let Some(&(fi, si)) = self.index.get(&key) {
+                    let o = &mut self.run.features[fi].scenarios[si].output;
+                    o.push('\n');
+                    o.push_str(&line);
+                }
+            }
+            event::Scenario::Finished => {
+                let Some(&(fi, si)) = self.index.get(&key) else {
+                    return;
+                };
+                let d = self
+                    .started
+                    .remove(&key)
+                    .map_or(0.0, |t| t.elapsed().as_secs_f64());
+                let record = &mut self.run.features[fi].scenarios[si];
+                record.duration_s = d;
+                if self.progress {
+                    print_scenario(&self.run.features[fi], &self.run.features[fi].scenarios[si]);
+                }
+                self.run.duration_s = self.run_started.elapsed().as_secs_f64();
+                if let Err(e) = write_reports(&self.run, &self.report_dir) {
+                    self.write_error = Some(e.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn step_record(s: &gherkin::Step) -> StepRecord {
+    StepRecord {
+        keyword: s.keyword.clone(),
+        text: s.value.clone(),
+        line: s.position.line as u32,
+        status: StepStatus::Skipped,
+        duration_s: 0.0,
+        error: None,
+    }
+}
+
+fn panic_text(info: &event::Info) -> String {
+    if let Some(s) = info.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(s) = info.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else {
+        "the step panicked".into()
+    }
+}
+
+fn step_error_text(e: &event::StepError) -> String {
+    match e {
+        event::StepError::Panic(info) => panic_text(info),
+        other => other.to_string(),
+    }
+}
+
+fn print_scenario(f: &FeatureRecord, s: &ScenarioRecord) {
+    use reports::run::ScenarioStatus;
+    let mark = match s.status() {
+        ScenarioStatus::Passed => "ok  ",
+        ScenarioStatus::Failed => "FAIL",
+        ScenarioStatus::Skipped => "skip",
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{mark} {}:{} {} — seed {}, {:.1} s",
+        f.uri, s.line, s.name, s.seed, s.duration_s
+    );
+    for st in &s.steps {
+        if let Some(e) = &st.error {
+            let _ = writeln!(out, "       {}{} (line {})", st.keyword, st.text, st.line);
+            let _ = writeln!(out, "         {e}");
+        }
+    }
+    if s.status() == ScenarioStatus::Failed {
+        let _ = writeln!(
+            out,
+            "       reproduce: maslow test {} --name '^{}$' --seed {}",
+            f.uri,
+            regex::escape(&s.name),
+            s.seed
+        );
+    }
+}
+
+impl Writer<MaslowWorld> for Recorder {
+    type Cli = cli::Empty;
+
+    async fn handle_event(
+        &mut self,
+        ev: parser::Result<Event<Ev<MaslowWorld>>>,
+        _cli: &Self::Cli,
+    ) {
+        match ev {
+            Err(e) => {
+                let msg = e.to_string();
+                if self.progress {
+                    println!("FAIL {msg}");
+                }
+                self.parse_errors.push(msg);
+            }
+            Ok(ev) => match ev.value {
+                Ev::Feature(f, FeatureEv::Scenario(sc, ev)) => {
+                    self.scenario_event(&f, None, &sc, ev.event)
+                }
+                Ev::Feature(f, FeatureEv::Rule(r, RuleEv::Scenario(sc, ev))) => {
+                    self.scenario_event(&f, Some(&r), &sc, ev.event)
+                }
+                Ev::Feature(f, FeatureEv::Started) => {
+                    self.feature_index(&f);
+                }
+                _ => {}
+            },
+        }
+    }
+}
+
+// Events are keyed by feature and scenario, so interleaved events of
+// concurrent scenarios are fine.
+impl cucumber::writer::Normalized for Recorder {}
+
+/// Writes `junit.xml` and `cucumber.json` into `dir`.
+pub fn write_reports(run: &RunRecord, dir: &Path) -> Result<(), HarnessError> {
+    std::fs::create_dir_all(dir).map_err(|e| HarnessError::Path {
+        path: dir.display().to_string(),
+        message: format!("cannot create the report directory: {e}"),
+    })?;
+    reports::junit::write_junit(run, &dir.join("junit.xml"))?;
+    reports::cucumber_json::write_cucumber_json(run, &dir.join("cucumber.json"))?;
+    Ok(())
+}
+
+/// Runs the features and writes the reports.
+pub fn run_features(opts: &TestOptions) -> Result<TestOutcome, HarnessError> {
+    let rig = Rig::load(&opts.rig)?;
+    let tags = match &opts.tags {
+        Some(t) => Some(t.parse::<gherkin::tagexpr::TagOperation>().map_err(|e| {
+            HarnessError::Tags {
+                expr: t.clone(),
+                message: e.to_string(),
+            }
+        })?),
+        None => None,
+    };
+    let name = match &opts.name {
+        Some(n) => Some(regex::Regex::new(n).map_err(|e| HarnessError::Name {
+            expr: n.clone(),
+            message: e.to_string(),
+        })?),
+        None => None,
+    };
+    for p in &opts.paths {
+        if !p.exists() {
+            return Err(HarnessError::Path {
+                path: p.display().to_string(),
+                message: "no such feature file or directory".into(),
+            });
+        }
+    }
+    // Software rigs in lockstep run scenarios side by side; a bench (real
+    // time, or a board) is one device under test: one scenario at a time.
+    let exclusive = rig.time == TimeMode::Realtime
+        || rig.controller.runs != crate::rig::ControllerLocation::InProcess;
+    let concurrency = if exclusive {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    };
+    install_settings(Settings {
+        rig_path: opts.rig.clone(),
+        rig: Arc::new(rig.clone()),
+        seed: opts.seed,
+        report_dir: opts.report_dir.clone(),
+        probe_rate_hz: opts.probe_rate_hz,
+    });
+    let recorder = Recorder {
+        run: RunRecord {
+            rig: rig.name.clone(),
+            mode: match rig.time {
+                TimeMode::Lockstep => "lockstep".into(),
+                TimeMode::Realtime => "realtime".into(),
+            },
+            seed: opts.seed.unwrap_or(0),
+            started_unix_s: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            duration_s: 0.0,
+            features: Vec::new(),
+        },
+        parse_errors: Vec::new(),
+        index: BTreeMap::new(),
+        started: BTreeMap::new(),
+        step_started: BTreeMap::new(),
+        seed: opts.seed,
+        run_started: Instant::now(),
+        report_dir: opts.report_dir.clone(),
+        progress: opts.progress,
+        write_error: None,
+    };
+    let cli_opts = cli::Opts::<_, _, cli::Empty, cli::Empty> {
+        re_filter: None,
+        tags_filter: None,
+        parser: parser::basic::Cli::default(),
+        runner: cucumber::runner::basic::Cli::default(),
+        writer: cli::Empty,
+        custom: cli::Empty,
+    };
+    let paths = opts.paths.clone();
+    let mut recorder_out = None;
+    for path in paths {
+        let tags = tags.clone();
+        let name = name.clone();
+        let prev = recorder_out.take();
+        let rec = prev.unwrap_or_else(|| Recorder { ..clone_recorder(&recorder) });
+        let cucumber = MaslowWorld::cucumber()
+            .max_concurrent_scenarios(concurrency)
+            .with_writer(rec)
+            .with_cli(cli_opts.clone())
+            .before(|feature, _rule, scenario, world| {
+                let uri = uri_of(feature);
+                let name = scenario.name.clone();
+                async move { world.begin(&uri, &name) }.boxed_local()
+            });
+        let filter = move |_f: &gherkin::Feature, r: Option<&gherkin::Rule>, sc: &gherkin::Scenario| {
+            let name_ok = name.as_ref().is_none_or(|re| re.is_match(&sc.name));
+            let tags_ok = tags.as_ref().is_none_or(|t| {
+                let mut all: Vec<String> = _f.tags.clone();
+                if let Some(r) = r {
+                    all.extend(r.tags.iter().cloned());
+                }
+                all.extend(sc.tags.iter().cloned());
+                cucumber::tag::Ext::eval(t, all.iter())
+            });
+            name_ok && tags_ok
+        };
+        let quiet = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let rec = futures::executor::block_on(cucumber.filter_run(path, filter));
+        std::panic::set_hook(quiet);
+        recorder_out = Some(rec);
+    }
+    let mut rec = recorder_out.unwrap_or(recorder);
+    rec.run.duration_s = rec.run_started.elapsed().as_secs_f64();
+    write_reports(&rec.run, &opts.report_dir)?;
+    if let Some(e) = rec.write_error {
+        return Err(HarnessError::Path {
+            path: opts.report_dir.display().to_string(),
+            message: e,
+        });
+    }
+    Ok(TestOutcome {
+        junit: opts.report_dir.join("junit.xml"),
+        cucumber_json: opts.report_dir.join("cucumber.json"),
+        record: rec.run,
+        parse_errors: rec.parse_errors,
+    })
+}
+
+fn clone_recorder(r: &Recorder) -> Recorder {
+    Recorder {
+        run: r.run.clone(),
+        parse_errors: r.parse_errors.clone(),
+        index: BTreeMap::new(),
+        started: BTreeMap::new(),
+        step_started: BTreeMap::new(),
+        seed: r.seed,
+        run_started: r.run_started,
+        report_dir: r.report_dir.clone(),
+        progress: r.progress,
+        write_error: None,
+    }
+}

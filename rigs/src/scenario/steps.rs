@@ -1,0 +1,1035 @@
+//! The step library: `Given` configures the house and its assembly,
+//! `When` moves time and makes things happen, `Then` judges measured
+//! signals. The glossary with one example per step is
+//! `features/README.md`; a test checks that every step here is in it.
+//!
+//! Times of day are `HH:MM` local time on the scenario's day; t = 0 is
+//! local midnight. `Then` steps read only the probe's capture, the
+//! controller's heartbeat as received on the bus, and the answers the
+//! remote server received.
+
+use cucumber::{given, then, when};
+use toml::Value;
+use twin::house::{signal_slug, HouseEvent};
+use twin::time::SimTime;
+
+use firmware::demand::{DemandSignal, SignalKind, SignalSource};
+use firmware::Millis;
+
+use crate::instrument::TimeSeries;
+use crate::rig::{LinkFaults, Reply, UplinkMessage};
+use crate::scenario::setup::{array, section};
+use crate::scenario::world::{Action, MaslowWorld};
+
+type StepResult = Result<(), String>;
+
+// ------------------------------------------------------------------ helpers
+
+/// `HH:MM` → seconds after midnight.
+pub fn clock_s(hhmm: &str) -> Result<f64, String> {
+    let (h, m) = hhmm
+        .split_once(':')
+        .ok_or_else(|| format!("`{hhmm}` is not a time of day (HH:MM)"))?;
+    let h: u32 = h.parse().map_err(|_| format!("`{hhmm}`: bad hour"))?;
+    let m: u32 = m.parse().map_err(|_| format!("`{hhmm}`: bad minute"))?;
+    if h > 24 || m > 59 || (h == 24 && m > 0) {
+        return Err(format!("`{hhmm}` is not a time of day"));
+    }
+    Ok(f64::from(h * 3600 + m * 60))
+}
+
+/// Seconds → `HH:MM:SS`.
+pub fn clock(t_s: f64) -> String {
+    let t = t_s.max(0.0).round() as u64;
+    format!("{:02}:{:02}:{:02}", t / 3600, (t / 60) % 60, t % 60)
+}
+
+fn duration_s(n: f64, unit: &str) -> Result<f64, String> {
+    let k = match unit.trim_end_matches('s') {
+        "millisecond" | "m" => 1e-3,
+        "second" => 1.0,
+        "minute" => 60.0,
+        "hour" => 3600.0,
+        other => return Err(format!("`{other}` is not a unit of time")),
+    };
+    Ok(n * k)
+}
+
+fn num(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .map_err(|_| format!("`{s}` is not a number"))
+}
+
+/// A measured quantity in the domain's words → (signal, scale to the
+/// step's unit, unit).
+pub fn quantity(world: &MaslowWorld, words: &str) -> Result<(String, f64, &'static str), String> {
+    let w = words.trim().trim_start_matches("the ");
+    let fixed = match w {
+        "state of charge" => Some(("soc", 100.0, "%")),
+        "bus voltage" => Some(("bus_voltage_v", 1.0, "V")),
+        "grid import" => Some(("grid_import_w", 1.0, "W")),
+        "grid export" => Some(("grid_export_w", 1.0, "W")),
+        "battery power" => Some(("battery_power_w", 1.0, "W")),
+        "pack current" => Some(("pack_current_a", 1.0, "A")),
+        "pack voltage" => Some(("pack_voltage_v", 1.0, "V")),
+        "highest cell voltage" => Some(("cell_voltage_max_v", 1.0, "V")),
+        "lowest cell voltage" => Some(("cell_voltage_min_v", 1.0, "V")),
+        "pack temperature" => Some(("pack_temperature_max_c", 1.0, "°C")),
+        "PV power" => Some(("pv_power_w", 1.0, "W")),
+        "PV curtailment" => Some(("pv_curtailed_w", 1.0, "W")),
+        "DC load" => Some(("dc_load_power_w", 1.0, "W")),
+        "inverter output" => Some(("inverter_ac_power_w", 1.0, "W")),
+        "charger input" => Some(("charger_ac_power_w", 1.0, "W")),
+        _ => None,
+    };
+    if let Some((s, k, u)) = fixed {
+        return Ok((s.to_owned(), k, u));
+    }
+    if let Some(c) = w.strip_suffix(" circuit power") {
+        world.circuit_index(c)?;
+        return Ok((format!("circuit_{}_power_w", signal_slug(c)), 1.0, "W"));
+    }
+    if let Some(c) = w.strip_suffix(" circuit voltage") {
+        world.circuit_index(c)?;
+        return Ok((format!("circuit_{}_voltage_v", signal_slug(c)), 1.0, "V"));
+    }
+    if let Some(s) = w.strip_suffix(" socket power") {
+        return Ok((format!("socket_{}_power_w", signal_slug(s)), 1.0, "W"));
+    }
+    Err(format!(
+        "`{words}` is not a quantity the steps know (features/README.md lists them: the state of charge, the bus voltage, grid import, grid export, the battery power, the pack current, the PV power, the <name> circuit power, ...)"
+    ))
+}
+
+/// A value with its unit, converted to the quantity's unit.
+fn in_unit(v: f64, unit: &str, want: &str) -> Result<f64, String> {
+    let (k, base) = match unit {
+        "kW" => (1000.0, "W"),
+        "kWh" => (1.0, "kWh"),
+        "mV" => (1e-3, "V"),
+        "mA" => (1e-3, "A"),
+        u => (1.0, u),
+    };
+    if base != want && !(base == "C" && want == "°C") {
+        return Err(format!("`{unit}` is not a unit of this quantity (it is in {want})"));
+    }
+    Ok(v * k)
+}
+
+impl MaslowWorld {
+    /// Index of a circuit by name, from the house configuration.
+    pub fn circuit_index(&self, name: &str) -> Result<usize, String> {
+        let setup = self.setup.as_ref().ok_or("no setup")?;
+        let names: Vec<String> = setup
+            .house
+            .get("bus")
+            .and_then(|b| b.get("circuits"))
+            .and_then(Value::as_array)
+            .map(|cs| {
+                cs.iter()
+                    .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.iter().position(|n| n == name).ok_or_else(|| {
+            format!(
+                "there is no `{name}` circuit (the house has: {})",
+                names.join(", ")
+            )
+        })
+    }
+
+    /// The window a `Then` step judges: `until HH:MM`, `for the whole cut`,
+    /// `from HH:MM to HH:MM`, or (none) the whole scenario so far.
+    fn window(&self, words: &str) -> Result<(f64, f64), String> {
+        let now = self.now_s();
+        let w = words.trim();
+        if w.is_empty() {
+            return Ok((0.0, now));
+        }
+        if w == "for the whole cut" || w == "during the cut" {
+            let (a, b) = self
+                .cut
+                .ok_or("there was no power cut in this scenario to judge")?;
+            return Ok((a, b.unwrap_or(now)));
+        }
+        if let Some(rest) = w.strip_prefix("from ") {
+            let (a, b) = rest
+                .split_once(" to ")
+                .ok_or_else(|| format!("`{w}`: expected `from HH:MM to HH:MM`"))?;
+            return Ok((clock_s(a)?, clock_s(b)?));
+        }
+        if let Some(rest) = w.strip_prefix("until ") {
+            return Ok((self.last_event_s.unwrap_or(0.0), clock_s(rest)?));
+        }
+        if w == "since then" {
+            return Ok((self.last_event_s.unwrap_or(0.0), now));
+        }
+        Err(format!("`{w}` is not a window the steps know"))
+    }
+
+    fn see_also(&self) -> String {
+        match self.write_capture() {
+            Some(p) => format!(" (measured signals: {})", p.display()),
+            None => String::new(),
+        }
+    }
+
+    fn check_window_reached(&self, to: f64) -> StepResult {
+        if to > self.now_s() + 1e-6 {
+            return Err(format!(
+                "the window ends at {} but the scenario has only run to {}: let time pass first",
+                clock(to),
+                clock(self.now_s())
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn samples(s: &TimeSeries, from: f64, to: f64) -> Vec<(f64, f64)> {
+    s.window(from, to).collect()
+}
+
+// -------------------------------------------------------------------- Given
+
+#[given(regex = r"^a terrace house with an? ([\d.]+) kWh LFP battery assembly at ([\d.]+)% charge$")]
+fn terrace_house(w: &mut MaslowWorld, kwh: String, soc_pct: String) -> StepResult {
+    let kwh = num(&kwh)?;
+    let soc = num(&soc_pct)? / 100.0;
+    if !(0.0..=1.0).contains(&soc) {
+        return Err(format!("charge {soc_pct}% is not within 0..100 %"));
+    }
+    // The LFP pack is built of 16s strings of 100 Ah cells (5.12 kWh each).
+    let strings = (kwh / 5.12).round();
+    if !(1.0..=8.0).contains(&strings) || (strings * 5.12 - kwh).abs() > 0.6 {
+        return Err(format!(
+            "{kwh} kWh: the LFP assembly comes in 5.12 kWh strings (5, 10, 15 ... 40 kWh)"
+        ));
+    }
+    let n = strings as i64;
+    let s = w.setup_mut()?;
+    s.pack.insert("parallel".into(), Value::Integer(n));
+    let battery = section(&mut s.house, "battery");
+    battery.insert("initial_soc".into(), Value::Float(soc));
+    let assembly = section(&mut s.controller, "assembly");
+    assembly.insert("initial_soc".into(), Value::Float(soc));
+    assembly.insert("usable_capacity_wh".into(), Value::Float(5120.0 * n as f64));
+    if n > 1 {
+        if let Some(conv) = s
+            .house
+            .get_mut("bus")
+            .and_then(|b| b.get_mut("battery_converters"))
+            .and_then(Value::as_array_mut)
+            .and_then(|a| a.first_mut())
+            .and_then(Value::as_table_mut)
+        {
+            for k in ["discharge_limit_a", "charge_limit_a"] {
+                if let Some(v) = conv.get(k).and_then(Value::as_float) {
+                    conv.insert(k.into(), Value::Float(v * n as f64));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[given(regex = r"^the household is (a family|a single occupant|a retired couple|working from home)$")]
+fn household(w: &mut MaslowWorld, who: String) -> StepResult {
+    let archetype = match who.as_str() {
+        "a family" => "family",
+        "a single occupant" => "single_occupant",
+        "a retired couple" => "retired_couple",
+        _ => "home_office",
+    };
+    let s = w.setup_mut()?;
+    section(&mut s.house, "demand").insert("archetype".into(), Value::String(archetype.into()));
+    Ok(())
+}
+
+fn resilience_circuit<'a>(w: &'a mut MaslowWorld, name: &str) -> Result<&'a mut toml::Table, String> {
+    let s = w.setup_mut()?;
+    let list = array(section(&mut s.controller, "resilience"), "circuits");
+    let pos = list
+        .iter()
+        .position(|c| c.get("name").and_then(Value::as_str) == Some(name));
+    let names: Vec<String> = list
+        .iter()
+        .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    match pos {
+        Some(i) => list[i]
+            .as_table_mut()
+            .ok_or_else(|| "resilience circuit is not a table".into()),
+        None => Err(format!(
+            "the controller has no `{name}` circuit (it has: {})",
+            names.join(", ")
+        )),
+    }
+}
+
+#[given(regex = r"^the (\S+) circuit is (essential|not essential)$")]
+fn circuit_essential(w: &mut MaslowWorld, name: String, which: String) -> StepResult {
+    let c = resilience_circuit(w, &name)?;
+    c.insert("essential".into(), Value::Boolean(which == "essential"));
+    if which == "essential" {
+        c.entry("min_runtime_h").or_insert(Value::Float(6.0));
+    } else {
+        c.remove("min_runtime_h");
+    }
+    Ok(())
+}
+
+#[given(regex = r"^the (\S+) circuit has priority (\d+)$")]
+fn circuit_priority(w: &mut MaslowWorld, name: String, priority: i64) -> StepResult {
+    resilience_circuit(w, &name)?.insert("priority".into(), Value::Integer(priority));
+    Ok(())
+}
+
+fn minutes(hhmm: &str) -> Result<i64, String> {
+    Ok((clock_s(hhmm)? / 60.0) as i64)
+}
+
+fn window_table(from: &str, to: &str) -> Result<toml::Table, String> {
+    let mut t = toml::Table::new();
+    t.insert("start_min".into(), Value::Integer(minutes(from)?));
+    t.insert("end_min".into(), Value::Integer(minutes(to)?));
+    Ok(t)
+}
+
+#[given(regex = r"^the off-peak tariff runs from (\d\d:\d\d) to (\d\d:\d\d)$")]
+fn off_peak(w: &mut MaslowWorld, from: String, to: String) -> StepResult {
+    let t = window_table(&from, &to)?;
+    let (fh, th) = (clock_s(&from)? / 3600.0, clock_s(&to)? / 3600.0);
+    let s = w.setup_mut()?;
+    section(&mut s.controller, "scheduling").insert(
+        "off_peak".into(),
+        Value::Array(vec![Value::Table(t)]),
+    );
+    let tariff = section(section(&mut s.house, "meter"), "tariff");
+    let mut p = toml::Table::new();
+    p.insert("days".into(), Value::String("all".into()));
+    p.insert("from_h".into(), Value::Float(fh));
+    p.insert("to_h".into(), Value::Float(th));
+    p.insert("tariff".into(), Value::Integer(1));
+    tariff.insert("periods".into(), Value::Array(vec![Value::Table(p)]));
+    tariff.insert("default_tariff".into(), Value::Integer(2));
+    Ok(())
+}
+
+#[given(regex = r"^the evening peak runs from (\d\d:\d\d) to (\d\d:\d\d)$")]
+fn peak_window(w: &mut MaslowWorld, from: String, to: String) -> StepResult {
+    let t = window_table(&from, &to)?;
+    let s = w.setup_mut()?;
+    section(&mut s.controller, "scheduling").insert("peak".into(), Value::Table(t.clone()));
+    let mut pw = t;
+    pw.insert("days".into(), Value::Integer(127));
+    section(&mut s.controller, "peak").insert("windows".into(), Value::Array(vec![Value::Table(pw)]));
+    section(&mut s.house, "policy").insert(
+        "peak_window_h".into(),
+        Value::Array(vec![
+            Value::Float(clock_s(&from)? / 3600.0),
+            Value::Float(clock_s(&to)? / 3600.0),
+        ]),
+    );
+    Ok(())
+}
+
+#[given(regex = r"^the assembly assures a peak reduction of (\d+) W$")]
+fn assured_reduction(w: &mut MaslowWorld, watts: f64) -> StepResult {
+    let s = w.setup_mut()?;
+    section(&mut s.controller, "peak").insert("assured_reduction_w".into(), Value::Float(watts));
+    Ok(())
+}
+
+#[given(regex = r"^the roof has ([\d.]+) kWp of PV$")]
+fn pv_size(w: &mut MaslowWorld, kwp: String) -> StepResult {
+    let kwp = num(&kwp)?;
+    let s = w.setup_mut()?;
+    let pv = s
+        .pv
+        .as_mut()
+        .ok_or("this house has no PV array to size (its house file has no [pv])")?;
+    // 400 W modules, 4 in series per string.
+    let strings = (kwp / 1.6).round();
+    if !(1.0..=6.0).contains(&strings) {
+        return Err(format!(
+            "{kwp} kWp: the roof takes 1 to 6 strings of 4 × 400 W modules (1.6 to 9.6 kWp)"
+        ));
+    }
+    section(pv, "array").insert("strings".into(), Value::Integer(strings as i64));
+    section(pv, "converter").insert("rated_output_w".into(), Value::Float((kwp * 1000.0).max(3000.0)));
+    Ok(())
+}
+
+#[given(regex = r"^there is no PV$")]
+fn no_pv(w: &mut MaslowWorld) -> StepResult {
+    w.setup_mut()?.remove_pv();
+    Ok(())
+}
+
+#[given(regex = r"^the weather is (clear|overcast|cloudy)$")]
+fn weather(w: &mut MaslowWorld, kind: String) -> StepResult {
+    let s = w.setup_mut()?;
+    let pv = s.pv.as_mut().ok_or("this house has no PV array")?;
+    let mut t = toml::Table::new();
+    match kind.as_str() {
+        "clear" => {
+            t.insert("mode".into(), Value::String("clear".into()));
+        }
+        "overcast" => {
+            t.insert("mode".into(), Value::String("overcast".into()));
+            t.insert("clear_sky_index".into(), Value::Float(0.3));
+        }
+        _ => {
+            t.insert("mode".into(), Value::String("clouds".into()));
+        }
+    }
+    pv.insert("weather".into(), Value::Table(t));
+    Ok(())
+}
+
+#[given(regex = r"^the date is (\d{4}-\d\d-\d\d)$")]
+fn date(w: &mut MaslowWorld, day: String) -> StepResult {
+    let s = w.setup_mut()?;
+    s.house.insert("start_date".into(), Value::String(day));
+    Ok(())
+}
+
+#[given(regex = r"^the site is at latitude (-?[\d.]+) and longitude (-?[\d.]+)$")]
+fn site(w: &mut MaslowWorld, lat: String, lon: String) -> StepResult {
+    let (lat, lon) = (num(&lat)?, num(&lon)?);
+    let s = w.setup_mut()?;
+    let pv = s.pv.as_mut().ok_or("this house has no PV array")?;
+    let site = section(pv, "site");
+    site.insert("latitude_deg".into(), Value::Float(lat));
+    site.insert("longitude_deg".into(), Value::Float(lon));
+    Ok(())
+}
+
+#[given(regex = r"^the (\S+) is plugged into the (\S+) socket from (\d\d:\d\d) to (\d\d:\d\d)$")]
+fn plugged_schedule(w: &mut MaslowWorld, device: String, socket: String, from: String, to: String) -> StepResult {
+    let (fh, th) = (clock_s(&from)? / 3600.0, clock_s(&to)? / 3600.0);
+    let s = w.setup_mut()?;
+    let plugs = array(&mut s.house, "plugs");
+    plugs.retain(|p| p.get("socket").and_then(Value::as_str) != Some(socket.as_str()));
+    let mut p = toml::Table::new();
+    p.insert("socket".into(), Value::String(socket));
+    p.insert("device".into(), Value::String(device));
+    p.insert("from_h".into(), Value::Float(fh));
+    p.insert("to_h".into(), Value::Float(th));
+    plugs.push(Value::Table(p));
+    Ok(())
+}
+
+#[given(regex = r"^export to the grid is limited to (\d+) W$")]
+fn export_limit(w: &mut MaslowWorld, watts: f64) -> StepResult {
+    let s = w.setup_mut()?;
+    section(&mut s.controller, "export").insert("export_limit_w".into(), Value::Float(watts));
+    section(&mut s.controller, "assembly").insert("export_allowed".into(), Value::Boolean(watts > 0.0));
+    section(&mut s.house, "inverter").insert("export_enabled".into(), Value::Boolean(watts > 0.0));
+    Ok(())
+}
+
+// --------------------------------------------------------------------- When
+
+#[when(regex = r"^the day runs until (\d\d:\d\d)$")]
+async fn day_runs_until(w: &mut MaslowWorld, hhmm: String) -> StepResult {
+    let t = clock_s(&hhmm)?;
+    if t + 1e-6 < w.now_s() {
+        return Err(format!("it is already {} (past {hhmm})", clock(w.now_s())));
+    }
+    w.advance_to(SimTime::from_secs_f64(t)).await
+}
+
+#[when(regex = r"^(\d+) (seconds?|minutes?|hours?) pass(?:es)?$")]
+async fn time_passes(w: &mut MaslowWorld, n: f64, unit: String) -> StepResult {
+    let t = w.now_s() + duration_s(n, &unit)?;
+    w.advance_to(SimTime::from_secs_f64(t)).await
+}
+
+#[when(regex = r"^the smart meter switches to the (off-peak|normal) tariff$")]
+fn meter_tariff(w: &mut MaslowWorld, which: String) -> StepResult {
+    let tariff = if which == "off-peak" { 1 } else { 2 };
+    w.act(Action::House(HouseEvent::Tariff {
+        tariff: Some(tariff),
+    }))?;
+    w.mark(format!("meter tariff → {which}"));
+    Ok(())
+}
+
+fn send_signal(w: &mut MaslowWorld, kind: SignalKind, minutes: f64, label: String) -> StepResult {
+    let id = w.next_signal_id;
+    w.next_signal_id += 1;
+    let now_ms = (w.now_s() * 1000.0).round() as u64;
+    let signal = DemandSignal {
+        id,
+        source: SignalSource::RemoteServer,
+        kind,
+        start: Millis(now_ms),
+        duration_ms: (minutes * 60_000.0).round() as u64,
+    };
+    w.act(Action::Uplink(UplinkMessage::Demand(signal)))?;
+    w.mark(label);
+    Ok(())
+}
+
+#[when(regex = r"^the remote server asks the assembly to (charge|discharge) at (\d+) W for (\d+) minutes$")]
+fn server_power(w: &mut MaslowWorld, what: String, watts: f32, minutes: f64) -> StepResult {
+    let kind = if what == "charge" {
+        SignalKind::Charge { power_w: watts }
+    } else {
+        SignalKind::Discharge { power_w: watts }
+    };
+    send_signal(w, kind, minutes, format!("server: {what} {watts} W"))
+}
+
+#[when(regex = r"^the remote server asks to limit grid import to (\d+) W for (\d+) minutes$")]
+fn server_limit(w: &mut MaslowWorld, watts: f32, minutes: f64) -> StepResult {
+    send_signal(
+        w,
+        SignalKind::LimitImport {
+            max_import_w: watts,
+        },
+        minutes,
+        format!("server: limit import {watts} W"),
+    )
+}
+
+#[when(regex = r"^the remote server asks to (shed|defer) the (\S+) circuit for (\d+) minutes$")]
+fn server_loads(w: &mut MaslowWorld, what: String, circuit: String, minutes: f64) -> StepResult {
+    let mask = 1u16 << w.circuit_index(&circuit)?;
+    let kind = if what == "shed" {
+        SignalKind::ShedLoads { circuit_mask: mask }
+    } else {
+        SignalKind::DeferLoads { circuit_mask: mask }
+    };
+    send_signal(w, kind, minutes, format!("server: {what} {circuit}"))
+}
+
+#[when(regex = r"^the remote server cancels its last signal$")]
+fn server_cancel(w: &mut MaslowWorld) -> StepResult {
+    let id = w
+        .next_signal_id
+        .checked_sub(1)
+        .filter(|i| *i > 0)
+        .ok_or("the server has sent no signal to cancel")?;
+    send_signal(w, SignalKind::Cancel { id }, 1.0, format!("server: cancel {id}"))
+}
+
+#[when(regex = r"^the mains fails(?: for ([\d.]+) hours?)?$")]
+fn mains_fails(w: &mut MaslowWorld, hours: String) -> StepResult {
+    let h = if hours.is_empty() { 24.0 * 365.0 } else { num(&hours)? };
+    w.act(Action::House(HouseEvent::PowerCut { duration_h: h }))?;
+    w.mark("mains fails");
+    let now = w.now_s();
+    w.cut = Some((now, (!hours.is_empty()).then_some(now + h * 3600.0)));
+    Ok(())
+}
+
+#[when(regex = r"^the mains fails at (\d\d:\d\d) for ([\d.]+) hours?$")]
+async fn mains_fails_at(w: &mut MaslowWorld, at: String, hours: String) -> StepResult {
+    let t = clock_s(&at)?;
+    if t + 1e-6 < w.now_s() {
+        return Err(format!("it is already {} (past {at})", clock(w.now_s())));
+    }
+    w.advance_to(SimTime::from_secs_f64(t)).await?;
+    mains_fails(w, hours)?;
+    let (a, b) = w.cut.unwrap_or((t, None));
+    // The step runs the cut through to its end.
+    if let Some(b) = b {
+        w.advance_to(SimTime::from_secs_f64(b)).await?;
+        w.cut = Some((a, Some(b)));
+    }
+    Ok(())
+}
+
+#[when(regex = r"^the mains returns$")]
+fn mains_returns(w: &mut MaslowWorld) -> StepResult {
+    w.act(Action::House(HouseEvent::MainsReturn))?;
+    w.mark("mains returns");
+    let now = w.now_s();
+    if let Some((a, _)) = w.cut {
+        w.cut = Some((a, Some(now)));
+    }
+    Ok(())
+}
+
+#[when(regex = r"^the (\S+) is plugged into the (\S+) socket$")]
+fn plug_in(w: &mut MaslowWorld, device: String, socket: String) -> StepResult {
+    w.act(Action::House(HouseEvent::Plug {
+        socket: socket.clone(),
+        device: Some(device.clone()),
+    }))?;
+    w.mark(format!("{device} plugged into {socket}"));
+    Ok(())
+}
+
+#[when(regex = r"^the (\S+) socket is unplugged$")]
+fn unplug(w: &mut MaslowWorld, socket: String) -> StepResult {
+    w.act(Action::House(HouseEvent::Plug {
+        socket: socket.clone(),
+        device: None,
+    }))?;
+    w.mark(format!("{socket} unplugged"));
+    Ok(())
+}
+
+#[when(regex = r"^the (\S+) goes idle$")]
+fn goes_idle(w: &mut MaslowWorld, device: String) -> StepResult {
+    w.act(Action::House(HouseEvent::DeviceIdle {
+        device: device.clone(),
+        idle: true,
+    }))?;
+    w.mark(format!("{device} idle"));
+    Ok(())
+}
+
+#[when(regex = r"^(\d+)% of the CAN frames to the controller are (lost|corrupted)$")]
+fn can_faults(w: &mut MaslowWorld, pct: f64, how: String) -> StepResult {
+    let mut f = w.sim()?.session.link_faults();
+    if how == "lost" {
+        f.frame_loss = pct / 100.0;
+    } else {
+        f.frame_corruption = pct / 100.0;
+    }
+    w.act(Action::Faults(f))?;
+    w.mark(format!("{pct}% CAN frames {how}"));
+    Ok(())
+}
+
+#[when(regex = r"^the CAN bus is off for (\d+) (seconds?|milliseconds?)$")]
+fn bus_off(w: &mut MaslowWorld, n: f64, unit: String) -> StepResult {
+    let until_ms = ((w.now_s() + duration_s(n, &unit)?) * 1000.0).round() as u64;
+    let mut f = w.sim()?.session.link_faults();
+    f.bus_off_until_ms = until_ms;
+    w.act(Action::Faults(f))?;
+    w.mark("CAN bus off");
+    Ok(())
+}
+
+#[when(regex = r"^(\d+)% of the meter's telegrams are garbled$")]
+fn meter_garbled(w: &mut MaslowWorld, pct: f64) -> StepResult {
+    let mut f = w.sim()?.session.link_faults();
+    f.telegram_garbling = pct / 100.0;
+    w.act(Action::Faults(f))?;
+    w.mark(format!("{pct}% telegrams garbled"));
+    Ok(())
+}
+
+#[when(regex = r"^the link faults clear$")]
+fn faults_clear(w: &mut MaslowWorld) -> StepResult {
+    w.act(Action::Faults(LinkFaults::default()))?;
+    w.act(Action::ReleaseSensors)?;
+    w.mark("faults clear");
+    Ok(())
+}
+
+#[when(regex = r"^the (pack temperature|pack voltage|bus voltage|highest cell voltage|lowest cell voltage) sensor sticks$")]
+fn sensor_sticks(w: &mut MaslowWorld, which: String) -> StepResult {
+    let (signal, _, _) = quantity(w, &which)?;
+    w.act(Action::HoldSensor(signal))?;
+    w.mark(format!("{which} sensor stuck"));
+    Ok(())
+}
+
+#[when(regex = r"^the (\S+) circuit is short-circuited$")]
+fn short_circuit(w: &mut MaslowWorld, circuit: String) -> StepResult {
+    w.circuit_index(&circuit)?;
+    w.act(Action::House(HouseEvent::ShortCircuit {
+        circuit: circuit.clone(),
+        fault_ohm: 0.05,
+    }))?;
+    w.mark(format!("short circuit on {circuit}"));
+    Ok(())
+}
+
+// --------------------------------------------------------------------- Then
+
+fn measured(w: &MaslowWorld, words: &str) -> Result<(String, f64, &'static str, TimeSeries), String> {
+    let (signal, k, unit) = quantity(w, words)?;
+    let s = w.series(&signal)?.clone();
+    Ok((signal, k, unit, s))
+}
+
+#[then(regex = r"^(.+?) stays between (-?[\d.]+) and (-?[\d.]+) (\S+)\s*(.*)$")]
+fn stays_between(w: &mut MaslowWorld, what: String, lo: String, hi: String, unit: String, window: String) -> StepResult {
+    let (signal, k, want, s) = measured(w, &what)?;
+    let lo = in_unit(num(&lo)?, &unit, want)?;
+    let hi = in_unit(num(&hi)?, &unit, want)?;
+    let (from, to) = w.window(&window)?;
+    w.check_window_reached(to)?;
+    let xs = samples(&s, from, to);
+    if xs.is_empty() {
+        return Err(format!("no samples of {signal} from {} to {}", clock(from), clock(to)));
+    }
+    if let Some((t, v)) = xs.iter().find(|(_, v)| !(v * k >= lo && v * k <= hi)) {
+        return Err(format!(
+            "expected {what} between {lo} and {hi} {want} from {} to {}; measured {:.3} {want} at {} (t = {t:.0} s){}",
+            clock(from),
+            clock(to),
+            v * k,
+            clock(*t),
+            w.see_also()
+        ));
+    }
+    Ok(())
+}
+
+#[then(regex = r"^(.+?) never (exceeds|falls below) (-?[\d.]+) (\S+)\s*(.*)$")]
+fn never_exceeds(w: &mut MaslowWorld, what: String, dir: String, limit: String, unit: String, window: String) -> StepResult {
+    let (signal, k, want, s) = measured(w, &what)?;
+    let limit = in_unit(num(&limit)?, &unit, want)?;
+    let (from, to) = w.window(&window)?;
+    w.check_window_reached(to)?;
+    let xs = samples(&s, from, to);
+    if xs.is_empty() {
+        return Err(format!("no samples of {signal} from {} to {}", clock(from), clock(to)));
+    }
+    let bad = |v: f64| if dir == "exceeds" { v * k > limit } else { v * k < limit };
+    if let Some((t, v)) = xs.iter().find(|(_, v)| bad(*v)) {
+        let extreme = xs
+            .iter()
+            .map(|(_, v)| v * k)
+            .fold(if dir == "exceeds" { f64::MIN } else { f64::MAX }, |a, b| {
+                if dir == "exceeds" { a.max(b) } else { a.min(b) }
+            });
+        return Err(format!(
+            "expected {what} never to {} {limit} {want} from {} to {}; measured {:.3} {want} at {} (extreme {extreme:.3} {want}){}",
+            if dir == "exceeds" { "exceed" } else { "fall below" },
+            clock(from),
+            clock(to),
+            v * k,
+            clock(*t),
+            w.see_also()
+        ));
+    }
+    Ok(())
+}
+
+/// The first time at or after `from` from which `ok` holds for every
+/// later sample up to `to`.
+fn settled_at(xs: &[(f64, f64)], ok: impl Fn(f64) -> bool) -> Option<f64> {
+    let mut since = None;
+    for &(t, v) in xs {
+        if ok(v) {
+            since.get_or_insert(t);
+        } else {
+            since = None;
+        }
+    }
+    since
+}
+
+#[then(regex = r"^(.+?) settles (below|above) (-?[\d.]+) (\S+) within (\d+) (seconds?|minutes?)$")]
+fn settles(w: &mut MaslowWorld, what: String, dir: String, limit: String, unit: String, n: f64, tunit: String) -> StepResult {
+    let (signal, k, want, s) = measured(w, &what)?;
+    let limit = in_unit(num(&limit)?, &unit, want)?;
+    let from = w.last_event_s.ok_or("nothing happened yet to settle after")?;
+    let deadline = from + duration_s(n, &tunit)?;
+    let to = w.cut.and_then(|(_, b)| b).filter(|b| *b > deadline).unwrap_or(w.now_s());
+    w.check_window_reached(deadline)?;
+    let xs = samples(&s, from, to);
+    let ok = |v: f64| if dir == "below" { v * k <= limit } else { v * k >= limit };
+    match settled_at(&xs, ok) {
+        Some(t) if t <= deadline + 1e-6 => Ok(()),
+        other => Err(format!(
+            "expected {what} ({signal}) to settle {dir} {limit} {want} within {n} {tunit} of {}; {}{}",
+            clock(from),
+            match other {
+                Some(t) => format!("it settled only at {} ({:.0} s after)", clock(t), t - from),
+                None => format!(
+                    "it had not settled by {} (last {:.3} {want})",
+                    clock(to),
+                    xs.last().map_or(f64::NAN, |(_, v)| v * k)
+                ),
+            },
+            w.see_also()
+        )),
+    }
+}
+
+#[then(regex = r"^(.+?) is (at least|at most) (-?[\d.]+) (\S+) at (\d\d:\d\d)$")]
+fn value_at(w: &mut MaslowWorld, what: String, cmp: String, limit: String, unit: String, at: String) -> StepResult {
+    let (signal, k, want, s) = measured(w, &what)?;
+    let limit = in_unit(num(&limit)?, &unit, want)?;
+    let t = clock_s(&at)?;
+    w.check_window_reached(t)?;
+    let Some((ts, v)) = s.window(t - 1.0, t + 1.0).next() else {
+        return Err(format!("no sample of {signal} at {at}"));
+    };
+    let ok = if cmp == "at least" { v * k >= limit } else { v * k <= limit };
+    if !ok {
+        return Err(format!(
+            "expected {what} {cmp} {limit} {want} at {at}; measured {:.3} {want} at {}{}",
+            v * k,
+            clock(ts),
+            w.see_also()
+        ));
+    }
+    Ok(())
+}
+
+#[then(regex = r"^the assembly stops exporting within (\d+) seconds?$")]
+fn stops_exporting(w: &mut MaslowWorld, n: f64) -> StepResult {
+    let (from, end) = w.cut.ok_or("there was no power cut in this scenario")?;
+    let s = w.series("grid_export_w")?.clone();
+    let to = end.unwrap_or(w.now_s());
+    let deadline = from + n;
+    w.check_window_reached(deadline)?;
+    if let Some((t, v)) = s.window(deadline, to).find(|(_, v)| *v > 1.0) {
+        return Err(format!(
+            "expected no export from {} ({n} s after the mains failed at {}) until {}; measured {v:.1} W at {}{}",
+            clock(deadline),
+            clock(from),
+            clock(to),
+            clock(t),
+            w.see_also()
+        ));
+    }
+    Ok(())
+}
+
+fn circuit_voltage(w: &MaslowWorld, circuit: &str) -> Result<TimeSeries, String> {
+    w.circuit_index(circuit)?;
+    Ok(w.series(&format!("circuit_{}_voltage_v", signal_slug(circuit)))?.clone())
+}
+
+/// A circuit counts as powered when its far-end voltage is at least the
+/// LED drivers' minimum input (36 V), shed when below 5 V.
+const POWERED_V: f64 = 36.0;
+const SHED_V: f64 = 5.0;
+
+#[then(regex = r"^the (\S+) circuit stays powered\s*(.*)$")]
+fn stays_powered(w: &mut MaslowWorld, circuit: String, window: String) -> StepResult {
+    let s = circuit_voltage(w, &circuit)?;
+    let (from, to) = w.window(&window)?;
+    w.check_window_reached(to)?;
+    // A second's grace after an event: the islanding transition.
+    let xs = samples(&s, from + 1.0, to);
+    if xs.is_empty() {
+        return Err(format!("no samples of the {circuit} circuit from {} to {}", clock(from), clock(to)));
+    }
+    if let Some((t, v)) = xs.iter().find(|(_, v)| *v < POWERED_V) {
+        return Err(format!(
+            "expected the {circuit} circuit powered (≥ {POWERED_V} V) from {} to {}; measured {v:.2} V at {}{}",
+            clock(from),
+            clock(to),
+            clock(*t),
+            w.see_also()
+        ));
+    }
+    Ok(())
+}
+
+fn first_shed(s: &TimeSeries, from: f64, to: f64) -> Option<f64> {
+    s.window(from, to).find(|(_, v)| *v < SHED_V).map(|(t, _)| t)
+}
+
+#[then(regex = r"^the (\S+) circuit is shed within (\d+) (seconds?|minutes?)$")]
+fn is_shed_within(w: &mut MaslowWorld, circuit: String, n: f64, unit: String) -> StepResult {
+    let s = circuit_voltage(w, &circuit)?;
+    let from = w.last_event_s.ok_or("nothing happened yet")?;
+    let deadline = from + duration_s(n, &unit)?;
+    w.check_window_reached(deadline)?;
+    match first_shed(&s, from, deadline) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "expected the {circuit} circuit shed (< {SHED_V} V) within {n} {unit} of {}; it stayed powered{}",
+            clock(from),
+            w.see_also()
+        )),
+    }
+}
+
+#[then(regex = r"^the (\S+) circuit is shed before the (\S+) circuit$")]
+fn shed_order(w: &mut MaslowWorld, first: String, second: String) -> StepResult {
+    let (from, to) = w.window("for the whole cut")?;
+    let a = first_shed(&circuit_voltage(w, &first)?, from, to);
+    let b = first_shed(&circuit_voltage(w, &second)?, from, to);
+    match (a, b) {
+        (Some(a), Some(b)) if a <= b => Ok(()),
+        (Some(_), None) => Ok(()),
+        (a, b) => Err(format!(
+            "expected the {first} circuit shed before the {second} circuit; {first} shed at {}, {second} at {}{}",
+            a.map_or("never".into(), clock),
+            b.map_or("never".into(), clock),
+            w.see_also()
+        )),
+    }
+}
+
+#[then(regex = r"^the (\S+) circuit is shed before the battery falls below (\d+)%$")]
+fn shed_before_soc(w: &mut MaslowWorld, circuit: String, pct: f64) -> StepResult {
+    let (from, to) = w.window("for the whole cut")?;
+    let shed = first_shed(&circuit_voltage(w, &circuit)?, from, to);
+    let soc = w.series("soc")?;
+    let low = soc.window(from, to).find(|(_, v)| v * 100.0 < pct).map(|(t, _)| t);
+    match (shed, low) {
+        (Some(s), Some(l)) if s <= l => Ok(()),
+        (Some(_), None) => Ok(()),
+        (s, l) => Err(format!(
+            "expected the {circuit} circuit shed before the charge fell below {pct}%; shed at {}, charge below {pct}% at {}{}",
+            s.map_or("never".into(), clock),
+            l.map_or("never".into(), clock),
+            w.see_also()
+        )),
+    }
+}
+
+#[then(regex = r"^grid import from (\d\d:\d\d) to (\d\d:\d\d) is at least (\d+)% below the baseline without (the battery assembly|the event)$")]
+fn import_vs_baseline(w: &mut MaslowWorld, from: String, to: String, pct: f64, which: String) -> StepResult {
+    let (a, b) = (clock_s(&from)?, clock_s(&to)?);
+    w.check_window_reached(b)?;
+    let energy = |s: &TimeSeries| -> f64 {
+        let xs: Vec<(f64, f64)> = s.window(a, b).collect();
+        xs.windows(2)
+            .map(|p| (p[1].0 - p[0].0) * p[0].1.max(0.0))
+            .sum::<f64>()
+            / 3.6e6
+    };
+    let ours = energy(w.series("grid_import_w")?);
+    let base = if which == "the battery assembly" {
+        w.baseline("without the battery assembly", true, |_, _| true)?
+    } else {
+        // The last action that was not time passing is "the event".
+        let skip = w
+            .actions
+            .iter()
+            .rposition(|x| !matches!(x, Action::RunUntil(_)))
+            .ok_or("there was no event to leave out of the baseline")?;
+        w.baseline("without the event", false, move |i, _| i != skip)?
+    };
+    let base_kwh = energy(base.get("grid_import_w").ok_or("the baseline measured no grid import")?);
+    let cut = if base_kwh > 0.0 { 100.0 * (1.0 - ours / base_kwh) } else { 0.0 };
+    if base_kwh <= 0.0 || cut + 1e-9 < pct {
+        return Err(format!(
+            "expected grid import from {from} to {to} at least {pct}% below the baseline without {which}; measured {ours:.3} kWh vs baseline {base_kwh:.3} kWh ({cut:.1}% lower){}",
+            w.see_also()
+        ));
+    }
+    Ok(())
+}
+
+#[then(regex = r"^grid import from (\d\d:\d\d) to (\d\d:\d\d) is at most ([\d.]+) kWh$")]
+fn import_at_most(w: &mut MaslowWorld, from: String, to: String, kwh: String) -> StepResult {
+    let (a, b) = (clock_s(&from)?, clock_s(&to)?);
+    w.check_window_reached(b)?;
+    let limit = num(&kwh)?;
+    let s = w.series("grid_import_kwh")?;
+    let at = |t: f64| s.window(t - 1.0, t + 1.0).map(|(_, v)| v).next();
+    let (Some(x), Some(y)) = (at(a), at(b)) else {
+        return Err(format!("no import register samples at {from} and {to}"));
+    };
+    if y - x > limit {
+        return Err(format!(
+            "expected at most {limit} kWh imported from {from} to {to}; measured {:.3} kWh{}",
+            y - x,
+            w.see_also()
+        ));
+    }
+    Ok(())
+}
+
+#[then(regex = r"^the remote server receives an acknowledgement (accepting|rejecting) the signal(?: because (.+))? within (\d+) seconds?$")]
+fn acknowledged(w: &mut MaslowWorld, verdict: String, because: String, n: f64) -> StepResult {
+    let id = w.next_signal_id.saturating_sub(1);
+    let sent = w.last_event_s.unwrap_or(0.0);
+    let replies = w.sim()?.session.uplink_replies().to_vec();
+    let ack = replies.iter().find_map(|r| match &r.reply {
+        Reply::DemandAck(a) if a.id() == id => Some((r.at_ms, *a)),
+        _ => None,
+    });
+    let Some((at_ms, ack)) = ack else {
+        return Err(format!("the remote server received no acknowledgement of signal {id}"));
+    };
+    let delay = at_ms as f64 / 1000.0 - sent;
+    if delay > n {
+        return Err(format!("the acknowledgement of signal {id} arrived after {delay:.1} s (expected within {n} s)"));
+    }
+    let accepted = ack.is_accepted();
+    if accepted != (verdict == "accepting") {
+        return Err(format!("expected the signal {verdict}; the controller answered {ack:?}"));
+    }
+    if !because.is_empty() {
+        let want: String = because.split_whitespace().map(|w| {
+            let mut c = w.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        }).collect();
+        let got = format!("{ack:?}");
+        if !got.contains(&want) {
+            return Err(format!("expected the rejection because {because} ({want}); the controller answered {got}"));
+        }
+    }
+    Ok(())
+}
+
+#[then(regex = r"^the controller (enters|leaves) its safe state within (\d+) (seconds?|milliseconds?)$")]
+fn safe_state(w: &mut MaslowWorld, which: String, n: f64, unit: String) -> StepResult {
+    use firmware::wire::can::messages::CtrlHeartbeatCtrlState as S;
+    let from = w.last_event_s.ok_or("nothing happened yet")?;
+    let deadline = from + duration_s(n, &unit)?;
+    w.check_window_reached(deadline)?;
+    let beats = w.sim()?.heartbeats.clone();
+    let is_safe = |s: &crate::plant_link::ControllerStatus| matches!(s.state, S::SafeState);
+    // The state in force at each change after the event.
+    let hit = beats.iter().find(|(t, s)| {
+        *t >= from - 1e-6 && *t <= deadline + 1e-6 && (is_safe(s) == (which == "enters"))
+    });
+    let before = beats.iter().rev().find(|(t, _)| *t < from).map(|(_, s)| is_safe(s));
+    if hit.is_some() || (before == Some(which == "enters") && beats.iter().all(|(t, s)| *t < from || is_safe(s) == (which == "enters"))) {
+        return Ok(());
+    }
+    Err(format!(
+        "expected the controller to {} its safe state within {n} {unit} of {}; its heartbeats said: {}",
+        if which == "enters" { "enter" } else { "leave" },
+        clock(from),
+        beats
+            .iter()
+            .filter(|(t, _)| *t + 60.0 >= from)
+            .map(|(t, s)| format!("{} {:?}", clock(*t), s.state))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
+#[then(regex = r"^the controller reports (a link timeout|the meter as stale|rejected frames)$")]
+fn controller_reports(w: &mut MaslowWorld, what: String) -> StepResult {
+    let from = w.last_event_s.unwrap_or(0.0);
+    let beats = w.sim()?.heartbeats.clone();
+    let found = beats.iter().any(|(t, s)| {
+        *t >= from
+            && match what.as_str() {
+                "a link timeout" => s.link_timeout,
+                "the meter as stale" => s.meter_stale,
+                _ => s.e2e_rejects > 0,
+            }
+    });
+    if found {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected the controller's heartbeat to report {what} after {}; it did not (last: {:?})",
+            clock(from),
+            beats.last().map(|(_, s)| s)
+        ))
+    }
+}
+
+#[then(regex = r"^the battery current stops within (\d+) (seconds?|milliseconds?)$")]
+fn current_stops(w: &mut MaslowWorld, n: f64, unit: String) -> StepResult {
+    let from = w.last_event_s.ok_or("nothing happened yet")?;
+    let deadline = from + duration_s(n, &unit)?;
+    w.check_window_reached(deadline)?;
+    let s = w.series("pack_current_a")?.clone();
+    let xs = samples(&s, from, w.now_s());
+    match settled_at(&xs, |v| v.abs() < 0.5) {
+        Some(t) if t <= deadline + 1e-6 => Ok(()),
+        other => Err(format!(
+            "expected the battery current below 0.5 A within {n} {unit} of {}; {}{}",
+            clock(from),
+            other.map_or("it never stopped".into(), |t| format!("it stopped at {}", clock(t))),
+            w.see_also()
+        )),
+    }
+}

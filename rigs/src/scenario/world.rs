@@ -1,0 +1,502 @@
+//! The World of a Gherkin scenario: the rig it runs on, the configuration
+//! its `Given` steps build, the running session its `When` steps drive, and
+//! the capture its `Then` steps judge.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use twin::house::HouseEvent;
+use twin::time::SimTime;
+
+use crate::instrument::probe::{ProbeConfig, VirtualProbe};
+use crate::instrument::{Instrument, TimeSeries};
+use crate::plant_link::ControllerStatus;
+use crate::rig::{LinkFaults, Rig, RunOptions, Session, UplinkMessage};
+use crate::scenario::setup::Setup;
+
+/// What every scenario of a run shares.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub rig_path: PathBuf,
+    pub rig: Arc<Rig>,
+    /// `--seed`: every scenario runs with this seed.
+    pub seed: Option<u64>,
+    /// Where scenario directories go.
+    pub report_dir: PathBuf,
+    /// Capture rate of the virtual probe, Hz.
+    pub probe_rate_hz: f64,
+}
+
+static SETTINGS: OnceLock<RwLock<Option<Arc<Settings>>>> = OnceLock::new();
+
+/// Sets the settings for the scenarios that start from now on.
+pub fn install_settings(s: Settings) {
+    let lock = SETTINGS.get_or_init(|| RwLock::new(None));
+    if let Ok(mut g) = lock.write() {
+        *g = Some(Arc::new(s));
+    }
+}
+
+fn settings() -> Option<Arc<Settings>> {
+    SETTINGS.get()?.read().ok()?.clone()
+}
+
+/// The seed a scenario runs with: `--seed` if given, else a stable hash of
+/// its feature file's name and its own name (so adding scenarios elsewhere
+/// does not change it).
+pub fn scenario_seed(seed: Option<u64>, feature_file: &str, scenario: &str) -> u64 {
+    if let Some(s) = seed {
+        return s;
+    }
+    let file = std::path::Path::new(feature_file)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // FNV-1a, 64 bit.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in file.bytes().chain([0u8]).chain(scenario.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h % 1_000_000_000
+}
+
+/// A file- and URL-safe name.
+pub fn slug(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').chars().take(80).collect()
+}
+
+/// An event of the scenario, for messages and reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Marker {
+    pub at_s: f64,
+    pub label: String,
+}
+
+/// A `When` action, kept so a baseline can replay the scenario.
+#[derive(Debug, Clone)]
+pub enum Action {
+    RunUntil(SimTime),
+    House(HouseEvent),
+    Uplink(UplinkMessage),
+    Faults(LinkFaults),
+    HoldSensor(String),
+    ReleaseSensors,
+}
+
+/// The signals the probe captures in every scenario (plus each circuit's
+/// and socket's).
+pub const CAPTURED: &[&str] = &[
+    "soc",
+    "pack_voltage_v",
+    "pack_current_a",
+    "battery_power_w",
+    "cell_voltage_min_v",
+    "cell_voltage_max_v",
+    "pack_temperature_max_c",
+    "bus_voltage_v",
+    "pv_available_w",
+    "pv_power_w",
+    "pv_curtailed_w",
+    "dc_load_power_w",
+    "household_ac_demand_w",
+    "inverter_ac_power_w",
+    "charger_ac_power_w",
+    "grid_import_w",
+    "grid_export_w",
+    "grid_import_kwh",
+    "tariff",
+    "mains_present",
+];
+
+/// A running scenario: session, probe, and what happened. `Send`, so the
+/// simulation runs on a worker thread while other scenarios run.
+pub struct Sim {
+    pub session: Session,
+    pub probe: VirtualProbe,
+    pub dir: PathBuf,
+    /// Heartbeat flags as measured on the bus (time, status).
+    pub heartbeats: Vec<(f64, ControllerStatus)>,
+}
+
+impl Sim {
+    /// Steps to `until`, sampling the probe and the controller's heartbeat.
+    pub fn advance(&mut self, until: SimTime) -> Result<(), String> {
+        let probe = &mut self.probe;
+        let beats = &mut self.heartbeats;
+        self.session
+            .run_until(until, |plant| {
+                let now_s = plant.now().as_secs_f64();
+                probe.observe(now_s, plant.signals());
+                if let Some(c) = plant.link.controller_status() {
+                    let changed = beats.last().is_none_or(|(_, l)| {
+                        l.state != c.state
+                            || l.link_timeout != c.link_timeout
+                            || l.meter_stale != c.meter_stale
+                            || l.e2e_rejects != c.e2e_rejects
+                    });
+                    if changed {
+                        beats.push((now_s, c));
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn apply(&mut self, action: &Action) -> Result<(), String> {
+        match action {
+            Action::RunUntil(t) => self.advance(*t),
+            Action::House(e) => {
+                let now = self.session.now();
+                self.session.plant_mut().schedule(now, e.clone());
+                Ok(())
+            }
+            Action::Uplink(m) => self.session.uplink(m).map_err(|e| e.to_string()),
+            Action::Faults(f) => {
+                self.session.set_link_faults(*f);
+                Ok(())
+            }
+            Action::HoldSensor(s) => self
+                .session
+                .plant_mut()
+                .hold_sensor(s)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Action::ReleaseSensors => {
+                self.session.plant_mut().release_sensors();
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The scenario's state.
+#[derive(cucumber::World)]
+#[world(init = Self::new)]
+pub struct MaslowWorld {
+    pub settings: Option<Arc<Settings>>,
+    pub seed: u64,
+    pub name: String,
+    pub setup: Option<Setup>,
+    pub setup_error: Option<String>,
+    pub sim: Option<Box<Sim>>,
+    pub actions: Vec<Action>,
+    pub markers: Vec<Marker>,
+    /// The last `When` event's time, s.
+    pub last_event_s: Option<f64>,
+    /// The power cut: start and (if it returned) end, s.
+    pub cut: Option<(f64, Option<f64>)>,
+    pub next_signal_id: u32,
+    /// Capture so far (the probe's series, by signal name).
+    pub capture: BTreeMap<String, TimeSeries>,
+    /// Baselines already run, by kind.
+    pub baselines: BTreeMap<String, BTreeMap<String, TimeSeries>>,
+}
+
+impl fmt::Debug for MaslowWorld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MaslowWorld")
+            .field("scenario", &self.name)
+            .field("seed", &self.seed)
+            .field("markers", &self.markers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MaslowWorld {
+    pub fn new() -> Self {
+        let settings = settings();
+        let (setup, setup_error) = match settings.as_deref() {
+            Some(s) => match Setup::from_rig(&s.rig) {
+                Ok(x) => (Some(x), None),
+                Err(e) => (None, Some(e)),
+            },
+            None => (None, Some("no rig: the harness did not install settings".into())),
+        };
+        MaslowWorld {
+            settings,
+            seed: 0,
+            name: String::new(),
+            setup,
+            setup_error,
+            sim: None,
+            actions: Vec::new(),
+            markers: Vec::new(),
+            last_event_s: None,
+            cut: None,
+            next_signal_id: 1,
+            capture: BTreeMap::new(),
+            baselines: BTreeMap::new(),
+        }
+    }
+
+    /// Called before the first step: the scenario's name and seed.
+    pub fn begin(&mut self, feature_file: &str, scenario: &str) {
+        let forced = self.settings.as_ref().and_then(|s| s.seed);
+        self.seed = scenario_seed(forced, feature_file, scenario);
+        self.name = scenario.to_owned();
+    }
+
+    pub fn settings(&self) -> Result<&Settings, String> {
+        self.settings
+            .as_deref()
+            .ok_or_else(|| "no rig: the harness did not install settings".into())
+    }
+
+    /// The configuration, for `Given` steps (before time starts).
+    pub fn setup_mut(&mut self) -> Result<&mut Setup, String> {
+        if self.sim.is_some() {
+            return Err(
+                "the house is already running: put `Given` steps before the first `When`".into(),
+            );
+        }
+        if let Some(e) = &self.setup_error {
+            return Err(e.clone());
+        }
+        self.setup.as_mut().ok_or_else(|| "no setup".into())
+    }
+
+    pub fn dir(&self) -> Result<PathBuf, String> {
+        Ok(self
+            .settings()?
+            .report_dir
+            .join("scenarios")
+            .join(format!("{}-{}", slug(&self.name), self.seed)))
+    }
+
+    /// Builds a session from the setup (`with_controller: false` runs the
+    /// house on its own, the assembly switched off).
+    pub fn build(&self, dir: &std::path::Path) -> Result<Sim, String> {
+        let settings = self.settings()?;
+        let setup = self.setup.as_ref().ok_or("no setup")?;
+        let (house, controller) = setup.write(dir)?;
+        let mut rig = (*settings.rig).clone();
+        rig.scenario = house;
+        rig.controller.config = Some(controller);
+        let opts = RunOptions {
+            scenario: None,
+            hours: 24.0,
+            seed: Some(self.seed),
+            sample_s: 60.0,
+            program: None,
+            work_dir: dir.to_path_buf(),
+            // The candump trace flushes every frame: off in scenarios until
+            // the report keeps it (a day is ~9 M frames).
+            candump: None,
+        };
+        let session = Session::start(&rig, &opts)
+            .map_err(|e| format!("starting the rig on {}: {e}", setup.sources()))?;
+        let mut probe = VirtualProbe::new(
+            "probe",
+            session.plant().signals(),
+            ProbeConfig::default(),
+            self.seed ^ 0x7072_6f62_65,
+        );
+        let mut names: Vec<String> = CAPTURED.iter().map(|s| s.to_string()).collect();
+        for (_, n, _, _) in session.plant().signals().iter() {
+            if (n.starts_with("circuit_") || n.starts_with("socket_"))
+                && (n.ends_with("_power_w") || n.ends_with("_voltage_v"))
+            {
+                names.push(n.to_owned());
+            }
+        }
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        probe
+            .start(&refs, settings.probe_rate_hz)
+            .map_err(|e| e.to_string())?;
+        probe.observe(0.0, session.plant().signals());
+        Ok(Sim {
+            session,
+            probe,
+            dir: dir.to_path_buf(),
+            heartbeats: Vec::new(),
+        })
+    }
+
+    /// The running session (started on first use).
+    pub fn sim(&mut self) -> Result<&mut Sim, String> {
+        if self.sim.is_none() {
+            let dir = self.dir()?;
+            let sim = self.build(&dir)?;
+            self.sim = Some(Box::new(sim));
+        }
+        self.sim.as_deref_mut().ok_or_else(|| "no session".into())
+    }
+
+    pub fn now_s(&self) -> f64 {
+        self.sim
+            .as_ref()
+            .map_or(0.0, |s| s.session.now().as_secs_f64())
+    }
+
+    /// Applies an action now and remembers it for baselines.
+    pub fn act(&mut self, action: Action) -> Result<(), String> {
+        self.sim()?.apply(&action)?;
+        self.actions.push(action);
+        Ok(())
+    }
+
+    pub fn mark(&mut self, label: impl Into<String>) {
+        let at_s = self.now_s();
+        self.markers.push(Marker {
+            at_s,
+            label: label.into(),
+        });
+        self.last_event_s = Some(at_s);
+    }
+
+    /// Runs the session to `until` on a worker thread.
+    pub async fn advance_to(&mut self, until: SimTime) -> Result<(), String> {
+        self.sim()?;
+        let mut sim = self.sim.take().ok_or("no session")?;
+        let (tx, rx) = futures::channel::oneshot::channel();
+        std::thread::Builder::new()
+            .name("scenario".into())
+            .spawn(move || {
+                let r = sim.advance(until);
+                let _ = tx.send((sim, r));
+            })
+            .map_err(|e| format!("cannot start a worker thread: {e}"))?;
+        let (sim, r) = rx
+            .await
+            .map_err(|_| "the simulation thread died (a panic in the rig)".to_string())?;
+        self.sim = Some(sim);
+        r?;
+        self.actions.push(Action::RunUntil(until));
+        self.refresh_capture();
+        Ok(())
+    }
+
+    /// Moves what the probe has captured since the last call into the
+    /// capture (the probe keeps capturing).
+    pub fn refresh_capture(&mut self) {
+        let Some(sim) = self.sim.as_mut() else {
+            return;
+        };
+        for s in sim.probe.drain() {
+            match self.capture.get_mut(&s.name) {
+                Some(c) => {
+                    c.t_s.extend_from_slice(&s.t_s);
+                    c.values.extend_from_slice(&s.values);
+                }
+                None => {
+                    self.capture.insert(s.name.clone(), s);
+                }
+            }
+        }
+    }
+
+    /// A captured signal (the probe's series so far).
+    pub fn series(&self, signal: &str) -> Result<&TimeSeries, String> {
+        self.capture.get(signal).ok_or_else(|| {
+            format!(
+                "`{signal}` was not measured (measured: {})",
+                self.capture.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })
+    }
+
+    /// Replays the scenario's actions on a fresh session (same seed) with
+    /// `keep` deciding which actions stay, up to the present time; returns
+    /// its capture. `no_assembly` switches the assembly off for the whole
+    /// run (the house's DC loads then come from the grid via the charger).
+    pub fn baseline(
+        &mut self,
+        kind: &str,
+        no_assembly: bool,
+        keep: impl Fn(usize, &Action) -> bool,
+    ) -> Result<&BTreeMap<String, TimeSeries>, String> {
+        if !self.baselines.contains_key(kind) {
+            let dir = self.dir()?.join(format!("baseline-{}", slug(kind)));
+            let mut sim = self.build(&dir)?;
+            if no_assembly {
+                sim.session.plant_mut().force_commands(Some(no_assembly_commands(
+                    &self.setup.as_ref().ok_or("no setup")?.house,
+                )));
+            }
+            let end = self.sim.as_ref().map_or(SimTime::ZERO, |s| s.session.now());
+            for (i, a) in self.actions.iter().enumerate() {
+                if matches!(a, Action::RunUntil(_)) || keep(i, a) {
+                    sim.apply(a)?;
+                }
+            }
+            sim.advance(end)?;
+            let series = sim.probe.stop().map_err(|e| e.to_string())?;
+            let _ = sim.session.finish();
+            let map = series.into_iter().map(|s| (s.name.clone(), s)).collect();
+            self.baselines.insert(kind.to_owned(), map);
+        }
+        self.baselines
+            .get(kind)
+            .ok_or_else(|| "baseline missing".into())
+    }
+
+    /// Writes the capture as CSV into the scenario directory (one column per
+    /// signal) and returns its path.
+    pub fn write_capture(&self) -> Option<PathBuf> {
+        let dir = self.dir().ok()?;
+        let first = self.capture.values().next()?;
+        let mut table = reports::csv_table::ColumnTable::new();
+        table.push("time_s", first.t_s.clone());
+        for (name, s) in &self.capture {
+            if s.len() == first.len() {
+                table.push(format!("{name} [{}]", s.unit), s.values.clone());
+            }
+        }
+        let path = dir.join("signals.csv");
+        std::fs::create_dir_all(&dir).ok()?;
+        table.write_atomic(&path).ok()?;
+        Some(path)
+    }
+}
+
+/// What a house without the battery assembly does: battery off, the
+/// charger feeding the DC bus from the grid, the inverter off, every
+/// circuit and socket on.
+pub fn no_assembly_commands(house: &toml::Table) -> twin::house::PlantCommands {
+    let count = |key: &str| -> usize {
+        house
+            .get("bus")
+            .and_then(|b| b.get("circuits"))
+            .and_then(|c| c.as_array())
+            .map_or(0, |cs| {
+                if key == "circuits" {
+                    cs.len()
+                } else {
+                    cs.iter()
+                        .filter_map(|c| c.get("usb_sockets").and_then(|s| s.as_array()))
+                        .map(Vec::len)
+                        .sum()
+                }
+            })
+    };
+    twin::house::PlantCommands {
+        battery_enabled: false,
+        battery_discharge_limit_w: 0.0,
+        battery_charge_limit_w: 0.0,
+        battery_setpoint_v: None,
+        charger_enabled: true,
+        charger_setpoint_v: None,
+        inverter_enabled: false,
+        inverter_request_ac_w: 0.0,
+        pv_cap_w: None,
+        circuits_on: Some(vec![true; count("circuits")]),
+        sockets_on: Some(vec![true; count("sockets")]),
+    }
+}
+
+impl Default for MaslowWorld {
+    fn default() -> Self {
+        Self::new()
+    }
+}

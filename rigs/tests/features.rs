@@ -1,0 +1,47 @@
+//! Runs the feature suite (`features/`) on the default software rig (`rigs/sim.toml`) and
+//! fails `cargo test` when any scenario fails or a feature file does not
+//! parse. Tags: `@sim and not @slow` unless `MASLOW_FEATURE_TAGS` says
+//! otherwise (CI runs `@slow` too). Reports go to `target/maslow-features`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tags = std::env::var("MASLOW_FEATURE_TAGS").unwrap_or_else(|_| "@sim and not @slow".into());
+    let opts = rigs::scenario::TestOptions {
+        paths: vec![root.join("features")],
+        rig: root.join("rigs/sim.toml"),
+        tags: Some(tags.clone()),
+        name: std::env::var("MASLOW_FEATURE_NAME").ok(),
+        seed: None,
+        report_dir: root.join("target/maslow-features"),
+        probe_rate_hz: 1.0,
+        progress: true,
+    };
+    match rigs::scenario::run_features(&opts) {
+        Ok(outcome) => {
+            let c = outcome.record.counts();
+            println!(
+                "features ({tags}): {} passed, {} failed, {} skipped, {} parse errors in {:.1} s",
+                c.passed,
+                c.failed,
+                c.skipped,
+                outcome.parse_errors.len(),
+                outcome.record.duration_s
+            );
+            for e in &outcome.parse_errors {
+                println!("parse error: {e}");
+            }
+            if outcome.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("features: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
