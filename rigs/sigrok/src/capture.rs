@@ -305,8 +305,18 @@ fn run_session(
             samples: Vec::new(),
         });
     }
+    // Logic channels are enabled from index 0 up to the highest one asked
+    // for: the bit for channel `index` is then at bit `index` for every
+    // driver (the demo driver, for one, masks off the bits above the count
+    // of enabled logic channels).
+    let top_logic = channels
+        .iter()
+        .filter(|c| c.kind == ChannelKind::Logic)
+        .map(|c| c.index)
+        .max();
     for (ptr, info) in &infos {
-        let wanted = names.contains(&info.name.as_str());
+        let wanted = names.contains(&info.name.as_str())
+            || (info.kind == ChannelKind::Logic && top_logic.is_some_and(|top| info.index <= top));
         // SAFETY: a channel of this device.
         let code = unsafe { libs.sr.sr_dev_channel_enable(*ptr, i32::from(wanted)) };
         libs.check(&format!("sr_dev_channel_enable({})", info.name), code)?;
@@ -453,6 +463,10 @@ impl Feed {
         &mut self,
         packet: *const ffi::sr_datafeed_packet,
     ) -> Result<(), SigrokError> {
+        #[cfg(test)]
+        if tests::PANIC_IN_CALLBACK.load(Ordering::SeqCst) {
+            panic!("test panic inside the data-feed callback");
+        }
         let packet = &*packet;
         match u32::from(packet.type_) {
             sr_packettype::SR_DF_LOGIC if !packet.payload.is_null() => {
@@ -580,4 +594,52 @@ unsafe fn unit_of(libs: &Libs, analog: &ffi::sr_datafeed_analog) -> Result<Strin
     let unit = cstr(text);
     libs.g.g_free(text.cast());
     Ok(unit.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::context_or_skip;
+
+    pub(super) static PANIC_IN_CALLBACK: AtomicBool = AtomicBool::new(false);
+
+    #[test]
+    fn a_panic_in_the_callback_ends_the_capture_with_an_error_and_the_next_one_works() {
+        let Some(ctx) = context_or_skip("panic test") else {
+            return;
+        };
+        let devices = ctx.scan("demo", None).expect("scan demo");
+        let dev = devices.first().expect("a demo device");
+        PANIC_IN_CALLBACK.store(true, Ordering::SeqCst);
+        let result = dev.capture(&["A0"], 100_000, 1_000);
+        PANIC_IN_CALLBACK.store(false, Ordering::SeqCst);
+        match result {
+            Err(SigrokError::DataFeed(m)) => {
+                assert!(
+                    m.contains("panic") && m.contains("test panic inside"),
+                    "{m}"
+                )
+            }
+            other => panic!("expected a data-feed error, got {other:?}"),
+        }
+        let again = dev
+            .capture(&["A0"], 100_000, 1_000)
+            .expect("capture after the panic");
+        assert_eq!(again.channels[0].samples.len(), 1_000);
+    }
+
+    #[test]
+    fn a_stop_handle_reports_its_phases() {
+        let h = StopHandle::new();
+        assert_eq!(h.status(), RunStatus::Waiting);
+        assert_eq!(
+            h.wait_running(Duration::from_millis(10)),
+            RunStatus::Waiting
+        );
+        assert!(!h.stop_requested());
+        h.stop();
+        assert!(h.stop_requested());
+        h.finish();
+        assert_eq!(h.wait_running(Duration::from_secs(1)), RunStatus::Finished);
+    }
 }

@@ -169,6 +169,7 @@ pub struct Context {
     ctx: *mut ffi::sr_context,
     initialised: RefCell<Vec<*mut ffi::sr_dev_driver>>,
     opened: RefCell<Vec<*mut ffi::sr_dev_inst>>,
+    limited: RefCell<Vec<*mut ffi::sr_dev_inst>>,
     // Dropped after `Drop::drop` has run sr_exit.
     _slot: Slot,
 }
@@ -185,6 +186,14 @@ pub struct DriverInfo {
     pub name: String,
     /// Its description.
     pub longname: String,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("opened_devices", &self.opened.borrow().len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Context {
@@ -211,6 +220,7 @@ impl Context {
             ctx,
             initialised: RefCell::new(Vec::new()),
             opened: RefCell::new(Vec::new()),
+            limited: RefCell::new(Vec::new()),
             _slot: slot,
         })
     }
@@ -514,7 +524,17 @@ impl<'ctx> Device<'ctx> {
 
     /// Sets how many samples a capture takes (`SR_CONF_LIMIT_SAMPLES`; 0:
     /// no limit, until stopped).
+    ///
+    /// libsigrok refuses a limit of 0, so "no limit" leaves a device this
+    /// context never limited at its driver's default (none), and sets one
+    /// it did limit to `u64::MAX` samples.
     pub fn set_limit_samples(&self, n: u64) -> Result<(), SigrokError> {
+        let limited = self.ctx.limited.borrow().contains(&self.sdi);
+        let n = match n {
+            0 if !limited => return Ok(()),
+            0 => u64::MAX,
+            n => n,
+        };
         self.config_set(
             None,
             sr_configkey::SR_CONF_LIMIT_SAMPLES,
@@ -523,7 +543,11 @@ impl<'ctx> Device<'ctx> {
                 // SAFETY: no pointers.
                 unsafe { g.g_variant_new_uint64(n) }
             },
-        )
+        )?;
+        if !limited {
+            self.ctx.limited.borrow_mut().push(self.sdi);
+        }
+        Ok(())
     }
 
     /// Sets the pattern of a channel group (`SR_CONF_PATTERN_MODE`; the demo
@@ -605,5 +629,42 @@ pub(crate) unsafe fn channel_info(c: *const ffi::sr_channel) -> Channel {
         index: (*c).index,
         kind,
         enabled: (*c).enabled != 0,
+    }
+}
+
+/// Support for tests that need libsigrok.
+pub mod testing {
+    use super::{Context, SigrokError};
+
+    /// The environment variable that turns "libsigrok is missing" from a
+    /// skip into a failure (CI sets it to `1` after installing libsigrok).
+    pub const REQUIRE_ENV: &str = "MASLOW_REQUIRE_SIGROK";
+
+    /// Whether [`REQUIRE_ENV`] is set to `1`.
+    pub fn required() -> bool {
+        std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1")
+    }
+
+    /// Decides what a test does when libsigrok could not be loaded: `true`
+    /// (skip, after printing why) when it is missing and not required;
+    /// panics when it is required or the error is something else.
+    pub fn skip_for(test: &str, error: &SigrokError) -> bool {
+        if error.is_library_missing() && !required() {
+            eprintln!("skipping {test}: {error} (set {REQUIRE_ENV}=1 to make this a failure)");
+            return true;
+        }
+        panic!("{test}: {error}");
+    }
+
+    /// A context for a test, or `None` (after printing the skip reason)
+    /// when libsigrok is missing and [`REQUIRE_ENV`] is not `1`.
+    pub fn context_or_skip(test: &str) -> Option<Context> {
+        match Context::load() {
+            Ok(ctx) => Some(ctx),
+            Err(e) => {
+                skip_for(test, &e);
+                None
+            }
+        }
     }
 }
