@@ -33,6 +33,23 @@ pub enum SigrokError {
         /// The function.
         function: &'static str,
     },
+    /// Another [`crate::Context`] stayed alive in this process for longer
+    /// than the caller would wait (libsigrok allows one at a time).
+    #[error(
+        "libsigrok is in use by another context in this process (one at a time); waited {waited:?}"
+    )]
+    Busy {
+        /// How long the caller waited.
+        waited: std::time::Duration,
+    },
+    /// A scan found no device.
+    #[error("driver `{driver}` found no device{}", connection.as_ref().map(|c| format!(" at `{c}`")).unwrap_or_default())]
+    NoDevice {
+        /// The driver scanned.
+        driver: String,
+        /// The connection it was given.
+        connection: Option<String>,
+    },
     /// No driver of that name in this libsigrok.
     #[error("libsigrok has no driver `{driver}` (it has: {available})")]
     UnknownDriver {

@@ -30,6 +30,7 @@ use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString, OsStr, OsString};
 use std::ptr;
 use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 mod capture;
 mod error;
@@ -141,15 +142,31 @@ static SLOT_BUSY: Mutex<bool> = Mutex::new(false);
 static SLOT_FREED: Condvar = Condvar::new();
 
 impl Slot {
-    fn acquire() -> Slot {
+    /// Waits for the slot (forever when `timeout` is `None`).
+    fn acquire(timeout: Option<Duration>) -> Result<Slot, SigrokError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
         let mut busy = SLOT_BUSY.lock().unwrap_or_else(PoisonError::into_inner);
         while *busy {
-            busy = SLOT_FREED
-                .wait(busy)
-                .unwrap_or_else(PoisonError::into_inner);
+            busy = match deadline {
+                None => SLOT_FREED
+                    .wait(busy)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(SigrokError::Busy {
+                            waited: timeout.unwrap_or_default(),
+                        });
+                    }
+                    SLOT_FREED
+                        .wait_timeout(busy, deadline - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
         }
         *busy = true;
-        Slot
+        Ok(Slot)
     }
 }
 
@@ -205,8 +222,18 @@ impl Context {
     /// As [`Context::load`], with libsigrok from `path` (a file name
     /// searched the usual way, or a path).
     pub fn load_from(path: impl AsRef<OsStr>) -> Result<Context, SigrokError> {
-        let libs = Libs::load(path.as_ref())?;
-        let slot = Slot::acquire();
+        Context::init(path.as_ref(), None)
+    }
+
+    /// As [`Context::load`], but waits at most `timeout` for another
+    /// context of this process to be dropped ([`SigrokError::Busy`]).
+    pub fn load_timeout(timeout: Duration) -> Result<Context, SigrokError> {
+        Context::init(OsStr::new(LIBSIGROK), Some(timeout))
+    }
+
+    fn init(path: &OsStr, timeout: Option<Duration>) -> Result<Context, SigrokError> {
+        let libs = Libs::load(path)?;
+        let slot = Slot::acquire(timeout)?;
         let mut ctx = ptr::null_mut();
         // SAFETY: sr_init writes a new context through the pointer.
         libs.check("sr_init", unsafe { libs.sr.sr_init(&mut ctx) })?;
@@ -339,6 +366,22 @@ impl Context {
                 driver: driver_name.clone(),
             })
             .collect())
+    }
+
+    /// The first device [`Context::scan`] finds, or
+    /// [`SigrokError::NoDevice`].
+    pub fn first_device(
+        &self,
+        driver: &str,
+        connection: Option<&str>,
+    ) -> Result<Device<'_>, SigrokError> {
+        self.scan(driver, connection)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| SigrokError::NoDevice {
+                driver: driver.to_owned(),
+                connection: connection.map(str::to_owned),
+            })
     }
 
     pub(crate) fn libs(&self) -> &'static Libs {
