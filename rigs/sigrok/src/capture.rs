@@ -71,6 +71,7 @@ enum Phase {
 }
 
 struct StopInner {
+    claimed: AtomicBool,
     requested: AtomicBool,
     stop_sent: AtomicBool,
     phase: Mutex<Phase>,
@@ -104,6 +105,7 @@ impl StopHandle {
     pub fn new() -> StopHandle {
         StopHandle {
             inner: Arc::new(StopInner {
+                claimed: AtomicBool::new(false),
                 requested: AtomicBool::new(false),
                 stop_sent: AtomicBool::new(false),
                 phase: Mutex::new(Phase::Waiting),
@@ -249,6 +251,11 @@ pub(crate) fn run(
     limit: u64,
     stop: &StopHandle,
 ) -> Result<Capture, SigrokError> {
+    if stop.inner.claimed.swap(true, Ordering::SeqCst) {
+        return Err(SigrokError::InvalidRequest(
+            "this StopHandle already served a capture (use a new one per capture)".to_owned(),
+        ));
+    }
     let result = run_session(dev, names, samplerate_hz, limit, stop);
     stop.finish();
     result

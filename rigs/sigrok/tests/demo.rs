@@ -306,6 +306,10 @@ fn stopping_before_the_capture_starts_ends_it_at_once() {
         .capture_until_stopped(&["A0"], 1_000, &stop)
         .expect("capture");
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    let err = devices[0]
+        .capture_until_stopped(&["A0"], 1_000, &stop)
+        .expect_err("a handle serves one capture");
+    assert!(matches!(err, SigrokError::InvalidRequest(_)), "{err:?}");
 }
 
 #[test]
