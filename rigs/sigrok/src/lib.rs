@@ -306,6 +306,19 @@ impl Context {
         driver: &str,
         connection: Option<&str>,
     ) -> Result<Vec<Device<'_>>, SigrokError> {
+        let options: Vec<ScanOption> = connection
+            .map(|c| ScanOption::Connection(c.to_owned()))
+            .into_iter()
+            .collect();
+        self.scan_with(driver, &options)
+    }
+
+    /// As [`Context::scan`], with any [`ScanOption`]s.
+    pub fn scan_with(
+        &self,
+        driver: &str,
+        options: &[ScanOption],
+    ) -> Result<Vec<Device<'_>>, SigrokError> {
         let drivers = self.driver_ptrs();
         // SAFETY: driver structs are static in libsigrok.
         let found = drivers
@@ -330,27 +343,54 @@ impl Context {
             })?;
             self.initialised.borrow_mut().push(drv);
         }
-        let conn = connection
-            .map(|c| CString::new(c).map_err(|_| SigrokError::Nul { what: "connection" }))
-            .transpose()?;
+        // Strings first, so that nothing is allocated in C on error.
+        let strings = options
+            .iter()
+            .map(|o| match o {
+                ScanOption::Connection(s) => CString::new(s.as_str())
+                    .map(Some)
+                    .map_err(|_| SigrokError::Nul { what: "connection" }),
+                ScanOption::SerialComm(s) => CString::new(s.as_str())
+                    .map(Some)
+                    .map_err(|_| SigrokError::Nul { what: "serialcomm" }),
+                ScanOption::NumLogicChannels(_) | ScanOption::NumAnalogChannels(_) => Ok(None),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let g = &self.libs.g;
-        // SAFETY: the option list and its sr_config live until after the
-        // scan; libsigrok only reads them. The variant is sunk so that we
-        // own one reference, released below.
+        // SAFETY: the sr_configs and the list live until after the scan,
+        // which only reads them. Each variant is sunk so that we own one
+        // reference, released after the scan.
         let devices = unsafe {
-            let mut options: *mut GSList = ptr::null_mut();
-            let mut config = ffi::sr_config {
-                key: sr_configkey::SR_CONF_CONN,
-                data: ptr::null_mut(),
-            };
-            if let Some(conn) = &conn {
-                config.data = g.g_variant_ref_sink(g.g_variant_new_string(conn.as_ptr()));
-                options = g.g_slist_append(options, (&mut config as *mut ffi::sr_config).cast());
+            let mut configs: Vec<ffi::sr_config> = options
+                .iter()
+                .zip(&strings)
+                .map(|(o, s)| {
+                    let data = match (o, s) {
+                        (ScanOption::NumLogicChannels(n), _)
+                        | (ScanOption::NumAnalogChannels(n), _) => g.g_variant_new_int32(*n),
+                        (_, Some(s)) => g.g_variant_new_string(s.as_ptr()),
+                        (_, None) => ptr::null_mut(),
+                    };
+                    ffi::sr_config {
+                        key: o.key(),
+                        data: if data.is_null() {
+                            data
+                        } else {
+                            g.g_variant_ref_sink(data)
+                        },
+                    }
+                })
+                .collect();
+            let mut list: *mut GSList = ptr::null_mut();
+            for c in configs.iter_mut().filter(|c| !c.data.is_null()) {
+                list = g.g_slist_append(list, (c as *mut ffi::sr_config).cast());
             }
-            let found = self.libs.sr.sr_driver_scan(drv, options);
-            g.g_slist_free(options);
-            if !config.data.is_null() {
-                g.g_variant_unref(config.data);
+            let found = self.libs.sr.sr_driver_scan(drv, list);
+            g.g_slist_free(list);
+            for c in &configs {
+                if !c.data.is_null() {
+                    g.g_variant_unref(c.data);
+                }
             }
             let sdis = slist(found);
             g.g_slist_free(found);
@@ -398,6 +438,32 @@ impl Drop for Context {
                 self.libs.sr.sr_dev_close(sdi);
             }
             self.libs.sr.sr_exit(self.ctx);
+        }
+    }
+}
+
+/// An option for [`Context::scan_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanOption {
+    /// `SR_CONF_CONN`: where the device is (`/dev/ttyUSB0`, a USB
+    /// `bus.address`, `tcp-raw/host/port`, `vxi/host`...).
+    Connection(String),
+    /// `SR_CONF_SERIALCOMM`: serial settings (`9600/8n1`), for drivers
+    /// whose default does not fit.
+    SerialComm(String),
+    /// `SR_CONF_NUM_LOGIC_CHANNELS` (the demo driver: default 8).
+    NumLogicChannels(i32),
+    /// `SR_CONF_NUM_ANALOG_CHANNELS` (the demo driver: default 5).
+    NumAnalogChannels(i32),
+}
+
+impl ScanOption {
+    fn key(&self) -> u32 {
+        match self {
+            ScanOption::Connection(_) => sr_configkey::SR_CONF_CONN,
+            ScanOption::SerialComm(_) => sr_configkey::SR_CONF_SERIALCOMM,
+            ScanOption::NumLogicChannels(_) => sr_configkey::SR_CONF_NUM_LOGIC_CHANNELS,
+            ScanOption::NumAnalogChannels(_) => sr_configkey::SR_CONF_NUM_ANALOG_CHANNELS,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use sigrok::testing::context_or_skip;
-use sigrok::{ChannelKind, Context, RunStatus, SigrokError, StopHandle};
+use sigrok::{ChannelKind, Context, RunStatus, ScanOption, SigrokError, StopHandle};
 
 const DEMO_AMPLITUDE_V: f64 = 10.0;
 
@@ -208,6 +208,51 @@ fn a_single_high_logic_channel_reads_its_own_bit() {
     assert_eq!(d3.len(), 64);
     for (i, v) in d3.iter().enumerate() {
         assert_eq!(*v, ((i >> 3) & 1) as f64, "sample {i}: {d3:?}");
+    }
+}
+
+#[test]
+fn sixteen_logic_channels_come_as_two_byte_little_endian_samples() {
+    let Some(ctx) = context_or_skip("16 logic channels") else {
+        return;
+    };
+    let devices = ctx
+        .scan_with(
+            "demo",
+            &[
+                ScanOption::NumLogicChannels(16),
+                ScanOption::NumAnalogChannels(1),
+            ],
+        )
+        .expect("scan demo");
+    let dev = &devices[0];
+    let names: Vec<String> = dev.channels().into_iter().map(|c| c.name).collect();
+    assert_eq!(names.len(), 17, "{names:?}");
+    assert_eq!(names[15], "D15");
+    assert_eq!(names[16], "A0");
+    dev.set_pattern("Logic", "incremental").expect("pattern");
+    // The demo's incremental pattern counts bytes: with two-byte samples,
+    // sample i is the bytes 2i and 2i + 1 (mod 256), first byte D0..D7
+    // (sigrok-cli shows the same). Asking for D15 enables D0..D15.
+    let cap = dev
+        .capture(&["D15", "D8", "D7", "D1", "D0"], 100_000, 600)
+        .expect("capture");
+    let bit = |name: &str, i: usize| cap.channel(name).expect("channel").samples[i];
+    for name in ["D15", "D8", "D7", "D1", "D0"] {
+        assert_eq!(
+            cap.channel(name).expect("channel").samples.len(),
+            600,
+            "{name}"
+        );
+    }
+    for i in 0..600 {
+        let (lo, hi) = ((2 * i) & 0xff, (2 * i + 1) & 0xff);
+        let expect = |byte: usize, b: usize| ((byte >> b) & 1) as f64;
+        assert_eq!(bit("D0", i), expect(lo, 0), "D0 sample {i}");
+        assert_eq!(bit("D1", i), expect(lo, 1), "D1 sample {i}");
+        assert_eq!(bit("D7", i), expect(lo, 7), "D7 sample {i}");
+        assert_eq!(bit("D8", i), expect(hi, 0), "D8 sample {i}");
+        assert_eq!(bit("D15", i), expect(hi, 7), "D15 sample {i}");
     }
 }
 

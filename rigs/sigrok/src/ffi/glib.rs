@@ -14,6 +14,7 @@ pub struct Glib {
     pub g_main_context_pop_thread_default: unsafe extern "C" fn(context: *mut GMainContext),
     pub g_variant_unref: unsafe extern "C" fn(value: *mut GVariant),
     pub g_variant_ref_sink: unsafe extern "C" fn(value: *mut GVariant) -> *mut GVariant,
+    pub g_variant_new_int32: unsafe extern "C" fn(value: gint32) -> *mut GVariant,
     pub g_variant_new_uint64: unsafe extern "C" fn(value: guint64) -> *mut GVariant,
     pub g_variant_new_double: unsafe extern "C" fn(value: gdouble) -> *mut GVariant,
     pub g_variant_new_string: unsafe extern "C" fn(string: *const gchar) -> *mut GVariant,
@@ -45,6 +46,7 @@ impl Glib {
             .map(|sym| *sym)?;
         let g_variant_unref = __library.get(b"g_variant_unref\0").map(|sym| *sym)?;
         let g_variant_ref_sink = __library.get(b"g_variant_ref_sink\0").map(|sym| *sym)?;
+        let g_variant_new_int32 = __library.get(b"g_variant_new_int32\0").map(|sym| *sym)?;
         let g_variant_new_uint64 = __library.get(b"g_variant_new_uint64\0").map(|sym| *sym)?;
         let g_variant_new_double = __library.get(b"g_variant_new_double\0").map(|sym| *sym)?;
         let g_variant_new_string = __library.get(b"g_variant_new_string\0").map(|sym| *sym)?;
@@ -59,6 +61,7 @@ impl Glib {
             g_main_context_pop_thread_default,
             g_variant_unref,
             g_variant_ref_sink,
+            g_variant_new_int32,
             g_variant_new_uint64,
             g_variant_new_double,
             g_variant_new_string,
@@ -90,6 +93,9 @@ impl Glib {
     }
     pub unsafe fn g_variant_ref_sink(&self, value: *mut GVariant) -> *mut GVariant {
         (self.g_variant_ref_sink)(value)
+    }
+    pub unsafe fn g_variant_new_int32(&self, value: gint32) -> *mut GVariant {
+        (self.g_variant_new_int32)(value)
     }
     pub unsafe fn g_variant_new_uint64(&self, value: guint64) -> *mut GVariant {
         (self.g_variant_new_uint64)(value)
