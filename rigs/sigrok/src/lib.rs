@@ -26,6 +26,8 @@
 //!
 //! Licence: GPL-3.0-or-later, as libsigrok.
 
+#![warn(missing_docs)]
+
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString, OsStr, OsString};
 use std::ptr;

@@ -301,6 +301,9 @@ fn a_continuous_capture_stops_from_another_thread_without_losing_samples() {
     let devices = ctx.scan("demo", None).expect("scan demo");
     let dev = &devices[0];
     dev.set_pattern("Logic", "incremental").expect("pattern");
+    // A limited capture first: the continuous one must lift the limit.
+    let limited = dev.capture(&D, 10_000, 100).expect("limited capture");
+    assert_eq!(bytes_of(&limited).len(), 100);
     let stop = StopHandle::new();
     let remote = stop.clone();
     let stopper = thread::spawn(move || {
