@@ -13,6 +13,7 @@
 use std::fmt;
 
 pub mod probe;
+pub mod sigrok;
 
 /// A named measurement an instrument can take.
 #[derive(Debug, Clone, PartialEq)]
