@@ -259,7 +259,9 @@ pub fn test(a: &TestArgs) -> Result<()> {
     if outcome.passed() {
         Ok(())
     } else if c.passed + c.failed == 0 && outcome.parse_errors.is_empty() {
-        Err(anyhow::anyhow!("no scenario matched (check the paths, --tags and --name)"))
+        Err(anyhow::anyhow!(
+            "no scenario matched (check the paths, --tags and --name)"
+        ))
     } else {
         Err(anyhow::anyhow!(
             "{} scenario(s) failed, {} feature file(s) did not parse",

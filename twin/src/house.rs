@@ -994,7 +994,10 @@ impl House {
                 circuit.switch_on = supplied;
                 circuit.led_on.iter_mut().for_each(|on| *on = in_use);
                 circuit.resistive_on.iter_mut().for_each(|on| *on = in_use);
-                circuit.constant_current_on.iter_mut().for_each(|on| *on = in_use);
+                circuit
+                    .constant_current_on
+                    .iter_mut()
+                    .for_each(|on| *on = in_use);
                 circuit.fault_ohm = self.faults[c];
             }
             for s in inp.sockets.iter_mut() {
@@ -1014,7 +1017,9 @@ impl House {
             }
             for (s, o) in self.plug_overrides.iter().enumerate() {
                 if let Some(Some(d)) = *o {
-                    if let (Some(sock), Some(dev)) = (inp.sockets.get_mut(s), inp.devices.get_mut(d)) {
+                    if let (Some(sock), Some(dev)) =
+                        (inp.sockets.get_mut(s), inp.devices.get_mut(d))
+                    {
                         sock.device = Some(d);
                         dev.on = true;
                     }

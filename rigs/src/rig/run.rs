@@ -278,8 +278,11 @@ impl Session {
     pub fn uplink(&mut self, message: &crate::rig::ends::UplinkMessage) -> Result<(), RigError> {
         let at_ms = self.plant.now_ms();
         let replies = self.end.uplink(at_ms, message)?;
-        self.replies
-            .extend(replies.into_iter().map(|reply| UplinkReply { at_ms, reply }));
+        self.replies.extend(
+            replies
+                .into_iter()
+                .map(|reply| UplinkReply { at_ms, reply }),
+        );
         Ok(())
     }
 
@@ -340,12 +343,10 @@ impl Session {
                 // CRC, as line noise inside a telegram does.
                 let body_start = t.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
                 let body_end = t.iter().rposition(|&b| b == b'!').unwrap_or(t.len());
-                if body_end > body_start + 1
-                    && rng.gen_bool(f.telegram_garbling.clamp(0.0, 1.0))
-                {
+                if body_end > body_start + 1 && rng.gen_bool(f.telegram_garbling.clamp(0.0, 1.0)) {
                     for _ in 0..3 {
                         let k = rng.gen_range(body_start..body_end);
-                        if matches!(t[k], b'0'..=b'9') {
+                        if t[k].is_ascii_digit() {
                             t[k] = b'0' + (t[k] - b'0' + 1) % 10;
                         }
                     }
@@ -390,8 +391,11 @@ impl Session {
         self.inbox = inbox;
         let replies = self.end.take_replies();
         let at_ms = self.plant.now_ms();
-        self.replies
-            .extend(replies.into_iter().map(|reply| UplinkReply { at_ms, reply }));
+        self.replies.extend(
+            replies
+                .into_iter()
+                .map(|reply| UplinkReply { at_ms, reply }),
+        );
         Ok(())
     }
 
@@ -413,7 +417,9 @@ impl Session {
             }
             TimeMode::Realtime => {
                 let step_us = self.plant.step_ms() * 1000;
-                let left_us = until.as_micros().saturating_sub(self.plant.now().as_micros());
+                let left_us = until
+                    .as_micros()
+                    .saturating_sub(self.plant.now().as_micros());
                 let steps = left_us.div_ceil(step_us.max(1));
                 if steps == 0 {
                     return Ok(());

@@ -90,7 +90,9 @@ fn uri_of(f: &gherkin::Feature) -> String {
 }
 
 fn tags_of(tags: &[String]) -> Vec<String> {
-    tags.iter().map(|t| t.trim_start_matches('@').to_owned()).collect()
+    tags.iter()
+        .map(|t| t.trim_start_matches('@').to_owned())
+        .collect()
 }
 
 impl Recorder {
@@ -301,11 +303,7 @@ fn print_scenario(f: &FeatureRecord, s: &ScenarioRecord) {
 impl Writer<MaslowWorld> for Recorder {
     type Cli = cli::Empty;
 
-    async fn handle_event(
-        &mut self,
-        ev: parser::Result<Event<Ev<MaslowWorld>>>,
-        _cli: &Self::Cli,
-    ) {
+    async fn handle_event(&mut self, ev: parser::Result<Event<Ev<MaslowWorld>>>, _cli: &Self::Cli) {
         match ev {
             Err(e) => {
                 let msg = e.to_string();
@@ -348,15 +346,16 @@ pub fn write_reports(run: &RunRecord, dir: &Path) -> Result<(), HarnessError> {
 /// Runs the features and writes the reports.
 pub fn run_features(opts: &TestOptions) -> Result<TestOutcome, HarnessError> {
     let rig = Rig::load(&opts.rig)?;
-    let tags = match &opts.tags {
-        Some(t) => Some(t.parse::<gherkin::tagexpr::TagOperation>().map_err(|e| {
-            HarnessError::Tags {
-                expr: t.clone(),
-                message: e.to_string(),
-            }
-        })?),
-        None => None,
-    };
+    let tags =
+        match &opts.tags {
+            Some(t) => Some(t.parse::<gherkin::tagexpr::TagOperation>().map_err(|e| {
+                HarnessError::Tags {
+                    expr: t.clone(),
+                    message: e.to_string(),
+                }
+            })?),
+            None => None,
+        };
     let name = match &opts.name {
         Some(n) => Some(regex::Regex::new(n).map_err(|e| HarnessError::Name {
             expr: n.clone(),
@@ -426,7 +425,9 @@ pub fn run_features(opts: &TestOptions) -> Result<TestOutcome, HarnessError> {
         let tags = tags.clone();
         let name = name.clone();
         let prev = recorder_out.take();
-        let rec = prev.unwrap_or_else(|| Recorder { ..clone_recorder(&recorder) });
+        let rec = prev.unwrap_or_else(|| Recorder {
+            ..clone_recorder(&recorder)
+        });
         let cucumber = MaslowWorld::cucumber()
             .max_concurrent_scenarios(concurrency)
             .with_writer(rec)
@@ -436,18 +437,19 @@ pub fn run_features(opts: &TestOptions) -> Result<TestOutcome, HarnessError> {
                 let name = scenario.name.clone();
                 async move { world.begin(&uri, &name) }.boxed_local()
             });
-        let filter = move |_f: &gherkin::Feature, r: Option<&gherkin::Rule>, sc: &gherkin::Scenario| {
-            let name_ok = name.as_ref().is_none_or(|re| re.is_match(&sc.name));
-            let tags_ok = tags.as_ref().is_none_or(|t| {
-                let mut all: Vec<String> = _f.tags.clone();
-                if let Some(r) = r {
-                    all.extend(r.tags.iter().cloned());
-                }
-                all.extend(sc.tags.iter().cloned());
-                cucumber::tag::Ext::eval(t, all.iter())
-            });
-            name_ok && tags_ok
-        };
+        let filter =
+            move |_f: &gherkin::Feature, r: Option<&gherkin::Rule>, sc: &gherkin::Scenario| {
+                let name_ok = name.as_ref().is_none_or(|re| re.is_match(&sc.name));
+                let tags_ok = tags.as_ref().is_none_or(|t| {
+                    let mut all: Vec<String> = _f.tags.clone();
+                    if let Some(r) = r {
+                        all.extend(r.tags.iter().cloned());
+                    }
+                    all.extend(sc.tags.iter().cloned());
+                    cucumber::tag::Ext::eval(t, all.iter())
+                });
+                name_ok && tags_ok
+            };
         let quiet = std::panic::take_hook();
         std::panic::set_hook(Box::new(|_| {}));
         let rec = futures::executor::block_on(cucumber.filter_run(path, filter));

@@ -120,8 +120,8 @@ impl Setup {
         let abs = |p: PathBuf| std::fs::canonicalize(&p).unwrap_or(p);
         let write = |name: &str, t: &Table| -> Result<PathBuf, String> {
             let p = dir.join(name);
-            let text = toml::to_string_pretty(t)
-                .map_err(|e| format!("{name}: cannot serialise: {e}"))?;
+            let text =
+                toml::to_string_pretty(t).map_err(|e| format!("{name}: cannot serialise: {e}"))?;
             std::fs::write(&p, text).map_err(|e| format!("{}: cannot write: {e}", p.display()))?;
             Ok(p)
         };

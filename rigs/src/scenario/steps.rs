@@ -111,7 +111,9 @@ fn in_unit(v: f64, unit: &str, want: &str) -> Result<f64, String> {
         u => (1.0, u),
     };
     if base != want && !(base == "C" && want == "°C") {
-        return Err(format!("`{unit}` is not a unit of this quantity (it is in {want})"));
+        return Err(format!(
+            "`{unit}` is not a unit of this quantity (it is in {want})"
+        ));
     }
     Ok(v * k)
 }
@@ -193,7 +195,9 @@ fn samples(s: &TimeSeries, from: f64, to: f64) -> Vec<(f64, f64)> {
 
 // -------------------------------------------------------------------- Given
 
-#[given(regex = r"^a terrace house with an? ([\d.]+) kWh LFP battery assembly at ([\d.]+)% charge$")]
+#[given(
+    regex = r"^a terrace house with an? ([\d.]+) kWh LFP battery assembly at ([\d.]+)% charge$"
+)]
 fn terrace_house(w: &mut MaslowWorld, kwh: String, soc_pct: String) -> StepResult {
     let kwh = num(&kwh)?;
     let soc = num(&soc_pct)? / 100.0;
@@ -234,7 +238,9 @@ fn terrace_house(w: &mut MaslowWorld, kwh: String, soc_pct: String) -> StepResul
     Ok(())
 }
 
-#[given(regex = r"^the household is (a family|a single occupant|a retired couple|working from home)$")]
+#[given(
+    regex = r"^the household is (a family|a single occupant|a retired couple|working from home)$"
+)]
 fn household(w: &mut MaslowWorld, who: String) -> StepResult {
     let archetype = match who.as_str() {
         "a family" => "family",
@@ -247,7 +253,10 @@ fn household(w: &mut MaslowWorld, who: String) -> StepResult {
     Ok(())
 }
 
-fn resilience_circuit<'a>(w: &'a mut MaslowWorld, name: &str) -> Result<&'a mut toml::Table, String> {
+fn resilience_circuit<'a>(
+    w: &'a mut MaslowWorld,
+    name: &str,
+) -> Result<&'a mut toml::Table, String> {
     let s = w.setup_mut()?;
     let list = array(section(&mut s.controller, "resilience"), "circuits");
     let pos = list
@@ -302,10 +311,8 @@ fn off_peak(w: &mut MaslowWorld, from: String, to: String) -> StepResult {
     let t = window_table(&from, &to)?;
     let (fh, th) = (clock_s(&from)? / 3600.0, clock_s(&to)? / 3600.0);
     let s = w.setup_mut()?;
-    section(&mut s.controller, "scheduling").insert(
-        "off_peak".into(),
-        Value::Array(vec![Value::Table(t)]),
-    );
+    section(&mut s.controller, "scheduling")
+        .insert("off_peak".into(), Value::Array(vec![Value::Table(t)]));
     let tariff = section(section(&mut s.house, "meter"), "tariff");
     let mut p = toml::Table::new();
     p.insert("days".into(), Value::String("all".into()));
@@ -324,7 +331,8 @@ fn peak_window(w: &mut MaslowWorld, from: String, to: String) -> StepResult {
     section(&mut s.controller, "scheduling").insert("peak".into(), Value::Table(t.clone()));
     let mut pw = t;
     pw.insert("days".into(), Value::Integer(127));
-    section(&mut s.controller, "peak").insert("windows".into(), Value::Array(vec![Value::Table(pw)]));
+    section(&mut s.controller, "peak")
+        .insert("windows".into(), Value::Array(vec![Value::Table(pw)]));
     section(&mut s.house, "policy").insert(
         "peak_window_h".into(),
         Value::Array(vec![
@@ -346,10 +354,9 @@ fn assured_reduction(w: &mut MaslowWorld, watts: f64) -> StepResult {
 fn pv_size(w: &mut MaslowWorld, kwp: String) -> StepResult {
     let kwp = num(&kwp)?;
     let s = w.setup_mut()?;
-    let pv = s
-        .pv
-        .as_mut()
-        .ok_or("this house has no PV array to size (its house file has no [pv])")?;
+    let pv =
+        s.pv.as_mut()
+            .ok_or("this house has no PV array to size (its house file has no [pv])")?;
     // 400 W modules, 4 in series per string.
     let strings = (kwp / 1.6).round();
     if !(1.0..=6.0).contains(&strings) {
@@ -358,7 +365,10 @@ fn pv_size(w: &mut MaslowWorld, kwp: String) -> StepResult {
         ));
     }
     section(pv, "array").insert("strings".into(), Value::Integer(strings as i64));
-    section(pv, "converter").insert("rated_output_w".into(), Value::Float((kwp * 1000.0).max(3000.0)));
+    section(pv, "converter").insert(
+        "rated_output_w".into(),
+        Value::Float((kwp * 1000.0).max(3000.0)),
+    );
     Ok(())
 }
 
@@ -408,7 +418,13 @@ fn site(w: &mut MaslowWorld, lat: String, lon: String) -> StepResult {
 }
 
 #[given(regex = r"^the (\S+) is plugged into the (\S+) socket from (\d\d:\d\d) to (\d\d:\d\d)$")]
-fn plugged_schedule(w: &mut MaslowWorld, device: String, socket: String, from: String, to: String) -> StepResult {
+fn plugged_schedule(
+    w: &mut MaslowWorld,
+    device: String,
+    socket: String,
+    from: String,
+    to: String,
+) -> StepResult {
     let (fh, th) = (clock_s(&from)? / 3600.0, clock_s(&to)? / 3600.0);
     let s = w.setup_mut()?;
     let plugs = array(&mut s.house, "plugs");
@@ -426,7 +442,8 @@ fn plugged_schedule(w: &mut MaslowWorld, device: String, socket: String, from: S
 fn export_limit(w: &mut MaslowWorld, watts: f64) -> StepResult {
     let s = w.setup_mut()?;
     section(&mut s.controller, "export").insert("export_limit_w".into(), Value::Float(watts));
-    section(&mut s.controller, "assembly").insert("export_allowed".into(), Value::Boolean(watts > 0.0));
+    section(&mut s.controller, "assembly")
+        .insert("export_allowed".into(), Value::Boolean(watts > 0.0));
     section(&mut s.house, "inverter").insert("export_enabled".into(), Value::Boolean(watts > 0.0));
     Ok(())
 }
@@ -474,7 +491,9 @@ fn send_signal(w: &mut MaslowWorld, kind: SignalKind, minutes: f64, label: Strin
     Ok(())
 }
 
-#[when(regex = r"^the remote server asks the assembly to (charge|discharge) at (\d+) W for (\d+) minutes$")]
+#[when(
+    regex = r"^the remote server asks the assembly to (charge|discharge) at (\d+) W for (\d+) minutes$"
+)]
 fn server_power(w: &mut MaslowWorld, what: String, watts: f32, minutes: f64) -> StepResult {
     let kind = if what == "charge" {
         SignalKind::Charge { power_w: watts }
@@ -514,12 +533,21 @@ fn server_cancel(w: &mut MaslowWorld) -> StepResult {
         .checked_sub(1)
         .filter(|i| *i > 0)
         .ok_or("the server has sent no signal to cancel")?;
-    send_signal(w, SignalKind::Cancel { id }, 1.0, format!("server: cancel {id}"))
+    send_signal(
+        w,
+        SignalKind::Cancel { id },
+        1.0,
+        format!("server: cancel {id}"),
+    )
 }
 
 #[when(regex = r"^the mains fails(?: for ([\d.]+) hours?)?$")]
 fn mains_fails(w: &mut MaslowWorld, hours: String) -> StepResult {
-    let h = if hours.is_empty() { 24.0 * 365.0 } else { num(&hours)? };
+    let h = if hours.is_empty() {
+        24.0 * 365.0
+    } else {
+        num(&hours)?
+    };
     w.act(Action::House(HouseEvent::PowerCut { duration_h: h }))?;
     w.mark("mains fails");
     let now = w.now_s();
@@ -625,7 +653,9 @@ fn faults_clear(w: &mut MaslowWorld) -> StepResult {
     Ok(())
 }
 
-#[when(regex = r"^the (pack temperature|pack voltage|bus voltage|highest cell voltage|lowest cell voltage) sensor sticks$")]
+#[when(
+    regex = r"^the (pack temperature|pack voltage|bus voltage|highest cell voltage|lowest cell voltage) sensor sticks$"
+)]
 fn sensor_sticks(w: &mut MaslowWorld, which: String) -> StepResult {
     let (signal, _, _) = quantity(w, &which)?;
     w.act(Action::HoldSensor(signal))?;
@@ -646,14 +676,24 @@ fn short_circuit(w: &mut MaslowWorld, circuit: String) -> StepResult {
 
 // --------------------------------------------------------------------- Then
 
-fn measured(w: &MaslowWorld, words: &str) -> Result<(String, f64, &'static str, TimeSeries), String> {
+fn measured(
+    w: &MaslowWorld,
+    words: &str,
+) -> Result<(String, f64, &'static str, TimeSeries), String> {
     let (signal, k, unit) = quantity(w, words)?;
     let s = w.series(&signal)?.clone();
     Ok((signal, k, unit, s))
 }
 
 #[then(regex = r"^(.+?) stays between (-?[\d.]+) and (-?[\d.]+) (\S+)\s*(.*)$")]
-fn stays_between(w: &mut MaslowWorld, what: String, lo: String, hi: String, unit: String, window: String) -> StepResult {
+fn stays_between(
+    w: &mut MaslowWorld,
+    what: String,
+    lo: String,
+    hi: String,
+    unit: String,
+    window: String,
+) -> StepResult {
     let (signal, k, want, s) = measured(w, &what)?;
     let lo = in_unit(num(&lo)?, &unit, want)?;
     let hi = in_unit(num(&hi)?, &unit, want)?;
@@ -661,7 +701,11 @@ fn stays_between(w: &mut MaslowWorld, what: String, lo: String, hi: String, unit
     w.check_window_reached(to)?;
     let xs = samples(&s, from, to);
     if xs.is_empty() {
-        return Err(format!("no samples of {signal} from {} to {}", clock(from), clock(to)));
+        return Err(format!(
+            "no samples of {signal} from {} to {}",
+            clock(from),
+            clock(to)
+        ));
     }
     if let Some((t, v)) = xs.iter().find(|(_, v)| !(v * k >= lo && v * k <= hi)) {
         return Err(format!(
@@ -677,23 +721,44 @@ fn stays_between(w: &mut MaslowWorld, what: String, lo: String, hi: String, unit
 }
 
 #[then(regex = r"^(.+?) never (exceeds|falls below) (-?[\d.]+) (\S+)\s*(.*)$")]
-fn never_exceeds(w: &mut MaslowWorld, what: String, dir: String, limit: String, unit: String, window: String) -> StepResult {
+fn never_exceeds(
+    w: &mut MaslowWorld,
+    what: String,
+    dir: String,
+    limit: String,
+    unit: String,
+    window: String,
+) -> StepResult {
     let (signal, k, want, s) = measured(w, &what)?;
     let limit = in_unit(num(&limit)?, &unit, want)?;
     let (from, to) = w.window(&window)?;
     w.check_window_reached(to)?;
     let xs = samples(&s, from, to);
     if xs.is_empty() {
-        return Err(format!("no samples of {signal} from {} to {}", clock(from), clock(to)));
+        return Err(format!(
+            "no samples of {signal} from {} to {}",
+            clock(from),
+            clock(to)
+        ));
     }
-    let bad = |v: f64| if dir == "exceeds" { v * k > limit } else { v * k < limit };
+    let bad = |v: f64| {
+        if dir == "exceeds" {
+            v * k > limit
+        } else {
+            v * k < limit
+        }
+    };
     if let Some((t, v)) = xs.iter().find(|(_, v)| bad(*v)) {
-        let extreme = xs
-            .iter()
-            .map(|(_, v)| v * k)
-            .fold(if dir == "exceeds" { f64::MIN } else { f64::MAX }, |a, b| {
-                if dir == "exceeds" { a.max(b) } else { a.min(b) }
-            });
+        let extreme = xs.iter().map(|(_, v)| v * k).fold(
+            if dir == "exceeds" { f64::MIN } else { f64::MAX },
+            |a, b| {
+                if dir == "exceeds" {
+                    a.max(b)
+                } else {
+                    a.min(b)
+                }
+            },
+        );
         return Err(format!(
             "expected {what} never to {} {limit} {want} from {} to {}; measured {:.3} {want} at {} (extreme {extreme:.3} {want}){}",
             if dir == "exceeds" { "exceed" } else { "fall below" },
@@ -722,15 +787,35 @@ fn settled_at(xs: &[(f64, f64)], ok: impl Fn(f64) -> bool) -> Option<f64> {
 }
 
 #[then(regex = r"^(.+?) settles (below|above) (-?[\d.]+) (\S+) within (\d+) (seconds?|minutes?)$")]
-fn settles(w: &mut MaslowWorld, what: String, dir: String, limit: String, unit: String, n: f64, tunit: String) -> StepResult {
+fn settles(
+    w: &mut MaslowWorld,
+    what: String,
+    dir: String,
+    limit: String,
+    unit: String,
+    n: f64,
+    tunit: String,
+) -> StepResult {
     let (signal, k, want, s) = measured(w, &what)?;
     let limit = in_unit(num(&limit)?, &unit, want)?;
-    let from = w.last_event_s.ok_or("nothing happened yet to settle after")?;
+    let from = w
+        .last_event_s
+        .ok_or("nothing happened yet to settle after")?;
     let deadline = from + duration_s(n, &tunit)?;
-    let to = w.cut.and_then(|(_, b)| b).filter(|b| *b > deadline).unwrap_or(w.now_s());
+    let to = w
+        .cut
+        .and_then(|(_, b)| b)
+        .filter(|b| *b > deadline)
+        .unwrap_or(w.now_s());
     w.check_window_reached(deadline)?;
     let xs = samples(&s, from, to);
-    let ok = |v: f64| if dir == "below" { v * k <= limit } else { v * k >= limit };
+    let ok = |v: f64| {
+        if dir == "below" {
+            v * k <= limit
+        } else {
+            v * k >= limit
+        }
+    };
     match settled_at(&xs, ok) {
         Some(t) if t <= deadline + 1e-6 => Ok(()),
         other => Err(format!(
@@ -750,7 +835,14 @@ fn settles(w: &mut MaslowWorld, what: String, dir: String, limit: String, unit: 
 }
 
 #[then(regex = r"^(.+?) is (at least|at most) (-?[\d.]+) (\S+) at (\d\d:\d\d)$")]
-fn value_at(w: &mut MaslowWorld, what: String, cmp: String, limit: String, unit: String, at: String) -> StepResult {
+fn value_at(
+    w: &mut MaslowWorld,
+    what: String,
+    cmp: String,
+    limit: String,
+    unit: String,
+    at: String,
+) -> StepResult {
     let (signal, k, want, s) = measured(w, &what)?;
     let limit = in_unit(num(&limit)?, &unit, want)?;
     let t = clock_s(&at)?;
@@ -758,7 +850,11 @@ fn value_at(w: &mut MaslowWorld, what: String, cmp: String, limit: String, unit:
     let Some((ts, v)) = s.window(t - 1.0, t + 1.0).next() else {
         return Err(format!("no sample of {signal} at {at}"));
     };
-    let ok = if cmp == "at least" { v * k >= limit } else { v * k <= limit };
+    let ok = if cmp == "at least" {
+        v * k >= limit
+    } else {
+        v * k <= limit
+    };
     if !ok {
         return Err(format!(
             "expected {what} {cmp} {limit} {want} at {at}; measured {:.3} {want} at {}{}",
@@ -792,7 +888,10 @@ fn stops_exporting(w: &mut MaslowWorld, n: f64) -> StepResult {
 
 fn circuit_voltage(w: &MaslowWorld, circuit: &str) -> Result<TimeSeries, String> {
     w.circuit_index(circuit)?;
-    Ok(w.series(&format!("circuit_{}_voltage_v", signal_slug(circuit)))?.clone())
+    Ok(
+        w.series(&format!("circuit_{}_voltage_v", signal_slug(circuit)))?
+            .clone(),
+    )
 }
 
 /// A circuit counts as powered when its far-end voltage is at least the
@@ -808,7 +907,11 @@ fn stays_powered(w: &mut MaslowWorld, circuit: String, window: String) -> StepRe
     // A second's grace after an event: the islanding transition.
     let xs = samples(&s, from + 1.0, to);
     if xs.is_empty() {
-        return Err(format!("no samples of the {circuit} circuit from {} to {}", clock(from), clock(to)));
+        return Err(format!(
+            "no samples of the {circuit} circuit from {} to {}",
+            clock(from),
+            clock(to)
+        ));
     }
     if let Some((t, v)) = xs.iter().find(|(_, v)| *v < POWERED_V) {
         return Err(format!(
@@ -823,7 +926,9 @@ fn stays_powered(w: &mut MaslowWorld, circuit: String, window: String) -> StepRe
 }
 
 fn first_shed(s: &TimeSeries, from: f64, to: f64) -> Option<f64> {
-    s.window(from, to).find(|(_, v)| *v < SHED_V).map(|(t, _)| t)
+    s.window(from, to)
+        .find(|(_, v)| *v < SHED_V)
+        .map(|(t, _)| t)
 }
 
 #[then(regex = r"^the (\S+) circuit is shed within (\d+) (seconds?|minutes?)$")]
@@ -864,7 +969,10 @@ fn shed_before_soc(w: &mut MaslowWorld, circuit: String, pct: f64) -> StepResult
     let (from, to) = w.window("for the whole cut")?;
     let shed = first_shed(&circuit_voltage(w, &circuit)?, from, to);
     let soc = w.series("soc")?;
-    let low = soc.window(from, to).find(|(_, v)| v * 100.0 < pct).map(|(t, _)| t);
+    let low = soc
+        .window(from, to)
+        .find(|(_, v)| v * 100.0 < pct)
+        .map(|(t, _)| t);
     match (shed, low) {
         (Some(s), Some(l)) if s <= l => Ok(()),
         (Some(_), None) => Ok(()),
@@ -877,8 +985,16 @@ fn shed_before_soc(w: &mut MaslowWorld, circuit: String, pct: f64) -> StepResult
     }
 }
 
-#[then(regex = r"^grid import from (\d\d:\d\d) to (\d\d:\d\d) is at least (\d+)% below the baseline without (the battery assembly|the event)$")]
-fn import_vs_baseline(w: &mut MaslowWorld, from: String, to: String, pct: f64, which: String) -> StepResult {
+#[then(
+    regex = r"^grid import from (\d\d:\d\d) to (\d\d:\d\d) is at least (\d+)% below the baseline without (the battery assembly|the event)$"
+)]
+fn import_vs_baseline(
+    w: &mut MaslowWorld,
+    from: String,
+    to: String,
+    pct: f64,
+    which: String,
+) -> StepResult {
     let (a, b) = (clock_s(&from)?, clock_s(&to)?);
     w.check_window_reached(b)?;
     let energy = |s: &TimeSeries| -> f64 {
@@ -900,8 +1016,15 @@ fn import_vs_baseline(w: &mut MaslowWorld, from: String, to: String, pct: f64, w
             .ok_or("there was no event to leave out of the baseline")?;
         w.baseline("without the event", false, move |i, _| i != skip)?
     };
-    let base_kwh = energy(base.get("grid_import_w").ok_or("the baseline measured no grid import")?);
-    let cut = if base_kwh > 0.0 { 100.0 * (1.0 - ours / base_kwh) } else { 0.0 };
+    let base_kwh = energy(
+        base.get("grid_import_w")
+            .ok_or("the baseline measured no grid import")?,
+    );
+    let cut = if base_kwh > 0.0 {
+        100.0 * (1.0 - ours / base_kwh)
+    } else {
+        0.0
+    };
     if base_kwh <= 0.0 || cut + 1e-9 < pct {
         return Err(format!(
             "expected grid import from {from} to {to} at least {pct}% below the baseline without {which}; measured {ours:.3} kWh vs baseline {base_kwh:.3} kWh ({cut:.1}% lower){}",
@@ -931,7 +1054,9 @@ fn import_at_most(w: &mut MaslowWorld, from: String, to: String, kwh: String) ->
     Ok(())
 }
 
-#[then(regex = r"^the remote server receives an acknowledgement (accepting|rejecting) the signal(?: because (.+))? within (\d+) seconds?$")]
+#[then(
+    regex = r"^the remote server receives an acknowledgement (accepting|rejecting) the signal(?: because (.+))? within (\d+) seconds?$"
+)]
 fn acknowledged(w: &mut MaslowWorld, verdict: String, because: String, n: f64) -> StepResult {
     let id = w.next_signal_id.saturating_sub(1);
     let sent = w.last_event_s.unwrap_or(0.0);
@@ -941,30 +1066,45 @@ fn acknowledged(w: &mut MaslowWorld, verdict: String, because: String, n: f64) -
         _ => None,
     });
     let Some((at_ms, ack)) = ack else {
-        return Err(format!("the remote server received no acknowledgement of signal {id}"));
+        return Err(format!(
+            "the remote server received no acknowledgement of signal {id}"
+        ));
     };
     let delay = at_ms as f64 / 1000.0 - sent;
     if delay > n {
-        return Err(format!("the acknowledgement of signal {id} arrived after {delay:.1} s (expected within {n} s)"));
+        return Err(format!(
+            "the acknowledgement of signal {id} arrived after {delay:.1} s (expected within {n} s)"
+        ));
     }
     let accepted = ack.is_accepted();
     if accepted != (verdict == "accepting") {
-        return Err(format!("expected the signal {verdict}; the controller answered {ack:?}"));
+        return Err(format!(
+            "expected the signal {verdict}; the controller answered {ack:?}"
+        ));
     }
     if !because.is_empty() {
-        let want: String = because.split_whitespace().map(|w| {
-            let mut c = w.chars();
-            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
-        }).collect();
+        let want: String = because
+            .split_whitespace()
+            .map(|w| {
+                let mut c = w.chars();
+                c.next()
+                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                    .unwrap_or_default()
+            })
+            .collect();
         let got = format!("{ack:?}");
         if !got.contains(&want) {
-            return Err(format!("expected the rejection because {because} ({want}); the controller answered {got}"));
+            return Err(format!(
+                "expected the rejection because {because} ({want}); the controller answered {got}"
+            ));
         }
     }
     Ok(())
 }
 
-#[then(regex = r"^the controller (enters|leaves) its safe state within (\d+) (seconds?|milliseconds?)$")]
+#[then(
+    regex = r"^the controller (enters|leaves) its safe state within (\d+) (seconds?|milliseconds?)$"
+)]
 fn safe_state(w: &mut MaslowWorld, which: String, n: f64, unit: String) -> StepResult {
     use firmware::wire::can::messages::CtrlHeartbeatCtrlState as S;
     let from = w.last_event_s.ok_or("nothing happened yet")?;
@@ -976,8 +1116,17 @@ fn safe_state(w: &mut MaslowWorld, which: String, n: f64, unit: String) -> StepR
     let hit = beats.iter().find(|(t, s)| {
         *t >= from - 1e-6 && *t <= deadline + 1e-6 && (is_safe(s) == (which == "enters"))
     });
-    let before = beats.iter().rev().find(|(t, _)| *t < from).map(|(_, s)| is_safe(s));
-    if hit.is_some() || (before == Some(which == "enters") && beats.iter().all(|(t, s)| *t < from || is_safe(s) == (which == "enters"))) {
+    let before = beats
+        .iter()
+        .rev()
+        .find(|(t, _)| *t < from)
+        .map(|(_, s)| is_safe(s));
+    if hit.is_some()
+        || (before == Some(which == "enters")
+            && beats
+                .iter()
+                .all(|(t, s)| *t < from || is_safe(s) == (which == "enters")))
+    {
         return Ok(());
     }
     Err(format!(
@@ -1028,7 +1177,10 @@ fn current_stops(w: &mut MaslowWorld, n: f64, unit: String) -> StepResult {
         other => Err(format!(
             "expected the battery current below 0.5 A within {n} {unit} of {}; {}{}",
             clock(from),
-            other.map_or("it never stopped".into(), |t| format!("it stopped at {}", clock(t))),
+            other.map_or("it never stopped".into(), |t| format!(
+                "it stopped at {}",
+                clock(t)
+            )),
             w.see_also()
         )),
     }

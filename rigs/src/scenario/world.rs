@@ -221,7 +221,10 @@ impl MaslowWorld {
                 Ok(x) => (Some(x), None),
                 Err(e) => (None, Some(e)),
             },
-            None => (None, Some("no rig: the harness did not install settings".into())),
+            None => (
+                None,
+                Some("no rig: the harness did not install settings".into()),
+            ),
         };
         MaslowWorld {
             settings,
@@ -267,11 +270,11 @@ impl MaslowWorld {
     }
 
     pub fn dir(&self) -> Result<PathBuf, String> {
-        Ok(self
-            .settings()?
-            .report_dir
-            .join("scenarios")
-            .join(format!("{}-{}", slug(&self.name), self.seed)))
+        Ok(self.settings()?.report_dir.join("scenarios").join(format!(
+            "{}-{}",
+            slug(&self.name),
+            self.seed
+        )))
     }
 
     /// Builds a session from the setup (`with_controller: false` runs the
@@ -300,7 +303,7 @@ impl MaslowWorld {
             "probe",
             session.plant().signals(),
             ProbeConfig::default(),
-            self.seed ^ 0x7072_6f62_65,
+            self.seed ^ 0x0070_726f_6265,
         );
         let mut names: Vec<String> = CAPTURED.iter().map(|s| s.to_string()).collect();
         for (_, n, _, _) in session.plant().signals().iter() {
@@ -420,9 +423,11 @@ impl MaslowWorld {
             let dir = self.dir()?.join(format!("baseline-{}", slug(kind)));
             let mut sim = self.build(&dir)?;
             if no_assembly {
-                sim.session.plant_mut().force_commands(Some(no_assembly_commands(
-                    &self.setup.as_ref().ok_or("no setup")?.house,
-                )));
+                sim.session
+                    .plant_mut()
+                    .force_commands(Some(no_assembly_commands(
+                        &self.setup.as_ref().ok_or("no setup")?.house,
+                    )));
             }
             let end = self.sim.as_ref().map_or(SimTime::ZERO, |s| s.session.now());
             for (i, a) in self.actions.iter().enumerate() {

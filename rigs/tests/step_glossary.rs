@@ -1,0 +1,64 @@
+//! Every step definition's pattern is listed in the glossary
+//! (features/README.md), and every listed pattern still exists.
+
+use std::path::PathBuf;
+
+fn patterns_in_code() -> Vec<String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let code = std::fs::read_to_string(root.join("src/scenario/steps.rs")).expect("steps.rs");
+    code.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let rest = l
+                .strip_prefix("#[given(regex = r\"")
+                .or_else(|| l.strip_prefix("#[when(regex = r\""))
+                .or_else(|| l.strip_prefix("#[then(regex = r\""))?;
+            rest.strip_suffix("\")]").map(str::to_owned)
+        })
+        .collect()
+}
+
+fn glossary() -> String {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(root.join("../features/README.md"))
+        .expect("features/README.md")
+        // Table cells escape the regex alternation bar.
+        .replace("\\|", "|")
+}
+
+#[test]
+fn every_step_is_in_the_glossary() {
+    let code = patterns_in_code();
+    assert!(
+        code.len() >= 40,
+        "found only {} step definitions",
+        code.len()
+    );
+    let doc = glossary();
+    let missing: Vec<&String> = code
+        .iter()
+        .filter(|p| !doc.contains(&format!("`{p}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "steps missing from features/README.md: {missing:#?}"
+    );
+}
+
+#[test]
+fn every_glossary_pattern_is_a_step() {
+    let code = patterns_in_code();
+    let doc = glossary();
+    for line in doc.lines().filter(|l| l.starts_with("| `^")) {
+        let pat = line[3..]
+            .split("$` |")
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+            + "$";
+        assert!(
+            code.contains(&pat),
+            "glossary lists `{pat}`, which no step defines"
+        );
+    }
+}
