@@ -5,7 +5,18 @@ use std::path::PathBuf;
 
 fn patterns_in_code() -> Vec<String> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let code = std::fs::read_to_string(root.join("src/scenario/steps.rs")).expect("steps.rs");
+    let mut code = String::new();
+    let dir = root.join("src/scenario/steps");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("src/scenario/steps")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .collect();
+    files.sort();
+    for f in files {
+        code.push_str(&std::fs::read_to_string(&f).expect("step file"));
+        code.push('\n');
+    }
     code.lines()
         .filter_map(|l| {
             let l = l.trim();

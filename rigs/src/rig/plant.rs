@@ -282,6 +282,20 @@ impl PlantSide {
         self.forced = commands;
     }
 
+    /// From now on the plant link reports `signal` at `value` (a sensor
+    /// reading wrong, or a real excursion the twin does not produce on its
+    /// own); the twin itself goes on. Errors name an unknown signal.
+    pub fn hold_sensor_at(&mut self, signal: &str, value: f64) -> Result<(), RigError> {
+        let s = self.engine.signals();
+        let id = s.require(signal)?;
+        if self.held_view.is_none() {
+            self.held_view = Some(s.clone());
+        }
+        self.held_sensors.retain(|(i, _)| *i != id);
+        self.held_sensors.push((id, value));
+        Ok(())
+    }
+
     /// Releases every held sensor.
     pub fn release_sensors(&mut self) {
         self.held_sensors.clear();

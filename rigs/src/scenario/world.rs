@@ -91,6 +91,8 @@ pub enum Action {
     Uplink(UplinkMessage),
     Faults(LinkFaults),
     HoldSensor(String),
+    /// A sensor reported at a value.
+    HoldSensorAt(String, f64),
     ReleaseSensors,
 }
 
@@ -171,6 +173,11 @@ impl Sim {
                 .plant_mut()
                 .hold_sensor(s)
                 .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Action::HoldSensorAt(s, v) => self
+                .session
+                .plant_mut()
+                .hold_sensor_at(s, *v)
                 .map_err(|e| e.to_string()),
             Action::ReleaseSensors => {
                 self.session.plant_mut().release_sensors();

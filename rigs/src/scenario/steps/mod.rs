@@ -21,7 +21,10 @@ use crate::rig::{LinkFaults, Reply, UplinkMessage};
 use crate::scenario::setup::{array, section};
 use crate::scenario::world::{Action, MaslowWorld};
 
-type StepResult = Result<(), String>;
+mod functions;
+mod protection;
+
+pub(crate) type StepResult = Result<(), String>;
 
 // ------------------------------------------------------------------ helpers
 
@@ -44,7 +47,7 @@ pub fn clock(t_s: f64) -> String {
     format!("{:02}:{:02}:{:02}", t / 3600, (t / 60) % 60, t % 60)
 }
 
-fn duration_s(n: f64, unit: &str) -> Result<f64, String> {
+pub(crate) fn duration_s(n: f64, unit: &str) -> Result<f64, String> {
     let k = match unit.trim_end_matches('s') {
         "millisecond" | "m" => 1e-3,
         "second" => 1.0,
@@ -55,7 +58,7 @@ fn duration_s(n: f64, unit: &str) -> Result<f64, String> {
     Ok(n * k)
 }
 
-fn num(s: &str) -> Result<f64, String> {
+pub(crate) fn num(s: &str) -> Result<f64, String> {
     s.parse::<f64>()
         .map_err(|_| format!("`{s}` is not a number"))
 }
@@ -102,7 +105,7 @@ pub fn quantity(world: &MaslowWorld, words: &str) -> Result<(String, f64, &'stat
 }
 
 /// A value with its unit, converted to the quantity's unit.
-fn in_unit(v: f64, unit: &str, want: &str) -> Result<f64, String> {
+pub(crate) fn in_unit(v: f64, unit: &str, want: &str) -> Result<f64, String> {
     let (k, base) = match unit {
         "kW" => (1000.0, "W"),
         "kWh" => (1.0, "kWh"),
@@ -143,7 +146,7 @@ impl MaslowWorld {
 
     /// The window a `Then` step judges: `until HH:MM`, `for the whole cut`,
     /// `from HH:MM to HH:MM`, or (none) the whole scenario so far.
-    fn window(&self, words: &str) -> Result<(f64, f64), String> {
+    pub(crate) fn window(&self, words: &str) -> Result<(f64, f64), String> {
         let now = self.now_s();
         let w = words.trim();
         if w.is_empty() {
@@ -170,14 +173,14 @@ impl MaslowWorld {
         Err(format!("`{w}` is not a window the steps know"))
     }
 
-    fn see_also(&self) -> String {
+    pub(crate) fn see_also(&self) -> String {
         match self.write_capture() {
             Some(p) => format!(" (measured signals: {})", p.display()),
             None => String::new(),
         }
     }
 
-    fn check_window_reached(&self, to: f64) -> StepResult {
+    pub(crate) fn check_window_reached(&self, to: f64) -> StepResult {
         if to > self.now_s() + 1e-6 {
             return Err(format!(
                 "the window ends at {} but the scenario has only run to {}: let time pass first",
@@ -189,7 +192,7 @@ impl MaslowWorld {
     }
 }
 
-fn samples(s: &TimeSeries, from: f64, to: f64) -> Vec<(f64, f64)> {
+pub(crate) fn samples(s: &TimeSeries, from: f64, to: f64) -> Vec<(f64, f64)> {
     s.window(from, to).collect()
 }
 
@@ -475,7 +478,12 @@ fn meter_tariff(w: &mut MaslowWorld, which: String) -> StepResult {
     Ok(())
 }
 
-fn send_signal(w: &mut MaslowWorld, kind: SignalKind, minutes: f64, label: String) -> StepResult {
+pub(crate) fn send_signal(
+    w: &mut MaslowWorld,
+    kind: SignalKind,
+    minutes: f64,
+    label: String,
+) -> StepResult {
     let id = w.next_signal_id;
     w.next_signal_id += 1;
     let now_ms = (w.now_s() * 1000.0).round() as u64;
@@ -676,7 +684,7 @@ fn short_circuit(w: &mut MaslowWorld, circuit: String) -> StepResult {
 
 // --------------------------------------------------------------------- Then
 
-fn measured(
+pub(crate) fn measured(
     w: &MaslowWorld,
     words: &str,
 ) -> Result<(String, f64, &'static str, TimeSeries), String> {
@@ -774,7 +782,7 @@ fn never_exceeds(
 
 /// The first time at or after `from` from which `ok` holds for every
 /// later sample up to `to`.
-fn settled_at(xs: &[(f64, f64)], ok: impl Fn(f64) -> bool) -> Option<f64> {
+pub(crate) fn settled_at(xs: &[(f64, f64)], ok: impl Fn(f64) -> bool) -> Option<f64> {
     let mut since = None;
     for &(t, v) in xs {
         if ok(v) {
@@ -886,7 +894,7 @@ fn stops_exporting(w: &mut MaslowWorld, n: f64) -> StepResult {
     Ok(())
 }
 
-fn circuit_voltage(w: &MaslowWorld, circuit: &str) -> Result<TimeSeries, String> {
+pub(crate) fn circuit_voltage(w: &MaslowWorld, circuit: &str) -> Result<TimeSeries, String> {
     w.circuit_index(circuit)?;
     Ok(
         w.series(&format!("circuit_{}_voltage_v", signal_slug(circuit)))?
@@ -896,8 +904,8 @@ fn circuit_voltage(w: &MaslowWorld, circuit: &str) -> Result<TimeSeries, String>
 
 /// A circuit counts as powered when its far-end voltage is at least the
 /// LED drivers' minimum input (36 V), shed when below 5 V.
-const POWERED_V: f64 = 36.0;
-const SHED_V: f64 = 5.0;
+pub(crate) const POWERED_V: f64 = 36.0;
+pub(crate) const SHED_V: f64 = 5.0;
 
 #[then(regex = r"^the (\S+) circuit stays powered\s*(.*)$")]
 fn stays_powered(w: &mut MaslowWorld, circuit: String, window: String) -> StepResult {
@@ -925,7 +933,7 @@ fn stays_powered(w: &mut MaslowWorld, circuit: String, window: String) -> StepRe
     Ok(())
 }
 
-fn first_shed(s: &TimeSeries, from: f64, to: f64) -> Option<f64> {
+pub(crate) fn first_shed(s: &TimeSeries, from: f64, to: f64) -> Option<f64> {
     s.window(from, to)
         .find(|(_, v)| *v < SHED_V)
         .map(|(t, _)| t)

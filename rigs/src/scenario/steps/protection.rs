@@ -1,0 +1,1 @@
+//! Steps for protection: sensors forced to a reading, faults and reactions.
