@@ -65,9 +65,9 @@ pub struct TestArgs {
     /// Where JUnit XML, Cucumber JSON and each scenario's files go.
     #[arg(long, default_value = "target/maslow-report")]
     pub report_dir: PathBuf,
-    /// Virtual probe capture rate, Hz.
-    #[arg(long, default_value_t = 1.0)]
-    pub probe_rate_hz: f64,
+    /// Virtual probe capture rate, Hz (default: the rig file's `[probe] rate_hz`, else 1).
+    #[arg(long)]
+    pub probe_rate_hz: Option<f64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,11 +220,12 @@ pub fn run(cli: Cli) -> Result<()> {
 /// `maslow test`.
 pub fn test(a: &TestArgs) -> Result<()> {
     use crate::scenario::{run_features, HarnessError, TestOptions};
-    if !(a.probe_rate_hz.is_finite() && a.probe_rate_hz > 0.0 && a.probe_rate_hz <= 1000.0) {
-        return Err(bad(format!(
-            "--probe-rate-hz must be within (0, 1000], found {}",
-            a.probe_rate_hz
-        )));
+    if let Some(r) = a.probe_rate_hz {
+        if !(r.is_finite() && r > 0.0 && r <= 1000.0) {
+            return Err(bad(format!(
+                "--probe-rate-hz must be within (0, 1000], found {r}"
+            )));
+        }
     }
     let paths = if a.paths.is_empty() {
         vec![PathBuf::from("features")]

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         name: std::env::var("MASLOW_FEATURE_NAME").ok(),
         seed: None,
         report_dir: root.join("target/maslow-features"),
-        probe_rate_hz: 1.0,
+        probe_rate_hz: None,
         progress: true,
     };
     match rigs::scenario::run_features(&opts) {

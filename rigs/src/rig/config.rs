@@ -85,6 +85,41 @@ struct RawRig {
     faults: Option<RawFaults>,
     #[serde(default)]
     trace: Option<RawTrace>,
+    #[serde(default)]
+    probe: Option<RawProbe>,
+    #[serde(default)]
+    instruments: Vec<RawInstrument>,
+}
+
+/// `[probe]`: the virtual probe Gherkin steps measure through on a
+/// software rig.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    #[serde(default)]
+    rate_hz: Option<f64>,
+    #[serde(default)]
+    noise_std: Option<f64>,
+    #[serde(default)]
+    quantum: Option<f64>,
+    #[serde(default)]
+    signals: std::collections::BTreeMap<String, RawProbeChannel>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbeChannel {
+    #[serde(default)]
+    noise_std: f64,
+    #[serde(default)]
+    quantum: f64,
+}
+
+/// `[[instruments]]`: a measuring device on the bench.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum RawInstrument {
+    Sigrok(crate::instrument::sigrok::SigrokDeviceConfig),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -206,6 +241,13 @@ pub struct Rig {
     pub meter_baud: u32,
     pub faults: Option<FaultRates>,
     pub candump: bool,
+    /// The virtual probe's capture rate, Hz (`[probe] rate_hz`, default 1).
+    pub probe_rate_hz: f64,
+    /// The virtual probe's noise and resolution per signal.
+    pub probe: crate::instrument::probe::ProbeConfig,
+    /// Bench instruments (sigrok devices) whose channels map to signals;
+    /// their readings replace the probe's for those signals.
+    pub instruments: Vec<crate::instrument::sigrok::SigrokDeviceConfig>,
 }
 
 /// Default real-time plant step (the HIL step), ms.
@@ -379,6 +421,55 @@ impl Rig {
                 })
             }
         };
+        let (probe_rate_hz, probe) = match raw.probe {
+            None => (1.0, crate::instrument::probe::ProbeConfig::default()),
+            Some(p) => {
+                let rate = p.rate_hz.unwrap_or(1.0);
+                if !(rate.is_finite() && rate > 0.0 && rate <= 1000.0) {
+                    return Err(invalid(
+                        "probe.rate_hz",
+                        format!("a rate within (0, 1000] Hz, found {rate}"),
+                    ));
+                }
+                let channel = |key: &'static str, noise_std: f64, quantum: f64| {
+                    if !(noise_std.is_finite()
+                        && noise_std >= 0.0
+                        && quantum.is_finite()
+                        && quantum >= 0.0)
+                    {
+                        return Err(invalid(
+                            key,
+                            format!("noise_std and quantum must be finite and ≥ 0, found {noise_std} and {quantum}"),
+                        ));
+                    }
+                    Ok(crate::instrument::probe::ProbeChannel { noise_std, quantum })
+                };
+                let mut cfg = crate::instrument::probe::ProbeConfig {
+                    default: channel(
+                        "probe",
+                        p.noise_std.unwrap_or(0.0),
+                        p.quantum.unwrap_or(0.0),
+                    )?,
+                    ..Default::default()
+                };
+                for (name, c) in p.signals {
+                    let ch = channel("probe.signals", c.noise_std, c.quantum)?;
+                    cfg.channels.insert(name, ch);
+                }
+                (rate, cfg)
+            }
+        };
+        let mut instruments = Vec::new();
+        for (k, i) in raw.instruments.into_iter().enumerate() {
+            match i {
+                RawInstrument::Sigrok(c) => {
+                    c.validate().map_err(|m| {
+                        invalid("instruments", format!("instruments[{k}] ({}): {m}", c.name))
+                    })?;
+                    instruments.push(c);
+                }
+            }
+        }
         Ok(Rig {
             path: path.to_path_buf(),
             name: raw.rig.name,
@@ -398,6 +489,9 @@ impl Rig {
             meter_baud: raw.meter.baud.unwrap_or(115_200),
             faults,
             candump: raw.trace.map(|t| t.candump).unwrap_or(false),
+            probe_rate_hz,
+            probe,
+            instruments,
         })
     }
 }
@@ -441,6 +535,34 @@ transport = "in-process"
 
     fn err(text: &str) -> String {
         parse(text).expect_err("must be refused").to_string()
+    }
+
+    #[test]
+    fn probe_and_instruments() {
+        let rig = parse(&format!(
+            "{SIM}\n[probe]\nrate_hz = 10.0\nnoise_std = 0.01\n[probe.signals.bus_voltage_v]\nnoise_std = 0.05\nquantum = 0.01\n\n[[instruments]]\nkind = \"sigrok\"\nname = \"scope\"\ndriver = \"demo\"\nsamplerate_hz = 1000\n[[instruments.channels]]\nchannel = \"A0\"\nsignal = \"bus_voltage_v\"\nunit = \"V\"\nscale = 2.0\n"
+        ))
+        .unwrap();
+        assert_eq!(rig.probe_rate_hz, 10.0);
+        assert_eq!(rig.probe.default.noise_std, 0.01);
+        assert_eq!(rig.probe.channels["bus_voltage_v"].quantum, 0.01);
+        assert_eq!(rig.instruments.len(), 1);
+        assert_eq!(rig.instruments[0].channels[0].scale, 2.0);
+        let defaults = parse(SIM).unwrap();
+        assert_eq!(defaults.probe_rate_hz, 1.0);
+        assert!(defaults.instruments.is_empty());
+        let e = err(&format!("{SIM}\n[probe]\nrate_hz = 0.0\n"));
+        assert!(e.contains("`probe.rate_hz`"), "{e}");
+        let e = err(&format!("{SIM}\n[probe]\nnoise_std = -1.0\n"));
+        assert!(e.contains("`probe`"), "{e}");
+        let e = err(&format!(
+            "{SIM}\n[[instruments]]\nkind = \"scope\"\nname = \"x\"\n"
+        ));
+        assert!(e.contains("scope") || e.contains("kind"), "{e}");
+        let e = err(&format!(
+            "{SIM}\n[[instruments]]\nkind = \"sigrok\"\nname = \"x\"\ndriver = \"demo\"\nsamplerate_hz = 1000\nchannels = []\ncolour = \"red\"\n"
+        ));
+        assert!(e.contains("colour"), "{e}");
     }
 
     #[test]

@@ -30,8 +30,8 @@ pub struct TestOptions {
     pub name: Option<String>,
     pub seed: Option<u64>,
     pub report_dir: PathBuf,
-    /// Probe capture rate, Hz.
-    pub probe_rate_hz: f64,
+    /// Probe capture rate, Hz, instead of the rig file's.
+    pub probe_rate_hz: Option<f64>,
     /// Print one line per scenario.
     pub progress: bool,
 }
@@ -385,7 +385,7 @@ pub fn run_features(opts: &TestOptions) -> Result<TestOutcome, HarnessError> {
         rig: Arc::new(rig.clone()),
         seed: opts.seed,
         report_dir: opts.report_dir.clone(),
-        probe_rate_hz: opts.probe_rate_hz,
+        probe_rate_hz: opts.probe_rate_hz.unwrap_or(rig.probe_rate_hz),
     });
     let recorder = Recorder {
         run: RunRecord {
@@ -436,6 +436,14 @@ pub fn run_features(opts: &TestOptions) -> Result<TestOutcome, HarnessError> {
                 let uri = uri_of(feature);
                 let name = scenario.name.clone();
                 async move { world.begin(&uri, &name) }.boxed_local()
+            })
+            .after(|_feature, _rule, _scenario, _ev, world| {
+                async move {
+                    if let Some(w) = world {
+                        w.finish();
+                    }
+                }
+                .boxed_local()
             });
         let filter =
             move |_f: &gherkin::Feature, r: Option<&gherkin::Rule>, sc: &gherkin::Scenario| {

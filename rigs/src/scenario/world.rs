@@ -10,7 +10,8 @@ use std::sync::{Arc, OnceLock, RwLock};
 use twin::house::HouseEvent;
 use twin::time::SimTime;
 
-use crate::instrument::probe::{ProbeConfig, VirtualProbe};
+use crate::instrument::probe::VirtualProbe;
+use crate::instrument::sigrok::SigrokInstrument;
 use crate::instrument::{Instrument, TimeSeries};
 use crate::plant_link::ControllerStatus;
 use crate::rig::{LinkFaults, Rig, RunOptions, Session, UplinkMessage};
@@ -208,6 +209,9 @@ pub struct MaslowWorld {
     pub capture: BTreeMap<String, TimeSeries>,
     /// Baselines already run, by kind.
     pub baselines: BTreeMap<String, BTreeMap<String, TimeSeries>>,
+    /// The rig's bench instruments (sigrok devices), capturing while time
+    /// passes; their series replace the probe's for the signals they map.
+    pub bench: Vec<SigrokInstrument>,
 }
 
 impl fmt::Debug for MaslowWorld {
@@ -247,6 +251,7 @@ impl MaslowWorld {
             next_signal_id: 1,
             capture: BTreeMap::new(),
             baselines: BTreeMap::new(),
+            bench: Vec::new(),
         }
     }
 
@@ -309,7 +314,7 @@ impl MaslowWorld {
         let mut probe = VirtualProbe::new(
             "probe",
             session.plant().signals(),
-            ProbeConfig::default(),
+            settings.rig.probe.clone(),
             self.seed ^ 0x0070_726f_6265,
         );
         let mut names: Vec<String> = CAPTURED.iter().map(|s| s.to_string()).collect();
@@ -365,9 +370,55 @@ impl MaslowWorld {
         self.last_event_s = Some(at_s);
     }
 
+    /// Opens the rig's bench instruments (once) and starts a capture of
+    /// every signal they map.
+    fn start_bench(&mut self) -> Result<(), String> {
+        let settings = self.settings()?.clone();
+        if self.bench.is_empty() {
+            for cfg in &settings.rig.instruments {
+                self.bench
+                    .push(SigrokInstrument::open(cfg.clone()).map_err(|e| e.to_string())?);
+            }
+        }
+        for inst in &mut self.bench {
+            let names: Vec<String> = inst.signals().into_iter().map(|s| s.name).collect();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            inst.start(&refs, settings.probe_rate_hz)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Stops the bench captures and puts their series (shifted to the
+    /// scenario's clock, `t0_s` = when the capture started) into the capture.
+    fn stop_bench(&mut self, t0_s: f64) -> Result<(), String> {
+        for inst in &mut self.bench {
+            for mut s in inst.stop().map_err(|e| e.to_string())? {
+                for t in &mut s.t_s {
+                    *t += t0_s;
+                }
+                let entry = self
+                    .capture
+                    .entry(s.name.clone())
+                    .or_insert_with(|| TimeSeries::new(s.name.clone(), s.unit.clone()));
+                // A bench instrument's reading wins over the probe's.
+                if entry.unit != s.unit {
+                    *entry = TimeSeries::new(s.name.clone(), s.unit.clone());
+                }
+                entry.t_s.retain(|t| *t < t0_s);
+                entry.values.truncate(entry.t_s.len());
+                entry.t_s.extend_from_slice(&s.t_s);
+                entry.values.extend_from_slice(&s.values);
+            }
+        }
+        Ok(())
+    }
+
     /// Runs the session to `until` on a worker thread.
     pub async fn advance_to(&mut self, until: SimTime) -> Result<(), String> {
         self.sim()?;
+        let t0_s = self.now_s();
+        self.start_bench()?;
         let mut sim = self.sim.take().ok_or("no session")?;
         let (tx, rx) = futures::channel::oneshot::channel();
         std::thread::Builder::new()
@@ -384,6 +435,7 @@ impl MaslowWorld {
         r?;
         self.actions.push(Action::RunUntil(until));
         self.refresh_capture();
+        self.stop_bench(t0_s)?;
         Ok(())
     }
 
@@ -451,6 +503,27 @@ impl MaslowWorld {
         self.baselines
             .get(kind)
             .ok_or_else(|| "baseline missing".into())
+    }
+
+    /// After the last step: stops the controller end (a child process on
+    /// SIL rigs) and writes the measured signals and the scenario's events
+    /// into its directory.
+    pub fn finish(&mut self) {
+        if let Some(sim) = self.sim.take() {
+            let _ = sim.session.finish();
+        }
+        self.write_capture();
+        if let Ok(dir) = self.dir() {
+            let mut events = String::from("time_s,event\n");
+            for m in &self.markers {
+                events.push_str(&format!(
+                    "{:.3},\"{}\"\n",
+                    m.at_s,
+                    m.label.replace('"', "'")
+                ));
+            }
+            let _ = std::fs::write(dir.join("events.csv"), events);
+        }
     }
 
     /// Writes the capture as CSV into the scenario directory (one column per

@@ -99,6 +99,11 @@ pub fn quantity(world: &MaslowWorld, words: &str) -> Result<(String, f64, &'stat
     if let Some(s) = w.strip_suffix(" socket power") {
         return Ok((format!("socket_{}_power_w", signal_slug(s)), 1.0, "W"));
     }
+    // A signal by its own name (a probe signal, or a bench instrument's
+    // mapped signal), in its own unit.
+    if world.capture.contains_key(w) {
+        return Ok((w.to_owned(), 1.0, "raw"));
+    }
     Err(format!(
         "`{words}` is not a quantity the steps know (features/README.md lists them: the state of charge, the bus voltage, grid import, grid export, the battery power, the pack current, the PV power, the <name> circuit power, ...)"
     ))
@@ -106,6 +111,10 @@ pub fn quantity(world: &MaslowWorld, words: &str) -> Result<(String, f64, &'stat
 
 /// A value with its unit, converted to the quantity's unit.
 pub(crate) fn in_unit(v: f64, unit: &str, want: &str) -> Result<f64, String> {
+    if want == "raw" {
+        // A signal named directly: compared in its own unit.
+        return Ok(v);
+    }
     let (k, base) = match unit {
         "kW" => (1000.0, "W"),
         "kWh" => (1.0, "kWh"),
