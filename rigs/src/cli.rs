@@ -53,7 +53,8 @@ pub struct TestArgs {
     /// Rig file: rigs/sim.toml (software), rigs/sil.toml, a bench's.
     #[arg(long, default_value = "rigs/sim.toml")]
     pub rig: PathBuf,
-    /// Tag expression, e.g. '@sim and not @slow'.
+    /// Tag expression, e.g. '@sim and not @slow' (default: 'not @known-gap',
+    /// everything but the scenarios documented as failing today).
     #[arg(long)]
     pub tags: Option<String>,
     /// Only scenarios whose name matches this regular expression.
@@ -235,7 +236,7 @@ pub fn test(a: &TestArgs) -> Result<()> {
     let opts = TestOptions {
         paths,
         rig: a.rig.clone(),
-        tags: a.tags.clone(),
+        tags: Some(a.tags.clone().unwrap_or_else(|| "not @known-gap".into())),
         name: a.name.clone(),
         seed: a.seed,
         report_dir: a.report_dir.clone(),
