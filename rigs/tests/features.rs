@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let tags = std::env::var("MASLOW_FEATURE_TAGS").unwrap_or_else(|_| "@sim and not @slow and not @known-gap".into());
+    let tags = std::env::var("MASLOW_FEATURE_TAGS")
+        .unwrap_or_else(|_| "@sim and not @slow and not @known-gap".into());
     let opts = rigs::scenario::TestOptions {
         paths: vec![root.join("features")],
         rig: root.join("rigs/sim.toml"),

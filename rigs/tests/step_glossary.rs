@@ -17,16 +17,11 @@ fn patterns_in_code() -> Vec<String> {
         code.push_str(&std::fs::read_to_string(&f).expect("step file"));
         code.push('\n');
     }
-    code.lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            let rest = l
-                .strip_prefix("#[given(regex = r\"")
-                .or_else(|| l.strip_prefix("#[when(regex = r\""))
-                .or_else(|| l.strip_prefix("#[then(regex = r\""))?;
-            rest.strip_suffix("\")]").map(str::to_owned)
-        })
-        .collect()
+    // rustfmt may wrap a long attribute over several lines.
+    let re =
+        regex::Regex::new(r#"#\[(?:given|when|then)\(\s*regex\s*=\s*r"((?:[^"\\]|\\.)*)"\s*\)\]"#)
+            .expect("pattern");
+    re.captures_iter(&code).map(|c| c[1].to_owned()).collect()
 }
 
 fn glossary() -> String {
