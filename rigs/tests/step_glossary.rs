@@ -17,16 +17,24 @@ fn patterns_in_code() -> Vec<String> {
         code.push_str(&std::fs::read_to_string(&f).expect("step file"));
         code.push('\n');
     }
-    code.lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            let rest = l
-                .strip_prefix("#[given(regex = r\"")
-                .or_else(|| l.strip_prefix("#[when(regex = r\""))
-                .or_else(|| l.strip_prefix("#[then(regex = r\""))?;
-            rest.strip_suffix("\")]").map(str::to_owned)
-        })
-        .collect()
+    // `#[then(regex = r"...")]`, on one line or (rustfmt wraps long ones)
+    // as `#[then(` / `regex = r"..."` / `)]`.
+    let mut out = Vec::new();
+    for attr in ["#[given(", "#[when(", "#[then("] {
+        for (at, _) in code.match_indices(attr) {
+            let rest = code[at + attr.len()..].trim_start();
+            let Some(rest) = rest.strip_prefix("regex = r\"") else {
+                continue;
+            };
+            let Some(end) = rest.find('"') else {
+                continue;
+            };
+            if rest[end + 1..].trim_start().starts_with(")]") {
+                out.push(rest[..end].to_owned());
+            }
+        }
+    }
+    out
 }
 
 fn glossary() -> String {
