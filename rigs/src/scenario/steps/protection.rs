@@ -1,1 +1,584 @@
 //! Steps for protection: sensors forced to a reading, faults and reactions.
+//!
+//! A forced reading is a sensor fault or an excursion the twin does not
+//! produce on its own: the plant link reports the signal at the value from
+//! the next plant step on (the twin itself goes on), in the frame the
+//! contract carries it in (`PackStatus`, `CellExtremes`, `BusStatus` every
+//! 100 ms, `CircuitStatus` every 500 ms per circuit).
+//!
+//! Reactions are judged two ways, both measured:
+//! * on what the plant applied — the controller's command frames as the
+//!   plant received and applied them, at the plant step (100 ms): the
+//!   reaction time;
+//! * on the probe's capture (1 Hz): the physical effect — the pack current,
+//!   the PV power, the circuits' far-end voltages. A reaction within 1.1 s
+//!   shows in the probe's sample 2 s after the event, not before.
+//!
+//! Deadlines count from the `When` step that forced the reading.
+
+use cucumber::{then, when};
+use twin::house::{signal_slug, PlantCommands};
+
+use super::{
+    circuit_voltage, clock, duration_s, in_unit, num, samples, settled_at, StepResult, SHED_V,
+};
+use crate::scenario::world::{Action, MaslowWorld};
+
+/// Below this the battery counts as not charging / not discharging (A).
+const IDLE_A: f64 = 0.5;
+/// Below this the PV counts as switched off (W).
+const PV_OFF_W: f64 = 5.0;
+/// Above this the PV counts as producing (W).
+const PV_ON_W: f64 = 50.0;
+
+// ------------------------------------------------------------------ sensors
+
+/// A sensor in the domain's words → (twin signal the plant link reports,
+/// unit, what the contract's frame can carry).
+fn sensor(words: &str) -> Option<(&'static str, &'static str, f64, f64, &'static str)> {
+    Some(match words {
+        "highest cell voltage" => ("cell_voltage_max_v", "V", 0.0, 65.535, "CellExtremes"),
+        "lowest cell voltage" => ("cell_voltage_min_v", "V", 0.0, 65.535, "CellExtremes"),
+        "pack voltage" => ("pack_voltage_v", "V", 0.0, 655.35, "PackStatus"),
+        "pack current" => ("pack_current_a", "A", -3276.8, 3276.7, "PackStatus"),
+        "highest pack temperature" => ("pack_temperature_max_c", "°C", -40.0, 87.5, "CellExtremes"),
+        "lowest pack temperature" => ("pack_temperature_min_c", "°C", -40.0, 87.5, "CellExtremes"),
+        "bus voltage" => ("bus_voltage_v", "V", 0.0, 655.35, "BusStatus"),
+        _ => return None,
+    })
+}
+
+#[when(
+    regex = r"^the (highest cell voltage|lowest cell voltage|pack voltage|pack current|highest pack temperature|lowest pack temperature|bus voltage) sensor reads (-?[\d.]+) (\S+)$"
+)]
+fn sensor_reads(w: &mut MaslowWorld, which: String, value: String, unit: String) -> StepResult {
+    let (signal, want, lo, hi, frame) =
+        sensor(&which).ok_or_else(|| format!("`{which}` is not a sensor the steps know"))?;
+    let v = in_unit(num(&value)?, &unit, want)?;
+    if !(lo..=hi).contains(&v) {
+        return Err(format!(
+            "the {which} travels in {frame}, which carries {lo} to {hi} {want}: {value} {unit} would be clamped, not reported"
+        ));
+    }
+    w.act(Action::HoldSensorAt(signal.to_owned(), v))?;
+    w.mark(format!("{which} sensor reads {value} {unit}"));
+    Ok(())
+}
+
+#[when(regex = r"^the (\S+) circuit current sensor reads ([\d.]+) (A|mA)$")]
+fn circuit_current_reads(
+    w: &mut MaslowWorld,
+    circuit: String,
+    value: String,
+    unit: String,
+) -> StepResult {
+    w.circuit_index(&circuit)?;
+    let amps = in_unit(num(&value)?, &unit, "A")?;
+    // The link sends a circuit's current as its power over the bus voltage
+    // (plant_link.rs): the power is held at what gives this current at the
+    // present bus voltage.
+    let plant = w.sim()?.session.plant();
+    let bus_id = plant
+        .signals()
+        .require("bus_voltage_v")
+        .map_err(|e| e.to_string())?;
+    let bus_v = plant.signals().get(bus_id);
+    if bus_v <= 1.0 {
+        return Err(format!(
+            "the bus is down ({bus_v:.1} V): a circuit current cannot be reported"
+        ));
+    }
+    let power_w = amps * bus_v;
+    if !(0.0..=6553.5).contains(&power_w) || amps > 65.535 {
+        return Err(format!(
+            "CircuitStatus carries up to 65.535 A and 6553.5 W: {value} {unit} at {bus_v:.1} V would be clamped"
+        ));
+    }
+    w.act(Action::HoldSensorAt(
+        format!("circuit_{}_power_w", signal_slug(&circuit)),
+        power_w,
+    ))?;
+    w.mark(format!(
+        "{circuit} circuit current sensor reads {value} {unit}"
+    ));
+    Ok(())
+}
+
+#[when(regex = r"^the sensors read true again$")]
+fn sensors_true(w: &mut MaslowWorld) -> StepResult {
+    w.act(Action::ReleaseSensors)?;
+    w.mark("sensors read true again");
+    Ok(())
+}
+
+// ------------------------------------------------- reactions: the commands
+
+/// A safe state as the plant's applied commands show it.
+enum Commanded {
+    ChargeBlocked,
+    DischargeBlocked,
+    ContactorOpen,
+    PvOff,
+    AllCircuitsOff,
+    CircuitOff(usize),
+}
+
+impl Commanded {
+    fn parse(w: &MaslowWorld, words: &str) -> Result<Self, String> {
+        Ok(match words {
+            "block charging" => Self::ChargeBlocked,
+            "block discharging" => Self::DischargeBlocked,
+            "open the battery contactor" => Self::ContactorOpen,
+            "switch the PV off" => Self::PvOff,
+            "switch every circuit off" => Self::AllCircuitsOff,
+            other => {
+                let name = other
+                    .strip_prefix("switch the ")
+                    .and_then(|r| r.strip_suffix(" circuit off"))
+                    .ok_or_else(|| format!("`{other}` is not a command the steps know"))?;
+                Self::CircuitOff(w.circuit_index(name)?)
+            }
+        })
+    }
+
+    /// Whether the commands in force say so (`None`: the house's own
+    /// fallback policy, no command from the controller).
+    fn holds(&self, c: Option<&PlantCommands>) -> bool {
+        let Some(c) = c else {
+            return false;
+        };
+        let circuits = c.circuits_on.as_deref().unwrap_or(&[]);
+        match self {
+            Self::ChargeBlocked => !c.battery_enabled || c.battery_charge_limit_w <= 0.0,
+            Self::DischargeBlocked => !c.battery_enabled || c.battery_discharge_limit_w <= 0.0,
+            Self::ContactorOpen => !c.battery_enabled,
+            Self::PvOff => c.pv_cap_w.is_some_and(|w| w < 1.0),
+            Self::AllCircuitsOff => !circuits.is_empty() && circuits.iter().all(|on| !on),
+            Self::CircuitOff(i) => circuits.get(*i).is_some_and(|on| !on),
+        }
+    }
+}
+
+/// What the plant applied, as changes: (time s, commands in force from then).
+fn applied(w: &mut MaslowWorld) -> Result<Vec<(f64, Option<PlantCommands>)>, String> {
+    Ok(w.sim()?
+        .session
+        .plant()
+        .applied
+        .iter()
+        .map(|a| (a.at_ms as f64 / 1000.0, a.commands.clone()))
+        .collect())
+}
+
+/// The commands in force at `t`, in a few words (for messages).
+fn describe_at(changes: &[(f64, Option<PlantCommands>)], t: f64) -> String {
+    match changes.iter().rev().find(|(at, _)| *at <= t + 1e-6) {
+        None => "nothing applied yet".into(),
+        Some((at, None)) => format!("since {at:.1} s the house's own policy (no commands)"),
+        Some((at, Some(c))) => format!(
+            "since {at:.1} s: battery {}, charge limit {:.0} W, discharge limit {:.0} W, PV cap {}, circuits on {:?}",
+            if c.battery_enabled { "enabled" } else { "disabled" },
+            c.battery_charge_limit_w,
+            c.battery_discharge_limit_w,
+            c.pv_cap_w.map_or("none".into(), |w| format!("{w:.0} W")),
+            c.circuits_on.as_deref().unwrap_or(&[])
+        ),
+    }
+}
+
+/// Whether `what` held in the commands in force at `t` (the last change at
+/// or before `t`).
+fn held_at(changes: &[(f64, Option<PlantCommands>)], what: &Commanded, t: f64) -> bool {
+    changes
+        .iter()
+        .rev()
+        .find(|(at, _)| *at <= t + 1e-6)
+        .is_some_and(|(_, c)| what.holds(c.as_ref()))
+}
+
+/// The first change after `from` at which `what` holds (`want`) or stops
+/// holding (`!want`).
+fn first_change(
+    changes: &[(f64, Option<PlantCommands>)],
+    what: &Commanded,
+    from: f64,
+    want: bool,
+) -> Option<f64> {
+    changes
+        .iter()
+        .find(|(at, c)| *at > from + 1e-6 && what.holds(c.as_ref()) == want)
+        .map(|(t, _)| *t)
+}
+
+#[then(
+    regex = r"^the plant is commanded to (block charging|block discharging|open the battery contactor|switch the PV off|switch every circuit off|switch the \S+ circuit off) within (\d+) (seconds?|milliseconds?)$"
+)]
+fn commanded_within(w: &mut MaslowWorld, what: String, n: f64, unit: String) -> StepResult {
+    let c = Commanded::parse(w, &what)?;
+    let from = w.last_event_s.ok_or("nothing happened yet")?;
+    let deadline = from + duration_s(n, &unit)?;
+    w.check_window_reached(deadline)?;
+    let changes = applied(w)?;
+    if held_at(&changes, &c, from) {
+        return Err(format!(
+            "the plant was already commanded to {what} at {} (before the event; {}): the scenario does not show a reaction{}",
+            clock(from),
+            describe_at(&changes, from),
+            w.see_also()
+        ));
+    }
+    match first_change(&changes, &c, from, true) {
+        Some(t) if t <= deadline + 1e-6 => Ok(()),
+        Some(t) => Err(format!(
+            "expected the plant commanded to {what} within {n} {unit} of {} ({:.1} s); the command took effect at {:.1} s, {:.0} ms after the event",
+            clock(from),
+            from,
+            t,
+            (t - from) * 1000.0
+        )),
+        None => Err(format!(
+            "expected the plant commanded to {what} within {n} {unit} of {} ({:.1} s); it was not by {:.1} s",
+            clock(from),
+            from,
+            w.now_s()
+        )),
+    }
+}
+
+#[then(
+    regex = r"^the plant is still commanded to (block charging|block discharging|open the battery contactor|switch the PV off|switch every circuit off|switch the \S+ circuit off)\s*(.*)$"
+)]
+fn still_commanded(w: &mut MaslowWorld, what: String, window: String) -> StepResult {
+    let c = Commanded::parse(w, &what)?;
+    let (from, to) = w.window(&window)?;
+    w.check_window_reached(to)?;
+    let changes = applied(w)?;
+    if !held_at(&changes, &c, from) {
+        return Err(format!(
+            "expected the plant commanded to {what} from {} to {}; it was not at {} ({})",
+            clock(from),
+            clock(to),
+            clock(from),
+            describe_at(&changes, from)
+        ));
+    }
+    if let Some(t) = first_change(&changes, &c, from, false).filter(|t| *t <= to + 1e-6) {
+        return Err(format!(
+            "expected the plant commanded to {what} from {} to {}; the command was lifted at {} ({t:.1} s)",
+            clock(from),
+            clock(to),
+            clock(t)
+        ));
+    }
+    Ok(())
+}
+
+#[then(
+    regex = r"^the plant is no longer commanded to (block charging|block discharging|open the battery contactor|switch the PV off|switch every circuit off|switch the \S+ circuit off) within (\d+) (seconds?|milliseconds?)$"
+)]
+fn no_longer_commanded(w: &mut MaslowWorld, what: String, n: f64, unit: String) -> StepResult {
+    let c = Commanded::parse(w, &what)?;
+    let from = w.last_event_s.ok_or("nothing happened yet")?;
+    let deadline = from + duration_s(n, &unit)?;
+    w.check_window_reached(deadline)?;
+    let changes = applied(w)?;
+    if !held_at(&changes, &c, from) {
+        return Err(format!(
+            "the plant was not commanded to {what} at {} (the event; {}): nothing to lift",
+            clock(from),
+            describe_at(&changes, from)
+        ));
+    }
+    match first_change(&changes, &c, from, false) {
+        Some(t) if t <= deadline + 1e-6 => Ok(()),
+        Some(t) => Err(format!(
+            "expected the command to {what} lifted within {n} {unit} of {}; it was lifted at {:.1} s, {:.0} ms after the event",
+            clock(from),
+            t,
+            (t - from) * 1000.0
+        )),
+        None => Err(format!(
+            "expected the command to {what} lifted within {n} {unit} of {}; it was still in force at {} ({})",
+            clock(from),
+            clock(w.now_s()),
+            describe_at(&changes, w.now_s())
+        )),
+    }
+}
+
+// ------------------------------------------------ reactions: the measured
+
+/// The probe's last sample of `signal` at or before `t`.
+fn sample_before(w: &MaslowWorld, signal: &str, t: f64) -> Result<Option<(f64, f64)>, String> {
+    Ok(w.series(signal)?.window(t - 5.0, t + 1e-6).last())
+}
+
+#[then(regex = r"^the battery stops (charging|discharging) within (\d+) (seconds?|milliseconds?)$")]
+fn battery_stops(w: &mut MaslowWorld, what: String, n: f64, unit: String) -> StepResult {
+    let from = w.last_event_s.ok_or("nothing happened yet")?;
+    let deadline = from + duration_s(n, &unit)?;
+    w.check_window_reached(deadline)?;
+    // Pack current: positive = discharge.
+    let sign = if what == "charging" { -1.0 } else { 1.0 };
+    match sample_before(w, "pack_current_a", from)? {
+        Some((_, i)) if sign * i > IDLE_A => {}
+        other => {
+            return Err(format!(
+                "the battery was not {what} when the event came at {} (pack current {}): the scenario does not show it stopping{}",
+                clock(from),
+                other.map_or("not measured".into(), |(_, i)| format!("{i:.2} A")),
+                w.see_also()
+            ))
+        }
+    }
+    let s = w.series("pack_current_a")?.clone();
+    let xs = samples(&s, from, w.now_s());
+    match settled_at(&xs, |i| sign * i <= IDLE_A) {
+        Some(t) if t <= deadline + 1e-6 => Ok(()),
+        other => Err(format!(
+            "expected the battery to stop {what} (pack current {}{IDLE_A} A) within {n} {unit} of {}; {}{}",
+            if sign < 0.0 { "≥ -" } else { "≤ " },
+            clock(from),
+            match other {
+                Some(t) => format!("it stopped for good only at {} ({:.0} s after)", clock(t), t - from),
+                None => format!(
+                    "it had not stopped by {} (last {:.2} A)",
+                    clock(w.now_s()),
+                    xs.last().map_or(f64::NAN, |(_, v)| *v)
+                ),
+            },
+            w.see_also()
+        )),
+    }
+}
+
+#[then(regex = r"^the battery (charges|discharges) again within (\d+) (seconds?|minutes?)$")]
+fn battery_again(w: &mut MaslowWorld, what: String, n: f64, unit: String) -> StepResult {
+    let from = w.last_event_s.ok_or("nothing happened yet")?;
+    let deadline = from + duration_s(n, &unit)?;
+    w.check_window_reached(deadline)?;
+    let sign = if what == "charges" { -1.0 } else { 1.0 };
+    let s = w.series("pack_current_a")?.clone();
+    let xs = samples(&s, from, deadline);
+    match xs.iter().find(|(_, i)| sign * i > IDLE_A) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "expected the battery to {} again (pack current {}{IDLE_A} A) within {n} {unit} of {}; it did not (from {:.2} A to {:.2} A){}",
+            if sign < 0.0 { "charge" } else { "discharge" },
+            if sign < 0.0 { "< -" } else { "> " },
+            clock(from),
+            xs.iter().map(|(_, v)| *v).fold(f64::INFINITY, f64::min),
+            xs.iter().map(|(_, v)| *v).fold(f64::NEG_INFINITY, f64::max),
+            w.see_also()
+        )),
+    }
+}
+
+#[then(regex = r"^the battery stays (off|blocked from charging|blocked from discharging)\s*(.*)$")]
+fn battery_stays(w: &mut MaslowWorld, how: String, window: String) -> StepResult {
+    let (from, to) = w.window(&window)?;
+    w.check_window_reached(to)?;
+    let s = w.series("pack_current_a")?.clone();
+    let xs = samples(&s, from, to);
+    if xs.is_empty() {
+        return Err(format!(
+            "no samples of the pack current from {} to {}",
+            clock(from),
+            clock(to)
+        ));
+    }
+    let ok = |i: f64| match how.as_str() {
+        "off" => i.abs() < IDLE_A,
+        "blocked from charging" => i >= -IDLE_A,
+        _ => i <= IDLE_A,
+    };
+    match xs.iter().find(|(_, i)| !ok(*i)) {
+        None => Ok(()),
+        Some((t, i)) => Err(format!(
+            "expected the battery {how} ({}{IDLE_A} A) from {} to {}; measured {i:.2} A at {}{}",
+            match how.as_str() {
+                "off" => "|pack current| < ",
+                "blocked from charging" => "pack current ≥ -",
+                _ => "pack current ≤ ",
+            },
+            clock(from),
+            clock(to),
+            clock(*t),
+            w.see_also()
+        )),
+    }
+}
+
+#[then(regex = r"^the PV is switched off within (\d+) (seconds?|milliseconds?)$")]
+fn pv_off_within(w: &mut MaslowWorld, n: f64, unit: String) -> StepResult {
+    let from = w.last_event_s.ok_or("nothing happened yet")?;
+    let deadline = from + duration_s(n, &unit)?;
+    w.check_window_reached(deadline)?;
+    match sample_before(w, "pv_power_w", from)? {
+        Some((_, p)) if p > PV_ON_W => {}
+        other => {
+            return Err(format!(
+                "the PV was not producing when the event came at {} ({}): the scenario does not show it switched off{}",
+                clock(from),
+                other.map_or("not measured".into(), |(_, p)| format!("{p:.0} W")),
+                w.see_also()
+            ))
+        }
+    }
+    let s = w.series("pv_power_w")?.clone();
+    let xs = samples(&s, from, w.now_s());
+    match settled_at(&xs, |p| p < PV_OFF_W) {
+        Some(t) if t <= deadline + 1e-6 => Ok(()),
+        other => Err(format!(
+            "expected the PV power below {PV_OFF_W} W within {n} {unit} of {}; {}{}",
+            clock(from),
+            match other {
+                Some(t) => format!(
+                    "it stayed below only from {} ({:.0} s after)",
+                    clock(t),
+                    t - from
+                ),
+                None => format!(
+                    "measured {:.0} W at {}",
+                    xs.last().map_or(f64::NAN, |(_, v)| *v),
+                    clock(w.now_s())
+                ),
+            },
+            w.see_also()
+        )),
+    }
+}
+
+#[then(regex = r"^the PV produces again within (\d+) (seconds?|minutes?)$")]
+fn pv_again(w: &mut MaslowWorld, n: f64, unit: String) -> StepResult {
+    let from = w.last_event_s.ok_or("nothing happened yet")?;
+    let deadline = from + duration_s(n, &unit)?;
+    w.check_window_reached(deadline)?;
+    let s = w.series("pv_power_w")?.clone();
+    let xs = samples(&s, from, deadline);
+    match xs.iter().find(|(_, p)| *p > PV_ON_W) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "expected the PV power above {PV_ON_W} W within {n} {unit} of {}; at most {:.0} W{}",
+            clock(from),
+            xs.iter().map(|(_, v)| *v).fold(0.0, f64::max),
+            w.see_also()
+        )),
+    }
+}
+
+#[then(regex = r"^the PV stays off\s*(.*)$")]
+fn pv_stays_off(w: &mut MaslowWorld, window: String) -> StepResult {
+    let (from, to) = w.window(&window)?;
+    w.check_window_reached(to)?;
+    let s = w.series("pv_power_w")?.clone();
+    let xs = samples(&s, from, to);
+    if xs.is_empty() {
+        return Err(format!(
+            "no samples of the PV power from {} to {}",
+            clock(from),
+            clock(to)
+        ));
+    }
+    match xs.iter().find(|(_, p)| *p >= PV_OFF_W) {
+        None => Ok(()),
+        Some((t, p)) => Err(format!(
+            "expected the PV power below {PV_OFF_W} W from {} to {}; measured {p:.0} W at {}{}",
+            clock(from),
+            clock(to),
+            clock(*t),
+            w.see_also()
+        )),
+    }
+}
+
+/// Every circuit's far-end voltage.
+fn all_circuits(w: &MaslowWorld) -> Result<Vec<(String, crate::instrument::TimeSeries)>, String> {
+    let names: Vec<String> = w
+        .setup
+        .as_ref()
+        .ok_or("no setup")?
+        .house
+        .get("bus")
+        .and_then(|b| b.get("circuits"))
+        .and_then(toml::Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| {
+                    c.get("name")
+                        .and_then(toml::Value::as_str)
+                        .map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names
+        .into_iter()
+        .map(|n| circuit_voltage(w, &n).map(|s| (n, s)))
+        .collect()
+}
+
+#[then(regex = r"^every circuit is shed within (\d+) (seconds?|milliseconds?)$")]
+fn every_circuit_shed(w: &mut MaslowWorld, n: f64, unit: String) -> StepResult {
+    let from = w.last_event_s.ok_or("nothing happened yet")?;
+    let deadline = from + duration_s(n, &unit)?;
+    w.check_window_reached(deadline)?;
+    let mut late = Vec::new();
+    for (name, s) in all_circuits(w)? {
+        let xs = samples(&s, from, w.now_s());
+        match settled_at(&xs, |v| v < SHED_V) {
+            Some(t) if t <= deadline + 1e-6 => {}
+            Some(t) => late.push(format!("{name} shed from {}", clock(t))),
+            None => late.push(format!(
+                "{name} at {:.1} V at {}",
+                xs.last().map_or(f64::NAN, |(_, v)| *v),
+                clock(w.now_s())
+            )),
+        }
+    }
+    if late.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "expected every circuit shed (< {SHED_V} V) within {n} {unit} of {}; measured: {}{}",
+        clock(from),
+        late.join(", "),
+        w.see_also()
+    ))
+}
+
+#[then(regex = r"^(every circuit|the \S+ circuit) stays shed\s*(.*)$")]
+fn stays_shed(w: &mut MaslowWorld, which: String, window: String) -> StepResult {
+    let (from, to) = w.window(&window)?;
+    w.check_window_reached(to)?;
+    let circuits = if which == "every circuit" {
+        all_circuits(w)?
+    } else {
+        let name = which
+            .trim_start_matches("the ")
+            .trim_end_matches(" circuit")
+            .to_owned();
+        let s = circuit_voltage(w, &name)?;
+        vec![(name, s)]
+    };
+    for (name, s) in circuits {
+        let xs = samples(&s, from, to);
+        if xs.is_empty() {
+            return Err(format!(
+                "no samples of the {name} circuit from {} to {}",
+                clock(from),
+                clock(to)
+            ));
+        }
+        if let Some((t, v)) = xs.iter().find(|(_, v)| *v >= SHED_V) {
+            return Err(format!(
+                "expected the {name} circuit shed (< {SHED_V} V) from {} to {}; measured {v:.1} V at {}{}",
+                clock(from),
+                clock(to),
+                clock(*t),
+                w.see_also()
+            ));
+        }
+    }
+    Ok(())
+}
