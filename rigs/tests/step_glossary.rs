@@ -17,16 +17,22 @@ fn patterns_in_code() -> Vec<String> {
         code.push_str(&std::fs::read_to_string(&f).expect("step file"));
         code.push('\n');
     }
-    code.lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            let rest = l
-                .strip_prefix("#[given(regex = r\"")
-                .or_else(|| l.strip_prefix("#[when(regex = r\""))
-                .or_else(|| l.strip_prefix("#[then(regex = r\""))?;
-            rest.strip_suffix("\")]").map(str::to_owned)
-        })
-        .collect()
+    // Attributes may span lines (rustfmt breaks long ones after `(`).
+    let mut out = Vec::new();
+    for attr in ["#[given(", "#[when(", "#[then("] {
+        let mut rest = code.as_str();
+        while let Some(i) = rest.find(attr) {
+            rest = &rest[i + attr.len()..];
+            let Some(body) = rest.trim_start().strip_prefix("regex = r\"") else {
+                continue;
+            };
+            // A raw string has no `"` inside.
+            if let Some(end) = body.find('"') {
+                out.push(body[..end].to_owned());
+            }
+        }
+    }
+    out
 }
 
 fn glossary() -> String {
