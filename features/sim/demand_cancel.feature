@@ -1,0 +1,53 @@
+@sim @demand
+Feature: Remote shed and defer, and their cancellation
+  A shed or deferral from the remote server holds until the server
+  cancels it; the cancellation brings the loads back (claims 1, 9, 20).
+
+  Scenario: Cancelling a shed brings the circuit back
+    Given a terrace house with a 5 kWh LFP battery assembly at 60% charge
+    When the day runs until 10:00
+    And the remote server asks to shed the office-sockets circuit for 60 minutes
+    And 2 minutes pass
+    Then the office-sockets circuit is shed within 30 seconds
+    When the remote server cancels its last signal
+    And 2 minutes pass
+    Then the remote server receives an acknowledgement accepting the signal within 1 second
+    And the office-sockets circuit voltage settles above 40 V within 1 minute
+
+  # The laptop (plugged in at 09:00, half charged) has shown its charge
+  # taper by 10:15, so the controller knows it has a battery to run on.
+  Scenario: Deferring the office sockets switches the laptop's socket off
+    Given a terrace house with a 5 kWh LFP battery assembly at 60% charge
+    When the day runs until 10:30
+    And the remote server asks to defer the office-sockets circuit for 60 minutes
+    And 5 minutes pass
+    Then the remote server receives an acknowledgement accepting the signal within 1 second
+    And the desk-left socket is switched off within 1 minute
+
+  # Known gap (rig, not controller): the deferred laptop's socket is off at
+  # 10:30:02, but the plant link reads the switched-off socket (0.3 W) as
+  # an unplug, which ends the deferral: back at 21.84 W a second later.
+  @known-gap
+  Scenario: A deferral holds the laptop's socket off until cancelled
+    Given a terrace house with a 5 kWh LFP battery assembly at 60% charge
+    When the day runs until 10:30
+    And the remote server asks to defer the office-sockets circuit for 60 minutes
+    And 5 minutes pass
+    Then the desk-left socket stays off from 10:31 to 10:35
+    When the remote server cancels its last signal
+    And 2 minutes pass
+    Then the desk-left socket power settles above 10 W within 1 minute
+
+  # Known gap (controller): any live demand signal defers end-device
+  # charging on every socket (the deferral ignores the signal's circuit
+  # mask): the phone's sofa socket, on the living-sockets circuit, is
+  # switched off 2 s after the office-sockets deferral (0.30 W at
+  # 10:30:02; expected ≥ 0.4 W, the phone drawing ~3.9 W).
+  @known-gap
+  Scenario: Deferring the office sockets leaves the living-room sockets alone
+    Given a terrace house with a 5 kWh LFP battery assembly at 60% charge
+    And the phone is plugged into the sofa socket from 08:00 to 12:00
+    When the day runs until 10:30
+    And the remote server asks to defer the office-sockets circuit for 60 minutes
+    And 5 minutes pass
+    Then the sofa socket stays on since then
