@@ -721,8 +721,16 @@ impl Controller {
 
     fn run_due(&mut self, now: Millis) {
         if now >= self.next_protection {
+            let before = self.protection.state().actions;
             self.run_protection(now);
             self.next_protection = now.plus_ms(u64::from(protection::MAX_UPDATE_PERIOD_MS));
+            // A safe state engaged or released acts now, not at the next
+            // control period: the reaction is debounce + one protection
+            // period, as the protection table states.
+            if self.protection.state().actions != before && self.last_control.is_some() {
+                self.run_control(now);
+                self.next_control = now.plus_ms(u64::from(self.cfg.control_period_ms));
+            }
         }
         if now >= self.next_control {
             self.run_control(now);

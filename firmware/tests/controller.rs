@@ -360,3 +360,49 @@ proptest! {
         prop_assert!(!waited || plants > 0);
     }
 }
+
+/// A fault that engages between two control periods reaches the plant
+/// within its debounce plus one protection period (100 ms), not at the next
+/// control period: the protection table's reaction times hold.
+#[test]
+fn a_safe_state_is_commanded_within_debounce_plus_one_protection_period() {
+    let mut c = Controller::new(config(), Millis(0)).unwrap();
+    for t in 0..10 {
+        second(&mut c, t, 3.40, true);
+    }
+    // At 10.3 s (mid control period) the pack discharges 170 A: discharge
+    // over-current (160 A), 500 ms debounce, contactor open (latched).
+    let start = Millis(10_300);
+    let mut blocked_at = None;
+    let mut t = start;
+    while t.0 < 13_000 && blocked_at.is_none() {
+        c.handle(t, pack(3.35, 3.25, 170.0));
+        c.handle(
+            t,
+            Input::Bus {
+                bus_voltage_v: 49.0,
+            },
+        );
+        c.handle(t, circuits(30.0));
+        while let Some(due) = c.poll_timeout() {
+            if due > t {
+                break;
+            }
+            c.handle(t, Input::Tick);
+        }
+        while let Some(o) = c.poll_output() {
+            if let Output::Plant(p) = o {
+                if !p.battery.enabled && blocked_at.is_none() {
+                    blocked_at = Some(t);
+                }
+            }
+        }
+        t = t.plus_ms(50);
+    }
+    let at = blocked_at.expect("contactor opened");
+    let reaction = at.0 - start.0;
+    assert!(
+        (500..=600).contains(&reaction),
+        "battery switched off {reaction} ms after the excursion (table: 500 ms debounce, 600 ms max)"
+    );
+}
