@@ -24,10 +24,6 @@ Feature: Remote shed and defer, and their cancellation
     Then the remote server receives an acknowledgement accepting the signal within 1 second
     And the desk-left socket is switched off within 1 minute
 
-  # Known gap (rig, not controller): the deferred laptop's socket is off at
-  # 10:30:02, but the plant link reads the switched-off socket (0.3 W) as
-  # an unplug, which ends the deferral: back at 21.84 W a second later.
-  @known-gap
   Scenario: A deferral holds the laptop's socket off until cancelled
     Given a terrace house with a 5 kWh LFP battery assembly at 60% charge
     When the day runs until 10:30

@@ -29,11 +29,9 @@ Feature: End devices — standby, deferred charging, clusters of use
     Then the tv socket power stays between 0.5 and 1 W from 12:06 to 12:34
     And the tv socket is switched off within 31 minutes
 
-  # Known gap (rig, not controller): the plant link infers "plugged" from
-  # the socket drawing more than 0.5 W, so a socket the controller switches
-  # off (0.3 W, its own draw) reads as unplugged, which ends its standby:
-  # the TV's socket is off for one second at 12:35:01, then back at 0.83 W.
-  @known-gap
+  # (Found by this scenario: the plant link used to infer "plugged" from the
+  # socket drawing > 0.5 W, so a switched-off socket read as unplugged and
+  # came back a second later; the twin now publishes plug detection.)
   Scenario: An idle TV's socket stays off in standby
     Given a terrace house with a 5 kWh LFP battery assembly at 60% charge
     When the day runs until 12:00
@@ -43,12 +41,8 @@ Feature: End devices — standby, deferred charging, clusters of use
     And 40 minutes pass
     Then the tv socket stays off from 12:36 to 12:45
 
-  # Known gap (rig, not controller): the laptop (no USB-PD enumeration on
-  # this rig, so known by its charge taper: 67.3 W from 15:00, below half
-  # that from 16:11) is deferred at 16:10:31, but the switched-off socket
-  # (0.3 W) reads as an unplug, which ends the deferral and forgets the
-  # taper: back on one second later, 30.5 W at 16:15, 19.4 W to 20:15.
-  @known-gap
+  # The laptop (no USB-PD enumeration on this rig) is known by its charge
+  # taper: 67.3 W from 15:00, below half that from 16:11.
   Scenario: A laptop's charging waits for the end of the evening peak
     Given a terrace house with a 5 kWh LFP battery assembly at 60% charge
     And the laptop is plugged into the desk-left socket from 15:00 to 22:00

@@ -66,6 +66,7 @@ struct Probes {
     mains: SignalId,
     circuits: Vec<SignalId>,
     sockets: Vec<SignalId>,
+    sockets_plugged: Vec<SignalId>,
 }
 
 impl Probes {
@@ -82,6 +83,13 @@ impl Probes {
             .iter()
             .flat_map(|c| c.usb_sockets.iter())
             .map(|k| s.require(&format!("socket_{}_power_w", signal_slug(&k.name))))
+            .collect::<Result<_, EngineError>>()?;
+        let sockets_plugged = cfg
+            .bus
+            .circuits
+            .iter()
+            .flat_map(|c| c.usb_sockets.iter())
+            .map(|k| s.require(&format!("socket_{}_plugged", signal_slug(&k.name))))
             .collect::<Result<_, EngineError>>()?;
         Ok(Probes {
             pack_voltage: s.require("pack_voltage_v")?,
@@ -101,6 +109,7 @@ impl Probes {
             mains: s.require("mains_present")?,
             circuits,
             sockets,
+            sockets_plugged,
         })
     }
 }
@@ -206,10 +215,10 @@ impl ClosedLoop {
             });
         }
         let mut sockets = heapless::Vec::new();
-        for id in &p.sockets {
+        for (id, plugged) in p.sockets.iter().zip(&p.sockets_plugged) {
             let w = g(*id);
             let _ = sockets.push(SocketInput {
-                plugged: w > 0.5,
+                plugged: g(*plugged) > 0.5,
                 contract: None,
                 sink_max_w: None,
                 device_id: None,

@@ -12,7 +12,8 @@
 //! Every value sent is read from the house's published signals (the
 //! [`SignalRegistry`]), the same quantities `closed_loop::measure` hands the
 //! controller in-process: circuit current is the circuit's power over the
-//! bus voltage, a socket counts as plugged when it draws more than 0.5 W,
+//! bus voltage, a socket counts as plugged when its plug detection says so
+//! (or, for a house without it, when it draws more than 0.5 W),
 //! and the USB-PD details the house does not publish are sent as
 //! "unknown" (no contract, sink maximum 0, device SOC raw 255, device id 0).
 //!
@@ -282,6 +283,8 @@ struct Probes {
     mains_frequency: SignalId,
     circuits: Vec<CircuitProbes>,
     sockets: Vec<SignalId>,
+    /// Plug detection per socket, where the house publishes it.
+    sockets_plugged: Vec<Option<SignalId>>,
     meter: MeterProbes,
 }
 
@@ -321,9 +324,11 @@ impl Probes {
             });
         }
         let mut sockets = Vec::new();
+        let mut sockets_plugged = Vec::new();
         for k in cfg.bus.circuits.iter().flat_map(|c| c.usb_sockets.iter()) {
             let name = format!("socket_{}_power_w", signal_slug(&k.name));
             sockets.push(need(&name, "SocketStatus")?);
+            sockets_plugged.push(s.lookup(&format!("socket_{}_plugged", signal_slug(&k.name))));
         }
         let p1 = "P1 telegrams";
         Ok(Probes {
@@ -344,6 +349,7 @@ impl Probes {
             mains_frequency: need("mains_frequency_hz", "MainsStatus")?,
             circuits,
             sockets,
+            sockets_plugged,
             meter: MeterProbes {
                 import_kwh: [
                     need("grid_import_t1_kwh", p1)?,
@@ -872,13 +878,18 @@ impl PlantLink {
             return;
         };
         let power_w = s.get(id);
+        // Plugged: the socket's plug detection where the house publishes
+        // it, else drawing power (a switched-off socket then reads empty).
+        let plugged = match self.probes.sockets_plugged.get(k).copied().flatten() {
+            Some(pid) => s.get(pid) > 0.5,
+            None => power_w > 0.5,
+        };
         let Some(mut m) = blank::<SocketStatus>() else {
             return;
         };
         let mut sc = self.scale(spec);
         m.set_socket_index_raw_val(k as u8);
-        // Plugged: drawing power (the house publishes no plug detection).
-        m.set_socket_plugged_raw_val(u8::from(power_w > 0.5));
+        m.set_socket_plugged_raw_val(u8::from(plugged));
         m.set_socket_wake_raw_val(0);
         m.set_socket_power_raw_val(sc.u16(power_w, 0.1, 0.0));
         // Not published by the house: no contract, sink maximum unknown,
@@ -1458,7 +1469,8 @@ mod tests {
                     let k = sockets[usize::from(m.socket_index())];
                     let p = sig(&s, &format!("socket_{k}_power_w"));
                     near(m.socket_power(), p, 0.1, k);
-                    assert_eq!(m.socket_plugged(), p > 0.5);
+                    let plugged = sig(&s, &format!("socket_{k}_plugged"));
+                    assert_eq!(m.socket_plugged(), plugged > 0.5, "{k}");
                     assert_eq!(m.socket_device_soc_raw_val(), 255, "unknown");
                     assert_eq!(m.socket_contract_power(), 0);
                 }

@@ -668,6 +668,7 @@ enum Sig {
     CircuitVoltage(usize),
     CircuitTripped(usize),
     SocketPower(usize),
+    SocketPlugged(usize),
 }
 
 /// What a controller commands the plant to do (the same things the fixed
@@ -1140,6 +1141,7 @@ impl House {
             Sig::CircuitVoltage(c) => b.circuits[c].v_load,
             Sig::CircuitTripped(c) => flag(b.circuits[c].breaker_tripped.is_some()),
             Sig::SocketPower(s) => b.sockets[s].input_power_w,
+            Sig::SocketPlugged(s) => flag(self.inputs.sockets.get(s).is_some_and(|k| k.device.is_some())),
         }
     }
 }
@@ -1252,6 +1254,12 @@ impl Plant for House {
             list.push((
                 signals.register(&format!("socket_{}_power_w", signal_slug(name)), Unit::Watt)?,
                 Sig::SocketPower(s),
+            ));
+            // USB-C plug detection (the CC line), whether or not the
+            // socket is supplied.
+            list.push((
+                signals.register(&format!("socket_{}_plugged", signal_slug(name)), Unit::Bool)?,
+                Sig::SocketPlugged(s),
             ));
         }
         self.ids = Ids { list };
