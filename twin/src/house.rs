@@ -1141,7 +1141,12 @@ impl House {
             Sig::CircuitVoltage(c) => b.circuits[c].v_load,
             Sig::CircuitTripped(c) => flag(b.circuits[c].breaker_tripped.is_some()),
             Sig::SocketPower(s) => b.sockets[s].input_power_w,
-            Sig::SocketPlugged(s) => flag(self.inputs.sockets.get(s).is_some_and(|k| k.device.is_some())),
+            Sig::SocketPlugged(s) => flag(
+                self.inputs
+                    .sockets
+                    .get(s)
+                    .is_some_and(|k| k.device.is_some()),
+            ),
         }
     }
 }
