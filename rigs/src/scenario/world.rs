@@ -97,31 +97,6 @@ pub enum Action {
     ReleaseSensors,
 }
 
-/// The signals the probe captures in every scenario (plus each circuit's
-/// and socket's).
-pub const CAPTURED: &[&str] = &[
-    "soc",
-    "pack_voltage_v",
-    "pack_current_a",
-    "battery_power_w",
-    "cell_voltage_min_v",
-    "cell_voltage_max_v",
-    "pack_temperature_max_c",
-    "bus_voltage_v",
-    "pv_available_w",
-    "pv_power_w",
-    "pv_curtailed_w",
-    "dc_load_power_w",
-    "household_ac_demand_w",
-    "inverter_ac_power_w",
-    "charger_ac_power_w",
-    "grid_import_w",
-    "grid_export_w",
-    "grid_import_kwh",
-    "tariff",
-    "mains_present",
-];
-
 /// A running scenario: session, probe, and what happened. `Send`, so the
 /// simulation runs on a worker thread while other scenarios run.
 pub struct Sim {
@@ -317,7 +292,11 @@ impl MaslowWorld {
             settings.rig.probe.clone(),
             self.seed ^ 0x0070_726f_6265,
         );
-        let mut names: Vec<String> = CAPTURED.iter().map(|s| s.to_string()).collect();
+        // What `maslow twin house` records, plus every circuit's and socket's.
+        let mut names: Vec<String> = twin::house::DEFAULT_RECORDED
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         for (_, n, _, _) in session.plant().signals().iter() {
             if (n.starts_with("circuit_") || n.starts_with("socket_"))
                 && (n.ends_with("_power_w") || n.ends_with("_voltage_v"))

@@ -16,7 +16,7 @@ use firmware::demand::METER_ID_BIT;
 use firmware::scheduling::ChargeNowRequest;
 use firmware::Millis;
 
-use super::{clock, clock_s, duration_s, in_unit, measured, num, samples, StepResult};
+use super::{camel, clock, clock_s, duration_s, in_unit, measured, num, samples, StepResult};
 use crate::rig::{Reply, UplinkMessage};
 use crate::scenario::setup::{array, section};
 use crate::scenario::world::{Action, MaslowWorld};
@@ -194,20 +194,6 @@ fn send_dispatch(
     w.act(Action::Uplink(UplinkMessage::Dispatch(bytes)))?;
     w.mark(label);
     Ok(())
-}
-
-/// `words` (e.g. "bad signature") as the verdict's variant name
-/// (`BadSignature`).
-fn camel(words: &str) -> String {
-    words
-        .split_whitespace()
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect()
 }
 
 // -------------------------------------------------------------------- Given

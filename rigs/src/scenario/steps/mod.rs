@@ -58,6 +58,20 @@ pub(crate) fn duration_s(n: f64, unit: &str) -> Result<f64, String> {
     Ok(n * k)
 }
 
+/// `words` (e.g. "exceeds power limit") as a variant name
+/// (`ExceedsPowerLimit`), to find a reason in a controller's answer.
+pub(crate) fn camel(words: &str) -> String {
+    words
+        .split_whitespace()
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 pub(crate) fn num(s: &str) -> Result<f64, String> {
     s.parse::<f64>()
         .map_err(|_| format!("`{s}` is not a number"))
@@ -1100,15 +1114,7 @@ fn acknowledged(w: &mut MaslowWorld, verdict: String, because: String, n: f64) -
         ));
     }
     if !because.is_empty() {
-        let want: String = because
-            .split_whitespace()
-            .map(|w| {
-                let mut c = w.chars();
-                c.next()
-                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                    .unwrap_or_default()
-            })
-            .collect();
+        let want = camel(&because);
         let got = format!("{ack:?}");
         if !got.contains(&want) {
             return Err(format!(
