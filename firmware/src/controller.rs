@@ -866,10 +866,24 @@ impl Controller {
                 expected_pv_surplus_wh: 0.0,
             },
         );
-        let demand_event = dm.live_signals > 0 || cl.is_some_and(|c| c.battery_power_w.is_some());
+        // A peak, a battery or import demand, or a cluster dispatch is an
+        // event for every socket; a deferral only for the sockets on the
+        // circuits it names.
+        let event_all = pk.active
+            || dm.battery_w.is_some()
+            || dm.import_limit_w.is_some()
+            || cl.is_some_and(|c| c.battery_power_w.is_some());
+        let mut event_sockets = if event_all { u16::MAX } else { 0 };
+        for i in 0..self.m.sockets.len().min(MAX_SOCKETS) {
+            if let Some(c) = self.selective.circuit_of(i) {
+                if c < 16 && dm.defer_mask & (1u16 << c) != 0 {
+                    event_sockets |= 1u16 << i;
+                }
+            }
+        }
         let sockets = self
             .selective
-            .update(now, &self.m.sockets, pk.active || demand_event);
+            .update_masked(now, &self.m.sockets, event_sockets);
 
         // ---- arbitration
         let prot = self.protection.state().clone();

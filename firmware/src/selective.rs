@@ -517,11 +517,25 @@ impl Selective {
     /// handled socket. Invalid measurements (NaN/inf/negative power) are
     /// counted and leave that socket's timers and profile untouched; an
     /// update with `now` earlier than the previous one integrates nothing.
+    /// `peak_or_event`: a peak or demand event is on for every socket.
     pub fn update(
         &mut self,
         now: Millis,
         inputs: &[SocketInput],
         peak_or_event: bool,
+    ) -> heapless::Vec<SocketCommand, MAX_SOCKETS> {
+        let mask = if peak_or_event { u16::MAX } else { 0 };
+        self.update_masked(now, inputs, mask)
+    }
+
+    /// Like [`Selective::update`], with the event per socket: bit `i` of
+    /// `event_sockets` set means socket `i` is in a peak or demand event
+    /// (e.g. a deferral addressed to its circuit only).
+    pub fn update_masked(
+        &mut self,
+        now: Millis,
+        inputs: &[SocketInput],
+        event_sockets: u16,
     ) -> heapless::Vec<SocketCommand, MAX_SOCKETS> {
         if inputs.len() > MAX_SOCKETS {
             self.rejected = self
@@ -548,7 +562,8 @@ impl Selective {
             if !valid {
                 self.rejected = self.rejected.saturating_add(1);
             }
-            self.step_socket(i, now, dt_ms, inp, valid, peak_or_event);
+            let in_event = event_sockets & (1u16 << i) != 0;
+            self.step_socket(i, now, dt_ms, inp, valid, in_event);
             if let Some(&c) = self.cfg.socket_circuits.get(i) {
                 if let (Some(sum), Some(seen)) = (
                     circuit_sum.get_mut(c as usize),
