@@ -485,13 +485,22 @@ fn bus_clock_holds_the_sync_for_the_telegram_and_echoes_it_last() {
 #[test]
 fn the_link_table_loads_from_the_controller_toml() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/terrace.toml");
-    let text = std::fs::read_to_string(&path).unwrap()
-        + "\n[link]\nclock = \"bus\"\nmeter_deadline_ms = 8000\nutc_offset_min = 60\n";
+    // The shipped file has a [link] table (utc_offset_min); add to it.
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "[link]\n",
+        "[link]\nclock = \"bus\"\nmeter_deadline_ms = 8000\n",
+        1,
+    );
+    assert!(
+        text.contains("meter_deadline_ms = 8000"),
+        "terrace.toml lost its [link] table"
+    );
     let cfg = firmware::config_file::parse(&path, &text).unwrap();
     let link = cfg.link.clone().unwrap();
     assert_eq!(link.clock, ClockMode::Bus);
     assert_eq!(link.meter_deadline_ms, 8000);
     assert_eq!(link.e2e_max_delta, 2);
+    assert_eq!(link.utc_offset_min, 60);
     let bad = text.replace("meter_deadline_ms = 8000", "meter_deadline_ms = 0");
     let e = firmware::config_file::parse(&path, &bad)
         .unwrap_err()
