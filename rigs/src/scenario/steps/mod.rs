@@ -716,6 +716,30 @@ pub(crate) fn measured(
     Ok((signal, k, unit, s))
 }
 
+/// `(t_s, value)` pairs.
+type Samples = Vec<(f64, f64)>;
+
+/// The window a `Then` step names, checked to have passed, and the
+/// samples of `s` in it (an error when there are none).
+fn judged_samples(
+    w: &MaslowWorld,
+    signal: &str,
+    s: &TimeSeries,
+    window: &str,
+) -> Result<(f64, f64, Samples), String> {
+    let (from, to) = w.window(window)?;
+    w.check_window_reached(to)?;
+    let xs = samples(s, from, to);
+    if xs.is_empty() {
+        return Err(format!(
+            "no samples of {signal} from {} to {}",
+            clock(from),
+            clock(to)
+        ));
+    }
+    Ok((from, to, xs))
+}
+
 #[then(regex = r"^(.+?) stays between (-?[\d.]+) and (-?[\d.]+) (\S+)\s*(.*)$")]
 fn stays_between(
     w: &mut MaslowWorld,
@@ -728,16 +752,7 @@ fn stays_between(
     let (signal, k, want, s) = measured(w, &what)?;
     let lo = in_unit(num(&lo)?, &unit, want)?;
     let hi = in_unit(num(&hi)?, &unit, want)?;
-    let (from, to) = w.window(&window)?;
-    w.check_window_reached(to)?;
-    let xs = samples(&s, from, to);
-    if xs.is_empty() {
-        return Err(format!(
-            "no samples of {signal} from {} to {}",
-            clock(from),
-            clock(to)
-        ));
-    }
+    let (from, to, xs) = judged_samples(w, &signal, &s, &window)?;
     if let Some((t, v)) = xs.iter().find(|(_, v)| !(v * k >= lo && v * k <= hi)) {
         return Err(format!(
             "expected {what} between {lo} and {hi} {want} from {} to {}; measured {:.3} {want} at {} (t = {t:.0} s){}",
@@ -762,16 +777,7 @@ fn never_exceeds(
 ) -> StepResult {
     let (signal, k, want, s) = measured(w, &what)?;
     let limit = in_unit(num(&limit)?, &unit, want)?;
-    let (from, to) = w.window(&window)?;
-    w.check_window_reached(to)?;
-    let xs = samples(&s, from, to);
-    if xs.is_empty() {
-        return Err(format!(
-            "no samples of {signal} from {} to {}",
-            clock(from),
-            clock(to)
-        ));
-    }
+    let (from, to, xs) = judged_samples(w, &signal, &s, &window)?;
     let bad = |v: f64| {
         if dir == "exceeds" {
             v * k > limit
