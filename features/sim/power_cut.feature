@@ -21,3 +21,25 @@ Feature: Power cut — essential circuits first
     And the mains returns
     And 10 minutes pass
     Then the office-sockets circuit voltage settles above 40 V within 10 minutes
+
+  # The energy budget: 25 % at 18:00 (about 1 kWh above the floor) cannot
+  # carry the non-essential sockets for the 12 h horizon nor the household's
+  # AC loads beside the essential lighting, so both go at once and the
+  # lighting lasts its 6 h minimum runtime.
+  Scenario: Essential lighting lasts its minimum runtime in a long evening cut
+    Given a terrace house with a 5 kWh LFP battery assembly at 30% charge
+    And there is no PV
+    And the lighting-downstairs circuit is essential
+    When the mains fails at 18:00 for 6 hours
+    Then the lighting-downstairs circuit stays powered for the whole cut
+    And the office-sockets circuit is shed within 1 minute
+
+  Scenario: Non-essential sockets are shed at once when the battery is low
+    Given a terrace house with a 5 kWh LFP battery assembly at 12% charge
+    And there is no PV
+    And the office-sockets circuit has priority 3
+    When the day runs until 00:20
+    And the mains fails
+    And 30 minutes pass
+    Then the office-sockets circuit is shed within 1 minute
+    And the lighting-downstairs circuit stays powered for the whole cut

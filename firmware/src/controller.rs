@@ -34,7 +34,7 @@ use crate::config::ConfigError;
 use crate::decision::{DecisionLog, Function, Reason};
 use crate::demand::{self, Ack, ComplianceReport, DemandConfig, DemandManager, DemandSignal};
 use crate::estimation::{Estimate, EstimationConfig, EstimationInputs, Estimator};
-use crate::export::{ExportConfig, ExportController, ExportInputs};
+use crate::export::{ExportConfig, ExportController, ExportInputs, SurplusInputs, SurplusToAc};
 use crate::hub::{
     ChannelReading, Hub, HubConfig, HubSample, MeterRegisters, Reading, TelemetrySnapshot,
 };
@@ -421,6 +421,7 @@ pub struct Controller {
     scheduler: Scheduler,
     peak: PeakShaver,
     export: ExportController,
+    surplus: SurplusToAc,
     demand: DemandManager,
     resilience: Resilience,
     selective: Selective,
@@ -436,6 +437,8 @@ pub struct Controller {
     /// shed to keep the essential DC circuits.
     island_ac_w: f32,
     ac_shed: bool,
+    /// Control periods the inverter has served the AC loads in a cut.
+    ac_served_periods: u32,
     outputs: heapless::Deque<Output, OUTPUT_QUEUE>,
     dropped_outputs: u32,
     log: DecisionLog<DECISION_LOG>,
@@ -463,6 +466,7 @@ impl Controller {
             scheduler: Scheduler::new(cfg.scheduling.clone()),
             peak: PeakShaver::new(cfg.peak.clone()),
             export: ExportController::new(cfg.export.clone()),
+            surplus: SurplusToAc::new(cfg.export.clone()),
             demand: DemandManager::new(cfg.demand.clone()),
             resilience: Resilience::new(cfg.resilience.clone()),
             selective: Selective::new(cfg.selective.clone()),
@@ -476,6 +480,7 @@ impl Controller {
             last_command: None,
             island_ac_w: 0.0,
             ac_shed: false,
+            ac_served_periods: 1,
             outputs: heapless::Deque::new(),
             dropped_outputs: 0,
             log: DecisionLog::new(),
@@ -709,14 +714,12 @@ impl Controller {
     }
 
     /// Household AC load: what the meter imports, plus what the inverter
-    /// supplies, minus what the charger draws.
+    /// supplies, minus what the charger draws. Without a meter reading (a
+    /// stale meter, or a power cut, when the meter is dark) the import
+    /// counts as zero, so in a cut the AC load is what the inverter supplies.
     fn ac_load_w(&self) -> f32 {
-        let g = self.grid_w();
-        if !g.is_finite() {
-            return 0.0;
-        }
         let fin = |x: f32| if x.is_finite() { x } else { 0.0 };
-        (g + fin(self.m.inverter_ac_w) - fin(self.m.charger_ac_w)).max(0.0)
+        (fin(self.grid_w()) + fin(self.m.inverter_ac_w) - fin(self.m.charger_ac_w)).max(0.0)
     }
 
     fn run_due(&mut self, now: Millis) {
@@ -890,8 +893,11 @@ impl Controller {
         let prot_reason = Reason::new(Function::Protection, &prot.reason);
         let islanded = res.islanded;
         if !islanded {
+            // The household's AC load as last seen on the grid: what a cut
+            // starting now would have to carry.
             self.ac_shed = false;
-            self.island_ac_w = 0.0;
+            self.ac_served_periods = 1;
+            self.island_ac_w = ac_average(self.island_ac_w, ac_load, dt_s);
         }
         let remote_w = cl
             .and_then(|c| {
@@ -980,29 +986,72 @@ impl Controller {
                 charge_reason.clone()
             },
         };
+        // PV surplus to the AC side, when nothing else drives the inverter.
+        let remote_discharge = remote_w.as_ref().is_some_and(|(w, _)| *w > 0.0);
+        let bus_v = self.m.bus.map_or(f32::NAN, |(_, v)| v);
+        let (surplus_w, surplus_reason) = self.surplus.update(
+            now,
+            &SurplusInputs {
+                allowed: self.cfg.assembly.inverter_fitted
+                    && mains
+                    && !islanded
+                    && !all_off
+                    && !prot.actions.disable_pv
+                    && !remote_discharge
+                    && !pk.active,
+                bus_voltage_v: bus_v,
+                ac_load_w: ac_load,
+                export_room_w: if self.cfg.assembly.export_allowed {
+                    self.cfg.export.export_limit_w
+                } else {
+                    0.0
+                },
+                pv_surplus_w: pv_w - dc_load,
+            },
+        );
         let mut inverter_enabled = self.cfg.assembly.inverter_fitted && !all_off;
         let (request_ac_w, inverter_reason) = if !self.cfg.assembly.inverter_fitted {
             (0.0, Reason::plain(Function::Default, "NoInverter"))
         } else if islanded {
             // AC loads come after the essential DC circuits: the inverter
-            // runs only while the energy beyond what the kept circuits need
-            // covers an hour of the AC load last seen, and comes back only
-            // with twice that (hysteresis: a kettle must not make it flap).
-            let spare_wh = res.available_wh - res.needed_wh;
-            let hour_of_ac = self.island_ac_w.max(ac_load);
-            if self.ac_shed {
-                self.ac_shed = !(spare_wh.is_finite() && spare_wh > 2.0 * hour_of_ac);
-            } else {
-                self.ac_shed = !(spare_wh.is_finite() && spare_wh > hour_of_ac);
+            // runs only while every essential circuit is kept and the
+            // energy beyond what the kept circuits need covers an hour of
+            // the AC load last seen served, and comes back only with twice
+            // that (hysteresis: a kettle must not make it flap). While the
+            // AC is off its load cannot be measured, so the memory stands;
+            // it is refreshed once the inverter has served a full control
+            // period (the first reading after switching on is still stale).
+            if !self.ac_shed && self.ac_served_periods >= 1 {
+                self.island_ac_w = ac_average(self.island_ac_w, ac_load, dt_s);
             }
+            let spare_wh = res.available_wh - res.needed_wh;
+            let hour_of_ac = self.island_ac_w;
+            let essentials_kept = self
+                .cfg
+                .resilience
+                .circuits
+                .iter()
+                .enumerate()
+                .all(|(i, c)| !c.essential || res.is_on(i));
+            let was_shed = self.ac_shed;
+            self.ac_shed = if !essentials_kept || !spare_wh.is_finite() {
+                true
+            } else if was_shed {
+                spare_wh <= 2.0 * hour_of_ac
+            } else {
+                spare_wh <= hour_of_ac
+            };
             if self.ac_shed {
+                self.ac_served_periods = 0;
                 inverter_enabled = false;
                 (
                     0.0,
                     Reason::plain(Function::Resilience, "AcShedForEssentials"),
                 )
             } else {
-                self.island_ac_w = hour_of_ac;
+                if !was_shed {
+                    self.ac_served_periods = self.ac_served_periods.saturating_add(1);
+                }
                 (ac_load, Reason::new(Function::Resilience, &res.reason))
             }
         } else if let Some((w, r)) = remote_w.filter(|(w, _)| *w > 0.0) {
@@ -1012,12 +1061,17 @@ impl Controller {
                 pk.inverter_ac_w,
                 Reason::new(Function::PeakReduction, &pk.reason),
             )
+        } else if surplus_w > 0.0 {
+            (
+                surplus_w,
+                Reason::new(Function::ExportControl, &surplus_reason),
+            )
         } else {
             (0.0, Reason::plain(Function::Default, "Idle"))
         };
         let inverter = InverterCommand {
             enabled: inverter_enabled,
-            request_ac_w: if discharge_w > 0.0 || islanded {
+            request_ac_w: if discharge_w > 0.0 || islanded || surplus_w > 0.0 {
                 request_ac_w
             } else {
                 0.0
@@ -1229,6 +1283,16 @@ impl Controller {
             }
         }
     }
+}
+
+/// The AC load's running average (first-order, 15-minute time constant)
+/// updated with a reading taken `dt_s` after the last one, W.
+fn ac_average(average_w: f32, reading_w: f32, dt_s: f32) -> f32 {
+    const TAU_S: f32 = 900.0;
+    if !reading_w.is_finite() || !(dt_s.is_finite() && dt_s > 0.0) {
+        return average_w;
+    }
+    average_w + (reading_w - average_w) * (dt_s / (TAU_S + dt_s))
 }
 
 #[cfg(test)]

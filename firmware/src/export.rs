@@ -54,6 +54,15 @@ fn default_pv_rated_w() -> f32 {
 fn default_release_margin_w() -> f32 {
     100.0
 }
+fn default_surplus_bus_v() -> f32 {
+    52.0
+}
+fn default_surplus_band_v() -> f32 {
+    0.5
+}
+fn default_surplus_ramp() -> f32 {
+    100.0
+}
 
 /// Export-control configuration (`[export]`).
 ///
@@ -66,6 +75,9 @@ fn default_release_margin_w() -> f32 {
 /// full_soc = 0.98             # at or above this the battery absorbs nothing
 /// pv_rated_w = 6000.0         # a PV cap at or above this is released
 /// release_margin_w = 100.0    # cap this far above measured PV no longer binds → released
+/// surplus_bus_v = 52.0        # bus above this: PV holds it on its droop (storage full) → surplus to AC
+/// surplus_band_v = 0.5        # the inverter's surplus request falls below surplus_bus_v − band
+/// surplus_ramp_w_per_s = 100.0
 /// ```
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,6 +103,20 @@ pub struct ExportConfig {
     /// Margin over measured PV beyond which a cap is released, W (≥ 0).
     #[serde(default = "default_release_margin_w")]
     pub release_margin_w: f32,
+    /// DC bus voltage above which the PV converter, not the battery, holds
+    /// the bus (storage takes no more and PV curtails itself on its droop),
+    /// V: between the battery converter's and the PV converter's set
+    /// points. Above it the inverter takes the surplus to the house's AC
+    /// loads and, where export is allowed, to the grid ([`SurplusToAc`]).
+    #[serde(default = "default_surplus_bus_v")]
+    pub surplus_bus_v: f32,
+    /// Below `surplus_bus_v − surplus_band_v` the surplus request falls, V
+    /// (> 0).
+    #[serde(default = "default_surplus_band_v")]
+    pub surplus_band_v: f32,
+    /// How fast the surplus request rises (and twice this, falls), W/s.
+    #[serde(default = "default_surplus_ramp")]
+    pub surplus_ramp_w_per_s: f32,
 }
 
 impl Default for ExportConfig {
@@ -103,6 +129,9 @@ impl Default for ExportConfig {
             full_soc: default_full_soc(),
             pv_rated_w: default_pv_rated_w(),
             release_margin_w: default_release_margin_w(),
+            surplus_bus_v: default_surplus_bus_v(),
+            surplus_band_v: default_surplus_band_v(),
+            surplus_ramp_w_per_s: default_surplus_ramp(),
         }
     }
 }
@@ -151,6 +180,27 @@ impl ExportConfig {
             0.0,
             1e5,
             "within 0..=1e5 W",
+        )?;
+        check(
+            "surplus_bus_v",
+            self.surplus_bus_v,
+            1.0,
+            1500.0,
+            "a bus voltage within 1..=1500 V",
+        )?;
+        check(
+            "surplus_band_v",
+            self.surplus_band_v,
+            0.01,
+            self.surplus_bus_v,
+            "within 0.01 V..=surplus_bus_v",
+        )?;
+        check(
+            "surplus_ramp_w_per_s",
+            self.surplus_ramp_w_per_s,
+            0.1,
+            1e6,
+            "within 0.1..=1e6 W/s",
         )?;
         Ok(())
     }
@@ -337,6 +387,149 @@ impl ExportController {
         }
         self.battery_w = clampf(self.battery_w, 0.0, room);
         self.command(None)
+    }
+}
+
+/// Why the surplus controller asked the inverter for what it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SurplusReason {
+    /// Not allowed now (no mains, islanded, or another function drives the
+    /// inverter): no request.
+    NotAllowed,
+    /// The bus is held by the battery or the charger: no PV surplus; the
+    /// request falls to zero.
+    NoSurplus,
+    /// PV holds the bus on its droop: the request rises.
+    SurplusRising,
+    /// Between the two thresholds: the request is held.
+    Holding,
+    /// The request is at the house's AC load plus the allowed export.
+    AtLimit,
+    /// Bus voltage unknown: the request falls to zero.
+    InvalidInput,
+}
+
+/// This step's measurements for [`SurplusToAc::update`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SurplusInputs {
+    /// Whether the inverter may take PV surplus now: mains present, not
+    /// islanded, no other function driving the inverter.
+    pub allowed: bool,
+    /// DC bus voltage, V (NaN = unknown).
+    pub bus_voltage_v: f32,
+    /// The house's AC load, W (≥ 0; NaN counts as 0).
+    pub ac_load_w: f32,
+    /// Export the grid connection allows, W (0 = zero export).
+    pub export_room_w: f32,
+    /// PV power beyond the DC loads, W (measured PV minus DC load; NaN =
+    /// unknown). When the request overshoots the PV, this is what the PV
+    /// could give at that moment.
+    pub pv_surplus_w: f32,
+}
+
+/// PV surplus to AC. The assembly's PV is DC-coupled: once storage is full
+/// (or at its charge limit) the PV converter curtails itself on its droop
+/// and holds the bus above the battery converter's set point. That raised
+/// bus voltage is the surplus signal: while the bus is above
+/// `surplus_bus_v` the inverter's AC request rises at
+/// `surplus_ramp_w_per_s`, up to the house's AC load plus the allowed
+/// export; below `surplus_bus_v − surplus_band_v` (the battery or the
+/// charger holds the bus again: the PV no longer covers the request) it
+/// falls at twice that rate. Export control ([`ExportController`]) still
+/// guards the limit on the grid side. Sans-IO: `update(now, inputs)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SurplusToAc {
+    cfg: ExportConfig,
+    last: Option<Millis>,
+    request_w: f32,
+    /// After an overshoot the request does not rise again before this.
+    rise_after: Millis,
+}
+
+/// After the request overshot the PV (the bus fell to the battery or the
+/// charger) it is set just under what the PV gave and held this long before
+/// it probes upwards again, ms: one short dip a minute at the PV's limit
+/// instead of a cycle every control period.
+pub const SURPLUS_HOLD_MS: u64 = 60_000;
+
+/// Share of the measured PV surplus the request falls to after an
+/// overshoot (the inverter's losses and a margin).
+pub const SURPLUS_FALLBACK_SHARE: f32 = 0.9;
+
+impl SurplusToAc {
+    /// `cfg` should have been validated.
+    pub fn new(cfg: ExportConfig) -> Self {
+        SurplusToAc {
+            cfg,
+            last: None,
+            request_w: 0.0,
+            rise_after: Millis::ZERO,
+        }
+    }
+
+    /// The inverter AC request, W (≥ 0).
+    pub fn request_w(&self) -> f32 {
+        self.request_w
+    }
+
+    /// One control step: returns the inverter AC request (W, ≥ 0) and why.
+    pub fn update(&mut self, now: Millis, inp: &SurplusInputs) -> (f32, SurplusReason) {
+        let cfg = &self.cfg;
+        let dt_s = match self.last {
+            Some(prev) => (now.since(prev) as f32 * 1e-3).min(MAX_STEP_S),
+            None => 0.0,
+        };
+        self.last = Some(now);
+        if !inp.allowed {
+            self.request_w = 0.0;
+            return (0.0, SurplusReason::NotAllowed);
+        }
+        let ramp = cfg.surplus_ramp_w_per_s * dt_s;
+        let load = if inp.ac_load_w.is_finite() {
+            inp.ac_load_w.max(0.0)
+        } else {
+            0.0
+        };
+        let room = if inp.export_room_w.is_finite() {
+            inp.export_room_w.max(0.0)
+        } else {
+            0.0
+        };
+        // Half the export deadband under the limit: export control acts
+        // only above it.
+        let room = if room > 0.0 {
+            (room - 0.5 * cfg.deadband_w).max(0.0)
+        } else {
+            0.0
+        };
+        let ceiling = load + room;
+        let v = inp.bus_voltage_v;
+        let reason = if !v.is_finite() {
+            self.request_w = (self.request_w - 2.0 * ramp).max(0.0);
+            SurplusReason::InvalidInput
+        } else if v < cfg.surplus_bus_v - cfg.surplus_band_v {
+            if self.request_w > 0.0 {
+                let mut w = self.request_w - 2.0 * ramp;
+                if inp.pv_surplus_w.is_finite() {
+                    w = w.min(SURPLUS_FALLBACK_SHARE * inp.pv_surplus_w);
+                }
+                self.request_w = w.max(0.0);
+                self.rise_after = now.plus_ms(SURPLUS_HOLD_MS);
+            }
+            SurplusReason::NoSurplus
+        } else if v > cfg.surplus_bus_v && now >= self.rise_after {
+            self.request_w += ramp;
+            SurplusReason::SurplusRising
+        } else {
+            SurplusReason::Holding
+        };
+        if self.request_w >= ceiling {
+            self.request_w = ceiling;
+            if self.request_w > 0.0 {
+                return (self.request_w, SurplusReason::AtLimit);
+            }
+        }
+        (self.request_w, reason)
     }
 }
 
@@ -583,6 +776,111 @@ mod tests {
                 if let Some(cap) = cmd.pv_cap_w {
                     prop_assert!(cap.is_finite() && cap >= 0.0);
                 }
+            }
+        }
+    }
+
+    fn surplus_inputs(bus_v: f32, load_w: f32, room_w: f32) -> SurplusInputs {
+        SurplusInputs {
+            allowed: true,
+            bus_voltage_v: bus_v,
+            ac_load_w: load_w,
+            export_room_w: room_w,
+            pv_surplus_w: f32::NAN,
+        }
+    }
+
+    #[test]
+    fn surplus_rises_while_pv_holds_the_bus_up_to_load_plus_export_room() {
+        let mut s = SurplusToAc::new(ExportConfig::default());
+        let mut t = Millis::ZERO;
+        let mut last = (0.0, SurplusReason::NotAllowed);
+        for _ in 0..60 {
+            last = s.update(t, &surplus_inputs(52.8, 400.0, 500.0));
+            t = t.plus_ms(1000);
+        }
+        // 100 W/s for 59 s would be 5.9 kW: capped at 400 W + 500 W less
+        // half the 50 W export deadband.
+        assert_eq!(last, (875.0, SurplusReason::AtLimit));
+        // The first 5 s: 0, 100, 200, 300, 400 W.
+        let mut s = SurplusToAc::new(ExportConfig::default());
+        let got: Vec<f32> = (0..5)
+            .map(|k| {
+                s.update(Millis(k * 1000), &surplus_inputs(52.8, 400.0, 500.0))
+                    .0
+            })
+            .collect();
+        assert_eq!(got, vec![0.0, 100.0, 200.0, 300.0, 400.0]);
+    }
+
+    #[test]
+    fn surplus_falls_when_the_battery_holds_the_bus_and_holds_in_the_band() {
+        let mut s = SurplusToAc::new(ExportConfig::default());
+        for k in 0..11 {
+            s.update(Millis(k * 1000), &surplus_inputs(52.8, 3000.0, 0.0));
+        }
+        assert_eq!(s.request_w(), 1000.0);
+        let (w, r) = s.update(Millis(11_000), &surplus_inputs(51.8, 3000.0, 0.0));
+        assert_eq!((w, r), (1000.0, SurplusReason::Holding));
+        // Overshoot with the PV's surplus unknown: down by twice the ramp.
+        let (w, r) = s.update(Millis(12_000), &surplus_inputs(50.2, 3000.0, 0.0));
+        assert_eq!((w, r), (800.0, SurplusReason::NoSurplus));
+        // With it known: just under what the PV gave.
+        let mut at_limit = surplus_inputs(50.2, 3000.0, 0.0);
+        at_limit.pv_surplus_w = 600.0;
+        let (w, _) = s.update(Millis(13_000), &at_limit);
+        assert!((w - 540.0).abs() < 1e-3, "{w}");
+        // PV holds the bus again: no rise for a minute after the overshoot.
+        let (w, r) = s.update(Millis(14_000), &surplus_inputs(52.8, 3000.0, 0.0));
+        assert_eq!(r, SurplusReason::Holding);
+        assert!((w - 540.0).abs() < 1e-3);
+        let (w, r) = s.update(
+            Millis(13_000 + SURPLUS_HOLD_MS),
+            &surplus_inputs(52.8, 3000.0, 0.0),
+        );
+        assert_eq!(r, SurplusReason::SurplusRising);
+        assert!(w > 540.0);
+        for k in 0..30 {
+            s.update(
+                Millis(14_000 + SURPLUS_HOLD_MS + k * 1000),
+                &surplus_inputs(50.2, 3000.0, 0.0),
+            );
+        }
+        assert_eq!(s.request_w(), 0.0);
+    }
+
+    #[test]
+    fn surplus_stops_at_once_when_not_allowed_or_bus_unknown() {
+        let mut s = SurplusToAc::new(ExportConfig::default());
+        for k in 0..6 {
+            s.update(Millis(k * 1000), &surplus_inputs(53.0, 3000.0, 0.0));
+        }
+        assert_eq!(s.request_w(), 500.0);
+        let (w, r) = s.update(Millis(6_000), &surplus_inputs(f32::NAN, 3000.0, 0.0));
+        assert_eq!((w, r), (300.0, SurplusReason::InvalidInput));
+        let mut off = surplus_inputs(53.0, 3000.0, 0.0);
+        off.allowed = false;
+        assert_eq!(
+            s.update(Millis(7_000), &off),
+            (0.0, SurplusReason::NotAllowed)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn surplus_request_is_within_zero_and_load_plus_room(
+            steps in proptest::collection::vec(
+                (-1.0f32..60.0, -100.0f32..5000.0, -100.0f32..2000.0, any::<bool>(), 0u64..5000),
+                1..200,
+            )
+        ) {
+            let mut s = SurplusToAc::new(ExportConfig::default());
+            let mut t = Millis::ZERO;
+            for (v, load, room, allowed, dt) in steps {
+                t = t.plus_ms(dt);
+                let (w, _) = s.update(t, &SurplusInputs { allowed, bus_voltage_v: v, ac_load_w: load, export_room_w: room, pv_surplus_w: load - room });
+                prop_assert!(w.is_finite() && w >= 0.0);
+                prop_assert!(w <= load.max(0.0) + room.max(0.0) + 1e-3);
             }
         }
     }

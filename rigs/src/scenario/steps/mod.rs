@@ -766,17 +766,27 @@ fn stays_between(
     Ok(())
 }
 
-#[then(regex = r"^(.+?) never (exceeds|falls below) (-?[\d.]+) (\S+)\s*(.*)$")]
+#[then(
+    regex = r"^(.+?) never (exceeds|falls below) (-?[\d.]+) (\S+)(?: for more than (\d+) seconds?)?\s*(.*)$"
+)]
 fn never_exceeds(
     w: &mut MaslowWorld,
     what: String,
     dir: String,
     limit: String,
     unit: String,
+    grace_s: String,
     window: String,
 ) -> StepResult {
     let (signal, k, want, s) = measured(w, &what)?;
     let limit = in_unit(num(&limit)?, &unit, want)?;
+    // An excursion no longer than the grace (a limiting scheme's allowed
+    // reaction time) is tolerated; without one, any sample fails.
+    let grace_s = if grace_s.is_empty() {
+        None
+    } else {
+        Some(num(&grace_s)?)
+    };
     let (from, to, xs) = judged_samples(w, &signal, &s, &window)?;
     let bad = |v: f64| {
         if dir == "exceeds" {
@@ -785,8 +795,13 @@ fn never_exceeds(
             v * k < limit
         }
     };
-    if let Some((t, v)) = xs.iter().find(|(_, v)| bad(*v)) {
-        let extreme = xs.iter().map(|(_, v)| v * k).fold(
+    let verb = if dir == "exceeds" {
+        "exceed"
+    } else {
+        "fall below"
+    };
+    let extreme = || {
+        xs.iter().map(|(_, v)| v * k).fold(
             if dir == "exceeds" { f64::MIN } else { f64::MAX },
             |a, b| {
                 if dir == "exceeds" {
@@ -795,16 +810,47 @@ fn never_exceeds(
                     a.min(b)
                 }
             },
-        );
-        return Err(format!(
-            "expected {what} never to {} {limit} {want} from {} to {}; measured {:.3} {want} at {} (extreme {extreme:.3} {want}){}",
-            if dir == "exceeds" { "exceed" } else { "fall below" },
-            clock(from),
-            clock(to),
-            v * k,
-            clock(*t),
-            w.see_also()
-        ));
+        )
+    };
+    match grace_s {
+        None => {
+            if let Some((t, v)) = xs.iter().find(|(_, v)| bad(*v)) {
+                return Err(format!(
+                    "expected {what} never to {verb} {limit} {want} from {} to {}; measured {:.3} {want} at {} (extreme {:.3} {want}){}",
+                    clock(from),
+                    clock(to),
+                    v * k,
+                    clock(*t),
+                    extreme(),
+                    w.see_also()
+                ));
+            }
+        }
+        Some(grace) => {
+            // The longest run of samples beyond the limit, from its first
+            // bad sample to the first good one after it.
+            let mut start: Option<f64> = None;
+            for &(t, v) in &xs {
+                match (bad(v), start) {
+                    (true, None) => start = Some(t),
+                    (false, Some(_)) => start = None,
+                    _ => {}
+                }
+                if let Some(t0) = start {
+                    if t - t0 >= grace {
+                        return Err(format!(
+                            "expected {what} never to {verb} {limit} {want} for more than {grace} s from {} to {}; it was beyond the limit from {} to {} at least (extreme {:.3} {want}){}",
+                            clock(from),
+                            clock(to),
+                            clock(t0),
+                            clock(t),
+                            extreme(),
+                            w.see_also()
+                        ));
+                    }
+                }
+            }
+        }
     }
     Ok(())
 }
