@@ -18,3 +18,13 @@ Feature: Assured peak reduction
     When the day runs until 07:30
     Then the state of charge stays between 19 and 100 % from 00:00 to 07:30
     And the state of charge is at least 24 % at 07:30
+
+  # The same house with an NMC pack (13s21p 21700 5 Ah cells, 4.95 kWh):
+  # the controller's estimator and protection take the NMC cell's
+  # characterisation (firmware/config/chemistry/nmc811_21700_5ah.toml).
+  Scenario: An NMC assembly cuts the evening peak within its cells' limits
+    Given a terrace house with a 5 kWh NMC battery assembly at 60% charge
+    When the day runs until 21:00
+    Then grid import from 16:00 to 20:00 is at least 50% below the baseline without the battery assembly
+    And the highest cell voltage never exceeds 4.2 V
+    And the lowest cell voltage never falls below 3.0 V

@@ -719,8 +719,14 @@ impl Selective {
         }
         // Deferral (latched until the peak/event ends).
         if peak {
-            if !s.deferred && active && (s.class.has_battery() || s.taper_seen) {
-                let above = match inp.battery_soc.filter(|x| x.is_finite()) {
+            // A device that reports its charge (USB-PD Battery_Status) has
+            // a battery whatever its contract says.
+            let reported_soc = inp.battery_soc.filter(|x| x.is_finite());
+            if !s.deferred
+                && active
+                && (s.class.has_battery() || s.taper_seen || reported_soc.is_some())
+            {
+                let above = match reported_soc {
                     Some(soc) => soc >= cfg.defer_above_soc,
                     None => s.taper_seen,
                 };
@@ -1014,6 +1020,26 @@ mod tests {
                 reason: SelectiveReason::Standby
             }
         );
+    }
+
+    #[test]
+    fn a_reported_charge_defers_a_device_without_a_contract() {
+        // No USB-PD contract seen (class unknown) and no taper yet: the
+        // reported charge alone says it has a battery, and that it is full
+        // enough to wait.
+        let mut s = Selective::new(SelectiveConfig::default());
+        let phone = |soc: f32| SocketInput {
+            plugged: true,
+            power_w: 20.0,
+            battery_soc: Some(soc),
+            ..SocketInput::default()
+        };
+        s.update(Millis(0), &[phone(0.9), phone(0.5)], false);
+        let out = s.update(Millis(MIN), &[phone(0.9), phone(0.5)], true);
+        assert_eq!(cmd(&out, 0).reason, SelectiveReason::ChargeDeferred);
+        assert!(!cmd(&out, 0).on);
+        assert!(cmd(&out, 1).on);
+        assert_eq!(cmd(&out, 1).reason, SelectiveReason::Normal);
     }
 
     #[test]

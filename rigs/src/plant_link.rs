@@ -285,6 +285,8 @@ struct Probes {
     sockets: Vec<SignalId>,
     /// Plug detection per socket, where the house publishes it.
     sockets_plugged: Vec<Option<SignalId>>,
+    /// The plugged device's reported charge (USB-PD Battery_Status), 0..1.
+    sockets_device_soc: Vec<Option<SignalId>>,
     meter: MeterProbes,
 }
 
@@ -325,10 +327,13 @@ impl Probes {
         }
         let mut sockets = Vec::new();
         let mut sockets_plugged = Vec::new();
+        let mut sockets_device_soc = Vec::new();
         for k in cfg.bus.circuits.iter().flat_map(|c| c.usb_sockets.iter()) {
             let name = format!("socket_{}_power_w", signal_slug(&k.name));
             sockets.push(need(&name, "SocketStatus")?);
             sockets_plugged.push(s.lookup(&format!("socket_{}_plugged", signal_slug(&k.name))));
+            sockets_device_soc
+                .push(s.lookup(&format!("socket_{}_device_soc", signal_slug(&k.name))));
         }
         let p1 = "P1 telegrams";
         Ok(Probes {
@@ -350,6 +355,7 @@ impl Probes {
             circuits,
             sockets,
             sockets_plugged,
+            sockets_device_soc,
             meter: MeterProbes {
                 import_kwh: [
                     need("grid_import_t1_kwh", p1)?,
@@ -892,11 +898,24 @@ impl PlantLink {
         m.set_socket_plugged_raw_val(u8::from(plugged));
         m.set_socket_wake_raw_val(0);
         m.set_socket_power_raw_val(sc.u16(power_w, 0.1, 0.0));
-        // Not published by the house: no contract, sink maximum unknown,
-        // device SOC unknown (raw 255), device unknown (0).
+        // The device's charge where it reports it (raw 255 = unknown); not
+        // published by the house: no contract, sink maximum unknown, device
+        // unknown (0).
+        let device_soc = self
+            .probes
+            .sockets_device_soc
+            .get(k)
+            .copied()
+            .flatten()
+            .map(|id| s.get(id))
+            .filter(|x| plugged && x.is_finite() && (0.0..=1.0).contains(x));
         m.set_socket_contract_power_raw_val(0);
         m.set_socket_sink_max_power_raw_val(0);
-        m.set_socket_device_soc_raw_val(u8::MAX);
+        match device_soc {
+            // 0.5 % per bit: 0..=200.
+            Some(soc) => m.set_socket_device_soc_raw_val((soc * 200.0).round() as u8),
+            None => m.set_socket_device_soc_raw_val(u8::MAX),
+        }
         m.set_socket_device_id_raw_val(0);
         self.push(spec, None, *m.raw());
     }
@@ -1471,7 +1490,12 @@ mod tests {
                     near(m.socket_power(), p, 0.1, k);
                     let plugged = sig(&s, &format!("socket_{k}_plugged"));
                     assert_eq!(m.socket_plugged(), plugged > 0.5, "{k}");
-                    assert_eq!(m.socket_device_soc_raw_val(), 255, "unknown");
+                    let soc = sig(&s, &format!("socket_{k}_device_soc"));
+                    if plugged > 0.5 && soc.is_finite() {
+                        near(m.socket_device_soc(), soc * 100.0, 0.5, k);
+                    } else {
+                        assert_eq!(m.socket_device_soc_raw_val(), 255, "unknown: {k}");
+                    }
                     assert_eq!(m.socket_contract_power(), 0);
                 }
                 Messages::PlantHeartbeat(m) => {

@@ -669,6 +669,7 @@ enum Sig {
     CircuitTripped(usize),
     SocketPower(usize),
     SocketPlugged(usize),
+    SocketDeviceSoc(usize),
 }
 
 /// What a controller commands the plant to do (the same things the fixed
@@ -1147,6 +1148,17 @@ impl House {
                     .get(s)
                     .is_some_and(|k| k.device.is_some()),
             ),
+            // What a USB-PD 3.0 sink reports in its Battery_Status message:
+            // the plugged device's charge, NaN when nothing with a battery
+            // is plugged in.
+            Sig::SocketDeviceSoc(s) => self
+                .inputs
+                .sockets
+                .get(s)
+                .and_then(|k| k.device)
+                .map(|d| self.bus.device(d))
+                .filter(|d| d.config.has_battery())
+                .map_or(f64::NAN, |d| d.soc()),
         }
     }
 }
@@ -1265,6 +1277,13 @@ impl Plant for House {
             list.push((
                 signals.register(&format!("socket_{}_plugged", signal_slug(name)), Unit::Bool)?,
                 Sig::SocketPlugged(s),
+            ));
+            list.push((
+                signals.register(
+                    &format!("socket_{}_device_soc", signal_slug(name)),
+                    Unit::Fraction,
+                )?,
+                Sig::SocketDeviceSoc(s),
             ));
         }
         self.ids = Ids { list };

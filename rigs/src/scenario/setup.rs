@@ -105,6 +105,30 @@ impl Setup {
         })
     }
 
+    /// Replaces the house's pack with the pack file `file_name` that sits
+    /// beside the current one (e.g. `nmc_pack.toml` beside
+    /// `lfp_home_16s.toml` in `twin/params/`).
+    pub fn use_sibling_pack(&mut self, file_name: &str) -> Result<(), String> {
+        let path = self
+            .pack_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(file_name);
+        self.pack = read_table(&path).map_err(|e| {
+            format!("{e} (the {file_name} pack is looked for beside the rig's pack file)")
+        })?;
+        self.pack_path = path;
+        Ok(())
+    }
+
+    /// A TOML file beside the controller configuration (e.g.
+    /// `chemistry/nmc811_21700_5ah.toml` beside `firmware/config/terrace.toml`).
+    pub fn controller_sibling(&self, rel: &str) -> Result<Table, String> {
+        let path = relative_to(&self.controller_path, rel);
+        read_table(&path)
+            .map_err(|e| format!("{e} (looked for beside the rig's controller configuration)"))
+    }
+
     /// Removes the PV array from the house.
     pub fn remove_pv(&mut self) {
         self.house.remove("pv");

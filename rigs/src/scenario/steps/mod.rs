@@ -222,30 +222,42 @@ pub(crate) fn samples(s: &TimeSeries, from: f64, to: f64) -> Vec<(f64, f64)> {
 // -------------------------------------------------------------------- Given
 
 #[given(
-    regex = r"^a terrace house with an? ([\d.]+) kWh LFP battery assembly at ([\d.]+)% charge$"
+    regex = r"^a terrace house with an? ([\d.]+) kWh (LFP|NMC) battery assembly at ([\d.]+)% charge$"
 )]
-fn terrace_house(w: &mut MaslowWorld, kwh: String, soc_pct: String) -> StepResult {
+fn terrace_house(
+    w: &mut MaslowWorld,
+    kwh: String,
+    chemistry: String,
+    soc_pct: String,
+) -> StepResult {
     let kwh = num(&kwh)?;
     let soc = num(&soc_pct)? / 100.0;
     if !(0.0..=1.0).contains(&soc) {
         return Err(format!("charge {soc_pct}% is not within 0..100 %"));
     }
-    // The LFP pack is built of 16s strings of 100 Ah cells (5.12 kWh each).
-    let strings = (kwh / 5.12).round();
-    if !(1.0..=8.0).contains(&strings) || (strings * 5.12 - kwh).abs() > 0.6 {
-        return Err(format!(
-            "{kwh} kWh: the LFP assembly comes in 5.12 kWh strings (5, 10, 15 ... 40 kWh)"
-        ));
-    }
-    let n = strings as i64;
+    let (capacity_wh, scale) = if chemistry == "NMC" {
+        nmc_pack(w, kwh)?
+    } else {
+        // The LFP pack is built of 16s strings of 100 Ah cells (5.12 kWh each).
+        let strings = (kwh / 5.12).round();
+        if !(1.0..=8.0).contains(&strings) || (strings * 5.12 - kwh).abs() > 0.6 {
+            return Err(format!(
+                "{kwh} kWh: the LFP assembly comes in 5.12 kWh strings (5, 10, 15 ... 40 kWh)"
+            ));
+        }
+        let n = strings as i64;
+        w.setup_mut()?
+            .pack
+            .insert("parallel".into(), Value::Integer(n));
+        (5120.0 * n as f64, n as f64)
+    };
     let s = w.setup_mut()?;
-    s.pack.insert("parallel".into(), Value::Integer(n));
     let battery = section(&mut s.house, "battery");
     battery.insert("initial_soc".into(), Value::Float(soc));
     let assembly = section(&mut s.controller, "assembly");
     assembly.insert("initial_soc".into(), Value::Float(soc));
-    assembly.insert("usable_capacity_wh".into(), Value::Float(5120.0 * n as f64));
-    if n > 1 {
+    assembly.insert("usable_capacity_wh".into(), Value::Float(capacity_wh));
+    if scale > 1.0 {
         if let Some(conv) = s
             .house
             .get_mut("bus")
@@ -256,12 +268,125 @@ fn terrace_house(w: &mut MaslowWorld, kwh: String, soc_pct: String) -> StepResul
         {
             for k in ["discharge_limit_a", "charge_limit_a"] {
                 if let Some(v) = conv.get(k).and_then(Value::as_float) {
-                    conv.insert(k.into(), Value::Float(v * n as f64));
+                    conv.insert(k.into(), Value::Float(v * scale));
                 }
             }
         }
     }
     Ok(())
+}
+
+/// The NMC cell's controller characterisation, beside the rig's controller
+/// configuration.
+const NMC_CHEMISTRY: &str = "chemistry/nmc811_21700_5ah.toml";
+
+/// Builds the NMC pack (13 series 21700 5 Ah cells, as many in parallel as
+/// the energy asks) and the controller's estimation and protection for it;
+/// returns the nominal energy (Wh) and the converter scale against one
+/// 5.12 kWh LFP string.
+fn nmc_pack(w: &mut MaslowWorld, kwh: f64) -> Result<(f64, f64), String> {
+    const SERIES: i64 = 13;
+    let s = w.setup_mut()?;
+    let chem = s.controller_sibling(NMC_CHEMISTRY)?;
+    let cell_v = chem
+        .get("nominal_cell_voltage_v")
+        .and_then(Value::as_float)
+        .ok_or_else(|| format!("{NMC_CHEMISTRY}: needs `nominal_cell_voltage_v`"))?;
+    let cell_ah = chem
+        .get("estimation")
+        .and_then(|e| e.get("nominal_capacity_ah"))
+        .and_then(Value::as_float)
+        .ok_or_else(|| format!("{NMC_CHEMISTRY}: needs [estimation] nominal_capacity_ah"))?;
+    let group_wh = SERIES as f64 * cell_v * cell_ah;
+    let parallel = (kwh * 1000.0 / group_wh).round();
+    if !(2.0..=200.0).contains(&parallel) {
+        return Err(format!(
+            "{kwh} kWh: an NMC assembly of 13s {cell_ah} Ah cells is built from {:.2} to {:.1} kWh",
+            2.0 * group_wh / 1000.0,
+            200.0 * group_wh / 1000.0
+        ));
+    }
+    let m = parallel;
+    s.use_sibling_pack("nmc_pack.toml")?;
+    s.pack.insert("series".into(), Value::Integer(SERIES));
+    s.pack.insert("parallel".into(), Value::Integer(m as i64));
+    s.pack.insert(
+        "name".into(),
+        Value::String(format!(
+            "NMC 13s{}p {:.2} kWh",
+            m as i64,
+            m * group_wh / 1000.0
+        )),
+    );
+    // Scale the one-cell characterisation to the pack: capacity and
+    // currents × parallel, resistances ÷ parallel, capacitances × parallel.
+    let scaled = |t: &toml::Table, rules: &[(&str, f64)]| -> toml::Table {
+        let mut out = t.clone();
+        for (key, factor) in rules {
+            if let Some(v) = t.get(*key).and_then(Value::as_float) {
+                out.insert((*key).into(), Value::Float(v * factor));
+            }
+        }
+        out
+    };
+    let est_in = chem
+        .get("estimation")
+        .and_then(Value::as_table)
+        .ok_or_else(|| format!("{NMC_CHEMISTRY}: needs an [estimation] table"))?;
+    let mut est = scaled(
+        est_in,
+        &[
+            ("nominal_capacity_ah", m),
+            ("r0_ohm", 1.0 / m),
+            ("r1_ohm", 1.0 / m),
+            ("r2_ohm", 1.0 / m),
+            ("c1_f", m),
+            ("c2_f", m),
+            ("rest_current_a", m),
+            ("resistance_step_min_a", m),
+            ("plausible_current_max_a", m),
+        ],
+    );
+    est.insert("series_cells".into(), Value::Integer(SERIES));
+    let prot_in = chem
+        .get("protection")
+        .and_then(Value::as_table)
+        .ok_or_else(|| format!("{NMC_CHEMISTRY}: needs a [protection] table"))?;
+    let mut prot = scaled(
+        prot_in,
+        &[("max_charge_current_a", m), ("max_discharge_current_a", m)],
+    );
+    for key in ["charge_over_current", "discharge_over_current"] {
+        if let Some(limit) = prot_in.get(key).and_then(Value::as_table) {
+            prot.insert(
+                key.into(),
+                Value::Table(scaled(limit, &[("threshold", m), ("release", m)])),
+            );
+        }
+    }
+    // Keep what the rig's controller file says of deadlines and the rest.
+    let base_prot = section(&mut s.controller, "protection");
+    for (k, v) in prot {
+        base_prot.insert(k, v);
+    }
+    s.controller.insert("estimation".into(), Value::Table(est));
+    // The assembly's power limits: the rig's, or the cells', the lower.
+    let pack_v = SERIES as f64 * cell_v;
+    let cell_limit = |key: &str| prot_in.get(key).and_then(Value::as_float);
+    let assembly = section(&mut s.controller, "assembly");
+    for (a_key, p_key) in [
+        ("max_charge_w", "max_charge_current_a"),
+        ("max_discharge_w", "max_discharge_current_a"),
+    ] {
+        if let (Some(rig_w), Some(cell_a)) = (
+            assembly.get(a_key).and_then(Value::as_float),
+            cell_limit(p_key),
+        ) {
+            assembly.insert(a_key.into(), Value::Float(rig_w.min(cell_a * m * pack_v)));
+        }
+    }
+    let wh = m * group_wh;
+    Ok((wh, (wh / 5120.0).max(1.0)))
 }
 
 #[given(
