@@ -1289,7 +1289,7 @@ impl Controller {
 /// updated with a reading taken `dt_s` after the last one, W.
 fn ac_average(average_w: f32, reading_w: f32, dt_s: f32) -> f32 {
     const TAU_S: f32 = 900.0;
-    if !reading_w.is_finite() || !(dt_s.is_finite() && dt_s > 0.0) {
+    if !(reading_w.is_finite() && dt_s.is_finite() && dt_s > 0.0) {
         return average_w;
     }
     average_w + (reading_w - average_w) * (dt_s / (TAU_S + dt_s))

@@ -78,6 +78,10 @@ pub struct CanFrame {
     /// frame.
     dlc: u8,
     rtr: bool,
+    /// Stuff bits the frame needs on the wire, worked out once when it is
+    /// made: every frame is measured several times (both ends of a link,
+    /// the bus-load meter), and the content never changes.
+    stuff_bits: u8,
 }
 
 impl CanFrame {
@@ -93,7 +97,9 @@ impl CanFrame {
             data: bytes,
             dlc: data.len() as u8,
             rtr: false,
-        })
+            stuff_bits: 0,
+        }
+        .with_stuff_bits())
     }
 
     /// A remote (RTR) frame asking for `dlc` bytes (0..=8).
@@ -106,7 +112,18 @@ impl CanFrame {
             data: [0; MAX_DATA_LEN],
             dlc,
             rtr: true,
-        })
+            stuff_bits: 0,
+        }
+        .with_stuff_bits())
+    }
+
+    fn with_stuff_bits(mut self) -> Self {
+        let mut bits = FrameBits::up_to_data(&self);
+        let crc = bits.crc15();
+        bits.push_bits(u32::from(crc), 15);
+        // At most (118 − 1) / 4 = 29.
+        self.stuff_bits = bits.count_stuff_bits() as u8;
+        self
     }
 
     pub fn id(&self) -> CanId {
@@ -150,8 +167,7 @@ impl CanFrame {
     /// The frame's CRC-15 (polynomial 0x4599, initial value 0) over SOF
     /// through the end of the data field, unstuffed.
     pub fn crc15(&self) -> u16 {
-        let bits = FrameBits::up_to_data(self);
-        crc15(&bits.bits[..bits.len])
+        FrameBits::up_to_data(self).crc15()
     }
 }
 
@@ -194,34 +210,31 @@ const TRAILER_BITS: u32 = 1 + 1 + 1 + 7 + 3;
 /// The frame's length on the wire, with the stuff bits its content needs
 /// and the worst case for its format and DLC.
 pub fn bit_length(frame: &CanFrame) -> BitLength {
-    let mut bits = FrameBits::up_to_data(frame);
-    let crc = crc15(&bits.bits[..bits.len]);
-    bits.push_bits(u32::from(crc), 15);
-    let stuffable = bits.len as u32;
-    let stuff_bits = count_stuff_bits(&bits.bits[..bits.len]);
+    // SOF, arbitration, control: 19 bits standard, 39 extended; then the
+    // data and the 15-bit CRC.
+    let header = if frame.id.is_extended() { 39 } else { 19 };
+    let stuffable = header + 8 * frame.data().len() as u32 + 15;
     BitLength {
         unstuffed: stuffable + TRAILER_BITS,
-        stuff_bits,
+        stuff_bits: u32::from(frame.stuff_bits),
         worst_case_stuff_bits: (stuffable - 1) / 4,
     }
 }
 
-/// Stuffable bits of the longest frame: extended, 8 bytes: 54 + 64.
-const MAX_STUFFABLE: usize = 54 + 64;
-
-/// The frame's bits (0 dominant, 1 recessive), unstuffed.
+/// The frame's bits, unstuffed, in one word: the first bit (SOF) is the
+/// most significant of the `len` low bits (0 dominant, 1 recessive). The
+/// longest stuffable sequence, an extended frame with 8 bytes and its CRC,
+/// is 54 + 64 = 118 bits. Every frame on the bus is measured several times
+/// (links, bus-load meter), so this is a word, not an array of bits.
 struct FrameBits {
-    bits: [u8; MAX_STUFFABLE],
-    len: usize,
+    word: u128,
+    len: u32,
 }
 
 impl FrameBits {
     /// SOF through the end of the data field.
     fn up_to_data(frame: &CanFrame) -> Self {
-        let mut b = FrameBits {
-            bits: [0; MAX_STUFFABLE],
-            len: 0,
-        };
+        let mut b = FrameBits { word: 0, len: 0 };
         let rtr = u32::from(frame.rtr);
         b.push_bits(0, 1); // SOF
         match frame.id {
@@ -250,48 +263,96 @@ impl FrameBits {
 
     /// Append the `n` low bits of `value`, most significant first.
     fn push_bits(&mut self, value: u32, n: u32) {
-        for i in (0..n).rev() {
-            self.bits[self.len] = ((value >> i) & 1) as u8;
-            self.len += 1;
+        let mask = if n >= 32 { u32::MAX } else { (1u32 << n) - 1 };
+        self.word = (self.word << n) | u128::from(value & mask);
+        self.len += n;
+    }
+
+    /// Bit `k` counted from the first (SOF = 0).
+    #[cfg(test)]
+    fn bit(&self, k: u32) -> u8 {
+        ((self.word >> (self.len - 1 - k)) & 1) as u8
+    }
+
+    /// CAN CRC-15: polynomial x^15 + x^14 + x^10 + x^8 + x^7 + x^4 + x^3 + 1
+    /// (0x4599), initial value 0, over the bits so far: the leading
+    /// `len % 8` bits one by one, then whole bytes through a table.
+    fn crc15(&self) -> u16 {
+        let mut crc: u16 = 0;
+        let head = self.len % 8;
+        for k in 0..head {
+            let bit = ((self.word >> (self.len - 1 - k)) & 1) as u16;
+            let next = bit ^ ((crc >> 14) & 1);
+            crc = (crc << 1) & 0x7FFF;
+            if next != 0 {
+                crc ^= CRC15_POLY;
+            }
         }
+        let mut left = self.len - head;
+        while left > 0 {
+            left -= 8;
+            let byte = ((self.word >> left) & 0xFF) as u16;
+            let idx = usize::from(((crc >> 7) ^ byte) & 0xFF);
+            crc = ((crc << 8) ^ CRC15_TABLE[idx]) & 0x7FFF;
+        }
+        crc
+    }
+
+    /// Stuff bits a transmitter inserts: after five equal bits, one of the
+    /// opposite level, which itself starts the next run. Run by run: a run
+    /// of `n` equal bits that follows a stuff bit (of its own level) counts
+    /// `n + 1`, and holds `⌊count / 5⌋` stuff bits, the last at its very end
+    /// when `count` is a multiple of 5.
+    fn count_stuff_bits(&self) -> u32 {
+        if self.len == 0 {
+            return 0;
+        }
+        // Left-aligned: the first bit is the word's top bit.
+        let mut w = self.word << (128 - self.len);
+        let mut left = self.len;
+        let mut stuffed = 0;
+        let mut after_stuff = false;
+        while left > 0 {
+            let level_one = w >> 127 == 1;
+            let run = if level_one {
+                (!w).leading_zeros()
+            } else {
+                w.leading_zeros()
+            }
+            .min(left);
+            let count = run + u32::from(after_stuff);
+            stuffed += count / 5;
+            after_stuff = count % 5 == 0;
+            left -= run;
+            w = w.checked_shl(run).unwrap_or(0);
+        }
+        stuffed
     }
 }
 
-/// CAN CRC-15: polynomial x^15 + x^14 + x^10 + x^8 + x^7 + x^4 + x^3 + 1
-/// (0x4599), initial value 0, over `bits` (each 0 or 1).
-fn crc15(bits: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &bit in bits {
-        let next = bit ^ ((crc >> 14) & 1) as u8;
-        crc = (crc << 1) & 0x7FFF;
-        if next != 0 {
-            crc ^= 0x4599;
-        }
-    }
-    crc
-}
+/// The CAN CRC-15 polynomial without its x^15 term.
+const CRC15_POLY: u16 = 0x4599;
 
-/// Stuff bits a transmitter inserts into `bits`: after five equal bits, one
-/// of the opposite level, which itself starts the next run.
-fn count_stuff_bits(bits: &[u8]) -> u32 {
-    let mut stuffed = 0;
-    let mut last = 2u8; // no previous bit
-    let mut run = 0;
-    for &bit in bits {
-        if bit == last {
-            run += 1;
-        } else {
-            last = bit;
-            run = 1;
+/// CRC-15 of each byte value, fed most significant bit first.
+const CRC15_TABLE: [u16; 256] = {
+    let mut table = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = (i as u16) << 7;
+        let mut k = 0;
+        while k < 8 {
+            crc = if crc & 0x4000 != 0 {
+                ((crc << 1) ^ CRC15_POLY) & 0x7FFF
+            } else {
+                (crc << 1) & 0x7FFF
+            };
+            k += 1;
         }
-        if run == 5 {
-            stuffed += 1;
-            last ^= 1;
-            run = 1;
-        }
+        table[i] = crc;
+        i += 1;
     }
-    stuffed
-}
+    table
+};
 
 #[cfg(test)]
 mod tests {
@@ -342,6 +403,60 @@ mod tests {
         assert_eq!(r.data(), &[] as &[u8]);
         assert_eq!(r.dlc(), 4);
         assert!(r.is_remote());
+    }
+
+    fn from_bits(bits: &[u8]) -> FrameBits {
+        let mut b = FrameBits { word: 0, len: 0 };
+        for &x in bits {
+            b.push_bits(u32::from(x), 1);
+        }
+        b
+    }
+
+    fn count_stuff_bits(bits: &[u8]) -> u32 {
+        from_bits(bits).count_stuff_bits()
+    }
+
+    /// The reference: CRC and stuffing over the bits one by one, as the
+    /// standard draws them.
+    fn reference_crc_and_stuffing(bits: &[u8]) -> (u16, u32) {
+        let mut crc: u16 = 0;
+        for &bit in bits {
+            let next = bit ^ ((crc >> 14) & 1) as u8;
+            crc = (crc << 1) & 0x7FFF;
+            if next != 0 {
+                crc ^= 0x4599;
+            }
+        }
+        let mut all = bits.to_vec();
+        all.extend((0..15).rev().map(|i| ((crc >> i) & 1) as u8));
+        let (mut stuffed, mut last, mut run) = (0, 2u8, 0);
+        for &bit in &all {
+            if bit == last {
+                run += 1;
+            } else {
+                last = bit;
+                run = 1;
+            }
+            if run == 5 {
+                stuffed += 1;
+                last ^= 1;
+                run = 1;
+            }
+        }
+        (crc, stuffed)
+    }
+
+    proptest! {
+        #[test]
+        fn word_wide_bits_match_the_bit_by_bit_reference(f in arb_frame()) {
+            let b = FrameBits::up_to_data(&f);
+            let bits: Vec<u8> = (0..b.len).map(|k| b.bit(k)).collect();
+            let (crc, stuffed) = reference_crc_and_stuffing(&bits);
+            prop_assert_eq!(f.crc15(), crc);
+            prop_assert_eq!(bit_length(&f).stuff_bits, stuffed);
+            prop_assert_eq!(bit_length(&f).unstuffed, bits.len() as u32 + 15 + TRAILER_BITS);
+        }
     }
 
     #[test]
