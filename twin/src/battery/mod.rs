@@ -29,6 +29,7 @@ mod lanes;
 pub mod pack;
 pub mod params;
 pub mod profile;
+pub mod spme;
 pub mod thermal;
 
 pub use ageing::{AgeingParams, AgeingState};
@@ -41,7 +42,8 @@ pub use params::{
     ParamTable, RcParams, Spread, MAX_RC,
 };
 pub use profile::{
-    run_cell_profile, CellRun, CellSample, Profile, ProfileError, ProfileKind, StopReason,
+    run_cell_profile, run_profile, run_spme_profile, CellRun, CellSample, Profile, ProfileCell,
+    ProfileError, ProfileKind, StopReason,
 };
 pub use thermal::{ThermalParams, ThermalPropagator};
 
