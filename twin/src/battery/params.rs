@@ -102,6 +102,10 @@ fn one() -> f64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CellFile {
+    /// `"ecm"` if present (an SPMe file says `"spme"`; see
+    /// [`load_battery_params`]).
+    #[serde(default)]
+    pub model: Option<String>,
     pub name: String,
     #[serde(default)]
     pub source: Option<String>,
@@ -638,6 +642,15 @@ pub fn load_cell_params(path: &Path) -> Result<CellParams, ParamError> {
 pub fn parse_cell_params(path: &Path, text: &str) -> Result<CellParams, ParamError> {
     let f: CellFile = parse_toml(path, text)?;
     let cx = Ctx { path, text };
+    if let Some(m) = f.model.as_deref() {
+        if m != "ecm" {
+            return Err(cx.err(
+                "",
+                "model",
+                format!("must be \"ecm\" in an equivalent-circuit cell file, found \"{m}\" (load it with load_battery_params)"),
+            ));
+        }
+    }
     use AxisKind::*;
     let capacity_ah = cx.positive("", "capacity_ah", f.capacity_ah)?;
     let nominal_capacity_ah = cx.positive(
@@ -1056,5 +1069,40 @@ mod shipped_files {
         assert!(v_nom > 44.0 && v_nom < 52.0, "{v_nom}");
         assert!(nmc.parallel > 1);
         assert!(nmc.cell.ageing.is_some() && lfp.cell.ageing.is_some());
+    }
+}
+
+/// A battery cell of either model, as selected by the file's `model` key.
+#[derive(Debug, Clone)]
+pub enum BatteryParams {
+    /// `model = "ecm"` or no `model` key: the equivalent-circuit cell.
+    Ecm(CellParams),
+    /// `model = "spme"`: the electrochemical SPMe cell.
+    Spme(crate::battery::spme::SpmeParams),
+}
+
+/// Which model a cell parameter file is for: its `model` key, `"ecm"` if
+/// absent.
+pub fn cell_model_of(path: &Path, text: &str) -> Result<String, ParamError> {
+    let table: toml::Table = parse_toml(path, text)?;
+    match table.get("model") {
+        None => Ok("ecm".into()),
+        Some(toml::Value::String(m)) if m == "ecm" || m == "spme" => Ok(m.clone()),
+        Some(v) => Err(ParamError::invalid(
+            path,
+            format!("`model` must be \"ecm\" or \"spme\", found {v}"),
+        )),
+    }
+}
+
+/// Loads a cell parameter file of either model (selected by its `model`
+/// key: `"ecm"`, the default, or `"spme"`).
+pub fn load_battery_params(path: &Path) -> Result<BatteryParams, ParamError> {
+    let text = read_text(path)?;
+    match cell_model_of(path, &text)?.as_str() {
+        "spme" => Ok(BatteryParams::Spme(
+            crate::battery::spme::parse_spme_params(path, &text)?,
+        )),
+        _ => Ok(BatteryParams::Ecm(parse_cell_params(path, &text)?)),
     }
 }
