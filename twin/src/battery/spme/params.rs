@@ -249,6 +249,14 @@ impl Ctx<'_> {
             Err(self.err(key, format_args!("must be a finite number > 0, found {v}")))
         }
     }
+    /// A positive value no larger than a physical bound.
+    fn bounded(&self, key: &str, v: f64, max: f64) -> Result<f64, ParamError> {
+        if v.is_finite() && v > 0.0 && v <= max {
+            Ok(v)
+        } else {
+            Err(self.err(key, format_args!("must be within (0, {max:e}], found {v}")))
+        }
+    }
     fn non_negative(&self, key: &str, v: f64) -> Result<f64, ParamError> {
         if v.is_finite() && v >= 0.0 {
             Ok(v)
@@ -269,7 +277,11 @@ impl Ctx<'_> {
 
     fn electrode(&self, d: &str, e: &ElectrodeFile) -> Result<Electrode, ParamError> {
         let k = |name: &str| format!("{d}.{name}");
-        let max_c = self.positive(&k("max_concentration_mol_m3"), e.max_concentration_mol_m3)?;
+        let max_c = self.bounded(
+            &k("max_concentration_mol_m3"),
+            e.max_concentration_mol_m3,
+            1e6,
+        )?;
         let c0 = self.positive(
             &k("initial_concentration_mol_m3"),
             e.initial_concentration_mol_m3,
@@ -297,24 +309,27 @@ impl Ctx<'_> {
             None => Func::Constant(0.0),
         };
         Ok(Electrode {
-            thickness_m: self.positive(&k("thickness_m"), e.thickness_m)?,
+            thickness_m: self.bounded(&k("thickness_m"), e.thickness_m, 0.01)?,
             porosity,
             active_material_volume_fraction: eps_s,
-            particle_radius_m: self.positive(&k("particle_radius_m"), e.particle_radius_m)?,
+            particle_radius_m: self.bounded(&k("particle_radius_m"), e.particle_radius_m, 1e-3)?,
             max_concentration_mol_m3: max_c,
             initial_concentration_mol_m3: c0,
-            diffusivity_m2_s: self.positive(&k("diffusivity_m2_s"), e.diffusivity_m2_s)?,
+            diffusivity_m2_s: self.bounded(&k("diffusivity_m2_s"), e.diffusivity_m2_s, 1e-3)?,
             diffusivity_activation_energy_j_mol: self.non_negative(
                 &k("diffusivity_activation_energy_j_mol"),
                 e.diffusivity_activation_energy_j_mol,
             )?,
-            conductivity_s_m: self.positive(&k("conductivity_s_m"), e.conductivity_s_m)?,
+            conductivity_s_m: self.bounded(&k("conductivity_s_m"), e.conductivity_s_m, 1e9)?,
             bruggeman_electrolyte: self
                 .non_negative(&k("bruggeman_electrolyte"), e.bruggeman_electrolyte)?,
             bruggeman_electrode: self
                 .non_negative(&k("bruggeman_electrode"), e.bruggeman_electrode)?,
-            exchange_current_ref: self
-                .positive(&k("exchange_current_ref"), e.exchange_current_ref)?,
+            exchange_current_ref: self.bounded(
+                &k("exchange_current_ref"),
+                e.exchange_current_ref,
+                1e3,
+            )?,
             exchange_current_activation_energy_j_mol: self.non_negative(
                 &k("exchange_current_activation_energy_j_mol"),
                 e.exchange_current_activation_energy_j_mol,
@@ -446,7 +461,7 @@ pub fn parse_spme_params(path: &Path, text: &str) -> Result<SpmeParams, ParamErr
         nominal_capacity_ah: cx.positive("nominal_capacity_ah", f.nominal_capacity_ah)?,
         voltage_min_v,
         voltage_max_v,
-        electrode_area_m2: cx.positive("electrode_area_m2", f.electrode_area_m2)?,
+        electrode_area_m2: cx.bounded("electrode_area_m2", f.electrode_area_m2, 1e3)?,
         reference_temperature_k: cx
             .positive("reference_temperature_k", f.reference_temperature_k)?,
         contact_resistance_ohm: cx
@@ -455,7 +470,7 @@ pub fn parse_spme_params(path: &Path, text: &str) -> Result<SpmeParams, ParamErr
         temperature_min_c: f.temperature_min_c,
         negative: cx.electrode("negative", &f.negative)?,
         separator: Separator {
-            thickness_m: cx.positive("separator.thickness_m", s.thickness_m)?,
+            thickness_m: cx.bounded("separator.thickness_m", s.thickness_m, 0.01)?,
             porosity: cx.fraction("separator.porosity", s.porosity)?,
             bruggeman_electrolyte: cx
                 .non_negative("separator.bruggeman_electrolyte", s.bruggeman_electrolyte)?,
