@@ -79,7 +79,7 @@ def j0(p, v, c_max):
     return m_ref, e
 
 
-def export_params(name, fname, thermal, force_isothermal=False):
+def export_params(name, fname, thermal, force_isothermal=False, sei=False):
     p = pybamm.ParameterValues(name)
     v = pybamm.__version__
     out = [ATTRIBUTION.format(v=v, name=name)]
@@ -161,6 +161,21 @@ cooling_conductance_w_per_k = {g!r}
         )
     else:
         out.append('\n[thermal]\nmodel = "isothermal"\n')
+    if sei:
+        out.append(
+            f"""
+# PyBaMM's "SEI": "solvent-diffusion limited" with "SEI film resistance": "distributed".
+[sei]
+model = "solvent-diffusion limited"
+initial_thickness_m = {float(p['Initial SEI thickness [m]'])!r}
+partial_molar_volume_m3_mol = {float(p['SEI partial molar volume [m3.mol-1]'])!r}
+resistivity_ohm_m = {float(p['SEI resistivity [Ohm.m]'])!r}
+solvent_diffusivity_m2_s = {float(p['SEI solvent diffusivity [m2.s-1]'])!r}
+bulk_solvent_concentration_mol_m3 = {float(p['Bulk solvent concentration [mol.m-3]'])!r}
+lithium_moles_per_sei_mole = {float(p['Ratio of lithium moles to SEI moles'])!r}
+activation_energy_j_mol = {float(p['SEI growth activation energy [J.mol-1]'])!r}
+"""
+        )
     out.append("\n[mesh]\nparticle_shells = 20\nelectrolyte_cells_per_domain = 20\n")
     with open(os.path.join(PARAMS, fname), "w") as f:
         f.write("".join(out))
@@ -288,6 +303,7 @@ def main(argv):
     os.makedirs(REF, exist_ok=True)
     export_params("Chen2020", "chen2020.toml", True)
     export_params("Chen2020", "chen2020_isothermal.toml", True, force_isothermal=True)
+    export_params("Chen2020", "chen2020_sei.toml", True, force_isothermal=True, sei=True)
     export_params("Prada2013", "prada2013.toml", False)
     names = argv or list(CASES)
     for case in names:

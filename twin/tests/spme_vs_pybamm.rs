@@ -217,3 +217,96 @@ fn prada2013_cc_1c_matches_pybamm() {
     let f = compare("prada2013_cc_1c", "prada2013.toml", 1.0, 1.0);
     assert!(f.v_rmse < 10e-3, "voltage RMSE {:.3} mV", f.v_rmse * 1e3);
 }
+
+/// Runs `cell` at `current_a` until the voltage crosses `limit_v` (the last
+/// step shortened so that it lands on the limit, as PyBaMM's event); returns
+/// the charge moved (Ah).
+fn run_until(cell: &mut twin::battery::spme::SpmeCell, current_a: f64, limit_v: f64) -> f64 {
+    let crossed = |v: f64| {
+        if current_a > 0.0 {
+            v <= limit_v
+        } else {
+            v >= limit_v
+        }
+    };
+    let mut ah = 0.0;
+    cell.set_instant_current(current_a);
+    for _ in 0..100_000 {
+        let before = cell.clone();
+        let v0 = cell.output().voltage_v;
+        let v1 = cell.step_current(current_a, 1.0).voltage_v;
+        if !crossed(v1) {
+            ah += current_a / 3600.0;
+            continue;
+        }
+        // Shorten the step to land on the limit (secant on the step length).
+        let (mut lo, mut hi, mut vlo, mut vhi) = (0.0, 1.0, v0, v1);
+        let mut dt = 1.0;
+        for _ in 0..30 {
+            dt = lo + (hi - lo) * (vlo - limit_v) / (vlo - vhi);
+            *cell = before.clone();
+            let v = cell.step_current(current_a, dt).voltage_v;
+            if (v - limit_v).abs() < 1e-9 {
+                break;
+            }
+            if crossed(v) {
+                hi = dt;
+                vhi = v;
+            } else {
+                lo = dt;
+                vlo = v;
+            }
+        }
+        return ah + current_a * dt / 3600.0;
+    }
+    panic!("no cut-off reached");
+}
+
+#[test]
+fn sei_capacity_loss_over_100_cycles_matches_pybamm() {
+    let p = load_spme_params(&root().join("params/chen2020_sei.toml")).unwrap();
+    let mut cell = twin::battery::spme::SpmeCell::new(&p, 1.0, 25.0).unwrap();
+    let reference =
+        load_numeric_csv(&root().join("tests/reference/spme/chen2020_sei_100_cycles.csv")).unwrap();
+    let rq = reference.column("discharge_capacity_ah").unwrap();
+    let rli = reference.column("lithium_lost_to_sei_mol").unwrap();
+    let mut q = Vec::new();
+    for _ in 0..rq.len() {
+        q.push(run_until(&mut cell, 5.0, 2.5));
+        run_until(&mut cell, -5.0, 4.2);
+    }
+    // Cycle 1 starts from SOC 1; cycles 2.. from the 1C (CC) charge to
+    // 4.2 V, so the fade is measured from cycle 2 to the last.
+    let n = rq.len() - 1;
+    let lost = q[1] - q[n];
+    let ref_lost = rq[1] - rq[n];
+    let li = cell.state().sei_lithium_mol;
+    let rel = (lost - ref_lost).abs() / ref_lost;
+    let rel_li = (li - rli[n]).abs() / rli[n];
+    println!(
+        "SEI, {} cycles: capacity lost (cycle 2 to {}) {:.6} Ah ({:.6} -> {:.6}) vs PyBaMM {:.6} Ah \
+         ({:.6} -> {:.6}): {:.2} %; lithium to SEI {:.6e} vs {:.6e} mol ({:.2} %); \
+         first discharge {:.5} vs {:.5} Ah; SOH {:.5}",
+        rq.len(),
+        rq.len(),
+        lost,
+        q[1],
+        q[n],
+        ref_lost,
+        rq[1],
+        rq[n],
+        rel * 100.0,
+        li,
+        rli[n],
+        rel_li * 100.0,
+        q[0],
+        rq[0],
+        cell.output().soh
+    );
+    assert!(rel < 0.05, "capacity lost differs by {:.2} %", rel * 100.0);
+    assert!(
+        rel_li < 0.05,
+        "lithium lost differs by {:.2} %",
+        rel_li * 100.0
+    );
+}

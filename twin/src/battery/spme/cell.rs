@@ -32,10 +32,18 @@
 //! for any step, lithium conserved exactly): each step is one tridiagonal
 //! solve per particle (factorisation cached while `D·dt` is unchanged) and
 //! one for the electrolyte with `D_e` taken at the start of the step. The
-//! lumped temperature uses the exact exponential solution for the step's
-//! mean heat (trapezoid of start and end heat), and the temperature at the
-//! start of the step sets the transport properties. A step allocates
-//! nothing.
+//! lumped temperature uses the exact exponential solution for the heat at
+//! the start of the step, and the temperature at the start of the step sets
+//! the transport properties. A step allocates nothing.
+//!
+//! **SEI** (optional, PyBaMM's "solvent-diffusion limited" with distributed
+//! film resistance): `j_sei = −F D_sol c_sol / L_sei`, so `L_sei²` grows
+//! linearly in time (advanced exactly); the lithium it takes leaves the
+//! negative particles as an extra surface flux, and the film adds
+//! `j L_sei ρ_sei` to the negative overpotential.
+//!
+//! Concentrations are not clamped: as in PyBaMM, it is the voltage cut-off
+//! that keeps the particles within (0, c_max).
 
 use std::sync::Arc;
 
@@ -346,6 +354,8 @@ impl SpmeModel {
             c_p: vec![y * self.pos.c_max; n],
             c_e: vec![self.params.electrolyte.initial_concentration_mol_m3; 3 * self.m],
             temperature_k: t_c + KELVIN,
+            sei_thickness_m: self.params.sei.map_or(0.0, |s| s.initial_thickness_m),
+            sei_lithium_mol: 0.0,
             current_a: 0.0,
             voltage_v: 0.0,
             ocv_v: 0.0,
@@ -428,13 +438,30 @@ impl SpmeModel {
                 * arrhenius(el.exchange_current_activation_energy_j_mol, t_ref, t)
                 * (c_surf * (ec.c_max - c_surf)).sqrt();
             let j = i * ec.j_per_i;
-            let mut eta = 0.0;
-            let mut ln_sum = 0.0;
+            // Σ asinh(x_k) = sign(j)·ln Π(|x_k| + √(x_k² + 1)) and
+            // Σ ln(c_k / c̄) = ln Π(c_k / c̄): two logarithms per electrode
+            // instead of one per volume (per-volume sums if a product
+            // leaves the floating-point range).
+            let half_j = 0.5 * j.abs() / k;
+            let inv_av = 1.0 / ce_av;
+            let (mut prod_eta, mut prod_c) = (1.0, 1.0);
             for &c in cells {
                 let c = c.max(1e-6);
-                let j0 = k * c.sqrt();
-                eta += (j / (2.0 * j0)).asinh();
-                ln_sum += (c / ce_av).ln();
+                let x = half_j / c.sqrt();
+                prod_eta *= x + (x * x + 1.0).sqrt();
+                prod_c *= c * inv_av;
+            }
+            let mut eta = prod_eta.ln();
+            if !eta.is_finite() {
+                eta = cells
+                    .iter()
+                    .map(|&c| (half_j / c.max(1e-6).sqrt()).asinh())
+                    .sum();
+            }
+            let eta = eta.copysign(j);
+            let mut ln_sum = prod_c.ln();
+            if !(ln_sum.is_finite() && prod_c > 0.0) {
+                ln_sum = cells.iter().map(|&c| (c.max(1e-6) * inv_av).ln()).sum();
             }
             let inv = 1.0 / cells.len() as f64;
             (
@@ -455,7 +482,10 @@ impl SpmeModel {
         let v = ocv + eta_p - eta_n + chi * rt_f * (ln_p - ln_n)
             - i * self.electrolyte_r_len / kappa
             - i * (self.neg.solid_r + self.pos.solid_r)
-            - current_a * p.contact_resistance_ohm;
+            - current_a * p.contact_resistance_ohm
+            - p.sei.map_or(0.0, |s| {
+                i * self.neg.j_per_i * st.sei_thickness_m * s.resistivity_ohm_m
+            });
         st.current_a = current_a;
         st.voltage_v = v;
         st.ocv_v = ocv;
@@ -493,15 +523,37 @@ impl SpmeModel {
         let t_ref = p.reference_temperature_k;
         let i = self.i_density(current_a);
         // Heat at the start of the step with this step's current.
-        if st.current_a != current_a {
+        let lumped = matches!(p.thermal, SpmeThermal::Lumped { .. });
+        if lumped && st.current_a != current_a {
             self.evaluate(st, current_a);
         }
         let q_start = st.heat_now_w;
 
+        // SEI: L² grows linearly in time (exact over the step); the lithium
+        // it takes leaves the negative particles as an extra surface flux.
+        let mut sei_flux = 0.0; // mol/(m² s) out of the negative particles
+        if let Some(s) = p.sei {
+            let k = s.partial_molar_volume_m3_mol
+                * s.solvent_diffusivity_m2_s
+                * s.bulk_solvent_concentration_mol_m3
+                * arrhenius(s.activation_energy_j_mol, t_ref, t)
+                / s.lithium_moles_per_sei_mole;
+            let l0 = st.sei_thickness_m;
+            let l1 = (l0 * l0 + 2.0 * k * dt_s).sqrt();
+            let li_per_area =
+                s.lithium_moles_per_sei_mole * (l1 - l0) / s.partial_molar_volume_m3_mol;
+            sei_flux = li_per_area / dt_s;
+            st.sei_thickness_m = l1;
+            let area = p.negative.surface_area_per_volume_1_m()
+                * p.negative.thickness_m
+                * p.electrode_area_m2;
+            st.sei_lithium_mol += li_per_area * area;
+        }
+
         // Particles.
-        for (c, ec, el, fac) in [
-            (&mut st.c_n, &self.neg, &p.negative, &mut ws.neg),
-            (&mut st.c_p, &self.pos, &p.positive, &mut ws.pos),
+        for (c, ec, el, fac, extra) in [
+            (&mut st.c_n, &self.neg, &p.negative, &mut ws.neg, sei_flux),
+            (&mut st.c_p, &self.pos, &p.positive, &mut ws.pos, 0.0),
         ] {
             let d_dt = el.diffusivity_m2_s
                 * arrhenius(el.diffusivity_activation_energy_j_mol, t_ref, t)
@@ -515,7 +567,7 @@ impl SpmeModel {
                 fac.key = d_dt;
             }
             let n = c.len();
-            c[n - 1] -= dt_s * ec.mesh.surf_over_vol * i * ec.flux_per_i;
+            c[n - 1] -= dt_s * ec.mesh.surf_over_vol * (i * ec.flux_per_i + extra);
             fac.lu.solve(c);
         }
 
@@ -543,31 +595,28 @@ impl SpmeModel {
         }
         ws.lu_e.solve(&mut st.c_e);
 
-        // Voltage and heat at the end of the step (at the start temperature),
-        // then the temperature over the step.
-        self.evaluate(st, current_a);
-        let q_mean = 0.5 * (q_start + st.heat_now_w);
+        // Temperature over the step (exact exponential for the heat at the
+        // start of the step), then voltage and heat at the end of the step.
         if let SpmeThermal::Lumped {
             heat_capacity_j_per_k: c,
             cooling_conductance_w_per_k: g,
         } = p.thermal
         {
             let t_amb = t_amb_c + KELVIN;
-            let t_new = if g > 0.0 {
+            st.temperature_k = if g > 0.0 {
                 let decay = (-dt_s * g / c).exp();
-                let t_inf = t_amb + q_mean / g;
+                let t_inf = t_amb + q_start / g;
                 t_inf + (t - t_inf) * decay
             } else {
-                t + q_mean * dt_s / c
+                t + q_start * dt_s / c
             };
-            st.temperature_k = t_new;
         } else {
             st.temperature_k = t_amb_c + KELVIN;
         }
-        if st.temperature_k != t {
-            self.evaluate(st, current_a);
+        self.evaluate(st, current_a);
+        if lumped {
+            st.heat_w = q_start;
         }
-        st.heat_w = q_mean;
     }
 
     /// The cell's output for a state.
@@ -582,7 +631,7 @@ impl SpmeModel {
             jig_temperature_c: t_c,
             heat_w: st.heat_w,
             power_w: st.voltage_v * st.current_a,
-            soh: 1.0,
+            soh: 1.0 - st.sei_lithium_mol * FARADAY / 3600.0 / self.capacity_ah(),
             limits: st.limits,
         }
     }
@@ -599,6 +648,10 @@ pub struct SpmeState {
     pub c_e: Vec<f64>,
     /// Cell temperature (K).
     pub temperature_k: f64,
+    /// SEI thickness on the negative particles (m); 0 without SEI.
+    pub sei_thickness_m: f64,
+    /// Lithium consumed by SEI growth since the start (mol).
+    pub sei_lithium_mol: f64,
     /// Current of the last step or set (A, positive = discharge).
     pub current_a: f64,
     pub voltage_v: f64,

@@ -25,4 +25,4 @@ pub use cell::{
     GAS_CONSTANT,
 };
 pub use func::{Builtin, Func, FuncSpec};
-pub use params::{load_spme_params, parse_spme_params, SpmeParams, SpmeThermal};
+pub use params::{load_spme_params, parse_spme_params, Sei, SpmeParams, SpmeThermal};

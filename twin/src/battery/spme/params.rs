@@ -86,6 +86,25 @@ pub struct SpmeThermalFile {
     pub cooling_conductance_w_per_k: Option<f64>,
 }
 
+/// SEI growth on the negative particles as written in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeiFile {
+    /// `"solvent-diffusion limited"` (PyBaMM's option of that name).
+    pub model: String,
+    pub initial_thickness_m: f64,
+    pub partial_molar_volume_m3_mol: f64,
+    /// Film resistivity (Ω m); the film adds `j L_sei ρ` to the negative
+    /// overpotential (PyBaMM's "distributed" film resistance).
+    pub resistivity_ohm_m: f64,
+    pub solvent_diffusivity_m2_s: f64,
+    pub bulk_solvent_concentration_mol_m3: f64,
+    /// Lithium moles per SEI mole (PyBaMM's `z_sei`).
+    pub lithium_moles_per_sei_mole: f64,
+    #[serde(default)]
+    pub activation_energy_j_mol: f64,
+}
+
 /// The mesh as written in the file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,6 +157,8 @@ pub struct SpmeFile {
     pub positive: ElectrodeFile,
     pub electrolyte: ElectrolyteFile,
     pub thermal: SpmeThermalFile,
+    #[serde(default)]
+    pub sei: Option<SeiFile>,
     #[serde(default)]
     pub mesh: MeshFile,
 }
@@ -211,6 +232,19 @@ pub enum SpmeThermal {
     },
 }
 
+/// Validated SEI parameters (solvent-diffusion limited growth:
+/// `j_sei = −F D_sol c_sol / L_sei`, `dL_sei/dt = −V̄ j_sei / (z F)`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sei {
+    pub initial_thickness_m: f64,
+    pub partial_molar_volume_m3_mol: f64,
+    pub resistivity_ohm_m: f64,
+    pub solvent_diffusivity_m2_s: f64,
+    pub bulk_solvent_concentration_mol_m3: f64,
+    pub lithium_moles_per_sei_mole: f64,
+    pub activation_energy_j_mol: f64,
+}
+
 /// Validated SPMe cell parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpmeParams {
@@ -230,6 +264,8 @@ pub struct SpmeParams {
     pub positive: Electrode,
     pub electrolyte: Electrolyte,
     pub thermal: SpmeThermal,
+    /// SEI growth on the negative electrode, if modelled.
+    pub sei: Option<Sei>,
     pub particle_shells: usize,
     pub electrolyte_cells_per_domain: usize,
 }
@@ -439,6 +475,50 @@ pub fn parse_spme_params(path: &Path, text: &str) -> Result<SpmeParams, ParamErr
             ))
         }
     };
+    let sei = match &f.sei {
+        None => None,
+        Some(s) => {
+            if s.model != "solvent-diffusion limited" {
+                return Err(cx.err(
+                    "sei.model",
+                    format_args!(
+                        "must be \"solvent-diffusion limited\" (the one SEI option implemented), found \"{}\"",
+                        s.model
+                    ),
+                ));
+            }
+            Some(Sei {
+                initial_thickness_m: cx.bounded(
+                    "sei.initial_thickness_m",
+                    s.initial_thickness_m,
+                    1e-5,
+                )?,
+                partial_molar_volume_m3_mol: cx.bounded(
+                    "sei.partial_molar_volume_m3_mol",
+                    s.partial_molar_volume_m3_mol,
+                    1.0,
+                )?,
+                resistivity_ohm_m: cx.non_negative("sei.resistivity_ohm_m", s.resistivity_ohm_m)?,
+                solvent_diffusivity_m2_s: cx.bounded(
+                    "sei.solvent_diffusivity_m2_s",
+                    s.solvent_diffusivity_m2_s,
+                    1e-3,
+                )?,
+                bulk_solvent_concentration_mol_m3: cx.bounded(
+                    "sei.bulk_solvent_concentration_mol_m3",
+                    s.bulk_solvent_concentration_mol_m3,
+                    1e6,
+                )?,
+                lithium_moles_per_sei_mole: cx.bounded(
+                    "sei.lithium_moles_per_sei_mole",
+                    s.lithium_moles_per_sei_mole,
+                    100.0,
+                )?,
+                activation_energy_j_mol: cx
+                    .non_negative("sei.activation_energy_j_mol", s.activation_energy_j_mol)?,
+            })
+        }
+    };
     let shells = f.mesh.particle_shells;
     if !(3..=200).contains(&shells) {
         return Err(cx.err(
@@ -478,6 +558,7 @@ pub fn parse_spme_params(path: &Path, text: &str) -> Result<SpmeParams, ParamErr
         positive: cx.electrode("positive", &f.positive)?,
         electrolyte,
         thermal,
+        sei,
         particle_shells: shells,
         electrolyte_cells_per_domain: cells,
     })
