@@ -48,6 +48,20 @@ fn bench(c: &mut Criterion) {
             black_box(run.samples.len())
         })
     });
+    // 16s1p lumped-thermal pack at the real-time rig's 10 ms plant step.
+    if let twin::battery::BatteryPackParams::Spme(pp) =
+        twin::battery::load_battery_pack_params(&params_dir().join("chen2020_16s.toml")).unwrap()
+    {
+        let mut pack = twin::battery::spme::SpmePack::new(&pp, 0.7, 25.0, 1).unwrap();
+        let mut k = 0u64;
+        g.bench_function("pack_16s1p_step_10ms", |b| {
+            b.iter(|| {
+                k += 1;
+                let i = if (k / 1000) % 2 == 0 { 5.0 } else { -5.0 };
+                black_box(pack.step_current(black_box(i), 0.01))
+            })
+        });
+    }
     g.finish();
 }
 

@@ -38,8 +38,9 @@ pub use cell::{
 };
 pub use pack::{Pack, PackOutput};
 pub use params::{
-    cell_model_of, load_battery_params, load_cell_params, load_pack_params, parse_cell_params,
-    AxisKind, BatteryParams, CellParams, PackParams, ParamTable, RcParams, Spread, MAX_RC,
+    cell_model_of, load_battery_pack_params, load_battery_params, load_cell_params,
+    load_pack_params, parse_cell_params, AxisKind, BatteryPackParams, BatteryParams, CellParams,
+    PackParams, ParamTable, RcParams, Spread, MAX_RC,
 };
 pub use profile::{
     run_cell_profile, run_profile, run_spme_profile, CellRun, CellSample, Profile, ProfileCell,

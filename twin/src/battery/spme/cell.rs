@@ -816,8 +816,9 @@ impl SpmeCell {
         Ok(i)
     }
 
-    /// End-of-step voltage if `current_a` flowed for `dt_s` (state kept).
-    fn trial_voltage(&mut self, current_a: f64, dt_s: f64) -> f64 {
+    /// End-of-step voltage if `current_a` flowed for `dt_s`; the state is
+    /// left as it is.
+    pub fn trial_voltage(&mut self, current_a: f64, dt_s: f64) -> f64 {
         self.trial.clone_from(&self.state);
         self.model.step(
             &mut self.trial,

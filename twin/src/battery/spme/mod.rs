@@ -17,6 +17,7 @@
 
 pub mod cell;
 pub mod func;
+pub mod pack;
 pub mod params;
 pub mod tridiag;
 
@@ -25,4 +26,5 @@ pub use cell::{
     GAS_CONSTANT,
 };
 pub use func::{Builtin, Func, FuncSpec};
+pub use pack::{SpmePack, SpmePackParams};
 pub use params::{load_spme_params, parse_spme_params, Sei, SpmeParams, SpmeThermal};
