@@ -30,7 +30,7 @@ fn bench(c: &mut Criterion) {
         g.bench_function(&name, |b| {
             b.iter(|| {
                 k += 1;
-                let i = if k % 2 == 0 { 5.0 } else { -5.0 };
+                let i = if k.is_multiple_of(2) { 5.0 } else { -5.0 };
                 black_box(cell.step_current(black_box(i), 1.0))
             })
         });
@@ -57,7 +57,7 @@ fn bench(c: &mut Criterion) {
         g.bench_function("pack_16s1p_step_10ms", |b| {
             b.iter(|| {
                 k += 1;
-                let i = if (k / 1000) % 2 == 0 { 5.0 } else { -5.0 };
+                let i = if (k / 1000).is_multiple_of(2) { 5.0 } else { -5.0 };
                 black_box(pack.step_current(black_box(i), 0.01))
             })
         });

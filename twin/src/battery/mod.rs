@@ -3,7 +3,10 @@
 //! two-mass thermal model and calendar/cycle ageing; a series × parallel
 //! [`Pack`] with seeded cell-to-cell spread; parameter files
 //! ([`load_cell_params`], [`load_pack_params`], schema in
-//! `twin/params/README.md`); and a profile runner ([`profile`]).
+//! `twin/params/README.md`); and a profile runner ([`profile`]). The
+//! electrochemical alternative, an SPMe cell and pack validated against
+//! PyBaMM, is in [`spme`]; files select the model with `model = "ecm" |
+//! "spme"` ([`load_battery_params`], [`load_battery_pack_params`]).
 //!
 //! Conventions (PyBaMM's): positive current and power = discharge; SOC in
 //! [0, 1]; temperatures in °C; RC overpotentials negative on discharge.

@@ -575,13 +575,17 @@ impl SpmeModel {
         let e = &p.electrolyte;
         let arr_d = arrhenius(e.diffusivity_activation_energy_j_mol, t_ref, t);
         let n = st.c_e.len();
-        for k in 0..n {
-            ws.k_node[k] = self.tor[k] * e.diffusivity_m2_s.eval(st.c_e[k].max(0.0)) * arr_d;
+        for ((kn, tor), c) in ws.k_node.iter_mut().zip(&self.tor).zip(&st.c_e) {
+            *kn = tor * e.diffusivity_m2_s.eval(c.max(0.0)) * arr_d;
         }
-        for f in 0..n - 1 {
-            let b = self.beta[f];
-            let kf = 1.0 / (b / ws.k_node[f] + (1.0 - b) / ws.k_node[f + 1]);
-            ws.k_face[f] = kf * dt_s / self.dnode[f];
+        for (((kf, b), kn), dn) in ws
+            .k_face
+            .iter_mut()
+            .zip(&self.beta)
+            .zip(ws.k_node.windows(2))
+            .zip(&self.dnode)
+        {
+            *kf = dt_s / (dn * (b / kn[0] + (1.0 - b) / kn[1]));
         }
         let (dx, eps, kf) = (&self.dx, &self.eps, &ws.k_face);
         ws.lu_e.factor(|k| {
@@ -590,8 +594,8 @@ impl SpmeModel {
             let hi = if k + 1 < n { kf[k] } else { 0.0 };
             (-lo, cap + lo + hi, -hi)
         });
-        for k in 0..n {
-            st.c_e[k] = eps[k] * dx[k] * st.c_e[k] + dt_s * dx[k] * self.source_per_i[k] * i;
+        for (((c, e), d), src) in st.c_e.iter_mut().zip(eps).zip(dx).zip(&self.source_per_i) {
+            *c = e * d * *c + dt_s * d * src * i;
         }
         ws.lu_e.solve(&mut st.c_e);
 

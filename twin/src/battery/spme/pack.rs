@@ -66,18 +66,21 @@ impl SpmePack {
         let n = params.series * params.parallel;
         let nominal = SpmeModel::new(&params.cell)?;
         let sd = params.spread;
-        let unit = Normal::new(0.0, 1.0).expect("unit normal");
+        let unit: Normal<f64> = Normal::new(0.0, 1.0).expect("unit normal");
         let mut cells = Vec::with_capacity(n);
         for _ in 0..n {
-            let zc: f64 = unit.sample(&mut rng);
-            let zr: f64 = unit.sample(&mut rng);
-            let zs: f64 = unit.sample(&mut rng);
+            // Normal draws truncated at ±3σ, as the ECM pack.
+            let mut z = || -> f64 {
+                let x: f64 = unit.sample(&mut rng);
+                x.clamp(-3.0, 3.0)
+            };
+            let (zc, zr, zs) = (z(), z(), z());
             let model: Arc<SpmeModel> = if sd.capacity_rel_sd == 0.0 && sd.resistance_rel_sd == 0.0
             {
                 nominal.clone()
             } else {
                 let mut p = params.cell.clone();
-                let scale = (1.0 + sd.capacity_rel_sd * zc).clamp(0.5, 1.5);
+                let scale = 1.0 + sd.capacity_rel_sd * zc;
                 p.electrode_area_m2 *= scale;
                 let one_c = p.nominal_capacity_ah;
                 p.contact_resistance_ohm +=

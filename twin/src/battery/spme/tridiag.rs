@@ -57,9 +57,9 @@ impl Tridiag {
             return;
         }
         let mut prev = 0.0;
-        for i in 0..n {
-            prev = (x[i] - self.a[i] * prev) * self.inv[i];
-            x[i] = prev;
+        for ((xi, a), inv) in x[..n].iter_mut().zip(&self.a).zip(&self.inv) {
+            prev = (*xi - a * prev) * inv;
+            *xi = prev;
         }
         for i in (0..n - 1).rev() {
             x[i] -= self.cp[i] * x[i + 1];
