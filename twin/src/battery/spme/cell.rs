@@ -31,7 +31,9 @@
 //! **Integration.** Fixed-step backward Euler in both diffusions (stable
 //! for any step, lithium conserved exactly): each step is one tridiagonal
 //! solve per particle (factorisation cached while `D·dt` is unchanged) and
-//! one for the electrolyte with `D_e` taken at the start of the step. The
+//! one for the electrolyte with `D_e` taken at the start of the step (its
+//! factorisation reused while no node's `ε^b D_e` moved by more than 1e-4
+//! relative since it was built). The
 //! lumped temperature uses the exact exponential solution for the heat at
 //! the start of the step, and the temperature at the start of the step sets
 //! the transport properties. A step allocates nothing.
@@ -59,6 +61,9 @@ const KELVIN: f64 = 273.15;
 /// Stoichiometries are kept within this distance of 0 and 1 when the OCP
 /// and the exchange current are evaluated.
 const STO_EPS: f64 = 1e-9;
+/// Relative change of an electrolyte diffusion coefficient that triggers a
+/// new factorisation (below it the step reuses the last one).
+const E_REFACTOR: f64 = 1e-4;
 
 /// One particle's mesh and constants.
 #[derive(Debug, Clone)]
@@ -575,25 +580,43 @@ impl SpmeModel {
         let e = &p.electrolyte;
         let arr_d = arrhenius(e.diffusivity_activation_energy_j_mol, t_ref, t);
         let n = st.c_e.len();
+        // The factorisation is kept while every node coefficient is within
+        // `E_REFACTOR` (relative) of the one it was built with and the step
+        // is the same: in quasi-steady operation the electrolyte barely
+        // changes from one step to the next.
+        let mut stale = ws.e_dt != dt_s;
         for ((kn, tor), c) in ws.k_node.iter_mut().zip(&self.tor).zip(&st.c_e) {
             *kn = tor * e.diffusivity_m2_s.eval(c.max(0.0)) * arr_d;
         }
-        for (((kf, b), kn), dn) in ws
-            .k_face
-            .iter_mut()
-            .zip(&self.beta)
-            .zip(ws.k_node.windows(2))
-            .zip(&self.dnode)
-        {
-            *kf = dt_s / (dn * (b / kn[0] + (1.0 - b) / kn[1]));
+        if !stale {
+            stale = ws
+                .k_node
+                .iter()
+                .zip(&ws.k_fact)
+                .any(|(k, f)| (k - f).abs() > E_REFACTOR * f.abs());
         }
-        let (dx, eps, kf) = (&self.dx, &self.eps, &ws.k_face);
-        ws.lu_e.factor(|k| {
-            let cap = eps[k] * dx[k];
-            let lo = if k > 0 { kf[k - 1] } else { 0.0 };
-            let hi = if k + 1 < n { kf[k] } else { 0.0 };
-            (-lo, cap + lo + hi, -hi)
-        });
+        if stale {
+            for (((kf, b), kn), dn) in ws
+                .k_face
+                .iter_mut()
+                .zip(&self.beta)
+                .zip(ws.k_node.windows(2))
+                .zip(&self.dnode)
+            {
+                // Harmonic mean k0 k1 / (β k1 + (1 − β) k0), times dt / Δx.
+                *kf = dt_s * kn[0] * kn[1] / (dn * (b * kn[1] + (1.0 - b) * kn[0]));
+            }
+            let (dx, eps, kf) = (&self.dx, &self.eps, &ws.k_face);
+            ws.lu_e.factor(|k| {
+                let cap = eps[k] * dx[k];
+                let lo = if k > 0 { kf[k - 1] } else { 0.0 };
+                let hi = if k + 1 < n { kf[k] } else { 0.0 };
+                (-lo, cap + lo + hi, -hi)
+            });
+            ws.k_fact.copy_from_slice(&ws.k_node);
+            ws.e_dt = dt_s;
+        }
+        let (dx, eps) = (&self.dx, &self.eps);
         for (((c, e), d), src) in st.c_e.iter_mut().zip(eps).zip(dx).zip(&self.source_per_i) {
             *c = e * d * *c + dt_s * d * src * i;
         }
@@ -684,6 +707,9 @@ pub struct Workspace {
     pos: ParticleFactor,
     lu_e: Tridiag,
     k_node: Vec<f64>,
+    /// Node coefficients and step the electrolyte factorisation is for.
+    k_fact: Vec<f64>,
+    e_dt: f64,
     k_face: Vec<f64>,
 }
 
@@ -701,6 +727,8 @@ impl Workspace {
             pos: pf(),
             lu_e: Tridiag::new(ne),
             k_node: vec![0.0; ne],
+            k_fact: vec![0.0; ne],
+            e_dt: f64::NAN,
             k_face: vec![0.0; ne.saturating_sub(1)],
         }
     }
