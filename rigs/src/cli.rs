@@ -123,6 +123,10 @@ pub struct CellArgs {
     /// Cell parameter file (TOML; schema in twin/params/README.md).
     #[arg(long)]
     pub params: PathBuf,
+    /// Cell model: `ecm` (equivalent circuit) or `spme` (electrochemical).
+    /// Default: the parameter file's `model` key (`ecm` if it has none).
+    #[arg(long, value_parser = ["ecm", "spme"])]
+    pub model: Option<String>,
     /// Profile CSV: `time_s` and `current_a` (positive = discharge) or `power_w`.
     /// Each row's value holds until the next row's time.
     #[arg(long)]
@@ -352,7 +356,16 @@ pub fn twin_cell(a: &CellArgs) -> Result<()> {
             a.dt_s
         )));
     }
-    let params = battery::load_cell_params(&a.params)?;
+    let text = twin::params::read_text(&a.params)?;
+    let file_model = battery::cell_model_of(&a.params, &text)?;
+    let model = a.model.clone().unwrap_or_else(|| file_model.clone());
+    if model != file_model {
+        return Err(bad(format!(
+            "--model {model}: {} is a `{file_model}` parameter file (its `model` key); \
+             pass a `model = \"{model}\"` file or drop --model",
+            a.params.display()
+        )));
+    }
     let table = InputTable::load(&a.profile)?;
     let time_s = table.time_column("time_s")?;
     let (column, values) = table.one_of(&["current_a", "power_w"])?;
@@ -363,8 +376,14 @@ pub fn twin_cell(a: &CellArgs) -> Result<()> {
     };
     let profile = Profile::new(time_s, values, kind)
         .map_err(|e| bad(format!("{}: {e}", a.profile.display())))?;
-    let run = battery::run_cell_profile(&params, &profile, a.soc0, a.temperature_c, a.dt_s)
-        .map_err(|e| bad(e.to_string()))?;
+    let run = if model == "spme" {
+        let params = battery::spme::parse_spme_params(&a.params, &text)?;
+        battery::run_spme_profile(&params, &profile, a.soc0, a.temperature_c, a.dt_s)
+    } else {
+        let params = battery::parse_cell_params(&a.params, &text)?;
+        battery::run_cell_profile(&params, &profile, a.soc0, a.temperature_c, a.dt_s)
+    }
+    .map_err(|e| bad(e.to_string()))?;
     let s = &run.samples;
     let mut t = ColumnTable::new();
     t.push("time_s", s.iter().map(|x| x.time_s).collect());
