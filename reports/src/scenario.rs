@@ -48,6 +48,23 @@ pub enum Bound {
 }
 
 impl Bound {
+    /// `[lo, hi]` (swapped if given the other way round).
+    pub fn between(lo: f64, hi: f64) -> Bound {
+        Bound::Between {
+            lo: lo.min(hi),
+            hi: lo.max(hi),
+        }
+    }
+
+    /// At most `limit` (`at_most`) or at least `limit`.
+    pub fn limit(at_most: bool, limit: f64) -> Bound {
+        if at_most {
+            Bound::AtMost { limit }
+        } else {
+            Bound::AtLeast { limit }
+        }
+    }
+
     pub fn holds(&self, v: f64) -> bool {
         match *self {
             Bound::Between { lo, hi } => v >= lo && v <= hi,
@@ -177,7 +194,8 @@ impl ScenarioCapture {
         Ok(())
     }
 
-    fn write_signals(&self, dir: &Path) -> Result<(), ReportError> {
+    /// Writes `signals.csv` (and `signal-NAME.csv` files) only.
+    pub fn write_signals(&self, dir: &Path) -> Result<(), ReportError> {
         let Some(first) = self.signals.first() else {
             return Ok(());
         };

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         report_dir: root.join("target/maslow-features"),
         probe_rate_hz: None,
         progress: true,
+        trace_limit_bytes: rigs::scenario::DEFAULT_TRACE_LIMIT_BYTES,
     };
     match rigs::scenario::run_features(&opts) {
         Ok(outcome) => {
