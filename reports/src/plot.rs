@@ -205,7 +205,8 @@ fn plot_svg(s: &Signal, events: &[Event], assertions: &[&Assertion]) -> DrawResu
             .x_desc(format!("time ({tu})"))
             .x_labels(10)
             .y_labels(5)
-            .light_line_style(RGBColor(238, 238, 238))
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(RGBColor(225, 225, 225))
             .label_style(("sans-serif", 11))
             .draw()
             .map_err(|x| e(&x))?;

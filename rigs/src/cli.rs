@@ -81,7 +81,7 @@ pub struct TestArgs {
     #[arg(long, default_value = "target/maslow-report")]
     pub report_dir: PathBuf,
     /// Size cap of each of a scenario's trace files (CAN, P1, decisions), MiB.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 16)]
     pub trace_limit_mib: u64,
     /// Virtual probe capture rate, Hz (default: the rig file's `[probe] rate_hz`, else 1).
     #[arg(long)]

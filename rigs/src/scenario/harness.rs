@@ -42,9 +42,11 @@ pub struct TestOptions {
     pub trace_limit_bytes: u64,
 }
 
-/// The default [`TestOptions::trace_limit_bytes`]: 64 MiB, about 1.5 M CAN
-/// frames (4 h of the sim rig's bus).
-pub const DEFAULT_TRACE_LIMIT_BYTES: u64 = 64 << 20;
+/// The default [`TestOptions::trace_limit_bytes`]: 16 MiB, about 370 k CAN
+/// frames (the first ~45 min of the sim rig's bus, which carries ~21 MB of
+/// candump text an hour) or ~11 h of P1 telegrams. A day of everything
+/// would be ~500 MB a scenario.
+pub const DEFAULT_TRACE_LIMIT_BYTES: u64 = 16 << 20;
 
 /// Why features could not run at all (scenario failures are in the record).
 #[derive(Debug, thiserror::Error)]
