@@ -25,14 +25,14 @@ use std::path::Path;
 use crate::error::ReportError;
 use crate::run::RunRecord;
 
-/// Writes `junit.xml`, `cucumber.json`, `run.json` and (if `html`)
-/// `index.html` into `dir`, which must exist.
+/// Writes (if `html`) `index.html`, then `junit.xml`, `cucumber.json` and
+/// last `run.json` into `dir`, which must exist: once `run.json` lists a
+/// scenario, every other file does too.
 pub fn write_run_files(run: &RunRecord, dir: &Path, html: bool) -> Result<(), ReportError> {
-    crate::junit::write_junit(run, &dir.join("junit.xml"))?;
-    crate::cucumber_json::write_cucumber_json(run, &dir.join("cucumber.json"))?;
-    crate::run_json::write_run_json(run, &dir.join("run.json"))?;
     if html {
         crate::html::write_html(run, dir)?;
     }
-    Ok(())
+    crate::junit::write_junit(run, &dir.join("junit.xml"))?;
+    crate::cucumber_json::write_cucumber_json(run, &dir.join("cucumber.json"))?;
+    crate::run_json::write_run_json(run, &dir.join("run.json"))
 }
