@@ -196,6 +196,7 @@ fn plot_svg(s: &Signal, events: &[Event], assertions: &[&Assertion]) -> DrawResu
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 14))
             .margin(6)
+            .margin_right(24)
             .x_label_area_size(30)
             .y_label_area_size(64)
             .build_cartesian_2d(x0..x1, y0..y1)
@@ -235,10 +236,11 @@ fn plot_svg(s: &Signal, events: &[Event], assertions: &[&Assertion]) -> DrawResu
                     }
                 }
                 Bound::AtMost { limit } | Bound::AtLeast { limit } => {
+                    // Shade the allowed side, as a band is.
                     let far = if matches!(a.bound, Bound::AtMost { .. }) {
-                        y1
-                    } else {
                         y0
+                    } else {
+                        y1
                     };
                     chart
                         .draw_series(std::iter::once(Rectangle::new(
