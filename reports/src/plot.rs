@@ -96,6 +96,9 @@ fn time_unit(span_s: f64) -> (f64, &'static str) {
     }
 }
 
+/// A display bucket: its index, and the `(t, v)` of its minimum and maximum.
+type Bucket = (usize, (f64, f64), (f64, f64));
+
 /// Min/max decimation: runs of finite points (NaN breaks a run), each
 /// at most `2 * buckets` points.
 pub fn decimate(t_s: &[f64], values: &[f64], buckets: usize) -> Vec<Vec<(f64, f64)>> {
@@ -107,9 +110,8 @@ pub fn decimate(t_s: &[f64], values: &[f64], buckets: usize) -> Vec<Vec<(f64, f6
     let width = ((t1 - t0) / buckets.max(1) as f64).max(f64::MIN_POSITIVE);
     let mut runs: Vec<Vec<(f64, f64)>> = Vec::new();
     let mut run: Vec<(f64, f64)> = Vec::new();
-    // Current bucket: index, (t,v) of min, (t,v) of max.
-    let mut bucket: Option<(usize, (f64, f64), (f64, f64))> = None;
-    let flush = |run: &mut Vec<(f64, f64)>, b: Option<(usize, (f64, f64), (f64, f64))>| {
+    let mut bucket: Option<Bucket> = None;
+    let flush = |run: &mut Vec<(f64, f64)>, b: Option<Bucket>| {
         if let Some((_, lo, hi)) = b {
             if lo.0 <= hi.0 {
                 run.push(lo);
@@ -311,7 +313,7 @@ mod tests {
         assert_eq!(runs.len(), 2);
         let n: usize = runs.iter().map(Vec::len).sum();
         assert!(n <= 2 * 100 + 2, "{n} points");
-        assert!(runs[0].iter().any(|p| *p == (5000.0, 50.0)));
+        assert!(runs[0].contains(&(5000.0, 50.0)));
         assert!(decimate(&[], &[], 10).is_empty());
     }
 

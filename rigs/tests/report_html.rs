@@ -140,9 +140,9 @@ fn the_html_report_renders_in_headless_chromium() {
         assert!(!log.contains(bad), "`{bad}` in chromium's log:\n{log}");
     }
     // The counts as rendered.
-    assert_eq!(count_between(&html, "count-passed"), Some(1), "{html}");
-    assert_eq!(count_between(&html, "count-failed"), Some(2));
-    assert_eq!(count_between(&html, "count-skipped"), Some(0));
+    assert_eq!(count_between(html, "count-passed"), Some(1), "{html}");
+    assert_eq!(count_between(html, "count-failed"), Some(2));
+    assert_eq!(count_between(html, "count-skipped"), Some(0));
     // One <svg> per measured signal, scenario by scenario.
     let run: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
