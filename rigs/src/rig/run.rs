@@ -358,7 +358,7 @@ impl Session {
     }
 
     fn trace(&mut self, frames: &[CanFrame]) -> Result<(), RigError> {
-        if let Some(w) = self.trace.as_mut() {
+        if let Some(w) = self.trace.as_mut().filter(|w| w.truncated_at_s.is_none()) {
             let now_s = self.plant.now().as_secs_f64();
             let at =
                 links::candump::Timestamp::from_secs_f64(self.epoch_s + now_s).unwrap_or_default();
