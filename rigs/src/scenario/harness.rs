@@ -101,7 +101,7 @@ struct Recorder {
 
 /// `index.html` is rewritten after a scenario at most this often (it
 /// inlines every scenario's plots); always at the end of the run.
-const HTML_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+const HTML_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn uri_of(f: &gherkin::Feature) -> String {
     f.path

@@ -432,6 +432,9 @@ impl MaslowWorld {
         self.actions.push(Action::RunUntil(until));
         self.refresh_capture();
         self.stop_bench(t0_s)?;
+        // A run killed later still leaves this scenario's signals so far
+        // (its traces were flushed at the end of the run above).
+        self.write_capture();
         Ok(())
     }
 
