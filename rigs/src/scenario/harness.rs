@@ -3,7 +3,7 @@
 //! progress bar and keeps the [`RunRecord`], and the report dir written
 //! from it (`reports::report_dir`): `junit.xml`, `cucumber.json` and
 //! `run.json` after every scenario, `index.html` after a scenario at most
-//! every few seconds and at the end, so a run killed half-way leaves valid
+//! every 30 s and at the end, so a run killed half-way leaves valid
 //! reports of the scenarios that finished.
 
 use std::collections::BTreeMap;
