@@ -17,7 +17,8 @@
 //!   - retried (`retries > 0`) and then passed: one `<flakyFailure>` per
 //!     failed attempt; retried and still failed: one `<rerunFailure>` each.
 //!     The record keeps only the last attempt, so those elements say which
-//!     attempt failed, not why;
+//!     attempt failed, not why (their `type` is `failed`, as the JUnit
+//!     schema requires one);
 //!   - `<system-out>`: `seed N` (the scenario's own seed, for
 //!     `maslow test --seed N`) on the first line, then what it printed.
 
@@ -85,6 +86,8 @@ fn case(feature: &FeatureRecord, scenario: &ScenarioRecord) -> Result<TestCase, 
         (1..attempts).map(move |k| {
             let mut rerun = TestRerun::new(NonSuccessKind::Failure);
             rerun.set_message(format!("attempt {k} of {attempts} failed ({kind})"));
+            // Surefire's schema requires a type on reruns.
+            rerun.set_type("failed");
             rerun
         })
     };

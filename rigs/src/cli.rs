@@ -44,6 +44,19 @@ pub enum Command {
     Rig(RigCommand),
     /// Run Gherkin feature files on a rig; exit 0 only if every scenario passed.
     Test(TestArgs),
+    /// Summarise a report dir of `maslow test`, or compare two.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A report dir (or its run.json).
+    #[arg(required_unless_present = "compare", conflicts_with = "compare")]
+    pub dir: Option<PathBuf>,
+    /// List the scenarios whose verdicts or key figures changed from OLD
+    /// to NEW, regressions first; exit 1 if any scenario regressed.
+    #[arg(long, num_args = 2, value_names = ["OLD", "NEW"])]
+    pub compare: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Args)]
@@ -63,9 +76,13 @@ pub struct TestArgs {
     /// Run every scenario with this seed (each scenario prints its own).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Where JUnit XML, Cucumber JSON and each scenario's files go.
+    /// Where the report goes: index.html, junit.xml, cucumber.json,
+    /// run.json and each scenario's files (the previous run's are removed).
     #[arg(long, default_value = "target/maslow-report")]
     pub report_dir: PathBuf,
+    /// Size cap of each of a scenario's trace files (CAN, P1, decisions), MiB.
+    #[arg(long, default_value_t = 16)]
+    pub trace_limit_mib: u64,
     /// Virtual probe capture rate, Hz (default: the rig file's `[probe] rate_hz`, else 1).
     #[arg(long)]
     pub probe_rate_hz: Option<f64>,
@@ -219,6 +236,50 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Twin(TwinCommand::House(a)) => twin_house(&a),
         Command::Rig(RigCommand::Run(a)) => rig_run(&a),
         Command::Test(a) => test(&a),
+        Command::Report(a) => report(&a),
+    }
+}
+
+/// `maslow report`.
+pub fn report(a: &ReportArgs) -> Result<()> {
+    use reports::run_json::{compare, read_run_json, summary_text, Change};
+    let read = |p: &std::path::Path| read_run_json(p).map_err(|e| bad(e.to_string()));
+    match (&a.dir, a.compare.as_deref()) {
+        (_, Some([old, new])) => {
+            let (o, n) = (read(old)?, read(new)?);
+            let changes = compare(&o, &n);
+            println!(
+                "{} → {}: {} scenario change(s)",
+                old.display(),
+                new.display(),
+                changes.len()
+            );
+            for c in &changes {
+                println!("{c}");
+            }
+            let regressions = changes
+                .iter()
+                .filter(|c| matches!(c, Change::Regression { .. }))
+                .count();
+            if regressions > 0 {
+                return Err(anyhow::anyhow!("{regressions} scenario(s) regressed"));
+            }
+            Ok(())
+        }
+        (Some(dir), None) => {
+            let r = read(dir)?;
+            print!("{}", summary_text(&r));
+            let html = if dir.is_dir() {
+                dir.join("index.html")
+            } else {
+                dir.with_file_name("index.html")
+            };
+            if html.exists() {
+                println!("HTML report: {}", html.display());
+            }
+            Ok(())
+        }
+        _ => Err(bad("give a report dir, or --compare OLD NEW".into())),
     }
 }
 
@@ -246,6 +307,7 @@ pub fn test(a: &TestArgs) -> Result<()> {
         report_dir: a.report_dir.clone(),
         probe_rate_hz: a.probe_rate_hz,
         progress: true,
+        trace_limit_bytes: a.trace_limit_mib.saturating_mul(1 << 20),
     };
     let outcome = run_features(&opts).map_err(|e| match e {
         HarnessError::Report(_) => anyhow::Error::from(e),
@@ -262,6 +324,9 @@ pub fn test(a: &TestArgs) -> Result<()> {
         outcome.junit.display(),
         outcome.cucumber_json.display()
     );
+    if !outcome.passed() {
+        println!("HTML report: {}", outcome.html.display());
+    }
     if outcome.passed() {
         Ok(())
     } else if c.passed + c.failed == 0 && outcome.parse_errors.is_empty() {
