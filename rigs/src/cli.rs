@@ -194,6 +194,10 @@ pub struct HouseArgs {
     /// `environment_step_ms` must stay a whole multiple of it).
     #[arg(long)]
     pub step_ms: Option<u64>,
+    /// Pack file replacing the house's (e.g. twin/params/chen2020_16s.toml:
+    /// `model = "spme"` packs run the electrochemical cells).
+    #[arg(long)]
+    pub pack: Option<PathBuf>,
     /// Pace the plant against the wall clock, one electrical step per step
     /// period, and report jitter and overruns (as a HIL rig would run it).
     #[arg(long)]
@@ -521,6 +525,10 @@ pub fn twin_house(a: &HouseArgs) -> Result<()> {
     let mut cfg = HouseConfig::load(&path)?;
     if let Some(seed) = a.seed {
         cfg.seed = seed;
+    }
+    if let Some(pack) = &a.pack {
+        cfg.pack = twin::battery::load_battery_pack_params(pack)
+            .map_err(|e| bad(format!("--pack {}: {e}", pack.display())))?;
     }
     if let Some(ms) = a.step_ms {
         if ms == 0 || cfg.environment_step_us % (ms * 1000) != 0 {

@@ -434,3 +434,47 @@ fn cell_runs_the_spme_model_with_the_same_profile_and_csv() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("`model` key"), "{}", stderr(&o));
 }
+
+#[test]
+fn house_runs_an_spme_pack_in_place_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("house.csv");
+    let pack = repo("twin/params/chen2020_16s.toml");
+    let o = maslow(&[
+        "twin",
+        "house",
+        "--hours",
+        "0.5",
+        "--pack",
+        &pack,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (h, rows) = read_csv(&out);
+    let col = |name: &str| h.iter().position(|c| c == name).unwrap();
+    let (v, soc) = (col("pack_voltage_v"), col("soc"));
+    // 16 Chen2020 cells in series (58 V nominal), not the house's 16s LFP
+    // pack (51 V): every row within the NMC window, 16 × 2.5..4.2 V.
+    for r in &rows {
+        assert!((40.0..=67.2).contains(&r[v]), "pack voltage {}", r[v]);
+        assert!(r[v] > 55.0, "an NMC pack at mid charge: {}", r[v]);
+        assert!((0.0..=1.0).contains(&r[soc]));
+    }
+    // The missing file is one clear line, exit code 2.
+    let bad_out = dir.path().join("bad.csv");
+    expect_bad_input(
+        &[
+            "twin",
+            "house",
+            "--hours",
+            "0.1",
+            "--pack",
+            "no/such/pack.toml",
+            "--out",
+            bad_out.to_str().unwrap(),
+        ],
+        &bad_out,
+        "--pack no/such/pack.toml",
+    );
+}
