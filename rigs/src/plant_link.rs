@@ -1491,7 +1491,7 @@ mod tests {
                     let plugged = sig(&s, &format!("socket_{k}_plugged"));
                     assert_eq!(m.socket_plugged(), plugged > 0.5, "{k}");
                     let soc = sig(&s, &format!("socket_{k}_device_soc"));
-                    if plugged > 0.5 && soc.is_finite() {
+                    if plugged > 0.5 && (0.0..=1.0).contains(&soc) {
                         near(m.socket_device_soc(), soc * 100.0, 0.5, k);
                     } else {
                         assert_eq!(m.socket_device_soc_raw_val(), 255, "unknown: {k}");

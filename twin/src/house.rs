@@ -1193,8 +1193,8 @@ impl House {
                     .is_some_and(|k| k.device.is_some()),
             ),
             // What a USB-PD 3.0 sink reports in its Battery_Status message:
-            // the plugged device's charge, NaN when nothing with a battery
-            // is plugged in.
+            // the plugged device's charge, 0..=1; −1 when nothing with a
+            // battery is plugged in (signals stay finite).
             Sig::SocketDeviceSoc(s) => self
                 .inputs
                 .sockets
@@ -1202,7 +1202,7 @@ impl House {
                 .and_then(|k| k.device)
                 .map(|d| self.bus.device(d))
                 .filter(|d| d.config.has_battery())
-                .map_or(f64::NAN, |d| d.soc()),
+                .map_or(-1.0, |d| d.soc()),
         }
     }
 }
