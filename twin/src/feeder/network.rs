@@ -138,8 +138,9 @@ pub struct Solution {
     pub iterations: usize,
 }
 
-fn max_abs(x: &V3) -> f64 {
-    x.iter().fold(0.0, |m, c| m.max(c.norm()))
+/// Largest squared magnitude of the three phases.
+fn max_abs2(x: &V3) -> f64 {
+    x.iter().fold(0.0, |m, c| m.max(c.norm_sqr()))
 }
 
 fn seq_to_phase(z1: C64, z0: C64) -> M3 {
@@ -515,7 +516,11 @@ impl Network {
         }
         let n = self.parent.len();
         let off = self.tree_offset;
-        let inv_base: Vec<f64> = self.base_v_ln[off..].iter().map(|b| 1.0 / b).collect();
+        // Squared inverse bases: the convergence check compares squares (no sqrt per phase).
+        let inv_base2: Vec<f64> = self.base_v_ln[off..]
+            .iter()
+            .map(|b| 1.0 / (b * b))
+            .collect();
         let mut v: Vec<V3> = vec![self.v_th; n];
         let mut cur: Vec<V3> = vec![V3::zeros(); n];
         let mut iterations = 0;
@@ -535,18 +540,20 @@ impl Network {
                 let i = cur[t];
                 cur[self.parent[t]] += i;
             }
+            // Squared until the end of the sweep.
             let mut dmax = 0.0f64;
             let v0 = self.v_th - self.z_th * cur[0];
-            dmax = dmax.max(max_abs(&(v0 - v[0])) * inv_base[0]);
+            dmax = dmax.max(max_abs2(&(v0 - v[0])) * inv_base2[0]);
             v[0] = v0;
             for t in 1..n {
                 let vn = v[self.parent[t]] - self.z_up[t] * cur[t];
-                let d = max_abs(&(vn - v[t])) * inv_base[t];
+                let d = max_abs2(&(vn - v[t])) * inv_base2[t];
                 if d > dmax {
                     dmax = d;
                 }
                 v[t] = vn;
             }
+            let dmax = dmax.sqrt();
             if !dmax.is_finite() {
                 return Err(FeederError::NoConvergence {
                     iterations,
