@@ -520,9 +520,15 @@ pub fn twin_feeder(a: &FeederArgs) -> Result<()> {
         }
     }
     let n_bus = net.bus_names().len();
-    let mut vm = vec![Vec::with_capacity(snapshots.len()); 3 * n_bus];
-    let mut va = vec![Vec::with_capacity(snapshots.len()); 3 * n_bus];
-    let mut tr_cols = vec![Vec::with_capacity(snapshots.len()); 8];
+    let mut vm: Vec<Vec<f64>> = (0..3 * n_bus)
+        .map(|_| Vec::with_capacity(snapshots.len()))
+        .collect();
+    let mut va: Vec<Vec<f64>> = (0..3 * n_bus)
+        .map(|_| Vec::with_capacity(snapshots.len()))
+        .collect();
+    let mut tr_cols: Vec<Vec<f64>> = (0..8)
+        .map(|_| Vec::with_capacity(snapshots.len()))
+        .collect();
     for (t, snap) in &snapshots {
         let sol = net
             .solve(snap)

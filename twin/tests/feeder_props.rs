@@ -143,7 +143,7 @@ impl Feeder {
         let case = |s: &str, next: &mut dyn FnMut() -> u8| -> String {
             s.chars()
                 .map(|c| {
-                    if next() % 2 == 0 {
+                    if next().is_multiple_of(2) {
                         c.to_ascii_uppercase()
                     } else {
                         c.to_ascii_lowercase()
@@ -279,8 +279,8 @@ proptest! {
         let n_loads = net.load_names().count();
         let sol = net.solve(&LoadSnapshot::zeros(n_loads)).map_err(|e| TestCaseError::fail(e.to_string()))?;
         for (b, vm) in sol.vm_pu.iter().enumerate() {
-            for p in 0..3 {
-                prop_assert!((vm[p] - 1.02).abs() < 1e-12, "bus {} phase {}: {} p.u.", net.bus_names()[b], p + 1, vm[p]);
+            for (p, v) in vm.iter().enumerate() {
+                prop_assert!((v - 1.02).abs() < 1e-12, "bus {} phase {}: {} p.u.", net.bus_names()[b], p + 1, v);
             }
         }
         let tr = sol.transformer.as_ref().expect("transformer");

@@ -222,9 +222,7 @@ fn strip_comment(line: &str) -> &str {
             None => {
                 if c == '"' || c == '\'' {
                     quote = Some(c);
-                } else if c == '!' {
-                    return &line[..i];
-                } else if c == '/' && bytes.get(k + 1).map(|x| x.1) == Some('/') {
+                } else if c == '!' || (c == '/' && bytes.get(k + 1).map(|x| x.1) == Some('/')) {
                     return &line[..i];
                 }
             }
@@ -416,6 +414,7 @@ where
 }
 
 /// A square matrix from OpenDSS's lower-triangle or full form.
+#[allow(clippy::needless_range_loop)] // row/column indices are the clearest here
 fn square(v: &[f64], n: usize, key: &str, o: &Origin) -> Result<Vec<Vec<f64>>, FeederError> {
     let mut m = vec![vec![0.0; n]; n];
     if v.len() == n * n {

@@ -585,9 +585,8 @@ impl Network {
             cur[self.parent[t]] += i;
         }
         let mut line_losses_kw = 0.0;
-        for t in 1..n {
-            let i = cur[t];
-            let s: C64 = (i.adjoint() * self.z_up[t] * i)[(0, 0)];
+        for (i, z) in cur.iter().zip(&self.z_up).skip(1) {
+            let s: C64 = (i.adjoint() * z * i)[(0, 0)];
             line_losses_kw += s.re / 1e3;
         }
         let line_current_a = self
