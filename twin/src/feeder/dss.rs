@@ -169,6 +169,7 @@ pub fn parse_str(
 ) -> Result<DssModel, FeederError> {
     let mut p = Parser {
         model: DssModel::default(),
+        sc: SourceSc::default(),
         codes: Vec::new(),
         pending_lines: Vec::new(),
         base_freq_hz: 60.0,
@@ -198,8 +199,45 @@ struct PendingLine {
     origin: Origin,
 }
 
+/// A short-circuit level as given: MVA or amperes.
+#[derive(Debug, Clone, Copy)]
+enum Sc {
+    Mva(f64),
+    Amps(f64),
+}
+
+/// The source's impedance inputs, kept so that `Edit Vsource.source`
+/// recomputes the impedances (e.g. on a new basekv) as OpenDSS does.
+#[derive(Debug, Clone)]
+struct SourceSc {
+    sc3: Sc,
+    sc1: Sc,
+    x1r1: f64,
+    x0r0: f64,
+    r1: Option<f64>,
+    x1: Option<f64>,
+    r0: Option<f64>,
+    x0: Option<f64>,
+}
+
+impl Default for SourceSc {
+    fn default() -> Self {
+        Self {
+            sc3: Sc::Mva(2000.0),
+            sc1: Sc::Mva(2100.0),
+            x1r1: 4.0,
+            x0r0: 3.0,
+            r1: None,
+            x1: None,
+            r0: None,
+            x0: None,
+        }
+    }
+}
+
 struct Parser {
     model: DssModel,
+    sc: SourceSc,
     codes: Vec<LineCode>,
     pending_lines: Vec<PendingLine>,
     base_freq_hz: f64,
@@ -771,6 +809,13 @@ impl Parser {
                     ("new", "linecode") => self.linecode(ename, &ps, o),
                     ("new", "line") => self.line(ename, &ps, o),
                     ("new", "load") => self.load(ename, &ps, o),
+                    ("new", "loadshape" | "monitor" | "energymeter") => {
+                        self.model.notes.push(format!(
+                            "{}:{}: `New {class}.{ename}` ignored (does not change a snapshot power flow)",
+                            o.file, o.line
+                        ));
+                        Ok(())
+                    }
                     (v, c) => Err(o.err(format!(
                         "`{v} {c}.` is not supported (supported: New Circuit, Edit Vsource.source, New Transformer, New LineCode, New Line, New Load)"
                     ))),
@@ -793,13 +838,10 @@ impl Parser {
             z0_ohm: C64::new(0.0, 0.0),
             origin: o.clone(),
         });
-        let fresh = self.model.source.is_none();
-        let (mut mvasc3, mut mvasc1) = (
-            if fresh { Some(2000.0) } else { None },
-            if fresh { Some(2100.0) } else { None },
-        );
-        let (mut x1r1, mut x0r0) = (4.0, 3.0);
-        let (mut r1, mut x1, mut r0, mut x0) = (None, None, None, None);
+        if self.model.source.is_none() {
+            self.sc = SourceSc::default();
+        }
+        let st = &mut self.sc;
         for p in ps {
             let (k, v) = (p.key.as_str(), p.value.as_str());
             match k {
@@ -812,16 +854,16 @@ impl Parser {
                         return Err(o.err("only a three-phase source is supported"));
                     }
                 }
-                "mvasc3" => mvasc3 = Some(num(v, k, o)?),
-                "mvasc1" => mvasc1 = Some(num(v, k, o)?),
-                "isc3" => mvasc3 = Some(num(v, k, o)? * s.base_kv * 3f64.sqrt() / 1000.0),
-                "isc1" => mvasc1 = Some(num(v, k, o)? * s.base_kv * 3f64.sqrt() / 1000.0),
-                "x1r1" => x1r1 = num(v, k, o)?,
-                "x0r0" => x0r0 = num(v, k, o)?,
-                "r1" => r1 = Some(num(v, k, o)?),
-                "x1" => x1 = Some(num(v, k, o)?),
-                "r0" => r0 = Some(num(v, k, o)?),
-                "x0" => x0 = Some(num(v, k, o)?),
+                "mvasc3" => st.sc3 = Sc::Mva(num(v, k, o)?),
+                "mvasc1" => st.sc1 = Sc::Mva(num(v, k, o)?),
+                "isc3" => st.sc3 = Sc::Amps(num(v, k, o)?),
+                "isc1" => st.sc1 = Sc::Amps(num(v, k, o)?),
+                "x1r1" => st.x1r1 = num(v, k, o)?,
+                "x0r0" => st.x0r0 = num(v, k, o)?,
+                "r1" => st.r1 = Some(num(v, k, o)?),
+                "x1" => st.x1 = Some(num(v, k, o)?),
+                "r0" => st.r0 = Some(num(v, k, o)?),
+                "x0" => st.x0 = Some(num(v, k, o)?),
                 "frequency" | "basefreq" => {}
                 other => {
                     return Err(o.err(format!(
@@ -833,43 +875,29 @@ impl Parser {
         if !(s.base_kv > 0.0 && s.pu > 0.0) {
             return Err(o.err("basekv and pu must be positive"));
         }
-        if let Some(m3) = mvasc3 {
-            if m3 <= 0.0 {
-                return Err(o.err("mvasc3/isc3 must be positive"));
-            }
-            let zmag = s.base_kv * s.base_kv / m3;
-            let ang = x1r1.atan();
-            s.z1_ohm = C64::from_polar(zmag, ang);
+        // Short-circuit levels on the final basekv, whatever the order given.
+        let mva = |sc: Sc| match sc {
+            Sc::Mva(m) => m,
+            Sc::Amps(i) => i * s.base_kv * 3f64.sqrt() / 1000.0,
+        };
+        let (m3, m1) = (mva(st.sc3), mva(st.sc1));
+        if m3 <= 0.0 || m1 <= 0.0 {
+            return Err(o.err("mvasc3/isc3 and mvasc1/isc1 must be positive"));
         }
-        if let Some(m1) = mvasc1 {
-            if m1 <= 0.0 {
-                return Err(o.err("mvasc1/isc1 must be positive"));
-            }
-            // |2 Z1 + Z0| = 3 V_ln / I_sc1 = kV² / MVAsc1, Z0 = R0 (1 + j x0r0).
-            let (r1v, x1v) = (s.z1_ohm.re, s.z1_ohm.im);
-            let a = 1.0 + x0r0 * x0r0;
-            let b = 4.0 * (r1v + x1v * x0r0);
-            let zs = s.base_kv * s.base_kv / m1;
-            let c = 4.0 * (r1v * r1v + x1v * x1v) - zs * zs;
-            let disc = b * b - 4.0 * a * c;
-            if disc < 0.0 {
-                return Err(o.err("mvasc1/isc1 inconsistent with mvasc3"));
-            }
-            let r0v = (-b + disc.sqrt()) / (2.0 * a);
-            s.z0_ohm = C64::new(r0v, r0v * x0r0);
+        let z1 = C64::from_polar(s.base_kv * s.base_kv / m3, st.x1r1.atan());
+        // |2 Z1 + Z0| = 3 V_ln / I_sc1 = kV² / MVAsc1, Z0 = R0 (1 + j x0r0).
+        let x0r0 = st.x0r0;
+        let a = 1.0 + x0r0 * x0r0;
+        let b = 4.0 * (z1.re + z1.im * x0r0);
+        let zs = s.base_kv * s.base_kv / m1;
+        let c = 4.0 * z1.norm_sqr() - zs * zs;
+        let disc = b * b - 4.0 * a * c;
+        if disc < 0.0 {
+            return Err(o.err("mvasc1/isc1 inconsistent with mvasc3/isc3"));
         }
-        if let Some(v) = r1 {
-            s.z1_ohm.re = v;
-        }
-        if let Some(v) = x1 {
-            s.z1_ohm.im = v;
-        }
-        if let Some(v) = r0 {
-            s.z0_ohm.re = v;
-        }
-        if let Some(v) = x0 {
-            s.z0_ohm.im = v;
-        }
+        let r0v = (-b + disc.sqrt()) / (2.0 * a);
+        s.z1_ohm = C64::new(st.r1.unwrap_or(z1.re), st.x1.unwrap_or(z1.im));
+        s.z0_ohm = C64::new(st.r0.unwrap_or(r0v), st.x0.unwrap_or(r0v * x0r0));
         self.model.source = Some(s);
         Ok(())
     }
@@ -1277,6 +1305,30 @@ mod tests {
         .unwrap();
         assert_eq!(a.lines.len(), b.lines.len());
         assert!((a.lines[0].z_ohm - b.lines[0].z_ohm).norm() < 1e-15);
+    }
+
+    #[test]
+    fn short_circuit_levels_give_the_sequence_impedances() {
+        // The IEEE European LV feeder's original source: 11 kV, Isc3 3000 A, Isc1 5 A.
+        let m = parse("New Circuit.x\nEdit Vsource.source isc3=3000 isc1=5 basekv=11 pu=1.05\nNew Loadshape.s npts=2\nNew Monitor.m element=line.a\n").unwrap();
+        let s = m.source.unwrap();
+        let mvasc3 = 3000.0 * 11.0 * 3f64.sqrt() / 1000.0;
+        let mvasc1 = 5.0 * 11.0 * 3f64.sqrt() / 1000.0;
+        assert!((s.z1_ohm.norm() - 121.0 / mvasc3).abs() < 1e-9);
+        assert!((s.z1_ohm.im / s.z1_ohm.re - 4.0).abs() < 1e-9);
+        // |2 Z1 + Z0| = 3 V_ln / I_sc1 = kV² / MVAsc1, with X0/R0 = 3.
+        assert!(((s.z1_ohm * 2.0 + s.z0_ohm).norm() - 121.0 / mvasc1).abs() < 1e-6);
+        assert!((s.z0_ohm.im / s.z0_ohm.re - 3.0).abs() < 1e-9);
+        assert_eq!(s.pu, 1.05);
+        assert_eq!(m.notes.len(), 2, "{:?}", m.notes);
+    }
+
+    #[test]
+    fn editing_basekv_recomputes_the_source_impedance() {
+        let m =
+            parse("New Circuit.x mvasc3=100 mvasc1=100\nEdit Vsource.source basekv=0.4\n").unwrap();
+        let z1 = m.source.unwrap().z1_ohm;
+        assert!((z1.norm() - 0.16 / 100.0).abs() < 1e-12, "{z1}");
     }
 
     #[test]

@@ -46,7 +46,8 @@
 //! vmaxpu`; `yearly/daily/duty` ignored); `set voltagebases=[...]` and
 //! `set defaultbasefrequency=`; `calcvoltagebases`; `redirect`/`compile`
 //! (paths relative to the file that names them); `Buscoords` and `solve`
-//! ignored with a note. Comments `!` and `//`; `~` and `more` continuation
+//! ignored with a note, and so are `New Loadshape.`, `New Monitor.` and
+//! `New EnergyMeter.` (time series and metering do not change a snapshot). Comments `!` and `//`; `~` and `more` continuation
 //! lines; keys, classes, names and buses case-insensitive; `bus.1.2.3`
 //! node notation (a one-phase load on `bus.2` or `bus.2.0`). OpenDSS's
 //! built-in default impedances and capacitances are *not* applied: a line
@@ -57,7 +58,7 @@ pub mod dss;
 mod network;
 
 pub use dss::{parse_file, parse_str, DssModel, C64};
-pub use network::{LoadSnapshot, Network, Solution, SolveOptions};
+pub use network::{LoadSnapshot, Network, Solution, SolveOptions, TransformerFlow};
 
 /// Errors of the feeder model: parse errors name file and line.
 #[derive(Debug, thiserror::Error, PartialEq)]
