@@ -406,3 +406,55 @@ fn a_safe_state_is_commanded_within_debounce_plus_one_protection_period() {
         "battery switched off {reaction} ms after the excursion (table: 500 ms debounce, 600 ms max)"
     );
 }
+
+/// Every shipped cell characterisation (`config/chemistry/*.toml`, one cell,
+/// 1p) merged into the terrace configuration gives a configuration the
+/// controller accepts, with the cell's own limits in force.
+#[test]
+fn shipped_chemistries_make_valid_controller_configs() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/chemistry");
+    let base_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/terrace.toml");
+    let base: toml::Table = std::fs::read_to_string(&base_path)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let chem: toml::Table = std::fs::read_to_string(&path)
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            chem.get("nominal_cell_voltage_v")
+                .and_then(toml::Value::as_float)
+                .is_some_and(|v| v > 1.0 && v < 5.0),
+            "{}: nominal_cell_voltage_v",
+            path.display()
+        );
+        let mut merged = base.clone();
+        merged.insert("estimation".into(), chem["estimation"].clone());
+        let prot = merged
+            .entry("protection")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .unwrap();
+        for (k, v) in chem["protection"].as_table().unwrap() {
+            prot.insert(k.clone(), v.clone());
+        }
+        let text = toml::to_string(&merged).unwrap();
+        let cfg = firmware::config_file::parse(&path, &text)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let est = &cfg.estimation;
+        let ocv_full = est.ocv_table.last().unwrap().1;
+        // The protection's over-voltage threshold sits above the full OCV
+        // and the under-voltage one below the OCV at 10 %.
+        assert!(cfg.protection.cell_over_voltage.threshold > ocv_full);
+        assert!(cfg.protection.cell_under_voltage.threshold < est.ocv_cell_v(0.1) as f32);
+        seen += 1;
+    }
+    assert!(seen >= 1, "no chemistry files in {}", dir.display());
+}

@@ -3,8 +3,10 @@
 //!
 //! Shape:
 //!
-//! - `<testsuites name="maslow">` with the run's start (`timestamp`), its
-//!   wall time and the totals;
+//! - `<testsuites name="maslow">` with the run's wall time and the totals
+//!   (tests, failures, errors): the attributes Jenkins' `junit-10.xsd`, the
+//!   schema most CI readers follow, allows there (quick-junit's `skipped`
+//!   and `timestamp` on the root are dropped; each suite carries the start);
 //! - one `<testsuite>` per feature (name = the feature's name), with the
 //!   run's start as its timestamp (the record keeps no per-feature start), the
 //!   sum of its scenarios' times, and properties `rig`, `mode`, `seed` (the
@@ -17,7 +19,8 @@
 //!   - retried (`retries > 0`) and then passed: one `<flakyFailure>` per
 //!     failed attempt; retried and still failed: one `<rerunFailure>` each.
 //!     The record keeps only the last attempt, so those elements say which
-//!     attempt failed, not why;
+//!     attempt failed, not why (their `type` is `failed`, as the JUnit
+//!     schema requires one);
 //!   - `<system-out>`: `seed N` (the scenario's own seed, for
 //!     `maslow test --seed N`) on the first line, then what it printed.
 
@@ -33,7 +36,29 @@ use crate::run::{FeatureRecord, RunRecord, ScenarioRecord, ScenarioStatus, StepS
 
 /// The run as a JUnit XML document (UTF-8, with an XML declaration).
 pub fn to_junit_xml(run: &RunRecord) -> Result<String, ReportError> {
-    Ok(to_report(run)?.to_string()?)
+    let xml = to_report(run)?.to_string()?;
+    Ok(strip_root_attributes(&xml, &["skipped", "timestamp"]))
+}
+
+/// `xml` with the named attributes removed from its `<testsuites>` element
+/// (and nowhere else).
+fn strip_root_attributes(xml: &str, names: &[&str]) -> String {
+    let Some(start) = xml.find("<testsuites") else {
+        return xml.to_owned();
+    };
+    let Some(len) = xml[start..].find('>') else {
+        return xml.to_owned();
+    };
+    let mut tag = xml[start..start + len].to_owned();
+    for name in names {
+        let key = format!(" {name}=\"");
+        if let Some(a) = tag.find(&key) {
+            if let Some(b) = tag[a + key.len()..].find('"') {
+                tag.replace_range(a..a + key.len() + b + 1, "");
+            }
+        }
+    }
+    format!("{}{}{}", &xml[..start], tag, &xml[start + len..])
 }
 
 /// Writes [`to_junit_xml`] to `path` atomically (temporary file beside it,
@@ -85,6 +110,8 @@ fn case(feature: &FeatureRecord, scenario: &ScenarioRecord) -> Result<TestCase, 
         (1..attempts).map(move |k| {
             let mut rerun = TestRerun::new(NonSuccessKind::Failure);
             rerun.set_message(format!("attempt {k} of {attempts} failed ({kind})"));
+            // Surefire's schema requires a type on reruns.
+            rerun.set_type("failed");
             rerun
         })
     };

@@ -12,13 +12,24 @@
 //! - [`error`]: [`ReportError`], which those writers return, and their
 //!   atomic file write.
 //!
-//! Still to land: the self-contained HTML report with SVG plots, candump
-//! traces and `run.json`.
+//! - [`run_json`]: `run.json`, the machine-readable summary, and the
+//!   comparison of two runs;
+//! - [`scenario`]: a scenario's measured signals, events and assertions,
+//!   and the files of its directory (`signals.csv`, `events.csv`,
+//!   `scenario.json`, `plots.html`);
+//! - [`plot`]: SVG plots with `plotters`;
+//! - [`html`]: the self-contained `index.html`;
+//! - [`report_dir`]: the layout of a report dir and writing all of it.
 
 pub mod csv_table;
 pub mod cucumber_json;
 pub mod error;
+pub mod html;
 pub mod junit;
+pub mod plot;
+pub mod report_dir;
 pub mod run;
+pub mod run_json;
+pub mod scenario;
 
 pub use error::ReportError;

@@ -3,6 +3,8 @@
 //! Cucumber JSON, later HTML and `run.json`) is written from this one
 //! record, so they cannot disagree.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// How a step ended.
@@ -55,6 +57,14 @@ pub struct ScenarioRecord {
     pub retries: u32,
     /// What the scenario printed (seed, rig, figures), for system-out.
     pub output: String,
+    /// Its directory (signals, traces, decision log), relative to the
+    /// report dir, with `/` separators; empty if it has none.
+    #[serde(default)]
+    pub dir: String,
+    /// Key figures (`soc_min_pct`, `grid_import_kwh`, ...), compared
+    /// between runs by `maslow report --compare`.
+    #[serde(default)]
+    pub figures: BTreeMap<String, f64>,
 }
 
 impl ScenarioRecord {
@@ -109,6 +119,12 @@ pub struct RunRecord {
     pub started_unix_s: f64,
     pub duration_s: f64,
     pub features: Vec<FeatureRecord>,
+    /// The commit the run was built from (`git describe`), if known.
+    #[serde(default)]
+    pub commit: String,
+    /// maslow's version.
+    #[serde(default)]
+    pub version: String,
 }
 
 /// Scenario counts of a run.
@@ -158,6 +174,8 @@ mod tests {
             steps,
             retries: 0,
             output: String::new(),
+            dir: String::new(),
+            figures: BTreeMap::new(),
         }
     }
 

@@ -44,6 +44,19 @@ pub enum Command {
     Rig(RigCommand),
     /// Run Gherkin feature files on a rig; exit 0 only if every scenario passed.
     Test(TestArgs),
+    /// Summarise a report dir of `maslow test`, or compare two.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A report dir (or its run.json).
+    #[arg(required_unless_present = "compare", conflicts_with = "compare")]
+    pub dir: Option<PathBuf>,
+    /// List the scenarios whose verdicts or key figures changed from OLD
+    /// to NEW, regressions first; exit 1 if any scenario regressed.
+    #[arg(long, num_args = 2, value_names = ["OLD", "NEW"])]
+    pub compare: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Args)]
@@ -63,9 +76,13 @@ pub struct TestArgs {
     /// Run every scenario with this seed (each scenario prints its own).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Where JUnit XML, Cucumber JSON and each scenario's files go.
+    /// Where the report goes: index.html, junit.xml, cucumber.json,
+    /// run.json and each scenario's files (the previous run's are removed).
     #[arg(long, default_value = "target/maslow-report")]
     pub report_dir: PathBuf,
+    /// Size cap of each of a scenario's trace files (CAN, P1, decisions), MiB.
+    #[arg(long, default_value_t = 16)]
+    pub trace_limit_mib: u64,
     /// Virtual probe capture rate, Hz (default: the rig file's `[probe] rate_hz`, else 1).
     #[arg(long)]
     pub probe_rate_hz: Option<f64>,
@@ -125,6 +142,10 @@ pub struct CellArgs {
     /// Cell parameter file (TOML; schema in twin/params/README.md).
     #[arg(long)]
     pub params: PathBuf,
+    /// Cell model: `ecm` (equivalent circuit) or `spme` (electrochemical).
+    /// Default: the parameter file's `model` key (`ecm` if it has none).
+    #[arg(long, value_parser = ["ecm", "spme"])]
+    pub model: Option<String>,
     /// Profile CSV: `time_s` and `current_a` (positive = discharge) or `power_w`.
     /// Each row's value holds until the next row's time.
     #[arg(long)]
@@ -196,6 +217,10 @@ pub struct HouseArgs {
     /// `environment_step_ms` must stay a whole multiple of it).
     #[arg(long)]
     pub step_ms: Option<u64>,
+    /// Pack file replacing the house's (e.g. twin/params/chen2020_16s.toml:
+    /// `model = "spme"` packs run the electrochemical cells).
+    #[arg(long)]
+    pub pack: Option<PathBuf>,
     /// Pace the plant against the wall clock, one electrical step per step
     /// period, and report jitter and overruns (as a HIL rig would run it).
     #[arg(long)]
@@ -239,6 +264,50 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Twin(TwinCommand::Feeder(a)) => twin_feeder(&a),
         Command::Rig(RigCommand::Run(a)) => rig_run(&a),
         Command::Test(a) => test(&a),
+        Command::Report(a) => report(&a),
+    }
+}
+
+/// `maslow report`.
+pub fn report(a: &ReportArgs) -> Result<()> {
+    use reports::run_json::{compare, read_run_json, summary_text, Change};
+    let read = |p: &std::path::Path| read_run_json(p).map_err(|e| bad(e.to_string()));
+    match (&a.dir, a.compare.as_deref()) {
+        (_, Some([old, new])) => {
+            let (o, n) = (read(old)?, read(new)?);
+            let changes = compare(&o, &n);
+            println!(
+                "{} → {}: {} scenario change(s)",
+                old.display(),
+                new.display(),
+                changes.len()
+            );
+            for c in &changes {
+                println!("{c}");
+            }
+            let regressions = changes
+                .iter()
+                .filter(|c| matches!(c, Change::Regression { .. }))
+                .count();
+            if regressions > 0 {
+                return Err(anyhow::anyhow!("{regressions} scenario(s) regressed"));
+            }
+            Ok(())
+        }
+        (Some(dir), None) => {
+            let r = read(dir)?;
+            print!("{}", summary_text(&r));
+            let html = if dir.is_dir() {
+                dir.join("index.html")
+            } else {
+                dir.with_file_name("index.html")
+            };
+            if html.exists() {
+                println!("HTML report: {}", html.display());
+            }
+            Ok(())
+        }
+        _ => Err(bad("give a report dir, or --compare OLD NEW".into())),
     }
 }
 
@@ -266,6 +335,7 @@ pub fn test(a: &TestArgs) -> Result<()> {
         report_dir: a.report_dir.clone(),
         probe_rate_hz: a.probe_rate_hz,
         progress: true,
+        trace_limit_bytes: a.trace_limit_mib.saturating_mul(1 << 20),
     };
     let outcome = run_features(&opts).map_err(|e| match e {
         HarnessError::Report(_) => anyhow::Error::from(e),
@@ -282,6 +352,9 @@ pub fn test(a: &TestArgs) -> Result<()> {
         outcome.junit.display(),
         outcome.cucumber_json.display()
     );
+    if !outcome.passed() {
+        println!("HTML report: {}", outcome.html.display());
+    }
     if outcome.passed() {
         Ok(())
     } else if c.passed + c.failed == 0 && outcome.parse_errors.is_empty() {
@@ -376,7 +449,16 @@ pub fn twin_cell(a: &CellArgs) -> Result<()> {
             a.dt_s
         )));
     }
-    let params = battery::load_cell_params(&a.params)?;
+    let text = twin::params::read_text(&a.params)?;
+    let file_model = battery::cell_model_of(&a.params, &text)?;
+    let model = a.model.clone().unwrap_or_else(|| file_model.clone());
+    if model != file_model {
+        return Err(bad(format!(
+            "--model {model}: {} is a `{file_model}` parameter file (its `model` key); \
+             pass a `model = \"{model}\"` file or drop --model",
+            a.params.display()
+        )));
+    }
     let table = InputTable::load(&a.profile)?;
     let time_s = table.time_column("time_s")?;
     let (column, values) = table.one_of(&["current_a", "power_w"])?;
@@ -387,8 +469,14 @@ pub fn twin_cell(a: &CellArgs) -> Result<()> {
     };
     let profile = Profile::new(time_s, values, kind)
         .map_err(|e| bad(format!("{}: {e}", a.profile.display())))?;
-    let run = battery::run_cell_profile(&params, &profile, a.soc0, a.temperature_c, a.dt_s)
-        .map_err(|e| bad(e.to_string()))?;
+    let run = if model == "spme" {
+        let params = battery::spme::parse_spme_params(&a.params, &text)?;
+        battery::run_spme_profile(&params, &profile, a.soc0, a.temperature_c, a.dt_s)
+    } else {
+        let params = battery::parse_cell_params(&a.params, &text)?;
+        battery::run_cell_profile(&params, &profile, a.soc0, a.temperature_c, a.dt_s)
+    }
+    .map_err(|e| bad(e.to_string()))?;
     let s = &run.samples;
     let mut t = ColumnTable::new();
     t.push("time_s", s.iter().map(|x| x.time_s).collect());
@@ -603,6 +691,10 @@ pub fn twin_house(a: &HouseArgs) -> Result<()> {
     let mut cfg = HouseConfig::load(&path)?;
     if let Some(seed) = a.seed {
         cfg.seed = seed;
+    }
+    if let Some(pack) = &a.pack {
+        cfg.pack = twin::battery::load_battery_pack_params(pack)
+            .map_err(|e| bad(format!("--pack {}: {e}", pack.display())))?;
     }
     if let Some(ms) = a.step_ms {
         if ms == 0 || cfg.environment_step_us % (ms * 1000) != 0 {

@@ -380,3 +380,101 @@ fn house_runs_with_the_firmware_in_the_loop() {
         "c.toml",
     );
 }
+
+#[test]
+fn cell_runs_the_spme_model_with_the_same_profile_and_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = write(dir.path(), "cc.csv", "time_s,current_a\n0,5\n7200,5\n");
+    let out = dir.path().join("cell.csv");
+    let o = maslow(&[
+        "twin",
+        "cell",
+        "--model",
+        "spme",
+        "--params",
+        &repo("twin/params/chen2020_isothermal.toml"),
+        "--profile",
+        profile.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("lower voltage cut-off (2.5 V)"),
+        "{}",
+        stderr(&o)
+    );
+    let (h, rows) = read_csv(&out);
+    assert_eq!(
+        &h[..5],
+        &["time_s", "voltage_v", "soc", "temperature_c", "current_a"]
+    );
+    let last = rows.last().unwrap();
+    // PyBaMM's SPMe reaches 2.5 V at 3594.6 s (twin/tests/reference/spme).
+    assert!(
+        (3590.0..3600.0).contains(&last[0]),
+        "last sample at {}",
+        last[0]
+    );
+    assert!(last[1] >= 2.5 && last[1] < 2.6, "{}", last[1]);
+
+    // An ECM file with --model spme is refused with a message naming the key.
+    let o = maslow(&[
+        "twin",
+        "cell",
+        "--model",
+        "spme",
+        "--params",
+        &repo("twin/params/ecm_example.toml"),
+        "--profile",
+        profile.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("`model` key"), "{}", stderr(&o));
+}
+
+#[test]
+fn house_runs_an_spme_pack_in_place_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("house.csv");
+    let pack = repo("twin/params/chen2020_16s.toml");
+    let o = maslow(&[
+        "twin",
+        "house",
+        "--hours",
+        "0.5",
+        "--pack",
+        &pack,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (h, rows) = read_csv(&out);
+    let col = |name: &str| h.iter().position(|c| c == name).unwrap();
+    let (v, soc) = (col("pack_voltage_v"), col("soc"));
+    // 16 Chen2020 cells in series (58 V nominal), not the house's 16s LFP
+    // pack (51 V): every row within the NMC window, 16 × 2.5..4.2 V.
+    for r in &rows {
+        assert!((40.0..=67.2).contains(&r[v]), "pack voltage {}", r[v]);
+        assert!(r[v] > 55.0, "an NMC pack at mid charge: {}", r[v]);
+        assert!((0.0..=1.0).contains(&r[soc]));
+    }
+    // The missing file is one clear line, exit code 2.
+    let bad_out = dir.path().join("bad.csv");
+    expect_bad_input(
+        &[
+            "twin",
+            "house",
+            "--hours",
+            "0.1",
+            "--pack",
+            "no/such/pack.toml",
+            "--out",
+            bad_out.to_str().unwrap(),
+        ],
+        &bad_out,
+        "--pack no/such/pack.toml",
+    );
+}

@@ -1,7 +1,8 @@
 //! Runs the feature suite (`features/`) on the default software rig (`rigs/sim.toml`) and
 //! fails `cargo test` when any scenario fails or a feature file does not
 //! parse. Tags: `@sim and not @slow and not @known-gap` unless `MASLOW_FEATURE_TAGS` says
-//! otherwise (CI runs `@slow` too). Reports go to `target/maslow-features`.
+//! otherwise (CI runs `@slow` too). Reports go to `target/maslow-features`
+//! (replaced on every run), with each trace file capped at 4 MiB.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +20,9 @@ fn main() -> ExitCode {
         report_dir: root.join("target/maslow-features"),
         probe_rate_hz: None,
         progress: true,
+        // 4 MiB a trace file (~11 min of CAN, ~3 h of P1): the suite's
+        // report dir stays ~1 GB.
+        trace_limit_bytes: 4 << 20,
     };
     match rigs::scenario::run_features(&opts) {
         Ok(outcome) => {

@@ -33,6 +33,7 @@ fn run(feature: &str, rig: &Path, seed: Option<u64>, dir: &Path) -> TestOutcome 
         report_dir: dir.to_path_buf(),
         probe_rate_hz: None,
         progress: false,
+        trace_limit_bytes: rigs::scenario::DEFAULT_TRACE_LIMIT_BYTES,
     })
     .expect("the harness runs")
 }

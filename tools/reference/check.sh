@@ -16,6 +16,8 @@ restore() {
 trap restore EXIT
 
 python3 tools/reference/pybamm_ecm.py
+python3 tools/reference/pybamm_spme.py
+python3 tools/reference/pybamm_spme_sei.py
 python3 tools/reference/pvlib_single_diode.py
 python3 tools/reference/pandapower_feeders.py
 for d in "${dirs[@]}"; do mkdir -p "$fresh/$d"; cp -a "$d/." "$fresh/$d/"; done

@@ -36,6 +36,8 @@ import sys
 import numpy as np
 import pybamm
 
+from pybamm_steps import step_segments
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PARAMS = os.path.join(ROOT, "twin", "params")
 TABLES = os.path.join(PARAMS, "tables", "ecm_example")
@@ -149,24 +151,7 @@ def run_segments(segments, soc0, t_c):
     )
     solver = pybamm.IDAKLUSolver(rtol=1e-10, atol=1e-10)
     sim = pybamm.Simulation(model, parameter_values=p, solver=solver)
-    sol = None
-    stop = None
-    t0 = 0
-    for dur, cur in segments:
-        sol = sim.step(
-            float(dur),
-            t_eval=[0.0, float(dur)],
-            t_interp=np.arange(0.0, dur + 0.5, 1.0),
-            inputs={"Current function [A]": float(cur)},
-            starting_solution=sol,
-        )
-        t_end = sol["Time [s]"].entries[-1]
-        if abs(t_end - (t0 + dur)) > 1e-6:
-            stop = (str(sol.termination), float(t_end))
-            break
-        t0 += dur
-    if stop is None:
-        stop = ("end of profile", float(t0))
+    sol, stop = step_segments(sim, segments)
     t = sol["Time [s]"].entries
     i = sol["Current [A]"].entries
     v = sol["Voltage [V]"].entries

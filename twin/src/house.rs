@@ -40,7 +40,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 
-use crate::battery::{self, Pack, PackOutput, PackParams};
+use crate::battery::spme::SpmePack;
+use crate::battery::{self, BatteryPackParams, Pack, PackOutput};
 use crate::bus::{BusConfig, BusInputs, BusOutputs, DcBus};
 use crate::engine::{EngineError, Plant, SignalId, SignalRegistry, TaskId, TaskSpec, Unit};
 use crate::grid::{
@@ -355,7 +356,9 @@ pub struct HouseConfig {
     pub calendar: Calendar,
     pub electrical_step_us: u64,
     pub environment_step_us: u64,
-    pub pack: PackParams,
+    /// The pack: equivalent-circuit (`model = "ecm"`, the default) or
+    /// electrochemical (`model = "spme"`) cells, from the pack file.
+    pub pack: BatteryPackParams,
     pub initial_soc: f64,
     pub room_temperature_c: f64,
     pub max_discharge_w: f64,
@@ -398,7 +401,7 @@ impl HouseConfig {
             )));
         }
         let pack_path = params::resolve_relative(path, &f.battery.pack);
-        let pack = battery::load_pack_params(&pack_path)?;
+        let pack = battery::load_battery_pack_params(&pack_path)?;
         let b = &f.battery;
         if !(0.0..=1.0).contains(&b.initial_soc) {
             return Err(invalid(format!(
@@ -701,7 +704,7 @@ pub struct PlantCommands {
 #[derive(Debug)]
 pub struct House {
     cfg: HouseConfig,
-    pack: Pack,
+    pack: HousePack,
     pack_out: PackOutput,
     bus: DcBus,
     inputs: BusInputs,
@@ -746,15 +749,56 @@ fn sub_seed(seed: u64, stream: u64) -> u64 {
     rng.next_u64()
 }
 
+/// The house's pack, of either cell model.
+#[derive(Debug, Clone)]
+enum HousePack {
+    Ecm(Pack),
+    Spme(SpmePack),
+}
+
+impl HousePack {
+    fn output(&self) -> PackOutput {
+        match self {
+            HousePack::Ecm(p) => p.output(),
+            HousePack::Spme(p) => p.output(),
+        }
+    }
+
+    fn step_current(&mut self, current_a: f64, dt_s: f64) -> PackOutput {
+        match self {
+            HousePack::Ecm(p) => p.step_current(current_a, dt_s),
+            HousePack::Spme(p) => p.step_current(current_a, dt_s),
+        }
+    }
+
+    fn set_ambient_c(&mut self, t_c: f64) {
+        match self {
+            HousePack::Ecm(p) => p.set_ambient_c(t_c),
+            HousePack::Spme(p) => p.set_ambient_c(t_c),
+        }
+    }
+}
+
 impl House {
     pub fn new(cfg: HouseConfig) -> Result<Self, HouseError> {
         let seed = cfg.seed;
-        let pack = Pack::new(
-            &cfg.pack,
-            cfg.initial_soc,
-            cfg.room_temperature_c,
-            sub_seed(seed, 1),
-        );
+        let pack = match &cfg.pack {
+            BatteryPackParams::Ecm(p) => HousePack::Ecm(Pack::new(
+                p,
+                cfg.initial_soc,
+                cfg.room_temperature_c,
+                sub_seed(seed, 1),
+            )),
+            BatteryPackParams::Spme(p) => HousePack::Spme(
+                SpmePack::new(
+                    p,
+                    cfg.initial_soc,
+                    cfg.room_temperature_c,
+                    sub_seed(seed, 1),
+                )
+                .map_err(|e| HouseError::Config(format!("SPMe pack: {e}")))?,
+            ),
+        };
         let pack_out = pack.output();
         let bus = DcBus::new(cfg.bus.clone()).map_err(HouseError::Config)?;
         let inputs = bus.default_inputs();

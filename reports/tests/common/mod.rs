@@ -36,6 +36,8 @@ fn scenario(
         steps,
         retries: 0,
         output: String::new(),
+        dir: String::new(),
+        figures: Default::default(),
     }
 }
 
@@ -166,5 +168,7 @@ pub fn run() -> RunRecord {
                 scenarios: vec![heartbeat, bus_off, error_frames],
             },
         ],
+        commit: "v0.1.0-42-gabcdef0".into(),
+        version: "0.1.0".into(),
     }
 }

@@ -65,6 +65,57 @@ pub trait ControllerEnd {
     fn take_replies(&mut self) -> Vec<Reply> {
         Vec::new()
     }
+
+    /// The controller's decisions logged since the last call (ends that
+    /// cannot see the controller's log return none). Decisions that fell
+    /// out of the controller's bounded log between calls are counted in
+    /// [`DecisionTap::missed`].
+    fn take_decisions(&mut self, tap: &mut DecisionTap) -> Vec<DecisionEntry> {
+        let _ = tap;
+        Vec::new()
+    }
+}
+
+/// One entry of the controller's decision log, for reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionEntry {
+    pub at_ms: u64,
+    /// What was decided (`battery discharge 1200 W`...).
+    pub what: String,
+    /// `function/code` (`peak_reduction/InWindow`).
+    pub reason: String,
+}
+
+/// Where a reader of a decision log is: how many entries it has seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecisionTap {
+    pub seen: u64,
+    /// Entries that fell out of the controller's ring before being read.
+    pub missed: u64,
+}
+
+impl DecisionTap {
+    /// The entries of `log` logged since the last call.
+    pub fn take<const N: usize>(
+        &mut self,
+        log: &firmware::decision::DecisionLog<N>,
+    ) -> Vec<DecisionEntry> {
+        let new = log.total().saturating_sub(self.seen);
+        if new == 0 {
+            return Vec::new();
+        }
+        let kept = (log.len() as u64).min(new);
+        self.missed += new - kept;
+        self.seen = log.total();
+        log.iter()
+            .skip(log.len() - kept as usize)
+            .map(|d| DecisionEntry {
+                at_ms: d.at.0,
+                what: d.what.as_str().to_owned(),
+                reason: d.reason.to_string(),
+            })
+            .collect()
+    }
 }
 
 /// A message from the remote server to the controller.
@@ -310,6 +361,10 @@ impl ControllerEnd for InProcessEnd {
 
     fn take_replies(&mut self) -> Vec<Reply> {
         std::mem::take(&mut self.replies)
+    }
+
+    fn take_decisions(&mut self, tap: &mut DecisionTap) -> Vec<DecisionEntry> {
+        tap.take(self.node.controller().decisions())
     }
 
     fn finish(&mut self) -> Result<String, RigError> {

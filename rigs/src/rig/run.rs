@@ -14,7 +14,7 @@ use crate::can::CanFrame;
 use crate::pacing::{JitterStats, RealTimePacer};
 use crate::plant_link::ControllerStatus;
 use crate::rig::config::{ControllerLocation, Rig, TimeMode};
-use crate::rig::ends::{ControllerEnd, InProcessEnd, LinkedEnd};
+use crate::rig::ends::{ControllerEnd, DecisionEntry, DecisionTap, InProcessEnd, LinkedEnd};
 use crate::rig::plant::{AppliedCommands, ControllerFlags, Energies, PlantSide};
 use crate::rig::RigError;
 
@@ -181,7 +181,14 @@ pub struct Session {
     end: Box<dyn ControllerEnd + Send>,
     /// Every frame both ways, candump `-L`, stamped with the run's
     /// virtual time as Unix time (epoch of the scenario).
-    trace: Option<(links::CandumpWriter, f64)>,
+    trace: Option<TapFile>,
+    epoch_s: f64,
+    /// The P1 telegrams as sent (after any garbling), back to back as on
+    /// the serial line.
+    p1_log: Option<TapFile>,
+    /// The controller's decision log, CSV.
+    decision_log: Option<TapFile>,
+    decision_tap: DecisionTap,
     inbox: Vec<CanFrame>,
     frames_to: u64,
     frames_from: u64,
@@ -216,10 +223,7 @@ impl Session {
             )?),
         };
         let trace = match &opts.candump {
-            Some(p) => Some((
-                links::CandumpWriter::create(p).map_err(|e| RigError::Link(e.to_string()))?,
-                epoch,
-            )),
+            Some(p) => Some(TapFile::create(p, u64::MAX)?),
             None => None,
         };
         Ok(Session {
@@ -228,6 +232,10 @@ impl Session {
             plant,
             end,
             trace,
+            epoch_s: epoch,
+            p1_log: None,
+            decision_log: None,
+            decision_tap: DecisionTap::default(),
             inbox: Vec::new(),
             frames_to: 0,
             frames_from: 0,
@@ -291,14 +299,88 @@ impl Session {
         &self.replies
     }
 
+    /// Also writes every CAN frame to `can` (candump `-L`, as
+    /// `RunOptions::candump`), the P1 telegrams as sent (after any
+    /// garbling) to `p1`, back to back as on the serial line, and the
+    /// controller's decision log as CSV (`time_s,what,reason`) to
+    /// `decisions` (ends that cannot see the controller's log leave a
+    /// header only). `limit_bytes` caps each of them (a long run at full
+    /// bus rate writes hundreds of MB): past it the file stops, whole lines
+    /// kept, and [`Session::truncated_taps`] names it.
+    pub fn tap(
+        &mut self,
+        can: Option<&std::path::Path>,
+        p1: Option<&std::path::Path>,
+        decisions: Option<&std::path::Path>,
+        limit_bytes: u64,
+    ) -> Result<(), RigError> {
+        if let Some(p) = can {
+            self.trace = Some(TapFile::create(p, limit_bytes)?);
+        }
+        if let Some(p) = p1 {
+            self.p1_log = Some(TapFile::create(p, limit_bytes)?);
+        }
+        if let Some(p) = decisions {
+            let mut f = TapFile::create(p, limit_bytes)?;
+            f.push(b"time_s,what,reason\n")?;
+            self.decision_log = Some(f);
+        }
+        Ok(())
+    }
+
+    /// Writes what the taps hold to their files (whole lines). The scenario
+    /// harness calls it after every `When`; a run killed later leaves the
+    /// files as of this call (or a later automatic flush).
+    pub fn flush_taps(&mut self) -> Result<(), RigError> {
+        for t in [&mut self.trace, &mut self.p1_log, &mut self.decision_log]
+            .into_iter()
+            .flatten()
+        {
+            t.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Tap files that reached their size limit, with the plant time (s) of
+    /// the first thing left out.
+    pub fn truncated_taps(&self) -> Vec<(PathBuf, f64)> {
+        [&self.trace, &self.p1_log, &self.decision_log]
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.truncated_at_s.map(|at| (t.path.clone(), at)))
+            .collect()
+    }
+
+    /// Decisions that fell out of the controller's bounded log before the
+    /// session read them.
+    pub fn decisions_missed(&self) -> u64 {
+        self.decision_tap.missed
+    }
+
     fn trace(&mut self, frames: &[CanFrame]) -> Result<(), RigError> {
-        if let Some((w, epoch_s)) = self.trace.as_mut() {
+        if let Some(w) = self.trace.as_mut().filter(|w| w.truncated_at_s.is_none()) {
+            let now_s = self.plant.now().as_secs_f64();
             let at =
-                links::candump::Timestamp::from_secs_f64(*epoch_s + self.plant.now().as_secs_f64())
-                    .unwrap_or_default();
+                links::candump::Timestamp::from_secs_f64(self.epoch_s + now_s).unwrap_or_default();
             for f in frames {
-                w.write_at(at, "can0", f)
-                    .map_err(|e| RigError::Link(e.to_string()))?;
+                let mut line = links::candump::format_line(at, "can0", f);
+                line.push('\n');
+                w.write_line(line.as_bytes(), now_s)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn tap_step(&mut self, telegrams: &[Vec<u8>]) -> Result<(), RigError> {
+        let now_s = self.plant.now().as_secs_f64();
+        if let Some(w) = self.p1_log.as_mut() {
+            for t in telegrams {
+                w.write_line(t, now_s)?;
+            }
+        }
+        if let Some(w) = self.decision_log.as_mut() {
+            for d in self.end.take_decisions(&mut self.decision_tap) {
+                w.write_line(decision_csv(&d).as_bytes(), now_s)?;
             }
         }
         Ok(())
@@ -384,6 +466,7 @@ impl Session {
             }
         }
         self.p1_telegrams += telegrams.len() as u64;
+        self.tap_step(&telegrams)?;
         self.frames_from += self.inbox.len() as u64;
         let inbox = std::mem::take(&mut self.inbox);
         self.trace(&inbox)?;
@@ -413,7 +496,7 @@ impl Session {
                     self.step()?;
                     after_step(&self.plant);
                 }
-                Ok(())
+                self.flush_taps()
             }
             TimeMode::Realtime => {
                 let step_us = self.plant.step_ms() * 1000;
@@ -443,6 +526,7 @@ impl Session {
                     Some(p) => p.merge(&report.stats),
                     None => self.pacing = Some(report.stats),
                 }
+                self.flush_taps()?;
                 failure.map_or(Ok(()), Err)
             }
         }
@@ -451,6 +535,7 @@ impl Session {
     /// Stops the controller end and sums the run up.
     pub fn finish(mut self) -> Result<RunSummary, RigError> {
         let wall_s = self.started.elapsed().as_secs_f64();
+        self.flush_taps()?;
         let controller = self.end.finish()?;
         let plant = self.plant;
         let mut signals = ColumnTable::new();
@@ -487,6 +572,97 @@ impl Session {
             controller,
             signals,
         })
+    }
+}
+
+/// Real-time pacing so far (real-time rigs).
+impl Session {
+    pub fn pacing(&self) -> Option<&JitterStats> {
+        self.pacing.as_ref()
+    }
+
+    /// CAN frames to and from the controller, and P1 telegrams, so far.
+    pub fn traffic(&self) -> (u64, u64, u64) {
+        (self.frames_to, self.frames_from, self.p1_telegrams)
+    }
+}
+
+/// A decision as a CSV row (`time_s,what,reason`, quoted).
+fn decision_csv(d: &DecisionEntry) -> String {
+    let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    format!(
+        "{:.3},{},{}\n",
+        d.at_ms as f64 / 1000.0,
+        q(&d.what),
+        q(&d.reason)
+    )
+}
+
+/// A file a session appends to as it runs: whole lines gathered in memory
+/// and written with one `write_all` when [`FLUSH_BYTES`] have gathered (or
+/// on [`Session::flush_taps`]), so a kill leaves whole lines; it stops at
+/// `limit` bytes.
+struct TapFile {
+    file: std::fs::File,
+    path: PathBuf,
+    buf: Vec<u8>,
+    written: u64,
+    limit: u64,
+    truncated_at_s: Option<f64>,
+}
+
+/// Bytes gathered before a tap writes them out on its own.
+const FLUSH_BYTES: usize = 256 * 1024;
+
+impl TapFile {
+    fn create(path: &std::path::Path, limit: u64) -> Result<Self, RigError> {
+        let file = std::fs::File::create(path).map_err(|source| RigError::Io {
+            what: format!("creating {}", path.display()),
+            source,
+        })?;
+        Ok(TapFile {
+            file,
+            path: path.to_path_buf(),
+            buf: Vec::with_capacity(FLUSH_BYTES),
+            written: 0,
+            limit,
+            truncated_at_s: None,
+        })
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Result<(), RigError> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= FLUSH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn write_line(&mut self, line: &[u8], now_s: f64) -> Result<(), RigError> {
+        if self.truncated_at_s.is_some() {
+            return Ok(());
+        }
+        if self.written + (self.buf.len() + line.len()) as u64 > self.limit {
+            self.truncated_at_s = Some(now_s);
+            return Ok(());
+        }
+        self.push(line)
+    }
+
+    fn flush(&mut self) -> Result<(), RigError> {
+        use std::io::Write;
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all(&self.buf)
+            .map_err(|source| RigError::Io {
+                what: format!("writing {}", self.path.display()),
+                source,
+            })?;
+        self.written += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
     }
 }
 

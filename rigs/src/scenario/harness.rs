@@ -1,7 +1,10 @@
 //! Running feature files: the cucumber runner with maslow's World, a
-//! writer that prints one line per scenario (with its seed) and keeps the
-//! [`RunRecord`], and the JUnit XML and Cucumber JSON written from it
-//! (after every scenario, so a run killed half-way leaves valid reports).
+//! writer that prints one line per scenario (with its seed) under a
+//! progress bar and keeps the [`RunRecord`], and the report dir written
+//! from it (`reports::report_dir`): `junit.xml`, `cucumber.json` and
+//! `run.json` after every scenario, `index.html` after a scenario at most
+//! every 30 s and at the end, so a run killed half-way leaves valid
+//! reports of the scenarios that finished.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -32,9 +35,18 @@ pub struct TestOptions {
     pub report_dir: PathBuf,
     /// Probe capture rate, Hz, instead of the rig file's.
     pub probe_rate_hz: Option<f64>,
-    /// Print one line per scenario.
+    /// Print one line per scenario (and a progress bar on a terminal).
     pub progress: bool,
+    /// Size cap of each trace file of a scenario (CAN trace, P1
+    /// telegrams, decision log), bytes.
+    pub trace_limit_bytes: u64,
 }
+
+/// The default [`TestOptions::trace_limit_bytes`]: 16 MiB, about 370 k CAN
+/// frames (the first ~45 min of the sim rig's bus, which carries ~21 MB of
+/// candump text an hour) or ~11 h of P1 telegrams. A day of everything
+/// would be ~500 MB a scenario.
+pub const DEFAULT_TRACE_LIMIT_BYTES: u64 = 16 << 20;
 
 /// Why features could not run at all (scenario failures are in the record).
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +71,8 @@ pub struct TestOutcome {
     pub parse_errors: Vec<String>,
     pub junit: PathBuf,
     pub cucumber_json: PathBuf,
+    /// The HTML report.
+    pub html: PathBuf,
 }
 
 impl TestOutcome {
@@ -80,7 +94,14 @@ struct Recorder {
     report_dir: PathBuf,
     progress: bool,
     write_error: Option<String>,
+    bar: Option<indicatif::ProgressBar>,
+    /// When `index.html` was last written.
+    html_written: Option<Instant>,
 }
+
+/// `index.html` is rewritten after a scenario at most this often (it
+/// inlines every scenario's plots); always at the end of the run.
+const HTML_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn uri_of(f: &gherkin::Feature) -> String {
     f.path
@@ -152,6 +173,11 @@ impl Recorder {
                     steps,
                     retries: 0,
                     output: format!("seed {seed}"),
+                    dir: format!(
+                        "scenarios/{}-{seed}",
+                        crate::scenario::world::slug(&sc.name)
+                    ),
+                    figures: Default::default(),
                 });
                 let si = self.run.features[fi].scenarios.len() - 1;
                 self.index.insert(key.clone(), (fi, si));
@@ -229,12 +255,29 @@ impl Recorder {
                     .map_or(0.0, |t| t.elapsed().as_secs_f64());
                 let record = &mut self.run.features[fi].scenarios[si];
                 record.duration_s = d;
+                if let Ok(summary) =
+                    reports::scenario::read_summary(&self.report_dir.join(&record.dir))
+                {
+                    record.figures = summary.figures;
+                }
                 if self.progress {
-                    print_scenario(&self.run.features[fi], &self.run.features[fi].scenarios[si]);
+                    let (f, s) = (&self.run.features[fi], &self.run.features[fi].scenarios[si]);
+                    match &self.bar {
+                        Some(bar) => bar.suspend(|| print_scenario(f, s)),
+                        None => print_scenario(f, s),
+                    }
+                }
+                if let Some(bar) = &self.bar {
+                    let c = self.run.counts();
+                    bar.set_message(format!("{} passed, {} failed", c.passed, c.failed));
+                    bar.inc(1);
                 }
                 self.run.duration_s = self.run_started.elapsed().as_secs_f64();
-                if let Err(e) = write_reports(&self.run, &self.report_dir) {
-                    self.write_error = Some(e.to_string());
+                let html = self.html_written.is_none_or(|t| t.elapsed() >= HTML_EVERY);
+                match write_reports(&self.run, &self.report_dir, html) {
+                    Ok(()) if html => self.html_written = Some(Instant::now()),
+                    Ok(()) => {}
+                    Err(e) => self.write_error = Some(e.to_string()),
                 }
             }
             _ => {}
@@ -332,15 +375,140 @@ impl Writer<MaslowWorld> for Recorder {
 // concurrent scenarios are fine.
 impl cucumber::writer::Normalized for Recorder {}
 
-/// Writes `junit.xml` and `cucumber.json` into `dir`.
-pub fn write_reports(run: &RunRecord, dir: &Path) -> Result<(), HarnessError> {
+/// Writes `junit.xml`, `cucumber.json`, `run.json` and (if `html`)
+/// `index.html` into `dir`.
+pub fn write_reports(run: &RunRecord, dir: &Path, html: bool) -> Result<(), HarnessError> {
     std::fs::create_dir_all(dir).map_err(|e| HarnessError::Path {
         path: dir.display().to_string(),
         message: format!("cannot create the report directory: {e}"),
     })?;
-    reports::junit::write_junit(run, &dir.join("junit.xml"))?;
-    reports::cucumber_json::write_cucumber_json(run, &dir.join("cucumber.json"))?;
+    reports::report_dir::write_run_files(run, dir, html)?;
     Ok(())
+}
+
+/// What a report dir holds at its top level, removed at the start of a run
+/// so old scenarios do not linger (only these: a report dir pointed at a
+/// directory with other files keeps them).
+const REPORT_ENTRIES: &[&str] = &[
+    "scenarios",
+    "index.html",
+    "junit.xml",
+    "cucumber.json",
+    "run.json",
+];
+
+/// Empties a report dir of a previous run's files (see [`REPORT_ENTRIES`])
+/// and of half-written temporary files.
+pub fn clear_report_dir(dir: &Path) -> Result<(), HarnessError> {
+    let err = |p: &Path, e: std::io::Error| HarnessError::Path {
+        path: p.display().to_string(),
+        message: format!("cannot clear the previous run's reports: {e}"),
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = REPORT_ENTRIES.contains(&name.as_str())
+            || (name.starts_with('.') && name.ends_with(".partial"));
+        if !ours {
+            continue;
+        }
+        let p = e.path();
+        let r = if e.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        r.map_err(|x| err(&p, x))?;
+    }
+    Ok(())
+}
+
+/// The commit the features and maslow are at (`git describe --always
+/// --dirty`), empty outside a git checkout.
+fn git_describe(near: &Path) -> String {
+    let dir = if near.is_dir() {
+        near
+    } else {
+        near.parent().unwrap_or(Path::new("."))
+    };
+    std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty", "--tags"])
+        .current_dir(dir)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// How many scenarios (outline rows each) the paths hold that pass the
+/// filters; files that do not parse count none (the run reports them).
+fn count_scenarios(
+    paths: &[PathBuf],
+    tags: Option<&gherkin::tagexpr::TagOperation>,
+    name: Option<&regex::Regex>,
+) -> u64 {
+    fn files(p: &Path, out: &mut Vec<PathBuf>) {
+        if p.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+            entries.sort();
+            for e in entries {
+                files(&e, out);
+            }
+        } else if p.extension().is_some_and(|x| x == "feature") {
+            out.push(p.to_path_buf());
+        }
+    }
+    let mut all = Vec::new();
+    for p in paths {
+        files(p, &mut all);
+    }
+    let mut n = 0;
+    for f in all {
+        let Ok(feature) = gherkin::Feature::parse_path(&f, gherkin::GherkinEnv::default()) else {
+            continue;
+        };
+        let rules = feature
+            .rules
+            .iter()
+            .flat_map(|r| r.scenarios.iter().map(move |s| (Some(r), s)));
+        for (rule, sc) in feature.scenarios.iter().map(|s| (None, s)).chain(rules) {
+            let name_ok = name.is_none_or(|re| re.is_match(&sc.name));
+            let tags_ok = tags.is_none_or(|t| {
+                let mut all: Vec<String> = feature.tags.clone();
+                if let Some(r) = rule {
+                    all.extend(r.tags.iter().cloned());
+                }
+                all.extend(sc.tags.iter().cloned());
+                cucumber::tag::Ext::eval(t, all.iter())
+            });
+            if name_ok && tags_ok {
+                let rows: usize = sc
+                    .examples
+                    .iter()
+                    .map(|e| {
+                        e.table
+                            .as_ref()
+                            .map_or(0, |t| t.rows.len().saturating_sub(1))
+                    })
+                    .sum();
+                n += if sc.examples.is_empty() {
+                    1
+                } else {
+                    rows as u64
+                };
+            }
+        }
+    }
+    n
 }
 
 /// Runs the features and writes the reports.
@@ -380,13 +548,33 @@ pub fn run_features(opts: &TestOptions) -> Result<TestOutcome, HarnessError> {
     } else {
         std::thread::available_parallelism().map_or(2, |n| n.get())
     };
+    clear_report_dir(&opts.report_dir)?;
+    std::fs::create_dir_all(&opts.report_dir).map_err(|e| HarnessError::Path {
+        path: opts.report_dir.display().to_string(),
+        message: format!("cannot create the report directory: {e}"),
+    })?;
     install_settings(Settings {
         rig_path: opts.rig.clone(),
         rig: Arc::new(rig.clone()),
         seed: opts.seed,
         report_dir: opts.report_dir.clone(),
         probe_rate_hz: opts.probe_rate_hz.unwrap_or(rig.probe_rate_hz),
+        trace_limit_bytes: opts.trace_limit_bytes,
     });
+    let bar = opts.progress.then(|| {
+        let total = count_scenarios(&opts.paths, tags.as_ref(), name.as_ref());
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(total),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} scenarios, {msg} (eta {eta})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar
+    });
+    let commit = git_describe(opts.paths.first().map_or(Path::new("."), |p| p.as_path()));
     let recorder = Recorder {
         run: RunRecord {
             rig: rig.name.clone(),
@@ -400,6 +588,8 @@ pub fn run_features(opts: &TestOptions) -> Result<TestOutcome, HarnessError> {
                 .map_or(0.0, |d| d.as_secs_f64()),
             duration_s: 0.0,
             features: Vec::new(),
+            commit,
+            version: env!("CARGO_PKG_VERSION").into(),
         },
         parse_errors: Vec::new(),
         index: BTreeMap::new(),
@@ -410,6 +600,8 @@ pub fn run_features(opts: &TestOptions) -> Result<TestOutcome, HarnessError> {
         report_dir: opts.report_dir.clone(),
         progress: opts.progress,
         write_error: None,
+        bar,
+        html_written: None,
     };
     let cli_opts = cli::Opts::<_, _, cli::Empty, cli::Empty> {
         re_filter: None,
@@ -465,8 +657,11 @@ pub fn run_features(opts: &TestOptions) -> Result<TestOutcome, HarnessError> {
         recorder_out = Some(rec);
     }
     let mut rec = recorder_out.unwrap_or(recorder);
+    if let Some(bar) = rec.bar.take() {
+        bar.finish_and_clear();
+    }
     rec.run.duration_s = rec.run_started.elapsed().as_secs_f64();
-    write_reports(&rec.run, &opts.report_dir)?;
+    write_reports(&rec.run, &opts.report_dir, true)?;
     if let Some(e) = rec.write_error {
         return Err(HarnessError::Path {
             path: opts.report_dir.display().to_string(),
@@ -476,6 +671,7 @@ pub fn run_features(opts: &TestOptions) -> Result<TestOutcome, HarnessError> {
     Ok(TestOutcome {
         junit: opts.report_dir.join("junit.xml"),
         cucumber_json: opts.report_dir.join("cucumber.json"),
+        html: opts.report_dir.join("index.html"),
         record: rec.run,
         parse_errors: rec.parse_errors,
     })
@@ -493,5 +689,7 @@ fn clone_recorder(r: &Recorder) -> Recorder {
         report_dir: r.report_dir.clone(),
         progress: r.progress,
         write_error: None,
+        bar: r.bar.clone(),
+        html_written: r.html_written,
     }
 }

@@ -8,5 +8,7 @@ pub mod setup;
 pub mod steps;
 pub mod world;
 
-pub use harness::{run_features, HarnessError, TestOptions, TestOutcome};
+pub use harness::{
+    run_features, HarnessError, TestOptions, TestOutcome, DEFAULT_TRACE_LIMIT_BYTES,
+};
 pub use world::MaslowWorld;

@@ -26,6 +26,8 @@ pub struct Settings {
     pub seed: Option<u64>,
     /// Where scenario directories go.
     pub report_dir: PathBuf,
+    /// Size cap of each trace file of a scenario (CAN, P1, decisions).
+    pub trace_limit_bytes: u64,
     /// Capture rate of the virtual probe, Hz.
     pub probe_rate_hz: f64,
 }
@@ -187,6 +189,8 @@ pub struct MaslowWorld {
     /// The rig's bench instruments (sigrok devices), capturing while time
     /// passes; their series replace the probe's for the signals they map.
     pub bench: Vec<SigrokInstrument>,
+    /// What the `Then` steps checked, for the report's plots.
+    pub assertions: Vec<reports::scenario::Assertion>,
 }
 
 impl fmt::Debug for MaslowWorld {
@@ -227,6 +231,7 @@ impl MaslowWorld {
             capture: BTreeMap::new(),
             baselines: BTreeMap::new(),
             bench: Vec::new(),
+            assertions: Vec::new(),
         }
     }
 
@@ -317,11 +322,23 @@ impl MaslowWorld {
         })
     }
 
-    /// The running session (started on first use).
+    /// The running session (started on first use), tapped: its CAN trace
+    /// (`can.log`, candump `-L`), P1 telegrams (`p1.log`) and the
+    /// controller's decisions (`decisions.csv`) go into the scenario's
+    /// directory as it runs.
     pub fn sim(&mut self) -> Result<&mut Sim, String> {
         if self.sim.is_none() {
             let dir = self.dir()?;
-            let sim = self.build(&dir)?;
+            let mut sim = self.build(&dir)?;
+            let limit = self.settings()?.trace_limit_bytes;
+            sim.session
+                .tap(
+                    Some(&dir.join("can.log")),
+                    Some(&dir.join("p1.log")),
+                    Some(&dir.join("decisions.csv")),
+                    limit,
+                )
+                .map_err(|e| format!("opening the scenario's traces: {e}"))?;
             self.sim = Some(Box::new(sim));
         }
         self.sim.as_deref_mut().ok_or_else(|| "no session".into())
@@ -415,6 +432,9 @@ impl MaslowWorld {
         self.actions.push(Action::RunUntil(until));
         self.refresh_capture();
         self.stop_bench(t0_s)?;
+        // A run killed later still leaves this scenario's signals so far
+        // (its traces were flushed at the end of the run above).
+        self.write_capture();
         Ok(())
     }
 
@@ -484,24 +504,88 @@ impl MaslowWorld {
             .ok_or_else(|| "baseline missing".into())
     }
 
-    /// After the last step: stops the controller end (a child process on
-    /// SIL rigs) and writes the measured signals and the scenario's events
-    /// into its directory.
-    pub fn finish(&mut self) {
-        if let Some(sim) = self.sim.take() {
-            let _ = sim.session.finish();
+    /// Records a `Then` step's check of `signal` over `[from_s, to_s]`
+    /// against `bound` (in the signal's own unit), judged on the capture,
+    /// for the report's plots.
+    pub fn record_assertion(
+        &mut self,
+        signal: &str,
+        from_s: f64,
+        to_s: f64,
+        bound: reports::scenario::Bound,
+    ) {
+        if let Some(s) = self.capture.get(signal) {
+            let sig = to_signal(s);
+            self.assertions.push(reports::scenario::Assertion::judge(
+                &sig, from_s, to_s, bound,
+            ));
         }
-        self.write_capture();
-        if let Ok(dir) = self.dir() {
-            let mut events = String::from("time_s,event\n");
-            for m in &self.markers {
-                events.push_str(&format!(
-                    "{:.3},\"{}\"\n",
-                    m.at_s,
-                    m.label.replace('"', "'")
-                ));
+    }
+
+    /// After the last step: stops the controller end (a child process on
+    /// SIL rigs) and writes the scenario's directory: measured signals,
+    /// events, assertions, key figures and plots (its traces were written
+    /// as it ran).
+    pub fn finish(&mut self) {
+        let mut capture = reports::scenario::ScenarioCapture::default();
+        if let Some(sim) = self.sim.take() {
+            let truncated = sim.session.truncated_taps();
+            let missed = sim.session.decisions_missed();
+            if let Ok(sum) = sim.session.finish() {
+                let f = &mut capture.figures;
+                f.insert(
+                    "can_frames_to_controller".into(),
+                    sum.frames_to_controller as f64,
+                );
+                f.insert(
+                    "can_frames_from_controller".into(),
+                    sum.frames_from_controller as f64,
+                );
+                f.insert("p1_telegrams".into(), sum.p1_telegrams as f64);
+                if let Some(j) = &sum.pacing {
+                    f.insert("rt_jitter_p50_us".into(), j.p50_jitter_us() as f64);
+                    f.insert("rt_jitter_p99_us".into(), j.p99_jitter_us() as f64);
+                    f.insert("rt_jitter_max_us".into(), j.max_jitter_us() as f64);
+                    f.insert("rt_overruns".into(), j.overruns() as f64);
+                }
             }
-            let _ = std::fs::write(dir.join("events.csv"), events);
+            if missed > 0 {
+                capture
+                    .figures
+                    .insert("decisions_missed".into(), missed as f64);
+            }
+            for (path, at_s) in truncated {
+                capture.events.push(reports::scenario::Event {
+                    at_s,
+                    label: format!(
+                        "{} size limit: later entries not kept",
+                        path.file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default()
+                    ),
+                });
+            }
+        }
+        let Ok(dir) = self.dir() else {
+            return;
+        };
+        capture.signals = self.capture.values().map(to_signal).collect();
+        let mut events: Vec<reports::scenario::Event> = self
+            .markers
+            .iter()
+            .map(|m| reports::scenario::Event {
+                at_s: m.at_s,
+                label: m.label.clone(),
+            })
+            .collect();
+        events.append(&mut capture.events);
+        capture.events = events;
+        capture.assertions = std::mem::take(&mut self.assertions);
+        if let Err(e) = capture.write(&dir) {
+            eprintln!(
+                "scenario `{}`: cannot write its report files: {e}",
+                self.name
+            );
         }
     }
 
@@ -509,18 +593,23 @@ impl MaslowWorld {
     /// signal) and returns its path.
     pub fn write_capture(&self) -> Option<PathBuf> {
         let dir = self.dir().ok()?;
-        let first = self.capture.values().next()?;
-        let mut table = reports::csv_table::ColumnTable::new();
-        table.push("time_s", first.t_s.clone());
-        for (name, s) in &self.capture {
-            if s.len() == first.len() {
-                table.push(format!("{name} [{}]", s.unit), s.values.clone());
-            }
-        }
-        let path = dir.join("signals.csv");
+        let capture = reports::scenario::ScenarioCapture {
+            signals: self.capture.values().map(to_signal).collect(),
+            ..Default::default()
+        };
         std::fs::create_dir_all(&dir).ok()?;
-        table.write_atomic(&path).ok()?;
-        Some(path)
+        capture.write_signals(&dir).ok()?;
+        Some(dir.join("signals.csv"))
+    }
+}
+
+/// A captured series as the report's signal.
+fn to_signal(s: &TimeSeries) -> reports::scenario::Signal {
+    reports::scenario::Signal {
+        name: s.name.clone(),
+        unit: s.unit.clone(),
+        t_s: s.t_s.clone(),
+        values: s.values.clone(),
     }
 }
 

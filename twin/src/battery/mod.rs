@@ -3,7 +3,10 @@
 //! two-mass thermal model and calendar/cycle ageing; a series × parallel
 //! [`Pack`] with seeded cell-to-cell spread; parameter files
 //! ([`load_cell_params`], [`load_pack_params`], schema in
-//! `twin/params/README.md`); and a profile runner ([`profile`]).
+//! `twin/params/README.md`); and a profile runner ([`profile`]). The
+//! electrochemical alternative, an SPMe cell and pack validated against
+//! PyBaMM, is in [`spme`]; files select the model with `model = "ecm" |
+//! "spme"` ([`load_battery_params`], [`load_battery_pack_params`]).
 //!
 //! Conventions (PyBaMM's): positive current and power = discharge; SOC in
 //! [0, 1]; temperatures in °C; RC overpotentials negative on discharge.
@@ -29,6 +32,7 @@ mod lanes;
 pub mod pack;
 pub mod params;
 pub mod profile;
+pub mod spme;
 pub mod thermal;
 
 pub use ageing::{AgeingParams, AgeingState};
@@ -37,11 +41,13 @@ pub use cell::{
 };
 pub use pack::{Pack, PackOutput};
 pub use params::{
-    load_cell_params, load_pack_params, parse_cell_params, AxisKind, CellParams, PackParams,
-    ParamTable, RcParams, Spread, MAX_RC,
+    cell_model_of, load_battery_pack_params, load_battery_params, load_cell_params,
+    load_pack_params, parse_cell_params, AxisKind, BatteryPackParams, BatteryParams, CellParams,
+    PackParams, ParamTable, RcParams, Spread, MAX_RC,
 };
 pub use profile::{
-    run_cell_profile, CellRun, CellSample, Profile, ProfileError, ProfileKind, StopReason,
+    run_cell_profile, run_profile, run_spme_profile, CellRun, CellSample, Profile, ProfileCell,
+    ProfileError, ProfileKind, StopReason,
 };
 pub use thermal::{ThermalParams, ThermalPropagator};
 

@@ -102,6 +102,10 @@ fn one() -> f64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CellFile {
+    /// `"ecm"` if present (an SPMe file says `"spme"`; see
+    /// [`load_battery_params`]).
+    #[serde(default)]
+    pub model: Option<String>,
     pub name: String,
     #[serde(default)]
     pub source: Option<String>,
@@ -149,6 +153,10 @@ pub struct SpreadFile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PackFile {
+    /// `"ecm"` (default) or `"spme"`: the model of the cells; the cell file
+    /// must say the same (see [`load_battery_pack_params`]).
+    #[serde(default)]
+    pub model: Option<String>,
     pub name: String,
     #[serde(default)]
     pub source: Option<String>,
@@ -638,6 +646,15 @@ pub fn load_cell_params(path: &Path) -> Result<CellParams, ParamError> {
 pub fn parse_cell_params(path: &Path, text: &str) -> Result<CellParams, ParamError> {
     let f: CellFile = parse_toml(path, text)?;
     let cx = Ctx { path, text };
+    if let Some(m) = f.model.as_deref() {
+        if m != "ecm" {
+            return Err(cx.err(
+                "",
+                "model",
+                format!("must be \"ecm\" in an equivalent-circuit cell file, found \"{m}\" (load it with load_battery_params)"),
+            ));
+        }
+    }
     use AxisKind::*;
     let capacity_ah = cx.positive("", "capacity_ah", f.capacity_ah)?;
     let nominal_capacity_ah = cx.positive(
@@ -875,9 +892,39 @@ fn ageing_params(cx: &Ctx, a: &AgeingFile) -> Result<AgeingParams, ParamError> {
 
 /// Loads and validates a pack file and the cell file it references.
 pub fn load_pack_params(path: &Path) -> Result<PackParams, ParamError> {
+    match load_battery_pack_params(path)? {
+        BatteryPackParams::Ecm(p) => Ok(p),
+        BatteryPackParams::Spme(_) => Err(ParamError::invalid(
+            path,
+            "`model` is \"spme\": load it with load_battery_pack_params (this loader is for \
+             equivalent-circuit packs)",
+        )),
+    }
+}
+
+/// A pack of either model, as selected by the pack file's `model` key.
+#[derive(Debug, Clone)]
+pub enum BatteryPackParams {
+    /// `model = "ecm"` or no `model` key.
+    Ecm(PackParams),
+    /// `model = "spme"`.
+    Spme(crate::battery::spme::SpmePackParams),
+}
+
+/// Loads a pack file of either model: `model = "ecm"` (default) or
+/// `"spme"`; the cell file it names must be of the same model.
+pub fn load_battery_pack_params(path: &Path) -> Result<BatteryPackParams, ParamError> {
     let text = read_text(path)?;
     let f: PackFile = parse_toml(path, &text)?;
     let cx = Ctx { path, text: &text };
+    let model = f.model.clone().unwrap_or_else(|| "ecm".into());
+    if model != "ecm" && model != "spme" {
+        return Err(cx.err(
+            "",
+            "model",
+            format!("must be \"ecm\" or \"spme\", found \"{model}\""),
+        ));
+    }
     if f.series == 0 || f.series > 1000 {
         return Err(cx.err(
             "",
@@ -906,14 +953,37 @@ pub fn load_pack_params(path: &Path) -> Result<PackParams, ParamError> {
         initial_soc_sd: check_sd("initial_soc_sd", sp.initial_soc_sd, 0.2)?,
     };
     let cell_path: PathBuf = resolve_relative(path, &f.cell);
-    let cell = load_cell_params(&cell_path)?;
-    Ok(PackParams {
+    let cell_text = read_text(&cell_path)?;
+    let cell_model = cell_model_of(&cell_path, &cell_text)?;
+    if cell_model != model {
+        return Err(cx.err(
+            "",
+            "cell",
+            format!(
+                "names a `model = \"{cell_model}\"` cell file but the pack says model = \"{model}\""
+            ),
+        ));
+    }
+    if model == "spme" {
+        let cell = crate::battery::spme::parse_spme_params(&cell_path, &cell_text)?;
+        return Ok(BatteryPackParams::Spme(
+            crate::battery::spme::SpmePackParams {
+                name: f.name,
+                cell,
+                series: f.series,
+                parallel: f.parallel,
+                spread,
+            },
+        ));
+    }
+    let cell = parse_cell_params(&cell_path, &cell_text)?;
+    Ok(BatteryPackParams::Ecm(PackParams {
         name: f.name,
         cell,
         series: f.series,
         parallel: f.parallel,
         spread,
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -1056,5 +1126,40 @@ mod shipped_files {
         assert!(v_nom > 44.0 && v_nom < 52.0, "{v_nom}");
         assert!(nmc.parallel > 1);
         assert!(nmc.cell.ageing.is_some() && lfp.cell.ageing.is_some());
+    }
+}
+
+/// A battery cell of either model, as selected by the file's `model` key.
+#[derive(Debug, Clone)]
+pub enum BatteryParams {
+    /// `model = "ecm"` or no `model` key: the equivalent-circuit cell.
+    Ecm(CellParams),
+    /// `model = "spme"`: the electrochemical SPMe cell.
+    Spme(crate::battery::spme::SpmeParams),
+}
+
+/// Which model a cell parameter file is for: its `model` key, `"ecm"` if
+/// absent.
+pub fn cell_model_of(path: &Path, text: &str) -> Result<String, ParamError> {
+    let table: toml::Table = parse_toml(path, text)?;
+    match table.get("model") {
+        None => Ok("ecm".into()),
+        Some(toml::Value::String(m)) if m == "ecm" || m == "spme" => Ok(m.clone()),
+        Some(v) => Err(ParamError::invalid(
+            path,
+            format!("`model` must be \"ecm\" or \"spme\", found {v}"),
+        )),
+    }
+}
+
+/// Loads a cell parameter file of either model (selected by its `model`
+/// key: `"ecm"`, the default, or `"spme"`).
+pub fn load_battery_params(path: &Path) -> Result<BatteryParams, ParamError> {
+    let text = read_text(path)?;
+    match cell_model_of(path, &text)?.as_str() {
+        "spme" => Ok(BatteryParams::Spme(
+            crate::battery::spme::parse_spme_params(path, &text)?,
+        )),
+        _ => Ok(BatteryParams::Ecm(parse_cell_params(path, &text)?)),
     }
 }

@@ -16,8 +16,11 @@
 
 use std::fmt;
 
-use super::cell::{clamp_current, solve_power, EcmCell, LimitFlags};
+use super::cell::{
+    clamp_current, solve_power, CellOutput, EcmCell, LimitFlags, PowerNotDeliverable,
+};
 use super::params::CellParams;
+use super::spme::{SpmeCell, SpmeParams};
 use crate::params::NumericTable;
 
 /// What the profile's values are.
@@ -207,7 +210,7 @@ pub struct CellRun {
     pub stop: StopReason,
 }
 
-fn sample(time_s: f64, cell: &EcmCell) -> CellSample {
+fn sample<C: ProfileCell>(time_s: f64, cell: &C) -> CellSample {
     let o = cell.output();
     CellSample {
         time_s,
@@ -223,15 +226,61 @@ fn sample(time_s: f64, cell: &EcmCell) -> CellSample {
     }
 }
 
-/// Runs one nominal cell from `soc0`, with cell, jig and ambient at
-/// `temperature_c`, through `profile` with steps of at most `dt_s`.
-pub fn run_cell_profile(
-    params: &CellParams,
-    profile: &Profile,
-    soc0: f64,
-    temperature_c: f64,
-    dt_s: f64,
-) -> Result<CellRun, ProfileError> {
+/// A cell the profile runner can drive: the ECM [`EcmCell`] and the SPMe
+/// [`SpmeCell`].
+pub trait ProfileCell {
+    /// The present output.
+    fn output(&self) -> CellOutput;
+    /// Sets the current flowing now without advancing time.
+    fn set_instant_current(&mut self, current_a: f64);
+    /// The current that delivers `power_w` at the terminals now (no time
+    /// passes), or why none does.
+    fn instant_power_current(&mut self, power_w: f64) -> Result<f64, PowerNotDeliverable>;
+    /// Steps at constant current.
+    fn step_current(&mut self, current_a: f64, dt_s: f64) -> CellOutput;
+    /// Steps at constant terminal power.
+    fn step_power(&mut self, power_w: f64, dt_s: f64) -> Result<CellOutput, PowerNotDeliverable>;
+}
+
+impl ProfileCell for EcmCell {
+    fn output(&self) -> CellOutput {
+        EcmCell::output(self)
+    }
+    fn set_instant_current(&mut self, current_a: f64) {
+        EcmCell::set_instant_current(self, current_a)
+    }
+    fn instant_power_current(&mut self, power_w: f64) -> Result<f64, PowerNotDeliverable> {
+        let st = self.state();
+        let e = st.ocv + st.v_rc.iter().sum::<f64>();
+        solve_power(e, st.r0, power_w)
+    }
+    fn step_current(&mut self, current_a: f64, dt_s: f64) -> CellOutput {
+        EcmCell::step_current(self, current_a, dt_s)
+    }
+    fn step_power(&mut self, power_w: f64, dt_s: f64) -> Result<CellOutput, PowerNotDeliverable> {
+        EcmCell::step_power(self, power_w, dt_s)
+    }
+}
+
+impl ProfileCell for SpmeCell {
+    fn output(&self) -> CellOutput {
+        SpmeCell::output(self)
+    }
+    fn set_instant_current(&mut self, current_a: f64) {
+        SpmeCell::set_instant_current(self, current_a)
+    }
+    fn instant_power_current(&mut self, power_w: f64) -> Result<f64, PowerNotDeliverable> {
+        SpmeCell::instant_power_current(self, power_w)
+    }
+    fn step_current(&mut self, current_a: f64, dt_s: f64) -> CellOutput {
+        SpmeCell::step_current(self, current_a, dt_s)
+    }
+    fn step_power(&mut self, power_w: f64, dt_s: f64) -> Result<CellOutput, PowerNotDeliverable> {
+        SpmeCell::step_power(self, power_w, dt_s)
+    }
+}
+
+fn check_args(soc0: f64, temperature_c: f64, dt_s: f64) -> Result<(), ProfileError> {
     if !(dt_s.is_finite() && dt_s > 0.0) {
         return Err(ProfileError::BadArgument(format!(
             "dt_s must be > 0, found {dt_s}"
@@ -247,32 +296,85 @@ pub fn run_cell_profile(
             "temperature_c must be finite".into(),
         ));
     }
+    Ok(())
+}
+
+/// Runs one nominal cell from `soc0`, with cell, jig and ambient at
+/// `temperature_c`, through `profile` with steps of at most `dt_s`.
+pub fn run_cell_profile(
+    params: &CellParams,
+    profile: &Profile,
+    soc0: f64,
+    temperature_c: f64,
+    dt_s: f64,
+) -> Result<CellRun, ProfileError> {
+    check_args(soc0, temperature_c, dt_s)?;
     let mut cell = EcmCell::new(params, soc0, temperature_c);
-    let (vmin, vmax) = (params.voltage_min_v, params.voltage_max_v);
+    run_profile(
+        &mut cell,
+        params.voltage_min_v,
+        params.voltage_max_v,
+        profile,
+        dt_s,
+    )
+}
+
+/// Runs one SPMe cell from `soc0` (on its stoichiometry window), with cell
+/// and ambient at `temperature_c`, through `profile` with steps of at most
+/// `dt_s`: the same sampling and stop rules as [`run_cell_profile`].
+pub fn run_spme_profile(
+    params: &SpmeParams,
+    profile: &Profile,
+    soc0: f64,
+    temperature_c: f64,
+    dt_s: f64,
+) -> Result<CellRun, ProfileError> {
+    check_args(soc0, temperature_c, dt_s)?;
+    let mut cell = SpmeCell::new(params, soc0, temperature_c)
+        .map_err(|e| ProfileError::BadArgument(e.to_string()))?;
+    run_profile(
+        &mut cell,
+        params.voltage_min_v,
+        params.voltage_max_v,
+        profile,
+        dt_s,
+    )
+}
+
+/// Runs `cell` through `profile` (see the module documentation), stopping
+/// at the voltage limits `[vmin, vmax]`.
+pub fn run_profile<C: ProfileCell>(
+    cell: &mut C,
+    vmin: f64,
+    vmax: f64,
+    profile: &Profile,
+    dt_s: f64,
+) -> Result<CellRun, ProfileError> {
+    if !(dt_s.is_finite() && dt_s > 0.0) {
+        return Err(ProfileError::BadArgument(format!(
+            "dt_s must be > 0, found {dt_s}"
+        )));
+    }
     let t0 = profile.time_s[0];
     // Initial sample: the state at t0 with row 0's current flowing.
     let i0 = match profile.kind {
         ProfileKind::CurrentA => clamp_current(profile.values[0]).0,
-        ProfileKind::PowerW => {
-            let st = cell.state();
-            let e = st.ocv + st.v_rc.iter().sum::<f64>();
-            match solve_power(e, st.r0, profile.values[0]) {
-                Ok(i) => i,
-                Err(err) => {
-                    return Ok(CellRun {
-                        samples: vec![],
-                        stop: StopReason::PowerNotDeliverable {
-                            time_s: t0,
-                            requested_w: err.requested_w,
-                            max_w: err.max_w,
-                        },
-                    })
-                }
+        ProfileKind::PowerW => match cell.instant_power_current(profile.values[0]) {
+            Ok(i) => i,
+            Err(err) => {
+                return Ok(CellRun {
+                    samples: vec![],
+                    stop: StopReason::PowerNotDeliverable {
+                        time_s: t0,
+                        requested_w: err.requested_w,
+                        max_w: err.max_w,
+                    },
+                })
             }
-        }
+        },
     };
     cell.set_instant_current(i0);
-    let first = sample(t0, &cell);
+    let first = sample(t0, &*cell);
     if first.voltage_v < vmin {
         return Ok(CellRun {
             samples: vec![],
@@ -318,7 +420,7 @@ pub fn run_cell_profile(
                     }
                 }
             }
-            let s = sample(t, &cell);
+            let s = sample(t, &*cell);
             let cross = |lim: f64| {
                 let dv = s.voltage_v - prev.voltage_v;
                 if dv.abs() > 0.0 {

@@ -878,6 +878,12 @@ fn stays_between(
     let lo = in_unit(num(&lo)?, &unit, want)?;
     let hi = in_unit(num(&hi)?, &unit, want)?;
     let (from, to, xs) = judged_samples(w, &signal, &s, &window)?;
+    w.record_assertion(
+        &signal,
+        from,
+        to,
+        reports::scenario::Bound::between(lo / k, hi / k),
+    );
     if let Some((t, v)) = xs.iter().find(|(_, v)| !(v * k >= lo && v * k <= hi)) {
         return Err(format!(
             "expected {what} between {lo} and {hi} {want} from {} to {}; measured {:.3} {want} at {} (t = {t:.0} s){}",
@@ -913,6 +919,12 @@ fn never_exceeds(
         Some(num(&grace_s)?)
     };
     let (from, to, xs) = judged_samples(w, &signal, &s, &window)?;
+    w.record_assertion(
+        &signal,
+        from,
+        to,
+        reports::scenario::Bound::limit(dir == "exceeds", limit / k),
+    );
     let bad = |v: f64| {
         if dir == "exceeds" {
             v * k > limit
