@@ -133,6 +133,8 @@ pub enum TwinCommand {
     Pv(PvArgs),
     /// Simulate one household (pack, PV, DC bus, loads, grid, meter) with a fixed simple policy.
     House(HouseArgs),
+    /// Solve an LV feeder's three-phase unbalanced power flow (OpenDSS subset).
+    Feeder(FeederArgs),
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +160,27 @@ pub struct CellArgs {
     #[arg(long, default_value_t = 1.0)]
     pub dt_s: f64,
     /// Output CSV.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct FeederArgs {
+    /// Network: an OpenDSS script in the subset twin::feeder reads
+    /// (e.g. twin/params/feeders/ieee_european_lv/master.dss).
+    #[arg(long)]
+    pub network: PathBuf,
+    /// Loads CSV: `time_s` and `<load name>_kw` columns (optionally
+    /// `<load name>_kvar`), one snapshot per row. A load without a `_kw`
+    /// column keeps the script's value; without a `_kvar` column its kvar
+    /// follows kW at the script's power factor. Without this option: one
+    /// snapshot of the script's loads at time 0.
+    #[arg(long)]
+    pub loads: Option<PathBuf>,
+    /// Output CSV, one row per snapshot: `time_s`, transformer
+    /// `trafo_p_{a,b,c}_kw`/`trafo_q_{a,b,c}_kvar` (delivered at the LV
+    /// terminals), `trafo_p_hv_kw`/`trafo_q_hv_kvar`, then for every bus and
+    /// phase `vm_<bus>_<phase>_pu` and `va_<bus>_<phase>_deg`.
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -238,6 +261,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Twin(TwinCommand::Cell(a)) => twin_cell(&a),
         Command::Twin(TwinCommand::Pv(a)) => twin_pv(&a),
         Command::Twin(TwinCommand::House(a)) => twin_house(&a),
+        Command::Twin(TwinCommand::Feeder(a)) => twin_feeder(&a),
         Command::Rig(RigCommand::Run(a)) => rig_run(&a),
         Command::Test(a) => test(&a),
         Command::Report(a) => report(&a),
@@ -505,6 +529,148 @@ pub fn twin_pv(a: &PvArgs) -> Result<()> {
     t.push("i_sc_a", out.iter().map(|r| r.i_sc_a).collect());
     t.write_atomic(&a.out)?;
     eprintln!("maslow twin pv: {} rows to {}", t.rows(), a.out.display());
+    Ok(())
+}
+
+/// `maslow twin feeder`.
+pub fn twin_feeder(a: &FeederArgs) -> Result<()> {
+    use twin::feeder::{FeederError, Network};
+    let as_err = |e: FeederError| -> anyhow::Error {
+        match e {
+            FeederError::NoConvergence { .. } => anyhow::anyhow!("{e}"),
+            other => bad(other.to_string()),
+        }
+    };
+    let model = twin::feeder::parse_file(&a.network).map_err(as_err)?;
+    for n in &model.notes {
+        eprintln!("maslow twin feeder: note: {n}");
+    }
+    let net =
+        Network::from_dss(&model).map_err(|e| bad(format!("{}: {e}", a.network.display())))?;
+    let base = net.base_snapshot();
+    let mut snapshots = Vec::new();
+    match &a.loads {
+        None => snapshots.push((0.0, base.clone())),
+        Some(path) => {
+            let table = InputTable::load(path)?;
+            let time_s = table.time_column("time_s")?;
+            let mut kw_cols = Vec::new();
+            let mut kvar_cols = Vec::new();
+            for (c, name) in table.columns.iter().enumerate() {
+                let (load, kw) = if let Some(l) = name.strip_suffix("_kw") {
+                    (l, true)
+                } else if let Some(l) = name.strip_suffix("_kvar") {
+                    (l, false)
+                } else {
+                    continue;
+                };
+                let Some(k) = net.load_index(load) else {
+                    return Err(bad(format!(
+                        "{}: column `{name}`: the network has no load `{load}` (loads: {})",
+                        path.display(),
+                        net.load_names().take(8).collect::<Vec<_>>().join(", ")
+                            + if net.load_names().count() > 8 {
+                                ", ..."
+                            } else {
+                                ""
+                            }
+                    )));
+                };
+                if kw {
+                    kw_cols.push((k, c));
+                } else {
+                    kvar_cols.push((k, c));
+                }
+            }
+            if kw_cols.is_empty() {
+                return Err(bad(format!(
+                    "{}: no `<load name>_kw` column (the header has: {})",
+                    path.display(),
+                    table.columns.join(", ")
+                )));
+            }
+            for (r, row) in table.rows.iter().enumerate() {
+                let mut s = base.clone();
+                for &(k, c) in &kw_cols {
+                    let ratio = if base.kw[k] != 0.0 {
+                        base.kvar[k] / base.kw[k]
+                    } else {
+                        0.0
+                    };
+                    s.kw[k] = row[c];
+                    s.kvar[k] = row[c] * ratio;
+                }
+                for &(k, c) in &kvar_cols {
+                    s.kvar[k] = row[c];
+                }
+                snapshots.push((time_s[r], s));
+            }
+        }
+    }
+    let n_bus = net.bus_names().len();
+    let mut vm: Vec<Vec<f64>> = (0..3 * n_bus)
+        .map(|_| Vec::with_capacity(snapshots.len()))
+        .collect();
+    let mut va: Vec<Vec<f64>> = (0..3 * n_bus)
+        .map(|_| Vec::with_capacity(snapshots.len()))
+        .collect();
+    let mut tr_cols: Vec<Vec<f64>> = (0..8)
+        .map(|_| Vec::with_capacity(snapshots.len()))
+        .collect();
+    for (t, snap) in &snapshots {
+        let sol = net
+            .solve(snap)
+            .map_err(|e| anyhow::anyhow!("snapshot at time_s={t}: {e}"))?;
+        for b in 0..n_bus {
+            for p in 0..3 {
+                vm[3 * b + p].push(sol.vm_pu[b][p]);
+                va[3 * b + p].push(sol.va_deg[b][p]);
+            }
+        }
+        let (lv, hv) = match &sol.transformer {
+            Some(tr) => (tr.s_lv_kva, tr.s_hv_kva),
+            None => (
+                [twin::feeder::C64::new(f64::NAN, f64::NAN); 3],
+                twin::feeder::C64::new(f64::NAN, f64::NAN),
+            ),
+        };
+        for p in 0..3 {
+            tr_cols[2 * p].push(lv[p].re);
+            tr_cols[2 * p + 1].push(lv[p].im);
+        }
+        tr_cols[6].push(hv.re);
+        tr_cols[7].push(hv.im);
+    }
+    let mut t = ColumnTable::new();
+    t.push("time_s", snapshots.iter().map(|s| s.0).collect());
+    let names = [
+        "trafo_p_a_kw",
+        "trafo_q_a_kvar",
+        "trafo_p_b_kw",
+        "trafo_q_b_kvar",
+        "trafo_p_c_kw",
+        "trafo_q_c_kvar",
+        "trafo_p_hv_kw",
+        "trafo_q_hv_kvar",
+    ];
+    for (n, c) in names.iter().zip(tr_cols) {
+        t.push(*n, c);
+    }
+    let mut vm = vm.into_iter();
+    let mut va = va.into_iter();
+    for b in net.bus_names() {
+        for ph in ["a", "b", "c"] {
+            t.push(format!("vm_{b}_{ph}_pu"), vm.next().unwrap_or_default());
+            t.push(format!("va_{b}_{ph}_deg"), va.next().unwrap_or_default());
+        }
+    }
+    t.write_atomic(&a.out)?;
+    eprintln!(
+        "maslow twin feeder: {} snapshot(s) of {} buses to {}",
+        t.rows(),
+        n_bus,
+        a.out.display()
+    );
     Ok(())
 }
 

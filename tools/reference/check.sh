@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Re-runs the reference peers (PyBaMM, pvlib) and checks that the committed
+# Re-runs the reference peers (PyBaMM, pvlib, pandapower) and checks that the committed
 # reference data and generated parameter files are what they produce today.
 # The working tree is restored afterwards, whatever happens.
 set -euo pipefail
@@ -19,5 +19,6 @@ python3 tools/reference/pybamm_ecm.py
 python3 tools/reference/pybamm_spme.py
 python3 tools/reference/pybamm_spme_sei.py
 python3 tools/reference/pvlib_single_diode.py
+python3 tools/reference/pandapower_feeders.py
 for d in "${dirs[@]}"; do mkdir -p "$fresh/$d"; cp -a "$d/." "$fresh/$d/"; done
 python3 tools/reference/compare.py "$saved" "$fresh"

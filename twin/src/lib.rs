@@ -20,6 +20,7 @@
 pub mod battery;
 pub mod bus;
 pub mod engine;
+pub mod feeder;
 pub mod grid;
 pub mod house;
 pub mod interp;
