@@ -1028,6 +1028,13 @@ fn settles(
         .filter(|b| *b > deadline)
         .unwrap_or(w.now_s());
     w.check_window_reached(deadline)?;
+    // The plot shows the bound from the deadline on: where it must hold.
+    w.record_assertion(
+        &signal,
+        deadline,
+        to,
+        reports::scenario::Bound::limit(dir == "below", limit / k),
+    );
     let xs = samples(&s, from, to);
     let ok = |v: f64| {
         if dir == "below" {
@@ -1067,6 +1074,12 @@ fn value_at(
     let limit = in_unit(num(&limit)?, &unit, want)?;
     let t = clock_s(&at)?;
     w.check_window_reached(t)?;
+    w.record_assertion(
+        &signal,
+        t - 1.0,
+        t + 1.0,
+        reports::scenario::Bound::limit(cmp == "at most", limit / k),
+    );
     let Some((ts, v)) = s.window(t - 1.0, t + 1.0).next() else {
         return Err(format!("no sample of {signal} at {at}"));
     };
