@@ -1,53 +1,10 @@
 //! The `maslow` binary end to end: what a user types, what they get back.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+#[path = "common/cli.rs"]
+mod common;
 
-fn maslow(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_maslow"))
-        .args(args)
-        .output()
-        .expect("the maslow binary runs")
-}
-
-fn repo(p: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(p)
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-fn read_csv(p: &Path) -> (Vec<String>, Vec<Vec<f64>>) {
-    let mut r = csv::Reader::from_path(p).unwrap();
-    let header = r.headers().unwrap().iter().map(str::to_owned).collect();
-    let rows = r
-        .records()
-        .map(|rec| {
-            rec.unwrap()
-                .iter()
-                .map(|c| {
-                    if c.is_empty() {
-                        f64::NAN
-                    } else {
-                        c.parse().unwrap()
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    (header, rows)
-}
+use common::{maslow, read_csv, repo, stderr, write};
+use std::path::Path;
 
 #[test]
 fn cell_runs_a_discharge_to_the_cut_off_and_says_so() {
