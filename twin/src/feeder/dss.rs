@@ -646,25 +646,14 @@ impl Parser {
             if line.is_empty() {
                 continue;
             }
-            if let Some(rest) = line.strip_prefix('~') {
-                match commands.last_mut() {
-                    Some((_, c)) => {
-                        c.push(' ');
-                        c.push_str(rest);
-                    }
-                    None => {
-                        return Err(FeederError::Dss {
-                            file,
-                            line: k + 1,
-                            message: "continuation `~` with no command before it".into(),
-                        })
-                    }
-                }
-                continue;
-            }
+            // `~ …` and `more …` continue the command before them.
             let lower = line.to_ascii_lowercase();
-            if lower == "more" || lower.starts_with("more ") {
-                let rest = &line[4..];
+            let continuation = match line.strip_prefix('~') {
+                Some(rest) => Some(("~", rest)),
+                None if lower == "more" || lower.starts_with("more ") => Some(("more", &line[4..])),
+                None => None,
+            };
+            if let Some((word, rest)) = continuation {
                 match commands.last_mut() {
                     Some((_, c)) => {
                         c.push(' ');
@@ -674,7 +663,7 @@ impl Parser {
                         return Err(FeederError::Dss {
                             file,
                             line: k + 1,
-                            message: "continuation `more` with no command before it".into(),
+                            message: format!("continuation `{word}` with no command before it"),
                         })
                     }
                 }
