@@ -1430,7 +1430,7 @@ impl Cluster {
                 dispatch: None,
             };
         };
-        if now < a.start_at {
+        if a.start_at > a.accepted_at && now < a.start_at {
             return ClusterCommand {
                 battery_power_w: None,
                 until: Some(a.until),
@@ -2001,6 +2001,362 @@ mod tests {
             c.validate().unwrap_err().field.as_str(),
             "envelope.max_source_w"
         );
+    }
+
+    fn heartbeat(seq: u64) -> Dispatch {
+        Dispatch {
+            requirement: None,
+            ..dispatch(seq, Command::Heartbeat)
+        }
+    }
+
+    /// The heartbeat vector in docs/dispatch.md, produced with Python
+    /// `cryptography`.
+    #[test]
+    fn heartbeat_vector_and_semantics() {
+        const HEX: &str = "010400000000001100000000ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c000000000000002c000000006ab13bbc000000006ab13bf8000000000000000000000000d94de5ae682aef5c1994bf1f5294664b80703232b00a051585379d24cf086bc7c155db861ed0a72b74cf7672138630ea57b58911bfb82687f6b82c90d6ace300";
+        let expected: Vec<u8> = (0..HEX.len() / 2)
+            .map(|i| u8::from_str_radix(&HEX[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        let hb = Dispatch {
+            issued_at_s: 1_790_000_060,
+            expires_at_s: 1_790_000_120,
+            ..heartbeat(44)
+        };
+        assert_eq!(encode(&hb, &server()).as_slice(), expected.as_slice());
+        assert_eq!(parse(&expected).unwrap().dispatch, hb);
+        // A heartbeat carries no power and no duration.
+        let mut with_power = encode(&heartbeat(1), &server());
+        with_power[field::DURATION.start + 3] = 1;
+        assert_eq!(parse(&with_power).unwrap_err(), ParseError::Inconsistent);
+        // Accepted: consumes the sequence, leaves the dispatch in force.
+        let mut c = cluster();
+        handle(&mut c, &source(1, 1000, 600));
+        let v = handle(&mut c, &heartbeat(2));
+        assert!(matches!(v, Verdict::Accepted(a) if a.command == Command::Heartbeat));
+        assert_eq!(c.active().map(|a| a.sequence), Some(1));
+        assert_eq!(c.update(Millis(2000), LIMITS).battery_power_w, Some(1000.0));
+        assert_eq!(
+            rejected(handle(&mut c, &heartbeat(2).clone_with_seq(1))),
+            RejectReason::Replayed
+        );
+        assert_eq!(c.sequences()[0], Some(2));
+        // Accepted even when not participating (liveness only).
+        let off = DispatchContext {
+            participating: false,
+        };
+        let v = c.handle(
+            Millis(1000),
+            NOW_UTC,
+            &encode(&heartbeat(3), &server()),
+            off,
+        );
+        assert!(matches!(v, Verdict::Accepted(_)), "{v:?}");
+        assert_eq!(c.counters().accepted, 3);
+        assert_eq!(c.counters().accepted_heartbeat, 2);
+    }
+
+    trait WithSeq {
+        fn clone_with_seq(&self, seq: u64) -> Dispatch;
+    }
+    impl WithSeq for Dispatch {
+        fn clone_with_seq(&self, seq: u64) -> Dispatch {
+            Dispatch {
+                sequence: seq,
+                ..*self
+            }
+        }
+    }
+
+    #[test]
+    fn duplicates_are_acknowledged_never_executed_twice() {
+        let mut c = cluster();
+        let first = encode(&source(1, 1000, 600), &server());
+        assert!(matches!(
+            c.handle(Millis(1000), NOW_UTC, &first, CTX),
+            Verdict::Accepted(_)
+        ));
+        let cancel = encode(&dispatch(2, Command::Cancel), &server());
+        assert!(matches!(
+            c.handle(Millis(2000), NOW_UTC, &cancel, CTX),
+            Verdict::Accepted(_)
+        ));
+        // The cancel redelivered: a duplicate, nothing changes.
+        assert_eq!(
+            c.handle(Millis(3000), NOW_UTC, &cancel, CTX),
+            Verdict::Ignored(IgnoreReason::Duplicate)
+        );
+        // The first, older, message again: a replay, not a duplicate.
+        assert_eq!(
+            rejected(c.handle(Millis(3000), NOW_UTC, &first, CTX)),
+            RejectReason::Replayed
+        );
+        assert!(c.active().is_none());
+        // A duplicate is recognised even after its expiry (acknowledged).
+        let third = encode(&source(3, 1000, 600), &server());
+        assert!(matches!(
+            c.handle(Millis(4000), NOW_UTC, &third, CTX),
+            Verdict::Accepted(_)
+        ));
+        assert_eq!(
+            c.handle(Millis(5000), NOW_UTC + 10_000, &third, CTX),
+            Verdict::Ignored(IgnoreReason::Duplicate)
+        );
+        // The active dispatch was not restarted by the duplicate.
+        assert_eq!(c.active().map(|a| a.accepted_at), Some(Millis(4000)));
+        let n = c.counters();
+        assert_eq!((n.accepted, n.duplicate, n.replayed), (3, 2, 1));
+        assert_eq!(n.total(), 6);
+    }
+
+    #[test]
+    fn no_heartbeat_no_silence_watch() {
+        let mut c = cluster();
+        handle(&mut c, &source(1, 1000, 3600));
+        // A server that sends no heartbeats: the dispatch runs to its end.
+        assert!(!c.server_silent(Millis(3_000_000)));
+        assert_eq!(
+            c.update(Millis(3_000_000), LIMITS).reason,
+            ClusterReason::Following
+        );
+    }
+
+    #[test]
+    fn silent_server_withdraws_dispatch_once_and_comes_back() {
+        let mut c = cluster();
+        handle(&mut c, &heartbeat(1)); // at 1 s: arms the watch
+        handle(&mut c, &source(2, 1000, 3600));
+        // Silent for exactly 180 s: not yet.
+        assert!(!c.server_silent(Millis(181_000)));
+        assert_eq!(
+            c.update(Millis(181_000), LIMITS).reason,
+            ClusterReason::Following
+        );
+        assert!(c.server_silent(Millis(181_001)));
+        let cmd = c.update(Millis(181_001), LIMITS);
+        assert_eq!(
+            (cmd.battery_power_w, cmd.reason),
+            (None, ClusterReason::ServerSilent)
+        );
+        assert_eq!(
+            c.update(Millis(182_000), LIMITS).reason,
+            ClusterReason::Idle
+        );
+        // A replay does not count as the server speaking.
+        let old = encode(&source(2, 999, 3600), &server());
+        c.handle(Millis(190_000), NOW_UTC, &old, CTX);
+        assert!(c.server_silent(Millis(190_000)));
+        // A fresh message does; a new dispatch is followed.
+        c.handle(
+            Millis(200_000),
+            NOW_UTC,
+            &encode(&heartbeat(3), &server()),
+            CTX,
+        );
+        assert!(!c.server_silent(Millis(200_000)));
+        c.handle(
+            Millis(200_000),
+            NOW_UTC,
+            &encode(&source(4, 800, 600), &server()),
+            CTX,
+        );
+        assert_eq!(
+            c.update(Millis(201_000), LIMITS).battery_power_w,
+            Some(800.0)
+        );
+        // Silence again: reported again, once.
+        assert_eq!(
+            c.update(Millis(380_001), LIMITS).reason,
+            ClusterReason::ServerSilent
+        );
+        assert_eq!(
+            c.update(Millis(380_002), LIMITS).reason,
+            ClusterReason::Idle
+        );
+    }
+
+    #[test]
+    fn other_site_and_in_time_duplicates_keep_the_server_alive() {
+        let mut c = cluster();
+        handle(&mut c, &heartbeat(1));
+        let mut other = heartbeat(2);
+        other.site_id = 1043;
+        c.handle(Millis(150_000), NOW_UTC, &encode(&other, &server()), CTX);
+        assert!(!c.server_silent(Millis(300_000)));
+        // The last accepted message, redelivered within its validity.
+        c.handle(
+            Millis(300_000),
+            NOW_UTC,
+            &encode(&heartbeat(1), &server()),
+            CTX,
+        );
+        assert!(!c.server_silent(Millis(450_000)));
+        // Redelivered after its validity: does not count.
+        c.handle(
+            Millis(460_000),
+            NOW_UTC + 400,
+            &encode(&heartbeat(1), &server()),
+            CTX,
+        );
+        assert!(c.server_silent(Millis(480_001)));
+    }
+
+    #[test]
+    fn start_delay_is_splitmix64_and_predictable() {
+        // SplitMix64's well-known first output for seed 0.
+        assert_eq!(splitmix64(0), 0xe220_a839_7b1d_cdaf);
+        // Computed independently in Python (docs/dispatch.md).
+        assert_eq!(start_delay_s(1042, 42, 900), 344);
+        assert_eq!(start_delay_s(1042, 43, 900), 492);
+        assert_eq!(start_delay_s(1043, 42, 900), 608);
+        assert_eq!(start_delay_s(1, 1, 900), 517);
+        assert_eq!(start_delay_s(1042, 42, 0), 0);
+    }
+
+    #[test]
+    fn start_delay_holds_then_follows_and_end_is_unchanged() {
+        let mut cfg = config();
+        cfg.envelope.start_delay_max_s = 900;
+        let mut c = Cluster::new(cfg).unwrap();
+        let delay_ms = u64::from(start_delay_s(1042, 42, 900)) * 1000;
+        let Verdict::Accepted(a) = handle(&mut c, &source(42, 1000, 1800)) else {
+            panic!()
+        };
+        assert_eq!(a.start_at, Millis(1000 + delay_ms));
+        assert_eq!(a.until, Millis(1000 + 1_800_000));
+        let cmd = c.update(Millis(1000 + delay_ms - 1), LIMITS);
+        assert_eq!(
+            (cmd.battery_power_w, cmd.reason),
+            (None, ClusterReason::StartDelay)
+        );
+        assert_eq!(cmd.dispatch.map(|d| d.sequence), Some(42));
+        let cmd = c.update(Millis(1000 + delay_ms), LIMITS);
+        assert_eq!(
+            (cmd.battery_power_w, cmd.reason),
+            (Some(1000.0), ClusterReason::Following)
+        );
+        // A replacement while following: no new delay.
+        let Verdict::Accepted(b) = c.handle(
+            Millis(1_000_000),
+            NOW_UTC,
+            &encode(&source(43, 500, 1800), &server()),
+            CTX,
+        ) else {
+            panic!()
+        };
+        assert_eq!(b.start_at, a.start_at);
+        assert_eq!(
+            c.update(Millis(1_000_001), LIMITS).battery_power_w,
+            Some(500.0)
+        );
+        // After a cancel, a new dispatch is a switch-on: delayed again.
+        handle(&mut c, &dispatch(44, Command::Cancel));
+        let Verdict::Accepted(d) = c.handle(
+            Millis(2_000_000),
+            NOW_UTC,
+            &encode(&source(45, 500, 1800), &server()),
+            CTX,
+        ) else {
+            panic!()
+        };
+        let expected = u64::from(start_delay_s(1042, 45, 900)) * 1000;
+        assert_eq!(d.start_at, Millis(2_000_000 + expected));
+    }
+
+    #[test]
+    fn new_config_fields_are_validated() {
+        let mut c = config();
+        c.server_silence_s = 9;
+        assert_eq!(c.validate().unwrap_err().field.as_str(), "server_silence_s");
+        c.server_silence_s = 86_401;
+        assert_eq!(c.validate().unwrap_err().field.as_str(), "server_silence_s");
+        let mut c = config();
+        c.envelope.start_delay_max_s = 901;
+        assert_eq!(
+            c.validate().unwrap_err().field.as_str(),
+            "envelope.start_delay_max_s"
+        );
+        let mut c = config();
+        c.remote_config.reserve_soc_min = 0.9;
+        assert_eq!(
+            c.validate().unwrap_err().field.as_str(),
+            "remote_config.reserve_soc_min"
+        );
+        let mut c = config();
+        c.remote_config.reserve_soc_max = 1.5;
+        assert_eq!(
+            c.validate().unwrap_err().field.as_str(),
+            "remote_config.reserve_soc_max"
+        );
+        let mut c = config();
+        c.remote_config.export_limit_w_max = Some(f32::NAN);
+        assert_eq!(
+            c.validate().unwrap_err().field.as_str(),
+            "remote_config.export_limit_w_max"
+        );
+        let text = "site_id = 1\nbranch_id = 1\ntrusted_keys = [\"ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c\"]\n\
+                    server_silence_s = 600\n[envelope]\nstart_delay_max_s = 300\n\
+                    [remote_config]\nreserve_soc_min = 0.2\nexport_limit_w_max = 2500.0\n";
+        let cfg: ClusterConfig = toml::from_str(text).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.server_silence_s, 600);
+        assert_eq!(cfg.envelope.start_delay_max_s, 300);
+        assert_eq!(cfg.remote_config.reserve_soc_max, 0.8);
+        assert_eq!(cfg.remote_config.export_limit_w_max, Some(2500.0));
+    }
+
+    /// One message the server (or an attacker) may send.
+    fn arbitrary_message() -> impl Strategy<Value = (u8, u64, u32, bool)> {
+        // (kind 1..=4, sequence, power, resend the last bytes instead)
+        (1u8..=4, 1u64..20, 0u32..=3000, any::<bool>())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Whatever arrives, in whatever order and however often, each
+        /// (key, sequence) is accepted — executed — at most once, and every
+        /// message is counted exactly once.
+        #[test]
+        fn no_command_is_executed_twice(
+            msgs in prop::collection::vec(arbitrary_message(), 1..40),
+        ) {
+            let mut c = cluster();
+            let mut accepted = std::collections::BTreeSet::new();
+            let mut last: Option<heapless::Vec<u8, WIRE_LEN>> = None;
+            for (i, (kind, seq, power, resend)) in msgs.into_iter().enumerate() {
+                let bytes = match (&last, resend) {
+                    (Some(b), true) => b.clone(),
+                    _ => {
+                        let command = match kind {
+                            1 => Command::Sink { power_w: power, duration_s: 600 },
+                            2 => Command::Source { power_w: power, duration_s: 600 },
+                            3 => Command::Cancel,
+                            _ => Command::Heartbeat,
+                        };
+                        encode(&Dispatch { requirement: None, ..dispatch(seq, command) }, &server())
+                    }
+                };
+                last = Some(bytes.clone());
+                let before = c.counters().total();
+                let v = c.handle(Millis(i as u64 * 1000), NOW_UTC, &bytes, CTX);
+                prop_assert_eq!(c.counters().total(), before + 1);
+                if let Verdict::Accepted(a) = v {
+                    prop_assert!(accepted.insert(a.sequence), "sequence {} executed twice", a.sequence);
+                }
+            }
+        }
+
+        #[test]
+        fn start_delay_within_bounds_and_deterministic(
+            site in any::<u32>(),
+            seq in any::<u64>(),
+            max in 0u32..=MAX_START_DELAY_S,
+        ) {
+            let d = start_delay_s(site, seq, max);
+            prop_assert!(d <= max);
+            prop_assert_eq!(d, start_delay_s(site, seq, max));
+        }
     }
 
     proptest! {
