@@ -363,3 +363,350 @@ pub fn encode(message: &ConfigMessage, key: &SigningKey) -> heapless::Vec<u8, WI
     let _ = out.extend_from_slice(&b);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{
+        self, encode as encode_dispatch, Cluster, ClusterReason, Command, Dispatch,
+        DispatchContext, Envelope, PowerLimits, PublicKeyHex, RemoteConfigBounds, Verdict,
+    };
+    use crate::Millis;
+    use proptest::prelude::*;
+
+    const NOW_UTC: u64 = 1_790_000_000;
+    const LIMITS: PowerLimits = PowerLimits {
+        max_discharge_w: 5000.0,
+        max_charge_w: 5000.0,
+    };
+
+    fn server() -> SigningKey {
+        SigningKey::from_bytes(&[7u8; 32])
+    }
+
+    fn cluster() -> Cluster {
+        let mut keys = heapless::Vec::new();
+        keys.push(PublicKeyHex(server().verifying_key().to_bytes()))
+            .unwrap();
+        Cluster::new(ClusterConfig {
+            site_id: 1042,
+            branch_id: 17,
+            trusted_keys: keys,
+            envelope: Envelope::default(),
+            server_silence_s: 180,
+            remote_config: RemoteConfigBounds {
+                export_limit_w_max: Some(2000.0),
+                ..Default::default()
+            },
+        })
+        .unwrap()
+    }
+
+    fn message(seq: u64, settings: Settings) -> ConfigMessage {
+        ConfigMessage {
+            branch_id: 17,
+            site_id: 1042,
+            sequence: seq,
+            issued_at_s: NOW_UTC,
+            expires_at_s: NOW_UTC + 300,
+            settings,
+        }
+    }
+
+    fn send(c: &mut Cluster, m: &ConfigMessage) -> ConfigVerdict {
+        c.handle_config(Millis(1000), NOW_UTC, &encode(m, &server()))
+    }
+
+    fn rejected(v: ConfigVerdict) -> RejectReason {
+        match v {
+            ConfigVerdict::Rejected(r) => r,
+            other => panic!("expected rejection, got {other:?}"),
+        }
+    }
+
+    /// The vector in docs/config-message.md, produced with Python
+    /// `cryptography`.
+    #[test]
+    fn test_vector() {
+        const HEX: &str = "c10000000000001100000412ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c000000000000002b000000006ab13b80000000006ab13cac0100012cffffffff000009c4fffffffe0000025870a8c577182839aa37b005209c6281e58fca0b41cc09c98be58073a72d827625f0660fd5c31c8cf353e153eaefe0939ef377b3574ca63fb2c6f8eed90fe78408";
+        let expected: Vec<u8> = (0..HEX.len() / 2)
+            .map(|i| u8::from_str_radix(&HEX[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        let m = message(
+            43,
+            Settings {
+                participating: Setting::Set(true),
+                reserve_soc_permille: Setting::Set(300),
+                export_limit_w: Setting::Unchanged,
+                max_sink_w: Setting::Set(2500),
+                max_source_w: Setting::Local,
+                start_delay_max_s: Setting::Set(600),
+            },
+        );
+        assert_eq!(encode(&m, &server()).as_slice(), expected.as_slice());
+        assert_eq!(parse(&expected).unwrap().message, m);
+        let mut c = cluster();
+        let v = c.handle_config(Millis(0), NOW_UTC + 10, &expected);
+        assert!(
+            matches!(v, ConfigVerdict::Accepted(a) if a.sequence == 43),
+            "{v:?}"
+        );
+        let r = c.remote();
+        assert_eq!(r.reserve_soc, Some(0.3));
+        assert_eq!(r.max_sink_w, Some(2500.0));
+        assert_eq!((r.max_source_w, r.export_limit_w), (None, None));
+        assert_eq!(r.start_delay_max_s, Some(600));
+        assert_eq!(c.counters().accepted_config, 1);
+    }
+
+    #[test]
+    fn a_signature_never_transplants_between_dispatch_and_config() {
+        // The first byte differs, and each parser accepts only its own.
+        let d = encode_dispatch(
+            &Dispatch {
+                branch_id: 17,
+                site_id: 0,
+                sequence: 1,
+                issued_at_s: NOW_UTC,
+                expires_at_s: NOW_UTC + 300,
+                command: Command::Heartbeat,
+                requirement: None,
+            },
+            &server(),
+        );
+        let cfg = encode(&message(2, Settings::default()), &server());
+        assert_eq!(parse(&d).unwrap_err(), ParseError::UnsupportedVersion(1));
+        assert_eq!(
+            cluster::parse(&cfg).unwrap_err(),
+            ParseError::UnsupportedVersion(VERSION)
+        );
+        // A dispatch signature over config bytes (same length prefix) fails.
+        let mut forged = cfg.clone();
+        forged[field::SIGNATURE.start..].copy_from_slice(&[0u8; SIGNATURE_LEN]);
+        forged[field::SIGNATURE.start..].copy_from_slice(&d[80..144]);
+        let mut c = cluster();
+        assert_eq!(
+            rejected(c.handle_config(Millis(0), NOW_UTC, &forged)),
+            RejectReason::BadSignature
+        );
+    }
+
+    #[test]
+    fn out_of_local_bounds_rejected_and_counted() {
+        let mut c = cluster();
+        let cases = [
+            Settings {
+                reserve_soc_permille: Setting::Set(50), // below 0.1
+                ..Default::default()
+            },
+            Settings {
+                reserve_soc_permille: Setting::Set(900), // above 0.8
+                ..Default::default()
+            },
+            Settings {
+                export_limit_w: Setting::Set(2001),
+                ..Default::default()
+            },
+            Settings {
+                max_sink_w: Setting::Set(3001), // raise above the envelope
+                ..Default::default()
+            },
+            Settings {
+                max_source_w: Setting::Set(3001),
+                ..Default::default()
+            },
+            Settings {
+                start_delay_max_s: Setting::Set(MAX_START_DELAY_S + 1),
+                ..Default::default()
+            },
+        ];
+        for (i, s) in cases.iter().enumerate() {
+            assert_eq!(
+                rejected(send(&mut c, &message(i as u64 + 1, *s))),
+                RejectReason::OutOfEnvelope,
+                "{s:?}"
+            );
+        }
+        assert_eq!(c.counters().out_of_envelope, 6);
+        assert_eq!(*c.remote(), RemoteSettings::default());
+        // Rejections did not consume sequences.
+        assert!(matches!(
+            send(&mut c, &message(1, Settings::default())),
+            ConfigVerdict::Accepted(_)
+        ));
+        // Validity window beyond the envelope.
+        let mut m = message(2, Settings::default());
+        m.expires_at_s = NOW_UTC + 901;
+        assert_eq!(rejected(send(&mut c, &m)), RejectReason::OutOfEnvelope);
+    }
+
+    #[test]
+    fn malformed_settings_rejected() {
+        let good = encode(&message(1, Settings::default()), &server());
+        let mut c = cluster();
+        let mut bad_part = good.clone();
+        bad_part[field::PARTICIPATING] = 2;
+        let mut bad_reserve = good.clone();
+        bad_reserve[field::RESERVE_SOC].copy_from_slice(&1001u16.to_be_bytes());
+        let mut reserved = good.clone();
+        reserved[2] = 1;
+        let mut reserved_mid = good.clone();
+        reserved_mid[field::RESERVED_MID] = 1;
+        for (bytes, e) in [
+            (&bad_part[..], ParseError::BadSetting),
+            (&bad_reserve[..], ParseError::BadSetting),
+            (&reserved[..], ParseError::ReservedNotZero),
+            (&reserved_mid[..], ParseError::ReservedNotZero),
+            (&good[..WIRE_LEN - 1], ParseError::Truncated { len: 151 }),
+            (&[][..], ParseError::Empty),
+        ] {
+            assert_eq!(
+                rejected(c.handle_config(Millis(0), NOW_UTC, bytes)),
+                RejectReason::Malformed(e)
+            );
+        }
+        assert_eq!(c.counters().malformed, 6);
+    }
+
+    #[test]
+    fn sequence_space_shared_with_dispatch_and_duplicates_ignored() {
+        let mut c = cluster();
+        let d = Dispatch {
+            branch_id: 17,
+            site_id: 0,
+            sequence: 5,
+            issued_at_s: NOW_UTC,
+            expires_at_s: NOW_UTC + 300,
+            command: Command::Source {
+                power_w: 1000,
+                duration_s: 600,
+            },
+            requirement: None,
+        };
+        let ctx = DispatchContext::default();
+        let v = c.handle(Millis(0), NOW_UTC, &encode_dispatch(&d, &server()), ctx);
+        assert!(matches!(v, Verdict::Accepted(_)));
+        assert_eq!(
+            rejected(send(&mut c, &message(5, Settings::default()))),
+            RejectReason::Replayed
+        );
+        let m = message(6, Settings::default());
+        assert!(matches!(send(&mut c, &m), ConfigVerdict::Accepted(_)));
+        assert_eq!(
+            send(&mut c, &m),
+            ConfigVerdict::Ignored(IgnoreReason::Duplicate)
+        );
+        let mut other = message(7, Settings::default());
+        other.site_id = 1043;
+        assert_eq!(
+            send(&mut c, &other),
+            ConfigVerdict::Ignored(IgnoreReason::OtherSite)
+        );
+    }
+
+    #[test]
+    fn opt_out_withdraws_lowering_clips_and_local_restores() {
+        let mut c = cluster();
+        let ctx = DispatchContext::default();
+        let source = |seq: u64| {
+            encode_dispatch(
+                &Dispatch {
+                    branch_id: 17,
+                    site_id: 0,
+                    sequence: seq,
+                    issued_at_s: NOW_UTC,
+                    expires_at_s: NOW_UTC + 300,
+                    command: Command::Source {
+                        power_w: 2000,
+                        duration_s: 600,
+                    },
+                    requirement: None,
+                },
+                &server(),
+            )
+        };
+        c.handle(Millis(0), NOW_UTC, &source(1), ctx);
+        // Lower the source envelope: the dispatch in force is clipped.
+        let lower = Settings {
+            max_source_w: Setting::Set(1200),
+            ..Default::default()
+        };
+        assert!(matches!(
+            send(&mut c, &message(2, lower)),
+            ConfigVerdict::Accepted(_)
+        ));
+        let cmd = c.update(Millis(2000), LIMITS);
+        assert_eq!(
+            (cmd.battery_power_w, cmd.reason),
+            (Some(1200.0), ClusterReason::Clipped)
+        );
+        // A new 2000 W dispatch is now out of envelope.
+        assert_eq!(
+            c.handle(Millis(2000), NOW_UTC, &source(3), ctx),
+            Verdict::Rejected(RejectReason::OutOfEnvelope)
+        );
+        // Opt out: withdrawn, new dispatch refused.
+        let out = Settings {
+            participating: Setting::Set(false),
+            ..Default::default()
+        };
+        assert!(matches!(
+            send(&mut c, &message(4, out)),
+            ConfigVerdict::Accepted(_)
+        ));
+        assert_eq!(
+            c.update(Millis(3000), LIMITS).reason,
+            ClusterReason::Withdrawn
+        );
+        let back = Settings {
+            max_source_w: Setting::Local,
+            ..Default::default()
+        };
+        assert!(matches!(
+            send(&mut c, &message(5, back)),
+            ConfigVerdict::Accepted(_)
+        ));
+        assert_eq!(
+            c.handle(Millis(3000), NOW_UTC, &source(6), ctx),
+            Verdict::Rejected(RejectReason::NotParticipating)
+        );
+        // Opt back in (Local = participating): followed at full power.
+        let opt_in = Settings {
+            participating: Setting::Local,
+            ..Default::default()
+        };
+        assert!(matches!(
+            send(&mut c, &message(7, opt_in)),
+            ConfigVerdict::Accepted(_)
+        ));
+        assert!(matches!(
+            c.handle(Millis(4000), NOW_UTC, &source(8), ctx),
+            Verdict::Accepted(_)
+        ));
+        assert_eq!(c.update(Millis(5000), LIMITS).battery_power_w, Some(2000.0));
+        assert_eq!(*c.remote(), RemoteSettings::default());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Forged or garbled bytes never panic, are never accepted, and are
+        /// always counted.
+        #[test]
+        fn garbled_bytes_never_panic_always_counted(
+            bytes in prop::collection::vec(any::<u8>(), 0..200),
+            bit in 0..WIRE_LEN * 8,
+            utc in any::<u64>(),
+        ) {
+            let mut c = cluster();
+            let v = c.handle_config(Millis(0), utc, &bytes);
+            prop_assert!(matches!(v, ConfigVerdict::Rejected(_)), "{:?}", v);
+            let mut flipped = encode(&message(1, Settings::default()), &server());
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            let v = c.handle_config(Millis(0), NOW_UTC, &flipped);
+            prop_assert!(!matches!(v, ConfigVerdict::Accepted(_)), "bit {}: {:?}", bit, v);
+            prop_assert_eq!(c.counters().total(), 2);
+            prop_assert_eq!(*c.remote(), RemoteSettings::default());
+        }
+    }
+}
