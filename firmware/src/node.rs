@@ -112,6 +112,9 @@ pub enum Uplink<'a> {
     /// A signed dispatch message, verified by the controller's cluster
     /// function (firmware/docs/dispatch.md).
     Dispatch(&'a [u8]),
+    /// A signed configuration message, checked by the controller's cluster
+    /// function (firmware/docs/config-message.md).
+    Config(&'a [u8]),
 }
 
 /// Number of messages in the contract (`wire::can::MESSAGES`).
@@ -701,10 +704,11 @@ impl Node {
     }
 
     /// A message from the remote server's link (the fleet uplink): a
-    /// demand signal, a low-carbon charge request, or a signed dispatch as
-    /// received. Handled at once — at `now` on the local clock, at the last
-    /// bus time on the bus clock — and answered through
-    /// [`Node::poll_event`] ([`Output::DemandAck`], [`Output::DispatchVerdict`]).
+    /// demand signal, a low-carbon charge request, or a signed dispatch or
+    /// configuration message as received. Handled at once — at `now` on the
+    /// local clock, at the last bus time on the bus clock — and answered
+    /// through [`Node::poll_event`] ([`Output::DemandAck`],
+    /// [`Output::DispatchVerdict`], [`Output::ConfigVerdict`]).
     pub fn handle_uplink(&mut self, now: Millis, message: Uplink<'_>) {
         let at = match self.cfg.clock {
             ClockMode::Local => now,
@@ -714,6 +718,7 @@ impl Node {
             Uplink::Demand(s) => Input::Demand(s),
             Uplink::ChargeNow(r) => Input::ChargeNow(r),
             Uplink::Dispatch(bytes) => Input::Dispatch(bytes),
+            Uplink::Config(bytes) => Input::Config(bytes),
         };
         self.controller.handle(at, input);
         self.drain(at);

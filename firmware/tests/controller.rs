@@ -350,6 +350,64 @@ fn no_discharge_share_at_or_below_the_reserve() {
     assert_eq!(s.reserve_soc, 0.6);
 }
 
+#[test]
+fn a_silent_server_leaves_the_assembly_in_local_operation() {
+    use firmware::cluster::{self, Command, Dispatch};
+    let mut c = cluster_controller();
+    let _ = second(&mut c, 0, 3.30, true);
+    let utc = 1_790_000_000;
+    let msg = |seq: u64, command: Command| {
+        cluster::encode(
+            &Dispatch {
+                branch_id: 7,
+                site_id: 0,
+                sequence: seq,
+                issued_at_s: utc,
+                expires_at_s: utc + 300,
+                command,
+                requirement: None,
+            },
+            &server(),
+        )
+    };
+    c.handle(Millis(500), Input::Dispatch(&msg(1, Command::Heartbeat)));
+    c.handle(
+        Millis(600),
+        Input::Dispatch(&msg(
+            2,
+            Command::Source {
+                power_w: 1000,
+                duration_s: 3600,
+            },
+        )),
+    );
+    for t in 1..=180 {
+        let _ = second(&mut c, t, 3.30, true);
+    }
+    let s = c.cluster_status(Millis(180_000)).unwrap();
+    assert!(!s.server_silent);
+    assert_eq!(s.dispatch_sequence, Some(2));
+    assert!(s.dispatch_share_w.is_some_and(|w| w > 0.0), "{s:?}");
+    for t in 181..=182 {
+        let _ = second(&mut c, t, 3.30, true);
+    }
+    let s = c.cluster_status(Millis(182_000)).unwrap();
+    assert!(s.server_silent);
+    assert_eq!((s.dispatch_sequence, s.dispatch_share_w), (None, None));
+    let silent: Vec<_> = c
+        .decisions()
+        .iter()
+        .filter(|d| d.reason.to_string() == "cluster/ServerSilent")
+        .collect();
+    assert_eq!(silent.len(), 1, "reported once");
+    // The battery no longer follows the cluster.
+    let cmd = c.last_command().unwrap();
+    assert_ne!(
+        cmd.battery.reason.function,
+        firmware::decision::Function::Cluster
+    );
+}
+
 /// One arbitrary thing that can happen to a controller.
 #[derive(Debug, Clone)]
 enum Event {
