@@ -209,34 +209,18 @@ const KIND_SOURCE: u8 = 2;
 const KIND_CANCEL: u8 = 3;
 const KIND_HEARTBEAT: u8 = 4;
 
+// Big-endian integers at a field's range (zero if the range does not fit:
+// callers have checked the length).
 pub(crate) fn be_u16(bytes: &[u8], at: core::ops::Range<usize>) -> u16 {
-    let mut b = [0u8; 2];
-    if let Some(src) = bytes.get(at) {
-        if src.len() == 2 {
-            b.copy_from_slice(src);
-        }
-    }
-    u16::from_be_bytes(b)
+    u16::from_be_bytes(copy_array(bytes, at))
 }
 
 pub(crate) fn be_u32(bytes: &[u8], at: core::ops::Range<usize>) -> u32 {
-    let mut b = [0u8; 4];
-    if let Some(src) = bytes.get(at) {
-        if src.len() == 4 {
-            b.copy_from_slice(src);
-        }
-    }
-    u32::from_be_bytes(b)
+    u32::from_be_bytes(copy_array(bytes, at))
 }
 
 pub(crate) fn be_u64(bytes: &[u8], at: core::ops::Range<usize>) -> u64 {
-    let mut b = [0u8; 8];
-    if let Some(src) = bytes.get(at) {
-        if src.len() == 8 {
-            b.copy_from_slice(src);
-        }
-    }
-    u64::from_be_bytes(b)
+    u64::from_be_bytes(copy_array(bytes, at))
 }
 
 pub(crate) fn copy_array<const N: usize>(bytes: &[u8], at: core::ops::Range<usize>) -> [u8; N] {

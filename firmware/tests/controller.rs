@@ -209,6 +209,41 @@ fn server() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])
 }
 
+/// A dispatch for branch 7 (all sites), issued at the tests' UTC.
+fn dispatch_bytes(sequence: u64, command: firmware::cluster::Command) -> heapless::Vec<u8, 144> {
+    firmware::cluster::encode(
+        &firmware::cluster::Dispatch {
+            branch_id: 7,
+            site_id: 0,
+            sequence,
+            issued_at_s: 1_790_000_001,
+            expires_at_s: 1_790_000_301,
+            command,
+            requirement: None,
+        },
+        &server(),
+    )
+}
+
+/// A configuration message for branch 7, `site_id`, issued at the tests' UTC.
+fn config_bytes(
+    sequence: u64,
+    site_id: u32,
+    settings: firmware::remote_config::Settings,
+) -> heapless::Vec<u8, 152> {
+    firmware::remote_config::encode(
+        &firmware::remote_config::ConfigMessage {
+            branch_id: 7,
+            site_id,
+            sequence,
+            issued_at_s: 1_790_000_001,
+            expires_at_s: 1_790_000_301,
+            settings,
+        },
+        &server(),
+    )
+}
+
 fn cluster_controller() -> Controller {
     let mut cfg = config();
     cfg.cluster = Some(
@@ -224,8 +259,8 @@ fn cluster_controller() -> Controller {
 
 #[test]
 fn remote_configuration_takes_effect_and_status_reports_it() {
-    use firmware::cluster::{self, Command, Dispatch};
-    use firmware::remote_config::{self, ConfigMessage, ConfigVerdict, Setting, Settings};
+    use firmware::cluster::Command;
+    use firmware::remote_config::{ConfigVerdict, Setting, Settings};
     assert!(Controller::new(config(), Millis(0))
         .unwrap()
         .cluster_status(Millis(0))
@@ -236,20 +271,7 @@ fn remote_configuration_takes_effect_and_status_reports_it() {
     assert_eq!(s.reserve_soc, 0.2);
     assert!(s.participating && !s.server_silent);
     assert_eq!((s.dispatch_sequence, s.dispatch_share_w), (None, None));
-    let utc = 1_790_000_001;
-    let msg = |seq: u64, settings: Settings| {
-        remote_config::encode(
-            &ConfigMessage {
-                branch_id: 7,
-                site_id: 1001,
-                sequence: seq,
-                issued_at_s: utc,
-                expires_at_s: utc + 300,
-                settings,
-            },
-            &server(),
-        )
-    };
+    let msg = |seq: u64, settings: Settings| config_bytes(seq, 1001, settings);
     // A reserve above the local bound: rejected, counted, nothing changes.
     let too_high = Settings {
         reserve_soc_permille: Setting::Set(700),
@@ -282,20 +304,12 @@ fn remote_configuration_takes_effect_and_status_reports_it() {
     assert_eq!(s.counters.accepted_config, 1);
     // A dispatch: its share and sequence are reported; the duplicate is
     // acknowledged as such.
-    let d = cluster::encode(
-        &Dispatch {
-            branch_id: 7,
-            site_id: 0,
-            sequence: 3,
-            issued_at_s: utc,
-            expires_at_s: utc + 300,
-            command: Command::Sink {
-                power_w: 800,
-                duration_s: 600,
-            },
-            requirement: None,
+    let d = dispatch_bytes(
+        3,
+        Command::Sink {
+            power_w: 800,
+            duration_s: 600,
         },
-        &server(),
     );
     c.handle(Millis(1700), Input::Dispatch(&d));
     c.handle(Millis(1800), Input::Dispatch(&d));
@@ -328,20 +342,14 @@ fn no_discharge_share_at_or_below_the_reserve() {
     assert!(s.soc > s.reserve_soc, "{s:?}");
     assert!(s.max_discharge_w > 0.0);
     // The remote reserve at the bound, above this SOC: no discharge.
-    use firmware::remote_config::{self, ConfigMessage, Setting, Settings};
-    let m = remote_config::encode(
-        &ConfigMessage {
-            branch_id: 7,
-            site_id: 0,
-            sequence: 1,
-            issued_at_s: 1_790_000_001,
-            expires_at_s: 1_790_000_100,
-            settings: Settings {
-                reserve_soc_permille: Setting::Set(600),
-                ..Default::default()
-            },
+    use firmware::remote_config::{Setting, Settings};
+    let m = config_bytes(
+        1,
+        0,
+        Settings {
+            reserve_soc_permille: Setting::Set(600),
+            ..Default::default()
         },
-        &server(),
     );
     c.handle(Millis(1500), Input::Config(&m));
     let s = c.cluster_status(Millis(1500)).unwrap();
@@ -352,24 +360,10 @@ fn no_discharge_share_at_or_below_the_reserve() {
 
 #[test]
 fn a_silent_server_leaves_the_assembly_in_local_operation() {
-    use firmware::cluster::{self, Command, Dispatch};
+    use firmware::cluster::Command;
     let mut c = cluster_controller();
     let _ = second(&mut c, 0, 3.30, true);
-    let utc = 1_790_000_000;
-    let msg = |seq: u64, command: Command| {
-        cluster::encode(
-            &Dispatch {
-                branch_id: 7,
-                site_id: 0,
-                sequence: seq,
-                issued_at_s: utc,
-                expires_at_s: utc + 300,
-                command,
-                requirement: None,
-            },
-            &server(),
-        )
-    };
+    let msg = dispatch_bytes;
     c.handle(Millis(500), Input::Dispatch(&msg(1, Command::Heartbeat)));
     c.handle(
         Millis(600),
