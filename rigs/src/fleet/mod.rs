@@ -13,9 +13,21 @@
 //! `rigs/docs/fleet-messages.md`) through any transport; [`run`] is the
 //! in-process lockstep run behind `maslow fleet run`.
 
+pub mod run;
 pub mod scenario;
+pub mod server;
+pub mod shard;
 pub mod site;
 pub mod wire;
 
 pub use scenario::{FleetScenario, ScenarioError};
+pub use server::FleetServer;
+pub use shard::Shard;
 pub use wire::{Message, WireError};
+
+/// MQTT topic filters a shard subscribes to.
+pub fn topic_filters_for_shard(run_id: &str, shard: &Shard) -> Vec<String> {
+    wire::topic_filters_for_branches(run_id, &shard.branch_ids())
+}
+
+pub use wire::topic_filters_for_server;
