@@ -77,6 +77,8 @@ pub struct RunOutcome {
     pub rows: Vec<BranchMinuteRow>,
     /// Each shard's message counters.
     pub shard_stats: Vec<(String, ShardStats)>,
+    /// Every assembly's telemetry of the last minute (site order).
+    pub telemetry: Vec<super::wire::Telemetry>,
     /// Messages moved through the queue.
     pub messages: u64,
     /// Households simulated.
@@ -196,6 +198,7 @@ pub fn run_in_process(
     Ok(RunOutcome {
         report: server.report(),
         rows: server.rows().to_vec(),
+        telemetry: server.latest_telemetry(),
         shard_stats: shards
             .iter()
             .map(|s| (s.shard_id().to_string(), s.stats().clone()))

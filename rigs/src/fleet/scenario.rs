@@ -187,6 +187,10 @@ pub struct ArchetypeSpec {
     /// Initial SOC range.
     #[serde(default = "default_initial_soc")]
     pub initial_soc: Range2,
+    /// Export allowed to the grid, W (house inverter and controller);
+    /// none: the templates' (zero export).
+    #[serde(default)]
+    pub export_limit_w: Option<f64>,
 }
 
 fn one() -> f64 {
@@ -255,9 +259,16 @@ pub struct ServerSpec {
     /// Closed-loop gain on the branch error (per minute).
     #[serde(default = "default_gain")]
     pub gain: f64,
-    /// Aim this fraction inside a cap (0.05: 5 % below a peak cap).
+    /// Aim this fraction inside a peak cap (0.05: 5 % below it).
     #[serde(default = "default_margin")]
     pub margin: f64,
+    /// Aim this much import above an export limit, kW.
+    #[serde(default = "default_export_margin_kw")]
+    pub export_margin_kw: f64,
+}
+
+fn default_export_margin_kw() -> f64 {
+    1.0
 }
 
 fn default_key_seed() -> u64 {
@@ -288,6 +299,7 @@ impl Default for ServerSpec {
             deadband_w: default_deadband_w(),
             gain: default_gain(),
             margin: default_margin(),
+            export_margin_kw: default_export_margin_kw(),
         }
     }
 }
@@ -454,6 +466,8 @@ pub struct HouseholdSpec {
     pub initial_soc: f64,
     /// Seed of its house twin.
     pub seed: u64,
+    /// Export allowed, W (None: the templates').
+    pub export_limit_w: Option<f64>,
 }
 
 /// A validated fleet scenario.
@@ -594,6 +608,14 @@ impl FleetScenario {
                     format!("must be [lo, hi] within 0..=1, found {s:?}"),
                 ));
             }
+            if let Some(x) = a.export_limit_w {
+                if !(x.is_finite() && x >= 0.0) {
+                    return Err(invalid(
+                        &k("export_limit_w"),
+                        format!("must be a power >= 0 W, found {x}"),
+                    ));
+                }
+            }
             if let Some(e) = a.daily_energy_kwh {
                 if !(e[0] > 0.0 && e[0] <= e[1] && e[1].is_finite()) {
                     return Err(invalid(
@@ -713,7 +735,10 @@ impl FleetScenario {
             }
         }
         let s = &f.server;
-        if !(s.gain > 0.0 && s.gain <= 1.5) || !(0.0..0.5).contains(&s.margin) {
+        if !(s.gain > 0.0 && s.gain <= 1.5)
+            || !(0.0..0.5).contains(&s.margin)
+            || !(s.export_margin_kw.is_finite() && s.export_margin_kw >= 0.0)
+        {
             return Err(invalid(
                 "server",
                 format!("gain must be in (0, 1.5] and margin in [0, 0.5), found {} and {}", s.gain, s.margin),
@@ -822,6 +847,7 @@ impl FleetScenario {
                 packs,
                 initial_soc,
                 seed: mix(self.seed, u64::from(site_id) << 8),
+                export_limit_w: a.export_limit_w,
             });
         }
         out

@@ -8,7 +8,7 @@
 //!
 //! - **peak_cap**: total discharge `B ← B + gain·(P − cap·(1 − margin))`,
 //!   clamped to `[0, Σ max_discharge_w]`;
-//! - **absorb_export**: total charge `B ← B + gain·(P + max_export·(1 − margin))`,
+//! - **absorb_export**: total charge `B ← B + gain·(P + max_export − export_margin)`,
 //!   clamped to `[−Σ max_charge_w, 0]`;
 //! - **shift_demand**: `B = −power` in the charge window, `+power` in the
 //!   discharge window;
@@ -65,8 +65,9 @@ struct SiteState {
     clipped_minutes: u32,
     /// Out of the plan for the current event (fell out).
     out: bool,
-    /// Last message sent to it (for replay attacks).
-    last_sent: Option<Vec<u8>>,
+    /// The two last messages sent to it, older first (an attacker
+    /// replays the older one).
+    last_sent: VecDeque<Vec<u8>>,
     /// Was ever given a non-zero command.
     dispatched: bool,
     /// Rejected as not participating in the last minute.
@@ -708,7 +709,9 @@ impl FleetServer {
                 AttackKind::Replay => {
                     let sites = self.sites_on(a.branch);
                     for s in sites {
-                        if let Some(bytes) = self.sites.get(&s).and_then(|x| x.last_sent.clone()) {
+                        if let Some(bytes) =
+                            self.sites.get(&s).and_then(|x| x.last_sent.front().cloned())
+                        {
                             let topic = Topic::SiteDispatch(s).to_topic(&self.run_id);
                             out.push((topic, bytes, shard.clone()));
                         }
@@ -788,7 +791,7 @@ impl FleetServer {
                 (prev.max(0.0) + srv.gain * (p - aim) * 1000.0).clamp(0.0, sum_dis)
             }
             (Some(Requirement::AbsorbExport { max_export_kw, .. }), Some(p)) => {
-                let aim = -max_export_kw * (1.0 - srv.margin);
+                let aim = -max_export_kw + srv.export_margin_kw;
                 (prev.min(0.0) + srv.gain * (p - aim) * 1000.0).clamp(-sum_chg, 0.0)
             }
             (
@@ -878,7 +881,10 @@ impl FleetServer {
                 } else {
                     m + srv.dispatch_duration_s / 60
                 };
-                s.last_sent = Some(bytes.clone());
+                if s.last_sent.len() >= 2 {
+                    s.last_sent.pop_front();
+                }
+                s.last_sent.push_back(bytes.clone());
                 if share != 0.0 {
                     s.dispatched = true;
                 }
@@ -912,6 +918,15 @@ impl FleetServer {
                     .filter(|x| x.until_minute > m)
                     .map(|x| (s, x.commanded_w))
             })
+            .collect()
+    }
+
+    /// The latest telemetry of every site that sent one in the last
+    /// minute, by site id.
+    pub fn latest_telemetry(&self) -> Vec<Telemetry> {
+        self.sites
+            .values()
+            .filter_map(|s| s.telemetry.clone())
             .collect()
     }
 

@@ -68,6 +68,7 @@ struct AssemblySite {
     max_charge_w: f64,
     max_discharge_w: f64,
     envelope: Envelope,
+    export_allowed: bool,
     /// Powered down and off the uplink (a dropout fault).
     dropped: bool,
     last_accepted: Option<u64>,
@@ -114,6 +115,10 @@ pub fn house_config(sc: &FleetScenario, h: &HouseholdSpec) -> Result<HouseConfig
         )
         .map_err(err)?;
     }
+    if let (Some(x), Some(inv)) = (h.export_limit_w, c.inverter.as_mut()) {
+        inv.export_enabled = x > 0.0;
+        inv.export_limit_w = x;
+    }
     if let twin::battery::BatteryPackParams::Ecm(p) = &mut c.pack {
         p.parallel = h.packs as usize;
     }
@@ -133,6 +138,10 @@ pub fn controller_config(
     c.assembly.site_id = h.site_id;
     c.assembly.usable_capacity_wh *= h.packs as f32;
     c.assembly.initial_soc = h.initial_soc as f32;
+    if let Some(x) = h.export_limit_w {
+        c.assembly.export_allowed = x > 0.0;
+        c.export.export_limit_w = x as f32;
+    }
     c.control_period_ms = step_ms.max(c.control_period_ms);
     let d = &mut c.protection.deadlines;
     let wide = step_ms.saturating_mul(5) / 2;
@@ -210,6 +219,7 @@ impl Site {
             let reserve_soc = f64::from(cc.scheduling.reserve_soc);
             let max_charge_w = f64::from(cc.assembly.max_charge_w);
             let max_discharge_w = f64::from(cc.assembly.max_discharge_w);
+            let export_allowed = cc.assembly.export_allowed;
             let envelope = cc
                 .cluster
                 .as_ref()
@@ -228,6 +238,7 @@ impl Site {
                 max_charge_w,
                 max_discharge_w,
                 envelope,
+                export_allowed,
                 dropped: false,
                 last_accepted: None,
                 duplicates: 0,
@@ -368,8 +379,17 @@ impl Site {
         let c = &a.lp.controller;
         let soc = f64::from(c.estimate().soc);
         let max_soc = 0.95;
+        // Without export, discharge can at most cover the household's own
+        // consumption: what the battery gives now plus what is imported.
+        let own_use_w = if a.export_allowed {
+            f64::INFINITY
+        } else {
+            flow.battery_w.max(0.0) + (flow.net_kw * 1000.0).max(0.0)
+        };
         let max_discharge_w = if soc > a.reserve_soc + 0.02 {
-            a.max_discharge_w.min(f64::from(a.envelope.max_source_w))
+            a.max_discharge_w
+                .min(f64::from(a.envelope.max_source_w))
+                .min(own_use_w)
         } else {
             0.0
         };
