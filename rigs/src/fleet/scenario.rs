@@ -130,6 +130,24 @@ impl Requirement {
         }
     }
 
+    /// The window(s) in clock hours `(from, to)`.
+    pub fn windows_h(&self) -> Vec<(f64, f64)> {
+        match self {
+            Requirement::PeakCap { from_h, to_h, .. }
+            | Requirement::AbsorbExport { from_h, to_h, .. } => vec![(*from_h, *to_h)],
+            Requirement::ShiftDemand {
+                charge_from_h,
+                charge_to_h,
+                discharge_from_h,
+                discharge_to_h,
+                ..
+            } => vec![
+                (*charge_from_h, *charge_to_h),
+                (*discharge_from_h, *discharge_to_h),
+            ],
+        }
+    }
+
     /// Short name: `peak_cap`, `absorb_export`, `shift_demand`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -660,9 +678,12 @@ impl FleetScenario {
             }
             for (j, r) in spec.requirements.iter().enumerate() {
                 let rk = k(&format!("requirements[{j}]"));
-                for (a, b) in r.windows_min(f.start_hour) {
-                    if a >= b {
-                        return Err(invalid(&rk, format!("empty window {a}..{b} min")));
+                for (a, b) in r.windows_h() {
+                    if !(a.is_finite() && b.is_finite() && a >= 0.0 && a < b) {
+                        return Err(invalid(
+                            &rk,
+                            format!("window {a} h to {b} h: give 0 <= from < to"),
+                        ));
                     }
                 }
                 let p = match r {
