@@ -137,6 +137,7 @@ pub fn run_in_process(
     let build_s = t0.elapsed().as_secs_f64();
     let t1 = std::time::Instant::now();
     let mut server = FleetServer::new(Arc::clone(&scenario), &run_id)?;
+    server.set_threads(opts.threads);
     let mut rng = opts.shuffle_seed.map(ChaCha8Rng::seed_from_u64);
     let mut messages = 0u64;
     let mut last_hour = None;

@@ -271,9 +271,13 @@ pub struct ServerSpec {
     /// Validity of a message after its issue, s.
     #[serde(default = "default_validity_s")]
     pub validity_s: u64,
-    /// A site's command is re-issued when it would change by more than this, W.
+    /// A site's command is re-issued when it would change by more than
+    /// this, W, or by more than `deadband_rel` of itself.
     #[serde(default = "default_deadband_w")]
     pub deadband_w: f64,
+    /// Relative deadband (0.1: 10 % of the command in force).
+    #[serde(default = "default_deadband_rel")]
+    pub deadband_rel: f64,
     /// Closed-loop gain on the branch error (per minute).
     #[serde(default = "default_gain")]
     pub gain: f64,
@@ -301,6 +305,9 @@ fn default_validity_s() -> u64 {
 fn default_deadband_w() -> f64 {
     50.0
 }
+fn default_deadband_rel() -> f64 {
+    0.1
+}
 fn default_gain() -> f64 {
     0.8
 }
@@ -315,6 +322,7 @@ impl Default for ServerSpec {
             dispatch_duration_s: default_dispatch_s(),
             validity_s: default_validity_s(),
             deadband_w: default_deadband_w(),
+            deadband_rel: default_deadband_rel(),
             gain: default_gain(),
             margin: default_margin(),
             export_margin_kw: default_export_margin_kw(),
@@ -759,10 +767,15 @@ impl FleetScenario {
         if !(s.gain > 0.0 && s.gain <= 1.5)
             || !(0.0..0.5).contains(&s.margin)
             || !(s.export_margin_kw.is_finite() && s.export_margin_kw >= 0.0)
+            || !(0.0..1.0).contains(&s.deadband_rel)
+            || !(s.deadband_w.is_finite() && s.deadband_w >= 0.0)
         {
             return Err(invalid(
                 "server",
-                format!("gain must be in (0, 1.5] and margin in [0, 0.5), found {} and {}", s.gain, s.margin),
+                format!(
+                    "gain must be in (0, 1.5], margin in [0, 0.5), export_margin_kw and deadband_w >= 0, deadband_rel in [0, 1); found gain {} margin {}",
+                    s.gain, s.margin
+                ),
             ));
         }
         if s.dispatch_duration_s < 120 || s.validity_s < 60 {
