@@ -312,14 +312,15 @@ pub fn run(cli: Cli) -> Result<()> {
 
 /// Loads a fleet scenario with the command line's overrides.
 pub fn fleet_scenario(a: &FleetCommonArgs) -> Result<crate::fleet::FleetScenario> {
-    let mut sc =
-        crate::fleet::FleetScenario::load(&a.fleet).map_err(|e| bad(e.to_string()))?;
+    let mut sc = crate::fleet::FleetScenario::load(&a.fleet).map_err(|e| bad(e.to_string()))?;
     if let Some(seed) = a.seed {
         sc = sc.with_seed(seed);
     }
     if let Some(h) = a.hours {
         if !(h.is_finite() && h > 0.0 && h <= 24.0 * 366.0) {
-            return Err(bad(format!("--hours must be > 0 and at most a year, found {h}")));
+            return Err(bad(format!(
+                "--hours must be > 0 and at most a year, found {h}"
+            )));
         }
         sc = sc.with_hours(h);
     }

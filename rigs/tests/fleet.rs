@@ -191,9 +191,15 @@ fn fleet_file_errors_name_the_file_and_key() {
     let bad = text.replace("cap_kw = 8.0", "cap_kw = 8.0\nbogus = 1");
     let e = FleetScenario::parse(&path, &bad).unwrap_err().to_string();
     assert!(e.contains("bogus"), "{e}");
-    let bad = text.replace("kerber_landnetz_freileitung_1/master.dss", "nope/master.dss");
+    let bad = text.replace(
+        "kerber_landnetz_freileitung_1/master.dss",
+        "nope/master.dss",
+    );
     let e = FleetScenario::parse(&path, &bad).unwrap_err().to_string();
-    assert!(e.contains("feeders[0].network") && e.contains("nope"), "{e}");
+    assert!(
+        e.contains("feeders[0].network") && e.contains("nope"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -384,5 +390,8 @@ fn malformed_messages_are_counted_by_topic_and_change_nothing() {
     assert_eq!(r.bad_messages.get(&bad.topic), Some(&1));
     assert_eq!(r.bad_messages.get(&stray.topic), Some(&1));
     server.handle(&hello(&sc)).unwrap();
-    assert!(server.poll_transmit().is_some(), "a Hello covering every branch starts the run");
+    assert!(
+        server.poll_transmit().is_some(),
+        "a Hello covering every branch starts the run"
+    );
 }

@@ -318,7 +318,11 @@ pub fn summary(scenario: &FleetScenario, o: &RunOutcome) -> String {
         r.silent_minutes,
         r.bad_messages.values().sum::<u32>()
     ));
-    let shown = r.branches.iter().filter(|b| !b.requirements.is_empty()).take(20);
+    let shown = r
+        .branches
+        .iter()
+        .filter(|b| !b.requirements.is_empty())
+        .take(20);
     for b in shown {
         for q in &b.requirements {
             s.push_str(&format!(

@@ -169,7 +169,9 @@ impl Requirement {
 /// The run minute of clock hour `h` (hours from the start date's local
 /// midnight) in a run starting at `start_hour`; 0 before the start.
 pub fn minute_of(h: f64, start_hour: f64) -> u32 {
-    ((h - start_hour) * 60.0).round().clamp(0.0, f64::from(u32::MAX)) as u32
+    ((h - start_hour) * 60.0)
+        .round()
+        .clamp(0.0, f64::from(u32::MAX)) as u32
 }
 
 /// An inclusive-exclusive pair `[lo, hi]` drawn uniformly.
@@ -570,12 +572,15 @@ impl FleetScenario {
             key: key.to_string(),
             message,
         };
-        let mut calendar = parse_start(&f.start_date, f.utc_offset_h)
-            .map_err(|m| invalid("start_date", m))?;
+        let mut calendar =
+            parse_start(&f.start_date, f.utc_offset_h).map_err(|m| invalid("start_date", m))?;
         if !(0.0..24.0).contains(&f.start_hour) || (f.start_hour * 60.0).fract() != 0.0 {
             return Err(invalid(
                 "start_hour",
-                format!("must be a whole minute within 0..24, found {}", f.start_hour),
+                format!(
+                    "must be a whole minute within 0..24, found {}",
+                    f.start_hour
+                ),
             ));
         }
         calendar.epoch_unix_s += (f.start_hour * 3600.0).round() as i64;
@@ -607,7 +612,10 @@ impl FleetScenario {
         for (i, a) in f.archetypes.iter().enumerate() {
             let k = |s: &str| format!("archetypes[{i}].{s}");
             if !(a.weight.is_finite() && a.weight > 0.0) {
-                return Err(invalid(&k("weight"), format!("must be > 0, found {}", a.weight)));
+                return Err(invalid(
+                    &k("weight"),
+                    format!("must be > 0, found {}", a.weight),
+                ));
             }
             if !(0.0..=1.0).contains(&a.assembly_share) {
                 return Err(invalid(
@@ -618,13 +626,19 @@ impl FleetScenario {
             if a.pv_strings[0] > a.pv_strings[1] || a.pv_strings[1] > 4 {
                 return Err(invalid(
                     &k("pv_strings"),
-                    format!("must be [lo, hi] with lo <= hi <= 4, found {:?}", a.pv_strings),
+                    format!(
+                        "must be [lo, hi] with lo <= hi <= 4, found {:?}",
+                        a.pv_strings
+                    ),
                 ));
             }
             if a.packs[0] == 0 || a.packs[0] > a.packs[1] || a.packs[1] > 4 {
                 return Err(invalid(
                     &k("packs"),
-                    format!("must be [lo, hi] with 1 <= lo <= hi <= 4, found {:?}", a.packs),
+                    format!(
+                        "must be [lo, hi] with 1 <= lo <= hi <= 4, found {:?}",
+                        a.packs
+                    ),
                 ));
             }
             let s = a.initial_soc;
@@ -700,7 +714,10 @@ impl FleetScenario {
                     Requirement::ShiftDemand { power_kw, .. } => *power_kw,
                 };
                 if !(p.is_finite() && p >= 0.0) {
-                    return Err(invalid(&rk, format!("power must be finite and >= 0, found {p}")));
+                    return Err(invalid(
+                        &rk,
+                        format!("power must be finite and >= 0, found {p}"),
+                    ));
                 }
             }
             let name = spec.name.clone().unwrap_or_else(|| {
@@ -710,11 +727,7 @@ impl FleetScenario {
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_else(|| format!("feeder{i}"))
             });
-            let rated_kva = model
-                .transformers
-                .first()
-                .map(|t| t.kvas[1])
-                .unwrap_or(0.0);
+            let rated_kva = model.transformers.first().map(|t| t.kvas[1]).unwrap_or(0.0);
             for copy in 0..spec.copies {
                 let branch_id = branches.len() as u32 + 1;
                 branches.push(BranchSpec {
@@ -736,8 +749,14 @@ impl FleetScenario {
         }
         let fs = &f.faults;
         for (k, p) in [
-            ("faults.message_drop_probability", fs.message_drop_probability),
-            ("faults.message_delay_probability", fs.message_delay_probability),
+            (
+                "faults.message_drop_probability",
+                fs.message_drop_probability,
+            ),
+            (
+                "faults.message_delay_probability",
+                fs.message_delay_probability,
+            ),
             (
                 "faults.message_duplicate_probability",
                 fs.message_duplicate_probability,
@@ -825,7 +844,8 @@ impl FleetScenario {
 
     /// The feeder of a branch.
     pub fn feeder_of(&self, branch_id: u32) -> Option<&LoadedFeeder> {
-        self.branch(branch_id).and_then(|b| self.feeders.get(b.feeder))
+        self.branch(branch_id)
+            .and_then(|b| self.feeders.get(b.feeder))
     }
 
     /// The households of a branch, deterministic from the seed.
@@ -922,7 +942,9 @@ fn parse_start(date: &str, utc_offset_h: f64) -> Result<twin::time::Calendar, St
         return Err(bad());
     }
     if !(utc_offset_h.is_finite() && utc_offset_h.abs() <= 14.0) {
-        return Err(format!("utc_offset_h must be within ±14 h, found {utc_offset_h}"));
+        return Err(format!(
+            "utc_offset_h must be within ±14 h, found {utc_offset_h}"
+        ));
     }
     let days = twin::time::days_from_civil(y, m, d);
     let epoch = days * 86_400 - (utc_offset_h * 3600.0).round() as i64;

@@ -452,8 +452,7 @@ impl FleetServer {
                     Ok(d) => d,
                     Err(e) => return Err(self.bad(e)),
                 };
-                if d.shard_id != id || !self.shards.contains_key(&id) || running != Some(d.minute)
-                {
+                if d.shard_id != id || !self.shards.contains_key(&id) || running != Some(d.minute) {
                     return Err(self.bad(unexpected(format!(
                         "Done of shard {} minute {} (running {:?})",
                         d.shard_id, d.minute, running
@@ -600,8 +599,7 @@ impl FleetServer {
         for (id, s) in self.sites.iter_mut() {
             s.telemetry = telemetry.get(id).cloned();
         }
-        let mut reports: Vec<FeederReport> =
-            dones.into_values().flat_map(|d| d.feeders).collect();
+        let mut reports: Vec<FeederReport> = dones.into_values().flat_map(|d| d.feeders).collect();
         reports.sort_by_key(|r| r.branch_id);
         let start_hour = self.scenario.start_hour;
         for r in reports {
@@ -746,8 +744,10 @@ impl FleetServer {
                 AttackKind::Replay => {
                     let sites = self.sites_on(a.branch);
                     for s in sites {
-                        if let Some(bytes) =
-                            self.sites.get(&s).and_then(|x| x.last_sent.front().cloned())
+                        if let Some(bytes) = self
+                            .sites
+                            .get(&s)
+                            .and_then(|x| x.last_sent.front().cloned())
                         {
                             let topic = Topic::SiteDispatch(s).to_topic(&self.run_id);
                             out.push((topic, bytes, shard.clone()));

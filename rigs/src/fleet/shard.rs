@@ -148,15 +148,12 @@ impl Shard {
         let threads = threads.max(1);
         // Build the households in parallel (a house twin takes ~1 ms).
         let sc = &*scenario;
-        let built: Vec<Result<Vec<Site>, SiteError>> = parallel_map(
-            specs.iter().map(|(_, _, hs)| hs).collect(),
-            threads,
-            |hs| {
+        let built: Vec<Result<Vec<Site>, SiteError>> =
+            parallel_map(specs.iter().map(|(_, _, hs)| hs).collect(), threads, |hs| {
                 hs.iter()
                     .map(|h| Site::new(sc, h.clone(), key))
                     .collect::<Result<Vec<_>, _>>()
-            },
-        );
+            });
         let mut branches = Vec::new();
         let mut site_branch = HashMap::new();
         let mut branch_index = HashMap::new();
