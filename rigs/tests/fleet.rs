@@ -395,3 +395,24 @@ fn malformed_messages_are_counted_by_topic_and_change_nothing() {
         "a Hello covering every branch starts the run"
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4))]
+
+    /// The lockstep result does not depend on the order messages arrive in.
+    #[test]
+    fn lockstep_result_is_independent_of_arrival_order(seed in any::<u64>()) {
+        let sc = two_branches().with_hours(1.5);
+        let base = outputs(sc.clone(), &RunOptions { threads: 1, ..RunOptions::default() });
+        let shuffled = outputs(
+            sc,
+            &RunOptions {
+                shards: 2,
+                threads: 1,
+                shuffle_seed: Some(seed),
+                ..RunOptions::default()
+            },
+        );
+        prop_assert_eq!(base, shuffled);
+    }
+}
