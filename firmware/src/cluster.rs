@@ -26,6 +26,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
+use crate::remote_config::{self, AcceptedConfig, ConfigVerdict, RemoteSettings};
 use crate::{ConfigError, Millis};
 
 /// Wire format version this firmware understands.
@@ -43,7 +44,7 @@ pub const ALL_SITES: u32 = 0;
 pub const MAX_KEYS: usize = 4;
 
 // Field offsets (see docs/dispatch.md).
-mod field {
+pub(crate) mod field {
     use core::ops::Range;
     pub const VERSION: usize = 0;
     pub const KIND: usize = 1;
@@ -76,6 +77,10 @@ pub enum Command {
     Source { power_w: u32, duration_s: u32 },
     /// Stop the dispatch in force, if any.
     Cancel,
+    /// Liveness only: the server is there. Refreshes the assembly's view of
+    /// the server (see [`ClusterConfig::server_silence_s`]) and consumes the
+    /// sequence like any accepted message; changes nothing else.
+    Heartbeat,
 }
 
 /// The branch requirement a dispatch serves [claim 1: "in accordance with a
@@ -177,6 +182,9 @@ pub enum ParseError {
     Inconsistent,
     /// `expires_at_s` is not after `issued_at_s`.
     BadValidity,
+    /// A configuration message's setting is neither a valid value nor one
+    /// of its sentinels (see `firmware/docs/config-message.md`).
+    BadSetting,
 }
 
 impl fmt::Display for ParseError {
@@ -184,15 +192,14 @@ impl fmt::Display for ParseError {
         match self {
             Self::Empty => write!(f, "empty dispatch"),
             Self::UnsupportedVersion(v) => write!(f, "unsupported dispatch version {v}"),
-            Self::Truncated { len } => write!(f, "dispatch truncated: {len} of {WIRE_LEN} bytes"),
-            Self::TrailingBytes { len } => {
-                write!(f, "dispatch has trailing bytes: {len} for {WIRE_LEN}")
-            }
+            Self::Truncated { len } => write!(f, "message truncated: {len} bytes"),
+            Self::TrailingBytes { len } => write!(f, "message has trailing bytes: {len} bytes"),
             Self::UnknownKind(k) => write!(f, "unknown dispatch kind {k}"),
             Self::UnknownRequirement(k) => write!(f, "unknown requirement kind {k}"),
             Self::ReservedNotZero => write!(f, "reserved byte is not zero"),
             Self::Inconsistent => write!(f, "inconsistent dispatch fields"),
             Self::BadValidity => write!(f, "expiry is not after issue time"),
+            Self::BadSetting => write!(f, "configuration setting out of its encoding"),
         }
     }
 }
@@ -200,8 +207,19 @@ impl fmt::Display for ParseError {
 const KIND_SINK: u8 = 1;
 const KIND_SOURCE: u8 = 2;
 const KIND_CANCEL: u8 = 3;
+const KIND_HEARTBEAT: u8 = 4;
 
-fn be_u32(bytes: &[u8], at: core::ops::Range<usize>) -> u32 {
+pub(crate) fn be_u16(bytes: &[u8], at: core::ops::Range<usize>) -> u16 {
+    let mut b = [0u8; 2];
+    if let Some(src) = bytes.get(at) {
+        if src.len() == 2 {
+            b.copy_from_slice(src);
+        }
+    }
+    u16::from_be_bytes(b)
+}
+
+pub(crate) fn be_u32(bytes: &[u8], at: core::ops::Range<usize>) -> u32 {
     let mut b = [0u8; 4];
     if let Some(src) = bytes.get(at) {
         if src.len() == 4 {
@@ -211,7 +229,7 @@ fn be_u32(bytes: &[u8], at: core::ops::Range<usize>) -> u32 {
     u32::from_be_bytes(b)
 }
 
-fn be_u64(bytes: &[u8], at: core::ops::Range<usize>) -> u64 {
+pub(crate) fn be_u64(bytes: &[u8], at: core::ops::Range<usize>) -> u64 {
     let mut b = [0u8; 8];
     if let Some(src) = bytes.get(at) {
         if src.len() == 8 {
@@ -221,7 +239,7 @@ fn be_u64(bytes: &[u8], at: core::ops::Range<usize>) -> u64 {
     u64::from_be_bytes(b)
 }
 
-fn copy_array<const N: usize>(bytes: &[u8], at: core::ops::Range<usize>) -> [u8; N] {
+pub(crate) fn copy_array<const N: usize>(bytes: &[u8], at: core::ops::Range<usize>) -> [u8; N] {
     let mut out = [0u8; N];
     if let Some(src) = bytes.get(at) {
         if src.len() == N {
@@ -231,20 +249,73 @@ fn copy_array<const N: usize>(bytes: &[u8], at: core::ops::Range<usize>) -> [u8;
     out
 }
 
+/// The fields every signed server message (dispatch, heartbeat,
+/// configuration) carries at the same offsets, bytes 4..68: addressing, the
+/// signing key, the sequence and the validity window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub branch_id: u32,
+    pub site_id: u32,
+    pub key: [u8; 32],
+    pub sequence: u64,
+    pub issued_at_s: u64,
+    pub expires_at_s: u64,
+}
+
+/// Checks the version byte and the exact length of a signed message.
+pub(crate) fn check_frame(bytes: &[u8], version: u8, wire_len: usize) -> Result<(), ParseError> {
+    let v = *bytes.first().ok_or(ParseError::Empty)?;
+    if v != version {
+        return Err(ParseError::UnsupportedVersion(v));
+    }
+    if bytes.len() < wire_len {
+        return Err(ParseError::Truncated { len: bytes.len() });
+    }
+    if bytes.len() > wire_len {
+        return Err(ParseError::TrailingBytes { len: bytes.len() });
+    }
+    Ok(())
+}
+
+/// Reads the shared header (bytes 4..68); `BadValidity` unless
+/// `expires_at_s > issued_at_s`.
+pub(crate) fn parse_header(bytes: &[u8]) -> Result<Header, ParseError> {
+    let issued_at_s = be_u64(bytes, field::ISSUED_AT);
+    let expires_at_s = be_u64(bytes, field::EXPIRES_AT);
+    if expires_at_s <= issued_at_s {
+        return Err(ParseError::BadValidity);
+    }
+    Ok(Header {
+        branch_id: be_u32(bytes, field::BRANCH),
+        site_id: be_u32(bytes, field::SITE),
+        key: copy_array(bytes, field::KEY),
+        sequence: be_u64(bytes, field::SEQUENCE),
+        issued_at_s,
+        expires_at_s,
+    })
+}
+
+/// Writes the shared header (bytes 4..68) into `b` (at least 68 bytes).
+pub(crate) fn write_header(b: &mut [u8], h: &Header) {
+    for (range, value) in [
+        (field::BRANCH, &h.branch_id.to_be_bytes()[..]),
+        (field::SITE, &h.site_id.to_be_bytes()[..]),
+        (field::KEY, &h.key[..]),
+        (field::SEQUENCE, &h.sequence.to_be_bytes()[..]),
+        (field::ISSUED_AT, &h.issued_at_s.to_be_bytes()[..]),
+        (field::EXPIRES_AT, &h.expires_at_s.to_be_bytes()[..]),
+    ] {
+        if let Some(dst) = b.get_mut(range) {
+            dst.copy_from_slice(value);
+        }
+    }
+}
+
 /// Parses a dispatch command from `bytes` (exactly one command, no trailing
 /// bytes). Checks structure only: the signature, key, addressing, sequence,
 /// time and envelope are checked by [`Cluster::handle`].
 pub fn parse(bytes: &[u8]) -> Result<SignedDispatch, ParseError> {
-    let version = *bytes.first().ok_or(ParseError::Empty)?;
-    if version != VERSION {
-        return Err(ParseError::UnsupportedVersion(version));
-    }
-    if bytes.len() < WIRE_LEN {
-        return Err(ParseError::Truncated { len: bytes.len() });
-    }
-    if bytes.len() > WIRE_LEN {
-        return Err(ParseError::TrailingBytes { len: bytes.len() });
-    }
+    check_frame(bytes, VERSION, WIRE_LEN)?;
     // From here on `bytes.len() == WIRE_LEN`; the helpers are still checked.
     let kind = bytes.get(field::KIND).copied().unwrap_or(0);
     let req_code = bytes.get(field::REQUIREMENT).copied().unwrap_or(0);
@@ -262,11 +333,15 @@ pub fn parse(bytes: &[u8]) -> Result<SignedDispatch, ParseError> {
             power_w,
             duration_s,
         },
-        KIND_CANCEL => {
+        KIND_CANCEL | KIND_HEARTBEAT => {
             if power_w != 0 || duration_s != 0 {
                 return Err(ParseError::Inconsistent);
             }
-            Command::Cancel
+            if kind == KIND_CANCEL {
+                Command::Cancel
+            } else {
+                Command::Heartbeat
+            }
         }
         other => return Err(ParseError::UnknownKind(other)),
     };
@@ -281,22 +356,18 @@ pub fn parse(bytes: &[u8]) -> Result<SignedDispatch, ParseError> {
             RequirementKind::from_code(req_code).ok_or(ParseError::UnknownRequirement(req_code))?;
         Some(Requirement { kind, reference })
     };
-    let issued_at_s = be_u64(bytes, field::ISSUED_AT);
-    let expires_at_s = be_u64(bytes, field::EXPIRES_AT);
-    if expires_at_s <= issued_at_s {
-        return Err(ParseError::BadValidity);
-    }
+    let h = parse_header(bytes)?;
     Ok(SignedDispatch {
         dispatch: Dispatch {
-            branch_id: be_u32(bytes, field::BRANCH),
-            site_id: be_u32(bytes, field::SITE),
-            sequence: be_u64(bytes, field::SEQUENCE),
-            issued_at_s,
-            expires_at_s,
+            branch_id: h.branch_id,
+            site_id: h.site_id,
+            sequence: h.sequence,
+            issued_at_s: h.issued_at_s,
+            expires_at_s: h.expires_at_s,
             command,
             requirement,
         },
-        key: copy_array(bytes, field::KEY),
+        key: h.key,
         signature: copy_array(bytes, field::SIGNATURE),
         signed_bytes: copy_array(bytes, 0..SIGNED_LEN),
     })
@@ -318,6 +389,7 @@ pub fn encode(dispatch: &Dispatch, key: &SigningKey) -> heapless::Vec<u8, WIRE_L
             duration_s,
         } => (KIND_SOURCE, power_w, duration_s),
         Command::Cancel => (KIND_CANCEL, 0, 0),
+        Command::Heartbeat => (KIND_HEARTBEAT, 0, 0),
     };
     let (req_code, reference) = match dispatch.requirement {
         Some(r) => (r.kind as u8, r.reference),
@@ -327,12 +399,17 @@ pub fn encode(dispatch: &Dispatch, key: &SigningKey) -> heapless::Vec<u8, WIRE_L
     b[field::KIND] = kind;
     b[field::REQUIREMENT] = req_code;
     b[field::RESERVED] = 0;
-    b[field::BRANCH].copy_from_slice(&dispatch.branch_id.to_be_bytes());
-    b[field::SITE].copy_from_slice(&dispatch.site_id.to_be_bytes());
-    b[field::KEY].copy_from_slice(key.verifying_key().as_bytes());
-    b[field::SEQUENCE].copy_from_slice(&dispatch.sequence.to_be_bytes());
-    b[field::ISSUED_AT].copy_from_slice(&dispatch.issued_at_s.to_be_bytes());
-    b[field::EXPIRES_AT].copy_from_slice(&dispatch.expires_at_s.to_be_bytes());
+    write_header(
+        &mut b,
+        &Header {
+            branch_id: dispatch.branch_id,
+            site_id: dispatch.site_id,
+            key: key.verifying_key().to_bytes(),
+            sequence: dispatch.sequence,
+            issued_at_s: dispatch.issued_at_s,
+            expires_at_s: dispatch.expires_at_s,
+        },
+    );
     b[field::POWER].copy_from_slice(&power_w.to_be_bytes());
     b[field::DURATION].copy_from_slice(&duration_s.to_be_bytes());
     b[field::REQUIREMENT_REF].copy_from_slice(&reference.to_be_bytes());
@@ -435,7 +512,17 @@ pub struct Envelope {
     /// Largest difference tolerated between the server's clock and this
     /// assembly's UTC seconds, s.
     pub max_clock_skew_s: u64,
+    /// Largest randomised start delay, s (0 = none, at most
+    /// [`MAX_START_DELAY_S`]). On accepting a Sink/Source while no
+    /// Sink/Source is in force, the assembly holds its share at "no
+    /// dispatch" for [`start_delay_s`]`(site_id, sequence, this)` seconds,
+    /// then follows; the dispatch's end is unchanged. Protects the feeder
+    /// from synchronised mass switching.
+    pub start_delay_max_s: u32,
 }
+
+/// Upper bound of [`Envelope::start_delay_max_s`], s.
+pub const MAX_START_DELAY_S: u32 = 900;
 
 impl Default for Envelope {
     fn default() -> Self {
@@ -445,8 +532,41 @@ impl Default for Envelope {
             max_duration_s: 4 * 3600,
             max_validity_s: 900,
             max_clock_skew_s: 30,
+            start_delay_max_s: 0,
         }
     }
+}
+
+/// Hard local bounds on what a signed configuration message
+/// (`firmware/docs/config-message.md`) may set (TOML table
+/// `[cluster.remote_config]`). A message outside them is rejected
+/// (`OutOfEnvelope`). The sink/source powers and the start delay are bounded
+/// by `[cluster.envelope]`: a message may lower them, never raise them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteConfigBounds {
+    /// Lowest reserve SOC the server may set (fraction, 0..=1).
+    pub reserve_soc_min: f32,
+    /// Highest reserve SOC the server may set (fraction, 0..=1, and below
+    /// `[scheduling] max_target_soc`).
+    pub reserve_soc_max: f32,
+    /// Highest export limit the server may set, W. `None` (the default):
+    /// the local `[export] export_limit_w`, so the server may only lower it.
+    pub export_limit_w_max: Option<f32>,
+}
+
+impl Default for RemoteConfigBounds {
+    fn default() -> Self {
+        RemoteConfigBounds {
+            reserve_soc_min: 0.1,
+            reserve_soc_max: 0.8,
+            export_limit_w_max: None,
+        }
+    }
+}
+
+fn default_server_silence_s() -> u32 {
+    180
 }
 
 /// Cluster participation config (TOML table `[cluster]`).
@@ -463,6 +583,7 @@ impl Default for Envelope {
 /// max_duration_s = 14400
 /// max_validity_s = 900
 /// max_clock_skew_s = 30
+/// start_delay_max_s = 0
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -475,6 +596,15 @@ pub struct ClusterConfig {
     pub trusted_keys: heapless::Vec<PublicKeyHex, MAX_KEYS>,
     #[serde(default)]
     pub envelope: Envelope,
+    /// Once the server has sent a heartbeat, how long it may stay silent
+    /// before the assembly withdraws from the dispatch in force and runs in
+    /// local operation, s (10..=86400, default 180). See
+    /// [`Cluster::server_silent`].
+    #[serde(default = "default_server_silence_s")]
+    pub server_silence_s: u32,
+    /// Bounds on remote configuration (`[cluster.remote_config]`).
+    #[serde(default)]
+    pub remote_config: RemoteConfigBounds,
 }
 
 impl ClusterConfig {
@@ -546,6 +676,53 @@ impl ClusterConfig {
                 format_args!("must be at most 3600 s, found {}", e.max_clock_skew_s),
             ));
         }
+        if e.start_delay_max_s > MAX_START_DELAY_S {
+            return Err(ConfigError::new(
+                "envelope.start_delay_max_s",
+                format_args!(
+                    "must be at most {MAX_START_DELAY_S} s, found {}",
+                    e.start_delay_max_s
+                ),
+            ));
+        }
+        if !(10..=86_400).contains(&self.server_silence_s) {
+            return Err(ConfigError::new(
+                "server_silence_s",
+                format_args!(
+                    "must be within 10..=86400 s, found {}",
+                    self.server_silence_s
+                ),
+            ));
+        }
+        let r = &self.remote_config;
+        for (name, v) in [
+            ("remote_config.reserve_soc_min", r.reserve_soc_min),
+            ("remote_config.reserve_soc_max", r.reserve_soc_max),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(ConfigError::new(
+                    name,
+                    format_args!("must be within 0..=1, found {v}"),
+                ));
+            }
+        }
+        if r.reserve_soc_min > r.reserve_soc_max {
+            return Err(ConfigError::new(
+                "remote_config.reserve_soc_min",
+                format_args!(
+                    "must not exceed reserve_soc_max ({}), found {}",
+                    r.reserve_soc_max, r.reserve_soc_min
+                ),
+            ));
+        }
+        if let Some(v) = r.export_limit_w_max {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(ConfigError::new(
+                    "remote_config.export_limit_w_max",
+                    format_args!("must be a finite power >= 0 W, found {v}"),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -559,9 +736,10 @@ impl ClusterConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DispatchContext {
     /// `false` while the assembly cannot take part at all (islanded in a
-    /// power cut, owner opt-out, maintenance): valid commands are then
-    /// rejected with [`RejectReason::NotParticipating`] (and their sequence
-    /// is not consumed, so the server may re-issue).
+    /// power cut, owner opt-out, maintenance): valid Sink/Source commands
+    /// are then rejected with [`RejectReason::NotParticipating`] (and their
+    /// sequence is not consumed, so the server may re-issue). A remote
+    /// opt-out ([`RemoteSettings::participating`]) counts as well.
     pub participating: bool,
 }
 
@@ -573,13 +751,17 @@ impl Default for DispatchContext {
     }
 }
 
-/// Why a verified command was not for this assembly.
+/// Why a verified message was not acted on although nothing is wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IgnoreReason {
     /// Addressed to another branch.
     OtherBranch,
     /// Addressed to another site on this branch.
     OtherSite,
+    /// Byte-identical to the last message accepted from that key (same
+    /// sequence, same signature): a redelivery (MQTT QoS 1, a restarted
+    /// server resending). Acknowledged, never executed twice.
+    Duplicate,
 }
 
 /// Why a command was refused. The assembly never acts on a refused command.
@@ -591,14 +773,16 @@ pub enum RejectReason {
     UnknownKey,
     /// The signature does not verify (strictly) under the named key.
     BadSignature,
-    /// Sequence not greater than the last accepted one for that key.
+    /// Sequence not greater than the last accepted one for that key (and
+    /// not a byte-identical duplicate of it).
     Replayed,
     /// Past its expiry (beyond the tolerated clock skew), or its action
     /// window has already ended.
     Expired,
     /// Issued in the future beyond the tolerated clock skew.
     NotYetValid,
-    /// Power, duration or validity window outside the envelope.
+    /// Power, duration or validity window outside the envelope; for a
+    /// configuration message, a setting outside the local bounds.
     OutOfEnvelope,
     /// The controller said the assembly is not participating now.
     NotParticipating,
@@ -608,9 +792,10 @@ pub enum RejectReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Verified, addressed here, fresh and within the envelope: now in force
-    /// (a `Cancel` has cleared the dispatch in force).
+    /// (a `Cancel` has cleared the dispatch in force; a `Heartbeat` only
+    /// refreshed the server's liveness).
     Accepted(ActiveDispatch),
-    /// Verified but addressed elsewhere: nothing to do.
+    /// Verified but addressed elsewhere, or a duplicate: nothing to do.
     Ignored(IgnoreReason),
     /// Refused: nothing done.
     Rejected(RejectReason),
@@ -626,17 +811,34 @@ pub struct ActiveDispatch {
     pub requirement: Option<Requirement>,
     /// When it was accepted (monotonic).
     pub accepted_at: Millis,
+    /// When the assembly starts following it (monotonic): `accepted_at`
+    /// plus the randomised start delay ([`start_delay_s`]), or, for a
+    /// replacement of a Sink/Source still in force, the start of the one it
+    /// replaced (a change of level is not a switch-on). Equal to
+    /// `accepted_at` for `Cancel` and `Heartbeat`.
+    pub start_at: Millis,
     /// When its action ends (monotonic): `issued_at_s + duration_s` mapped
     /// onto this assembly's clock at acceptance, so all assemblies of the
     /// branch end together, and a later step of the UTC clock neither
-    /// stretches nor cuts it. Equal to `accepted_at` for `Cancel`.
+    /// stretches nor cuts it. Equal to `accepted_at` for `Cancel` and
+    /// `Heartbeat`.
     pub until: Millis,
 }
 
-/// Counts of [`Cluster::handle`] outcomes, by reason (saturating).
+/// Counts of [`Cluster::handle`] and [`Cluster::handle_config`] outcomes,
+/// by reason (saturating). Dispatch, heartbeat and configuration messages
+/// are counted together (they share the key's sequence space).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counters {
+    /// Every accepted message (dispatch, heartbeat, configuration).
     pub accepted: u32,
+    /// Of `accepted`: heartbeats.
+    pub accepted_heartbeat: u32,
+    /// Of `accepted`: configuration messages.
+    pub accepted_config: u32,
+    /// Byte-identical redeliveries of the last accepted message
+    /// ([`IgnoreReason::Duplicate`]).
+    pub duplicate: u32,
     pub ignored_other_branch: u32,
     pub ignored_other_site: u32,
     pub malformed: u32,
@@ -666,12 +868,27 @@ impl Counters {
         .fold(0u32, |a, b| a.saturating_add(*b))
     }
 
-    fn count(&mut self, v: &Verdict) {
-        let c = match v {
-            Verdict::Accepted(_) => &mut self.accepted,
-            Verdict::Ignored(IgnoreReason::OtherBranch) => &mut self.ignored_other_branch,
-            Verdict::Ignored(IgnoreReason::OtherSite) => &mut self.ignored_other_site,
-            Verdict::Rejected(r) => match r {
+    /// Every message counted: accepted, ignored (incl. duplicates) and
+    /// rejected.
+    pub fn total(&self) -> u32 {
+        [
+            self.accepted,
+            self.duplicate,
+            self.ignored_other_branch,
+            self.ignored_other_site,
+            self.rejected(),
+        ]
+        .iter()
+        .fold(0u32, |a, b| a.saturating_add(*b))
+    }
+
+    fn count(&mut self, outcome: Outcome) {
+        let c = match outcome {
+            Outcome::Accepted => &mut self.accepted,
+            Outcome::Ignored(IgnoreReason::OtherBranch) => &mut self.ignored_other_branch,
+            Outcome::Ignored(IgnoreReason::OtherSite) => &mut self.ignored_other_site,
+            Outcome::Ignored(IgnoreReason::Duplicate) => &mut self.duplicate,
+            Outcome::Rejected(r) => match r {
                 RejectReason::Malformed(_) => &mut self.malformed,
                 RejectReason::UnknownKey => &mut self.unknown_key,
                 RejectReason::BadSignature => &mut self.bad_signature,
@@ -684,6 +901,25 @@ impl Counters {
         };
         *c = c.saturating_add(1);
     }
+}
+
+/// A verdict without its payload, for counting.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Accepted,
+    Ignored(IgnoreReason),
+    Rejected(RejectReason),
+}
+
+/// What the checks shared by every signed message concluded.
+enum Screened {
+    /// Verified, addressed here, fresh, in time and within the validity
+    /// bound: the caller checks its own content, then records it.
+    Fresh {
+        key_index: usize,
+    },
+    Ignored(IgnoreReason),
+    Rejected(RejectReason),
 }
 
 /// Limits from the rest of the controller that bound the dispatch share now
@@ -702,6 +938,9 @@ pub struct PowerLimits {
 pub enum ClusterReason {
     /// No dispatch in force.
     Idle,
+    /// A Sink/Source is accepted but its randomised start delay has not
+    /// passed: the assembly holds at "no dispatch".
+    StartDelay,
     /// Following the dispatch in force at its requested power.
     Following,
     /// Following the dispatch in force, clipped by the limits passed in
@@ -712,34 +951,79 @@ pub enum ClusterReason {
     /// The dispatch in force was cancelled by the server (reported once).
     Cancelled,
     /// The controller withdrew from the dispatch in force with
-    /// [`Cluster::withdraw`] (reported once).
+    /// [`Cluster::withdraw`], or the server opted the assembly out
+    /// (reported once).
     Withdrawn,
+    /// The server has been silent longer than
+    /// [`ClusterConfig::server_silence_s`]: any dispatch in force is
+    /// withdrawn and the assembly runs in local operation (reported once,
+    /// when the silence starts).
+    ServerSilent,
 }
 
 /// What cluster participation asks of the battery now.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClusterCommand {
     /// Battery power share, W: + discharge (source), − charge (sink).
-    /// `None` when no dispatch is in force (other functions decide).
+    /// `None` when no dispatch is being followed (other functions decide).
     pub battery_power_w: Option<f32>,
     /// When the dispatch in force ends (monotonic), if any.
     pub until: Option<Millis>,
     pub reason: ClusterReason,
-    /// The dispatch in force (key index, sequence, requirement) for the log.
+    /// The dispatch in force (key index, sequence, requirement) for the log,
+    /// also while it waits out its start delay.
     pub dispatch: Option<ActiveDispatch>,
 }
 
-/// Cluster participation: checks dispatch commands, keeps the one in force.
+/// SplitMix64 (Steele, Lea, Flood 2014; the finaliser of Java's
+/// `SplittableRandom`): `z = x + 0x9E3779B97F4A7C15`, then
+/// `z = (z ^ z>>30) * 0xBF58476D1CE4E5B9`, `z = (z ^ z>>27) * 0x94D049BB133111EB`,
+/// `z ^ z>>31`, all wrapping on 64 bits.
+pub const fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The randomised start delay of the Sink/Source with `sequence` on the
+/// assembly of `site_id`, s, within `0..=max_s`:
+/// `splitmix64(splitmix64(site_id) ^ sequence) % (max_s + 1)`.
+/// Deterministic, so the server (and tests) can predict each assembly's
+/// switch-on; spread across the sites of a branch, so they do not switch
+/// together. 0 when `max_s` is 0.
+pub const fn start_delay_s(site_id: u32, sequence: u64, max_s: u32) -> u32 {
+    if max_s == 0 {
+        return 0;
+    }
+    let h = splitmix64(splitmix64(site_id as u64) ^ sequence);
+    (h % (max_s as u64 + 1)) as u32
+}
+
+/// Cluster participation: checks dispatch, heartbeat and configuration
+/// messages, keeps the dispatch in force and the remote settings, watches
+/// the server's liveness.
 #[derive(Debug, Clone)]
 pub struct Cluster {
     config: ClusterConfig,
     keys: heapless::Vec<VerifyingKey, MAX_KEYS>,
     /// Last accepted sequence per trusted key (same index).
     last_sequence: [Option<u64>; MAX_KEYS],
+    /// Signature of the last accepted message per trusted key (same index),
+    /// to tell a byte-identical redelivery from a replay.
+    last_signature: [[u8; SIGNATURE_LEN]; MAX_KEYS],
     active: Option<ActiveDispatch>,
     /// An end to report once in the next `update`.
     pending_end: Option<ClusterReason>,
     counters: Counters,
+    /// When a verified, fresh message for this branch last arrived.
+    heard_at: Option<Millis>,
+    /// Set by the first accepted heartbeat: from then on the server
+    /// promises to be heard every `server_silence_s`.
+    liveness_armed: bool,
+    /// The current silence has been reported.
+    silence_reported: bool,
+    remote: RemoteSettings,
 }
 
 impl Cluster {
@@ -760,9 +1044,14 @@ impl Cluster {
             config,
             keys,
             last_sequence: [None; MAX_KEYS],
+            last_signature: [[0u8; SIGNATURE_LEN]; MAX_KEYS],
             active: None,
             pending_end: None,
             counters: Counters::default(),
+            heard_at: None,
+            liveness_armed: false,
+            silence_reported: false,
+            remote: RemoteSettings::default(),
         })
     }
 
@@ -776,13 +1065,35 @@ impl Cluster {
     }
 
     /// The dispatch in force, if any (may have passed its `until` if
-    /// `update` has not run since).
+    /// `update` has not run since; may still be in its start delay).
     pub fn active(&self) -> Option<&ActiveDispatch> {
         self.active.as_ref()
     }
 
+    /// The settings the server has set by configuration messages (`None`
+    /// fields: the local configuration applies).
+    pub fn remote(&self) -> &RemoteSettings {
+        &self.remote
+    }
+
+    /// Whether the server counts as silent at `now`: it has sent at least
+    /// one accepted heartbeat since start (which arms the watch), and no
+    /// verified, fresh message for this branch has arrived for more than
+    /// `server_silence_s`. Before the first heartbeat the assembly is never
+    /// flagged silent (a server that does not send heartbeats keeps the
+    /// version-1 behaviour: dispatches end at their `until`); with no
+    /// dispatch in force it runs in local operation anyway.
+    pub fn server_silent(&self, now: Millis) -> bool {
+        self.liveness_armed
+            && self.heard_at.is_some_and(|t| {
+                now.since(t) > u64::from(self.config.server_silence_s).saturating_mul(1000)
+            })
+    }
+
     /// Last accepted sequence per trusted key (index as in `trusted_keys`),
     /// for the runtime to persist so replay protection survives a reboot.
+    /// (A redelivery of the last message after a reboot is then counted as
+    /// `Replayed` rather than `Duplicate`: still never executed twice.)
     pub fn sequences(&self) -> [Option<u64>; MAX_KEYS] {
         self.last_sequence
     }
@@ -798,15 +1109,35 @@ impl Cluster {
         }
     }
 
+    /// The envelope in force: the local one, lowered by remote settings.
+    fn max_sink_w(&self) -> f32 {
+        let local = self.config.envelope.max_sink_w;
+        self.remote.max_sink_w.map_or(local, |w| w.min(local))
+    }
+
+    fn max_source_w(&self) -> f32 {
+        let local = self.config.envelope.max_source_w;
+        self.remote.max_source_w.map_or(local, |w| w.min(local))
+    }
+
+    fn start_delay_max_s(&self) -> u32 {
+        self.remote
+            .start_delay_max_s
+            .unwrap_or(self.config.envelope.start_delay_max_s)
+            .min(MAX_START_DELAY_S)
+    }
+
     /// Checks a received command and, if accepted, puts it in force.
     ///
     /// `now` is the monotonic time; `utc_s` the UTC seconds the controller
     /// has from the uplink or meter (0 if unknown: every command is then
     /// `NotYetValid`). Checks, in order: structure (`Malformed`), key
     /// (`UnknownKey`), signature (`BadSignature`), addressing (`Ignored`),
-    /// sequence (`Replayed`), time (`NotYetValid`, `Expired`), envelope
-    /// (`OutOfEnvelope`), participation (`NotParticipating`). Every outcome
-    /// is counted. Only an accepted command changes state.
+    /// duplicate (`Ignored(Duplicate)`), sequence (`Replayed`), time
+    /// (`NotYetValid`, `Expired`), envelope (`OutOfEnvelope`), participation
+    /// (`NotParticipating`). Every outcome is counted. Only an accepted
+    /// command changes the dispatch state; a verified, fresh message for
+    /// this branch refreshes the server's liveness.
     pub fn handle(
         &mut self,
         now: Millis,
@@ -815,8 +1146,89 @@ impl Cluster {
         ctx: DispatchContext,
     ) -> Verdict {
         let v = self.check(now, utc_s, bytes, ctx);
-        self.counters.count(&v);
+        self.counters.count(match v {
+            Verdict::Accepted(_) => Outcome::Accepted,
+            Verdict::Ignored(r) => Outcome::Ignored(r),
+            Verdict::Rejected(r) => Outcome::Rejected(r),
+        });
         v
+    }
+
+    /// The checks every signed message shares (key, signature, addressing,
+    /// duplicate, replay, time, validity bound); refreshes liveness for a
+    /// verified, fresh, in-time message for this branch.
+    fn screen(
+        &mut self,
+        now: Millis,
+        utc_s: u64,
+        h: &Header,
+        signature: &[u8; SIGNATURE_LEN],
+        signed_bytes: &[u8],
+    ) -> Screened {
+        use RejectReason::*;
+        let Some(key_index) = self.keys.iter().position(|k| k.as_bytes() == &h.key) else {
+            return Screened::Rejected(UnknownKey);
+        };
+        let Some(key) = self.keys.get(key_index) else {
+            return Screened::Rejected(UnknownKey);
+        };
+        let sig = Signature::from_bytes(signature);
+        if key.verify_strict(signed_bytes, &sig).is_err() {
+            return Screened::Rejected(BadSignature);
+        }
+        if h.branch_id != self.config.branch_id {
+            return Screened::Ignored(IgnoreReason::OtherBranch);
+        }
+        let skew = self.config.envelope.max_clock_skew_s;
+        let max_validity_s = self.config.envelope.max_validity_s;
+        let not_yet_valid = h.issued_at_s > utc_s.saturating_add(skew);
+        let expired = utc_s > h.expires_at_s.saturating_add(skew);
+        let in_time = !not_yet_valid && !expired;
+        if h.site_id != ALL_SITES && h.site_id != self.config.site_id {
+            if in_time {
+                self.hear(now);
+            }
+            return Screened::Ignored(IgnoreReason::OtherSite);
+        }
+        let last = self.last_sequence.get(key_index).copied().flatten();
+        let last_sig = self.last_signature.get(key_index);
+        if last == Some(h.sequence) && last_sig == Some(signature) {
+            // A captured duplicate keeps the server "alive" no longer than
+            // its own validity.
+            if in_time {
+                self.hear(now);
+            }
+            return Screened::Ignored(IgnoreReason::Duplicate);
+        }
+        if last.is_some_and(|l| h.sequence <= l) {
+            return Screened::Rejected(Replayed);
+        }
+        if not_yet_valid {
+            return Screened::Rejected(NotYetValid);
+        }
+        if expired {
+            return Screened::Rejected(Expired);
+        }
+        self.hear(now);
+        if h.expires_at_s.saturating_sub(h.issued_at_s) > max_validity_s {
+            return Screened::Rejected(OutOfEnvelope);
+        }
+        Screened::Fresh { key_index }
+    }
+
+    fn hear(&mut self, now: Millis) {
+        self.heard_at = Some(now);
+        self.silence_reported = false;
+    }
+
+    /// Records an accepted message's sequence and signature for its key.
+    fn record(&mut self, key_index: usize, sequence: u64, signature: &[u8; SIGNATURE_LEN]) {
+        if let Some(slot) = self.last_sequence.get_mut(key_index) {
+            *slot = Some(sequence);
+        }
+        if let Some(slot) = self.last_signature.get_mut(key_index) {
+            *slot = *signature;
+        }
     }
 
     fn check(&mut self, now: Millis, utc_s: u64, bytes: &[u8], ctx: DispatchContext) -> Verdict {
@@ -825,38 +1237,23 @@ impl Cluster {
             Ok(s) => s,
             Err(e) => return Verdict::Rejected(Malformed(e)),
         };
-        let Some(key_index) = self.keys.iter().position(|k| k.as_bytes() == &signed.key) else {
-            return Verdict::Rejected(UnknownKey);
-        };
-        let Some(key) = self.keys.get(key_index) else {
-            return Verdict::Rejected(UnknownKey);
-        };
-        if !signed.verify(key) {
-            return Verdict::Rejected(BadSignature);
-        }
         let d = signed.dispatch;
-        if d.branch_id != self.config.branch_id {
-            return Verdict::Ignored(IgnoreReason::OtherBranch);
-        }
-        if d.site_id != ALL_SITES && d.site_id != self.config.site_id {
-            return Verdict::Ignored(IgnoreReason::OtherSite);
-        }
-        let last = self.last_sequence.get(key_index).copied().flatten();
-        if last.is_some_and(|l| d.sequence <= l) {
-            return Verdict::Rejected(Replayed);
-        }
+        let header = Header {
+            branch_id: d.branch_id,
+            site_id: d.site_id,
+            key: signed.key,
+            sequence: d.sequence,
+            issued_at_s: d.issued_at_s,
+            expires_at_s: d.expires_at_s,
+        };
+        let key_index =
+            match self.screen(now, utc_s, &header, &signed.signature, &signed.signed_bytes) {
+                Screened::Fresh { key_index } => key_index,
+                Screened::Ignored(r) => return Verdict::Ignored(r),
+                Screened::Rejected(r) => return Verdict::Rejected(r),
+            };
         let env = &self.config.envelope;
-        let skew = env.max_clock_skew_s;
-        if d.issued_at_s > utc_s.saturating_add(skew) {
-            return Verdict::Rejected(NotYetValid);
-        }
-        if utc_s > d.expires_at_s.saturating_add(skew) {
-            return Verdict::Rejected(Expired);
-        }
-        if d.expires_at_s - d.issued_at_s > env.max_validity_s {
-            return Verdict::Rejected(OutOfEnvelope);
-        }
-        let until = match d.command {
+        let (until, start_at) = match d.command {
             Command::Sink {
                 power_w,
                 duration_s,
@@ -866,9 +1263,9 @@ impl Cluster {
                 duration_s,
             } => {
                 let max_w = if matches!(d.command, Command::Sink { .. }) {
-                    env.max_sink_w
+                    self.max_sink_w()
                 } else {
-                    env.max_source_w
+                    self.max_source_w()
                 };
                 if power_w as f32 > max_w || duration_s == 0 || duration_s > env.max_duration_s {
                     return Verdict::Rejected(OutOfEnvelope);
@@ -880,23 +1277,45 @@ impl Cluster {
                 if remaining_s == 0 {
                     return Verdict::Rejected(Expired);
                 }
-                now.plus_ms(remaining_s.saturating_mul(1000))
+                // A Sink/Source still in force is replaced without a new
+                // delay: a change of level, not a switch-on.
+                let start_at = match self.active {
+                    Some(a)
+                        if a.until > now
+                            && matches!(
+                                a.command,
+                                Command::Sink { .. } | Command::Source { .. }
+                            ) =>
+                    {
+                        a.start_at
+                    }
+                    _ => {
+                        let delay_s = start_delay_s(
+                            self.config.site_id,
+                            d.sequence,
+                            self.start_delay_max_s(),
+                        );
+                        now.plus_ms(u64::from(delay_s) * 1000)
+                    }
+                };
+                (now.plus_ms(remaining_s.saturating_mul(1000)), start_at)
             }
-            Command::Cancel => now,
+            Command::Cancel | Command::Heartbeat => (now, now),
         };
-        // A Cancel is the safe side: accepted even when not participating.
-        if !ctx.participating && d.command != Command::Cancel {
+        // A Cancel is the safe side and a Heartbeat only liveness: both are
+        // accepted even when not participating.
+        let acts = matches!(d.command, Command::Sink { .. } | Command::Source { .. });
+        if acts && !(ctx.participating && self.remote.participating) {
             return Verdict::Rejected(NotParticipating);
         }
-        if let Some(slot) = self.last_sequence.get_mut(key_index) {
-            *slot = Some(d.sequence);
-        }
+        self.record(key_index, d.sequence, &signed.signature);
         let accepted = ActiveDispatch {
             key_index: key_index as u8,
             sequence: d.sequence,
             command: d.command,
             requirement: d.requirement,
             accepted_at: now,
+            start_at,
             until,
         };
         match d.command {
@@ -905,12 +1324,76 @@ impl Cluster {
                     self.pending_end = Some(ClusterReason::Cancelled);
                 }
             }
-            _ => {
+            Command::Heartbeat => {
+                self.liveness_armed = true;
+                self.counters.accepted_heartbeat =
+                    self.counters.accepted_heartbeat.saturating_add(1);
+            }
+            Command::Sink { .. } | Command::Source { .. } => {
                 self.active = Some(accepted);
                 self.pending_end = None;
             }
         }
         Verdict::Accepted(accepted)
+    }
+
+    /// Checks a received configuration message
+    /// (`firmware/docs/config-message.md`) and, if accepted, applies its
+    /// settings. Checks, in order: structure (`Malformed`), key, signature,
+    /// addressing, duplicate, sequence (shared with dispatch: one sequence
+    /// space per key), time, validity bound, then each setting against the
+    /// local bounds (`OutOfEnvelope`): reserve within
+    /// `[cluster.remote_config]`, export limit at most `export_limit_w_max`,
+    /// sink/source powers at most the local envelope, start delay at most
+    /// [`MAX_START_DELAY_S`]. Every outcome is counted with the dispatch
+    /// counters. An opt-out (`participating = false`) withdraws the
+    /// dispatch in force.
+    pub fn handle_config(&mut self, now: Millis, utc_s: u64, bytes: &[u8]) -> ConfigVerdict {
+        let v = self.check_config(now, utc_s, bytes);
+        self.counters.count(match v {
+            ConfigVerdict::Accepted(_) => Outcome::Accepted,
+            ConfigVerdict::Ignored(r) => Outcome::Ignored(r),
+            ConfigVerdict::Rejected(r) => Outcome::Rejected(r),
+        });
+        if matches!(v, ConfigVerdict::Accepted(_)) {
+            self.counters.accepted_config = self.counters.accepted_config.saturating_add(1);
+        }
+        v
+    }
+
+    fn check_config(&mut self, now: Millis, utc_s: u64, bytes: &[u8]) -> ConfigVerdict {
+        let signed = match remote_config::parse(bytes) {
+            Ok(s) => s,
+            Err(e) => return ConfigVerdict::Rejected(RejectReason::Malformed(e)),
+        };
+        let m = &signed.message;
+        let header = Header {
+            branch_id: m.branch_id,
+            site_id: m.site_id,
+            key: signed.key,
+            sequence: m.sequence,
+            issued_at_s: m.issued_at_s,
+            expires_at_s: m.expires_at_s,
+        };
+        let key_index =
+            match self.screen(now, utc_s, &header, &signed.signature, &signed.signed_bytes) {
+                Screened::Fresh { key_index } => key_index,
+                Screened::Ignored(r) => return ConfigVerdict::Ignored(r),
+                Screened::Rejected(r) => return ConfigVerdict::Rejected(r),
+            };
+        if !m.settings.within(&self.config) {
+            return ConfigVerdict::Rejected(RejectReason::OutOfEnvelope);
+        }
+        self.record(key_index, m.sequence, &signed.signature);
+        self.remote.apply(&m.settings);
+        if !self.remote.participating {
+            self.withdraw();
+        }
+        ConfigVerdict::Accepted(AcceptedConfig {
+            key_index: key_index as u8,
+            sequence: m.sequence,
+            settings: m.settings,
+        })
     }
 
     /// Ends the dispatch in force, if any, on the controller's decision (the
@@ -924,8 +1407,14 @@ impl Cluster {
 
     /// What the battery should do now for the cluster: the dispatch in force,
     /// clipped to the envelope and to `limits`; `None` power when no dispatch
-    /// is in force. Ends the dispatch at its `until`.
+    /// is being followed (none in force, or in its start delay). Ends the
+    /// dispatch at its `until`, or when the server has gone silent.
     pub fn update(&mut self, now: Millis, limits: PowerLimits) -> ClusterCommand {
+        if self.server_silent(now) && !self.silence_reported {
+            self.silence_reported = true;
+            self.active = None;
+            self.pending_end = Some(ClusterReason::ServerSilent);
+        }
         if let Some(a) = self.active {
             if now >= a.until {
                 self.active = None;
@@ -941,18 +1430,25 @@ impl Cluster {
                 dispatch: None,
             };
         };
+        if a.start_at > a.accepted_at && now < a.start_at {
+            return ClusterCommand {
+                battery_power_w: None,
+                until: Some(a.until),
+                reason: ClusterReason::StartDelay,
+                dispatch: Some(a),
+            };
+        }
         let clean = |w: f32| if w.is_finite() && w > 0.0 { w } else { 0.0 };
-        let env = &self.config.envelope;
         let (requested, bound) = match a.command {
             Command::Source { power_w, .. } => (
                 power_w as f32,
-                clean(limits.max_discharge_w).min(clean(env.max_source_w)),
+                clean(limits.max_discharge_w).min(clean(self.max_source_w())),
             ),
             Command::Sink { power_w, .. } => (
                 power_w as f32,
-                clean(limits.max_charge_w).min(clean(env.max_sink_w)),
+                clean(limits.max_charge_w).min(clean(self.max_sink_w())),
             ),
-            Command::Cancel => (0.0, 0.0),
+            Command::Cancel | Command::Heartbeat => (0.0, 0.0),
         };
         let (magnitude, reason) = if requested > bound {
             (bound, ClusterReason::Clipped)
@@ -995,6 +1491,8 @@ mod tests {
             branch_id: 17,
             trusted_keys: keys,
             envelope: Envelope::default(),
+            server_silence_s: 180,
+            remote_config: RemoteConfigBounds::default(),
         }
     }
 
@@ -1200,8 +1698,14 @@ mod tests {
             handle(&mut c, &source(10, 1000, 60)),
             Verdict::Accepted(_)
         ));
+        // The same bytes again: a duplicate, acknowledged, not executed.
         assert_eq!(
-            rejected(handle(&mut c, &source(10, 1000, 60))),
+            handle(&mut c, &source(10, 1000, 60)),
+            Verdict::Ignored(IgnoreReason::Duplicate)
+        );
+        // The same sequence with other content: a replay.
+        assert_eq!(
+            rejected(handle(&mut c, &source(10, 1001, 60))),
             RejectReason::Replayed
         );
         assert_eq!(
@@ -1213,6 +1717,8 @@ mod tests {
             Verdict::Accepted(_)
         ));
         assert_eq!(c.counters().replayed, 2);
+        assert_eq!(c.counters().duplicate, 1);
+        assert_eq!(c.counters().accepted, 2);
     }
 
     #[test]
@@ -1495,6 +2001,362 @@ mod tests {
             c.validate().unwrap_err().field.as_str(),
             "envelope.max_source_w"
         );
+    }
+
+    fn heartbeat(seq: u64) -> Dispatch {
+        Dispatch {
+            requirement: None,
+            ..dispatch(seq, Command::Heartbeat)
+        }
+    }
+
+    /// The heartbeat vector in docs/dispatch.md, produced with Python
+    /// `cryptography`.
+    #[test]
+    fn heartbeat_vector_and_semantics() {
+        const HEX: &str = "010400000000001100000000ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c000000000000002c000000006ab13bbc000000006ab13bf8000000000000000000000000d94de5ae682aef5c1994bf1f5294664b80703232b00a051585379d24cf086bc7c155db861ed0a72b74cf7672138630ea57b58911bfb82687f6b82c90d6ace300";
+        let expected: Vec<u8> = (0..HEX.len() / 2)
+            .map(|i| u8::from_str_radix(&HEX[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        let hb = Dispatch {
+            issued_at_s: 1_790_000_060,
+            expires_at_s: 1_790_000_120,
+            ..heartbeat(44)
+        };
+        assert_eq!(encode(&hb, &server()).as_slice(), expected.as_slice());
+        assert_eq!(parse(&expected).unwrap().dispatch, hb);
+        // A heartbeat carries no power and no duration.
+        let mut with_power = encode(&heartbeat(1), &server());
+        with_power[field::DURATION.start + 3] = 1;
+        assert_eq!(parse(&with_power).unwrap_err(), ParseError::Inconsistent);
+        // Accepted: consumes the sequence, leaves the dispatch in force.
+        let mut c = cluster();
+        handle(&mut c, &source(1, 1000, 600));
+        let v = handle(&mut c, &heartbeat(2));
+        assert!(matches!(v, Verdict::Accepted(a) if a.command == Command::Heartbeat));
+        assert_eq!(c.active().map(|a| a.sequence), Some(1));
+        assert_eq!(c.update(Millis(2000), LIMITS).battery_power_w, Some(1000.0));
+        assert_eq!(
+            rejected(handle(&mut c, &heartbeat(2).clone_with_seq(1))),
+            RejectReason::Replayed
+        );
+        assert_eq!(c.sequences()[0], Some(2));
+        // Accepted even when not participating (liveness only).
+        let off = DispatchContext {
+            participating: false,
+        };
+        let v = c.handle(
+            Millis(1000),
+            NOW_UTC,
+            &encode(&heartbeat(3), &server()),
+            off,
+        );
+        assert!(matches!(v, Verdict::Accepted(_)), "{v:?}");
+        assert_eq!(c.counters().accepted, 3);
+        assert_eq!(c.counters().accepted_heartbeat, 2);
+    }
+
+    trait WithSeq {
+        fn clone_with_seq(&self, seq: u64) -> Dispatch;
+    }
+    impl WithSeq for Dispatch {
+        fn clone_with_seq(&self, seq: u64) -> Dispatch {
+            Dispatch {
+                sequence: seq,
+                ..*self
+            }
+        }
+    }
+
+    #[test]
+    fn duplicates_are_acknowledged_never_executed_twice() {
+        let mut c = cluster();
+        let first = encode(&source(1, 1000, 600), &server());
+        assert!(matches!(
+            c.handle(Millis(1000), NOW_UTC, &first, CTX),
+            Verdict::Accepted(_)
+        ));
+        let cancel = encode(&dispatch(2, Command::Cancel), &server());
+        assert!(matches!(
+            c.handle(Millis(2000), NOW_UTC, &cancel, CTX),
+            Verdict::Accepted(_)
+        ));
+        // The cancel redelivered: a duplicate, nothing changes.
+        assert_eq!(
+            c.handle(Millis(3000), NOW_UTC, &cancel, CTX),
+            Verdict::Ignored(IgnoreReason::Duplicate)
+        );
+        // The first, older, message again: a replay, not a duplicate.
+        assert_eq!(
+            rejected(c.handle(Millis(3000), NOW_UTC, &first, CTX)),
+            RejectReason::Replayed
+        );
+        assert!(c.active().is_none());
+        // A duplicate is recognised even after its expiry (acknowledged).
+        let third = encode(&source(3, 1000, 600), &server());
+        assert!(matches!(
+            c.handle(Millis(4000), NOW_UTC, &third, CTX),
+            Verdict::Accepted(_)
+        ));
+        assert_eq!(
+            c.handle(Millis(5000), NOW_UTC + 10_000, &third, CTX),
+            Verdict::Ignored(IgnoreReason::Duplicate)
+        );
+        // The active dispatch was not restarted by the duplicate.
+        assert_eq!(c.active().map(|a| a.accepted_at), Some(Millis(4000)));
+        let n = c.counters();
+        assert_eq!((n.accepted, n.duplicate, n.replayed), (3, 2, 1));
+        assert_eq!(n.total(), 6);
+    }
+
+    #[test]
+    fn no_heartbeat_no_silence_watch() {
+        let mut c = cluster();
+        handle(&mut c, &source(1, 1000, 3600));
+        // A server that sends no heartbeats: the dispatch runs to its end.
+        assert!(!c.server_silent(Millis(3_000_000)));
+        assert_eq!(
+            c.update(Millis(3_000_000), LIMITS).reason,
+            ClusterReason::Following
+        );
+    }
+
+    #[test]
+    fn silent_server_withdraws_dispatch_once_and_comes_back() {
+        let mut c = cluster();
+        handle(&mut c, &heartbeat(1)); // at 1 s: arms the watch
+        handle(&mut c, &source(2, 1000, 3600));
+        // Silent for exactly 180 s: not yet.
+        assert!(!c.server_silent(Millis(181_000)));
+        assert_eq!(
+            c.update(Millis(181_000), LIMITS).reason,
+            ClusterReason::Following
+        );
+        assert!(c.server_silent(Millis(181_001)));
+        let cmd = c.update(Millis(181_001), LIMITS);
+        assert_eq!(
+            (cmd.battery_power_w, cmd.reason),
+            (None, ClusterReason::ServerSilent)
+        );
+        assert_eq!(
+            c.update(Millis(182_000), LIMITS).reason,
+            ClusterReason::Idle
+        );
+        // A replay does not count as the server speaking.
+        let old = encode(&source(2, 999, 3600), &server());
+        c.handle(Millis(190_000), NOW_UTC, &old, CTX);
+        assert!(c.server_silent(Millis(190_000)));
+        // A fresh message does; a new dispatch is followed.
+        c.handle(
+            Millis(200_000),
+            NOW_UTC,
+            &encode(&heartbeat(3), &server()),
+            CTX,
+        );
+        assert!(!c.server_silent(Millis(200_000)));
+        c.handle(
+            Millis(200_000),
+            NOW_UTC,
+            &encode(&source(4, 800, 600), &server()),
+            CTX,
+        );
+        assert_eq!(
+            c.update(Millis(201_000), LIMITS).battery_power_w,
+            Some(800.0)
+        );
+        // Silence again: reported again, once.
+        assert_eq!(
+            c.update(Millis(380_001), LIMITS).reason,
+            ClusterReason::ServerSilent
+        );
+        assert_eq!(
+            c.update(Millis(380_002), LIMITS).reason,
+            ClusterReason::Idle
+        );
+    }
+
+    #[test]
+    fn other_site_and_in_time_duplicates_keep_the_server_alive() {
+        let mut c = cluster();
+        handle(&mut c, &heartbeat(1));
+        let mut other = heartbeat(2);
+        other.site_id = 1043;
+        c.handle(Millis(150_000), NOW_UTC, &encode(&other, &server()), CTX);
+        assert!(!c.server_silent(Millis(300_000)));
+        // The last accepted message, redelivered within its validity.
+        c.handle(
+            Millis(300_000),
+            NOW_UTC,
+            &encode(&heartbeat(1), &server()),
+            CTX,
+        );
+        assert!(!c.server_silent(Millis(450_000)));
+        // Redelivered after its validity: does not count.
+        c.handle(
+            Millis(460_000),
+            NOW_UTC + 400,
+            &encode(&heartbeat(1), &server()),
+            CTX,
+        );
+        assert!(c.server_silent(Millis(480_001)));
+    }
+
+    #[test]
+    fn start_delay_is_splitmix64_and_predictable() {
+        // SplitMix64's well-known first output for seed 0.
+        assert_eq!(splitmix64(0), 0xe220_a839_7b1d_cdaf);
+        // Computed independently in Python (docs/dispatch.md).
+        assert_eq!(start_delay_s(1042, 42, 900), 344);
+        assert_eq!(start_delay_s(1042, 43, 900), 492);
+        assert_eq!(start_delay_s(1043, 42, 900), 608);
+        assert_eq!(start_delay_s(1, 1, 900), 517);
+        assert_eq!(start_delay_s(1042, 42, 0), 0);
+    }
+
+    #[test]
+    fn start_delay_holds_then_follows_and_end_is_unchanged() {
+        let mut cfg = config();
+        cfg.envelope.start_delay_max_s = 900;
+        let mut c = Cluster::new(cfg).unwrap();
+        let delay_ms = u64::from(start_delay_s(1042, 42, 900)) * 1000;
+        let Verdict::Accepted(a) = handle(&mut c, &source(42, 1000, 1800)) else {
+            panic!()
+        };
+        assert_eq!(a.start_at, Millis(1000 + delay_ms));
+        assert_eq!(a.until, Millis(1000 + 1_800_000));
+        let cmd = c.update(Millis(1000 + delay_ms - 1), LIMITS);
+        assert_eq!(
+            (cmd.battery_power_w, cmd.reason),
+            (None, ClusterReason::StartDelay)
+        );
+        assert_eq!(cmd.dispatch.map(|d| d.sequence), Some(42));
+        let cmd = c.update(Millis(1000 + delay_ms), LIMITS);
+        assert_eq!(
+            (cmd.battery_power_w, cmd.reason),
+            (Some(1000.0), ClusterReason::Following)
+        );
+        // A replacement while following: no new delay.
+        let Verdict::Accepted(b) = c.handle(
+            Millis(1_000_000),
+            NOW_UTC,
+            &encode(&source(43, 500, 1800), &server()),
+            CTX,
+        ) else {
+            panic!()
+        };
+        assert_eq!(b.start_at, a.start_at);
+        assert_eq!(
+            c.update(Millis(1_000_001), LIMITS).battery_power_w,
+            Some(500.0)
+        );
+        // After a cancel, a new dispatch is a switch-on: delayed again.
+        handle(&mut c, &dispatch(44, Command::Cancel));
+        let Verdict::Accepted(d) = c.handle(
+            Millis(2_000_000),
+            NOW_UTC,
+            &encode(&source(45, 500, 1800), &server()),
+            CTX,
+        ) else {
+            panic!()
+        };
+        let expected = u64::from(start_delay_s(1042, 45, 900)) * 1000;
+        assert_eq!(d.start_at, Millis(2_000_000 + expected));
+    }
+
+    #[test]
+    fn new_config_fields_are_validated() {
+        let mut c = config();
+        c.server_silence_s = 9;
+        assert_eq!(c.validate().unwrap_err().field.as_str(), "server_silence_s");
+        c.server_silence_s = 86_401;
+        assert_eq!(c.validate().unwrap_err().field.as_str(), "server_silence_s");
+        let mut c = config();
+        c.envelope.start_delay_max_s = 901;
+        assert_eq!(
+            c.validate().unwrap_err().field.as_str(),
+            "envelope.start_delay_max_s"
+        );
+        let mut c = config();
+        c.remote_config.reserve_soc_min = 0.9;
+        assert_eq!(
+            c.validate().unwrap_err().field.as_str(),
+            "remote_config.reserve_soc_min"
+        );
+        let mut c = config();
+        c.remote_config.reserve_soc_max = 1.5;
+        assert_eq!(
+            c.validate().unwrap_err().field.as_str(),
+            "remote_config.reserve_soc_max"
+        );
+        let mut c = config();
+        c.remote_config.export_limit_w_max = Some(f32::NAN);
+        assert_eq!(
+            c.validate().unwrap_err().field.as_str(),
+            "remote_config.export_limit_w_max"
+        );
+        let text = "site_id = 1\nbranch_id = 1\ntrusted_keys = [\"ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c\"]\n\
+                    server_silence_s = 600\n[envelope]\nstart_delay_max_s = 300\n\
+                    [remote_config]\nreserve_soc_min = 0.2\nexport_limit_w_max = 2500.0\n";
+        let cfg: ClusterConfig = toml::from_str(text).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.server_silence_s, 600);
+        assert_eq!(cfg.envelope.start_delay_max_s, 300);
+        assert_eq!(cfg.remote_config.reserve_soc_max, 0.8);
+        assert_eq!(cfg.remote_config.export_limit_w_max, Some(2500.0));
+    }
+
+    /// One message the server (or an attacker) may send.
+    fn arbitrary_message() -> impl Strategy<Value = (u8, u64, u32, bool)> {
+        // (kind 1..=4, sequence, power, resend the last bytes instead)
+        (1u8..=4, 1u64..20, 0u32..=3000, any::<bool>())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Whatever arrives, in whatever order and however often, each
+        /// (key, sequence) is accepted — executed — at most once, and every
+        /// message is counted exactly once.
+        #[test]
+        fn no_command_is_executed_twice(
+            msgs in prop::collection::vec(arbitrary_message(), 1..40),
+        ) {
+            let mut c = cluster();
+            let mut accepted = std::collections::BTreeSet::new();
+            let mut last: Option<heapless::Vec<u8, WIRE_LEN>> = None;
+            for (i, (kind, seq, power, resend)) in msgs.into_iter().enumerate() {
+                let bytes = match (&last, resend) {
+                    (Some(b), true) => b.clone(),
+                    _ => {
+                        let command = match kind {
+                            1 => Command::Sink { power_w: power, duration_s: 600 },
+                            2 => Command::Source { power_w: power, duration_s: 600 },
+                            3 => Command::Cancel,
+                            _ => Command::Heartbeat,
+                        };
+                        encode(&Dispatch { requirement: None, ..dispatch(seq, command) }, &server())
+                    }
+                };
+                last = Some(bytes.clone());
+                let before = c.counters().total();
+                let v = c.handle(Millis(i as u64 * 1000), NOW_UTC, &bytes, CTX);
+                prop_assert_eq!(c.counters().total(), before + 1);
+                if let Verdict::Accepted(a) = v {
+                    prop_assert!(accepted.insert(a.sequence), "sequence {} executed twice", a.sequence);
+                }
+            }
+        }
+
+        #[test]
+        fn start_delay_within_bounds_and_deterministic(
+            site in any::<u32>(),
+            seq in any::<u64>(),
+            max in 0u32..=MAX_START_DELAY_S,
+        ) {
+            let d = start_delay_s(site, seq, max);
+            prop_assert!(d <= max);
+            prop_assert_eq!(d, start_delay_s(site, seq, max));
+        }
     }
 
     proptest! {

@@ -29,7 +29,10 @@
 //! loads run from mains through the charger, keeping the battery for the
 //! peak and for resilience), and charges only as the functions above allow.
 
-use crate::cluster::{self, Cluster, ClusterConfig, DispatchContext, PowerLimits, Verdict};
+use crate::cluster::{
+    self, Cluster, ClusterCommand, ClusterConfig, ClusterReason, DispatchContext, PowerLimits,
+    Verdict,
+};
 use crate::config::ConfigError;
 use crate::decision::{DecisionLog, Function, Reason};
 use crate::demand::{self, Ack, ComplianceReport, DemandConfig, DemandManager, DemandSignal};
@@ -40,6 +43,7 @@ use crate::hub::{
 };
 use crate::peak::{PeakConfig, PeakInputs, PeakReport, PeakShaver};
 use crate::protection::{self, Protection, ProtectionConfig, ProtectionInputs};
+use crate::remote_config::ConfigVerdict;
 use crate::resilience::{Resilience, ResilienceConfig, ResilienceInputs};
 use crate::scheduling::{ChargeNowRequest, ScheduleInputs, Scheduler, SchedulingConfig};
 use crate::selective::{self, Selective, SelectiveConfig, SocketInput};
@@ -211,6 +215,17 @@ impl ControllerConfig {
         self.hub.validate().map_err(|e| e.within("hub"))?;
         if let Some(c) = &self.cluster {
             c.validate().map_err(|e| e.within("cluster"))?;
+            let max = c.remote_config.reserve_soc_max;
+            if max >= self.scheduling.max_target_soc {
+                return Err(ConfigError::new(
+                    "remote_config.reserve_soc_max",
+                    format_args!(
+                        "must be below scheduling.max_target_soc ({}), found {max}",
+                        self.scheduling.max_target_soc
+                    ),
+                )
+                .within("cluster"));
+            }
         }
         if let Some(l) = &self.link {
             l.validate().map_err(|e| e.within("link"))?;
@@ -285,8 +300,12 @@ pub enum Input<'a> {
     Demand(DemandSignal),
     /// A low-carbon "charge now" request.
     ChargeNow(ChargeNowRequest),
-    /// A signed dispatch message from the remote server, as received.
+    /// A signed dispatch message from the remote server, as received
+    /// (`firmware/docs/dispatch.md`: Sink, Source, Cancel, Heartbeat).
     Dispatch(&'a [u8]),
+    /// A signed configuration message from the remote server, as received
+    /// (`firmware/docs/config-message.md`).
+    Config(&'a [u8]),
     /// The link layer saw a corrupt frame.
     CorruptFrame,
     /// Mains presence from the plant's own mains sensor (CAN `MainsStatus`).
@@ -381,6 +400,8 @@ pub enum Output {
     Plant(PlantCommand),
     DemandAck(Ack),
     DispatchVerdict(Verdict),
+    /// The verdict on an [`Input::Config`] (only with a `[cluster]`).
+    ConfigVerdict(ConfigVerdict),
     PeakReport(PeakReport),
     Compliance(ComplianceReport),
     Telemetry(TelemetrySnapshot),
@@ -388,6 +409,39 @@ pub enum Output {
 
 // ---------------------------------------------------------------------------
 // The controller
+
+/// What the fleet's telemetry reports about an assembly's cluster
+/// participation ([`Controller::cluster_status`]). Powers are magnitudes in
+/// W unless signed; SOCs are fractions 0..=1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClusterStatus {
+    /// Estimated state of charge (the estimator's, clamped to 0..=1).
+    pub soc: f32,
+    /// Reserve state of charge in force: the remote setting if the server
+    /// set one, else `[scheduling] reserve_soc`.
+    pub reserve_soc: f32,
+    /// Largest charge power allowed now, W (protection limits and the
+    /// converter rating; 0 when protection blocks charging).
+    pub max_charge_w: f32,
+    /// Largest discharge power allowed now, W (protection limits and the
+    /// converter rating; 0 at or below the reserve SOC, or when protection
+    /// blocks discharging).
+    pub max_discharge_w: f32,
+    /// Whether the assembly takes part in dispatch now: not opted out by
+    /// the server and mains present (not islanded).
+    pub participating: bool,
+    /// Whether the server counts as silent ([`Cluster::server_silent`]):
+    /// the assembly is then in local operation.
+    pub server_silent: bool,
+    /// Sequence of the Sink/Source in force (also during its start delay).
+    pub dispatch_sequence: Option<u64>,
+    /// The dispatch share at the last control cycle, W: + discharge
+    /// (source), − charge (sink); `None` when no dispatch was followed
+    /// (none in force, or in its start delay).
+    pub dispatch_share_w: Option<f32>,
+    /// Message counters (accepted, duplicate, ignored, rejected by reason).
+    pub counters: cluster::Counters,
+}
 
 /// Latest measurements, with when they arrived.
 #[derive(Debug, Clone, Default)]
@@ -427,6 +481,8 @@ pub struct Controller {
     selective: Selective,
     hub: Hub,
     cluster: Option<Cluster>,
+    /// The cluster's command at the last control cycle.
+    last_cluster: Option<ClusterCommand>,
     m: Measured,
     next_protection: Millis,
     next_control: Millis,
@@ -453,6 +509,10 @@ impl Controller {
             Some(c) => {
                 let mut c = c.clone();
                 c.site_id = cfg.assembly.site_id;
+                // Unset: the server may only lower the local export limit.
+                c.remote_config
+                    .export_limit_w_max
+                    .get_or_insert(cfg.export.export_limit_w);
                 Some(Cluster::new(c).map_err(|e| e.within("cluster"))?)
             }
             None => None,
@@ -472,6 +532,7 @@ impl Controller {
             selective: Selective::new(cfg.selective.clone()),
             hub: Hub::new(cfg.hub.clone(), now),
             cluster,
+            last_cluster: None,
             m: Measured::default(),
             next_protection: now,
             next_control: now,
@@ -506,6 +567,30 @@ impl Controller {
     /// Dispatch counters (accepted, ignored, rejected by reason).
     pub fn dispatch_counters(&self) -> Option<&cluster::Counters> {
         self.cluster.as_ref().map(Cluster::counters)
+    }
+    /// What the fleet's telemetry needs about cluster participation at
+    /// `now`; `None` without a `[cluster]`.
+    pub fn cluster_status(&self, now: Millis) -> Option<ClusterStatus> {
+        let c = self.cluster.as_ref()?;
+        let (max_charge_w, max_discharge_w) = self.cluster_limits_w();
+        let dispatch_sequence = c.active().and_then(|a| {
+            matches!(
+                a.command,
+                cluster::Command::Sink { .. } | cluster::Command::Source { .. }
+            )
+            .then_some(a.sequence)
+        });
+        Some(ClusterStatus {
+            soc: self.soc(),
+            reserve_soc: self.reserve_soc(),
+            max_charge_w,
+            max_discharge_w,
+            participating: self.participating(),
+            server_silent: c.server_silent(now),
+            dispatch_sequence,
+            dispatch_share_w: self.last_cluster.and_then(|l| l.battery_power_w),
+            counters: *c.counters(),
+        })
     }
     /// Outputs dropped because the queue was full.
     pub fn dropped_outputs(&self) -> u32 {
@@ -588,10 +673,13 @@ impl Controller {
             }
             Input::Dispatch(bytes) => {
                 let utc_s = self.utc_s(now).unwrap_or(0);
+                let ctx = DispatchContext {
+                    participating: self.mains_present(),
+                };
                 let verdict = self
                     .cluster
                     .as_mut()
-                    .map(|c| c.handle(now, utc_s, bytes, DispatchContext::default()));
+                    .map(|c| c.handle(now, utc_s, bytes, ctx));
                 if let Some(v) = verdict {
                     self.log.record(
                         now,
@@ -599,6 +687,24 @@ impl Controller {
                         Reason::new(Function::Cluster, &v),
                     );
                     self.emit(Output::DispatchVerdict(v));
+                }
+            }
+            Input::Config(bytes) => {
+                let utc_s = self.utc_s(now).unwrap_or(0);
+                let verdict = self
+                    .cluster
+                    .as_mut()
+                    .map(|c| c.handle_config(now, utc_s, bytes));
+                if let Some(v) = verdict {
+                    if matches!(v, ConfigVerdict::Accepted(_)) {
+                        self.apply_remote_settings();
+                    }
+                    self.log.record(
+                        now,
+                        format_args!("remote configuration"),
+                        Reason::new(Function::Cluster, &v),
+                    );
+                    self.emit(Output::ConfigVerdict(v));
                 }
             }
             Input::CorruptFrame => {
@@ -687,9 +793,66 @@ impl Controller {
         (charge, discharge)
     }
 
+    /// Reserve SOC in force: the server's, if it set one, else the local
+    /// `[scheduling] reserve_soc`.
+    fn reserve_soc(&self) -> f32 {
+        self.cluster
+            .as_ref()
+            .and_then(|c| c.remote().reserve_soc)
+            .unwrap_or(self.cfg.scheduling.reserve_soc)
+    }
+
+    /// Export limit in force, W: the server's, if it set one, else the
+    /// local `[export] export_limit_w`.
+    fn export_limit_w(&self) -> f32 {
+        self.cluster
+            .as_ref()
+            .and_then(|c| c.remote().export_limit_w)
+            .unwrap_or(self.cfg.export.export_limit_w)
+    }
+
+    /// Whether the assembly takes part in dispatch now: not opted out by
+    /// the server, and mains present (an islanded assembly serves its own
+    /// house).
+    fn participating(&self) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|c| c.remote().participating)
+            && self.mains_present()
+    }
+
+    /// Pushes the remote settings in force (or the local ones they fall
+    /// back to) into the functions that use them.
+    fn apply_remote_settings(&mut self) {
+        let Some(remote) = self.cluster.as_ref().map(|c| *c.remote()) else {
+            return;
+        };
+        self.scheduler.set_reserve_soc(
+            remote
+                .reserve_soc
+                .unwrap_or(self.cfg.scheduling.reserve_soc),
+        );
+        self.peak
+            .set_reserve_soc(remote.reserve_soc.unwrap_or(self.cfg.peak.reserve_soc));
+        let limit = self.export_limit_w();
+        self.export.set_export_limit_w(limit);
+    }
+
+    /// The power limits a dispatch share is bounded by: protection's (and
+    /// the converter's), with no discharge at or below the reserve SOC.
+    fn cluster_limits_w(&self) -> (f32, f32) {
+        let (charge, discharge) = self.limits_w();
+        let discharge = if self.soc() <= self.reserve_soc() {
+            0.0
+        } else {
+            discharge
+        };
+        (charge, discharge)
+    }
+
     fn demand_context(&self) -> demand::Context {
         let (charge, discharge) = self.limits_w();
-        let reserve = self.cfg.scheduling.reserve_soc;
+        let reserve = self.reserve_soc();
         demand::Context {
             max_charge_w: charge,
             max_discharge_w: discharge,
@@ -819,15 +982,37 @@ impl Controller {
         while let Some(r) = self.demand.pop_report() {
             self.emit(Output::Compliance(r));
         }
+        let (cl_c, cl_d) = self.cluster_limits_w();
+        if !self.participating() {
+            if let Some(c) = self.cluster.as_mut() {
+                c.withdraw();
+            }
+        }
         let cl = self.cluster.as_mut().map(|c| {
             c.update(
                 now,
                 PowerLimits {
-                    max_discharge_w: lim_d,
-                    max_charge_w: lim_c,
+                    max_discharge_w: cl_d,
+                    max_charge_w: cl_c,
                 },
             )
         });
+        self.last_cluster = cl;
+        if let Some(c) = cl.filter(|c| {
+            matches!(
+                c.reason,
+                ClusterReason::Expired
+                    | ClusterReason::Cancelled
+                    | ClusterReason::Withdrawn
+                    | ClusterReason::ServerSilent
+            )
+        }) {
+            self.log.record(
+                now,
+                format_args!("dispatch ended: local operation"),
+                Reason::new(Function::Cluster, &c.reason),
+            );
+        }
 
         // Peak, export, scheduling.
         let pk = self.peak.update(
@@ -1002,7 +1187,7 @@ impl Controller {
                 bus_voltage_v: bus_v,
                 ac_load_w: ac_load,
                 export_room_w: if self.cfg.assembly.export_allowed {
-                    self.cfg.export.export_limit_w
+                    self.export_limit_w()
                 } else {
                     0.0
                 },

@@ -274,6 +274,15 @@ impl ExportController {
         &self.cfg
     }
 
+    /// Sets the export limit at the connection point, W, e.g. from a signed
+    /// remote configuration already checked against the local bounds.
+    /// Non-finite or negative values are ignored.
+    pub fn set_export_limit_w(&mut self, limit_w: f32) {
+        if limit_w.is_finite() && limit_w >= 0.0 {
+            self.cfg.export_limit_w = limit_w;
+        }
+    }
+
     fn command(&self, reason: Option<ExportReason>) -> ExportCommand {
         let reason = reason.unwrap_or(match self.pv_cap_w {
             Some(_) if self.storage_room_w <= 0.0 => ExportReason::StorageFull,

@@ -29,6 +29,7 @@ pub mod hub;
 pub mod node;
 pub mod peak;
 pub mod protection;
+pub mod remote_config;
 pub mod resilience;
 pub mod scheduling;
 pub mod selective;
@@ -36,5 +37,5 @@ pub mod time;
 pub mod wire;
 
 pub use config::ConfigError;
-pub use controller::{Controller, ControllerConfig, Input, Output, PlantCommand};
+pub use controller::{ClusterStatus, Controller, ControllerConfig, Input, Output, PlantCommand};
 pub use time::{LocalTime, Millis};

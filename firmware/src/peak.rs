@@ -298,6 +298,15 @@ impl PeakShaver {
         &self.cfg
     }
 
+    /// Sets the reserve state of charge (fraction) kept below the peak's
+    /// budget, e.g. from a signed remote configuration. Non-finite values
+    /// are ignored; others are clamped to `0..=0.99`.
+    pub fn set_reserve_soc(&mut self, soc: f32) {
+        if soc.is_finite() {
+            self.cfg.reserve_soc = soc.clamp(0.0, 0.99);
+        }
+    }
+
     /// Index of the peak window containing `t`, if any.
     pub fn window_at(&self, t: LocalTime) -> Option<(u8, u32)> {
         self.cfg

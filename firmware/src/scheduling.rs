@@ -688,6 +688,16 @@ impl Scheduler {
         &self.cfg
     }
 
+    /// Sets the reserve state of charge (fraction), e.g. from a signed
+    /// remote configuration already checked against the local bounds.
+    /// Non-finite values are ignored; others are clamped to
+    /// `0..max_target_soc`.
+    pub fn set_reserve_soc(&mut self, soc: f32) {
+        if soc.is_finite() {
+            self.cfg.reserve_soc = soc.clamp(0.0, (self.cfg.max_target_soc - 0.01).max(0.0));
+        }
+    }
+
     pub fn profile(&self) -> &DemandProfile {
         &self.profile
     }

@@ -205,6 +205,151 @@ fn dispatch_garbage_is_rejected_and_counted_not_acted_on() {
     assert_eq!(c.dispatch_counters().unwrap().malformed, 1);
 }
 
+fn server() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])
+}
+
+fn cluster_controller() -> Controller {
+    let mut cfg = config();
+    cfg.cluster = Some(
+        toml::from_str(
+            "site_id = 1001\nbranch_id = 7\ntrusted_keys = [\"ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c\"]\n\
+             [remote_config]\nreserve_soc_min = 0.1\nreserve_soc_max = 0.6\nexport_limit_w_max = 1500.0\n",
+        )
+        .unwrap(),
+    );
+    cfg.export.export_limit_w = 1000.0;
+    Controller::new(cfg, Millis(0)).unwrap()
+}
+
+#[test]
+fn remote_configuration_takes_effect_and_status_reports_it() {
+    use firmware::cluster::{self, Command, Dispatch};
+    use firmware::remote_config::{self, ConfigMessage, ConfigVerdict, Setting, Settings};
+    assert!(Controller::new(config(), Millis(0))
+        .unwrap()
+        .cluster_status(Millis(0))
+        .is_none());
+    let mut c = cluster_controller();
+    let _ = second(&mut c, 0, 3.30, true);
+    let s = c.cluster_status(Millis(1000)).unwrap();
+    assert_eq!(s.reserve_soc, 0.2);
+    assert!(s.participating && !s.server_silent);
+    assert_eq!((s.dispatch_sequence, s.dispatch_share_w), (None, None));
+    let utc = 1_790_000_001;
+    let msg = |seq: u64, settings: Settings| {
+        remote_config::encode(
+            &ConfigMessage {
+                branch_id: 7,
+                site_id: 1001,
+                sequence: seq,
+                issued_at_s: utc,
+                expires_at_s: utc + 300,
+                settings,
+            },
+            &server(),
+        )
+    };
+    // A reserve above the local bound: rejected, counted, nothing changes.
+    let too_high = Settings {
+        reserve_soc_permille: Setting::Set(700),
+        ..Default::default()
+    };
+    c.handle(Millis(1500), Input::Config(&msg(1, too_high)));
+    // The reserve raised to 0.55 and the export limit lowered.
+    let set = Settings {
+        reserve_soc_permille: Setting::Set(550),
+        export_limit_w: Setting::Set(400),
+        ..Default::default()
+    };
+    c.handle(Millis(1600), Input::Config(&msg(2, set)));
+    let verdicts: Vec<ConfigVerdict> = std::iter::from_fn(|| c.poll_output())
+        .filter_map(|o| match o {
+            Output::ConfigVerdict(v) => Some(v),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(
+            verdicts[..],
+            [ConfigVerdict::Rejected(_), ConfigVerdict::Accepted(_)]
+        ),
+        "{verdicts:?}"
+    );
+    let s = c.cluster_status(Millis(1600)).unwrap();
+    assert_eq!(s.reserve_soc, 0.55);
+    assert_eq!(s.counters.out_of_envelope, 1);
+    assert_eq!(s.counters.accepted_config, 1);
+    // A dispatch: its share and sequence are reported; the duplicate is
+    // acknowledged as such.
+    let d = cluster::encode(
+        &Dispatch {
+            branch_id: 7,
+            site_id: 0,
+            sequence: 3,
+            issued_at_s: utc,
+            expires_at_s: utc + 300,
+            command: Command::Sink {
+                power_w: 800,
+                duration_s: 600,
+            },
+            requirement: None,
+        },
+        &server(),
+    );
+    c.handle(Millis(1700), Input::Dispatch(&d));
+    c.handle(Millis(1800), Input::Dispatch(&d));
+    let _ = second(&mut c, 2, 3.30, true);
+    let s = c.cluster_status(Millis(2000)).unwrap();
+    assert_eq!(s.dispatch_sequence, Some(3));
+    assert_eq!(s.dispatch_share_w, Some(-800.0));
+    assert_eq!((s.counters.accepted, s.counters.duplicate), (2, 1));
+    // Opt out: the dispatch is withdrawn, status says not participating.
+    let out = Settings {
+        participating: Setting::Set(false),
+        ..Default::default()
+    };
+    c.handle(Millis(2500), Input::Config(&msg(4, out)));
+    let _ = second(&mut c, 3, 3.30, true);
+    let s = c.cluster_status(Millis(3000)).unwrap();
+    assert!(!s.participating);
+    assert_eq!((s.dispatch_sequence, s.dispatch_share_w), (None, None));
+    assert!(c
+        .decisions()
+        .iter()
+        .any(|d| d.reason.to_string() == "cluster/Withdrawn"));
+}
+
+#[test]
+fn no_discharge_share_at_or_below_the_reserve() {
+    let mut c = cluster_controller();
+    let _ = second(&mut c, 0, 3.30, true);
+    let s = c.cluster_status(Millis(1000)).unwrap();
+    assert!(s.soc > s.reserve_soc, "{s:?}");
+    assert!(s.max_discharge_w > 0.0);
+    // The remote reserve at the bound, above this SOC: no discharge.
+    use firmware::remote_config::{self, ConfigMessage, Setting, Settings};
+    let m = remote_config::encode(
+        &ConfigMessage {
+            branch_id: 7,
+            site_id: 0,
+            sequence: 1,
+            issued_at_s: 1_790_000_001,
+            expires_at_s: 1_790_000_100,
+            settings: Settings {
+                reserve_soc_permille: Setting::Set(600),
+                ..Default::default()
+            },
+        },
+        &server(),
+    );
+    c.handle(Millis(1500), Input::Config(&m));
+    let s = c.cluster_status(Millis(1500)).unwrap();
+    assert!(s.soc <= 0.6, "{s:?}");
+    assert_eq!(s.max_discharge_w, 0.0);
+    assert_eq!(s.reserve_soc, 0.6);
+}
+
 /// One arbitrary thing that can happen to a controller.
 #[derive(Debug, Clone)]
 enum Event {

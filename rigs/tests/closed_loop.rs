@@ -175,6 +175,8 @@ fn a_signed_dispatch_for_its_branch_moves_the_battery_and_forgeries_do_not() {
         branch_id: 42,
         trusted_keys: keys,
         envelope: Default::default(),
+        server_silence_s: 180,
+        remote_config: Default::default(),
     });
     let house_cfg = house("");
     let calendar = house_cfg.calendar;
@@ -202,7 +204,8 @@ fn a_signed_dispatch_for_its_branch_moves_the_battery_and_forgeries_do_not() {
     };
     let mine = dispatch(42, 1);
     lp.dispatch(&mine);
-    // The same message again (a replay), one for another branch, a forgery.
+    // The same message again (a redelivery: acknowledged as a duplicate,
+    // never executed twice), one for another branch, a forgery.
     lp.dispatch(&mine);
     lp.dispatch(&dispatch(41, 2));
     let mut forged = dispatch(42, 3);
@@ -211,7 +214,8 @@ fn a_signed_dispatch_for_its_branch_moves_the_battery_and_forgeries_do_not() {
     lp.run_until(SimTime::from_secs(23 * 3600), |now, s| t.sample(now, s));
     let c = lp.controller.dispatch_counters().unwrap();
     assert_eq!(c.accepted, 1);
-    assert_eq!(c.replayed, 1);
+    assert_eq!(c.duplicate, 1);
+    assert_eq!(c.replayed, 0);
     assert_eq!(c.ignored_other_branch, 1);
     assert_eq!(c.bad_signature, 1);
     // Following the dispatch: the battery sources for 30 minutes (as much of
