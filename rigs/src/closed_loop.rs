@@ -316,6 +316,18 @@ impl ClosedLoop {
         self.actuate();
     }
 
+    /// Delivers a signed configuration message to the controller now.
+    pub fn configure(&mut self, bytes: &[u8]) {
+        let now = self.now_ms();
+        self.controller.handle(now, Input::Config(bytes));
+        self.actuate();
+    }
+
+    /// The controller's clock now (the house's virtual time), ms.
+    pub fn now(&self) -> Millis {
+        self.now_ms()
+    }
+
     /// One house step, then the controller's measurements, wake-ups and
     /// command for the next step.
     pub fn step(&mut self) {

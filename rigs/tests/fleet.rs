@@ -291,6 +291,14 @@ proptest! {
                         prop_assert!(d.dispatch.sequence > last_seq);
                         last_seq = d.dispatch.sequence;
                     }
+                    Topic::BranchDispatch(b) => {
+                        let d = firmware::cluster::parse(&m.payload).unwrap();
+                        prop_assert_eq!(d.dispatch.branch_id, b);
+                        prop_assert_eq!(d.dispatch.site_id, 0);
+                        prop_assert_eq!(d.dispatch.command, firmware::cluster::Command::Heartbeat);
+                        prop_assert!(d.dispatch.sequence > last_seq);
+                        last_seq = d.dispatch.sequence;
+                    }
                     Topic::Tick => tick_seen = true,
                     other => prop_assert!(false, "unexpected {:?}", other),
                 }
@@ -352,6 +360,7 @@ proptest! {
                 v_max_pu: 1.0,
                 soc_mean: 0.6,
                 battery_w: 0.0,
+                server_silent: 0,
             };
             let done = Done {
                 shard_id: "s".into(),

@@ -289,6 +289,26 @@ pub struct ServerSpec {
     /// Aim this much import above an export limit, kW.
     #[serde(default = "default_export_margin_kw")]
     pub export_margin_kw: f64,
+    /// The server sends every branch a signed heartbeat this often, s
+    /// (whole minutes; 0: never — the assemblies then never count it silent).
+    #[serde(default = "default_heartbeat_s")]
+    pub heartbeat_s: u32,
+    /// The assemblies' `[cluster] server_silence_s`: after a heartbeat, how
+    /// long the server may stay silent before they withdraw to local
+    /// operation, s (10..=86400).
+    #[serde(default = "default_assembly_silence_s")]
+    pub assembly_silence_s: u32,
+    /// The assemblies' `[cluster.envelope] start_delay_max_s`: a seeded
+    /// random delay before each follows a new dispatch, s.
+    #[serde(default)]
+    pub start_delay_max_s: u32,
+}
+
+fn default_heartbeat_s() -> u32 {
+    60
+}
+fn default_assembly_silence_s() -> u32 {
+    180
 }
 
 fn default_export_margin_kw() -> f64 {
@@ -328,6 +348,9 @@ impl Default for ServerSpec {
             gain: default_gain(),
             margin: default_margin(),
             export_margin_kw: default_export_margin_kw(),
+            heartbeat_s: default_heartbeat_s(),
+            assembly_silence_s: default_assembly_silence_s(),
+            start_delay_max_s: 0,
         }
     }
 }
@@ -794,6 +817,15 @@ impl FleetScenario {
                 format!(
                     "gain must be in (0, 1.5], margin in [0, 0.5), export_margin_kw and deadband_w >= 0, deadband_rel in [0, 1); found gain {} margin {}",
                     s.gain, s.margin
+                ),
+            ));
+        }
+        if s.heartbeat_s % 60 != 0 || !(10..=86_400).contains(&s.assembly_silence_s) {
+            return Err(invalid(
+                "server",
+                format!(
+                    "heartbeat_s must be whole minutes (0: none) and assembly_silence_s within 10..=86400, found {} and {}",
+                    s.heartbeat_s, s.assembly_silence_s
                 ),
             ));
         }

@@ -21,7 +21,10 @@
 //! (`P/site/<id>/dispatch`, sequence strictly increasing, short validity,
 //! `dispatch_duration_s` long, so a silent server's commands lapse and
 //! the assemblies fall back to local operation); a site leaving the plan
-//! gets a Cancel. Assemblies that fall out (no telemetry, not
+//! gets a Cancel. Every `heartbeat_s` the server signs a heartbeat to each
+//! branch (`P/branch/<id>/dispatch`, site 0), so assemblies that stop
+//! hearing it withdraw to local operation (`server_silence_s` in the
+//! firmware). Assemblies that fall out (no telemetry, not
 //! participating, rejected as not participating, or clipped: measured
 //! battery power under half its command for two minutes) are dropped from
 //! the share, and the others are **re-dispatched** at once. A plan for one
@@ -147,6 +150,8 @@ pub struct ComplianceReport {
     pub telemetry_received: u64,
     /// Minutes in which the server was silent (fault schedule).
     pub silent_minutes: u32,
+    /// Signed branch heartbeats sent.
+    pub heartbeats_sent: u64,
     /// Forged or replayed messages an attacker injected.
     pub attack_messages: u32,
     /// Bad messages received, by topic.
@@ -176,6 +181,10 @@ struct BranchCtl {
     report: BranchReport,
     /// The requirement index in force last minute.
     active: Option<usize>,
+    /// The three last heartbeats sent to the branch, oldest first (an
+    /// attacker replays the oldest: every assembly has accepted a newer
+    /// one, so it is not a redelivery of the last).
+    heartbeats: VecDeque<Vec<u8>>,
 }
 
 /// The remote server.
@@ -273,6 +282,7 @@ impl FleetServer {
                     last: None,
                     report,
                     active: None,
+                    heartbeats: VecDeque::new(),
                 },
             );
         }
@@ -654,13 +664,52 @@ impl FleetServer {
         } else {
             let ids: Vec<u32> = self.branches.keys().copied().collect();
             let mut planned: Vec<(u32, Dispatch)> = Vec::new();
+            let hb_min = self.scenario.server.heartbeat_s / 60;
+            let utc = self.scenario.utc_s_at(m);
             for b in ids {
+                // A signed heartbeat to the whole branch: the assemblies
+                // know the server is alive (site 0 = every site).
+                let has_sites = self.branches.get(&b).is_some_and(|c| !c.sites.is_empty());
+                if hb_min > 0 && m % hb_min == 0 && has_sites {
+                    self.sequence += 1;
+                    self.report.heartbeats_sent += 1;
+                    planned.push((
+                        cluster::ALL_SITES,
+                        Dispatch {
+                            branch_id: b,
+                            site_id: cluster::ALL_SITES,
+                            sequence: self.sequence,
+                            issued_at_s: utc,
+                            expires_at_s: utc + self.scenario.server.validity_s,
+                            command: Command::Heartbeat,
+                            requirement: None,
+                        },
+                    ));
+                }
                 planned.extend(self.plan_branch(b, m));
             }
             // Signing is the server's heaviest work: in parallel, in order.
             let key = &self.key;
             let signed = parallel_sign(&planned, key, self.threads);
-            for ((target, _), bytes) in planned.into_iter().zip(signed) {
+            for ((target, d), bytes) in planned.into_iter().zip(signed) {
+                if target == cluster::ALL_SITES {
+                    if let Some(c) = self.branches.get_mut(&d.branch_id) {
+                        if c.heartbeats.len() >= 3 {
+                            c.heartbeats.pop_front();
+                        }
+                        c.heartbeats.push_back(bytes.clone());
+                    }
+                    let topic = Topic::BranchDispatch(d.branch_id).to_topic(&self.run_id);
+                    if let Some(shard) = self.branch_shard.get(&d.branch_id) {
+                        *expect.entry(shard.clone()).or_default() += 1;
+                    }
+                    messages.push(Message {
+                        topic,
+                        payload: bytes,
+                        retain: false,
+                    });
+                    continue;
+                }
                 if let Some(s) = self.sites.get_mut(&target) {
                     if s.last_sent.len() >= 2 {
                         s.last_sent.pop_front();
@@ -742,6 +791,19 @@ impl FleetServer {
                     out.push((topic, bytes, shard));
                 }
                 AttackKind::Replay => {
+                    // An older heartbeat again on the branch topic (every
+                    // assembly has accepted a newer one since); without
+                    // heartbeats, each site's older message.
+                    let older = self
+                        .branches
+                        .get(&a.branch)
+                        .filter(|c| c.heartbeats.len() >= 3)
+                        .and_then(|c| c.heartbeats.front().cloned());
+                    if let Some(bytes) = older {
+                        let topic = Topic::BranchDispatch(a.branch).to_topic(&self.run_id);
+                        out.push((topic, bytes, shard));
+                        continue;
+                    }
                     let sites = self.sites_on(a.branch);
                     for s in sites {
                         if let Some(bytes) = self

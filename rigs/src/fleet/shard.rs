@@ -51,6 +51,8 @@ pub enum ShardError {
 struct Delivery {
     site_id: u32,
     sequence: u64,
+    /// A signed configuration message (else a dispatch record).
+    config: bool,
     payload: Vec<u8>,
 }
 
@@ -302,6 +304,7 @@ impl Shard {
                         self.pending.push(Delivery {
                             site_id: s.spec.site_id,
                             sequence,
+                            config: false,
                             payload: msg.payload.clone(),
                         });
                     }
@@ -310,6 +313,7 @@ impl Shard {
                 self.received += 1;
             }
             Topic::SiteDispatch(s) | Topic::SiteConfig(s) => {
+                let config = matches!(topic, Topic::SiteConfig(_));
                 if !self.site_branch.contains_key(&s) {
                     self.stats.foreign += 1;
                     return Ok(());
@@ -319,6 +323,7 @@ impl Shard {
                 self.pending.push(Delivery {
                     site_id: s,
                     sequence: wire::record_sequence(&msg.payload),
+                    config,
                     payload: msg.payload.clone(),
                 });
             }
@@ -458,7 +463,7 @@ fn step_branch(b: &mut Branch, minute: u32, run_id: &str) -> BranchMinute {
     let inbox = std::mem::take(&mut b.inbox);
     for d in inbox {
         if let Ok(k) = b.sites.binary_search_by_key(&d.site_id, |s| s.spec.site_id) {
-            if let Some(a) = b.sites[k].deliver(&d.payload, minute) {
+            if let Some(a) = b.sites[k].deliver(&d.payload, d.config, minute) {
                 let topic = Topic::Ack(a.site_id).to_topic(run_id);
                 acks.push(((a.site_id, a.sequence), json_message(topic, &a, false)));
             }
@@ -472,6 +477,7 @@ fn step_branch(b: &mut Branch, minute: u32, run_id: &str) -> BranchMinute {
     let mut snap = LoadSnapshot::zeros(b.n_loads);
     let mut telemetry = Vec::new();
     let (mut soc_sum, mut n_soc, mut battery_w) = (0.0, 0usize, 0.0);
+    let mut server_silent = 0u32;
     for s in &mut b.sites {
         let flow = s.step_minute();
         if let Some(k) = snap.kw.get_mut(s.spec.load) {
@@ -484,6 +490,7 @@ fn step_branch(b: &mut Branch, minute: u32, run_id: &str) -> BranchMinute {
         if let Some(t) = s.telemetry(minute, &flow) {
             soc_sum += t.soc;
             n_soc += 1;
+            server_silent += u32::from(t.server_silent);
             let topic = Topic::Telemetry(t.site_id).to_topic(run_id);
             telemetry.push((t.site_id, json_message(topic, &t, false)));
         }
@@ -501,6 +508,7 @@ fn step_branch(b: &mut Branch, minute: u32, run_id: &str) -> BranchMinute {
             0.0
         },
         battery_w,
+        server_silent,
     };
     let mut solve_error = None;
     match b.network.solve(&snap) {

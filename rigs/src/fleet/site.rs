@@ -21,8 +21,9 @@
 //! does not read as stale measurements. `rigs/tests/fleet.rs` checks the
 //! house's energy balance at that step.
 
-use firmware::cluster::{ClusterConfig, Envelope, PublicKeyHex, Verdict};
+use firmware::cluster::{ClusterConfig, Envelope, PublicKeyHex, RemoteConfigBounds, Verdict};
 use firmware::controller::Output;
+use firmware::remote_config::ConfigVerdict;
 use twin::engine::SignalId;
 use twin::grid::HouseholdDemand;
 use twin::house::{HouseConfig, PlantCommands};
@@ -64,15 +65,10 @@ struct AssemblySite {
     grid_import: SignalId,
     grid_export: SignalId,
     battery_power: SignalId,
-    reserve_soc: f64,
-    max_charge_w: f64,
-    max_discharge_w: f64,
     envelope: Envelope,
     export_allowed: bool,
     /// Powered down and off the uplink (a dropout fault).
     dropped: bool,
-    last_accepted: Option<u64>,
-    duplicates: u32,
 }
 
 enum Kind {
@@ -164,7 +160,12 @@ pub fn controller_config(
         site_id: h.site_id,
         branch_id: h.branch_id,
         trusted_keys,
-        envelope: Envelope::default(),
+        envelope: Envelope {
+            start_delay_max_s: sc.server.start_delay_max_s,
+            ..Envelope::default()
+        },
+        server_silence_s: sc.server.assembly_silence_s,
+        remote_config: RemoteConfigBounds::default(),
     });
     Ok(c)
 }
@@ -201,6 +202,15 @@ pub fn verdict_label(v: &Verdict) -> String {
     }
 }
 
+/// The ack label of a configuration verdict (as [`verdict_label`]).
+pub fn config_verdict_label(v: &ConfigVerdict) -> String {
+    match v {
+        ConfigVerdict::Accepted(_) => "accepted".into(),
+        ConfigVerdict::Ignored(r) => verdict_label(&Verdict::Ignored(*r)),
+        ConfigVerdict::Rejected(r) => verdict_label(&Verdict::Rejected(*r)),
+    }
+}
+
 impl Site {
     /// Builds a household (with its assembly when it has one).
     pub fn new(
@@ -216,9 +226,6 @@ impl Site {
         let kind = if spec.assembly {
             let hc = house_config(sc, &spec)?;
             let cc = controller_config(sc, &spec, server_key)?;
-            let reserve_soc = f64::from(cc.scheduling.reserve_soc);
-            let max_charge_w = f64::from(cc.assembly.max_charge_w);
-            let max_discharge_w = f64::from(cc.assembly.max_discharge_w);
             let export_allowed = cc.assembly.export_allowed;
             let envelope = cc
                 .cluster
@@ -234,14 +241,9 @@ impl Site {
                 grid_export: id("grid_export_w")?,
                 battery_power: id("battery_power_w")?,
                 lp,
-                reserve_soc,
-                max_charge_w,
-                max_discharge_w,
                 envelope,
                 export_allowed,
                 dropped: false,
-                last_accepted: None,
-                duplicates: 0,
             }))
         } else {
             let mut dc = sc.house.demand.clone();
@@ -264,35 +266,33 @@ impl Site {
         matches!(&self.kind, Kind::Assembly(a) if !a.dropped)
     }
 
-    /// Hands a received dispatch (or config) record to the controller and
-    /// returns its ack. `None` when there is no assembly to take it, or it
-    /// has dropped out.
-    pub fn deliver(&mut self, payload: &[u8], minute: u32) -> Option<Ack> {
+    /// Hands a received dispatch record (or, with `config`, a signed
+    /// configuration message) to the controller and returns its ack.
+    /// `None` when there is no assembly to take it, or it has dropped out.
+    pub fn deliver(&mut self, payload: &[u8], config: bool, minute: u32) -> Option<Ack> {
         let Kind::Assembly(a) = &mut self.kind else {
             return None;
         };
         if a.dropped {
             return None;
         }
-        a.lp.dispatch(payload);
-        let mut verdict = None;
-        for e in a.lp.events.drain(..) {
-            if let Output::DispatchVerdict(v) = e {
-                verdict = Some(v);
-            }
+        if config {
+            a.lp.configure(payload);
+        } else {
+            a.lp.dispatch(payload);
         }
-        let v = verdict?;
-        let sequence = super::wire::record_sequence(payload);
-        let label = verdict_label(&v);
-        match &v {
-            Verdict::Accepted(d) => a.last_accepted = Some(d.sequence),
-            _ if label == "duplicate" => a.duplicates += 1,
-            _ => {}
+        let mut label = None;
+        for e in a.lp.events.drain(..) {
+            match e {
+                Output::DispatchVerdict(v) if !config => label = Some(verdict_label(&v)),
+                Output::ConfigVerdict(v) if config => label = Some(config_verdict_label(&v)),
+                _ => {}
+            }
         }
         Some(Ack {
             site_id: self.spec.site_id,
-            sequence,
-            verdict: label,
+            sequence: super::wire::record_sequence(payload),
+            verdict: label?,
             minute,
         })
     }
@@ -376,9 +376,8 @@ impl Site {
         if a.dropped {
             return None;
         }
-        let c = &a.lp.controller;
-        let soc = f64::from(c.estimate().soc);
-        let max_soc = 0.95;
+        let now = a.lp.now();
+        let st = a.lp.controller.cluster_status(now)?;
         // Without export, discharge can at most cover the household's own
         // consumption: what the battery gives now plus what is imported.
         let own_use_w = if a.export_allowed {
@@ -386,58 +385,48 @@ impl Site {
         } else {
             flow.battery_w.max(0.0) + (flow.net_kw * 1000.0).max(0.0)
         };
-        let max_discharge_w = if soc > a.reserve_soc + 0.02 {
-            a.max_discharge_w
-                .min(f64::from(a.envelope.max_source_w))
-                .min(own_use_w)
-        } else {
-            0.0
-        };
-        let max_charge_w = if soc < max_soc {
-            a.max_charge_w.min(f64::from(a.envelope.max_sink_w))
-        } else {
-            0.0
-        };
-        let counters = c
-            .dispatch_counters()
-            .map(|k| {
-                let mut r = std::collections::BTreeMap::new();
-                for (name, n) in [
-                    ("malformed", k.malformed),
-                    ("unknown_key", k.unknown_key),
-                    ("bad_signature", k.bad_signature),
-                    ("replayed", k.replayed),
-                    ("expired", k.expired),
-                    ("not_yet_valid", k.not_yet_valid),
-                    ("out_of_envelope", k.out_of_envelope),
-                    ("not_participating", k.not_participating),
-                ] {
-                    if n > 0 {
-                        r.insert(name.to_string(), n);
-                    }
-                }
-                SiteCounters {
-                    accepted: k.accepted,
-                    duplicate: a.duplicates,
-                    ignored: k.ignored_other_branch + k.ignored_other_site,
-                    rejected: r,
-                }
-            })
-            .unwrap_or_default();
+        let k = st.counters;
+        let mut rejected = std::collections::BTreeMap::new();
+        for (name, n) in [
+            ("malformed", k.malformed),
+            ("unknown_key", k.unknown_key),
+            ("bad_signature", k.bad_signature),
+            ("replayed", k.replayed),
+            ("expired", k.expired),
+            ("not_yet_valid", k.not_yet_valid),
+            ("out_of_envelope", k.out_of_envelope),
+            ("not_participating", k.not_participating),
+        ] {
+            if n > 0 {
+                rejected.insert(name.to_string(), n);
+            }
+        }
         Some(Telemetry {
             site_id: self.spec.site_id,
             branch_id: self.spec.branch_id,
             minute,
-            soc,
-            reserve_soc: a.reserve_soc,
-            max_charge_w,
-            max_discharge_w,
+            soc: f64::from(st.soc),
+            reserve_soc: f64::from(st.reserve_soc),
+            max_charge_w: f64::from(st.max_charge_w)
+                .min(f64::from(a.envelope.max_sink_w))
+                .max(0.0),
+            max_discharge_w: f64::from(st.max_discharge_w)
+                .min(f64::from(a.envelope.max_source_w))
+                .min(own_use_w)
+                .max(0.0),
             battery_w: flow.battery_w,
             net_ac_w: flow.net_kw * 1000.0,
-            participating: true,
-            server_silent: false,
-            dispatch_seq: a.last_accepted,
-            counters,
+            participating: st.participating,
+            server_silent: st.server_silent,
+            dispatch_seq: st.dispatch_sequence,
+            counters: SiteCounters {
+                accepted: k.accepted,
+                accepted_heartbeat: k.accepted_heartbeat,
+                accepted_config: k.accepted_config,
+                duplicate: k.duplicate,
+                ignored: k.ignored_other_branch + k.ignored_other_site,
+                rejected,
+            },
         })
     }
 

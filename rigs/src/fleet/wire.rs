@@ -230,8 +230,14 @@ pub struct Tick {
 /// Dispatch counters an assembly reports (the firmware's, by reason).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteCounters {
-    /// Accepted commands.
+    /// Accepted messages (dispatch, heartbeat, configuration).
     pub accepted: u32,
+    /// Of `accepted`: heartbeats.
+    #[serde(default)]
+    pub accepted_heartbeat: u32,
+    /// Of `accepted`: configuration messages.
+    #[serde(default)]
+    pub accepted_config: u32,
     /// Re-deliveries of an accepted command (idempotent, not re-executed).
     pub duplicate: u32,
     /// Ignored: other branch or other site.
@@ -241,6 +247,13 @@ pub struct SiteCounters {
 }
 
 impl SiteCounters {
+    /// Accepted dispatch commands (Sink, Source, Cancel).
+    pub fn accepted_dispatch(&self) -> u32 {
+        self.accepted
+            .saturating_sub(self.accepted_heartbeat)
+            .saturating_sub(self.accepted_config)
+    }
+
     /// All rejections.
     pub fn rejected_total(&self) -> u32 {
         self.rejected.values().sum()
@@ -310,6 +323,9 @@ pub struct FeederReport {
     pub soc_mean: f64,
     /// Sum of the assemblies' battery power, W (+ = discharge).
     pub battery_w: f64,
+    /// Assemblies reporting the server silent (in local operation).
+    #[serde(default)]
+    pub server_silent: u32,
 }
 
 impl FeederReport {

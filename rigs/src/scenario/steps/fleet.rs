@@ -255,7 +255,7 @@ fn untouched(w: &mut MaslowWorld, branch: u32) -> StepResult {
     }
     let moved: Vec<u32> = t
         .iter()
-        .filter(|t| t.counters.accepted > 0)
+        .filter(|t| t.counters.accepted_dispatch() > 0)
         .map(|t| t.site_id)
         .collect();
     if !moved.is_empty() {
@@ -332,6 +332,26 @@ fn reporting(w: &mut MaslowWorld, n: usize, branch: u32) -> StepResult {
     if k != n {
         return Err(format!(
             "{k} assemblies on branch {branch} reported telemetry in the last minute, not {n}"
+        ));
+    }
+    Ok(())
+}
+
+#[then(
+    regex = r"^(\d+) assembl(?:y|ies) on branch (\d+) reports? the server silent at (\d\d:\d\d)$"
+)]
+fn silent_count(w: &mut MaslowWorld, n: u32, branch: u32, at: String) -> StepResult {
+    let (sc, o) = outcome(w)?;
+    let m = sc.minute_of(hours(&at)?);
+    let row = o
+        .rows
+        .iter()
+        .find(|r| r.report.branch_id == branch && r.minute == m)
+        .ok_or_else(|| format!("no measurement of branch {branch} at {at}"))?;
+    if row.report.server_silent != n {
+        return Err(format!(
+            "{} assemblies on branch {branch} reported the server silent at {at}, not {n}",
+            row.report.server_silent
         ));
     }
     Ok(())
