@@ -278,8 +278,7 @@ proptest! {
         server.handle(&hello(&sc)).unwrap();
         let mut last_seq = 0u64;
         let mut last_plan: BTreeMap<u32, f64> = BTreeMap::new();
-        let mut minute = 0;
-        for (p1, p2) in p_kw.iter().copied() {
+        for (minute, (p1, p2)) in (0u32..).zip(p_kw.iter().copied()) {
             let mut tick_seen = false;
             while let Some(m) = server.poll_transmit() {
                 match Topic::parse(RUN, &m.topic).unwrap() {
@@ -373,7 +372,6 @@ proptest! {
                 .handle(&json_message(Topic::Done("s".into()).to_topic(RUN), &done, false))
                 .unwrap();
             prop_assert!(server.is_tick_complete());
-            minute += 1;
         }
     }
 }

@@ -806,12 +806,13 @@ impl FleetScenario {
             }
         }
         let s = &f.server;
-        if !(s.gain > 0.0 && s.gain <= 1.5)
-            || !(0.0..0.5).contains(&s.margin)
-            || !(s.export_margin_kw.is_finite() && s.export_margin_kw >= 0.0)
-            || !(0.0..1.0).contains(&s.deadband_rel)
-            || !(s.deadband_w.is_finite() && s.deadband_w >= 0.0)
-        {
+        let gain_ok = s.gain > 0.0 && s.gain <= 1.5;
+        let margins_ok = (0.0..0.5).contains(&s.margin)
+            && s.export_margin_kw.is_finite()
+            && s.export_margin_kw >= 0.0;
+        let deadband_ok =
+            (0.0..1.0).contains(&s.deadband_rel) && s.deadband_w.is_finite() && s.deadband_w >= 0.0;
+        if !(gain_ok && margins_ok && deadband_ok) {
             return Err(invalid(
                 "server",
                 format!(
@@ -820,7 +821,7 @@ impl FleetScenario {
                 ),
             ));
         }
-        if s.heartbeat_s % 60 != 0 || !(10..=86_400).contains(&s.assembly_silence_s) {
+        if !s.heartbeat_s.is_multiple_of(60) || !(10..=86_400).contains(&s.assembly_silence_s) {
             return Err(invalid(
                 "server",
                 format!(

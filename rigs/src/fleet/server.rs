@@ -670,7 +670,7 @@ impl FleetServer {
                 // A signed heartbeat to the whole branch: the assemblies
                 // know the server is alive (site 0 = every site).
                 let has_sites = self.branches.get(&b).is_some_and(|c| !c.sites.is_empty());
-                if hb_min > 0 && m % hb_min == 0 && has_sites {
+                if hb_min > 0 && m.is_multiple_of(hb_min) && has_sites {
                     self.sequence += 1;
                     self.report.heartbeats_sent += 1;
                     planned.push((

@@ -517,10 +517,8 @@ fn step_branch(b: &mut Branch, minute: u32, run_id: &str) -> BranchMinute {
                 Some(t) => t.s_lv_kva,
                 None => [sol.source_kva / 3.0; 3],
             };
-            for p in 0..3 {
-                report.transformer_p_kw[p] = s3[p].re;
-                report.transformer_q_kvar[p] = s3[p].im;
-            }
+            report.transformer_p_kw = s3.map(|s| s.re);
+            report.transformer_q_kvar = s3.map(|s| s.im);
             if b.rated_kva > 0.0 {
                 let worst = s3.iter().map(|s| s.norm()).fold(0.0, f64::max);
                 report.loading_pct = worst * 3.0 / b.rated_kva * 100.0;
