@@ -11,6 +11,7 @@ pub mod cli;
 pub mod closed_loop;
 pub mod input;
 pub mod instrument;
+pub mod mqtt;
 pub mod pacing;
 pub mod plant_link;
 pub mod rig;

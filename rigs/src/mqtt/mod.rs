@@ -1,0 +1,27 @@
+//! The fleet's MQTT transport: an embedded broker ([`EmbeddedBroker`],
+//! `rumqttd` in-process on loopback), a client ([`MqttClient`], `rumqttc`
+//! over TCP or TLS, with credentials, persistent sessions, reconnection and
+//! counters) and seeded fault injection at the transport edge ([`Faults`]).
+//!
+//! This module moves [`Message`]s (topic, payload, retain) and never reads a
+//! payload: what the topics and payloads mean is the fleet's contract
+//! (`rigs::fleet::wire`, `rigs/docs/fleet-messages.md`). Tokio and sockets
+//! live here, at the edge; the fleet's server and shards stay sans-IO.
+
+mod broker;
+mod client;
+mod faults;
+mod url;
+
+pub use broker::{BrokerError, EmbeddedBroker, EmbeddedBrokerConfig};
+pub use client::{ClientOptions, CountersSnapshot, MqttClient, MqttError};
+pub use faults::{DelayDistribution, Fate, FaultInjector, Faults, FaultsError};
+pub use url::{BrokerUrl, Credentials, Scheme, TlsFiles, UrlError, PASSWORD_ENV};
+
+/// One message on the fleet transport: an MQTT topic and its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
