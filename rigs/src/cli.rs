@@ -46,6 +46,47 @@ pub enum Command {
     Test(TestArgs),
     /// Summarise a report dir of `maslow test`, or compare two.
     Report(ReportArgs),
+    /// Fleets: households on LV feeders, their assemblies and the remote server.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Run a fleet in lockstep on this machine: the server and the shards
+    /// exchange their messages through an in-memory queue.
+    Run(FleetRunArgs),
+}
+
+/// Arguments every fleet command shares.
+#[derive(Debug, Args)]
+pub struct FleetCommonArgs {
+    /// The fleet scenario (TOML; rigs/fleets/README.md).
+    pub fleet: PathBuf,
+    /// Seed instead of the file's.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Simulated hours instead of the file's `duration_h`.
+    #[arg(long)]
+    pub hours: Option<f64>,
+    /// Run id, the topic prefix `maslow/<run_id>/` ([a-z0-9-]+; default fleet-<seed>).
+    #[arg(long)]
+    pub run_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct FleetRunArgs {
+    #[command(flatten)]
+    pub common: FleetCommonArgs,
+    /// Directory for branches.csv, compliance.json, compliance.csv and summary.txt.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Split the branches into this many shards (in-process).
+    #[arg(long, default_value_t = 1)]
+    pub shards: usize,
+    /// Threads per shard (default: the machine's cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -265,7 +306,50 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Rig(RigCommand::Run(a)) => rig_run(&a),
         Command::Test(a) => test(&a),
         Command::Report(a) => report(&a),
+        Command::Fleet(FleetCommand::Run(a)) => fleet_run(&a),
     }
+}
+
+/// Loads a fleet scenario with the command line's overrides.
+pub fn fleet_scenario(a: &FleetCommonArgs) -> Result<crate::fleet::FleetScenario> {
+    let mut sc =
+        crate::fleet::FleetScenario::load(&a.fleet).map_err(|e| bad(e.to_string()))?;
+    if let Some(seed) = a.seed {
+        sc = sc.with_seed(seed);
+    }
+    if let Some(h) = a.hours {
+        if !(h.is_finite() && h > 0.0 && h <= 24.0 * 366.0) {
+            return Err(bad(format!("--hours must be > 0 and at most a year, found {h}")));
+        }
+        sc = sc.with_hours(h);
+    }
+    Ok(sc)
+}
+
+/// `maslow fleet run`.
+pub fn fleet_run(a: &FleetRunArgs) -> Result<()> {
+    use crate::fleet::run::{run_in_process, summary, write_outputs, RunOptions};
+    let sc = std::sync::Arc::new(fleet_scenario(&a.common)?);
+    if a.shards == 0 {
+        return Err(bad("--shards must be at least 1".into()));
+    }
+    let mut opts = RunOptions {
+        run_id: a.common.run_id.clone(),
+        shards: a.shards,
+        progress: true,
+        ..RunOptions::default()
+    };
+    if let Some(t) = a.threads {
+        opts.threads = t.max(1);
+    }
+    if let Some(id) = &opts.run_id {
+        crate::fleet::wire::check_run_id(id).map_err(|e| bad(e.to_string()))?;
+    }
+    let outcome = run_in_process(std::sync::Arc::clone(&sc), &opts)?;
+    write_outputs(&a.out, &sc, &outcome)?;
+    print!("{}", summary(&sc, &outcome));
+    println!("outputs: {}", a.out.display());
+    Ok(())
 }
 
 /// `maslow report`.

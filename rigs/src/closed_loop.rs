@@ -127,6 +127,23 @@ pub struct ClosedLoop {
     pub events: Vec<Output>,
     /// Plant commands applied so far.
     pub commands_applied: u64,
+    /// How the controller's wake-ups are run between house steps.
+    pub wake: WakePolicy,
+}
+
+/// How [`ClosedLoop`] runs the controller's wake-ups between house steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WakePolicy {
+    /// Every wake-up the controller asks for (`poll_timeout`, 100 ms for
+    /// protection) until the next house step: what a board does.
+    #[default]
+    EveryTimeout,
+    /// One wake-up per house step, right after its measurements (fleet
+    /// runs with a coarse plant step: the measurements do not change
+    /// between steps, so the skipped wake-ups would repeat the same work).
+    /// The controller's deadlines, control period and watchdog must allow
+    /// the step (`rigs::fleet::site` sets them).
+    OncePerStep,
 }
 
 impl ClosedLoop {
@@ -176,6 +193,7 @@ impl ClosedLoop {
             standby_setpoint_v,
             events: Vec::new(),
             commands_applied: 0,
+            wake: WakePolicy::default(),
         })
     }
 
@@ -277,6 +295,10 @@ impl ClosedLoop {
     /// Runs the controller's wake-ups from now until the next house step.
     fn wake_until_next_step(&mut self) {
         let now = self.now_ms();
+        if self.wake == WakePolicy::OncePerStep {
+            self.controller.handle(now, Input::Tick);
+            return;
+        }
         let next_step_ms = (self.engine.now().as_micros() + self.engine.base_period_us()) / 1000;
         while let Some(t) = self.controller.poll_timeout() {
             if t.0 >= next_step_ms {

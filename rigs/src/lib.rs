@@ -9,6 +9,7 @@ pub mod busload;
 pub use links as can;
 pub mod cli;
 pub mod closed_loop;
+pub mod fleet;
 pub mod input;
 pub mod instrument;
 pub mod mqtt;

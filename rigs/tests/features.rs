@@ -1,6 +1,6 @@
 //! Runs the feature suite (`features/`) on the default software rig (`rigs/sim.toml`) and
 //! fails `cargo test` when any scenario fails or a feature file does not
-//! parse. Tags: `@sim and not @slow and not @known-gap` unless `MASLOW_FEATURE_TAGS` says
+//! parse. Tags: `(@sim or @fleet) and not @slow and not @known-gap` unless `MASLOW_FEATURE_TAGS` says
 //! otherwise (CI runs `@slow` too). Reports go to `target/maslow-features`
 //! (replaced on every run), with each trace file capped at 4 MiB.
 
@@ -10,7 +10,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let tags = std::env::var("MASLOW_FEATURE_TAGS")
-        .unwrap_or_else(|_| "@sim and not @slow and not @known-gap".into());
+        .unwrap_or_else(|_| "(@sim or @fleet) and not @slow and not @known-gap".into());
     let opts = rigs::scenario::TestOptions {
         paths: vec![root.join("features")],
         rig: root.join("rigs/sim.toml"),

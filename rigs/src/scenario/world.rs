@@ -191,6 +191,8 @@ pub struct MaslowWorld {
     pub bench: Vec<SigrokInstrument>,
     /// What the `Then` steps checked, for the report's plots.
     pub assertions: Vec<reports::scenario::Assertion>,
+    /// A fleet scenario (`@fleet` steps) and its run.
+    pub fleet: Option<Box<crate::scenario::steps::fleet::FleetState>>,
 }
 
 impl fmt::Debug for MaslowWorld {
@@ -232,6 +234,7 @@ impl MaslowWorld {
             baselines: BTreeMap::new(),
             bench: Vec::new(),
             assertions: Vec::new(),
+            fleet: None,
         }
     }
 

@@ -21,6 +21,7 @@ use crate::rig::{LinkFaults, Reply, UplinkMessage};
 use crate::scenario::setup::{array, section};
 use crate::scenario::world::{Action, MaslowWorld};
 
+pub mod fleet;
 mod functions;
 mod protection;
 

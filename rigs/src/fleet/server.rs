@@ -1,0 +1,937 @@
+//! The remote server (sans-IO): branch requirements → signed per-assembly
+//! dispatch, the lockstep clock, and the compliance report.
+//!
+//! The server learns which assembly sits on which branch from the shards'
+//! [`Hello`]s. Each minute `m` it plans every branch independently from
+//! what was measured in minute `m − 1` (the branch transformer's power from
+//! [`Done`], each assembly's headroom from its [`Telemetry`]):
+//!
+//! - **peak_cap**: total discharge `B ← B + gain·(P − cap·(1 − margin))`,
+//!   clamped to `[0, Σ max_discharge_w]`;
+//! - **absorb_export**: total charge `B ← B + gain·(P + max_export − export_margin)`,
+//!   clamped to `[−Σ max_charge_w, 0]`;
+//! - **shift_demand**: `B = −power` in the charge window, `+power` in the
+//!   discharge window;
+//! - no requirement in force: `B → 0`;
+//!
+//! then limits the change of `B` from one minute to the next to the
+//! branch's `max_step_w`, and shares `B` among the assemblies in proportion
+//! to their headroom. A site whose share moved by more than the deadband,
+//! or whose command is about to run out, gets a new signed dispatch
+//! (`P/site/<id>/dispatch`, sequence strictly increasing, short validity,
+//! `dispatch_duration_s` long, so a silent server's commands lapse and
+//! the assemblies fall back to local operation); a site leaving the plan
+//! gets a Cancel. Assemblies that fall out (no telemetry, not
+//! participating, rejected as not participating, or clipped: measured
+//! battery power under half its command for two minutes) are dropped from
+//! the share, and the others are **re-dispatched** at once. A plan for one
+//! branch only ever addresses sites that said (in `Hello`) they are on it.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use ed25519_dalek::SigningKey;
+use firmware::cluster::{self, Command, Dispatch, RequirementKind};
+use serde::Serialize;
+
+use super::scenario::{AttackKind, FleetScenario, Requirement};
+use super::wire::{
+    self, json_message, parse_json, Ack, Done, FeederReport, Hello, Message, Telemetry, Tick,
+    Topic, WireError,
+};
+
+/// Where the server is in the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for Hellos that cover every branch of the scenario.
+    Hello,
+    /// Minute `m`'s tick is out; waiting for the shards.
+    Running(u32),
+    /// Every minute done.
+    Finished,
+}
+
+/// What the server knows about one assembly.
+#[derive(Debug, Clone, Default)]
+struct SiteState {
+    branch_id: u32,
+    /// Latest telemetry (of the minute just done).
+    telemetry: Option<Telemetry>,
+    /// Command in force as the server sent it: signed W (+ = discharge).
+    commanded_w: f64,
+    /// Minute its command runs out (0: none).
+    until_minute: u32,
+    /// Minutes in a row measured under half the command.
+    clipped_minutes: u32,
+    /// Out of the plan for the current event (fell out).
+    out: bool,
+    /// The two last messages sent to it, older first (an attacker
+    /// replays the older one).
+    last_sent: VecDeque<Vec<u8>>,
+    /// Was ever given a non-zero command.
+    dispatched: bool,
+    /// Rejected as not participating in the last minute.
+    not_participating: bool,
+}
+
+/// Compliance of one requirement on one branch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RequirementReport {
+    /// `peak_cap`, `absorb_export` or `shift_demand`.
+    pub kind: String,
+    /// Its limit or power, kW.
+    pub limit_kw: f64,
+    /// Minutes in its window(s) that ran.
+    pub minutes_in_window: u32,
+    /// Minutes over the cap (peak_cap) or over the export limit (absorb_export).
+    pub minutes_violated: u32,
+    /// Largest excess over the limit, kW.
+    pub worst_excess_kw: f64,
+    /// Energy the branch's assemblies moved in the window(s), kWh
+    /// (discharged for peak_cap, charged for absorb_export, both for
+    /// shift_demand), from their telemetry.
+    pub energy_shifted_kwh: f64,
+    /// Mean transformer power in the window, kW.
+    pub mean_p_kw: f64,
+}
+
+/// Compliance and message counts of one branch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BranchReport {
+    /// Branch.
+    pub branch_id: u32,
+    /// Feeder name.
+    pub feeder: String,
+    /// Assemblies on it.
+    pub assemblies: u32,
+    /// Per requirement.
+    pub requirements: Vec<RequirementReport>,
+    /// Assemblies given a non-zero command at least once.
+    pub assemblies_dispatched: u32,
+    /// Times an assembly fell out of a plan.
+    pub assemblies_lost: u32,
+    /// Minutes in which the plan was re-shared because assemblies fell out.
+    pub redispatches: u32,
+    /// Signed messages sent to the branch's assemblies.
+    pub messages_sent: u32,
+    /// Acks received, by verdict.
+    pub acks: BTreeMap<String, u32>,
+    /// Peak transformer power over the run, kW.
+    pub peak_p_kw: f64,
+    /// Lowest voltage over the run, p.u.
+    pub v_min_pu: f64,
+    /// Highest voltage over the run, p.u.
+    pub v_max_pu: f64,
+}
+
+/// The server's report of the run (`compliance.json`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ComplianceReport {
+    /// Schema.
+    pub schema: String,
+    /// Scenario name.
+    pub scenario: String,
+    /// Seed.
+    pub seed: u64,
+    /// Minutes run.
+    pub minutes: u32,
+    /// Per branch.
+    pub branches: Vec<BranchReport>,
+    /// Signed messages sent.
+    pub messages_sent: u64,
+    /// Acks received.
+    pub acks_received: u64,
+    /// Acks by verdict over all branches.
+    pub acks: BTreeMap<String, u32>,
+    /// Telemetry messages received.
+    pub telemetry_received: u64,
+    /// Minutes in which the server was silent (fault schedule).
+    pub silent_minutes: u32,
+    /// Forged or replayed messages an attacker injected.
+    pub attack_messages: u32,
+    /// Bad messages received, by topic.
+    pub bad_messages: BTreeMap<String, u32>,
+}
+
+/// One branch's row of the per-minute CSV.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BranchMinuteRow {
+    /// Minute.
+    pub minute: u32,
+    /// What the shard measured.
+    pub report: FeederReport,
+    /// Total the server had commanded for the minute, W (+ = discharge).
+    pub dispatched_w: f64,
+}
+
+struct BranchCtl {
+    branch_id: u32,
+    requirements: Vec<Requirement>,
+    max_step_w: f64,
+    sites: Vec<u32>,
+    /// Total planned battery power, W (+ = discharge).
+    plan_w: f64,
+    /// Last measured minute's report.
+    last: Option<FeederReport>,
+    report: BranchReport,
+    /// The requirement index in force last minute.
+    active: Option<usize>,
+}
+
+/// The remote server.
+pub struct FleetServer {
+    run_id: String,
+    scenario: Arc<FleetScenario>,
+    key: SigningKey,
+    phase: Phase,
+    sequence: u64,
+    branches: BTreeMap<u32, BranchCtl>,
+    sites: BTreeMap<u32, SiteState>,
+    /// shard id → its branches.
+    shards: BTreeMap<String, Vec<u32>>,
+    branch_shard: BTreeMap<u32, String>,
+    dones: BTreeMap<String, Done>,
+    /// Telemetry and acks received for the running minute.
+    received: u32,
+    telemetry: BTreeMap<u32, Telemetry>,
+    acks: Vec<Ack>,
+    outbox: VecDeque<Message>,
+    rows: Vec<BranchMinuteRow>,
+    report: ComplianceReport,
+}
+
+fn requirement_code(r: &Requirement, discharge: bool) -> RequirementKind {
+    match r {
+        Requirement::PeakCap { .. } => RequirementKind::PeakDemand,
+        Requirement::AbsorbExport { .. } => RequirementKind::LocalGenerationSurplus,
+        Requirement::ShiftDemand { .. } if discharge => RequirementKind::PeakDemand,
+        Requirement::ShiftDemand { .. } => RequirementKind::GridStorage,
+    }
+}
+
+impl FleetServer {
+    /// A server for `scenario`'s branches on run `run_id`.
+    pub fn new(scenario: Arc<FleetScenario>, run_id: &str) -> Result<FleetServer, WireError> {
+        wire::check_run_id(run_id)?;
+        let mut branches = BTreeMap::new();
+        let mut reports = Vec::new();
+        for b in &scenario.branches {
+            let Some(f) = scenario.feeders.get(b.feeder) else {
+                continue;
+            };
+            let requirements = f.spec.requirements.clone();
+            let report = BranchReport {
+                branch_id: b.branch_id,
+                feeder: f.name.clone(),
+                requirements: requirements
+                    .iter()
+                    .map(|r| RequirementReport {
+                        kind: r.kind().into(),
+                        limit_kw: match r {
+                            Requirement::PeakCap { cap_kw, .. } => *cap_kw,
+                            Requirement::AbsorbExport { max_export_kw, .. } => *max_export_kw,
+                            Requirement::ShiftDemand { power_kw, .. } => *power_kw,
+                        },
+                        ..Default::default()
+                    })
+                    .collect(),
+                v_min_pu: f64::INFINITY,
+                v_max_pu: 0.0,
+                peak_p_kw: f64::NEG_INFINITY,
+                ..Default::default()
+            };
+            reports.push(b.branch_id);
+            branches.insert(
+                b.branch_id,
+                BranchCtl {
+                    branch_id: b.branch_id,
+                    requirements,
+                    max_step_w: f.spec.max_step_w,
+                    sites: Vec::new(),
+                    plan_w: 0.0,
+                    last: None,
+                    report,
+                    active: None,
+                },
+            );
+        }
+        let report = ComplianceReport {
+            schema: wire::SCHEMA.into(),
+            scenario: scenario.name.clone(),
+            seed: scenario.seed,
+            ..Default::default()
+        };
+        Ok(FleetServer {
+            run_id: run_id.into(),
+            key: scenario.server_key(),
+            scenario,
+            phase: Phase::Hello,
+            sequence: 0,
+            branches,
+            sites: BTreeMap::new(),
+            shards: BTreeMap::new(),
+            branch_shard: BTreeMap::new(),
+            dones: BTreeMap::new(),
+            received: 0,
+            telemetry: BTreeMap::new(),
+            acks: Vec::new(),
+            outbox: VecDeque::new(),
+            rows: Vec::new(),
+            report,
+        })
+    }
+
+    /// Where the run is.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Whether every minute has been stepped.
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Finished
+    }
+
+    /// The shards that said Hello, with their branches.
+    pub fn shards(&self) -> &BTreeMap<String, Vec<u32>> {
+        &self.shards
+    }
+
+    /// The per-branch per-minute rows so far (minute, then branch order).
+    pub fn rows(&self) -> &[BranchMinuteRow] {
+        &self.rows
+    }
+
+    /// Sites the server knows on a branch (from the Hellos), ascending.
+    pub fn sites_on(&self, branch_id: u32) -> Vec<u32> {
+        self.branches
+            .get(&branch_id)
+            .map(|b| b.sites.clone())
+            .unwrap_or_default()
+    }
+
+    /// The latest telemetry of a site.
+    pub fn telemetry_of(&self, site_id: u32) -> Option<&Telemetry> {
+        self.sites.get(&site_id).and_then(|s| s.telemetry.as_ref())
+    }
+
+    /// The compliance report (final once [`FleetServer::is_finished`]).
+    pub fn report(&self) -> ComplianceReport {
+        let mut r = self.report.clone();
+        r.branches = self
+            .branches
+            .values()
+            .map(|b| {
+                let mut br = b.report.clone();
+                br.assemblies = b.sites.len() as u32;
+                br.assemblies_dispatched = b
+                    .sites
+                    .iter()
+                    .filter(|s| self.sites.get(s).is_some_and(|x| x.dispatched))
+                    .count() as u32;
+                if !br.v_min_pu.is_finite() {
+                    br.v_min_pu = 0.0;
+                }
+                if !br.peak_p_kw.is_finite() {
+                    br.peak_p_kw = 0.0;
+                }
+                for q in &mut br.requirements {
+                    if q.minutes_in_window > 0 {
+                        q.mean_p_kw /= f64::from(q.minutes_in_window);
+                    }
+                }
+                br
+            })
+            .collect();
+        r
+    }
+
+    fn bad(&mut self, e: WireError) -> WireError {
+        let topic = match &e {
+            WireError::UnknownTopic { topic }
+            | WireError::Malformed { topic, .. }
+            | WireError::Unexpected { topic, .. } => topic.clone(),
+            WireError::BadRunId(_) => String::new(),
+        };
+        *self.report.bad_messages.entry(topic).or_default() += 1;
+        e
+    }
+
+    /// Takes one message from the transport. Bad messages are counted in
+    /// the report (`bad_messages`, by topic) and returned; they change nothing.
+    pub fn handle(&mut self, msg: &Message) -> Result<(), WireError> {
+        let topic = match Topic::parse(&self.run_id, &msg.topic) {
+            Ok(t) => t,
+            Err(e) => return Err(self.bad(e)),
+        };
+        let unexpected = |m: String| WireError::Unexpected {
+            topic: msg.topic.clone(),
+            message: m,
+        };
+        let running = match self.phase {
+            Phase::Running(m) => Some(m),
+            _ => None,
+        };
+        match topic {
+            Topic::Hello(id) => {
+                let h: Hello = match parse_json(msg) {
+                    Ok(h) => h,
+                    Err(e) => return Err(self.bad(e)),
+                };
+                if h.shard_id != id {
+                    return Err(self.bad(unexpected(format!(
+                        "Hello names shard {} on shard {id}'s topic",
+                        h.shard_id
+                    ))));
+                }
+                self.on_hello(h).map_err(|m| self.bad(unexpected(m)))?;
+            }
+            Topic::Telemetry(site) => {
+                let t: Telemetry = match parse_json(msg) {
+                    Ok(t) => t,
+                    Err(e) => return Err(self.bad(e)),
+                };
+                let known = self.sites.get(&site).map(|s| s.branch_id);
+                if t.site_id != site || known != Some(t.branch_id) || running != Some(t.minute) {
+                    return Err(self.bad(unexpected(format!(
+                        "telemetry of site {} branch {} minute {} (running {:?})",
+                        t.site_id, t.branch_id, t.minute, running
+                    ))));
+                }
+                self.report.telemetry_received += 1;
+                self.received += 1;
+                self.telemetry.insert(site, t);
+            }
+            Topic::Ack(site) => {
+                let a: Ack = match parse_json(msg) {
+                    Ok(a) => a,
+                    Err(e) => return Err(self.bad(e)),
+                };
+                if a.site_id != site || !self.sites.contains_key(&site) || running != Some(a.minute)
+                {
+                    return Err(self.bad(unexpected(format!(
+                        "ack of site {} minute {} (running {:?})",
+                        a.site_id, a.minute, running
+                    ))));
+                }
+                self.report.acks_received += 1;
+                self.received += 1;
+                self.acks.push(a);
+            }
+            Topic::Done(id) => {
+                let d: Done = match parse_json(msg) {
+                    Ok(d) => d,
+                    Err(e) => return Err(self.bad(e)),
+                };
+                if d.shard_id != id || !self.shards.contains_key(&id) || running != Some(d.minute)
+                {
+                    return Err(self.bad(unexpected(format!(
+                        "Done of shard {} minute {} (running {:?})",
+                        d.shard_id, d.minute, running
+                    ))));
+                }
+                self.dones.insert(id, d);
+            }
+            _ => {
+                return Err(self.bad(unexpected("not a topic the server takes".into())));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_hello(&mut self, h: Hello) -> Result<(), String> {
+        if self.phase != Phase::Hello {
+            // A retained Hello seen again (e.g. a reconnect): fine if unchanged.
+            return match self.shards.get(&h.shard_id) {
+                Some(b) if *b == h.feeders.iter().map(|f| f.branch_id).collect::<Vec<_>>() => {
+                    Ok(())
+                }
+                _ => Err(format!("shard {} joined after the start", h.shard_id)),
+            };
+        }
+        for f in &h.feeders {
+            if !self.branches.contains_key(&f.branch_id) {
+                return Err(format!("branch {} is not in the scenario", f.branch_id));
+            }
+            if let Some(other) = self.branch_shard.get(&f.branch_id) {
+                if *other != h.shard_id {
+                    return Err(format!(
+                        "branch {} is owned by shard {other} already",
+                        f.branch_id
+                    ));
+                }
+            }
+        }
+        for s in &h.sites {
+            if !h.feeders.iter().any(|f| f.branch_id == s.branch_id) {
+                return Err(format!(
+                    "site {} on branch {} not owned by the shard",
+                    s.site_id, s.branch_id
+                ));
+            }
+        }
+        // Replace whatever this shard said before.
+        if let Some(old) = self.shards.remove(&h.shard_id) {
+            for b in old {
+                self.branch_shard.remove(&b);
+                if let Some(ctl) = self.branches.get_mut(&b) {
+                    for s in std::mem::take(&mut ctl.sites) {
+                        self.sites.remove(&s);
+                    }
+                }
+            }
+        }
+        let ids: Vec<u32> = h.feeders.iter().map(|f| f.branch_id).collect();
+        for b in &ids {
+            self.branch_shard.insert(*b, h.shard_id.clone());
+        }
+        for s in &h.sites {
+            self.sites.insert(
+                s.site_id,
+                SiteState {
+                    branch_id: s.branch_id,
+                    ..Default::default()
+                },
+            );
+            if let Some(ctl) = self.branches.get_mut(&s.branch_id) {
+                ctl.sites.push(s.site_id);
+            }
+        }
+        for b in self.branches.values_mut() {
+            b.sites.sort_unstable();
+            b.sites.dedup();
+        }
+        self.shards.insert(h.shard_id, ids);
+        Ok(())
+    }
+
+    /// Whether the running minute's Done from every shard, and the
+    /// telemetry and acks they announced, are all in.
+    pub fn is_tick_complete(&self) -> bool {
+        match self.phase {
+            Phase::Running(_) => {
+                self.dones.len() == self.shards.len()
+                    && self.received
+                        == self
+                            .dones
+                            .values()
+                            .map(|d| d.n_telemetry + d.n_acks)
+                            .sum::<u32>()
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether every branch of the scenario is owned by a shard that said Hello.
+    pub fn all_branches_covered(&self) -> bool {
+        self.branch_shard.len() == self.branches.len()
+    }
+
+    /// The next message to publish. Starts the run once every branch is
+    /// covered, and moves to the next minute when the tick is complete.
+    pub fn poll_transmit(&mut self) -> Option<Message> {
+        if self.outbox.is_empty() {
+            match self.phase {
+                Phase::Hello if self.all_branches_covered() => self.start_minute(0),
+                Phase::Running(m) if self.is_tick_complete() => {
+                    self.finish_minute(m);
+                    if m + 1 >= self.scenario.duration_min {
+                        self.phase = Phase::Finished;
+                    } else {
+                        self.start_minute(m + 1);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.outbox.pop_front()
+    }
+
+    fn silent_at(&self, minute: u32) -> bool {
+        self.scenario.faults.server_silent.iter().any(|w| {
+            minute >= self.scenario.minute_of(w.from_h) && minute < self.scenario.minute_of(w.to_h)
+        })
+    }
+
+    /// Takes in minute `m`'s measurements: reports, site states, rows.
+    fn finish_minute(&mut self, m: u32) {
+        let dones = std::mem::take(&mut self.dones);
+        let telemetry = std::mem::take(&mut self.telemetry);
+        let acks = std::mem::take(&mut self.acks);
+        self.received = 0;
+        for a in &acks {
+            *self.report.acks.entry(a.verdict.clone()).or_default() += 1;
+            if let Some(s) = self.sites.get_mut(&a.site_id) {
+                s.not_participating = a.verdict == "rejected:not_participating";
+                if let Some(b) = self.branches.get_mut(&s.branch_id) {
+                    *b.report.acks.entry(a.verdict.clone()).or_default() += 1;
+                }
+            }
+        }
+        for (id, s) in self.sites.iter_mut() {
+            s.telemetry = telemetry.get(id).cloned();
+        }
+        let mut reports: Vec<FeederReport> =
+            dones.into_values().flat_map(|d| d.feeders).collect();
+        reports.sort_by_key(|r| r.branch_id);
+        let start_hour = self.scenario.start_hour;
+        for r in reports {
+            let Some(b) = self.branches.get_mut(&r.branch_id) else {
+                continue;
+            };
+            let p = r.p_kw();
+            b.report.peak_p_kw = b.report.peak_p_kw.max(p);
+            if r.v_min_pu > 0.0 {
+                b.report.v_min_pu = b.report.v_min_pu.min(r.v_min_pu);
+            }
+            b.report.v_max_pu = b.report.v_max_pu.max(r.v_max_pu);
+            let battery_kwh = r.battery_w / 60_000.0;
+            for (req, q) in b.requirements.iter().zip(b.report.requirements.iter_mut()) {
+                if !req.active_at(m, start_hour) {
+                    continue;
+                }
+                q.minutes_in_window += 1;
+                q.mean_p_kw += p;
+                let excess = match req {
+                    Requirement::PeakCap { cap_kw, .. } => p - cap_kw,
+                    Requirement::AbsorbExport { max_export_kw, .. } => -p - max_export_kw,
+                    Requirement::ShiftDemand { .. } => 0.0,
+                };
+                if excess > 1e-6 {
+                    q.minutes_violated += 1;
+                    q.worst_excess_kw = q.worst_excess_kw.max(excess);
+                }
+                q.energy_shifted_kwh += match req {
+                    Requirement::PeakCap { .. } => battery_kwh.max(0.0),
+                    Requirement::AbsorbExport { .. } => (-battery_kwh).max(0.0),
+                    Requirement::ShiftDemand { .. } => battery_kwh.abs(),
+                };
+            }
+            self.rows.push(BranchMinuteRow {
+                minute: m,
+                report: r.clone(),
+                dispatched_w: b.plan_w,
+            });
+            b.last = Some(r);
+        }
+        self.report.minutes = m + 1;
+    }
+
+    fn start_minute(&mut self, m: u32) {
+        self.phase = Phase::Running(m);
+        let mut expect: BTreeMap<String, u32> = BTreeMap::new();
+        let mut messages: Vec<Message> = Vec::new();
+        let silent = self.silent_at(m);
+        if silent {
+            self.report.silent_minutes += 1;
+        } else {
+            let ids: Vec<u32> = self.branches.keys().copied().collect();
+            for b in ids {
+                for (target, bytes) in self.plan_branch(b, m) {
+                    let topic = Topic::SiteDispatch(target).to_topic(&self.run_id);
+                    if let Some(shard) = self.shard_of_site(target) {
+                        *expect.entry(shard).or_default() += 1;
+                    }
+                    messages.push(Message {
+                        topic,
+                        payload: bytes,
+                        retain: false,
+                    });
+                }
+            }
+        }
+        for (topic, bytes, shard) in self.attacks_at(m) {
+            *expect.entry(shard).or_default() += 1;
+            self.report.attack_messages += 1;
+            messages.push(Message {
+                topic,
+                payload: bytes,
+                retain: false,
+            });
+        }
+        self.outbox.extend(messages);
+        let tick = Tick {
+            minute: m,
+            utc_s: self.scenario.utc_s_at(m),
+            expect,
+        };
+        let topic = Topic::Tick.to_topic(&self.run_id);
+        self.outbox.push_back(json_message(topic, &tick, false));
+    }
+
+    fn shard_of_site(&self, site: u32) -> Option<String> {
+        self.sites
+            .get(&site)
+            .and_then(|s| self.branch_shard.get(&s.branch_id))
+            .cloned()
+    }
+
+    fn sign(&mut self, d: Dispatch) -> Vec<u8> {
+        cluster::encode(&d, &self.key).to_vec()
+    }
+
+    /// Forged or replayed messages due at minute `m`: (topic, bytes, shard).
+    fn attacks_at(&mut self, m: u32) -> Vec<(String, Vec<u8>, String)> {
+        let mut out = Vec::new();
+        let attacks: Vec<_> = self
+            .scenario
+            .faults
+            .attacks
+            .iter()
+            .filter(|a| self.scenario.minute_of(a.at_h) == m)
+            .cloned()
+            .collect();
+        for a in attacks {
+            let Some(shard) = self.branch_shard.get(&a.branch).cloned() else {
+                continue;
+            };
+            match a.kind {
+                AttackKind::Forged => {
+                    // Signed by another key, claiming the server's.
+                    let forger = SigningKey::from_bytes(&[0x66; 32]);
+                    let utc = self.scenario.utc_s_at(m);
+                    let d = Dispatch {
+                        branch_id: a.branch,
+                        site_id: cluster::ALL_SITES,
+                        sequence: self.sequence + 1_000_000,
+                        issued_at_s: utc,
+                        expires_at_s: utc + 120,
+                        command: Command::Source {
+                            power_w: 3000,
+                            duration_s: 1800,
+                        },
+                        requirement: None,
+                    };
+                    let mut bytes = cluster::encode(&d, &forger).to_vec();
+                    bytes[12..44].copy_from_slice(self.key.verifying_key().as_bytes());
+                    let topic = Topic::BranchDispatch(a.branch).to_topic(&self.run_id);
+                    out.push((topic, bytes, shard));
+                }
+                AttackKind::Replay => {
+                    let sites = self.sites_on(a.branch);
+                    for s in sites {
+                        if let Some(bytes) =
+                            self.sites.get(&s).and_then(|x| x.last_sent.front().cloned())
+                        {
+                            let topic = Topic::SiteDispatch(s).to_topic(&self.run_id);
+                            out.push((topic, bytes, shard.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Plans branch `b` for minute `m`: the per-site messages to send.
+    fn plan_branch(&mut self, b: u32, m: u32) -> Vec<(u32, Vec<u8>)> {
+        let start_hour = self.scenario.start_hour;
+        let srv = self.scenario.server.clone();
+        let utc = self.scenario.utc_s_at(m);
+        let Some(ctl) = self.branches.get_mut(&b) else {
+            return Vec::new();
+        };
+        let active = ctl
+            .requirements
+            .iter()
+            .position(|r| r.active_at(m, start_hour));
+        let new_event = active != ctl.active;
+        ctl.active = active;
+        let p_kw = ctl.last.as_ref().map(|r| r.p_kw());
+        // Fall-outs, headroom.
+        let mut lost_now = 0u32;
+        let (mut h_dis, mut h_chg) = (BTreeMap::new(), BTreeMap::new());
+        for id in &ctl.sites {
+            let Some(s) = self.sites.get_mut(id) else {
+                continue;
+            };
+            if new_event {
+                s.out = false;
+                s.clipped_minutes = 0;
+            }
+            let t = s.telemetry.as_ref();
+            let measured = t.map(|t| t.battery_w);
+            // Clipped: under half its command (same direction) for two minutes.
+            if s.commanded_w.abs() > 100.0 && s.until_minute > m {
+                let got = measured.unwrap_or(0.0) * s.commanded_w.signum();
+                if got < 0.5 * s.commanded_w.abs() {
+                    s.clipped_minutes += 1;
+                } else {
+                    s.clipped_minutes = 0;
+                }
+            }
+            let fell_out = t.is_none()
+                || !t.is_some_and(|t| t.participating)
+                || s.not_participating
+                || s.clipped_minutes >= 2;
+            if fell_out && !s.out {
+                s.out = true;
+                if s.commanded_w != 0.0 {
+                    lost_now += 1;
+                }
+            }
+            if s.out {
+                continue;
+            }
+            if let Some(t) = t {
+                h_dis.insert(*id, t.max_discharge_w.max(0.0));
+                h_chg.insert(*id, t.max_charge_w.max(0.0));
+            }
+        }
+        ctl.report.assemblies_lost += lost_now;
+        if lost_now > 0 {
+            ctl.report.redispatches += 1;
+        }
+        let sum_dis: f64 = h_dis.values().sum();
+        let sum_chg: f64 = h_chg.values().sum();
+        // The branch total.
+        let prev = ctl.plan_w;
+        let mut target = match (active.and_then(|i| ctl.requirements.get(i)), p_kw) {
+            (Some(Requirement::PeakCap { cap_kw, .. }), Some(p)) => {
+                let aim = cap_kw * (1.0 - srv.margin);
+                (prev.max(0.0) + srv.gain * (p - aim) * 1000.0).clamp(0.0, sum_dis)
+            }
+            (Some(Requirement::AbsorbExport { max_export_kw, .. }), Some(p)) => {
+                let aim = -max_export_kw + srv.export_margin_kw;
+                (prev.min(0.0) + srv.gain * (p - aim) * 1000.0).clamp(-sum_chg, 0.0)
+            }
+            (
+                Some(Requirement::ShiftDemand {
+                    power_kw,
+                    discharge_from_h,
+                    discharge_to_h,
+                    ..
+                }),
+                _,
+            ) => {
+                let d = m >= super::scenario::minute_of(*discharge_from_h, start_hour)
+                    && m < super::scenario::minute_of(*discharge_to_h, start_hour);
+                if d {
+                    (power_kw * 1000.0).min(sum_dis)
+                } else {
+                    -(power_kw * 1000.0).min(sum_chg)
+                }
+            }
+            (Some(_), None) => 0.0,
+            (None, _) => 0.0,
+        };
+        // Aggregate step-change cap.
+        target = prev + (target - prev).clamp(-ctl.max_step_w, ctl.max_step_w);
+        // The cap may leave a total the headroom no longer covers.
+        target = target.clamp(-sum_chg, sum_dis);
+        ctl.plan_w = target;
+        let req = active.and_then(|i| ctl.requirements.get(i).map(|r| (i, r.clone())));
+        let sites = ctl.sites.clone();
+        let branch_id = ctl.branch_id;
+        // Shares.
+        let mut out = Vec::new();
+        let mut sent = 0u32;
+        for id in sites {
+            let share = if target > 0.0 && sum_dis > 0.0 {
+                (target * h_dis.get(&id).copied().unwrap_or(0.0) / sum_dis).floor()
+            } else if target < 0.0 && sum_chg > 0.0 {
+                -(-target * h_chg.get(&id).copied().unwrap_or(0.0) / sum_chg).floor()
+            } else {
+                0.0
+            };
+            let Some(s) = self.sites.get(&id) else {
+                continue;
+            };
+            let in_force = s.until_minute > m;
+            let current = if in_force { s.commanded_w } else { 0.0 };
+            let renew = share != 0.0 && s.until_minute <= m + 1;
+            let changed = (share - current).abs() > srv.deadband_w
+                || (share == 0.0 && current != 0.0);
+            if !(changed || renew) {
+                continue;
+            }
+            if share == 0.0 && !in_force {
+                continue;
+            }
+            let command = if share == 0.0 {
+                Command::Cancel
+            } else if share > 0.0 {
+                Command::Source {
+                    power_w: share as u32,
+                    duration_s: srv.dispatch_duration_s,
+                }
+            } else {
+                Command::Sink {
+                    power_w: (-share) as u32,
+                    duration_s: srv.dispatch_duration_s,
+                }
+            };
+            self.sequence += 1;
+            let d = Dispatch {
+                branch_id,
+                site_id: id,
+                sequence: self.sequence,
+                issued_at_s: utc,
+                expires_at_s: utc + srv.validity_s,
+                command,
+                requirement: req.as_ref().map(|(i, r)| cluster::Requirement {
+                    kind: requirement_code(r, share > 0.0),
+                    reference: branch_id.saturating_mul(100).saturating_add(*i as u32 + 1),
+                }),
+            };
+            let bytes = self.sign(d);
+            if let Some(s) = self.sites.get_mut(&id) {
+                s.commanded_w = share;
+                s.until_minute = if share == 0.0 {
+                    0
+                } else {
+                    m + srv.dispatch_duration_s / 60
+                };
+                if s.last_sent.len() >= 2 {
+                    s.last_sent.pop_front();
+                }
+                s.last_sent.push_back(bytes.clone());
+                if share != 0.0 {
+                    s.dispatched = true;
+                }
+            }
+            sent += 1;
+            out.push((id, bytes));
+        }
+        if let Some(ctl) = self.branches.get_mut(&b) {
+            ctl.report.messages_sent += sent;
+        }
+        self.report.messages_sent += u64::from(sent);
+        out
+    }
+
+    /// Branch ids with their planned totals now, W (for tests).
+    pub fn plans_w(&self) -> BTreeMap<u32, f64> {
+        self.branches.iter().map(|(b, c)| (*b, c.plan_w)).collect()
+    }
+
+    /// Sites of branch `b` with an unexpired command and its power, W.
+    pub fn commands_on(&self, b: u32) -> Vec<(u32, f64)> {
+        let m = match self.phase {
+            Phase::Running(m) => m,
+            _ => 0,
+        };
+        self.sites_on(b)
+            .into_iter()
+            .filter_map(|s| {
+                self.sites
+                    .get(&s)
+                    .filter(|x| x.until_minute > m)
+                    .map(|x| (s, x.commanded_w))
+            })
+            .collect()
+    }
+
+    /// The latest telemetry of every site that sent one in the last
+    /// minute, by site id.
+    pub fn latest_telemetry(&self) -> Vec<Telemetry> {
+        self.sites
+            .values()
+            .filter_map(|s| s.telemetry.clone())
+            .collect()
+    }
+
+    /// Sites the server lists (all branches), for tests.
+    pub fn known_sites(&self) -> BTreeSet<u32> {
+        self.sites.keys().copied().collect()
+    }
+}

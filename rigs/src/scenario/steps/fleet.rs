@@ -1,0 +1,319 @@
+//! Fleet steps (`@fleet`): a fleet scenario from `rigs/fleets/`, faults
+//! on it, the in-process lockstep run, and judgements on what was
+//! measured — each branch's transformer power from the feeder power flow,
+//! the branch's measured battery power, the counters the assemblies report
+//! in their telemetry, and the server's compliance report.
+//!
+//! Times are `HH:MM` local clock on the fleet's start date.
+
+use std::sync::Arc;
+
+use cucumber::{given, then, when};
+
+use crate::fleet::run::{run_in_process, RunOptions, RunOutcome};
+use crate::fleet::scenario::{AttackKind, AttackSpec, DropoutSpec, FleetScenario, SilentSpec};
+use crate::scenario::world::MaslowWorld;
+
+use super::{clock_s, StepResult};
+
+/// A fleet scenario being set up, then its run's outcome.
+pub struct FleetState {
+    /// The scenario (its faults are added by `Given` steps).
+    pub scenario: FleetScenario,
+    /// The run, once `When the fleet runs until …` ran.
+    pub outcome: Option<RunOutcome>,
+}
+
+fn hours(hhmm: &str) -> Result<f64, String> {
+    Ok(clock_s(hhmm)? / 3600.0)
+}
+
+fn fleet(w: &mut MaslowWorld) -> Result<&mut FleetState, String> {
+    w.fleet
+        .as_deref_mut()
+        .ok_or_else(|| "no fleet: start with `Given the fleet NAME`".to_string())
+}
+
+fn outcome(w: &MaslowWorld) -> Result<(&FleetScenario, &RunOutcome), String> {
+    let f = w
+        .fleet
+        .as_deref()
+        .ok_or_else(|| "no fleet: start with `Given the fleet NAME`".to_string())?;
+    let o = f
+        .outcome
+        .as_ref()
+        .ok_or_else(|| "the fleet has not run: add `When the fleet runs until HH:MM`".to_string())?;
+    Ok((&f.scenario, o))
+}
+
+fn check_branch(sc: &FleetScenario, branch: u32) -> StepResult {
+    if sc.branch(branch).is_none() {
+        return Err(format!(
+            "the fleet has branches 1..={}, not {branch}",
+            sc.branches.len()
+        ));
+    }
+    Ok(())
+}
+
+/// (minute, value) of a branch's rows in `[from, to)`.
+fn branch_series(
+    sc: &FleetScenario,
+    o: &RunOutcome,
+    branch: u32,
+    from: &str,
+    to: &str,
+    value: impl Fn(&crate::fleet::server::BranchMinuteRow) -> f64,
+) -> Result<Vec<(u32, f64)>, String> {
+    check_branch(sc, branch)?;
+    let (a, b) = (sc.minute_of(hours(from)?), sc.minute_of(hours(to)?));
+    let v: Vec<(u32, f64)> = o
+        .rows
+        .iter()
+        .filter(|r| r.report.branch_id == branch && r.minute >= a && r.minute < b)
+        .map(|r| (r.minute, value(r)))
+        .collect();
+    if v.is_empty() {
+        return Err(format!(
+            "no measurement of branch {branch} from {from} to {to}: the run covers {:.2} h from {:.2} h",
+            f64::from(sc.duration_min) / 60.0,
+            sc.start_hour
+        ));
+    }
+    Ok(v)
+}
+
+#[given(regex = r"^the fleet (\S+)$")]
+fn the_fleet(w: &mut MaslowWorld, name: String) -> StepResult {
+    let rig = w.settings()?.rig_path.clone();
+    let dir = rig
+        .parent()
+        .map(|p| p.join("fleets"))
+        .unwrap_or_else(|| "fleets".into());
+    let path = dir.join(format!("{name}.toml"));
+    let scenario = FleetScenario::load(&path).map_err(|e| e.to_string())?;
+    w.fleet = Some(Box::new(FleetState {
+        scenario,
+        outcome: None,
+    }));
+    Ok(())
+}
+
+#[given(regex = r"^the server is silent from (\d\d:\d\d) to (\d\d:\d\d)$")]
+fn server_silent(w: &mut MaslowWorld, from: String, to: String) -> StepResult {
+    let (from_h, to_h) = (hours(&from)?, hours(&to)?);
+    if to_h <= from_h {
+        return Err(format!("{from} to {to} is an empty window"));
+    }
+    fleet(w)?
+        .scenario
+        .faults
+        .server_silent
+        .push(SilentSpec { from_h, to_h });
+    Ok(())
+}
+
+#[given(regex = r"^(\d+) assembl(?:y|ies) on branch (\d+) drops? out at (\d\d:\d\d)$")]
+fn drop_out(w: &mut MaslowWorld, count: u32, branch: u32, at: String) -> StepResult {
+    let at_h = hours(&at)?;
+    let f = fleet(w)?;
+    check_branch(&f.scenario, branch)?;
+    f.scenario.faults.dropouts.push(DropoutSpec {
+        at_h,
+        branch,
+        count,
+    });
+    Ok(())
+}
+
+#[given(regex = r"^an attacker sends a (forged|replayed) dispatch to branch (\d+) at (\d\d:\d\d)$")]
+fn attack(w: &mut MaslowWorld, kind: String, branch: u32, at: String) -> StepResult {
+    let at_h = hours(&at)?;
+    let f = fleet(w)?;
+    check_branch(&f.scenario, branch)?;
+    let kind = if kind == "forged" {
+        AttackKind::Forged
+    } else {
+        AttackKind::Replay
+    };
+    f.scenario
+        .faults
+        .attacks
+        .push(AttackSpec { at_h, branch, kind });
+    Ok(())
+}
+
+#[when(regex = r"^the fleet runs until (\d\d:\d\d)$")]
+fn runs_until(w: &mut MaslowWorld, until: String) -> StepResult {
+    let until_h = hours(&until)?;
+    let f = fleet(w)?;
+    if until_h <= f.scenario.start_hour {
+        return Err(format!(
+            "the fleet starts at {:.2} h: run until a later time than {until}",
+            f.scenario.start_hour
+        ));
+    }
+    let sc = f.scenario.clone().with_hours(until_h - f.scenario.start_hour);
+    // Two threads: results do not depend on it; keeps a suite's parallel
+    // scenarios from oversubscribing the machine.
+    let opts = RunOptions {
+        threads: 2,
+        ..RunOptions::default()
+    };
+    let o = run_in_process(Arc::new(sc.clone()), &opts).map_err(|e| e.to_string())?;
+    f.scenario = sc;
+    f.outcome = Some(o);
+    Ok(())
+}
+
+#[then(
+    regex = r"^the transformer power of branch (\d+) is (at most|at least) (-?[\d.]+) kW in at least (\d+)% of the minutes from (\d\d:\d\d) to (\d\d:\d\d)$"
+)]
+fn transformer_share(
+    w: &mut MaslowWorld,
+    branch: u32,
+    how: String,
+    kw: f64,
+    pct: f64,
+    from: String,
+    to: String,
+) -> StepResult {
+    let (sc, o) = outcome(w)?;
+    let v = branch_series(sc, o, branch, &from, &to, |r| r.report.p_kw())?;
+    let ok = v
+        .iter()
+        .filter(|(_, p)| if how == "at most" { *p <= kw } else { *p >= kw })
+        .count();
+    let share = 100.0 * ok as f64 / v.len() as f64;
+    if share + 1e-9 < pct {
+        let worst = if how == "at most" {
+            v.iter().cloned().fold((0, f64::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a })
+        } else {
+            v.iter().cloned().fold((0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a })
+        };
+        return Err(format!(
+            "branch {branch}'s transformer power was {how} {kw} kW in {ok} of {} minutes ({share:.1} %, wanted {pct} %); worst {:.2} kW at minute {}",
+            v.len(),
+            worst.1,
+            worst.0
+        ));
+    }
+    Ok(())
+}
+
+#[then(
+    regex = r"^the (transformer|battery) power of branch (\d+) averages (at most|at least) (-?[\d.]+) kW from (\d\d:\d\d) to (\d\d:\d\d)$"
+)]
+fn power_mean(
+    w: &mut MaslowWorld,
+    what: String,
+    branch: u32,
+    how: String,
+    kw: f64,
+    from: String,
+    to: String,
+) -> StepResult {
+    let (sc, o) = outcome(w)?;
+    let v = branch_series(sc, o, branch, &from, &to, |r| {
+        if what == "transformer" {
+            r.report.p_kw()
+        } else {
+            r.report.battery_w / 1000.0
+        }
+    })?;
+    let mean = v.iter().map(|(_, p)| p).sum::<f64>() / v.len() as f64;
+    let ok = if how == "at most" {
+        mean <= kw
+    } else {
+        mean >= kw
+    };
+    if !ok {
+        return Err(format!(
+            "branch {branch}'s {what} power averaged {mean:.2} kW from {from} to {to}, not {how} {kw} kW"
+        ));
+    }
+    Ok(())
+}
+
+#[then(regex = r"^no assembly on branch (\d+) reports an accepted dispatch$")]
+fn untouched(w: &mut MaslowWorld, branch: u32) -> StepResult {
+    let (sc, o) = outcome(w)?;
+    check_branch(sc, branch)?;
+    let t: Vec<_> = o.telemetry.iter().filter(|t| t.branch_id == branch).collect();
+    if t.is_empty() {
+        return Err(format!("no assembly on branch {branch} reported telemetry"));
+    }
+    let moved: Vec<u32> = t
+        .iter()
+        .filter(|t| t.counters.accepted > 0)
+        .map(|t| t.site_id)
+        .collect();
+    if !moved.is_empty() {
+        return Err(format!(
+            "{} of {} assemblies on branch {branch} report accepted dispatches: sites {moved:?}",
+            moved.len(),
+            t.len()
+        ));
+    }
+    Ok(())
+}
+
+#[then(
+    regex = r"^every assembly on branch (\d+) reports at least (\d+) dispatch(?:es)? rejected as (bad signature|replayed|expired|unknown key)$"
+)]
+fn every_rejects(w: &mut MaslowWorld, branch: u32, n: u32, reason: String) -> StepResult {
+    let (sc, o) = outcome(w)?;
+    check_branch(sc, branch)?;
+    let key = reason.replace(' ', "_");
+    let t: Vec<_> = o.telemetry.iter().filter(|t| t.branch_id == branch).collect();
+    if t.is_empty() {
+        return Err(format!("no assembly on branch {branch} reported telemetry"));
+    }
+    let short: Vec<(u32, u32)> = t
+        .iter()
+        .map(|t| (t.site_id, t.counters.rejected.get(&key).copied().unwrap_or(0)))
+        .filter(|(_, c)| *c < n)
+        .collect();
+    if !short.is_empty() {
+        return Err(format!(
+            "{} of {} assemblies on branch {branch} report fewer than {n} rejected as {reason} (site, count): {short:?}",
+            short.len(),
+            t.len()
+        ));
+    }
+    Ok(())
+}
+
+#[then(
+    regex = r"^the server reports at least (\d+) assembl(?:y|ies) lost and at least (\d+) re-dispatch(?:es)? on branch (\d+)$"
+)]
+fn lost_and_redispatched(w: &mut MaslowWorld, lost: u32, re: u32, branch: u32) -> StepResult {
+    let (sc, o) = outcome(w)?;
+    check_branch(sc, branch)?;
+    let b = o
+        .report
+        .branches
+        .iter()
+        .find(|b| b.branch_id == branch)
+        .ok_or_else(|| format!("the report has no branch {branch}"))?;
+    if b.assemblies_lost < lost || b.redispatches < re {
+        return Err(format!(
+            "branch {branch}: the server reports {} assemblies lost and {} re-dispatches, wanted at least {lost} and {re}",
+            b.assemblies_lost, b.redispatches
+        ));
+    }
+    Ok(())
+}
+
+#[then(regex = r"^(\d+) assemblies on branch (\d+) report telemetry at the end$")]
+fn reporting(w: &mut MaslowWorld, n: usize, branch: u32) -> StepResult {
+    let (sc, o) = outcome(w)?;
+    check_branch(sc, branch)?;
+    let k = o.telemetry.iter().filter(|t| t.branch_id == branch).count();
+    if k != n {
+        return Err(format!(
+            "{k} assemblies on branch {branch} reported telemetry in the last minute, not {n}"
+        ));
+    }
+    Ok(())
+}
