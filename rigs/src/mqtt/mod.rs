@@ -9,8 +9,10 @@
 //! live here, at the edge; the fleet's server and shards stay sans-IO.
 
 mod broker;
+pub mod cli;
 mod client;
 mod faults;
+pub mod lockstep;
 mod url;
 
 pub use broker::{BrokerError, EmbeddedBroker, EmbeddedBrokerConfig};
@@ -18,10 +20,5 @@ pub use client::{ClientOptions, CountersSnapshot, MqttClient, MqttError};
 pub use faults::{DelayDistribution, Fate, FaultInjector, Faults, FaultsError};
 pub use url::{BrokerUrl, Credentials, Scheme, TlsFiles, UrlError, PASSWORD_ENV};
 
-/// One message on the fleet transport: an MQTT topic and its payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    pub topic: String,
-    pub payload: Vec<u8>,
-    pub retain: bool,
-}
+/// One message on the fleet transport (the fleet's contract type).
+pub use crate::fleet::wire::Message;

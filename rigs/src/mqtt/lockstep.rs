@@ -1,0 +1,294 @@
+//! Runs the fleet's sans-IO [`FleetServer`] and [`Shard`]s over MQTT: each
+//! end publishes what its `poll_transmit` gives and hands every message it
+//! receives to `handle`. The lockstep barrier is the fleet's protocol
+//! (`Tick.expect`, `Done`): this module only moves messages, drops exact
+//! duplicates (QoS 1 may deliver a message twice after a reconnection;
+//! every fleet message carries its minute or sequence, so an identical
+//! topic and payload is the same message) and stops a hang with a clear
+//! error naming where the run stalled.
+//!
+//! `speed` paces the lockstep against the wall clock: minute `m`'s tick is
+//! published no earlier than `m · 60 / speed` seconds after the first one
+//! (the barrier stays: a slow shard slows the run rather than falling behind).
+
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::{Message, MqttClient, MqttError};
+use crate::fleet::scenario::FleetScenario;
+use crate::fleet::server::{FleetServer, Phase};
+use crate::fleet::shard::Shard;
+
+/// How an end drives its part of the run.
+#[derive(Debug, Clone)]
+pub struct DriveOptions {
+    /// Longest wait for the next message before the run is declared stalled.
+    pub idle_timeout: Duration,
+    /// Simulated seconds per wall second (server only); `None`: as fast as
+    /// the barrier allows.
+    pub speed: Option<f64>,
+    /// Print progress to stderr every simulated hour.
+    pub progress: bool,
+}
+
+impl Default for DriveOptions {
+    fn default() -> Self {
+        DriveOptions {
+            idle_timeout: Duration::from_secs(300),
+            speed: None,
+            progress: false,
+        }
+    }
+}
+
+/// Why a driven run stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum DriveError {
+    #[error(transparent)]
+    Mqtt(#[from] MqttError),
+    #[error("{who}: no message for {secs} s at {phase} (is every shard running and connected to the same broker and run id? {hint})")]
+    Stalled {
+        who: String,
+        phase: String,
+        secs: u64,
+        hint: String,
+    },
+    #[error("{who}: the MQTT client stopped delivering messages")]
+    Closed { who: String },
+}
+
+/// What an end moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DriveStats {
+    pub sent: u64,
+    pub received: u64,
+    /// Exact duplicates (QoS 1 redelivery) dropped before `handle`.
+    pub duplicates: u64,
+    /// Messages `handle` refused (counted by the fleet end as well).
+    pub bad: u64,
+    pub wall_s: f64,
+}
+
+/// Drops messages already seen (same topic and payload), remembering the
+/// last 2 × `cap` of them.
+struct Dedup {
+    cur: HashSet<(u64, u64)>,
+    old: HashSet<(u64, u64)>,
+    cap: usize,
+}
+
+impl Dedup {
+    fn new(cap: usize) -> Self {
+        Dedup {
+            cur: HashSet::new(),
+            old: HashSet::new(),
+            cap,
+        }
+    }
+
+    fn key(m: &Message) -> (u64, u64) {
+        let h = |salt: u8| {
+            let mut s = std::collections::hash_map::DefaultHasher::new();
+            salt.hash(&mut s);
+            m.topic.hash(&mut s);
+            m.payload.hash(&mut s);
+            s.finish()
+        };
+        (h(1), h(2))
+    }
+
+    /// `true` if `m` was seen before.
+    fn seen(&mut self, m: &Message) -> bool {
+        let k = Self::key(m);
+        if self.cur.contains(&k) || self.old.contains(&k) {
+            return true;
+        }
+        if self.cur.len() >= self.cap {
+            self.old = std::mem::take(&mut self.cur);
+        }
+        self.cur.insert(k);
+        false
+    }
+}
+
+async fn next(
+    rx: &mut UnboundedReceiver<Message>,
+    opts: &DriveOptions,
+    who: &str,
+    phase: impl Fn() -> String,
+    hint: &str,
+) -> Result<Message, DriveError> {
+    match tokio::time::timeout(opts.idle_timeout, rx.recv()).await {
+        Ok(Some(m)) => Ok(m),
+        Ok(None) => Err(DriveError::Closed { who: who.into() }),
+        Err(_) => Err(DriveError::Stalled {
+            who: who.into(),
+            phase: phase(),
+            secs: opts.idle_timeout.as_secs(),
+            hint: hint.into(),
+        }),
+    }
+}
+
+/// Drives the server to the end of the run; returns when every minute is
+/// done and its last messages are acknowledged by the broker.
+pub async fn drive_server(
+    server: &mut FleetServer,
+    client: &MqttClient,
+    rx: &mut UnboundedReceiver<Message>,
+    opts: &DriveOptions,
+) -> Result<DriveStats, DriveError> {
+    let t0 = Instant::now();
+    let mut stats = DriveStats::default();
+    let mut dedup = Dedup::new(1 << 18);
+    let mut paced_from: Option<Instant> = None;
+    let mut last_hour = None;
+    loop {
+        let mut out = Vec::new();
+        let before = server.phase();
+        while let Some(m) = server.poll_transmit() {
+            out.push(m);
+        }
+        // Pace a new minute before anything of it goes out.
+        if let (Some(speed), Phase::Running(m)) = (opts.speed, server.phase()) {
+            if before != server.phase() && speed > 0.0 {
+                let start = *paced_from.get_or_insert_with(Instant::now);
+                let due = start + Duration::from_secs_f64(f64::from(m) * 60.0 / speed);
+                tokio::time::sleep_until(due.into()).await;
+            }
+        }
+        for m in out {
+            client.publish(m).await?;
+            stats.sent += 1;
+        }
+        if opts.progress {
+            if let Phase::Running(m) = server.phase() {
+                if last_hour != Some(m / 60) {
+                    last_hour = Some(m / 60);
+                    eprintln!(
+                        "fleet server: minute {m} ({:.1} h simulated), {:.1} s wall",
+                        f64::from(m) / 60.0,
+                        t0.elapsed().as_secs_f64()
+                    );
+                }
+            }
+        }
+        if server.is_finished() {
+            client.flush(opts.idle_timeout).await?;
+            stats.wall_s = t0.elapsed().as_secs_f64();
+            return Ok(stats);
+        }
+        let phase = server.phase();
+        let shards = server.shards().len();
+        let m = next(
+            rx,
+            opts,
+            "fleet server",
+            || match phase {
+                Phase::Hello => format!("the start, waiting for shards' Hellos ({shards} so far)"),
+                Phase::Running(m) => {
+                    format!("minute {m}, waiting for the shards' telemetry, acks and Done")
+                }
+                Phase::Finished => "the end".into(),
+            },
+            "start the shards with the same FLEET.toml, --broker and --run-id",
+        )
+        .await?;
+        let mut batch = vec![m];
+        while let Ok(m) = rx.try_recv() {
+            batch.push(m);
+        }
+        for m in batch {
+            stats.received += 1;
+            if dedup.seen(&m) {
+                stats.duplicates += 1;
+                continue;
+            }
+            if server.handle(&m).is_err() {
+                stats.bad += 1;
+            }
+        }
+    }
+}
+
+/// Drives one shard to the end of the run (its last minute's messages
+/// acknowledged by the broker). Stepping a minute is CPU work: it runs in
+/// `block_in_place`, so the MQTT connection keeps being served.
+pub async fn drive_shard(
+    shard: &mut Shard,
+    scenario: &Arc<FleetScenario>,
+    client: &MqttClient,
+    rx: &mut UnboundedReceiver<Message>,
+    opts: &DriveOptions,
+) -> Result<DriveStats, DriveError> {
+    let t0 = Instant::now();
+    let who = format!("fleet shard {}", shard.shard_id());
+    let mut stats = DriveStats::default();
+    let mut dedup = Dedup::new(1 << 18);
+    loop {
+        let out: Vec<Message> = tokio::task::block_in_place(|| {
+            let mut v = Vec::new();
+            while let Some(m) = shard.poll_transmit() {
+                v.push(m);
+            }
+            v
+        });
+        for m in out {
+            client.publish(m).await?;
+            stats.sent += 1;
+        }
+        if shard.next_minute() >= scenario.duration_min {
+            client.flush(opts.idle_timeout).await?;
+            stats.wall_s = t0.elapsed().as_secs_f64();
+            return Ok(stats);
+        }
+        let minute = shard.next_minute();
+        let m = next(
+            rx,
+            opts,
+            &who,
+            || format!("minute {minute}, waiting for the server's tick and its messages"),
+            "is the server running with the same FLEET.toml, --broker and --run-id?",
+        )
+        .await?;
+        let mut batch = vec![m];
+        while let Ok(m) = rx.try_recv() {
+            batch.push(m);
+        }
+        for m in batch {
+            stats.received += 1;
+            if dedup.seen(&m) {
+                stats.duplicates += 1;
+                continue;
+            }
+            if shard.handle(&m).is_err() {
+                stats.bad += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_drops_exact_repeats_only() {
+        let m = |t: &str, p: &[u8]| Message {
+            topic: t.into(),
+            payload: p.to_vec(),
+            retain: false,
+        };
+        let mut d = Dedup::new(2);
+        assert!(!d.seen(&m("a", b"1")));
+        assert!(d.seen(&m("a", b"1")));
+        assert!(!d.seen(&m("a", b"2")));
+        assert!(!d.seen(&m("b", b"1")));
+        // Rotated once: the first is still remembered in the old set.
+        assert!(d.seen(&m("a", b"1")));
+    }
+}
