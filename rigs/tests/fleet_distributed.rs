@@ -282,3 +282,45 @@ fn broker_restart_and_duplicates_mid_run_change_nothing() {
         .unwrap_or(0);
     assert!(signed > 0, "the run dispatched nothing:\n{stdout}");
 }
+
+/// Messages lost by the transport cannot be hidden in lockstep: the run
+/// stops with an error naming where it waited, rather than giving a
+/// result that differs from the in-process one.
+#[test]
+fn dropped_messages_stall_the_lockstep_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lossy");
+    let o = maslow()
+        .args([
+            "fleet",
+            "run",
+            &repo(FLEET),
+            "--hours",
+            HOURS,
+            "--broker",
+            "embedded",
+        ])
+        .args([
+            "--transport-faults",
+            "drop=0.05,seed=3",
+            "--idle-timeout-s",
+            "3",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "a lossy lockstep run succeeded:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("no message for 3 s at minute"),
+        "the error does not say where the run stalled:\n{stderr}"
+    );
+    assert!(
+        !out.join("branches.csv").exists(),
+        "a stalled run wrote outputs"
+    );
+}

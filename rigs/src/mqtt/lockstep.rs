@@ -195,7 +195,7 @@ pub async fn drive_server(
                 }
                 Phase::Finished => "the end".into(),
             },
-            "start the shards with the same FLEET.toml, --broker and --run-id",
+            "start the shards with the same FLEET.toml, --broker and --run-id; a message lost on the way also stops the lockstep",
         )
         .await?;
         let mut batch = vec![m];
@@ -252,7 +252,7 @@ pub async fn drive_shard(
             opts,
             &who,
             || format!("minute {minute}, waiting for the server's tick and its messages"),
-            "is the server running with the same FLEET.toml, --broker and --run-id?",
+            "is the server running with the same FLEET.toml, --broker and --run-id? a message lost on the way also stops the lockstep",
         )
         .await?;
         let mut batch = vec![m];
