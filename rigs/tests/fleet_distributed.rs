@@ -324,3 +324,43 @@ fn dropped_messages_stall_the_lockstep_with_a_clear_error() {
         "a stalled run wrote outputs"
     );
 }
+
+/// Delayed (so reordered) and duplicated messages on every connection of
+/// the run change nothing: the lockstep waits for what it expects and
+/// processes it in canonical order, and repeats are dropped.
+#[test]
+fn delayed_and_duplicated_messages_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = in_process(dir.path());
+    let out = dir.path().join("delayed");
+    let o = maslow()
+        .args([
+            "fleet",
+            "run",
+            &repo(FLEET),
+            "--hours",
+            HOURS,
+            "--broker",
+            "embedded",
+            "--shards",
+            "2",
+        ])
+        .args([
+            "--transport-faults",
+            "delay=uniform:0ms..15ms,duplicate=0.05,seed=9",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    check(
+        &o,
+        "maslow fleet run --broker embedded with delays and duplicates",
+    );
+    assert_same_outputs(&reference, &out, "with delayed and duplicated messages");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        !stdout.contains(" 0 duplicates dropped"),
+        "no duplicate reached the server, the faults did nothing:\n{stdout}"
+    );
+}

@@ -2,10 +2,18 @@
 //! end publishes what its `poll_transmit` gives and hands every message it
 //! receives to `handle`. The lockstep barrier is the fleet's protocol
 //! (`Tick.expect`, `Done`): this module only moves messages, drops exact
-//! duplicates (QoS 1 may deliver a message twice after a reconnection;
-//! every fleet message carries its minute or sequence, so an identical
-//! topic and payload is the same message) and stops a hang with a clear
-//! error naming where the run stalled.
+//! duplicates and stops a hang with a clear error naming where the run
+//! stalled.
+//!
+//! QoS 1 may deliver a message twice after a reconnection. What the shards
+//! send carries its minute (and sequence), so at the server an identical
+//! topic and payload is always a repeat. The server may send the same bytes
+//! again on purpose — a scenario's replay attack re-sends an old dispatch —
+//! so a shard drops a repeat only if it first came in the current or the
+//! previous minute: a redelivery comes with the reconnection, before the
+//! shard can finish the next minute. (A replay attack on a dispatch sent in
+//! the same or the previous minute would be dropped and stall the run with
+//! the error below; the fleet's replays copy older dispatches.)
 //!
 //! `speed` paces the lockstep against the wall clock: minute `m`'s tick is
 //! published no earlier than `m · 60 / speed` seconds after the first one
@@ -73,8 +81,8 @@ pub struct DriveStats {
     pub wall_s: f64,
 }
 
-/// Drops messages already seen (same topic and payload), remembering the
-/// last 2 × `cap` of them.
+/// Drops messages already seen (same topic and payload), remembering up to
+/// 2 × `cap` of them, or what came since the last two [`Dedup::rotate`]s.
 struct Dedup {
     cur: HashSet<(u64, u64)>,
     old: HashSet<(u64, u64)>,
@@ -82,6 +90,11 @@ struct Dedup {
 }
 
 impl Dedup {
+    /// Forgets all but the messages seen since the last call.
+    fn rotate(&mut self) {
+        self.old = std::mem::take(&mut self.cur);
+    }
+
     fn new(cap: usize) -> Self {
         Dedup {
             cur: HashSet::new(),
@@ -228,8 +241,10 @@ pub async fn drive_shard(
     let t0 = Instant::now();
     let who = format!("fleet shard {}", shard.shard_id());
     let mut stats = DriveStats::default();
-    let mut dedup = Dedup::new(1 << 18);
+    // Rotated at each minute only: remembers the current and previous minute.
+    let mut dedup = Dedup::new(usize::MAX);
     loop {
+        let before = shard.next_minute();
         let out: Vec<Message> = tokio::task::block_in_place(|| {
             let mut v = Vec::new();
             while let Some(m) = shard.poll_transmit() {
@@ -237,6 +252,9 @@ pub async fn drive_shard(
             }
             v
         });
+        if shard.next_minute() != before {
+            dedup.rotate();
+        }
         for m in out {
             client.publish(m).await?;
             stats.sent += 1;
@@ -290,5 +308,21 @@ mod tests {
         assert!(!d.seen(&m("b", b"1")));
         // Rotated once: the first is still remembered in the old set.
         assert!(d.seen(&m("a", b"1")));
+    }
+
+    #[test]
+    fn shard_dedup_forgets_after_two_minutes() {
+        let m = Message {
+            topic: "maslow/r/site/1/dispatch".into(),
+            payload: vec![1, 2, 3],
+            retain: false,
+        };
+        let mut d = Dedup::new(usize::MAX);
+        assert!(!d.seen(&m));
+        d.rotate(); // next minute: a late redelivery is still a repeat
+        assert!(d.seen(&m));
+        d.rotate();
+        d.rotate(); // two minutes on: the same bytes again are a new message (a replay)
+        assert!(!d.seen(&m));
     }
 }
