@@ -130,6 +130,12 @@ pub struct FleetShardArgs {
     /// Threads stepping the households (default: the machine's cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Journal of every message this shard handled. A shard started again
+    /// with the same journal after a crash or kill replays it and rejoins
+    /// the run where it was (no command executed twice); a new run needs a
+    /// new (or no) journal file.
+    #[arg(long)]
+    pub journal: Option<PathBuf>,
 }
 
 /// Arguments every fleet command shares.

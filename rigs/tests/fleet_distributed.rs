@@ -158,40 +158,46 @@ fn spawn_distributed(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let shards = (0..2)
-        .map(|i| {
-            maslow()
-                .args([
-                    "fleet",
-                    "shard",
-                    &repo(FLEET),
-                    "--hours",
-                    HOURS,
-                    "--broker",
-                    url,
-                    "--idle-timeout-s",
-                    "120",
-                ])
-                .args([
-                    "--feeders",
-                    &i.to_string(),
-                    "--shard-id",
-                    &format!("shard-{i}"),
-                    "--threads",
-                    "1",
-                ])
-                .args(extra_shard)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let shards = (0..2).map(|i| spawn_shard(i, url, extra_shard)).collect();
     Distributed {
         server,
         shards,
         out,
     }
+}
+
+fn spawn_shard(i: usize, url: &str, extra: &[&str]) -> Child {
+    maslow()
+        .args([
+            "fleet",
+            "shard",
+            &repo(FLEET),
+            "--hours",
+            HOURS,
+            "--broker",
+            url,
+        ])
+        .args(["--idle-timeout-s", "120", "--feeders", &i.to_string()])
+        .args(["--shard-id", &format!("shard-{i}"), "--threads", "1"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Blocks until the server's progress reaches minute 60 (stderr).
+fn wait_for_minute_60(server: &mut Child) {
+    let stderr = server.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("minute 60 ") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(HANG).expect("the server reaches minute 60");
 }
 
 fn finish(d: Distributed) -> (PathBuf, Output) {
@@ -245,18 +251,7 @@ fn broker_restart_and_duplicates_mid_run_change_nothing() {
     );
     // Wait for the second simulated hour (the server's progress line for
     // minute 60), then ≈ 30 simulated minutes more: inside the cap window.
-    let stderr = d.server.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("minute 60 ") {
-                let _ = tx.send(());
-            }
-            seen.push(line);
-        }
-    });
-    rx.recv_timeout(HANG).expect("the server reaches minute 60");
+    wait_for_minute_60(&mut d.server);
     std::thread::sleep(Duration::from_secs(1));
     m.restart(Duration::from_millis(500));
     let (out, o) = finish(d);
@@ -367,4 +362,60 @@ fn delayed_and_duplicated_messages_change_nothing() {
         !server_line.contains(" 0 duplicates dropped"),
         "no duplicate reached the server, the faults did nothing:\n{stdout}"
     );
+}
+
+/// Shard 1 is killed (SIGKILL) in the middle of the peak-cap window and
+/// started again with the same journal: it replays what it had handled
+/// (households, firmware and its replay protection come back as they
+/// were), takes its persistent session back and finishes the run. The
+/// result is the in-process one: no message lost, no command executed twice.
+#[test]
+fn a_killed_shard_restarted_with_its_journal_rejoins_and_changes_nothing() {
+    let Some(bin) = mosquitto_binary() else {
+        return;
+    };
+    let m = Mosquitto::start(&bin, "allow_anonymous true");
+    let dir = tempfile::tempdir().unwrap();
+    let reference = in_process(dir.path());
+    let url = format!("mqtt://127.0.0.1:{}", m.port);
+    let journal = dir.path().join("shard-1.journal");
+    let journal_arg = journal.to_string_lossy().into_owned();
+    let with_journal = ["--journal", journal_arg.as_str()];
+    let out = dir.path().join("distributed");
+    let mut server = maslow()
+        .args([
+            "fleet",
+            "server",
+            &repo(FLEET),
+            "--hours",
+            HOURS,
+            "--broker",
+            &url,
+        ])
+        .args(["--idle-timeout-s", "120", "--speed", "1800", "--out"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let shard0 = spawn_shard(0, &url, &[]);
+    let mut shard1 = spawn_shard(1, &url, &with_journal);
+    wait_for_minute_60(&mut server);
+    std::thread::sleep(Duration::from_secs(1));
+    shard1.kill().unwrap(); // SIGKILL: no goodbye, no flush
+    let _ = shard1.wait();
+    std::thread::sleep(Duration::from_millis(500));
+    let shard1 = spawn_shard(1, &url, &with_journal);
+    let o1 = wait(shard1, HANG, "the restarted shard 1");
+    check(&o1, "the restarted shard 1");
+    let stdout1 = String::from_utf8_lossy(&o1.stdout);
+    assert!(stdout1.contains("rejoined the run"), "{stdout1}");
+    check(&wait(shard0, HANG, "shard 0"), "shard 0");
+    let o = wait(server, HANG, "the server");
+    check(&o, "maslow fleet server");
+    eprintln!(
+        "restarted shard:\n{stdout1}server:\n{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_same_outputs(&reference, &out, "with shard 1 killed and restarted");
 }

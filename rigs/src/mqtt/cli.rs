@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::lockstep::{drive_server, drive_shard, DriveOptions, DriveStats};
+use super::lockstep::{drive_server, drive_shard, DriveOptions, DriveStats, Journal};
 use super::{
     BrokerUrl, ClientOptions, Credentials, EmbeddedBroker, EmbeddedBrokerConfig, Faults,
     MqttClient, TlsFiles, PASSWORD_ENV,
@@ -213,12 +213,41 @@ async fn shard_end(
     branches: &[u32],
     threads: usize,
     dopts: &DriveOptions,
+    journal: Option<&Path>,
 ) -> Result<()> {
     let mut shard = Shard::new(Arc::clone(&sc), run_id, shard_id, branches, threads)?;
-    let opts = client_options(b, format!("maslow-{run_id}-{shard_id}"))?;
+    let mut opts = client_options(b, format!("maslow-{run_id}-{shard_id}"))?;
     let filters = wire::topic_filters_for_branches(run_id, &shard.branch_ids());
-    let (client, mut rx) = connect_fresh(url, opts, &filters).await?;
-    let stats = drive_shard(&mut shard, &sc, &client, &mut rx, dopts).await?;
+    let mut journal = match journal {
+        Some(p) => Some(Journal::open(p)?),
+        None => None,
+    };
+    let resume = journal.as_ref().is_some_and(|(_, held)| !held.is_empty());
+    let (client, mut rx) = if resume {
+        // Restarted: take the persistent session back, with what the broker
+        // kept for this shard while it was away.
+        opts.manual_acks = true;
+        opts.clean_session = false;
+        MqttClient::connect(url, opts, &filters).await?
+    } else {
+        opts.manual_acks = journal.is_some();
+        connect_fresh(url, opts, &filters).await?
+    };
+    let stats = drive_shard(
+        &mut shard,
+        &sc,
+        &client,
+        &mut rx,
+        dopts,
+        journal.as_mut().map(|(j, held)| (j, std::mem::take(held))),
+    )
+    .await?;
+    if stats.replayed > 0 {
+        println!(
+            "shard {shard_id}: rejoined the run: {} journaled messages replayed",
+            stats.replayed
+        );
+    }
     print_transport(&format!("shard {shard_id}"), &client, &stats);
     client.disconnect().await;
     Ok(())
@@ -256,6 +285,7 @@ pub fn fleet_shard(a: &FleetShardArgs) -> Result<()> {
         &branches,
         threads.max(1),
         &dopts,
+        a.journal.as_deref(),
     ))
 }
 
@@ -300,6 +330,7 @@ pub fn fleet_run_over_broker(
                     &branches,
                     threads,
                     &dopts,
+                    None,
                 )
                 .await
             }));

@@ -5,13 +5,14 @@
 //! re-subscription when the broker lost the session, seeded fault injection
 //! on what it publishes, and counters.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Outgoing,
-    Packet, QoS, SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
+    Packet, Publish, QoS, SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -19,7 +20,7 @@ use tokio::sync::mpsc;
 
 use super::faults::{Fate, FaultInjector, Faults};
 use super::url::{BrokerUrl, Credentials, TlsFiles};
-use super::Message;
+use super::{message_key, Message};
 
 /// How a client connects.
 #[derive(Debug, Clone)]
@@ -41,6 +42,10 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Faults injected on what this client publishes.
     pub faults: Faults,
+    /// Acknowledge a received QoS 1 message only when [`MqttClient::ack`]
+    /// is called (after the receiver has made it durable), so a crash before
+    /// that gets it redelivered.
+    pub manual_acks: bool,
 }
 
 impl ClientOptions {
@@ -55,6 +60,7 @@ impl ClientOptions {
             max_packet_size: 1 << 20,
             connect_timeout: Duration::from_secs(20),
             faults: Faults::none(),
+            manual_acks: false,
         }
     }
 }
@@ -102,6 +108,9 @@ pub enum MqttError {
 
 #[derive(Debug, Default)]
 struct Counters {
+    /// Received publishes awaiting [`MqttClient::ack`] (manual acks only).
+    unacked: Mutex<HashMap<(u64, u64), Vec<Publish>>>,
+    manual_acks: bool,
     published: AtomicU64,
     acked: AtomicU64,
     received: AtomicU64,
@@ -261,6 +270,11 @@ fn on_event(
                 payload: p.payload.to_vec(),
                 retain: p.retain,
             };
+            if counters.manual_acks {
+                if let Ok(mut u) = counters.unacked.lock() {
+                    u.entry(message_key(&msg)).or_default().push(p.clone());
+                }
+            }
             if tx.send(msg).is_err() {
                 counters.undeliverable.fetch_add(1, Ordering::Relaxed);
             }
@@ -290,7 +304,8 @@ impl MqttClient {
             .set_keep_alive(opts.keep_alive)
             .set_inflight(opts.inflight.max(1))
             .set_max_packet_size(opts.max_packet_size, opts.max_packet_size)
-            .set_pending_throttle(Duration::ZERO);
+            .set_pending_throttle(Duration::ZERO)
+            .set_manual_acks(opts.manual_acks);
         if let Some(c) = &opts.credentials {
             mo.set_credentials(c.user.clone(), c.password().to_owned());
         }
@@ -306,7 +321,10 @@ impl MqttClient {
         net.set_tcp_nodelay(true);
         eventloop.set_network_options(net);
 
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters {
+            manual_acks: opts.manual_acks,
+            ..Counters::default()
+        });
         let (tx, rx) = mpsc::unbounded_channel();
         let timeout = |what| MqttError::Timeout {
             url: url.to_string(),
@@ -433,6 +451,21 @@ impl MqttClient {
             }
             counters.in_delay.fetch_sub(1, Ordering::Relaxed);
         });
+        Ok(())
+    }
+
+    /// With [`ClientOptions::manual_acks`]: acknowledges every received
+    /// copy of `msg` (same topic and payload) to the broker. Without: nothing.
+    pub async fn ack(&self, msg: &Message) -> Result<(), MqttError> {
+        let copies = match self.counters.unacked.lock() {
+            Ok(mut u) => u.remove(&message_key(msg)).unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        for p in copies {
+            self.client.ack(&p).await.map_err(|_| MqttError::Closed {
+                client_id: self.client_id.clone(),
+            })?;
+        }
         Ok(())
     }
 

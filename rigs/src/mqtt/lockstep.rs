@@ -20,13 +20,14 @@
 //! (the barrier stays: a slow shard slows the run rather than falling behind).
 
 use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::{Message, MqttClient, MqttError};
+use super::{message_key, Message, MqttClient, MqttError};
 use crate::fleet::scenario::FleetScenario;
 use crate::fleet::server::{FleetServer, Phase};
 use crate::fleet::shard::Shard;
@@ -67,6 +68,8 @@ pub enum DriveError {
     },
     #[error("{who}: the MQTT client stopped delivering messages")]
     Closed { who: String },
+    #[error("shard journal {path}: {reason}")]
+    Journal { path: String, reason: String },
 }
 
 /// What an end moved.
@@ -78,6 +81,8 @@ pub struct DriveStats {
     pub duplicates: u64,
     /// Messages `handle` refused (counted by the fleet end as well).
     pub bad: u64,
+    /// Messages replayed from a shard's journal at start.
+    pub replayed: u64,
     pub wall_s: f64,
 }
 
@@ -104,14 +109,7 @@ impl Dedup {
     }
 
     fn key(m: &Message) -> (u64, u64) {
-        let h = |salt: u8| {
-            let mut s = std::collections::hash_map::DefaultHasher::new();
-            salt.hash(&mut s);
-            m.topic.hash(&mut s);
-            m.payload.hash(&mut s);
-            s.finish()
-        };
-        (h(1), h(2))
+        message_key(m)
     }
 
     /// `true` if `m` was seen before.
@@ -126,6 +124,123 @@ impl Dedup {
         self.cur.insert(k);
         false
     }
+}
+
+/// A shard's journal: every message it handled, in order, written and
+/// flushed before the shard handles it and before the broker gets its ack.
+/// A shard process killed and started again with the same journal replays
+/// it into a new [`Shard`] (the simulation is deterministic, so the
+/// households, their firmware and its replay protection come back as they
+/// were) and carries on from the broker's persistent session: no message
+/// lost, none handled twice.
+///
+/// Format: records of `u32 BE topic length, topic, u32 BE payload length,
+/// payload, u8 retain`; a record cut short by a kill is dropped on reopening.
+pub struct Journal {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl Journal {
+    fn err(path: &Path, e: impl std::fmt::Display) -> DriveError {
+        DriveError::Journal {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Opens (or creates) the journal at `path`; returns it with the
+    /// messages it already holds.
+    pub fn open(path: &Path) -> Result<(Journal, Vec<Message>), DriveError> {
+        let mut bytes = Vec::new();
+        if path.exists() {
+            std::fs::File::open(path)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .map_err(|e| Self::err(path, e))?;
+        }
+        let mut msgs = Vec::new();
+        let mut at = 0usize;
+        let take = |at: &mut usize, n: usize| -> Option<&[u8]> {
+            let s = bytes.get(*at..at.checked_add(n)?)?;
+            *at += n;
+            Some(s)
+        };
+        let mut good = 0usize;
+        loop {
+            let rec = (|| {
+                let tl = u32::from_be_bytes(take(&mut at, 4)?.try_into().ok()?) as usize;
+                let topic = String::from_utf8(take(&mut at, tl)?.to_vec()).ok()?;
+                let pl = u32::from_be_bytes(take(&mut at, 4)?.try_into().ok()?) as usize;
+                let payload = take(&mut at, pl)?.to_vec();
+                let retain = take(&mut at, 1)?[0] != 0;
+                Some(Message {
+                    topic,
+                    payload,
+                    retain,
+                })
+            })();
+            match rec {
+                Some(m) => {
+                    msgs.push(m);
+                    good = at;
+                }
+                None => break,
+            }
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Self::err(path, e))?;
+        // Drop a record cut short by a kill.
+        file.set_len(good as u64).map_err(|e| Self::err(path, e))?;
+        Ok((
+            Journal {
+                path: path.to_owned(),
+                file,
+            },
+            msgs,
+        ))
+    }
+
+    fn append(&mut self, m: &Message) -> Result<(), DriveError> {
+        let mut rec = Vec::with_capacity(m.topic.len() + m.payload.len() + 9);
+        rec.extend_from_slice(&(m.topic.len() as u32).to_be_bytes());
+        rec.extend_from_slice(m.topic.as_bytes());
+        rec.extend_from_slice(&(m.payload.len() as u32).to_be_bytes());
+        rec.extend_from_slice(&m.payload);
+        rec.push(u8::from(m.retain));
+        self.file
+            .write_all(&rec)
+            .and_then(|_| self.file.flush())
+            .map_err(|e| Self::err(&self.path, e))
+    }
+}
+
+/// Replays a journal into a new shard: returns what the shard must publish
+/// again (its Hello and the outputs of the last minute it stepped, which
+/// may not have left before the kill; the server drops the copies it has).
+fn replay(shard: &mut Shard, msgs: &[Message], dedup: &mut Dedup) -> Vec<Message> {
+    let mut again: Vec<Message> = Vec::new();
+    let mut hello = Vec::new();
+    while let Some(m) = shard.poll_transmit() {
+        hello.push(m);
+    }
+    for m in msgs {
+        dedup.seen(m);
+        let _ = shard.handle(m);
+        let before = shard.next_minute();
+        let mut out = Vec::new();
+        while let Some(o) = shard.poll_transmit() {
+            out.push(o);
+        }
+        if shard.next_minute() != before {
+            dedup.rotate();
+            again = out;
+        }
+    }
+    hello.extend(again);
+    hello
 }
 
 async fn next(
@@ -231,18 +346,36 @@ pub async fn drive_server(
 /// Drives one shard to the end of the run (its last minute's messages
 /// acknowledged by the broker). Stepping a minute is CPU work: it runs in
 /// `block_in_place`, so the MQTT connection keeps being served.
+///
+/// With a `journal` (opened by [`Journal::open`], with the messages it
+/// held), the shard first replays those messages, publishes again what the
+/// last replayed minute produced, and journals every new message before it
+/// handles it; the client should use manual acks so the broker redelivers
+/// whatever was not journaled yet.
 pub async fn drive_shard(
     shard: &mut Shard,
     scenario: &Arc<FleetScenario>,
     client: &MqttClient,
     rx: &mut UnboundedReceiver<Message>,
     opts: &DriveOptions,
+    mut journal: Option<(&mut Journal, Vec<Message>)>,
 ) -> Result<DriveStats, DriveError> {
     let t0 = Instant::now();
     let who = format!("fleet shard {}", shard.shard_id());
     let mut stats = DriveStats::default();
     // Rotated at each minute only: remembers the current and previous minute.
     let mut dedup = Dedup::new(usize::MAX);
+    if let Some((_, held)) = journal.as_mut() {
+        if !held.is_empty() {
+            let held = std::mem::take(held);
+            let again = tokio::task::block_in_place(|| replay(shard, &held, &mut dedup));
+            stats.replayed = held.len() as u64;
+            for m in again {
+                client.publish(m).await?;
+                stats.sent += 1;
+            }
+        }
+    }
     loop {
         let before = shard.next_minute();
         let out: Vec<Message> = tokio::task::block_in_place(|| {
@@ -281,11 +414,16 @@ pub async fn drive_shard(
             stats.received += 1;
             if dedup.seen(&m) {
                 stats.duplicates += 1;
+                client.ack(&m).await?;
                 continue;
+            }
+            if let Some((j, _)) = journal.as_mut() {
+                j.append(&m)?;
             }
             if shard.handle(&m).is_err() {
                 stats.bad += 1;
             }
+            client.ack(&m).await?;
         }
     }
 }

@@ -22,3 +22,17 @@ pub use url::{BrokerUrl, Credentials, Scheme, TlsFiles, UrlError, PASSWORD_ENV};
 
 /// One message on the fleet transport (the fleet's contract type).
 pub use crate::fleet::wire::Message;
+
+/// A 128-bit digest of a message's topic and payload (identical messages,
+/// identical keys): what duplicate detection and manual acks go by.
+pub(crate) fn message_key(m: &Message) -> (u64, u64) {
+    use std::hash::{Hash, Hasher};
+    let h = |salt: u8| {
+        let mut s = std::collections::hash_map::DefaultHasher::new();
+        salt.hash(&mut s);
+        m.topic.hash(&mut s);
+        m.payload.hash(&mut s);
+        s.finish()
+    };
+    (h(1), h(2))
+}
