@@ -419,3 +419,57 @@ fn a_killed_shard_restarted_with_its_journal_rejoins_and_changes_nothing() {
     );
     assert_same_outputs(&reference, &out, "with shard 1 killed and restarted");
 }
+
+/// `--broker-user` with the password from MASLOW_BROKER_PASSWORD against a
+/// Mosquitto that requires it: the run works with the right password and
+/// stops with an error naming what to check with a wrong one (which it
+/// never prints).
+#[test]
+fn broker_credentials_from_the_environment() {
+    let Some(bin) = mosquitto_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pwfile = dir.path().join("passwd");
+    let made = Command::new("mosquitto_passwd")
+        .args(["-c", "-b"])
+        .arg(&pwfile)
+        .args(["fleet", "s3cret-pass"])
+        .output()
+        .expect("mosquitto_passwd runs (apt-get install mosquitto)");
+    assert!(made.status.success());
+    let m = Mosquitto::start(
+        &bin,
+        &format!("allow_anonymous false\npassword_file {}", pwfile.display()),
+    );
+    let reference = in_process(dir.path());
+    let url = format!("mqtt://127.0.0.1:{}", m.port);
+    let run = |password: &str, out: &Path| {
+        maslow()
+            .env("MASLOW_BROKER_PASSWORD", password)
+            .args([
+                "fleet",
+                "run",
+                &repo(FLEET),
+                "--hours",
+                HOURS,
+                "--broker",
+                &url,
+            ])
+            .args(["--broker-user", "fleet", "--idle-timeout-s", "60", "--out"])
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let out = dir.path().join("auth");
+    let o = run("s3cret-pass", &out);
+    check(&o, "maslow fleet run --broker URL --broker-user");
+    assert_same_outputs(&reference, &out, "with broker credentials");
+    let o = run("wrong", &dir.path().join("refused"));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "a wrong password was accepted");
+    assert!(
+        stderr.contains("refused") && stderr.contains("--broker-user") && !stderr.contains("wrong"),
+        "{stderr}"
+    );
+}
