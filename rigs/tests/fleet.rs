@@ -1,10 +1,23 @@
-//! Fleet: scenario files, site agents at the fleet's plant step, the
-//! lockstep run (server + shards through the in-memory queue).
+//! Fleet: the scenario file, the site agent at the fleet's plant step,
+//! the sans-IO server's invariants, and the lockstep run (server + shards
+//! through the in-memory queue): deterministic, and independent of shards,
+//! threads and message arrival order.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use proptest::prelude::*;
+use rigs::closed_loop::{ClosedLoop, WakePolicy};
+use rigs::fleet::run::{branches_csv, run_in_process, RunOptions};
 use rigs::fleet::scenario::FleetScenario;
-use rigs::fleet::site::Site;
+use rigs::fleet::server::FleetServer;
+use rigs::fleet::site::{controller_config, house_config};
+use rigs::fleet::wire::{
+    json_message, Done, FeederInfo, FeederReport, Hello, Message, SiteCounters, SiteInfo,
+    Telemetry, Topic,
+};
+use twin::time::SimTime;
 
 fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
@@ -14,29 +27,371 @@ fn two_branches() -> FleetScenario {
     FleetScenario::load(&repo("rigs/fleets/two_branches.toml")).unwrap()
 }
 
-#[test]
-fn site_timing_probe() {
-    let sc = two_branches();
-    let key = sc.server_key().verifying_key().to_bytes();
-    let hs = sc.households(1);
-    let mut site = Site::new(&sc, hs[0].clone(), key).unwrap();
-    let t = std::time::Instant::now();
-    let mut e = 0.0;
-    for _ in 0..360 {
-        e += site.step_minute().net_kw / 60.0;
-    }
-    eprintln!("6 h of one assembly house at {} ms: {:?}, {e:.2} kWh", sc.electrical_step_ms, t.elapsed());
+fn outputs(sc: FleetScenario, opts: &RunOptions) -> (String, String) {
+    let sc = Arc::new(sc);
+    let o = run_in_process(Arc::clone(&sc), opts).unwrap();
+    (
+        branches_csv(&sc, &o.rows),
+        serde_json::to_string_pretty(&o.report).unwrap(),
+    )
 }
 
 #[test]
-fn two_branches_peak_cap_probe() {
-    use std::sync::Arc;
-    use rigs::fleet::run::{run_in_process, RunOptions, summary, branches_csv};
-    let sc = Arc::new(two_branches());
-    let o = run_in_process(Arc::clone(&sc), &RunOptions::default()).unwrap();
-    eprintln!("{}", summary(&sc, &o));
-    let csv = branches_csv(&sc, &o.rows);
-    for l in csv.lines().filter(|l| l.split(',').next().map_or(false, |m| m.parse::<u32>().map_or(true, |m| m % 10 == 0))) {
-        eprintln!("{l}");
+fn a_seed_gives_the_same_run_whatever_the_shards_threads_and_arrival_order() {
+    let sc = two_branches().with_hours(1.5);
+    let a = outputs(
+        sc.clone(),
+        &RunOptions {
+            shards: 1,
+            threads: 1,
+            ..RunOptions::default()
+        },
+    );
+    let b = outputs(
+        sc.clone(),
+        &RunOptions {
+            shards: 1,
+            threads: 1,
+            ..RunOptions::default()
+        },
+    );
+    assert_eq!(a, b, "two runs of one seed differ");
+    let c = outputs(
+        sc.clone(),
+        &RunOptions {
+            shards: 2,
+            threads: 2,
+            shuffle_seed: Some(99),
+            ..RunOptions::default()
+        },
+    );
+    assert_eq!(a.0, c.0, "branches.csv depends on shards/threads/order");
+    assert_eq!(a.1, c.1, "compliance depends on shards/threads/order");
+    // And the seed matters (the comparison can fail).
+    let d = outputs(sc.with_seed(8), &RunOptions::default());
+    assert_ne!(a.0, d.0);
+    // The run dispatched something in its window (20:15 on): not a
+    // trivially equal pair of empty runs.
+    assert!(a.1.contains("\"accepted\""), "{}", a.1);
+}
+
+#[test]
+fn the_cli_writes_byte_identical_outputs_for_one_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = Arc::new(two_branches().with_hours(1.5));
+    for name in ["a", "b"] {
+        let o = run_in_process(Arc::clone(&sc), &RunOptions::default()).unwrap();
+        rigs::fleet::run::write_outputs(&dir.path().join(name), &sc, &o).unwrap();
     }
+    for f in [
+        "branches.csv",
+        "compliance.json",
+        "compliance.csv",
+        "summary.txt",
+    ] {
+        let a = std::fs::read(dir.path().join("a").join(f)).unwrap();
+        let b = std::fs::read(dir.path().join("b").join(f)).unwrap();
+        assert!(!a.is_empty(), "{f} is empty");
+        assert_eq!(a, b, "{f} differs between two runs of one seed");
+    }
+}
+
+/// Sums of a house's published powers over a run, kWh.
+#[derive(Debug, Default)]
+struct Energies {
+    import: f64,
+    export: f64,
+    demand_served: f64,
+    charger_ac: f64,
+    inverter_ac: f64,
+    battery: f64,
+}
+
+fn run_house(sc: &FleetScenario, step_ms: u64, wake: WakePolicy, hours: f64) -> Energies {
+    let mut sc = sc.clone();
+    sc.electrical_step_ms = step_ms;
+    let h = sc.households(1)[0].clone();
+    let key = sc.server_key().verifying_key().to_bytes();
+    let mut cc = controller_config(&sc, &h, key).unwrap();
+    if wake == WakePolicy::EveryTimeout {
+        cc.control_period_ms = 1000;
+    }
+    let mut lp = ClosedLoop::new(house_config(&sc, &h).unwrap(), cc).unwrap();
+    lp.wake = wake;
+    let ids: Vec<_> = [
+        "grid_import_w",
+        "grid_export_w",
+        "household_ac_demand_w",
+        "ac_unserved_w",
+        "charger_ac_power_w",
+        "inverter_ac_power_w",
+        "battery_power_w",
+    ]
+    .iter()
+    .map(|n| lp.engine.signals().require(n).unwrap())
+    .collect();
+    let dt_h = step_ms as f64 / 3.6e6;
+    let mut e = Energies::default();
+    lp.run_until(SimTime::from_secs_f64(hours * 3600.0), |_, s| {
+        let g = |k: usize| s.get(ids[k]) * dt_h / 1000.0;
+        e.import += g(0);
+        e.export += g(1);
+        e.demand_served += g(2) - g(3);
+        e.charger_ac += g(4);
+        e.inverter_ac += g(5);
+        e.battery += g(6);
+    });
+    e
+}
+
+#[test]
+fn the_fleet_plant_step_keeps_the_house_balanced_and_close_to_the_1_s_step() {
+    // 19:00 to 01:00: the evening peak, the household's own peak shaving
+    // and the start of off-peak charging.
+    let sc = two_branches();
+    let coarse = run_house(&sc, 10_000, WakePolicy::OncePerStep, 6.0);
+    let fine = run_house(&sc, 1_000, WakePolicy::EveryTimeout, 6.0);
+    eprintln!("10 s step: {coarse:?}\n1 s step: {fine:?}");
+    // The AC side balances at each step: meter = demand served + charger − inverter.
+    for e in [&coarse, &fine] {
+        let meter = e.import - e.export;
+        let parts = e.demand_served + e.charger_ac - e.inverter_ac;
+        assert!(
+            (meter - parts).abs() <= 0.005 * e.import.max(1.0),
+            "AC balance: meter {meter:.3} kWh vs parts {parts:.3} kWh ({e:?})"
+        );
+    }
+    // The 10 s step moves the same energy as the 1 s step.
+    for (what, a, b) in [
+        ("grid import", coarse.import, fine.import),
+        ("battery", coarse.battery, fine.battery),
+        ("inverter", coarse.inverter_ac, fine.inverter_ac),
+    ] {
+        assert!(
+            (a - b).abs() <= 0.05 * b.abs() + 0.1,
+            "{what}: {a:.3} kWh at 10 s vs {b:.3} kWh at 1 s\n10 s: {coarse:?}\n1 s: {fine:?}"
+        );
+    }
+    assert!(fine.battery > 0.5, "the battery did work: {fine:?}");
+}
+
+#[test]
+fn fleet_file_errors_name_the_file_and_key() {
+    let path = repo("rigs/fleets/two_branches.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let bad = text.replace("households = 13", "households = 0");
+    let e = FleetScenario::parse(&path, &bad).unwrap_err().to_string();
+    assert!(
+        e.contains("two_branches.toml") && e.contains("feeders[0].households"),
+        "{e}"
+    );
+    let bad = text.replace("electrical_step_ms = 10000", "electrical_step_ms = 7000");
+    let e = FleetScenario::parse(&path, &bad).unwrap_err().to_string();
+    assert!(e.contains("electrical_step_ms"), "{e}");
+    let bad = text.replace("cap_kw = 8.0", "cap_kw = 8.0\nbogus = 1");
+    let e = FleetScenario::parse(&path, &bad).unwrap_err().to_string();
+    assert!(e.contains("bogus"), "{e}");
+    let bad = text.replace(
+        "kerber_landnetz_freileitung_1/master.dss",
+        "nope/master.dss",
+    );
+    let e = FleetScenario::parse(&path, &bad).unwrap_err().to_string();
+    assert!(
+        e.contains("feeders[0].network") && e.contains("nope"),
+        "{e}"
+    );
+}
+
+#[test]
+fn households_are_placed_deterministically_on_load_points() {
+    let sc = two_branches();
+    let a = sc.households(1);
+    assert_eq!(a, sc.households(1));
+    assert_eq!(a.len(), 13);
+    let n_loads = sc.feeder_of(1).unwrap().model.loads.len();
+    for (k, h) in a.iter().enumerate() {
+        assert_eq!(h.load, k % n_loads);
+        assert_eq!(h.site_id, 10_000 + k as u32 + 1);
+        assert!((1..=3).contains(&h.phase));
+    }
+    // Another branch draws its own households.
+    assert_ne!(
+        a.iter().map(|h| h.seed).collect::<Vec<_>>(),
+        sc.households(2).iter().map(|h| h.seed).collect::<Vec<_>>()
+    );
+}
+
+// ------------------------------------------------------------ server alone
+
+const RUN: &str = "prop";
+
+fn hello(sc: &FleetScenario) -> Message {
+    let mut feeders = Vec::new();
+    let mut sites = Vec::new();
+    for b in sc.branch_ids() {
+        feeders.push(FeederInfo {
+            branch_id: b,
+            feeder: "f".into(),
+            households: 13,
+        });
+        for h in sc.households(b) {
+            sites.push(SiteInfo {
+                site_id: h.site_id,
+                branch_id: b,
+                feeder: "f".into(),
+                bus: h.bus,
+                phase: h.phase,
+            });
+        }
+    }
+    let h = Hello {
+        schema: "maslow-fleet/1".into(),
+        shard_id: "s".into(),
+        feeders,
+        sites,
+    };
+    json_message(Topic::Hello("s".into()).to_topic(RUN), &h, true)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Whatever the branch loads and the reported headroom: dispatch for a
+    /// branch only addresses that branch's sites (and is signed for that
+    /// branch), the branch without a requirement is never dispatched, a
+    /// branch's commands never exceed its reported headroom, its total
+    /// changes by at most `max_step_w` a minute, and sequences increase.
+    #[test]
+    fn server_dispatch_stays_on_its_branch_within_headroom(
+        p_kw in proptest::collection::vec((0.0f64..40.0, -5.0f64..25.0), 100),
+        headroom in proptest::collection::vec(0.0f64..3500.0, 26),
+    ) {
+        let sc = two_branches();
+        let max_step = sc.feeders[0].spec.max_step_w;
+        let mut branch_of = BTreeMap::new();
+        for b in sc.branch_ids() {
+            for h in sc.households(b) {
+                branch_of.insert(h.site_id, b);
+            }
+        }
+        let mut server = FleetServer::new(Arc::new(sc.clone()), RUN).unwrap();
+        server.handle(&hello(&sc)).unwrap();
+        let mut last_seq = 0u64;
+        let mut last_plan: BTreeMap<u32, f64> = BTreeMap::new();
+        let mut minute = 0;
+        for (p1, p2) in p_kw.iter().copied() {
+            let mut tick_seen = false;
+            while let Some(m) = server.poll_transmit() {
+                match Topic::parse(RUN, &m.topic).unwrap() {
+                    Topic::SiteDispatch(site) => {
+                        let d = firmware::cluster::parse(&m.payload).unwrap();
+                        prop_assert_eq!(d.dispatch.site_id, site);
+                        prop_assert_eq!(Some(&d.dispatch.branch_id), branch_of.get(&site));
+                        prop_assert_eq!(d.dispatch.branch_id, 1, "branch 2 has no requirement");
+                        prop_assert!(d.dispatch.sequence > last_seq);
+                        last_seq = d.dispatch.sequence;
+                    }
+                    Topic::Tick => tick_seen = true,
+                    other => prop_assert!(false, "unexpected {:?}", other),
+                }
+            }
+            prop_assert!(tick_seen || server.is_finished());
+            if server.is_finished() {
+                break;
+            }
+            for (b, plan) in server.plans_w() {
+                let prev = last_plan.get(&b).copied().unwrap_or(0.0);
+                prop_assert!((plan - prev).abs() <= max_step + 1e-6, "step {} -> {}", prev, plan);
+                last_plan.insert(b, plan);
+                let cmds: f64 = server.commands_on(b).iter().map(|c| c.1.max(0.0)).sum();
+                let room: f64 = server
+                    .sites_on(b)
+                    .iter()
+                    .filter_map(|s| server.telemetry_of(*s))
+                    .map(|t| t.max_discharge_w)
+                    .sum();
+                if minute > 0 {
+                    prop_assert!(cmds <= room + 1e-6, "branch {}: {} W commanded, {} W headroom", b, cmds, room);
+                }
+            }
+            // The shard's side: telemetry for every site (each follows its
+            // command, so none falls out as clipped), then Done.
+            let following: BTreeMap<u32, f64> = sc
+                .branch_ids()
+                .iter()
+                .flat_map(|b| server.commands_on(*b))
+                .collect();
+            let mut n = 0;
+            for (i, (site, b)) in branch_of.iter().enumerate() {
+                let t = Telemetry {
+                    site_id: *site,
+                    branch_id: *b,
+                    minute,
+                    soc: 0.6,
+                    reserve_soc: 0.2,
+                    max_charge_w: 2000.0,
+                    max_discharge_w: headroom[i % headroom.len()],
+                    battery_w: following.get(site).copied().unwrap_or(0.0),
+                    net_ac_w: 500.0,
+                    participating: true,
+                    server_silent: false,
+                    dispatch_seq: None,
+                    counters: SiteCounters::default(),
+                };
+                server
+                    .handle(&json_message(Topic::Telemetry(*site).to_topic(RUN), &t, false))
+                    .unwrap();
+                n += 1;
+            }
+            let feeder = |branch_id, p: f64| FeederReport {
+                branch_id,
+                transformer_p_kw: [p / 3.0; 3],
+                transformer_q_kvar: [0.0; 3],
+                loading_pct: 0.0,
+                v_min_pu: 0.98,
+                v_max_pu: 1.0,
+                soc_mean: 0.6,
+                battery_w: 0.0,
+            };
+            let done = Done {
+                shard_id: "s".into(),
+                minute,
+                n_telemetry: n,
+                n_acks: 0,
+                feeders: vec![feeder(1, p1), feeder(2, p2)],
+            };
+            server
+                .handle(&json_message(Topic::Done("s".into()).to_topic(RUN), &done, false))
+                .unwrap();
+            prop_assert!(server.is_tick_complete());
+            minute += 1;
+        }
+    }
+}
+
+#[test]
+fn malformed_messages_are_counted_by_topic_and_change_nothing() {
+    let sc = two_branches();
+    let mut server = FleetServer::new(Arc::new(sc.clone()), RUN).unwrap();
+    let bad = Message {
+        topic: Topic::Hello("s".into()).to_topic(RUN),
+        payload: b"{not json".to_vec(),
+        retain: true,
+    };
+    assert!(server.handle(&bad).is_err());
+    let stray = Message {
+        topic: "maslow/prop/site/5/telemetry".into(),
+        payload: b"{}".to_vec(),
+        retain: false,
+    };
+    assert!(server.handle(&stray).is_err());
+    assert!(server.poll_transmit().is_none(), "no Hello yet: no tick");
+    let r = server.report();
+    assert_eq!(r.bad_messages.get(&bad.topic), Some(&1));
+    assert_eq!(r.bad_messages.get(&stray.topic), Some(&1));
+    server.handle(&hello(&sc)).unwrap();
+    assert!(
+        server.poll_transmit().is_some(),
+        "a Hello covering every branch starts the run"
+    );
 }

@@ -137,6 +137,7 @@ pub fn run_in_process(
     let build_s = t0.elapsed().as_secs_f64();
     let t1 = std::time::Instant::now();
     let mut server = FleetServer::new(Arc::clone(&scenario), &run_id)?;
+    server.set_threads(opts.threads);
     let mut rng = opts.shuffle_seed.map(ChaCha8Rng::seed_from_u64);
     let mut messages = 0u64;
     let mut last_hour = None;
@@ -317,7 +318,11 @@ pub fn summary(scenario: &FleetScenario, o: &RunOutcome) -> String {
         r.silent_minutes,
         r.bad_messages.values().sum::<u32>()
     ));
-    let shown = r.branches.iter().filter(|b| !b.requirements.is_empty()).take(20);
+    let shown = r
+        .branches
+        .iter()
+        .filter(|b| !b.requirements.is_empty())
+        .take(20);
     for b in shown {
         for q in &b.requirements {
             s.push_str(&format!(

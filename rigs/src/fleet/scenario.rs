@@ -130,6 +130,24 @@ impl Requirement {
         }
     }
 
+    /// The window(s) in clock hours `(from, to)`.
+    pub fn windows_h(&self) -> Vec<(f64, f64)> {
+        match self {
+            Requirement::PeakCap { from_h, to_h, .. }
+            | Requirement::AbsorbExport { from_h, to_h, .. } => vec![(*from_h, *to_h)],
+            Requirement::ShiftDemand {
+                charge_from_h,
+                charge_to_h,
+                discharge_from_h,
+                discharge_to_h,
+                ..
+            } => vec![
+                (*charge_from_h, *charge_to_h),
+                (*discharge_from_h, *discharge_to_h),
+            ],
+        }
+    }
+
     /// Short name: `peak_cap`, `absorb_export`, `shift_demand`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -151,7 +169,9 @@ impl Requirement {
 /// The run minute of clock hour `h` (hours from the start date's local
 /// midnight) in a run starting at `start_hour`; 0 before the start.
 pub fn minute_of(h: f64, start_hour: f64) -> u32 {
-    ((h - start_hour) * 60.0).round().clamp(0.0, f64::from(u32::MAX)) as u32
+    ((h - start_hour) * 60.0)
+        .round()
+        .clamp(0.0, f64::from(u32::MAX)) as u32
 }
 
 /// An inclusive-exclusive pair `[lo, hi]` drawn uniformly.
@@ -253,9 +273,13 @@ pub struct ServerSpec {
     /// Validity of a message after its issue, s.
     #[serde(default = "default_validity_s")]
     pub validity_s: u64,
-    /// A site's command is re-issued when it would change by more than this, W.
+    /// A site's command is re-issued when it would change by more than
+    /// this, W, or by more than `deadband_rel` of itself.
     #[serde(default = "default_deadband_w")]
     pub deadband_w: f64,
+    /// Relative deadband (0.1: 10 % of the command in force).
+    #[serde(default = "default_deadband_rel")]
+    pub deadband_rel: f64,
     /// Closed-loop gain on the branch error (per minute).
     #[serde(default = "default_gain")]
     pub gain: f64,
@@ -283,6 +307,9 @@ fn default_validity_s() -> u64 {
 fn default_deadband_w() -> f64 {
     50.0
 }
+fn default_deadband_rel() -> f64 {
+    0.1
+}
 fn default_gain() -> f64 {
     0.8
 }
@@ -297,6 +324,7 @@ impl Default for ServerSpec {
             dispatch_duration_s: default_dispatch_s(),
             validity_s: default_validity_s(),
             deadband_w: default_deadband_w(),
+            deadband_rel: default_deadband_rel(),
             gain: default_gain(),
             margin: default_margin(),
             export_margin_kw: default_export_margin_kw(),
@@ -544,12 +572,15 @@ impl FleetScenario {
             key: key.to_string(),
             message,
         };
-        let mut calendar = parse_start(&f.start_date, f.utc_offset_h)
-            .map_err(|m| invalid("start_date", m))?;
+        let mut calendar =
+            parse_start(&f.start_date, f.utc_offset_h).map_err(|m| invalid("start_date", m))?;
         if !(0.0..24.0).contains(&f.start_hour) || (f.start_hour * 60.0).fract() != 0.0 {
             return Err(invalid(
                 "start_hour",
-                format!("must be a whole minute within 0..24, found {}", f.start_hour),
+                format!(
+                    "must be a whole minute within 0..24, found {}",
+                    f.start_hour
+                ),
             ));
         }
         calendar.epoch_unix_s += (f.start_hour * 3600.0).round() as i64;
@@ -581,7 +612,10 @@ impl FleetScenario {
         for (i, a) in f.archetypes.iter().enumerate() {
             let k = |s: &str| format!("archetypes[{i}].{s}");
             if !(a.weight.is_finite() && a.weight > 0.0) {
-                return Err(invalid(&k("weight"), format!("must be > 0, found {}", a.weight)));
+                return Err(invalid(
+                    &k("weight"),
+                    format!("must be > 0, found {}", a.weight),
+                ));
             }
             if !(0.0..=1.0).contains(&a.assembly_share) {
                 return Err(invalid(
@@ -592,13 +626,19 @@ impl FleetScenario {
             if a.pv_strings[0] > a.pv_strings[1] || a.pv_strings[1] > 4 {
                 return Err(invalid(
                     &k("pv_strings"),
-                    format!("must be [lo, hi] with lo <= hi <= 4, found {:?}", a.pv_strings),
+                    format!(
+                        "must be [lo, hi] with lo <= hi <= 4, found {:?}",
+                        a.pv_strings
+                    ),
                 ));
             }
             if a.packs[0] == 0 || a.packs[0] > a.packs[1] || a.packs[1] > 4 {
                 return Err(invalid(
                     &k("packs"),
-                    format!("must be [lo, hi] with 1 <= lo <= hi <= 4, found {:?}", a.packs),
+                    format!(
+                        "must be [lo, hi] with 1 <= lo <= hi <= 4, found {:?}",
+                        a.packs
+                    ),
                 ));
             }
             let s = a.initial_soc;
@@ -660,9 +700,12 @@ impl FleetScenario {
             }
             for (j, r) in spec.requirements.iter().enumerate() {
                 let rk = k(&format!("requirements[{j}]"));
-                for (a, b) in r.windows_min(f.start_hour) {
-                    if a >= b {
-                        return Err(invalid(&rk, format!("empty window {a}..{b} min")));
+                for (a, b) in r.windows_h() {
+                    if !(a.is_finite() && b.is_finite() && a >= 0.0 && a < b) {
+                        return Err(invalid(
+                            &rk,
+                            format!("window {a} h to {b} h: give 0 <= from < to"),
+                        ));
                     }
                 }
                 let p = match r {
@@ -671,7 +714,10 @@ impl FleetScenario {
                     Requirement::ShiftDemand { power_kw, .. } => *power_kw,
                 };
                 if !(p.is_finite() && p >= 0.0) {
-                    return Err(invalid(&rk, format!("power must be finite and >= 0, found {p}")));
+                    return Err(invalid(
+                        &rk,
+                        format!("power must be finite and >= 0, found {p}"),
+                    ));
                 }
             }
             let name = spec.name.clone().unwrap_or_else(|| {
@@ -681,11 +727,7 @@ impl FleetScenario {
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_else(|| format!("feeder{i}"))
             });
-            let rated_kva = model
-                .transformers
-                .first()
-                .map(|t| t.kvas[1])
-                .unwrap_or(0.0);
+            let rated_kva = model.transformers.first().map(|t| t.kvas[1]).unwrap_or(0.0);
             for copy in 0..spec.copies {
                 let branch_id = branches.len() as u32 + 1;
                 branches.push(BranchSpec {
@@ -707,8 +749,14 @@ impl FleetScenario {
         }
         let fs = &f.faults;
         for (k, p) in [
-            ("faults.message_drop_probability", fs.message_drop_probability),
-            ("faults.message_delay_probability", fs.message_delay_probability),
+            (
+                "faults.message_drop_probability",
+                fs.message_drop_probability,
+            ),
+            (
+                "faults.message_delay_probability",
+                fs.message_delay_probability,
+            ),
             (
                 "faults.message_duplicate_probability",
                 fs.message_duplicate_probability,
@@ -738,10 +786,15 @@ impl FleetScenario {
         if !(s.gain > 0.0 && s.gain <= 1.5)
             || !(0.0..0.5).contains(&s.margin)
             || !(s.export_margin_kw.is_finite() && s.export_margin_kw >= 0.0)
+            || !(0.0..1.0).contains(&s.deadband_rel)
+            || !(s.deadband_w.is_finite() && s.deadband_w >= 0.0)
         {
             return Err(invalid(
                 "server",
-                format!("gain must be in (0, 1.5] and margin in [0, 0.5), found {} and {}", s.gain, s.margin),
+                format!(
+                    "gain must be in (0, 1.5], margin in [0, 0.5), export_margin_kw and deadband_w >= 0, deadband_rel in [0, 1); found gain {} margin {}",
+                    s.gain, s.margin
+                ),
             ));
         }
         if s.dispatch_duration_s < 120 || s.validity_s < 60 {
@@ -791,7 +844,8 @@ impl FleetScenario {
 
     /// The feeder of a branch.
     pub fn feeder_of(&self, branch_id: u32) -> Option<&LoadedFeeder> {
-        self.branch(branch_id).and_then(|b| self.feeders.get(b.feeder))
+        self.branch(branch_id)
+            .and_then(|b| self.feeders.get(b.feeder))
     }
 
     /// The households of a branch, deterministic from the seed.
@@ -888,7 +942,9 @@ fn parse_start(date: &str, utc_offset_h: f64) -> Result<twin::time::Calendar, St
         return Err(bad());
     }
     if !(utc_offset_h.is_finite() && utc_offset_h.abs() <= 14.0) {
-        return Err(format!("utc_offset_h must be within ±14 h, found {utc_offset_h}"));
+        return Err(format!(
+            "utc_offset_h must be within ±14 h, found {utc_offset_h}"
+        ));
     }
     let days = twin::time::days_from_civil(y, m, d);
     let epoch = days * 86_400 - (utc_offset_h * 3600.0).round() as i64;

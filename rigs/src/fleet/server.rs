@@ -198,6 +198,27 @@ pub struct FleetServer {
     outbox: VecDeque<Message>,
     rows: Vec<BranchMinuteRow>,
     report: ComplianceReport,
+    threads: usize,
+}
+
+/// Signs `planned` on up to `threads` scoped threads; results in order.
+fn parallel_sign(planned: &[(u32, Dispatch)], key: &SigningKey, threads: usize) -> Vec<Vec<u8>> {
+    let sign = |d: &Dispatch| cluster::encode(d, key).to_vec();
+    if threads <= 1 || planned.len() < 64 {
+        return planned.iter().map(|(_, d)| sign(d)).collect();
+    }
+    let chunk = planned.len().div_ceil(threads);
+    let sign = &sign;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = planned
+            .chunks(chunk)
+            .map(|c| s.spawn(move || c.iter().map(|(_, d)| sign(d)).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
 
 fn requirement_code(r: &Requirement, discharge: bool) -> RequirementKind {
@@ -278,7 +299,16 @@ impl FleetServer {
             outbox: VecDeque::new(),
             rows: Vec::new(),
             report,
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
         })
+    }
+
+    /// Signs on up to this many threads (default: the machine's cores;
+    /// the messages do not depend on it).
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
     }
 
     /// Where the run is.
@@ -422,8 +452,7 @@ impl FleetServer {
                     Ok(d) => d,
                     Err(e) => return Err(self.bad(e)),
                 };
-                if d.shard_id != id || !self.shards.contains_key(&id) || running != Some(d.minute)
-                {
+                if d.shard_id != id || !self.shards.contains_key(&id) || running != Some(d.minute) {
                     return Err(self.bad(unexpected(format!(
                         "Done of shard {} minute {} (running {:?})",
                         d.shard_id, d.minute, running
@@ -570,8 +599,7 @@ impl FleetServer {
         for (id, s) in self.sites.iter_mut() {
             s.telemetry = telemetry.get(id).cloned();
         }
-        let mut reports: Vec<FeederReport> =
-            dones.into_values().flat_map(|d| d.feeders).collect();
+        let mut reports: Vec<FeederReport> = dones.into_values().flat_map(|d| d.feeders).collect();
         reports.sort_by_key(|r| r.branch_id);
         let start_hour = self.scenario.start_hour;
         for r in reports {
@@ -625,18 +653,29 @@ impl FleetServer {
             self.report.silent_minutes += 1;
         } else {
             let ids: Vec<u32> = self.branches.keys().copied().collect();
+            let mut planned: Vec<(u32, Dispatch)> = Vec::new();
             for b in ids {
-                for (target, bytes) in self.plan_branch(b, m) {
-                    let topic = Topic::SiteDispatch(target).to_topic(&self.run_id);
-                    if let Some(shard) = self.shard_of_site(target) {
-                        *expect.entry(shard).or_default() += 1;
+                planned.extend(self.plan_branch(b, m));
+            }
+            // Signing is the server's heaviest work: in parallel, in order.
+            let key = &self.key;
+            let signed = parallel_sign(&planned, key, self.threads);
+            for ((target, _), bytes) in planned.into_iter().zip(signed) {
+                if let Some(s) = self.sites.get_mut(&target) {
+                    if s.last_sent.len() >= 2 {
+                        s.last_sent.pop_front();
                     }
-                    messages.push(Message {
-                        topic,
-                        payload: bytes,
-                        retain: false,
-                    });
+                    s.last_sent.push_back(bytes.clone());
                 }
+                let topic = Topic::SiteDispatch(target).to_topic(&self.run_id);
+                if let Some(shard) = self.shard_of_site(target) {
+                    *expect.entry(shard).or_default() += 1;
+                }
+                messages.push(Message {
+                    topic,
+                    payload: bytes,
+                    retain: false,
+                });
             }
         }
         for (topic, bytes, shard) in self.attacks_at(m) {
@@ -663,10 +702,6 @@ impl FleetServer {
             .get(&site)
             .and_then(|s| self.branch_shard.get(&s.branch_id))
             .cloned()
-    }
-
-    fn sign(&mut self, d: Dispatch) -> Vec<u8> {
-        cluster::encode(&d, &self.key).to_vec()
     }
 
     /// Forged or replayed messages due at minute `m`: (topic, bytes, shard).
@@ -709,8 +744,10 @@ impl FleetServer {
                 AttackKind::Replay => {
                     let sites = self.sites_on(a.branch);
                     for s in sites {
-                        if let Some(bytes) =
-                            self.sites.get(&s).and_then(|x| x.last_sent.front().cloned())
+                        if let Some(bytes) = self
+                            .sites
+                            .get(&s)
+                            .and_then(|x| x.last_sent.front().cloned())
                         {
                             let topic = Topic::SiteDispatch(s).to_topic(&self.run_id);
                             out.push((topic, bytes, shard.clone()));
@@ -723,7 +760,7 @@ impl FleetServer {
     }
 
     /// Plans branch `b` for minute `m`: the per-site messages to send.
-    fn plan_branch(&mut self, b: u32, m: u32) -> Vec<(u32, Vec<u8>)> {
+    fn plan_branch(&mut self, b: u32, m: u32) -> Vec<(u32, Dispatch)> {
         let start_hour = self.scenario.start_hour;
         let srv = self.scenario.server.clone();
         let utc = self.scenario.utc_s_at(m);
@@ -839,8 +876,8 @@ impl FleetServer {
             let in_force = s.until_minute > m;
             let current = if in_force { s.commanded_w } else { 0.0 };
             let renew = share != 0.0 && s.until_minute <= m + 1;
-            let changed = (share - current).abs() > srv.deadband_w
-                || (share == 0.0 && current != 0.0);
+            let band = srv.deadband_w.max(srv.deadband_rel * current.abs());
+            let changed = (share - current).abs() > band || (share == 0.0 && current != 0.0);
             if !(changed || renew) {
                 continue;
             }
@@ -873,7 +910,6 @@ impl FleetServer {
                     reference: branch_id.saturating_mul(100).saturating_add(*i as u32 + 1),
                 }),
             };
-            let bytes = self.sign(d);
             if let Some(s) = self.sites.get_mut(&id) {
                 s.commanded_w = share;
                 s.until_minute = if share == 0.0 {
@@ -881,16 +917,12 @@ impl FleetServer {
                 } else {
                     m + srv.dispatch_duration_s / 60
                 };
-                if s.last_sent.len() >= 2 {
-                    s.last_sent.pop_front();
-                }
-                s.last_sent.push_back(bytes.clone());
                 if share != 0.0 {
                     s.dispatched = true;
                 }
             }
             sent += 1;
-            out.push((id, bytes));
+            out.push((id, d));
         }
         if let Some(ctl) = self.branches.get_mut(&b) {
             ctl.report.messages_sent += sent;

@@ -21,8 +21,8 @@ use twin::feeder::{LoadSnapshot, Network};
 use super::scenario::{mix, FleetScenario};
 use super::site::{Site, SiteError};
 use super::wire::{
-    self, json_message, parse_json, Ack, Done, FeederInfo, FeederReport, Hello, Message, SiteInfo,
-    Telemetry, Tick, Topic, WireError,
+    self, json_message, parse_json, Done, FeederInfo, FeederReport, Hello, Message, SiteInfo, Tick,
+    Topic, WireError,
 };
 
 /// Problems building a shard.
@@ -68,10 +68,11 @@ struct Branch {
     dropouts: Vec<u32>,
 }
 
-/// What a branch produced in a minute.
+/// What a branch produced in a minute: its telemetry and acks already
+/// serialised (in the branch's thread), keyed for the canonical order.
 struct BranchMinute {
-    telemetry: Vec<Telemetry>,
-    acks: Vec<Ack>,
+    telemetry: Vec<(u32, Message)>,
+    acks: Vec<((u32, u64), Message)>,
     report: FeederReport,
     solve_error: Option<String>,
 }
@@ -147,15 +148,12 @@ impl Shard {
         let threads = threads.max(1);
         // Build the households in parallel (a house twin takes ~1 ms).
         let sc = &*scenario;
-        let built: Vec<Result<Vec<Site>, SiteError>> = parallel_map(
-            specs.iter().map(|(_, _, hs)| hs).collect(),
-            threads,
-            |hs| {
+        let built: Vec<Result<Vec<Site>, SiteError>> =
+            parallel_map(specs.iter().map(|(_, _, hs)| hs).collect(), threads, |hs| {
                 hs.iter()
                     .map(|h| Site::new(sc, h.clone(), key))
                     .collect::<Result<Vec<_>, _>>()
-            },
-        );
+            });
         let mut branches = Vec::new();
         let mut site_branch = HashMap::new();
         let mut branch_index = HashMap::new();
@@ -419,8 +417,10 @@ impl Shard {
                 b.dropouts.extend(ids);
             }
         }
-        let results: Vec<BranchMinute> =
-            parallel_map_mut(&mut self.branches, self.threads, |b| step_branch(b, minute));
+        let run_id = self.run_id.clone();
+        let results: Vec<BranchMinute> = parallel_map_mut(&mut self.branches, self.threads, |b| {
+            step_branch(b, minute, &run_id)
+        });
         let mut telemetry = Vec::new();
         let mut acks = Vec::new();
         let mut feeders = Vec::new();
@@ -433,8 +433,10 @@ impl Shard {
                 self.last_error = Some(e);
             }
         }
-        telemetry.sort_by_key(|t| t.site_id);
-        acks.sort_by(|a, b| (a.site_id, a.sequence).cmp(&(b.site_id, b.sequence)));
+        // Stable sorts: equal keys (a message delivered twice) keep their
+        // delivery order.
+        telemetry.sort_by_key(|t| t.0);
+        acks.sort_by_key(|a| a.0);
         let done = Done {
             shard_id: self.shard_id.clone(),
             minute,
@@ -442,14 +444,8 @@ impl Shard {
             n_acks: acks.len() as u32,
             feeders,
         };
-        for t in &telemetry {
-            let topic = Topic::Telemetry(t.site_id).to_topic(&self.run_id);
-            self.outbox.push_back(json_message(topic, t, false));
-        }
-        for a in &acks {
-            let topic = Topic::Ack(a.site_id).to_topic(&self.run_id);
-            self.outbox.push_back(json_message(topic, a, false));
-        }
+        self.outbox.extend(telemetry.into_iter().map(|t| t.1));
+        self.outbox.extend(acks.into_iter().map(|a| a.1));
         let topic = Topic::Done(self.shard_id.clone()).to_topic(&self.run_id);
         self.outbox.push_back(json_message(topic, &done, false));
         self.next_minute = minute + 1;
@@ -457,13 +453,14 @@ impl Shard {
 }
 
 /// One branch's minute: deliveries, dropouts, households, power flow.
-fn step_branch(b: &mut Branch, minute: u32) -> BranchMinute {
+fn step_branch(b: &mut Branch, minute: u32, run_id: &str) -> BranchMinute {
     let mut acks = Vec::new();
     let inbox = std::mem::take(&mut b.inbox);
     for d in inbox {
         if let Ok(k) = b.sites.binary_search_by_key(&d.site_id, |s| s.spec.site_id) {
             if let Some(a) = b.sites[k].deliver(&d.payload, minute) {
-                acks.push(a);
+                let topic = Topic::Ack(a.site_id).to_topic(run_id);
+                acks.push(((a.site_id, a.sequence), json_message(topic, &a, false)));
             }
         }
     }
@@ -487,7 +484,8 @@ fn step_branch(b: &mut Branch, minute: u32) -> BranchMinute {
         if let Some(t) = s.telemetry(minute, &flow) {
             soc_sum += t.soc;
             n_soc += 1;
-            telemetry.push(t);
+            let topic = Topic::Telemetry(t.site_id).to_topic(run_id);
+            telemetry.push((t.site_id, json_message(topic, &t, false)));
         }
     }
     let mut report = FeederReport {

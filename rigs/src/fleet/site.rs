@@ -247,8 +247,8 @@ impl Site {
             let mut dc = sc.house.demand.clone();
             dc.archetype = spec.demand;
             dc.daily_energy_kwh = spec.daily_energy_kwh;
-            let d = HouseholdDemand::new(dc, spec.seed, sc.calendar)
-                .map_err(|e| err(e.to_string()))?;
+            let d =
+                HouseholdDemand::new(dc, spec.seed, sc.calendar).map_err(|e| err(e.to_string()))?;
             Kind::DemandOnly(Box::new(d))
         };
         Ok(Site {

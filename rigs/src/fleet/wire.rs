@@ -168,7 +168,11 @@ pub fn topic_filters_for_branches(run_id: &str, branch_ids: &[u32]) -> Vec<Strin
         format!("{p}/site/+/dispatch"),
         format!("{p}/site/+/config"),
     ];
-    v.extend(branch_ids.iter().map(|b| format!("{p}/branch/{b}/dispatch")));
+    v.extend(
+        branch_ids
+            .iter()
+            .map(|b| format!("{p}/branch/{b}/dispatch")),
+    );
     v
 }
 

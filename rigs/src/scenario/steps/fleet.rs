@@ -39,10 +39,9 @@ fn outcome(w: &MaslowWorld) -> Result<(&FleetScenario, &RunOutcome), String> {
         .fleet
         .as_deref()
         .ok_or_else(|| "no fleet: start with `Given the fleet NAME`".to_string())?;
-    let o = f
-        .outcome
-        .as_ref()
-        .ok_or_else(|| "the fleet has not run: add `When the fleet runs until HH:MM`".to_string())?;
+    let o = f.outcome.as_ref().ok_or_else(|| {
+        "the fleet has not run: add `When the fleet runs until HH:MM`".to_string()
+    })?;
     Ok((&f.scenario, o))
 }
 
@@ -153,7 +152,10 @@ fn runs_until(w: &mut MaslowWorld, until: String) -> StepResult {
             f.scenario.start_hour
         ));
     }
-    let sc = f.scenario.clone().with_hours(until_h - f.scenario.start_hour);
+    let sc = f
+        .scenario
+        .clone()
+        .with_hours(until_h - f.scenario.start_hour);
     // Two threads: results do not depend on it; keeps a suite's parallel
     // scenarios from oversubscribing the machine.
     let opts = RunOptions {
@@ -187,9 +189,13 @@ fn transformer_share(
     let share = 100.0 * ok as f64 / v.len() as f64;
     if share + 1e-9 < pct {
         let worst = if how == "at most" {
-            v.iter().cloned().fold((0, f64::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a })
+            v.iter()
+                .cloned()
+                .fold((0, f64::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a })
         } else {
-            v.iter().cloned().fold((0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a })
+            v.iter()
+                .cloned()
+                .fold((0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a })
         };
         return Err(format!(
             "branch {branch}'s transformer power was {how} {kw} kW in {ok} of {} minutes ({share:.1} %, wanted {pct} %); worst {:.2} kW at minute {}",
@@ -239,7 +245,11 @@ fn power_mean(
 fn untouched(w: &mut MaslowWorld, branch: u32) -> StepResult {
     let (sc, o) = outcome(w)?;
     check_branch(sc, branch)?;
-    let t: Vec<_> = o.telemetry.iter().filter(|t| t.branch_id == branch).collect();
+    let t: Vec<_> = o
+        .telemetry
+        .iter()
+        .filter(|t| t.branch_id == branch)
+        .collect();
     if t.is_empty() {
         return Err(format!("no assembly on branch {branch} reported telemetry"));
     }
@@ -265,13 +275,22 @@ fn every_rejects(w: &mut MaslowWorld, branch: u32, n: u32, reason: String) -> St
     let (sc, o) = outcome(w)?;
     check_branch(sc, branch)?;
     let key = reason.replace(' ', "_");
-    let t: Vec<_> = o.telemetry.iter().filter(|t| t.branch_id == branch).collect();
+    let t: Vec<_> = o
+        .telemetry
+        .iter()
+        .filter(|t| t.branch_id == branch)
+        .collect();
     if t.is_empty() {
         return Err(format!("no assembly on branch {branch} reported telemetry"));
     }
     let short: Vec<(u32, u32)> = t
         .iter()
-        .map(|t| (t.site_id, t.counters.rejected.get(&key).copied().unwrap_or(0)))
+        .map(|t| {
+            (
+                t.site_id,
+                t.counters.rejected.get(&key).copied().unwrap_or(0),
+            )
+        })
         .filter(|(_, c)| *c < n)
         .collect();
     if !short.is_empty() {
