@@ -54,8 +54,88 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum FleetCommand {
     /// Run a fleet in lockstep on this machine: the server and the shards
-    /// exchange their messages through an in-memory queue.
+    /// exchange their messages through an in-memory queue, or with
+    /// `--broker embedded|URL` over MQTT.
     Run(FleetRunArgs),
+    /// The remote server of a distributed run: waits for the shards' Hellos
+    /// on the broker, runs the lockstep and writes the outputs.
+    Server(FleetServerArgs),
+    /// One shard of a distributed run: some feeders' households with their
+    /// assemblies, stepped as the server's ticks say.
+    Shard(FleetShardArgs),
+}
+
+/// Where the fleet's MQTT broker is and how to log in. The password is
+/// never an argument: `MASLOW_BROKER_PASSWORD` or `--broker-password-file`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct BrokerArgs {
+    /// `embedded` (a broker in this process; `fleet run` only) or
+    /// `mqtt://HOST:PORT` / `mqtts://HOST:PORT`.
+    #[arg(long)]
+    pub broker: Option<String>,
+    /// Broker user name (password from MASLOW_BROKER_PASSWORD or --broker-password-file).
+    #[arg(long)]
+    pub broker_user: Option<String>,
+    /// File whose first line is the broker password.
+    #[arg(long)]
+    pub broker_password_file: Option<PathBuf>,
+    /// CA certificate(s) (PEM) for mqtts:// (default: the system's trust store).
+    #[arg(long)]
+    pub broker_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM), for brokers that require one.
+    #[arg(long)]
+    pub broker_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long)]
+    pub broker_key: Option<PathBuf>,
+    /// Faults on what this process publishes, seeded:
+    /// `drop=P,duplicate=P,delay=exp:50ms|fixed:D|uniform:D..D,seed=N`.
+    #[arg(long)]
+    pub transport_faults: Option<String>,
+    /// Longest wait for the next message, s; then the run stops with an
+    /// error naming where it stalled.
+    #[arg(long, default_value_t = 300)]
+    pub idle_timeout_s: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct FleetServerArgs {
+    #[command(flatten)]
+    pub common: FleetCommonArgs,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// Directory for branches.csv, compliance.json, compliance.csv and summary.txt.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Scaled real time: simulated seconds per wall second (minute m starts
+    /// no earlier than m·60/X s after the first). Default: as fast as the
+    /// lockstep barrier allows.
+    #[arg(long)]
+    pub speed: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct FleetShardArgs {
+    #[command(flatten)]
+    pub common: FleetCommonArgs,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// The branches (feeder copies) this shard runs, as positions in the
+    /// scenario's branch list: `A..B` (A included, B not), `A..=B`, or `A`.
+    #[arg(long)]
+    pub feeders: String,
+    /// This shard's id ([a-z0-9-]+), unique in the run.
+    #[arg(long)]
+    pub shard_id: String,
+    /// Threads stepping the households (default: the machine's cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Journal of every message this shard handled. A shard started again
+    /// with the same journal after a crash or kill replays it and rejoins
+    /// the run where it was (no command executed twice); a new run needs a
+    /// new (or no) journal file.
+    #[arg(long)]
+    pub journal: Option<PathBuf>,
 }
 
 /// Arguments every fleet command shares.
@@ -87,6 +167,10 @@ pub struct FleetRunArgs {
     /// Threads per shard (default: the machine's cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// `--broker embedded` or `--broker URL`: the server and the shards in
+    /// this process exchange their messages over MQTT instead.
+    #[command(flatten)]
+    pub broker: BrokerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -307,6 +391,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Test(a) => test(&a),
         Command::Report(a) => report(&a),
         Command::Fleet(FleetCommand::Run(a)) => fleet_run(&a),
+        Command::Fleet(FleetCommand::Server(a)) => crate::mqtt::cli::fleet_server(&a),
+        Command::Fleet(FleetCommand::Shard(a)) => crate::mqtt::cli::fleet_shard(&a),
     }
 }
 
@@ -345,6 +431,9 @@ pub fn fleet_run(a: &FleetRunArgs) -> Result<()> {
     }
     if let Some(id) = &opts.run_id {
         crate::fleet::wire::check_run_id(id).map_err(|e| bad(e.to_string()))?;
+    }
+    if a.broker.broker.is_some() {
+        return crate::mqtt::cli::fleet_run_over_broker(a, sc, &opts);
     }
     let outcome = run_in_process(std::sync::Arc::clone(&sc), &opts)?;
     write_outputs(&a.out, &sc, &outcome)?;
@@ -455,7 +544,7 @@ pub fn test(a: &TestArgs) -> Result<()> {
     }
 }
 
-fn bad(msg: String) -> anyhow::Error {
+pub(crate) fn bad(msg: String) -> anyhow::Error {
     BadInput(msg).into()
 }
 

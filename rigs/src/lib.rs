@@ -12,6 +12,7 @@ pub mod closed_loop;
 pub mod fleet;
 pub mod input;
 pub mod instrument;
+pub mod mqtt;
 pub mod pacing;
 pub mod plant_link;
 pub mod rig;
