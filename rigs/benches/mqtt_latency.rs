@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use firmware::cluster::{
     encode, Cluster, ClusterConfig, Command as DispatchCommand, Dispatch, DispatchContext,
-    Envelope, PublicKeyHex, Requirement, RequirementKind, Verdict,
+    Envelope, PublicKeyHex, RemoteConfigBounds, Requirement, RequirementKind, Verdict,
 };
 use firmware::Millis;
 use rigs::mqtt::{
@@ -44,6 +44,8 @@ fn cluster(site_id: u32, key: &SigningKey) -> Cluster {
         branch_id: BRANCH,
         trusted_keys,
         envelope: Envelope::default(),
+        server_silence_s: 180,
+        remote_config: RemoteConfigBounds::default(),
     })
     .expect("valid cluster config")
 }

@@ -92,12 +92,16 @@ async fn ten_thousand_random_frames_cross_a_pty_both_ways_intact_and_in_order() 
     let mut adapter = serve.await.unwrap();
 
     let (ta, th) = (to_adapter.clone(), to_host.clone());
+    // The task hands the adapter back rather than dropping it: dropping it
+    // closes the pty master, which hangs up the slave and discards what the
+    // host has not read yet (its reads then return 0, i.e. Disconnected).
     let adapter_side = tokio::spawn(async move {
         let got = exchange(&mut adapter, &th, N).await;
-        (got, adapter.stats())
+        (got, adapter)
     });
     let got_by_host = exchange(&mut host, &ta, N).await;
-    let (got_by_adapter, adapter_stats) = adapter_side.await.unwrap();
+    let (got_by_adapter, adapter) = adapter_side.await.unwrap();
+    let adapter_stats = adapter.stats();
 
     assert_eq!(got_by_adapter.len(), N);
     assert!(got_by_adapter == to_adapter, "host → adapter frames differ");
