@@ -129,6 +129,8 @@ pub struct ClosedLoop {
     pub commands_applied: u64,
     /// How the controller's wake-ups are run between house steps.
     pub wake: WakePolicy,
+    /// Whether the controller has had its measurements (and clock) yet.
+    measured: bool,
 }
 
 /// How [`ClosedLoop`] runs the controller's wake-ups between house steps.
@@ -193,6 +195,7 @@ impl ClosedLoop {
             standby_setpoint_v,
             events: Vec::new(),
             commands_applied: 0,
+            measured: false,
             wake: WakePolicy::default(),
         })
     }
@@ -203,6 +206,7 @@ impl ClosedLoop {
 
     /// Hands the house's current signals to the controller.
     fn measure(&mut self) {
+        self.measured = true;
         let now = self.now_ms();
         let s = self.engine.signals();
         let p = &self.probes;
@@ -311,6 +315,7 @@ impl ClosedLoop {
 
     /// Delivers a signed dispatch message to the controller now.
     pub fn dispatch(&mut self, bytes: &[u8]) {
+        self.measure_if_never();
         let now = self.now_ms();
         self.controller.handle(now, Input::Dispatch(bytes));
         self.actuate();
@@ -318,9 +323,20 @@ impl ClosedLoop {
 
     /// Delivers a signed configuration message to the controller now.
     pub fn configure(&mut self, bytes: &[u8]) {
+        self.measure_if_never();
         let now = self.now_ms();
         self.controller.handle(now, Input::Config(bytes));
         self.actuate();
+    }
+
+    /// A board has its clock and measurements before it takes a message: a
+    /// message delivered before the first step (a fleet's minute 0) finds
+    /// the controller measured at the current time, not at UTC 0 (where
+    /// every signed message would read as not yet valid).
+    fn measure_if_never(&mut self) {
+        if !self.measured {
+            self.measure();
+        }
     }
 
     /// The controller's clock now (the house's virtual time), ms.
