@@ -1,8 +1,8 @@
-//! Fleet throughput: a slice of `rigs/fleets/bench_10k.toml` (the first
-//! capped and the first shifting branch: 200 households with assemblies
-//! on two IEEE European LV feeders), one simulated day in lockstep
-//! in-process, timed. A plain bench binary (`cargo bench -p rigs --bench
-//! fleet`); `MASLOW_FLEET_BRANCHES=N` takes N branches of each kind.
+//! Fleet throughput: a slice of `rigs/fleets/bench_10k.toml` (one copy
+//! of the capped and one of the shifting feeder: 200 households with
+//! assemblies on two IEEE European LV feeders), one simulated day in
+//! lockstep in-process, timed. A plain bench binary (`cargo bench -p rigs
+//! --bench fleet`); `MASLOW_FLEET_BRANCHES=N` takes N copies of each.
 //! The full 10,000 households: `maslow fleet run rigs/fleets/bench_10k.toml`
 //! (README, "Fleets").
 
@@ -15,30 +15,26 @@ use rigs::fleet::scenario::FleetScenario;
 
 fn main() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fleets/bench_10k.toml");
-    let mut sc = match FleetScenario::load(&path) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("fleet bench: {e}");
-            std::process::exit(2);
-        }
-    };
     let per_kind: usize = std::env::var("MASLOW_FLEET_BRANCHES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1)
         .max(1);
-    let mut keep = Vec::new();
-    for f in 0..sc.feeders.len() {
-        keep.extend(
-            sc.branches
-                .iter()
-                .filter(|b| b.feeder == f)
-                .take(per_kind)
-                .cloned(),
-        );
-    }
-    // Branch ids stay as in the full fleet (households are drawn per id).
-    sc.branches.retain(|b| keep.contains(b));
+    // The same fleet with `per_kind` copies of each feeder (branch ids are
+    // 1..=n, so fewer copies is a smaller fleet, not a filtered one).
+    let sc = std::fs::read_to_string(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| {
+            let text = text.replace("copies = 50", &format!("copies = {per_kind}"));
+            FleetScenario::parse(&path, &text).map_err(|e| e.to_string())
+        });
+    let sc = match sc {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fleet bench: {}: {e}", path.display());
+            std::process::exit(2);
+        }
+    };
     let households: usize = sc
         .branch_ids()
         .iter()
