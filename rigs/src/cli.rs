@@ -112,6 +112,11 @@ pub struct FleetServerArgs {
     /// lockstep barrier allows.
     #[arg(long)]
     pub speed: Option<f64>,
+    /// No barrier (needs --speed): each minute ends on the wall clock with
+    /// whatever came in; shards step on the tick; what comes late is
+    /// counted (compliance.json `late_messages`). Not deterministic.
+    #[arg(long, requires = "speed")]
+    pub realtime: bool,
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +176,14 @@ pub struct FleetRunArgs {
     /// this process exchange their messages over MQTT instead.
     #[command(flatten)]
     pub broker: BrokerArgs,
+    /// With --broker: scaled real time, simulated seconds per wall second
+    /// (the lockstep paced; with --realtime, no barrier).
+    #[arg(long, requires = "broker")]
+    pub speed: Option<f64>,
+    /// With --broker and --speed: no barrier; minutes end on the wall
+    /// clock, late messages are counted. Not deterministic.
+    #[arg(long, requires = "speed")]
+    pub realtime: bool,
 }
 
 #[derive(Debug, Args)]

@@ -200,6 +200,25 @@ fn fleet_file_errors_name_the_file_and_key() {
         e.contains("feeders[0].network") && e.contains("nope"),
         "{e}"
     );
+    for (setting, key, says) in [
+        ("reserve_soc = \"most\"", "settings[0]", "\"local\""),
+        ("reserve_soc = 1.5", "settings[0]", "reserve_soc"),
+        ("max_sink_w = -3.0", "settings[0]", "max_sink_w"),
+        (
+            "branches = [3]\nreserve_soc = 0.5",
+            "settings[0].branches",
+            "no branch 3",
+        ),
+        ("", "settings[0]", "sets nothing"),
+    ] {
+        let bad = format!("{text}\n[[settings]]\nat_h = 20.0\n{setting}\n");
+        let e = FleetScenario::parse(&path, &bad).unwrap_err().to_string();
+        assert!(e.contains(key) && e.contains(says), "{setting}: {e}");
+    }
+    let good =
+        format!("{text}\n[[settings]]\nat_h = 20.0\nbranches = [1]\nreserve_soc = \"local\"\n");
+    let sc = FleetScenario::parse(&path, &good).unwrap();
+    assert_eq!(sc.settings.len(), 1);
 }
 
 #[test]
@@ -422,4 +441,138 @@ proptest! {
         );
         prop_assert_eq!(base, shuffled);
     }
+}
+
+#[test]
+fn every_assembly_accepts_the_heartbeat_of_minute_zero() {
+    // The server's first heartbeat goes out before the first plant step;
+    // an assembly must judge it by the run's clock, not by UTC 0 (where it
+    // reads as not yet valid).
+    let sc = two_branches().with_hours(3.0 / 60.0);
+    let o = run_in_process(Arc::new(sc), &RunOptions::default()).unwrap();
+    let mut last: BTreeMap<u32, &Telemetry> = BTreeMap::new();
+    for t in &o.telemetry {
+        if last.get(&t.site_id).is_none_or(|p| p.minute <= t.minute) {
+            last.insert(t.site_id, t);
+        }
+    }
+    assert_eq!(last.len(), o.assemblies, "one telemetry per assembly");
+    assert_eq!(
+        o.report.heartbeats_sent,
+        2 * 3,
+        "a heartbeat a minute per branch"
+    );
+    for t in last.values() {
+        assert_eq!(t.counters.rejected, BTreeMap::new(), "site {}", t.site_id);
+        assert_eq!(t.counters.accepted_heartbeat, 3, "site {}", t.site_id);
+    }
+}
+
+#[test]
+fn configuration_messages_reach_only_their_branch_and_are_judged_by_each_assembly() {
+    // Branch 1: reserve raised to 50 % (within the assemblies' bounds);
+    // branch 2: 95 % (above `reserve_soc_max` 0.8): refused by each.
+    let path = repo("rigs/fleets/two_branches.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let with = format!(
+        "{text}\n[[settings]]\nat_h = 19.05\nbranches = [1]\nreserve_soc = 0.5\n\n[[settings]]\nat_h = 19.05\nbranches = [2]\nreserve_soc = 0.95\n"
+    );
+    let sc = FleetScenario::parse(&path, &with).unwrap().with_hours(0.1);
+    let o = run_in_process(Arc::new(sc), &RunOptions::default()).unwrap();
+    let r = &o.report;
+    let per_branch = o.assemblies as u64 / 2;
+    assert_eq!(r.config_messages_sent, 2 * per_branch);
+    let b1 = &r.branches[0];
+    let b2 = &r.branches[1];
+    assert_eq!(
+        b1.config_acks.get("accepted"),
+        Some(&(per_branch as u32)),
+        "{b1:?}"
+    );
+    assert_eq!(
+        b2.config_acks.get("rejected:out_of_envelope"),
+        Some(&(per_branch as u32)),
+        "{b2:?}"
+    );
+    // Counted apart from the dispatches' acks.
+    assert!(
+        !r.acks.contains_key("rejected:out_of_envelope"),
+        "{:?}",
+        r.acks
+    );
+    for t in &o.telemetry {
+        let (want_reserve, accepted, refused) = if t.branch_id == 1 {
+            (0.5, 1, 0)
+        } else {
+            (0.2, 0, 1)
+        };
+        assert!((t.reserve_soc - want_reserve).abs() < 1e-6, "{t:?}");
+        assert_eq!(t.counters.accepted_config, accepted, "{t:?}");
+        assert_eq!(
+            t.counters
+                .rejected
+                .get("out_of_envelope")
+                .copied()
+                .unwrap_or(0),
+            refused,
+            "{t:?}"
+        );
+    }
+}
+
+#[test]
+fn a_realtime_server_ends_minutes_on_its_clock_and_counts_late_messages() {
+    let sc = Arc::new(two_branches().with_hours(3.0 / 60.0));
+    let mut server = FleetServer::new(Arc::clone(&sc), RUN).unwrap();
+    server.set_realtime(Some(100));
+    let mut shard =
+        rigs::fleet::shard::Shard::new(Arc::clone(&sc), RUN, "s", &sc.branch_ids(), 1).unwrap();
+    while let Some(m) = shard.poll_transmit() {
+        server.handle(&m).unwrap();
+    }
+    // Minute 0: the tick alone reaches the shard (its messages are late):
+    // a real-time shard steps on the tick.
+    let out: Vec<Message> = std::iter::from_fn(|| server.poll_transmit()).collect();
+    let tick = out.iter().find(|m| m.topic.ends_with("/tick")).unwrap();
+    assert!(out.len() > 1, "minute 0 carries heartbeats");
+    shard.handle(tick).unwrap();
+    assert!(shard.is_ready(), "a real-time shard waits for no message");
+    let from_shard: Vec<Message> = std::iter::from_fn(|| shard.poll_transmit()).collect();
+    assert!(from_shard.iter().any(|m| m.topic.ends_with("/done/s")));
+    // The server's clock ends minute 0 before the shard's messages came.
+    assert!(server.poll_transmit().is_none(), "no minute ends by itself");
+    server.end_minute();
+    let late = from_shard.len() as u64;
+    for m in &from_shard {
+        server.handle(m).unwrap();
+    }
+    let r = server.report();
+    assert_eq!(r.clock, "realtime");
+    assert_eq!(r.minutes_incomplete, 1);
+    assert_eq!(r.late_messages, late);
+    assert!(r.bad_messages.is_empty(), "{:?}", r.bad_messages);
+    // Minute 1 goes round in time: complete.
+    let out: Vec<Message> = std::iter::from_fn(|| server.poll_transmit()).collect();
+    for m in &out {
+        shard.handle(m).unwrap();
+    }
+    let from_shard: Vec<Message> = std::iter::from_fn(|| shard.poll_transmit()).collect();
+    for m in &from_shard {
+        server.handle(m).unwrap();
+    }
+    server.end_minute();
+    let r = server.report();
+    assert_eq!(
+        (r.minutes, r.minutes_incomplete, r.late_messages),
+        (2, 1, late)
+    );
+    // A lockstep server takes the same late message as an error.
+    let mut lockstep = FleetServer::new(Arc::clone(&sc), RUN).unwrap();
+    lockstep.handle(&hello(&sc)).unwrap();
+    let _: Vec<Message> = std::iter::from_fn(|| lockstep.poll_transmit()).collect();
+    let telemetry = from_shard
+        .iter()
+        .find(|m| m.topic.ends_with("/telemetry"))
+        .unwrap();
+    assert!(lockstep.handle(telemetry).is_err());
 }

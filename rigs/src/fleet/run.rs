@@ -253,12 +253,20 @@ pub fn branches_csv(scenario: &FleetScenario, rows: &[BranchMinuteRow]) -> Strin
 /// The compliance CSV: one row per branch and requirement.
 pub fn compliance_csv(report: &ComplianceReport) -> String {
     let mut s = String::from(
-        "branch_id,feeder,requirement,limit_kw,minutes_in_window,minutes_violated,worst_excess_kw,energy_shifted_kwh,mean_p_kw,assemblies,assemblies_dispatched,assemblies_lost,redispatches,messages_sent,acks_accepted,acks_rejected\n",
+        "branch_id,feeder,requirement,limit_kw,minutes_in_window,minutes_violated,worst_excess_kw,energy_shifted_kwh,mean_p_kw,assemblies,assemblies_dispatched,assemblies_lost,lost_no_telemetry,lost_not_participating,lost_clipped,redispatches,messages_sent,acks_accepted,acks_rejected,config_messages_sent,config_accepted,config_rejected\n",
     );
     for b in &report.branches {
         let accepted = b.acks.get("accepted").copied().unwrap_or(0);
         let rejected: u32 = b
             .acks
+            .iter()
+            .filter(|(k, _)| k.starts_with("rejected"))
+            .map(|(_, v)| *v)
+            .sum();
+        let lost = |why: &str| b.assemblies_lost_by_reason.get(why).copied().unwrap_or(0);
+        let config_accepted = b.config_acks.get("accepted").copied().unwrap_or(0);
+        let config_rejected: u32 = b
+            .config_acks
             .iter()
             .filter(|(k, _)| k.starts_with("rejected"))
             .map(|(_, v)| *v)
@@ -270,7 +278,7 @@ pub fn compliance_csv(report: &ComplianceReport) -> String {
         };
         for q in reqs {
             s.push_str(&format!(
-                "{},{},{},{},{},{},{:.3},{:.3},{:.3},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{:.3},{:.3},{:.3},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                 b.branch_id,
                 b.feeder,
                 q.map_or("none", |q| q.kind.as_str()),
@@ -283,10 +291,16 @@ pub fn compliance_csv(report: &ComplianceReport) -> String {
                 b.assemblies,
                 b.assemblies_dispatched,
                 b.assemblies_lost,
+                lost("no_telemetry"),
+                lost("not_participating"),
+                lost("clipped"),
                 b.redispatches,
                 b.messages_sent,
                 accepted,
-                rejected
+                rejected,
+                b.config_messages_sent,
+                config_accepted,
+                config_rejected
             ));
         }
     }
@@ -320,6 +334,17 @@ pub fn summary(scenario: &FleetScenario, o: &RunOutcome) -> String {
         r.silent_minutes,
         r.bad_messages.values().sum::<u32>()
     ));
+    if r.config_messages_sent > 0 {
+        s.push_str(&format!(
+            "configuration: {} signed messages sent, acks: {}\n",
+            r.config_messages_sent,
+            r.config_acks
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     let shown = r
         .branches
         .iter()
@@ -328,7 +353,7 @@ pub fn summary(scenario: &FleetScenario, o: &RunOutcome) -> String {
     for b in shown {
         for q in &b.requirements {
             s.push_str(&format!(
-                "branch {} ({}): {} {:.1} kW: {} of {} min violated (worst +{:.2} kW), {:.2} kWh shifted; {} assemblies dispatched, {} lost, {} re-dispatches\n",
+                "branch {} ({}): {} {:.1} kW: {} of {} min violated (worst +{:.2} kW), {:.2} kWh shifted; {} assemblies dispatched, {} lost{}, {} re-dispatches\n",
                 b.branch_id,
                 b.feeder,
                 q.kind,
@@ -339,6 +364,18 @@ pub fn summary(scenario: &FleetScenario, o: &RunOutcome) -> String {
                 q.energy_shifted_kwh,
                 b.assemblies_dispatched,
                 b.assemblies_lost,
+                if b.assemblies_lost_by_reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " ({})",
+                        b.assemblies_lost_by_reason
+                            .iter()
+                            .map(|(k, v)| format!("{k} {v}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
                 b.redispatches
             ));
         }

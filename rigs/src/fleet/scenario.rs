@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use firmware::remote_config::{Setting, Settings, LOCAL_U32};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
@@ -252,6 +253,116 @@ pub struct FeederSpec {
     pub requirements: Vec<Requirement>,
 }
 
+/// A remote setting's value in a fleet file: a number (or `true`/`false`),
+/// or `"local"` (back to the assembly's own configuration).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum SettingValue<T> {
+    /// This value.
+    Value(T),
+    /// A keyword: only `"local"` is valid (checked on load).
+    Keyword(String),
+}
+
+/// A change of the assemblies' remote settings: at `at_h` the server signs
+/// one configuration message (`firmware/docs/config-message.md`) per
+/// assembly of the branch. Settings left out stay as they are. Values are
+/// not checked against the assemblies' bounds here: the assemblies do that
+/// (a value outside `[cluster.remote_config]` or the envelope is rejected
+/// as `out_of_envelope`, and the report counts it).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsChange {
+    /// When, clock hours from the start date's midnight.
+    pub at_h: f64,
+    /// The branches whose assemblies get it (default: every branch).
+    #[serde(default)]
+    pub branches: Vec<u32>,
+    /// Take part in dispatch.
+    #[serde(default)]
+    pub participating: Option<SettingValue<bool>>,
+    /// Reserve state of charge, fraction 0..=1 (sent in per-mille).
+    #[serde(default)]
+    pub reserve_soc: Option<SettingValue<f64>>,
+    /// Export limit at the connection point, W.
+    #[serde(default)]
+    pub export_limit_w: Option<SettingValue<f64>>,
+    /// Largest sink (charge) power a dispatch may ask for, W.
+    #[serde(default)]
+    pub max_sink_w: Option<SettingValue<f64>>,
+    /// Largest source (discharge) power a dispatch may ask for, W.
+    #[serde(default)]
+    pub max_source_w: Option<SettingValue<f64>>,
+    /// Largest randomised start delay, s.
+    #[serde(default)]
+    pub start_delay_max_s: Option<SettingValue<u32>>,
+}
+
+impl SettingsChange {
+    /// The settings in the message's wire units. Errors name the key.
+    pub fn to_settings(&self) -> Result<Settings, String> {
+        fn keyword<T>(key: &str, v: &Option<SettingValue<T>>) -> Result<(), String> {
+            match v {
+                Some(SettingValue::Keyword(k)) if k != "local" => {
+                    Err(format!("`{key}`: give a value or \"local\", found \"{k}\""))
+                }
+                _ => Ok(()),
+            }
+        }
+        fn watts(key: &str, v: &Option<SettingValue<f64>>) -> Result<Setting<u32>, String> {
+            keyword(key, v)?;
+            Ok(match v {
+                None => Setting::Unchanged,
+                Some(SettingValue::Keyword(_)) => Setting::Local,
+                Some(SettingValue::Value(w)) => {
+                    if !(w.is_finite() && *w >= 0.0 && *w <= 1.0e9) {
+                        return Err(format!("`{key}`: give 0..=1e9 W, found {w}"));
+                    }
+                    Setting::Set(w.round() as u32)
+                }
+            })
+        }
+        keyword("participating", &self.participating)?;
+        keyword("reserve_soc", &self.reserve_soc)?;
+        keyword("start_delay_max_s", &self.start_delay_max_s)?;
+        let participating = match &self.participating {
+            None => Setting::Unchanged,
+            Some(SettingValue::Keyword(_)) => Setting::Local,
+            Some(SettingValue::Value(p)) => Setting::Set(*p),
+        };
+        let reserve_soc_permille = match &self.reserve_soc {
+            None => Setting::Unchanged,
+            Some(SettingValue::Keyword(_)) => Setting::Local,
+            Some(SettingValue::Value(soc)) => {
+                if !(0.0..=1.0).contains(soc) {
+                    return Err(format!("`reserve_soc`: give 0..=1, found {soc}"));
+                }
+                Setting::Set((soc * 1000.0).round() as u16)
+            }
+        };
+        let start_delay_max_s = match &self.start_delay_max_s {
+            None => Setting::Unchanged,
+            Some(SettingValue::Keyword(_)) => Setting::Local,
+            Some(SettingValue::Value(s)) if *s >= LOCAL_U32 => {
+                return Err(format!("`start_delay_max_s`: too large ({s} s)"));
+            }
+            Some(SettingValue::Value(s)) => Setting::Set(*s),
+        };
+        let settings = Settings {
+            participating,
+            reserve_soc_permille,
+            export_limit_w: watts("export_limit_w", &self.export_limit_w)?,
+            max_sink_w: watts("max_sink_w", &self.max_sink_w)?,
+            max_source_w: watts("max_source_w", &self.max_source_w)?,
+            start_delay_max_s,
+        };
+        if settings == Settings::default() {
+            return Err("sets nothing: give at least one setting".into());
+        }
+        Ok(settings)
+    }
+}
+
 fn one_u32() -> u32 {
     1
 }
@@ -456,6 +567,8 @@ struct FleetFile {
     feeders: Vec<FeederSpec>,
     #[serde(default)]
     faults: FaultSpec,
+    #[serde(default)]
+    settings: Vec<SettingsChange>,
 }
 
 fn default_step_ms() -> u64 {
@@ -557,6 +670,8 @@ pub struct FleetScenario {
     pub branches: Vec<BranchSpec>,
     /// Faults.
     pub faults: FaultSpec,
+    /// The server's configuration changes (`[[settings]]`).
+    pub settings: Vec<SettingsChange>,
 }
 
 /// Mixes a seed with a stream id (splitmix64), for independent streams.
@@ -797,6 +912,26 @@ impl FleetScenario {
                 ));
             }
         }
+        for (j, c) in f.settings.iter().enumerate() {
+            let ck = format!("settings[{j}]");
+            if !(c.at_h.is_finite() && c.at_h >= 0.0) {
+                return Err(invalid(
+                    &ck,
+                    format!("`at_h` must be >= 0, found {}", c.at_h),
+                ));
+            }
+            if let Some(b) = c
+                .branches
+                .iter()
+                .find(|b| **b == 0 || **b as usize > branches.len())
+            {
+                return Err(invalid(
+                    &format!("{ck}.branches"),
+                    format!("no branch {b} (1..={})", branches.len()),
+                ));
+            }
+            c.to_settings().map_err(|m| invalid(&ck, m))?;
+        }
         for (i, d) in fs.attacks.iter().enumerate() {
             if d.branch == 0 || d.branch as usize > branches.len() {
                 return Err(invalid(
@@ -853,6 +988,7 @@ impl FleetScenario {
             feeders,
             branches,
             faults: f.faults,
+            settings: f.settings,
         })
     }
 

@@ -35,6 +35,7 @@ use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use firmware::cluster::{self, Command, Dispatch, RequirementKind};
+use firmware::remote_config::{self, ConfigMessage, Settings};
 use serde::Serialize;
 
 use super::scenario::{AttackKind, FleetScenario, Requirement};
@@ -113,12 +114,22 @@ pub struct BranchReport {
     pub assemblies_dispatched: u32,
     /// Times an assembly fell out of a plan.
     pub assemblies_lost: u32,
+    /// Of `assemblies_lost`, why: `no_telemetry` (off line: dropped out,
+    /// or its messages lost), `not_participating` (opted out, islanded, or
+    /// rejected a dispatch as not participating), `clipped` (measured
+    /// under half its command for two minutes: empty, at a limit, or a
+    /// house that cannot take the power without exporting).
+    pub assemblies_lost_by_reason: BTreeMap<String, u32>,
     /// Minutes in which the plan was re-shared because assemblies fell out.
     pub redispatches: u32,
     /// Signed messages sent to the branch's assemblies.
     pub messages_sent: u32,
     /// Acks received, by verdict.
     pub acks: BTreeMap<String, u32>,
+    /// Signed configuration messages sent to the branch's assemblies.
+    pub config_messages_sent: u32,
+    /// Their acks, by verdict.
+    pub config_acks: BTreeMap<String, u32>,
     /// Peak transformer power over the run, kW.
     pub peak_p_kw: f64,
     /// Lowest voltage over the run, p.u.
@@ -156,6 +167,19 @@ pub struct ComplianceReport {
     pub attack_messages: u32,
     /// Bad messages received, by topic.
     pub bad_messages: BTreeMap<String, u32>,
+    /// `lockstep` (every minute waits for every shard) or `realtime`
+    /// (minutes end on the wall clock; what comes late is counted).
+    pub clock: String,
+    /// Real time: shard messages (telemetry, acks, Done) that came after
+    /// their minute had ended; not used.
+    pub late_messages: u64,
+    /// Real time: minutes that ended with something missing: a shard's
+    /// Done, or telemetry and acks it announced (lost, or not in yet).
+    pub minutes_incomplete: u32,
+    /// Signed configuration messages sent (`[[settings]]`).
+    pub config_messages_sent: u64,
+    /// Their acks by verdict over all branches (not in `acks`).
+    pub config_acks: BTreeMap<String, u32>,
 }
 
 /// One branch's row of the per-minute CSV.
@@ -172,6 +196,8 @@ pub struct BranchMinuteRow {
 struct BranchCtl {
     branch_id: u32,
     requirements: Vec<Requirement>,
+    /// Configuration changes to send: (run minute, settings), by minute.
+    settings: Vec<(u32, Settings)>,
     max_step_w: f64,
     sites: Vec<u32>,
     /// Total planned battery power, W (+ = discharge).
@@ -204,10 +230,16 @@ pub struct FleetServer {
     received: u32,
     telemetry: BTreeMap<u32, Telemetry>,
     acks: Vec<Ack>,
+    /// Sequence numbers of the configuration messages sent (their acks
+    /// are counted apart from the dispatches').
+    config_sequences: BTreeSet<u64>,
     outbox: VecDeque<Message>,
     rows: Vec<BranchMinuteRow>,
     report: ComplianceReport,
     threads: usize,
+    /// Real time: minutes end when told ([`FleetServer::end_minute`]), not
+    /// when complete; the wall time of a minute, ms.
+    realtime_minute_ms: Option<u64>,
 }
 
 /// Signs `planned` on up to `threads` scoped threads; results in order.
@@ -250,6 +282,16 @@ impl FleetServer {
                 continue;
             };
             let requirements = f.spec.requirements.clone();
+            let mut settings: Vec<(u32, Settings)> = scenario
+                .settings
+                .iter()
+                .filter(|c| c.branches.is_empty() || c.branches.contains(&b.branch_id))
+                .filter_map(|c| {
+                    let settings = c.to_settings().ok()?;
+                    Some((scenario.minute_of(c.at_h), settings))
+                })
+                .collect();
+            settings.sort_by_key(|(m, _)| *m);
             let report = BranchReport {
                 branch_id: b.branch_id,
                 feeder: f.name.clone(),
@@ -276,6 +318,7 @@ impl FleetServer {
                 BranchCtl {
                     branch_id: b.branch_id,
                     requirements,
+                    settings,
                     max_step_w: f.spec.max_step_w,
                     sites: Vec::new(),
                     plan_w: 0.0,
@@ -290,6 +333,7 @@ impl FleetServer {
             schema: wire::SCHEMA.into(),
             scenario: scenario.name.clone(),
             seed: scenario.seed,
+            clock: "lockstep".into(),
             ..Default::default()
         };
         Ok(FleetServer {
@@ -306,13 +350,62 @@ impl FleetServer {
             received: 0,
             telemetry: BTreeMap::new(),
             acks: Vec::new(),
+            config_sequences: BTreeSet::new(),
             outbox: VecDeque::new(),
             rows: Vec::new(),
             report,
             threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
+            realtime_minute_ms: None,
         })
+    }
+
+    /// Real-time clock, one simulated minute per `minute_ms` of wall time
+    /// (`None`: lockstep): a minute ends when the transport calls
+    /// [`FleetServer::end_minute`], with whatever came in; ticks tell the
+    /// shards to step without waiting, and to keep stepping at this pace
+    /// if a tick is lost. Set before the run starts.
+    pub fn set_realtime(&mut self, minute_ms: Option<u64>) {
+        self.realtime_minute_ms = minute_ms.map(|ms| ms.max(1));
+        self.report.clock = if minute_ms.is_some() {
+            "realtime"
+        } else {
+            "lockstep"
+        }
+        .into();
+    }
+
+    /// Whether minutes end on [`FleetServer::end_minute`] (real time).
+    pub fn is_realtime(&self) -> bool {
+        self.realtime_minute_ms.is_some()
+    }
+
+    /// Real time: ends the running minute with what has come in (sites
+    /// without telemetry fall out of the plan) and starts the next one, or
+    /// finishes the run. Does nothing before the start or after the end.
+    pub fn end_minute(&mut self) {
+        if let Phase::Running(m) = self.phase {
+            if !self.is_tick_complete() {
+                self.report.minutes_incomplete += 1;
+            }
+            self.finish_minute(m);
+            if m + 1 >= self.scenario.duration_min {
+                self.phase = Phase::Finished;
+            } else {
+                self.start_minute(m + 1);
+            }
+        }
+    }
+
+    /// Real time: a shard message of an ended minute is counted, not an error.
+    fn late(&mut self, minute: u32, running: Option<u32>) -> bool {
+        let late = self.is_realtime()
+            && (running.is_some_and(|r| minute < r) || self.phase == Phase::Finished);
+        if late {
+            self.report.late_messages += 1;
+        }
+        late
     }
 
     /// Signs on up to this many threads (default: the machine's cores;
@@ -431,6 +524,9 @@ impl FleetServer {
                     Err(e) => return Err(self.bad(e)),
                 };
                 let known = self.sites.get(&site).map(|s| s.branch_id);
+                if t.site_id == site && known == Some(t.branch_id) && self.late(t.minute, running) {
+                    return Ok(());
+                }
                 if t.site_id != site || known != Some(t.branch_id) || running != Some(t.minute) {
                     return Err(self.bad(unexpected(format!(
                         "telemetry of site {} branch {} minute {} (running {:?})",
@@ -446,6 +542,12 @@ impl FleetServer {
                     Ok(a) => a,
                     Err(e) => return Err(self.bad(e)),
                 };
+                if a.site_id == site
+                    && self.sites.contains_key(&site)
+                    && self.late(a.minute, running)
+                {
+                    return Ok(());
+                }
                 if a.site_id != site || !self.sites.contains_key(&site) || running != Some(a.minute)
                 {
                     return Err(self.bad(unexpected(format!(
@@ -462,6 +564,10 @@ impl FleetServer {
                     Ok(d) => d,
                     Err(e) => return Err(self.bad(e)),
                 };
+                if d.shard_id == id && self.shards.contains_key(&id) && self.late(d.minute, running)
+                {
+                    return Ok(());
+                }
                 if d.shard_id != id || !self.shards.contains_key(&id) || running != Some(d.minute) {
                     return Err(self.bad(unexpected(format!(
                         "Done of shard {} minute {} (running {:?})",
@@ -571,7 +677,7 @@ impl FleetServer {
         if self.outbox.is_empty() {
             match self.phase {
                 Phase::Hello if self.all_branches_covered() => self.start_minute(0),
-                Phase::Running(m) if self.is_tick_complete() => {
+                Phase::Running(m) if !self.is_realtime() && self.is_tick_complete() => {
                     self.finish_minute(m);
                     if m + 1 >= self.scenario.duration_min {
                         self.phase = Phase::Finished;
@@ -598,6 +704,18 @@ impl FleetServer {
         let acks = std::mem::take(&mut self.acks);
         self.received = 0;
         for a in &acks {
+            if self.config_sequences.contains(&a.sequence) {
+                *self
+                    .report
+                    .config_acks
+                    .entry(a.verdict.clone())
+                    .or_default() += 1;
+                let branch = self.sites.get(&a.site_id).map(|s| s.branch_id);
+                if let Some(b) = branch.and_then(|b| self.branches.get_mut(&b)) {
+                    *b.report.config_acks.entry(a.verdict.clone()).or_default() += 1;
+                }
+                continue;
+            }
             *self.report.acks.entry(a.verdict.clone()).or_default() += 1;
             if let Some(s) = self.sites.get_mut(&a.site_id) {
                 s.not_participating = a.verdict == "rejected:not_participating";
@@ -727,6 +845,16 @@ impl FleetServer {
                 });
             }
         }
+        if !silent {
+            for (topic, bytes, shard) in self.configs_at(m) {
+                *expect.entry(shard).or_default() += 1;
+                messages.push(Message {
+                    topic,
+                    payload: bytes,
+                    retain: false,
+                });
+            }
+        }
         for (topic, bytes, shard) in self.attacks_at(m) {
             *expect.entry(shard).or_default() += 1;
             self.report.attack_messages += 1;
@@ -741,6 +869,7 @@ impl FleetServer {
             minute: m,
             utc_s: self.scenario.utc_s_at(m),
             expect,
+            realtime_minute_ms: self.realtime_minute_ms,
         };
         let topic = Topic::Tick.to_topic(&self.run_id);
         self.outbox.push_back(json_message(topic, &tick, false));
@@ -751,6 +880,41 @@ impl FleetServer {
             .get(&site)
             .and_then(|s| self.branch_shard.get(&s.branch_id))
             .cloned()
+    }
+
+    /// The signed configuration messages due at minute `m`, one per
+    /// assembly of each branch with a settings change then: (topic, bytes,
+    /// shard). Sequence numbers follow the minute's dispatches (one
+    /// sequence space per key), so an assembly takes them after those.
+    fn configs_at(&mut self, m: u32) -> Vec<(String, Vec<u8>, String)> {
+        let mut out = Vec::new();
+        let utc = self.scenario.utc_s_at(m);
+        let validity_s = self.scenario.server.validity_s;
+        for (b, ctl) in self.branches.iter_mut() {
+            let Some(shard) = self.branch_shard.get(b) else {
+                continue;
+            };
+            for (_, settings) in ctl.settings.iter().filter(|(at, _)| *at == m) {
+                for site in &ctl.sites {
+                    self.sequence += 1;
+                    let message = ConfigMessage {
+                        branch_id: *b,
+                        site_id: *site,
+                        sequence: self.sequence,
+                        issued_at_s: utc,
+                        expires_at_s: utc + validity_s,
+                        settings: *settings,
+                    };
+                    let bytes = remote_config::encode(&message, &self.key).to_vec();
+                    self.config_sequences.insert(self.sequence);
+                    self.report.config_messages_sent += 1;
+                    ctl.report.config_messages_sent += 1;
+                    let topic = Topic::SiteConfig(*site).to_topic(&self.run_id);
+                    out.push((topic, bytes, shard.clone()));
+                }
+            }
+        }
+        out
     }
 
     /// Forged or replayed messages due at minute `m`: (topic, bytes, shard).
@@ -838,6 +1002,7 @@ impl FleetServer {
         let p_kw = ctl.last.as_ref().map(|r| r.p_kw());
         // Fall-outs, headroom.
         let mut lost_now = 0u32;
+        let mut lost_why: Vec<&'static str> = Vec::new();
         let (mut h_dis, mut h_chg) = (BTreeMap::new(), BTreeMap::new());
         for id in &ctl.sites {
             let Some(s) = self.sites.get_mut(id) else {
@@ -858,14 +1023,20 @@ impl FleetServer {
                     s.clipped_minutes = 0;
                 }
             }
-            let fell_out = t.is_none()
-                || !t.is_some_and(|t| t.participating)
-                || s.not_participating
-                || s.clipped_minutes >= 2;
-            if fell_out && !s.out {
+            let why = if t.is_none() {
+                Some("no_telemetry")
+            } else if !t.is_some_and(|t| t.participating) || s.not_participating {
+                Some("not_participating")
+            } else if s.clipped_minutes >= 2 {
+                Some("clipped")
+            } else {
+                None
+            };
+            if let (Some(why), false) = (why, s.out) {
                 s.out = true;
                 if s.commanded_w != 0.0 {
                     lost_now += 1;
+                    lost_why.push(why);
                 }
             }
             if s.out {
@@ -877,6 +1048,12 @@ impl FleetServer {
             }
         }
         ctl.report.assemblies_lost += lost_now;
+        for why in lost_why {
+            *ctl.report
+                .assemblies_lost_by_reason
+                .entry(why.to_string())
+                .or_default() += 1;
+        }
         if lost_now > 0 {
             ctl.report.redispatches += 1;
         }

@@ -96,6 +96,11 @@ pub struct ShardStats {
     pub duplicated: u64,
     /// Power flows that failed (the branch's report is zeros).
     pub solve_errors: u64,
+    /// Real time: minutes stepped on the shard's own clock (their tick was
+    /// lost or late).
+    pub clock_ticks: u64,
+    /// Real time: server ticks for minutes already stepped on the clock.
+    pub late_ticks: u64,
 }
 
 /// A shard of the fleet.
@@ -115,6 +120,10 @@ pub struct Shard {
     /// Delayed a minute by the fault schedule (not drawn again).
     delayed: Vec<Delivery>,
     tick: Option<Tick>,
+    /// Real time: ticks after `tick`, in minute order.
+    queued_ticks: VecDeque<Tick>,
+    /// Real time: the wall time of a minute (from the server's ticks).
+    realtime_minute_ms: Option<u64>,
     next_minute: u32,
     threads: usize,
     outbox: VecDeque<Message>,
@@ -188,6 +197,8 @@ impl Shard {
             received: 0,
             delayed: Vec::new(),
             tick: None,
+            queued_ticks: VecDeque::new(),
+            realtime_minute_ms: None,
             next_minute: 0,
             threads,
             outbox: VecDeque::new(),
@@ -281,6 +292,23 @@ impl Shard {
                     Ok(t) => t,
                     Err(e) => return Err(self.bad(e)),
                 };
+                if let Some(ms) = tick.realtime_minute_ms {
+                    self.realtime_minute_ms = Some(ms);
+                    let next = self.next_clock_minute();
+                    if tick.minute < next {
+                        // This shard's clock stepped that minute already.
+                        self.stats.late_ticks += 1;
+                        return Ok(());
+                    }
+                    // Ticks lost on the way: the minutes between step
+                    // without messages (the houses' time goes on).
+                    for minute in next..tick.minute {
+                        let missed = self.clock_tick_for(minute);
+                        self.queue_tick(missed);
+                    }
+                    self.queue_tick(tick);
+                    return Ok(());
+                }
                 if tick.minute != self.next_minute || self.tick.is_some() {
                     let e = unexpected(&format!(
                         "tick for minute {} while at minute {}",
@@ -333,9 +361,12 @@ impl Shard {
     }
 
     /// Whether the current tick's messages are all in (it will step on
-    /// the next [`Shard::poll_transmit`]).
+    /// the next [`Shard::poll_transmit`]); in a real-time run, whether the
+    /// tick is in.
     pub fn is_ready(&self) -> bool {
         match &self.tick {
+            // Real time: the tick is the clock; late messages wait a minute.
+            Some(t) if t.realtime_minute_ms.is_some() => true,
             Some(t) => {
                 let want = t.expect.get(&self.shard_id).copied().unwrap_or(0);
                 self.received >= want
@@ -353,10 +384,57 @@ impl Shard {
         self.outbox.pop_front()
     }
 
+    /// Real time: the first minute neither stepped nor queued (its tick
+    /// is the next the shard takes).
+    pub fn next_clock_minute(&self) -> u32 {
+        self.next_minute + u32::from(self.tick.is_some()) + self.queued_ticks.len() as u32
+    }
+
+    fn clock_tick_for(&mut self, minute: u32) -> Tick {
+        self.stats.clock_ticks += 1;
+        Tick {
+            minute,
+            utc_s: self.scenario.utc_s_at(minute),
+            expect: BTreeMap::new(),
+            realtime_minute_ms: self.realtime_minute_ms,
+        }
+    }
+
+    fn queue_tick(&mut self, tick: Tick) {
+        if tick.minute >= self.scenario.duration_min {
+            return;
+        }
+        if self.tick.is_none() {
+            self.tick = Some(tick);
+        } else {
+            self.queued_ticks.push_back(tick);
+        }
+    }
+
+    /// Real time: the wall time of a minute, once a real-time tick came.
+    pub fn realtime_minute(&self) -> Option<std::time::Duration> {
+        self.realtime_minute_ms
+            .map(std::time::Duration::from_millis)
+    }
+
+    /// Real time: the server's tick for the next minute is overdue (lost,
+    /// or the server is slow): step it on this shard's own clock, without
+    /// messages. Does nothing in a lockstep run, while a minute is waiting
+    /// to be stepped, or after the last minute.
+    pub fn clock_tick(&mut self) {
+        if self.realtime_minute_ms.is_none() || self.tick.is_some() {
+            return;
+        }
+        let minute = self.next_clock_minute();
+        let tick = self.clock_tick_for(minute);
+        self.queue_tick(tick);
+    }
+
     fn step_minute(&mut self) {
         let Some(tick) = self.tick.take() else {
             return;
         };
+        self.tick = self.queued_ticks.pop_front();
         let minute = tick.minute;
         let sc = Arc::clone(&self.scenario);
         // Deliveries: this minute's and those delayed from the last one.
@@ -568,7 +646,11 @@ fn parallel_map<T: Sync, R: Send>(
     })
 }
 
-/// Like [`parallel_map`] with mutable access; chunks balanced by count.
+/// Like [`parallel_map`] with mutable access, scheduled dynamically: each
+/// thread takes the next item not yet taken, so branches of unequal cost
+/// (a capped branch dispatching, a quiet one) spread over the threads
+/// instead of one chunk of expensive ones holding the minute up. Results
+/// in item order, whatever thread ran them.
 fn parallel_map_mut<T: Send, R: Send>(
     items: &mut [T],
     threads: usize,
@@ -577,16 +659,34 @@ fn parallel_map_mut<T: Send, R: Send>(
     if threads <= 1 || items.len() <= 1 {
         return items.iter_mut().map(f).collect();
     }
-    let chunk = items.len().div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks_mut(chunk)
-            .map(|c| s.spawn(move || c.iter_mut().map(f).collect::<Vec<R>>()))
+    let n = items.len();
+    let cells: Vec<std::sync::Mutex<&mut T>> =
+        items.iter_mut().map(std::sync::Mutex::new).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (f, cells, next) = (&f, &cells, &next);
+    let mut out: Vec<(usize, R)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads.min(n))
+            .map(|_| {
+                s.spawn(move || {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(cell) = cells.get(i) else {
+                            break;
+                        };
+                        // Each index is taken once: the lock is never contended.
+                        let mut item = cell.lock().unwrap_or_else(|p| p.into_inner());
+                        done.push((i, f(&mut item)));
+                    }
+                    done
+                })
+            })
             .collect();
         handles
             .into_iter()
             .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
-    })
+    });
+    out.sort_unstable_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
 }

@@ -225,6 +225,12 @@ pub struct Tick {
     /// Server → site messages (dispatch/config) each shard receives for
     /// this minute before it may step; a shard not named expects 0.
     pub expect: BTreeMap<String, u32>,
+    /// A real-time run, and the wall time of one simulated minute, ms: step
+    /// on the tick without waiting for `expect` (messages that come after
+    /// it are delivered the next minute), and step on by this clock when a
+    /// tick does not come. Absent: lockstep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realtime_minute_ms: Option<u64>,
 }
 
 /// Dispatch counters an assembly reports (the firmware's, by reason).

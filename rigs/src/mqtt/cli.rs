@@ -57,11 +57,16 @@ fn client_options(b: &BrokerArgs, client_id: String) -> Result<ClientOptions> {
     Ok(o)
 }
 
-fn drive_options(b: &BrokerArgs, speed: Option<f64>) -> Result<DriveOptions> {
+fn drive_options(b: &BrokerArgs, speed: Option<f64>, realtime: bool) -> Result<DriveOptions> {
     if let Some(s) = speed {
         if !(s.is_finite() && s > 0.0) {
             return Err(bad(format!("--speed must be a positive number, found {s}")));
         }
+    }
+    if realtime && speed.is_none() {
+        return Err(bad(
+            "--realtime needs --speed X (simulated seconds per wall second)".into(),
+        ));
     }
     if b.idle_timeout_s == 0 {
         return Err(bad("--idle-timeout-s must be at least 1".into()));
@@ -69,6 +74,7 @@ fn drive_options(b: &BrokerArgs, speed: Option<f64>) -> Result<DriveOptions> {
     Ok(DriveOptions {
         idle_timeout: Duration::from_secs(b.idle_timeout_s),
         speed,
+        realtime,
         progress: true,
     })
 }
@@ -258,7 +264,7 @@ pub fn fleet_server(a: &FleetServerArgs) -> Result<()> {
     let sc = Arc::new(fleet_scenario(&a.common)?);
     let run_id = run_id_of(&sc, &a.common.run_id)?;
     let url = broker_url(&a.broker, "maslow fleet server")?;
-    let dopts = drive_options(&a.broker, a.speed)?;
+    let dopts = drive_options(&a.broker, a.speed, a.realtime)?;
     runtime()?.block_on(serve(&url, &a.broker, sc, &run_id, &dopts, &a.out))
 }
 
@@ -270,7 +276,7 @@ pub fn fleet_shard(a: &FleetShardArgs) -> Result<()> {
         .map_err(|_| bad(format!("--shard-id {:?}: use [a-z0-9-]+", a.shard_id)))?;
     let url = broker_url(&a.broker, "maslow fleet shard")?;
     let branches = branches_at(&sc.branch_ids(), &a.feeders)?;
-    let dopts = drive_options(&a.broker, None)?;
+    let dopts = drive_options(&a.broker, None, false)?;
     let threads = a.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -298,7 +304,9 @@ pub fn fleet_run_over_broker(
     opts: &RunOptions,
 ) -> Result<()> {
     let run_id = run_id_of(&sc, &opts.run_id)?;
-    let dopts = drive_options(&a.broker, None)?;
+    // The shards follow the server's ticks (a real-time tick says so).
+    let shard_dopts = drive_options(&a.broker, None, false)?;
+    let dopts = drive_options(&a.broker, a.speed, a.realtime)?;
     let (broker, url) = match a.broker.broker.as_deref() {
         Some("embedded") => {
             let b = EmbeddedBroker::start(EmbeddedBrokerConfig::default())?;
@@ -317,7 +325,7 @@ pub fn fleet_run_over_broker(
                 a.broker.clone(),
                 Arc::clone(&sc),
                 run_id.clone(),
-                dopts.clone(),
+                shard_dopts.clone(),
             );
             let threads = opts.threads;
             shards.push(tokio::spawn(async move {

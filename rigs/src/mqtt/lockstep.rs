@@ -18,6 +18,14 @@
 //! `speed` paces the lockstep against the wall clock: minute `m`'s tick is
 //! published no earlier than `m · 60 / speed` seconds after the first one
 //! (the barrier stays: a slow shard slows the run rather than falling behind).
+//!
+//! A real-time server ([`FleetServer::set_realtime`], with `speed`) has no
+//! barrier: minute `m` ends `(m + 1) · 60 / speed` wall seconds after the
+//! start whatever has come in, shards step on the tick without waiting for
+//! its messages (what comes after it waits a minute), and what a shard
+//! sends after its minute ended is counted late (`late_messages`), its
+//! sites out of that minute's plan. Not deterministic: the wall clock
+//! decides.
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -38,8 +46,12 @@ pub struct DriveOptions {
     /// Longest wait for the next message before the run is declared stalled.
     pub idle_timeout: Duration,
     /// Simulated seconds per wall second (server only); `None`: as fast as
-    /// the barrier allows.
+    /// the barrier allows. Required by a real-time server
+    /// ([`FleetServer::set_realtime`]): its minutes end every `60 / speed`
+    /// wall seconds.
     pub speed: Option<f64>,
+    /// The server runs in real time (no barrier; needs `speed`).
+    pub realtime: bool,
     /// Print progress to stderr every simulated hour.
     pub progress: bool,
 }
@@ -49,6 +61,7 @@ impl Default for DriveOptions {
         DriveOptions {
             idle_timeout: Duration::from_secs(300),
             speed: None,
+            realtime: false,
             progress: false,
         }
     }
@@ -68,6 +81,9 @@ pub enum DriveError {
     },
     #[error("{who}: the MQTT client stopped delivering messages")]
     Closed { who: String },
+    /// A real-time server without a speed.
+    #[error("a real-time run needs a speed (simulated seconds per wall second, > 0)")]
+    NoSpeed,
     #[error("shard journal {path}: {reason}")]
     Journal { path: String, reason: String },
 }
@@ -271,6 +287,12 @@ pub async fn drive_server(
     opts: &DriveOptions,
 ) -> Result<DriveStats, DriveError> {
     let t0 = Instant::now();
+    if opts.realtime {
+        let Some(speed) = opts.speed.filter(|s| s.is_finite() && *s > 0.0) else {
+            return Err(DriveError::NoSpeed);
+        };
+        server.set_realtime(Some((60_000.0 / speed).round().max(1.0) as u64));
+    }
     let mut stats = DriveStats::default();
     let mut dedup = Dedup::new(1 << 18);
     let mut paced_from: Option<Instant> = None;
@@ -312,6 +334,28 @@ pub async fn drive_server(
         }
         let phase = server.phase();
         let shards = server.shards().len();
+        // Real time: the running minute ends on the wall clock, whatever
+        // has come in by then.
+        if let (true, Some(speed), Phase::Running(m), Some(start)) =
+            (server.is_realtime(), opts.speed, phase, paced_from)
+        {
+            let end = start + Duration::from_secs_f64(f64::from(m + 1) * 60.0 / speed);
+            tokio::select! {
+                got = rx.recv() => match got {
+                    Some(msg) => {
+                        stats.received += 1;
+                        if dedup.seen(&msg) {
+                            stats.duplicates += 1;
+                        } else if server.handle(&msg).is_err() {
+                            stats.bad += 1;
+                        }
+                    }
+                    None => return Err(DriveError::Closed { who: "fleet server".into() }),
+                },
+                _ = tokio::time::sleep_until(end.into()) => server.end_minute(),
+            }
+            continue;
+        }
         let m = next(
             rx,
             opts,
@@ -365,6 +409,9 @@ pub async fn drive_shard(
     let mut stats = DriveStats::default();
     // Rotated at each minute only: remembers the current and previous minute.
     let mut dedup = Dedup::new(usize::MAX);
+    // Real time: the next minute of the shard's clock, and since when it
+    // has been waiting for its tick.
+    let mut clock_since: Option<(u32, Instant)> = None;
     if let Some((_, held)) = journal.as_mut() {
         if !held.is_empty() {
             let held = std::mem::take(held);
@@ -377,35 +424,47 @@ pub async fn drive_shard(
         }
     }
     loop {
-        let before = shard.next_minute();
-        let out: Vec<Message> = tokio::task::block_in_place(|| {
-            let mut v = Vec::new();
-            while let Some(m) = shard.poll_transmit() {
-                v.push(m);
-            }
-            v
-        });
-        if shard.next_minute() != before {
-            dedup.rotate();
-        }
-        for m in out {
-            client.publish(m).await?;
-            stats.sent += 1;
-        }
+        step_and_publish(shard, client, &mut dedup, &mut stats).await?;
         if shard.next_minute() >= scenario.duration_min {
             client.flush(opts.idle_timeout).await?;
             stats.wall_s = t0.elapsed().as_secs_f64();
             return Ok(stats);
         }
         let minute = shard.next_minute();
-        let m = next(
-            rx,
-            opts,
-            &who,
-            || format!("minute {minute}, waiting for the server's tick and its messages"),
-            "is the server running with the same FLEET.toml, --broker and --run-id? a message lost on the way also stops the lockstep",
-        )
-        .await?;
+        let m = if let Some(period) = shard.realtime_minute() {
+            // Real time: a tick overdue by half a minute is stepped on the
+            // shard's own clock.
+            let clock = shard.next_clock_minute();
+            let since = *clock_since.get_or_insert((clock, Instant::now()));
+            let since = if since.0 == clock {
+                since.1
+            } else {
+                clock_since = Some((clock, Instant::now()));
+                Instant::now()
+            };
+            let overdue = since + period.mul_f64(1.5);
+            tokio::select! {
+                got = rx.recv() => match got {
+                    Some(m) => m,
+                    None => return Err(DriveError::Closed { who: who.clone() }),
+                },
+                _ = tokio::time::sleep_until(overdue.into()) => {
+                    shard.clock_tick();
+                    // The next one is due a minute after this one was.
+                    clock_since = Some((shard.next_clock_minute(), overdue - period.mul_f64(0.5)));
+                    continue;
+                }
+            }
+        } else {
+            next(
+                rx,
+                opts,
+                &who,
+                || format!("minute {minute}, waiting for the server's tick and its messages"),
+                "is the server running with the same FLEET.toml, --broker and --run-id? a message lost on the way also stops the lockstep",
+            )
+            .await?
+        };
         let mut batch = vec![m];
         while let Ok(m) = rx.try_recv() {
             batch.push(m);
@@ -424,8 +483,39 @@ pub async fn drive_shard(
                 stats.bad += 1;
             }
             client.ack(&m).await?;
+            // Step as soon as a minute is ready, before the batch's later
+            // messages: in a real-time run they may belong to the next
+            // minute already.
+            if shard.is_ready() {
+                step_and_publish(shard, client, &mut dedup, &mut stats).await?;
+            }
         }
     }
+}
+
+/// Publishes what the shard has to send, stepping its minute if ready.
+async fn step_and_publish(
+    shard: &mut Shard,
+    client: &MqttClient,
+    dedup: &mut Dedup,
+    stats: &mut DriveStats,
+) -> Result<(), DriveError> {
+    let before = shard.next_minute();
+    let out: Vec<Message> = tokio::task::block_in_place(|| {
+        let mut v = Vec::new();
+        while let Some(m) = shard.poll_transmit() {
+            v.push(m);
+        }
+        v
+    });
+    if shard.next_minute() != before {
+        dedup.rotate();
+    }
+    for m in out {
+        client.publish(m).await?;
+        stats.sent += 1;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use cucumber::{given, then, when};
 
 use crate::fleet::run::{run_in_process, RunOptions, RunOutcome};
-use crate::fleet::scenario::{AttackKind, AttackSpec, DropoutSpec, FleetScenario, SilentSpec};
+use crate::fleet::scenario::{
+    AttackKind, AttackSpec, DropoutSpec, FleetScenario, SettingValue, SettingsChange, SilentSpec,
+};
 use crate::scenario::world::MaslowWorld;
 
 use super::{clock_s, StepResult};
@@ -140,6 +142,47 @@ fn attack(w: &mut MaslowWorld, kind: String, branch: u32, at: String) -> StepRes
         .attacks
         .push(AttackSpec { at_h, branch, kind });
     Ok(())
+}
+
+fn settings_change(
+    w: &mut MaslowWorld,
+    branch: u32,
+    at: &str,
+    set: impl FnOnce(&mut SettingsChange),
+) -> StepResult {
+    let at_h = hours(at)?;
+    let f = fleet(w)?;
+    check_branch(&f.scenario, branch)?;
+    let mut c = SettingsChange {
+        at_h,
+        branches: vec![branch],
+        participating: None,
+        reserve_soc: None,
+        export_limit_w: None,
+        max_sink_w: None,
+        max_source_w: None,
+        start_delay_max_s: None,
+    };
+    set(&mut c);
+    f.scenario.settings.push(c);
+    Ok(())
+}
+
+#[given(regex = r"^the server sets the reserve to (\d+)% on branch (\d+) at (\d\d:\d\d)$")]
+fn server_sets_reserve(w: &mut MaslowWorld, percent: u32, branch: u32, at: String) -> StepResult {
+    if percent > 100 {
+        return Err(format!("a reserve of {percent}% is not a state of charge"));
+    }
+    settings_change(w, branch, &at, |c| {
+        c.reserve_soc = Some(SettingValue::Value(f64::from(percent) / 100.0));
+    })
+}
+
+#[given(regex = r"^the server opts branch (\d+) (out of|back into) dispatch at (\d\d:\d\d)$")]
+fn server_opts(w: &mut MaslowWorld, branch: u32, way: String, at: String) -> StepResult {
+    settings_change(w, branch, &at, |c| {
+        c.participating = Some(SettingValue::Value(way == "back into"));
+    })
 }
 
 #[when(regex = r"^the fleet runs until (\d\d:\d\d)$")]
@@ -304,9 +347,15 @@ fn every_rejects(w: &mut MaslowWorld, branch: u32, n: u32, reason: String) -> St
 }
 
 #[then(
-    regex = r"^the server reports at least (\d+) assembl(?:y|ies) lost and at least (\d+) re-dispatch(?:es)? on branch (\d+)$"
+    regex = r"^the server reports at least (\d+) assembl(?:y|ies) lost(?: for (no telemetry|not participating|clipped))? and at least (\d+) re-dispatch(?:es)? on branch (\d+)$"
 )]
-fn lost_and_redispatched(w: &mut MaslowWorld, lost: u32, re: u32, branch: u32) -> StepResult {
+fn lost_and_redispatched(
+    w: &mut MaslowWorld,
+    lost: u32,
+    why: String,
+    re: u32,
+    branch: u32,
+) -> StepResult {
     let (sc, o) = outcome(w)?;
     check_branch(sc, branch)?;
     let b = o
@@ -315,10 +364,19 @@ fn lost_and_redispatched(w: &mut MaslowWorld, lost: u32, re: u32, branch: u32) -
         .iter()
         .find(|b| b.branch_id == branch)
         .ok_or_else(|| format!("the report has no branch {branch}"))?;
-    if b.assemblies_lost < lost || b.redispatches < re {
+    let counted = if why.is_empty() {
+        b.assemblies_lost
+    } else {
+        let key = why.replace(' ', "_");
+        b.assemblies_lost_by_reason.get(&key).copied().unwrap_or(0)
+    };
+    if counted < lost || b.redispatches < re {
         return Err(format!(
-            "branch {branch}: the server reports {} assemblies lost and {} re-dispatches, wanted at least {lost} and {re}",
-            b.assemblies_lost, b.redispatches
+            "branch {branch}: the server reports {} assemblies lost ({:?}) and {} re-dispatches, wanted at least {lost}{} and {re}",
+            b.assemblies_lost,
+            b.assemblies_lost_by_reason,
+            b.redispatches,
+            if why.is_empty() { String::new() } else { format!(" for {why}") }
         ));
     }
     Ok(())
@@ -352,6 +410,61 @@ fn silent_count(w: &mut MaslowWorld, n: u32, branch: u32, at: String) -> StepRes
         return Err(format!(
             "{} assemblies on branch {branch} reported the server silent at {at}, not {n}",
             row.report.server_silent
+        ));
+    }
+    Ok(())
+}
+
+#[then(
+    regex = r"^every assembly on branch (\d+) reports (\d+) configuration messages? (accepted|rejected as out of envelope|rejected as replayed|rejected as bad signature)$"
+)]
+fn every_config(w: &mut MaslowWorld, branch: u32, n: u32, outcome_: String) -> StepResult {
+    let (sc, o) = outcome(w)?;
+    check_branch(sc, branch)?;
+    let b = o
+        .report
+        .branches
+        .iter()
+        .find(|b| b.branch_id == branch)
+        .ok_or_else(|| format!("the report has no branch {branch}"))?;
+    let verdict = match outcome_.strip_prefix("rejected as ") {
+        Some(reason) => format!("rejected:{}", reason.replace(' ', "_")),
+        None => "accepted".to_string(),
+    };
+    let got = b.config_acks.get(&verdict).copied().unwrap_or(0);
+    let want = n * b.assemblies;
+    if b.assemblies == 0 || got != want {
+        return Err(format!(
+            "branch {branch}: {got} configuration acks {verdict} from {} assemblies, wanted {n} each ({want}); all its configuration acks: {:?}",
+            b.assemblies, b.config_acks
+        ));
+    }
+    Ok(())
+}
+
+#[then(regex = r"^every assembly on branch (\d+) reports a reserve of (\d+)%$")]
+fn every_reserve(w: &mut MaslowWorld, branch: u32, percent: u32) -> StepResult {
+    let (sc, o) = outcome(w)?;
+    check_branch(sc, branch)?;
+    let want = f64::from(percent) / 100.0;
+    let t: Vec<_> = o
+        .telemetry
+        .iter()
+        .filter(|t| t.branch_id == branch)
+        .collect();
+    if t.is_empty() {
+        return Err(format!("no assembly on branch {branch} reported telemetry"));
+    }
+    let off: Vec<(u32, f64)> = t
+        .iter()
+        .filter(|t| (t.reserve_soc - want).abs() > 0.0005)
+        .map(|t| (t.site_id, t.reserve_soc))
+        .collect();
+    if !off.is_empty() {
+        return Err(format!(
+            "{} of {} assemblies on branch {branch} report another reserve than {percent}% (site, reserve): {off:?}",
+            off.len(),
+            t.len()
         ));
     }
     Ok(())
