@@ -576,3 +576,50 @@ fn a_realtime_server_ends_minutes_on_its_clock_and_counts_late_messages() {
         .unwrap();
     assert!(lockstep.handle(telemetry).is_err());
 }
+
+#[test]
+fn a_batch_decoded_in_parallel_is_taken_exactly_as_one_message_at_a_time() {
+    let sc = Arc::new(two_branches().with_hours(3.0 / 60.0));
+    let mut shard =
+        rigs::fleet::shard::Shard::new(Arc::clone(&sc), RUN, "s", &sc.branch_ids(), 1).unwrap();
+    let hello: Vec<Message> = std::iter::from_fn(|| shard.poll_transmit()).collect();
+    let mut one = FleetServer::new(Arc::clone(&sc), RUN).unwrap();
+    let mut batch = FleetServer::new(Arc::clone(&sc), RUN).unwrap();
+    batch.set_threads(2);
+    for m in &hello {
+        one.handle(m).unwrap();
+        batch.handle(m).unwrap();
+    }
+    for m in std::iter::from_fn(|| one.poll_transmit()) {
+        let _ = shard.handle(&m);
+    }
+    let _: Vec<Message> = std::iter::from_fn(|| batch.poll_transmit()).collect();
+    let minute: Vec<Message> = std::iter::from_fn(|| shard.poll_transmit()).collect();
+    // Twelve copies (repeats: taken again or refused), with garbage between.
+    let mut msgs = Vec::new();
+    for k in 0..12 {
+        msgs.extend(minute.iter().cloned());
+        msgs.push(Message {
+            topic: Topic::Telemetry(10001).to_topic(RUN),
+            payload: format!("{{\"site_id\": {k}").into_bytes(),
+            retain: false,
+        });
+        msgs.push(Message {
+            topic: format!("maslow/{RUN}/nonsense/{k}"),
+            payload: Vec::new(),
+            retain: false,
+        });
+    }
+    assert!(msgs.len() >= 256, "the batch must take the parallel path");
+    let bad_one = msgs.iter().filter(|m| one.handle(m).is_err()).count();
+    let refs: Vec<&Message> = msgs.iter().collect();
+    let bad_batch = batch.handle_batch(&refs);
+    assert_eq!(bad_one, bad_batch);
+    assert!(bad_batch >= 24, "the garbage is refused");
+    assert_eq!(
+        serde_json::to_string(&one.report()).unwrap(),
+        serde_json::to_string(&batch.report()).unwrap()
+    );
+    assert_eq!(one.is_tick_complete(), batch.is_tick_complete());
+    assert_eq!(one.latest_telemetry(), batch.latest_telemetry());
+}

@@ -153,12 +153,12 @@ pub fn run_in_process(
             batch.shuffle(r);
         }
         let mut moved = batch.len();
-        for m in &batch {
-            if Topic::parse(&run_id, &m.topic).is_ok_and(|t| for_server(&t)) {
-                // Bad messages are counted in the report.
-                let _ = server.handle(m);
-            }
-        }
+        let to_server: Vec<&Message> = batch
+            .iter()
+            .filter(|m| Topic::parse(&run_id, &m.topic).is_ok_and(|t| for_server(&t)))
+            .collect();
+        // Bad messages are counted in the report.
+        server.handle_batch(&to_server);
         // Server → shards.
         let mut batch: Vec<Message> = Vec::new();
         while let Some(m) = server.poll_transmit() {

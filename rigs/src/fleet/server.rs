@@ -262,6 +262,32 @@ fn parallel_sign(planned: &[(u32, Dispatch)], key: &SigningKey, threads: usize) 
     })
 }
 
+/// A message for the server, parsed (topic and JSON) but not yet checked
+/// against the run.
+enum Decoded {
+    Hello(String, Hello),
+    Telemetry(u32, Telemetry),
+    Ack(u32, Ack),
+    Done(String, Done),
+}
+
+/// Parses a message for the server: its topic and JSON payload. Pure, so
+/// a batch can be decoded on several threads.
+fn decode(run_id: &str, msg: &Message) -> Result<Decoded, WireError> {
+    Ok(match Topic::parse(run_id, &msg.topic)? {
+        Topic::Hello(id) => Decoded::Hello(id, parse_json(msg)?),
+        Topic::Telemetry(site) => Decoded::Telemetry(site, parse_json(msg)?),
+        Topic::Ack(site) => Decoded::Ack(site, parse_json(msg)?),
+        Topic::Done(id) => Decoded::Done(id, parse_json(msg)?),
+        _ => {
+            return Err(WireError::Unexpected {
+                topic: msg.topic.clone(),
+                message: "not a topic the server takes".into(),
+            })
+        }
+    })
+}
+
 fn requirement_code(r: &Requirement, discharge: bool) -> RequirementKind {
     match r {
         Requirement::PeakCap { .. } => RequirementKind::PeakDemand,
@@ -492,8 +518,51 @@ impl FleetServer {
     /// Takes one message from the transport. Bad messages are counted in
     /// the report (`bad_messages`, by topic) and returned; they change nothing.
     pub fn handle(&mut self, msg: &Message) -> Result<(), WireError> {
-        let topic = match Topic::parse(&self.run_id, &msg.topic) {
-            Ok(t) => t,
+        let decoded = decode(&self.run_id, msg);
+        self.apply(msg, decoded)
+    }
+
+    /// Takes a batch of messages in order, as [`FleetServer::handle`] each
+    /// (same checks, same counts), decoding their JSON on up to the
+    /// server's threads first: a minute's 10,000 telemetry messages are
+    /// the server's heaviest serial work otherwise. Returns how many were
+    /// bad.
+    pub fn handle_batch(&mut self, msgs: &[&Message]) -> usize {
+        let run_id = self.run_id.as_str();
+        let decoded: Vec<Result<Decoded, WireError>> = if self.threads <= 1 || msgs.len() < 256 {
+            msgs.iter().map(|m| decode(run_id, m)).collect()
+        } else {
+            let chunk = msgs.len().div_ceil(self.threads);
+            std::thread::scope(|s| {
+                let handles: Vec<_> = msgs
+                    .chunks(chunk)
+                    .map(|c| {
+                        s.spawn(move || c.iter().map(|m| decode(run_id, m)).collect::<Vec<_>>())
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            })
+        };
+        let mut bad = 0;
+        for (m, d) in msgs.iter().zip(decoded) {
+            if self.apply(m, d).is_err() {
+                bad += 1;
+            }
+        }
+        bad
+    }
+
+    /// Checks a decoded message against the run's state and takes it in.
+    fn apply(
+        &mut self,
+        msg: &Message,
+        decoded: Result<Decoded, WireError>,
+    ) -> Result<(), WireError> {
+        let decoded = match decoded {
+            Ok(d) => d,
             Err(e) => return Err(self.bad(e)),
         };
         let unexpected = |m: String| WireError::Unexpected {
@@ -504,12 +573,8 @@ impl FleetServer {
             Phase::Running(m) => Some(m),
             _ => None,
         };
-        match topic {
-            Topic::Hello(id) => {
-                let h: Hello = match parse_json(msg) {
-                    Ok(h) => h,
-                    Err(e) => return Err(self.bad(e)),
-                };
+        match decoded {
+            Decoded::Hello(id, h) => {
                 if h.shard_id != id {
                     return Err(self.bad(unexpected(format!(
                         "Hello names shard {} on shard {id}'s topic",
@@ -518,11 +583,7 @@ impl FleetServer {
                 }
                 self.on_hello(h).map_err(|m| self.bad(unexpected(m)))?;
             }
-            Topic::Telemetry(site) => {
-                let t: Telemetry = match parse_json(msg) {
-                    Ok(t) => t,
-                    Err(e) => return Err(self.bad(e)),
-                };
+            Decoded::Telemetry(site, t) => {
                 let known = self.sites.get(&site).map(|s| s.branch_id);
                 if t.site_id == site && known == Some(t.branch_id) && self.late(t.minute, running) {
                     return Ok(());
@@ -537,11 +598,7 @@ impl FleetServer {
                 self.received += 1;
                 self.telemetry.insert(site, t);
             }
-            Topic::Ack(site) => {
-                let a: Ack = match parse_json(msg) {
-                    Ok(a) => a,
-                    Err(e) => return Err(self.bad(e)),
-                };
+            Decoded::Ack(site, a) => {
                 if a.site_id == site
                     && self.sites.contains_key(&site)
                     && self.late(a.minute, running)
@@ -559,11 +616,7 @@ impl FleetServer {
                 self.received += 1;
                 self.acks.push(a);
             }
-            Topic::Done(id) => {
-                let d: Done = match parse_json(msg) {
-                    Ok(d) => d,
-                    Err(e) => return Err(self.bad(e)),
-                };
+            Decoded::Done(id, d) => {
                 if d.shard_id == id && self.shards.contains_key(&id) && self.late(d.minute, running)
                 {
                     return Ok(());
@@ -575,9 +628,6 @@ impl FleetServer {
                     ))));
                 }
                 self.dones.insert(id, d);
-            }
-            _ => {
-                return Err(self.bad(unexpected("not a topic the server takes".into())));
             }
         }
         Ok(())

@@ -374,16 +374,16 @@ pub async fn drive_server(
         while let Ok(m) = rx.try_recv() {
             batch.push(m);
         }
-        for m in batch {
+        let mut fresh = Vec::with_capacity(batch.len());
+        for m in &batch {
             stats.received += 1;
-            if dedup.seen(&m) {
+            if dedup.seen(m) {
                 stats.duplicates += 1;
                 continue;
             }
-            if server.handle(&m).is_err() {
-                stats.bad += 1;
-            }
+            fresh.push(m);
         }
+        stats.bad += server.handle_batch(&fresh) as u64;
     }
 }
 
