@@ -101,27 +101,24 @@ fn wait(mut c: Child, limit: Duration, what: &str) -> Output {
 
 const HANG: Duration = Duration::from_secs(600);
 
+/// `maslow fleet run FLEET --hours H --broker embedded EXTRA… --out OUT`.
+fn run_embedded(hours: &str, extra: &[&str], out: &Path) -> Output {
+    maslow()
+        .args(["fleet", "run", &repo(FLEET), "--hours", hours])
+        .args(["--broker", "embedded"])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn fleet_run_over_the_embedded_broker_equals_in_process() {
     let dir = tempfile::tempdir().unwrap();
     let reference = in_process(dir.path());
     let out = dir.path().join("embedded");
-    let o = maslow()
-        .args([
-            "fleet",
-            "run",
-            &repo(FLEET),
-            "--hours",
-            HOURS,
-            "--broker",
-            "embedded",
-            "--shards",
-            "2",
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = run_embedded(HOURS, &["--shards", "2"], &out);
     check(&o, "maslow fleet run --broker embedded");
     assert_same_outputs(&reference, &out, "over the embedded broker, 2 shards");
 }
@@ -285,26 +282,16 @@ fn broker_restart_and_duplicates_mid_run_change_nothing() {
 fn dropped_messages_stall_the_lockstep_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("lossy");
-    let o = maslow()
-        .args([
-            "fleet",
-            "run",
-            &repo(FLEET),
-            "--hours",
-            HOURS,
-            "--broker",
-            "embedded",
-        ])
-        .args([
+    let o = run_embedded(
+        HOURS,
+        &[
             "--transport-faults",
             "drop=0.05,seed=3",
             "--idle-timeout-s",
             "3",
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
+        ],
+        &out,
+    );
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success(),
@@ -327,25 +314,19 @@ fn dropped_messages_stall_the_lockstep_with_a_clear_error() {
 fn a_realtime_run_goes_on_through_dropped_messages_and_reports_them() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("realtime");
-    let o = maslow()
-        .args([
-            "fleet",
-            "run",
-            &repo(FLEET),
-            "--hours",
-            "1.5",
-            "--broker",
-            "embedded",
+    let o = run_embedded(
+        "1.5",
+        &[
             "--shards",
             "2",
             "--speed",
             "1200",
             "--realtime",
-        ])
-        .args(["--transport-faults", "drop=0.05,seed=3", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
+            "--transport-faults",
+            "drop=0.05,seed=3",
+        ],
+        &out,
+    );
     check(&o, "maslow fleet run --realtime over a lossy transport");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("compliance.json")).unwrap())
@@ -378,26 +359,16 @@ fn delayed_and_duplicated_messages_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let reference = in_process(dir.path());
     let out = dir.path().join("delayed");
-    let o = maslow()
-        .args([
-            "fleet",
-            "run",
-            &repo(FLEET),
-            "--hours",
-            HOURS,
-            "--broker",
-            "embedded",
+    let o = run_embedded(
+        HOURS,
+        &[
             "--shards",
             "2",
-        ])
-        .args([
             "--transport-faults",
             "delay=uniform:0ms..15ms,duplicate=0.05,seed=9",
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
+        ],
+        &out,
+    );
     check(
         &o,
         "maslow fleet run --broker embedded with delays and duplicates",

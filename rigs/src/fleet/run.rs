@@ -256,21 +256,19 @@ pub fn compliance_csv(report: &ComplianceReport) -> String {
         "branch_id,feeder,requirement,limit_kw,minutes_in_window,minutes_violated,worst_excess_kw,energy_shifted_kwh,mean_p_kw,assemblies,assemblies_dispatched,assemblies_lost,lost_no_telemetry,lost_not_participating,lost_clipped,redispatches,messages_sent,acks_accepted,acks_rejected,config_messages_sent,config_accepted,config_rejected\n",
     );
     for b in &report.branches {
-        let accepted = b.acks.get("accepted").copied().unwrap_or(0);
-        let rejected: u32 = b
-            .acks
-            .iter()
-            .filter(|(k, _)| k.starts_with("rejected"))
-            .map(|(_, v)| *v)
-            .sum();
+        // Accepted and rejected (any reason) among acks by verdict.
+        let verdicts = |acks: &std::collections::BTreeMap<String, u32>| {
+            let accepted = acks.get("accepted").copied().unwrap_or(0);
+            let rejected: u32 = acks
+                .iter()
+                .filter(|(k, _)| k.starts_with("rejected"))
+                .map(|(_, v)| *v)
+                .sum();
+            (accepted, rejected)
+        };
+        let (accepted, rejected) = verdicts(&b.acks);
+        let (config_accepted, config_rejected) = verdicts(&b.config_acks);
         let lost = |why: &str| b.assemblies_lost_by_reason.get(why).copied().unwrap_or(0);
-        let config_accepted = b.config_acks.get("accepted").copied().unwrap_or(0);
-        let config_rejected: u32 = b
-            .config_acks
-            .iter()
-            .filter(|(k, _)| k.starts_with("rejected"))
-            .map(|(_, v)| *v)
-            .sum();
         let reqs: Vec<Option<&super::server::RequirementReport>> = if b.requirements.is_empty() {
             vec![None]
         } else {

@@ -505,12 +505,7 @@ impl FleetServer {
     }
 
     fn bad(&mut self, e: WireError) -> WireError {
-        let topic = match &e {
-            WireError::UnknownTopic { topic }
-            | WireError::Malformed { topic, .. }
-            | WireError::Unexpected { topic, .. } => topic.clone(),
-            WireError::BadRunId(_) => String::new(),
-        };
+        let topic = e.topic();
         *self.report.bad_messages.entry(topic).or_default() += 1;
         e
     }

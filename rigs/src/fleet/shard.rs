@@ -265,12 +265,7 @@ impl Shard {
     }
 
     fn bad(&mut self, e: WireError) -> WireError {
-        let topic = match &e {
-            WireError::UnknownTopic { topic }
-            | WireError::Malformed { topic, .. }
-            | WireError::Unexpected { topic, .. } => topic.clone(),
-            WireError::BadRunId(_) => String::new(),
-        };
+        let topic = e.topic();
         *self.stats.bad.entry(topic).or_default() += 1;
         e
     }

@@ -54,6 +54,19 @@ pub enum WireError {
     BadRunId(String),
 }
 
+impl WireError {
+    /// The topic of the message it is about ("" for a bad run id): the key
+    /// under which the server and the shards count bad messages.
+    pub fn topic(&self) -> String {
+        match self {
+            WireError::UnknownTopic { topic }
+            | WireError::Malformed { topic, .. }
+            | WireError::Unexpected { topic, .. } => topic.clone(),
+            WireError::BadRunId(_) => String::new(),
+        }
+    }
+}
+
 /// Checks a run id (`[a-z0-9-]+`).
 pub fn check_run_id(run_id: &str) -> Result<(), WireError> {
     if !run_id.is_empty()

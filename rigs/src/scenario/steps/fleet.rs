@@ -84,6 +84,23 @@ fn branch_series(
     Ok(v)
 }
 
+/// The last minute's telemetry of every assembly on `branch` (an error if
+/// none reported).
+fn branch_telemetry(
+    o: &RunOutcome,
+    branch: u32,
+) -> Result<Vec<&crate::fleet::wire::Telemetry>, String> {
+    let t: Vec<_> = o
+        .telemetry
+        .iter()
+        .filter(|t| t.branch_id == branch)
+        .collect();
+    if t.is_empty() {
+        return Err(format!("no assembly on branch {branch} reported telemetry"));
+    }
+    Ok(t)
+}
+
 #[given(regex = r"^the fleet (\S+)$")]
 fn the_fleet(w: &mut MaslowWorld, name: String) -> StepResult {
     let rig = w.settings()?.rig_path.clone();
@@ -288,14 +305,7 @@ fn power_mean(
 fn untouched(w: &mut MaslowWorld, branch: u32) -> StepResult {
     let (sc, o) = outcome(w)?;
     check_branch(sc, branch)?;
-    let t: Vec<_> = o
-        .telemetry
-        .iter()
-        .filter(|t| t.branch_id == branch)
-        .collect();
-    if t.is_empty() {
-        return Err(format!("no assembly on branch {branch} reported telemetry"));
-    }
+    let t = branch_telemetry(o, branch)?;
     let moved: Vec<u32> = t
         .iter()
         .filter(|t| t.counters.accepted_dispatch() > 0)
@@ -318,14 +328,7 @@ fn every_rejects(w: &mut MaslowWorld, branch: u32, n: u32, reason: String) -> St
     let (sc, o) = outcome(w)?;
     check_branch(sc, branch)?;
     let key = reason.replace(' ', "_");
-    let t: Vec<_> = o
-        .telemetry
-        .iter()
-        .filter(|t| t.branch_id == branch)
-        .collect();
-    if t.is_empty() {
-        return Err(format!("no assembly on branch {branch} reported telemetry"));
-    }
+    let t = branch_telemetry(o, branch)?;
     let short: Vec<(u32, u32)> = t
         .iter()
         .map(|t| {
@@ -447,14 +450,7 @@ fn every_reserve(w: &mut MaslowWorld, branch: u32, percent: u32) -> StepResult {
     let (sc, o) = outcome(w)?;
     check_branch(sc, branch)?;
     let want = f64::from(percent) / 100.0;
-    let t: Vec<_> = o
-        .telemetry
-        .iter()
-        .filter(|t| t.branch_id == branch)
-        .collect();
-    if t.is_empty() {
-        return Err(format!("no assembly on branch {branch} reported telemetry"));
-    }
+    let t = branch_telemetry(o, branch)?;
     let off: Vec<(u32, f64)> = t
         .iter()
         .filter(|t| (t.reserve_soc - want).abs() > 0.0005)
