@@ -34,7 +34,7 @@ use crate::cluster::{
     Verdict,
 };
 use crate::config::ConfigError;
-use crate::decision::{DecisionLog, Function, Reason};
+use crate::decision::{Arbitration, DecisionLog, Function, LoggedReason, Reason};
 use crate::demand::{self, Ack, ComplianceReport, DemandConfig, DemandManager, DemandSignal};
 use crate::estimation::{Estimate, EstimationConfig, EstimationInputs, Estimator};
 use crate::export::{ExportConfig, ExportController, ExportInputs, SurplusInputs, SurplusToAc};
@@ -659,7 +659,7 @@ impl Controller {
                 self.log.record(
                     now,
                     format_args!("demand signal {}: {:?}", ack.id(), ack.is_accepted()),
-                    Reason::new(Function::DemandManagement, &ack),
+                    LoggedReason::new(Function::DemandManagement, &ack),
                 );
                 self.emit(Output::DemandAck(ack));
             }
@@ -668,7 +668,7 @@ impl Controller {
                 self.log.record(
                     now,
                     format_args!("charge-now {:.0} W", request.power_w),
-                    Reason::new(Function::Scheduling, &r),
+                    LoggedReason::new(Function::Scheduling, &r),
                 );
             }
             Input::Dispatch(bytes) => {
@@ -684,7 +684,7 @@ impl Controller {
                     self.log.record(
                         now,
                         format_args!("dispatch"),
-                        Reason::new(Function::Cluster, &v),
+                        LoggedReason::new(Function::Cluster, &v),
                     );
                     self.emit(Output::DispatchVerdict(v));
                 }
@@ -702,7 +702,7 @@ impl Controller {
                     self.log.record(
                         now,
                         format_args!("remote configuration"),
-                        Reason::new(Function::Cluster, &v),
+                        LoggedReason::new(Function::Cluster, &v),
                     );
                     self.emit(Output::ConfigVerdict(v));
                 }
@@ -1010,7 +1010,7 @@ impl Controller {
             self.log.record(
                 now,
                 format_args!("dispatch ended: local operation"),
-                Reason::new(Function::Cluster, &c.reason),
+                Reason::new(Function::Cluster, c.reason),
             );
         }
 
@@ -1075,7 +1075,7 @@ impl Controller {
 
         // ---- arbitration
         let prot = self.protection.state().clone();
-        let prot_reason = Reason::new(Function::Protection, &prot.reason);
+        let prot_reason = Reason::new(Function::Protection, prot.reason);
         let islanded = res.islanded;
         if !islanded {
             // The household's AC load as last seen on the grid: what a cut
@@ -1087,39 +1087,42 @@ impl Controller {
         let remote_w = cl
             .and_then(|c| {
                 c.battery_power_w
-                    .map(|w| (w, Reason::new(Function::Cluster, &c.reason)))
+                    .map(|w| (w, Reason::new(Function::Cluster, c.reason)))
             })
             .or_else(|| {
                 dm.battery_w.map(|w| {
                     (
                         w,
-                        Reason::new(Function::DemandManagement, &dm.battery_reason),
+                        Reason::new(Function::DemandManagement, dm.battery_reason),
                     )
                 })
             });
 
         // Discharge.
         let (discharge_w, discharge_reason) = if lim_d <= 0.0 {
-            (0.0, prot_reason.clone())
+            (0.0, prot_reason)
         } else if islanded {
-            (lim_d, Reason::new(Function::Resilience, &res.reason))
-        } else if let Some((w, r)) = remote_w.clone().filter(|(w, _)| *w > 0.0) {
+            (lim_d, Reason::new(Function::Resilience, res.reason))
+        } else if let Some((w, r)) = remote_w.filter(|(w, _)| *w > 0.0) {
             (w.min(lim_d), r)
         } else if pk.active && pk.battery_discharge_w > 0.0 {
             (
                 pk.battery_discharge_w.min(lim_d),
-                Reason::new(Function::PeakReduction, &pk.reason),
+                Reason::new(Function::PeakReduction, pk.reason),
             )
         } else {
             // Holding for the peak: the converter stands by behind the
             // charger with the full protection limit (see `standby`).
-            (lim_d, Reason::plain(Function::Default, "HoldForPeak"))
+            (
+                lim_d,
+                Reason::new(Function::Default, Arbitration::HoldForPeak),
+            )
         };
         let standby = discharge_reason.function == Function::Default;
 
         // Charge: the largest of what the functions ask for.
         let mut charge_w = 0.0f32;
-        let mut charge_reason = Reason::plain(Function::Default, "NoChargeWanted");
+        let mut charge_reason = Reason::new(Function::Default, Arbitration::NoChargeWanted);
         let mut consider = |w: f32, r: Reason| {
             if w.is_finite() && w > charge_w {
                 charge_w = w;
@@ -1128,17 +1131,17 @@ impl Controller {
         };
         consider(
             plan.grid_charge_w + plan.pv_surplus_charge_w_max,
-            Reason::new(Function::Scheduling, &plan.reason),
+            Reason::new(Function::Scheduling, plan.reason),
         );
         consider(
             ex.battery_charge_w,
-            Reason::new(Function::ExportControl, &ex.reason),
+            Reason::new(Function::ExportControl, ex.reason),
         );
-        if let Some((w, r)) = remote_w.clone().filter(|(w, _)| *w < 0.0) {
+        if let Some((w, r)) = remote_w.filter(|(w, _)| *w < 0.0) {
             consider(-w, r);
         }
         let charge_w = if lim_c <= 0.0 {
-            charge_reason = prot_reason.clone();
+            charge_reason = prot_reason;
             0.0
         } else {
             charge_w.min(lim_c)
@@ -1154,21 +1157,21 @@ impl Controller {
             discharge_limit_w: if all_off { 0.0 } else { discharge_w },
             standby: !all_off && standby,
             reason: if all_off {
-                prot_reason.clone()
+                prot_reason
             } else if discharge_w > 0.0 && !standby {
-                discharge_reason.clone()
+                discharge_reason
             } else {
                 // Holding (standby): what happens is the charge decision.
-                charge_reason.clone()
+                charge_reason
             },
         };
         let charger = ChargerCommand {
             enabled: !islanded,
             boost: grid_charge_wanted,
             reason: if islanded {
-                Reason::new(Function::Resilience, &res.reason)
+                Reason::new(Function::Resilience, res.reason)
             } else {
-                charge_reason.clone()
+                charge_reason
             },
         };
         // PV surplus to the AC side, when nothing else drives the inverter.
@@ -1196,7 +1199,7 @@ impl Controller {
         );
         let mut inverter_enabled = self.cfg.assembly.inverter_fitted && !all_off;
         let (request_ac_w, inverter_reason) = if !self.cfg.assembly.inverter_fitted {
-            (0.0, Reason::plain(Function::Default, "NoInverter"))
+            (0.0, Reason::new(Function::Default, Arbitration::NoInverter))
         } else if islanded {
             // AC loads come after the essential DC circuits: the inverter
             // runs only while every essential circuit is kept and the
@@ -1231,28 +1234,28 @@ impl Controller {
                 inverter_enabled = false;
                 (
                     0.0,
-                    Reason::plain(Function::Resilience, "AcShedForEssentials"),
+                    Reason::new(Function::Resilience, Arbitration::AcShedForEssentials),
                 )
             } else {
                 if !was_shed {
                     self.ac_served_periods = self.ac_served_periods.saturating_add(1);
                 }
-                (ac_load, Reason::new(Function::Resilience, &res.reason))
+                (ac_load, Reason::new(Function::Resilience, res.reason))
             }
         } else if let Some((w, r)) = remote_w.filter(|(w, _)| *w > 0.0) {
             ((w.min(lim_d) - dc_load).max(0.0), r)
         } else if pk.active {
             (
                 pk.inverter_ac_w,
-                Reason::new(Function::PeakReduction, &pk.reason),
+                Reason::new(Function::PeakReduction, pk.reason),
             )
         } else if surplus_w > 0.0 {
             (
                 surplus_w,
-                Reason::new(Function::ExportControl, &surplus_reason),
+                Reason::new(Function::ExportControl, surplus_reason),
             )
         } else {
-            (0.0, Reason::plain(Function::Default, "Idle"))
+            (0.0, Reason::new(Function::Default, Arbitration::Idle))
         };
         let inverter = InverterCommand {
             enabled: inverter_enabled,
@@ -1267,12 +1270,12 @@ impl Controller {
         let pv = if prot.actions.disable_pv || prot.actions.all_off {
             PvCommand {
                 cap_w: Some(0.0),
-                reason: prot_reason.clone(),
+                reason: prot_reason,
             }
         } else {
             PvCommand {
                 cap_w: ex.pv_cap_w,
-                reason: Reason::new(Function::ExportControl, &ex.reason),
+                reason: Reason::new(Function::ExportControl, ex.reason),
             }
         };
         let mut circuits = heapless::Vec::new();
@@ -1282,25 +1285,25 @@ impl Controller {
                 SwitchCommand {
                     on: false,
                     power_cap_w: None,
-                    reason: prot_reason.clone(),
+                    reason: prot_reason,
                 }
             } else if !res.is_on(i) {
                 SwitchCommand {
                     on: false,
                     power_cap_w: None,
-                    reason: Reason::new(Function::Resilience, &res.circuit_reason[i]),
+                    reason: Reason::new(Function::Resilience, res.circuit_reason[i]),
                 }
             } else if dm.shed_mask & bit != 0 {
                 SwitchCommand {
                     on: false,
                     power_cap_w: None,
-                    reason: Reason::new(Function::DemandManagement, &"Shed"),
+                    reason: Reason::new(Function::DemandManagement, Arbitration::Shed),
                 }
             } else {
                 SwitchCommand {
                     on: true,
                     power_cap_w: None,
-                    reason: Reason::new(Function::Resilience, &res.circuit_reason[i]),
+                    reason: Reason::new(Function::Resilience, res.circuit_reason[i]),
                 }
             };
             let _ = circuits.push(cmd);
@@ -1312,19 +1315,19 @@ impl Controller {
                 _ if all_off => SwitchCommand {
                     on: false,
                     power_cap_w: None,
-                    reason: prot_reason.clone(),
+                    reason: prot_reason,
                 },
                 Some(s) => SwitchCommand {
                     on: s.on,
                     power_cap_w: s.power_cap_w,
-                    reason: Reason::new(Function::SelectiveSupply, &s.reason),
+                    reason: Reason::new(Function::SelectiveSupply, s.reason),
                 },
                 None => SwitchCommand {
                     on: true,
                     power_cap_w: None,
                     reason: Reason::new(
                         Function::SelectiveSupply,
-                        &selective::SelectiveReason::Normal,
+                        selective::SelectiveReason::Normal,
                     ),
                 },
             };
@@ -1411,7 +1414,7 @@ impl Controller {
                     "battery charge ≤ {:.0} W, discharge ≤ {:.0} W",
                     new.battery.charge_limit_w, new.battery.discharge_limit_w
                 ),
-                new.battery.reason.clone(),
+                new.battery.reason,
             );
         }
         if o.is_none_or(|o| {
@@ -1423,7 +1426,7 @@ impl Controller {
                     "charger {}, boost {}",
                     new.charger.enabled, new.charger.boost
                 ),
-                new.charger.reason.clone(),
+                new.charger.reason,
             );
         }
         if o.is_none_or(|o| {
@@ -1439,14 +1442,14 @@ impl Controller {
                     new.inverter.request_ac_w,
                     new.inverter.export_enabled
                 ),
-                new.inverter.reason.clone(),
+                new.inverter.reason,
             );
         }
         if o.is_none_or(|o| o.pv.cap_w.is_some() != new.pv.cap_w.is_some()) {
             self.log.record(
                 now,
                 format_args!("pv cap {:?}", new.pv.cap_w),
-                new.pv.reason.clone(),
+                new.pv.reason,
             );
         }
         for (i, c) in new.circuits.iter().enumerate() {
@@ -1454,7 +1457,7 @@ impl Controller {
                 self.log.record(
                     now,
                     format_args!("circuit {i} {}", if c.on { "on" } else { "off" }),
-                    c.reason.clone(),
+                    c.reason,
                 );
             }
         }
@@ -1463,7 +1466,7 @@ impl Controller {
                 self.log.record(
                     now,
                     format_args!("socket {i} {}", if c.on { "on" } else { "off" }),
-                    c.reason.clone(),
+                    c.reason,
                 );
             }
         }

@@ -4,6 +4,14 @@
 
 use core::fmt::{self, Write};
 
+use crate::cluster::ClusterReason;
+use crate::demand::BatteryReason;
+use crate::export::{ExportReason, SurplusReason};
+use crate::peak::PeakReason;
+use crate::protection::ProtectionReason;
+use crate::resilience::{CircuitReason, ResilienceReason};
+use crate::scheduling::ScheduleReason;
+use crate::selective::SelectiveReason;
 use crate::time::Millis;
 
 /// The control function behind a decision.
@@ -41,32 +49,142 @@ impl Function {
     }
 }
 
-/// A reason code: the function that decided and its own reason, as the
-/// function's reason enum names it (e.g. `peak_reduction/InWindow`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the deciding function gave as its reason: its own reason value,
+/// kept as it is. Commands carry these on every control period, so a code
+/// is a few bytes and costs nothing to make; it is named (`Debug` of the
+/// function's reason enum, e.g. `InWindow`, `Fault(OverTemperature)`) only
+/// when displayed or logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    Protection(ProtectionReason),
+    Peak(PeakReason),
+    Resilience(ResilienceReason),
+    Circuit(CircuitReason),
+    Selective(SelectiveReason),
+    Battery(BatteryReason),
+    Export(ExportReason),
+    Surplus(SurplusReason),
+    Schedule(ScheduleReason),
+    Cluster(ClusterReason),
+    Arbitration(Arbitration),
+}
+
+/// Reasons the controller's arbitration gives itself, where no function's
+/// own reason applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arbitration {
+    /// The converter stands by behind the charger, ready for the peak.
+    HoldForPeak,
+    /// No function asks for charge.
+    NoChargeWanted,
+    /// The assembly has no inverter.
+    NoInverter,
+    /// Nothing drives the inverter.
+    Idle,
+    /// AC loads shed in a power cut so the essential DC circuits last.
+    AcShedForEssentials,
+    /// A demand signal shed the circuit.
+    Shed,
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Code::Protection(c) => write!(f, "{c:?}"),
+            Code::Peak(c) => write!(f, "{c:?}"),
+            Code::Resilience(c) => write!(f, "{c:?}"),
+            Code::Circuit(c) => write!(f, "{c:?}"),
+            Code::Selective(c) => write!(f, "{c:?}"),
+            Code::Battery(c) => write!(f, "{c:?}"),
+            Code::Export(c) => write!(f, "{c:?}"),
+            Code::Surplus(c) => write!(f, "{c:?}"),
+            Code::Schedule(c) => write!(f, "{c:?}"),
+            Code::Cluster(c) => write!(f, "{c:?}"),
+            Code::Arbitration(c) => write!(f, "{c:?}"),
+        }
+    }
+}
+
+macro_rules! code_from {
+    ($($variant:ident($ty:ty)),* $(,)?) => {
+        $(impl From<$ty> for Code {
+            fn from(c: $ty) -> Self {
+                Code::$variant(c)
+            }
+        })*
+    };
+}
+
+code_from!(
+    Protection(ProtectionReason),
+    Peak(PeakReason),
+    Resilience(ResilienceReason),
+    Circuit(CircuitReason),
+    Selective(SelectiveReason),
+    Battery(BatteryReason),
+    Export(ExportReason),
+    Surplus(SurplusReason),
+    Schedule(ScheduleReason),
+    Cluster(ClusterReason),
+    Arbitration(Arbitration),
+);
+
+/// A reason: the function that decided and its own reason
+/// (e.g. `peak_reduction/InWindow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reason {
     pub function: Function,
-    pub code: heapless::String<40>,
+    pub code: Code,
 }
 
 impl Reason {
-    /// A reason from a function's own reason value (any `Debug` enum);
-    /// long names are truncated, never a panic.
-    pub fn new(function: Function, code: &dyn fmt::Debug) -> Self {
-        let mut s = Truncating::<40>(heapless::String::new());
-        let _ = write!(s, "{code:?}");
+    pub fn new(function: Function, code: impl Into<Code>) -> Self {
         Reason {
             function,
-            code: s.0,
+            code: code.into(),
         }
-    }
-
-    pub fn plain(function: Function, code: &str) -> Self {
-        Self::new(function, &format_args!("{code}"))
     }
 }
 
 impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.function.name(), self.code)
+    }
+}
+
+/// A reason as the decision log keeps it: named when recorded (a log entry
+/// outlives the values it was made from), long names truncated, never a
+/// panic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedReason {
+    pub function: Function,
+    pub code: heapless::String<40>,
+}
+
+impl LoggedReason {
+    /// Names `detail` (any `Debug` value: a verdict, an acknowledgement).
+    pub fn new(function: Function, detail: &dyn fmt::Debug) -> Self {
+        let mut s = Truncating::<40>(heapless::String::new());
+        let _ = write!(s, "{detail:?}");
+        LoggedReason {
+            function,
+            code: s.0,
+        }
+    }
+}
+
+impl From<Reason> for LoggedReason {
+    fn from(r: Reason) -> Self {
+        let mut s = Truncating::<40>(heapless::String::new());
+        let _ = write!(s, "{}", r.code);
+        LoggedReason {
+            function: r.function,
+            code: s.0,
+        }
+    }
+}
+
+impl fmt::Display for LoggedReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.function.name(), self.code)
     }
@@ -91,7 +209,7 @@ impl<const N: usize> Write for Truncating<N> {
 pub struct Decision {
     pub at: Millis,
     pub what: heapless::String<64>,
-    pub reason: Reason,
+    pub reason: LoggedReason,
 }
 
 /// A bounded ring of the latest decisions; the oldest falls out when full
@@ -119,7 +237,13 @@ impl<const N: usize> DecisionLog<N> {
     }
 
     /// Records a decision described by `what` (formatted, truncated).
-    pub fn record(&mut self, at: Millis, what: fmt::Arguments<'_>, reason: Reason) {
+    pub fn record(
+        &mut self,
+        at: Millis,
+        what: fmt::Arguments<'_>,
+        reason: impl Into<LoggedReason>,
+    ) {
+        let reason = reason.into();
         let mut w = Truncating::<64>(heapless::String::new());
         let _ = w.write_fmt(what);
         if self.ring.is_full() {
@@ -158,19 +282,27 @@ impl<const N: usize> DecisionLog<N> {
 mod tests {
     use super::*;
 
-    #[derive(Debug)]
-    enum PeakReason {
-        InWindow,
+    #[test]
+    fn reasons_name_function_and_code() {
+        let r = Reason::new(Function::PeakReduction, PeakReason::BudgetLimited);
+        let mut s = heapless::String::<64>::new();
+        write!(s, "{r}").unwrap();
+        assert_eq!(s.as_str(), "peak_reduction/BudgetLimited");
+        let fault = Reason::new(
+            Function::Protection,
+            ProtectionReason::Fault(crate::protection::FaultKind::DischargeOverTemperature),
+        );
+        let logged = LoggedReason::from(fault);
+        assert_eq!(logged.code.as_str(), "Fault(DischargeOverTemperature)");
+        assert_eq!(logged.function, Function::Protection);
+        let long = LoggedReason::new(Function::Default, &"x".repeat(100));
+        assert_eq!(long.code.len(), 40);
     }
 
     #[test]
-    fn reasons_name_function_and_code() {
-        let r = Reason::new(Function::PeakReduction, &PeakReason::InWindow);
-        let mut s = heapless::String::<64>::new();
-        write!(s, "{r}").unwrap();
-        assert_eq!(s.as_str(), "peak_reduction/InWindow");
-        let long = Reason::plain(Function::Default, &"x".repeat(100));
-        assert_eq!(long.code.len(), 40);
+    fn a_reason_is_a_few_bytes() {
+        // Commands carry one per part on every control period.
+        assert!(core::mem::size_of::<Reason>() <= 4);
     }
 
     #[test]
@@ -180,7 +312,7 @@ mod tests {
             log.record(
                 Millis(k),
                 format_args!("circuit {k} off"),
-                Reason::plain(Function::Resilience, "Shed"),
+                Reason::new(Function::DemandManagement, Arbitration::Shed),
             );
         }
         assert_eq!(log.len(), 3);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use firmware::controller::{
     BatteryCommand, ChargerCommand, InverterCommand, PlantCommand, PvCommand, SwitchCommand,
 };
-use firmware::decision::{Function, Reason};
+use firmware::decision::{Arbitration, Function, Reason};
 use firmware::wire::can::messages::*;
 use firmware::wire::can::MESSAGES;
 use firmware::wire::e2e::E2eSender;
@@ -111,7 +111,7 @@ impl Encoder {
 }
 
 fn reason() -> Reason {
-    Reason::new(Function::Default, &"test")
+    Reason::new(Function::Default, Arbitration::Idle)
 }
 
 fn switch(on: bool) -> SwitchCommand {
