@@ -29,6 +29,28 @@ use serde::Deserialize;
 use crate::remote_config::{self, AcceptedConfig, ConfigVerdict, RemoteSettings};
 use crate::{ConfigError, Millis};
 
+/// Checks a server's Ed25519 signature (a narrow trait: the one step of
+/// screening a message that is pure computation). The firmware's own is
+/// [`StrictCheck`]. A simulation that runs many assemblies in one process
+/// may remember the bytes it has already found genuine, since a broadcast
+/// (a heartbeat) reaches every assembly on a branch as the same bytes; it
+/// must answer exactly as [`StrictCheck`] would.
+pub trait SignatureCheck {
+    /// `true` when `signature` is `key`'s over `signed_bytes` under
+    /// `verify_strict` (canonical encodings, no small-order points).
+    fn verify(&mut self, key: &VerifyingKey, signed_bytes: &[u8], signature: &Signature) -> bool;
+}
+
+/// Ed25519 `verify_strict` on every call: what the board runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StrictCheck;
+
+impl SignatureCheck for StrictCheck {
+    fn verify(&mut self, key: &VerifyingKey, signed_bytes: &[u8], signature: &Signature) -> bool {
+        key.verify_strict(signed_bytes, signature).is_ok()
+    }
+}
+
 /// Wire format version this firmware understands.
 pub const VERSION: u8 = 1;
 /// Length of the signed part of a dispatch command (everything before the
@@ -1129,7 +1151,19 @@ impl Cluster {
         bytes: &[u8],
         ctx: DispatchContext,
     ) -> Verdict {
-        let v = self.check(now, utc_s, bytes, ctx);
+        self.handle_with(now, utc_s, bytes, ctx, &mut StrictCheck)
+    }
+
+    /// [`Cluster::handle`] with the signature checked by `signatures`.
+    pub fn handle_with(
+        &mut self,
+        now: Millis,
+        utc_s: u64,
+        bytes: &[u8],
+        ctx: DispatchContext,
+        signatures: &mut dyn SignatureCheck,
+    ) -> Verdict {
+        let v = self.check(now, utc_s, bytes, ctx, signatures);
         self.counters.count(match v {
             Verdict::Accepted(_) => Outcome::Accepted,
             Verdict::Ignored(r) => Outcome::Ignored(r),
@@ -1148,6 +1182,7 @@ impl Cluster {
         h: &Header,
         signature: &[u8; SIGNATURE_LEN],
         signed_bytes: &[u8],
+        signatures: &mut dyn SignatureCheck,
     ) -> Screened {
         use RejectReason::*;
         let Some(key_index) = self.keys.iter().position(|k| k.as_bytes() == &h.key) else {
@@ -1157,7 +1192,7 @@ impl Cluster {
             return Screened::Rejected(UnknownKey);
         };
         let sig = Signature::from_bytes(signature);
-        if key.verify_strict(signed_bytes, &sig).is_err() {
+        if !signatures.verify(key, signed_bytes, &sig) {
             return Screened::Rejected(BadSignature);
         }
         if h.branch_id != self.config.branch_id {
@@ -1215,7 +1250,14 @@ impl Cluster {
         }
     }
 
-    fn check(&mut self, now: Millis, utc_s: u64, bytes: &[u8], ctx: DispatchContext) -> Verdict {
+    fn check(
+        &mut self,
+        now: Millis,
+        utc_s: u64,
+        bytes: &[u8],
+        ctx: DispatchContext,
+        signatures: &mut dyn SignatureCheck,
+    ) -> Verdict {
         use RejectReason::*;
         let signed = match parse(bytes) {
             Ok(s) => s,
@@ -1230,12 +1272,18 @@ impl Cluster {
             issued_at_s: d.issued_at_s,
             expires_at_s: d.expires_at_s,
         };
-        let key_index =
-            match self.screen(now, utc_s, &header, &signed.signature, &signed.signed_bytes) {
-                Screened::Fresh { key_index } => key_index,
-                Screened::Ignored(r) => return Verdict::Ignored(r),
-                Screened::Rejected(r) => return Verdict::Rejected(r),
-            };
+        let key_index = match self.screen(
+            now,
+            utc_s,
+            &header,
+            &signed.signature,
+            &signed.signed_bytes,
+            signatures,
+        ) {
+            Screened::Fresh { key_index } => key_index,
+            Screened::Ignored(r) => return Verdict::Ignored(r),
+            Screened::Rejected(r) => return Verdict::Rejected(r),
+        };
         let env = &self.config.envelope;
         let (until, start_at) = match d.command {
             Command::Sink {
@@ -1333,7 +1381,18 @@ impl Cluster {
     /// counters. An opt-out (`participating = false`) withdraws the
     /// dispatch in force.
     pub fn handle_config(&mut self, now: Millis, utc_s: u64, bytes: &[u8]) -> ConfigVerdict {
-        let v = self.check_config(now, utc_s, bytes);
+        self.handle_config_with(now, utc_s, bytes, &mut StrictCheck)
+    }
+
+    /// [`Cluster::handle_config`] with the signature checked by `signatures`.
+    pub fn handle_config_with(
+        &mut self,
+        now: Millis,
+        utc_s: u64,
+        bytes: &[u8],
+        signatures: &mut dyn SignatureCheck,
+    ) -> ConfigVerdict {
+        let v = self.check_config(now, utc_s, bytes, signatures);
         self.counters.count(match v {
             ConfigVerdict::Accepted(_) => Outcome::Accepted,
             ConfigVerdict::Ignored(r) => Outcome::Ignored(r),
@@ -1345,7 +1404,13 @@ impl Cluster {
         v
     }
 
-    fn check_config(&mut self, now: Millis, utc_s: u64, bytes: &[u8]) -> ConfigVerdict {
+    fn check_config(
+        &mut self,
+        now: Millis,
+        utc_s: u64,
+        bytes: &[u8],
+        signatures: &mut dyn SignatureCheck,
+    ) -> ConfigVerdict {
         let signed = match remote_config::parse(bytes) {
             Ok(s) => s,
             Err(e) => return ConfigVerdict::Rejected(RejectReason::Malformed(e)),
@@ -1359,12 +1424,18 @@ impl Cluster {
             issued_at_s: m.issued_at_s,
             expires_at_s: m.expires_at_s,
         };
-        let key_index =
-            match self.screen(now, utc_s, &header, &signed.signature, &signed.signed_bytes) {
-                Screened::Fresh { key_index } => key_index,
-                Screened::Ignored(r) => return ConfigVerdict::Ignored(r),
-                Screened::Rejected(r) => return ConfigVerdict::Rejected(r),
-            };
+        let key_index = match self.screen(
+            now,
+            utc_s,
+            &header,
+            &signed.signature,
+            &signed.signed_bytes,
+            signatures,
+        ) {
+            Screened::Fresh { key_index } => key_index,
+            Screened::Ignored(r) => return ConfigVerdict::Ignored(r),
+            Screened::Rejected(r) => return ConfigVerdict::Rejected(r),
+        };
         if !m.settings.within(&self.config) {
             return ConfigVerdict::Rejected(RejectReason::OutOfEnvelope);
         }

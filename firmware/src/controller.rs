@@ -31,7 +31,7 @@
 
 use crate::cluster::{
     self, Cluster, ClusterCommand, ClusterConfig, ClusterReason, DispatchContext, PowerLimits,
-    Verdict,
+    SignatureCheck, StrictCheck, Verdict,
 };
 use crate::config::ConfigError;
 use crate::decision::{Arbitration, DecisionLog, Function, LoggedReason, Reason};
@@ -624,6 +624,18 @@ impl Controller {
     ///
     /// [`poll_timeout`]: Controller::poll_timeout
     pub fn handle(&mut self, now: Millis, input: Input<'_>) {
+        self.handle_with(now, input, &mut StrictCheck)
+    }
+
+    /// [`Controller::handle`] with server signatures (dispatch and
+    /// configuration messages) checked by `signatures` rather than by
+    /// [`StrictCheck`]; see [`SignatureCheck`].
+    pub fn handle_with(
+        &mut self,
+        now: Millis,
+        input: Input<'_>,
+        signatures: &mut dyn SignatureCheck,
+    ) {
         match input {
             Input::Pack(p) => {
                 self.m.pack = Some((now, p));
@@ -679,7 +691,7 @@ impl Controller {
                 let verdict = self
                     .cluster
                     .as_mut()
-                    .map(|c| c.handle(now, utc_s, bytes, ctx));
+                    .map(|c| c.handle_with(now, utc_s, bytes, ctx, signatures));
                 if let Some(v) = verdict {
                     self.log.record(
                         now,
@@ -694,7 +706,7 @@ impl Controller {
                 let verdict = self
                     .cluster
                     .as_mut()
-                    .map(|c| c.handle_config(now, utc_s, bytes));
+                    .map(|c| c.handle_config_with(now, utc_s, bytes, signatures));
                 if let Some(v) = verdict {
                     if matches!(v, ConfigVerdict::Accepted(_)) {
                         self.apply_remote_settings();

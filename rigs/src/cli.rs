@@ -141,6 +141,8 @@ pub struct FleetShardArgs {
     /// new (or no) journal file.
     #[arg(long)]
     pub journal: Option<PathBuf>,
+    #[command(flatten)]
+    pub signatures: SignatureArgs,
 }
 
 /// Arguments every fleet command shares.
@@ -184,6 +186,19 @@ pub struct FleetRunArgs {
     /// clock, late messages are counted. Not deterministic.
     #[arg(long, requires = "speed")]
     pub realtime: bool,
+    #[command(flatten)]
+    pub signatures: SignatureArgs,
+}
+
+/// How a shard's assemblies check the server's signatures.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct SignatureArgs {
+    /// Every assembly runs Ed25519 verify_strict on every message, as its
+    /// board would. By default the assemblies of a branch share the check
+    /// of a broadcast they all receive as the same bytes (a heartbeat);
+    /// results are identical, runs about a third faster.
+    #[arg(long)]
+    pub verify_every_message: bool,
 }
 
 #[derive(Debug, Args)]
@@ -437,6 +452,7 @@ pub fn fleet_run(a: &FleetRunArgs) -> Result<()> {
         run_id: a.common.run_id.clone(),
         shards: a.shards,
         progress: true,
+        share_signature_checks: !a.signatures.verify_every_message,
         ..RunOptions::default()
     };
     if let Some(t) = a.threads {
@@ -451,6 +467,13 @@ pub fn fleet_run(a: &FleetRunArgs) -> Result<()> {
     let outcome = run_in_process(std::sync::Arc::clone(&sc), &opts)?;
     write_outputs(&a.out, &sc, &outcome)?;
     print!("{}", summary(&sc, &outcome));
+    let (verified, recalled) = outcome.shard_stats.iter().fold((0, 0), |(v, r), (_, s)| {
+        (v + s.signatures_verified, r + s.signatures_recalled)
+    });
+    println!(
+        "signature checks: {verified} Ed25519 verify_strict, {recalled} repeats of a verified broadcast shared on the branch{}",
+        if opts.share_signature_checks { "" } else { " (--verify-every-message)" }
+    );
     println!("outputs: {}", a.out.display());
     Ok(())
 }

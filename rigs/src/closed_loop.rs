@@ -12,6 +12,7 @@
 //! protection) until the next house step, and its latest plant command is
 //! applied before that step.
 
+use firmware::cluster::{SignatureCheck, StrictCheck};
 use firmware::controller::{
     CircuitMeasurement, Controller, ControllerConfig, Input, MeterMeasurement, Output,
     PackMeasurement, PlantCommand,
@@ -315,17 +316,29 @@ impl ClosedLoop {
 
     /// Delivers a signed dispatch message to the controller now.
     pub fn dispatch(&mut self, bytes: &[u8]) {
+        self.dispatch_with(bytes, &mut StrictCheck);
+    }
+
+    /// [`ClosedLoop::dispatch`] with the signature checked by `signatures`.
+    pub fn dispatch_with(&mut self, bytes: &[u8], signatures: &mut dyn SignatureCheck) {
         self.measure_if_never();
         let now = self.now_ms();
-        self.controller.handle(now, Input::Dispatch(bytes));
+        self.controller
+            .handle_with(now, Input::Dispatch(bytes), signatures);
         self.actuate();
     }
 
     /// Delivers a signed configuration message to the controller now.
     pub fn configure(&mut self, bytes: &[u8]) {
+        self.configure_with(bytes, &mut StrictCheck);
+    }
+
+    /// [`ClosedLoop::configure`] with the signature checked by `signatures`.
+    pub fn configure_with(&mut self, bytes: &[u8], signatures: &mut dyn SignatureCheck) {
         self.measure_if_never();
         let now = self.now_ms();
-        self.controller.handle(now, Input::Config(bytes));
+        self.controller
+            .handle_with(now, Input::Config(bytes), signatures);
         self.actuate();
     }
 

@@ -76,6 +76,66 @@ fn a_seed_gives_the_same_run_whatever_the_shards_threads_and_arrival_order() {
 }
 
 #[test]
+fn sharing_signature_checks_on_a_branch_changes_nothing_but_the_work() {
+    use rigs::fleet::scenario::{AttackKind, AttackSpec};
+    // Through the cap window, with a forged and a replayed dispatch on
+    // branch 1: every verdict and count must be the same whether each
+    // assembly verifies every message or the branch shares the checks of
+    // genuine broadcasts.
+    let mut sc = two_branches().with_hours(2.0);
+    for (at_h, kind) in [
+        (20.0 + 40.0 / 60.0, AttackKind::Forged),
+        (20.0 + 50.0 / 60.0, AttackKind::Replay),
+    ] {
+        sc.faults.attacks.push(AttackSpec {
+            at_h,
+            branch: 1,
+            kind,
+        });
+    }
+    let sc = Arc::new(sc);
+    let run = |share: bool| {
+        let o = run_in_process(
+            Arc::clone(&sc),
+            &RunOptions {
+                threads: 2,
+                share_signature_checks: share,
+                ..RunOptions::default()
+            },
+        )
+        .unwrap();
+        let checks = o.shard_stats.iter().fold((0, 0), |(v, r), (_, s)| {
+            (v + s.signatures_verified, r + s.signatures_recalled)
+        });
+        let out = (
+            branches_csv(&sc, &o.rows),
+            serde_json::to_string_pretty(&o.report).unwrap(),
+            format!("{:?}", o.telemetry),
+        );
+        (out, checks, o.telemetry)
+    };
+    let (each, (verified_each, recalled_each), _) = run(false);
+    let (shared, (verified, recalled), telemetry) = run(true);
+    assert!(each == shared, "sharing signature checks changed the run");
+    assert_eq!(recalled_each, 0);
+    assert!(
+        recalled > verified,
+        "{verified} verified, {recalled} recalled"
+    );
+    assert_eq!(verified + recalled, verified_each);
+    // The attacks were seen and rejected by every assembly on branch 1.
+    let branch_1: Vec<_> = telemetry.iter().filter(|t| t.branch_id == 1).collect();
+    assert!(!branch_1.is_empty());
+    let rejected = |reason: &str| {
+        branch_1
+            .iter()
+            .all(|t| t.counters.rejected.get(reason).copied().unwrap_or(0) >= 1)
+    };
+    assert!(rejected("bad_signature"));
+    assert!(rejected("replayed"));
+}
+
+#[test]
 fn the_cli_writes_byte_identical_outputs_for_one_seed() {
     let dir = tempfile::tempdir().unwrap();
     let sc = Arc::new(two_branches().with_hours(1.5));

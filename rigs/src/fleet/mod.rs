@@ -17,6 +17,7 @@ pub mod run;
 pub mod scenario;
 pub mod server;
 pub mod shard;
+pub mod signatures;
 pub mod site;
 pub mod wire;
 

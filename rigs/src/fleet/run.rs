@@ -52,6 +52,10 @@ pub struct RunOptions {
     pub shuffle_seed: Option<u64>,
     /// Print progress (minute, wall time) to stderr every simulated hour.
     pub progress: bool,
+    /// A branch's assemblies share the checks of genuine broadcasts
+    /// ([`super::signatures::SharedSignatures`]); false: every assembly
+    /// verifies every message in full.
+    pub share_signature_checks: bool,
 }
 
 impl Default for RunOptions {
@@ -64,6 +68,7 @@ impl Default for RunOptions {
                 .unwrap_or(1),
             shuffle_seed: None,
             progress: false,
+            share_signature_checks: true,
         }
     }
 }
@@ -127,6 +132,9 @@ pub fn run_in_process(
             b,
             opts.threads,
         )?);
+        if let Some(s) = shards.last_mut() {
+            s.set_shared_signatures(opts.share_signature_checks);
+        }
     }
     let households: usize = scenario
         .branch_ids()

@@ -470,7 +470,7 @@ impl Default for ServerSpec {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SilentSpec {
-    /// Start, h since the run's start.
+    /// Start, local clock hours (e.g. 20.5 = 20:30).
     pub from_h: f64,
     /// End, h.
     pub to_h: f64,
@@ -480,7 +480,7 @@ pub struct SilentSpec {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DropoutSpec {
-    /// When, h since the run's start.
+    /// When, local clock hours.
     pub at_h: f64,
     /// Branch.
     pub branch: u32,
@@ -502,7 +502,7 @@ pub enum AttackKind {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttackSpec {
-    /// When, h since the run's start.
+    /// When, local clock hours.
     pub at_h: f64,
     /// Branch.
     pub branch: u32,

@@ -19,6 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use twin::feeder::{LoadSnapshot, Network};
 
 use super::scenario::{mix, FleetScenario};
+use super::signatures::SharedSignatures;
 use super::site::{Site, SiteError};
 use super::wire::{
     self, json_message, parse_json, Done, FeederInfo, FeederReport, Hello, Message, SiteInfo, Tick,
@@ -68,6 +69,8 @@ struct Branch {
     inbox: Vec<Delivery>,
     /// Sites to take off line before the minute.
     dropouts: Vec<u32>,
+    /// The branch's genuine broadcasts, checked once for its assemblies.
+    signatures: SharedSignatures,
 }
 
 /// What a branch produced in a minute: its telemetry and acks already
@@ -101,6 +104,11 @@ pub struct ShardStats {
     pub clock_ticks: u64,
     /// Real time: server ticks for minutes already stepped on the clock.
     pub late_ticks: u64,
+    /// Ed25519 checks the assemblies ran in full.
+    pub signatures_verified: u64,
+    /// Checks answered from the branch's memory of genuine broadcasts
+    /// ([`SharedSignatures`]).
+    pub signatures_recalled: u64,
 }
 
 /// A shard of the fleet.
@@ -184,6 +192,7 @@ impl Shard {
                 sites,
                 inbox: Vec::new(),
                 dropouts: Vec::new(),
+                signatures: SharedSignatures::new(true),
             });
         }
         let mut shard = Shard {
@@ -224,6 +233,16 @@ impl Shard {
     /// The minute it steps next.
     pub fn next_minute(&self) -> u32 {
         self.next_minute
+    }
+
+    /// Whether the assemblies of a branch share the checks of genuine
+    /// broadcasts ([`SharedSignatures`]; default on). Off, every assembly
+    /// runs `verify_strict` on every message, as its board would; results
+    /// are the same either way. Set before the first minute.
+    pub fn set_shared_signatures(&mut self, share: bool) {
+        for b in &mut self.branches {
+            b.signatures = SharedSignatures::new(share);
+        }
     }
 
     /// Message counters.
@@ -502,6 +521,8 @@ impl Shard {
         let mut telemetry = Vec::new();
         let mut acks = Vec::new();
         let mut feeders = Vec::new();
+        self.stats.signatures_verified = self.branches.iter().map(|b| b.signatures.verified).sum();
+        self.stats.signatures_recalled = self.branches.iter().map(|b| b.signatures.recalled).sum();
         for r in results {
             telemetry.extend(r.telemetry);
             acks.extend(r.acks);
@@ -536,7 +557,7 @@ fn step_branch(b: &mut Branch, minute: u32, run_id: &str) -> BranchMinute {
     let inbox = std::mem::take(&mut b.inbox);
     for d in inbox {
         if let Ok(k) = b.sites.binary_search_by_key(&d.site_id, |s| s.spec.site_id) {
-            if let Some(a) = b.sites[k].deliver(&d.payload, d.config, minute) {
+            if let Some(a) = b.sites[k].deliver(&d.payload, d.config, minute, &mut b.signatures) {
                 let topic = Topic::Ack(a.site_id).to_topic(run_id);
                 acks.push(((a.site_id, a.sequence), json_message(topic, &a, false)));
             }

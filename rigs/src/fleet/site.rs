@@ -30,6 +30,7 @@ use twin::house::{HouseConfig, PlantCommands};
 use twin::time::SimTime;
 
 use super::scenario::{FleetScenario, HouseholdSpec};
+use super::signatures::SharedSignatures;
 use super::wire::{Ack, SiteCounters, Telemetry};
 use crate::closed_loop::{ClosedLoop, WakePolicy};
 
@@ -269,7 +270,13 @@ impl Site {
     /// Hands a received dispatch record (or, with `config`, a signed
     /// configuration message) to the controller and returns its ack.
     /// `None` when there is no assembly to take it, or it has dropped out.
-    pub fn deliver(&mut self, payload: &[u8], config: bool, minute: u32) -> Option<Ack> {
+    pub fn deliver(
+        &mut self,
+        payload: &[u8],
+        config: bool,
+        minute: u32,
+        signatures: &mut SharedSignatures,
+    ) -> Option<Ack> {
         let Kind::Assembly(a) = &mut self.kind else {
             return None;
         };
@@ -277,9 +284,9 @@ impl Site {
             return None;
         }
         if config {
-            a.lp.configure(payload);
+            a.lp.configure_with(payload, signatures);
         } else {
-            a.lp.dispatch(payload);
+            a.lp.dispatch_with(payload, signatures);
         }
         let mut label = None;
         for e in a.lp.events.drain(..) {

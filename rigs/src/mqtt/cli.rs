@@ -218,10 +218,12 @@ async fn shard_end(
     shard_id: &str,
     branches: &[u32],
     threads: usize,
+    share_signatures: bool,
     dopts: &DriveOptions,
     journal: Option<&Path>,
 ) -> Result<()> {
     let mut shard = Shard::new(Arc::clone(&sc), run_id, shard_id, branches, threads)?;
+    shard.set_shared_signatures(share_signatures);
     let mut opts = client_options(b, format!("maslow-{run_id}-{shard_id}"))?;
     let filters = wire::topic_filters_for_branches(run_id, &shard.branch_ids());
     let mut journal = match journal {
@@ -290,6 +292,7 @@ pub fn fleet_shard(a: &FleetShardArgs) -> Result<()> {
         &a.shard_id,
         &branches,
         threads.max(1),
+        !a.signatures.verify_every_message,
         &dopts,
         a.journal.as_deref(),
     ))
@@ -327,7 +330,7 @@ pub fn fleet_run_over_broker(
                 run_id.clone(),
                 shard_dopts.clone(),
             );
-            let threads = opts.threads;
+            let (threads, share) = (opts.threads, opts.share_signature_checks);
             shards.push(tokio::spawn(async move {
                 shard_end(
                     &url,
@@ -337,6 +340,7 @@ pub fn fleet_run_over_broker(
                     &format!("shard-{i}"),
                     &branches,
                     threads,
+                    share,
                     &dopts,
                     None,
                 )
