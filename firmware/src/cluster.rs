@@ -1592,6 +1592,68 @@ mod tests {
         c.handle(Millis(1000), NOW_UTC, &encode(d, &server()), CTX)
     }
 
+    /// A check that answers as told and counts its calls.
+    struct Told(bool, u32);
+    impl SignatureCheck for Told {
+        fn verify(&mut self, _: &VerifyingKey, _: &[u8], _: &Signature) -> bool {
+            self.1 += 1;
+            self.0
+        }
+    }
+
+    #[test]
+    fn the_signature_step_is_the_checks_and_only_that_step() {
+        let d = source(1, 500, 600);
+        // A genuine message the check refuses is a bad signature.
+        let mut c = cluster();
+        let mut refuse = Told(false, 0);
+        let v = c.handle_with(
+            Millis(1000),
+            NOW_UTC,
+            &encode(&d, &server()),
+            CTX,
+            &mut refuse,
+        );
+        assert_eq!(rejected(v), RejectReason::BadSignature);
+        assert_eq!(refuse.1, 1);
+        // Every other check still runs: the same message for another
+        // branch is ignored, a replay rejected, whatever the check says.
+        let mut accept = Told(true, 0);
+        let v = c.handle_with(
+            Millis(1000),
+            NOW_UTC,
+            &encode(&d, &server()),
+            CTX,
+            &mut accept,
+        );
+        assert!(matches!(v, Verdict::Accepted(_)), "{v:?}");
+        let mut other = d;
+        other.branch_id = 18;
+        let v = c.handle_with(
+            Millis(1000),
+            NOW_UTC,
+            &encode(&other, &server()),
+            CTX,
+            &mut accept,
+        );
+        assert_eq!(v, Verdict::Ignored(IgnoreReason::OtherBranch));
+        let v = c.handle_with(
+            Millis(1000),
+            NOW_UTC,
+            &encode(&source(1, 400, 600), &server()),
+            CTX,
+            &mut accept,
+        );
+        assert_eq!(rejected(v), RejectReason::Replayed);
+        assert_eq!(accept.1, 3);
+        // The board's check is verify_strict: a flipped signature bit fails.
+        let mut tampered = encode(&source(2, 500, 600), &server());
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        let v = c.handle_with(Millis(1000), NOW_UTC, &tampered, CTX, &mut StrictCheck);
+        assert_eq!(rejected(v), RejectReason::BadSignature);
+    }
+
     fn rejected(v: Verdict) -> RejectReason {
         match v {
             Verdict::Rejected(r) => r,
