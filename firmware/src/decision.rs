@@ -49,13 +49,38 @@ impl Function {
     }
 }
 
-/// What the deciding function gave as its reason: its own reason value,
-/// kept as it is. Commands carry these on every control period, so a code
-/// is a few bytes and costs nothing to make; it is named (`Debug` of the
-/// function's reason enum, e.g. `InWindow`, `Fault(OverTemperature)`) only
-/// when displayed or logged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Code {
+/// Declares [`Code`] with one variant per reason enum, `From` each, and
+/// `Display` as the reason enum's `Debug`: the list is written once.
+macro_rules! reason_codes {
+    ($($variant:ident($ty:ty)),* $(,)?) => {
+        /// What the deciding function gave as its reason: its own reason
+        /// value, kept as it is. Commands carry these on every control
+        /// period, so a code is a few bytes and costs nothing to make; it
+        /// is named (`Debug` of the function's reason enum, e.g.
+        /// `InWindow`, `Fault(DischargeOverTemperature)`) only when
+        /// displayed or logged.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Code {
+            $($variant($ty),)*
+        }
+
+        $(impl From<$ty> for Code {
+            fn from(c: $ty) -> Self {
+                Code::$variant(c)
+            }
+        })*
+
+        impl fmt::Display for Code {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $(Code::$variant(c) => write!(f, "{c:?}"),)*
+                }
+            }
+        }
+    };
+}
+
+reason_codes!(
     Protection(ProtectionReason),
     Peak(PeakReason),
     Resilience(ResilienceReason),
@@ -67,7 +92,7 @@ pub enum Code {
     Schedule(ScheduleReason),
     Cluster(ClusterReason),
     Arbitration(Arbitration),
-}
+);
 
 /// Reasons the controller's arbitration gives itself, where no function's
 /// own reason applies.
@@ -86,48 +111,6 @@ pub enum Arbitration {
     /// A demand signal shed the circuit.
     Shed,
 }
-
-impl fmt::Display for Code {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Code::Protection(c) => write!(f, "{c:?}"),
-            Code::Peak(c) => write!(f, "{c:?}"),
-            Code::Resilience(c) => write!(f, "{c:?}"),
-            Code::Circuit(c) => write!(f, "{c:?}"),
-            Code::Selective(c) => write!(f, "{c:?}"),
-            Code::Battery(c) => write!(f, "{c:?}"),
-            Code::Export(c) => write!(f, "{c:?}"),
-            Code::Surplus(c) => write!(f, "{c:?}"),
-            Code::Schedule(c) => write!(f, "{c:?}"),
-            Code::Cluster(c) => write!(f, "{c:?}"),
-            Code::Arbitration(c) => write!(f, "{c:?}"),
-        }
-    }
-}
-
-macro_rules! code_from {
-    ($($variant:ident($ty:ty)),* $(,)?) => {
-        $(impl From<$ty> for Code {
-            fn from(c: $ty) -> Self {
-                Code::$variant(c)
-            }
-        })*
-    };
-}
-
-code_from!(
-    Protection(ProtectionReason),
-    Peak(PeakReason),
-    Resilience(ResilienceReason),
-    Circuit(CircuitReason),
-    Selective(SelectiveReason),
-    Battery(BatteryReason),
-    Export(ExportReason),
-    Surplus(SurplusReason),
-    Schedule(ScheduleReason),
-    Cluster(ClusterReason),
-    Arbitration(Arbitration),
-);
 
 /// A reason: the function that decided and its own reason
 /// (e.g. `peak_reduction/InWindow`).
