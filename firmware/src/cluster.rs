@@ -1173,18 +1173,30 @@ impl Cluster {
     }
 
     /// The checks every signed message shares (key, signature, addressing,
-    /// duplicate, replay, time, validity bound); refreshes liveness for a
-    /// verified, fresh, in-time message for this branch.
+    /// duplicate, replay, time, validity bound) on a frame its parser
+    /// accepted: the shared header, `signed_len` signed bytes and the
+    /// signature after them. Refreshes liveness for a verified, fresh,
+    /// in-time message for this branch.
     fn screen(
         &mut self,
         now: Millis,
         utc_s: u64,
-        h: &Header,
-        signature: &[u8; SIGNATURE_LEN],
-        signed_bytes: &[u8],
+        frame: &[u8],
+        signed_len: usize,
         signatures: &mut dyn SignatureCheck,
     ) -> Screened {
         use RejectReason::*;
+        let h = match parse_header(frame) {
+            Ok(h) => h,
+            Err(e) => return Screened::Rejected(Malformed(e)),
+        };
+        let signed_bytes = frame.get(..signed_len).unwrap_or_default();
+        let Some(signature) = frame
+            .get(signed_len..signed_len + SIGNATURE_LEN)
+            .and_then(|s| <&[u8; SIGNATURE_LEN]>::try_from(s).ok())
+        else {
+            return Screened::Rejected(Malformed(ParseError::Truncated { len: frame.len() }));
+        };
         let Some(key_index) = self.keys.iter().position(|k| k.as_bytes() == &h.key) else {
             return Screened::Rejected(UnknownKey);
         };
@@ -1264,22 +1276,7 @@ impl Cluster {
             Err(e) => return Verdict::Rejected(Malformed(e)),
         };
         let d = signed.dispatch;
-        let header = Header {
-            branch_id: d.branch_id,
-            site_id: d.site_id,
-            key: signed.key,
-            sequence: d.sequence,
-            issued_at_s: d.issued_at_s,
-            expires_at_s: d.expires_at_s,
-        };
-        let key_index = match self.screen(
-            now,
-            utc_s,
-            &header,
-            &signed.signature,
-            &signed.signed_bytes,
-            signatures,
-        ) {
+        let key_index = match self.screen(now, utc_s, bytes, SIGNED_LEN, signatures) {
             Screened::Fresh { key_index } => key_index,
             Screened::Ignored(r) => return Verdict::Ignored(r),
             Screened::Rejected(r) => return Verdict::Rejected(r),
@@ -1416,22 +1413,8 @@ impl Cluster {
             Err(e) => return ConfigVerdict::Rejected(RejectReason::Malformed(e)),
         };
         let m = &signed.message;
-        let header = Header {
-            branch_id: m.branch_id,
-            site_id: m.site_id,
-            key: signed.key,
-            sequence: m.sequence,
-            issued_at_s: m.issued_at_s,
-            expires_at_s: m.expires_at_s,
-        };
-        let key_index = match self.screen(
-            now,
-            utc_s,
-            &header,
-            &signed.signature,
-            &signed.signed_bytes,
-            signatures,
-        ) {
+        let key_index = match self.screen(now, utc_s, bytes, remote_config::SIGNED_LEN, signatures)
+        {
             Screened::Fresh { key_index } => key_index,
             Screened::Ignored(r) => return ConfigVerdict::Ignored(r),
             Screened::Rejected(r) => return ConfigVerdict::Rejected(r),

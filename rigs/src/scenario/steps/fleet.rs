@@ -101,6 +101,45 @@ fn branch_telemetry(
     Ok(t)
 }
 
+/// The server's compliance report of `branch`.
+fn branch_report(
+    w: &MaslowWorld,
+    branch: u32,
+) -> Result<&crate::fleet::server::BranchReport, String> {
+    let (sc, o) = outcome(w)?;
+    check_branch(sc, branch)?;
+    o.report
+        .branches
+        .iter()
+        .find(|b| b.branch_id == branch)
+        .ok_or_else(|| format!("the report has no branch {branch}"))
+}
+
+/// Passes when no assembly on `branch` is `off`; else names each one that
+/// is (site, what `off` found) and what they `report`.
+fn every_assembly<T: std::fmt::Debug>(
+    w: &MaslowWorld,
+    branch: u32,
+    report: &str,
+    off: impl Fn(&crate::fleet::wire::Telemetry) -> Option<T>,
+) -> StepResult {
+    let (sc, o) = outcome(w)?;
+    check_branch(sc, branch)?;
+    let t = branch_telemetry(o, branch)?;
+    let bad: Vec<(u32, T)> = t
+        .iter()
+        .filter_map(|t| off(t).map(|v| (t.site_id, v)))
+        .collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} of {} assemblies on branch {branch} report {report} (site, value): {bad:?}",
+        bad.len(),
+        t.len()
+    ))
+}
+
 #[given(regex = r"^the fleet (\S+)$")]
 fn the_fleet(w: &mut MaslowWorld, name: String) -> StepResult {
     let rig = w.settings()?.rig_path.clone();
@@ -303,50 +342,22 @@ fn power_mean(
 
 #[then(regex = r"^no assembly on branch (\d+) reports an accepted dispatch$")]
 fn untouched(w: &mut MaslowWorld, branch: u32) -> StepResult {
-    let (sc, o) = outcome(w)?;
-    check_branch(sc, branch)?;
-    let t = branch_telemetry(o, branch)?;
-    let moved: Vec<u32> = t
-        .iter()
-        .filter(|t| t.counters.accepted_dispatch() > 0)
-        .map(|t| t.site_id)
-        .collect();
-    if !moved.is_empty() {
-        return Err(format!(
-            "{} of {} assemblies on branch {branch} report accepted dispatches: sites {moved:?}",
-            moved.len(),
-            t.len()
-        ));
-    }
-    Ok(())
+    every_assembly(w, branch, "accepted dispatches", |t| {
+        let n = t.counters.accepted_dispatch();
+        (n > 0).then_some(n)
+    })
 }
 
 #[then(
     regex = r"^every assembly on branch (\d+) reports at least (\d+) dispatch(?:es)? rejected as (bad signature|replayed|expired|unknown key)$"
 )]
 fn every_rejects(w: &mut MaslowWorld, branch: u32, n: u32, reason: String) -> StepResult {
-    let (sc, o) = outcome(w)?;
-    check_branch(sc, branch)?;
     let key = reason.replace(' ', "_");
-    let t = branch_telemetry(o, branch)?;
-    let short: Vec<(u32, u32)> = t
-        .iter()
-        .map(|t| {
-            (
-                t.site_id,
-                t.counters.rejected.get(&key).copied().unwrap_or(0),
-            )
-        })
-        .filter(|(_, c)| *c < n)
-        .collect();
-    if !short.is_empty() {
-        return Err(format!(
-            "{} of {} assemblies on branch {branch} report fewer than {n} rejected as {reason} (site, count): {short:?}",
-            short.len(),
-            t.len()
-        ));
-    }
-    Ok(())
+    let report = format!("fewer than {n} rejected as {reason}");
+    every_assembly(w, branch, &report, |t| {
+        let c = t.counters.rejected.get(&key).copied().unwrap_or(0);
+        (c < n).then_some(c)
+    })
 }
 
 #[then(
@@ -359,14 +370,7 @@ fn lost_and_redispatched(
     re: u32,
     branch: u32,
 ) -> StepResult {
-    let (sc, o) = outcome(w)?;
-    check_branch(sc, branch)?;
-    let b = o
-        .report
-        .branches
-        .iter()
-        .find(|b| b.branch_id == branch)
-        .ok_or_else(|| format!("the report has no branch {branch}"))?;
+    let b = branch_report(w, branch)?;
     let counted = if why.is_empty() {
         b.assemblies_lost
     } else {
@@ -422,14 +426,7 @@ fn silent_count(w: &mut MaslowWorld, n: u32, branch: u32, at: String) -> StepRes
     regex = r"^every assembly on branch (\d+) reports (\d+) configuration messages? (accepted|rejected as out of envelope|rejected as replayed|rejected as bad signature)$"
 )]
 fn every_config(w: &mut MaslowWorld, branch: u32, n: u32, outcome_: String) -> StepResult {
-    let (sc, o) = outcome(w)?;
-    check_branch(sc, branch)?;
-    let b = o
-        .report
-        .branches
-        .iter()
-        .find(|b| b.branch_id == branch)
-        .ok_or_else(|| format!("the report has no branch {branch}"))?;
+    let b = branch_report(w, branch)?;
     let verdict = match outcome_.strip_prefix("rejected as ") {
         Some(reason) => format!("rejected:{}", reason.replace(' ', "_")),
         None => "accepted".to_string(),
@@ -447,21 +444,9 @@ fn every_config(w: &mut MaslowWorld, branch: u32, n: u32, outcome_: String) -> S
 
 #[then(regex = r"^every assembly on branch (\d+) reports a reserve of (\d+)%$")]
 fn every_reserve(w: &mut MaslowWorld, branch: u32, percent: u32) -> StepResult {
-    let (sc, o) = outcome(w)?;
-    check_branch(sc, branch)?;
     let want = f64::from(percent) / 100.0;
-    let t = branch_telemetry(o, branch)?;
-    let off: Vec<(u32, f64)> = t
-        .iter()
-        .filter(|t| (t.reserve_soc - want).abs() > 0.0005)
-        .map(|t| (t.site_id, t.reserve_soc))
-        .collect();
-    if !off.is_empty() {
-        return Err(format!(
-            "{} of {} assemblies on branch {branch} report another reserve than {percent}% (site, reserve): {off:?}",
-            off.len(),
-            t.len()
-        ));
-    }
-    Ok(())
+    let report = format!("another reserve than {percent}%");
+    every_assembly(w, branch, &report, |t| {
+        ((t.reserve_soc - want).abs() > 0.0005).then_some(t.reserve_soc)
+    })
 }
