@@ -136,7 +136,7 @@ pub struct ControllerConfig {
     pub cluster: Option<ClusterConfig>,
     /// The CAN/P1 link layer (`[link]`, used by [`crate::node::Node`]).
     #[serde(default)]
-    pub link: Option<crate::node::LinkConfig>,
+    pub link: Option<crate::link_config::LinkConfig>,
 }
 
 impl ControllerConfig {

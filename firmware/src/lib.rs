@@ -26,6 +26,7 @@ pub mod demand;
 pub mod estimation;
 pub mod export;
 pub mod hub;
+pub mod link_config;
 pub mod node;
 pub mod peak;
 pub mod protection;

@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use firmware::wire::can::{MessageSpec, MESSAGES};
 use twin::time::SimTime;
 
-use crate::can::{bit_length, CanFrame, CanId};
+use links::{bit_length, CanFrame, CanId};
 
 /// The contract's bitrate (DBC `Baudrate`), bit/s.
 pub const CONTRACT_BITRATE_BPS: u32 = 500_000;

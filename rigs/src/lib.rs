@@ -1,12 +1,10 @@
-//! rigs — maslow's wiring: the `maslow` command line, user input tables,
-//! real-time pacing, and (as they land) rig files, transports, instruments
-//! and Gherkin steps. The only crate that does IO with hardware and the
-//! wall clock.
+//! rigs — maslow's wiring: the `maslow` command line, rig files, the plant's
+//! side of the links, instruments, real-time pacing, Gherkin steps, fleets
+//! and their MQTT transport. The only crate that does IO with hardware and
+//! the wall clock (the CAN and serial transports themselves are the
+//! `links` crate, which the firmware's board runtime uses too).
 
 pub mod busload;
-/// Classic CAN codecs and transports: the [`links`] crate, under its old
-/// path so `rigs::can::…` keeps working.
-pub use links as can;
 pub mod cli;
 pub mod closed_loop;
 pub mod fleet;

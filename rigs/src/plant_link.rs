@@ -93,8 +93,8 @@ use twin::engine::{SignalId, SignalRegistry};
 use twin::house::{signal_slug, HouseConfig, PlantCommands};
 use twin::time::{civil_from_days, Calendar, SimTime};
 
-use crate::can::{bit_length, CanFrame, CanId};
 use crate::closed_loop::CHARGER_BOOST_SETPOINT_V;
+use links::{bit_length, CanFrame, CanId};
 
 /// Circuits and sockets the contract can address: `CircuitIndex`,
 /// `SocketIndex` and `CapSocketIndex` are 4 bits, `CircuitsOn` and

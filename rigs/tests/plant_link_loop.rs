@@ -12,7 +12,7 @@ use firmware::decision::{Arbitration, Function, Reason};
 use firmware::wire::can::messages::*;
 use firmware::wire::can::MESSAGES;
 use firmware::wire::e2e::E2eSender;
-use rigs::can::{CanFrame, CanId};
+use links::{CanFrame, CanId};
 use rigs::closed_loop::{plant_commands, standby_setpoint_v};
 use rigs::plant_link::{PlantLink, PlantLinkOptions, PlantState};
 use twin::engine::Engine;

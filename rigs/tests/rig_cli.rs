@@ -196,7 +196,7 @@ fn a_lockstep_run_writes_signals_commands_and_a_strict_candump_trace() {
     let log = std::fs::read_to_string(&trace).expect("the trace");
     let mut lines = 0u64;
     for line in log.lines() {
-        let l = rigs::can::candump::parse_line(line)
+        let l = links::candump::parse_line(line)
             .unwrap_or_else(|e| panic!("not a candump -L line: {line:?}: {e}"));
         assert_eq!(l.iface, "can0", "{line}");
         lines += 1;

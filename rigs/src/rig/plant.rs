@@ -11,9 +11,9 @@ use twin::house::{House, HouseConfig, HouseEvent, PlantCommands, DEFAULT_RECORDE
 use twin::time::SimTime;
 
 use crate::busload::BusLoadMeter;
-use crate::can::CanFrame;
 use crate::plant_link::{ControllerStatus, PlantLink, PlantLinkOptions};
 use crate::rig::RigError;
+use links::CanFrame;
 
 /// A change of what the plant applied: the controller's commands (or
 /// `None`: the plant's own fallback policy) from `at_ms` on.

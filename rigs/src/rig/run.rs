@@ -10,13 +10,13 @@ use reports::csv_table::ColumnTable;
 use twin::time::SimTime;
 
 use crate::busload::BusLoadReport;
-use crate::can::CanFrame;
 use crate::pacing::{JitterStats, RealTimePacer};
 use crate::plant_link::ControllerStatus;
 use crate::rig::config::{ControllerLocation, Rig, TimeMode};
 use crate::rig::ends::{ControllerEnd, DecisionEntry, DecisionTap, InProcessEnd, LinkedEnd};
 use crate::rig::plant::{AppliedCommands, ControllerFlags, Energies, PlantSide};
 use crate::rig::RigError;
+use links::CanFrame;
 
 /// What to run beyond the rig file.
 #[derive(Debug, Clone)]
@@ -35,6 +35,22 @@ pub struct RunOptions {
     pub work_dir: PathBuf,
     /// Write every CAN frame (both directions) here in candump `-L` format.
     pub candump: Option<PathBuf>,
+}
+
+impl RunOptions {
+    /// `hours` of the rig's own scenario and seed, signals sampled every
+    /// minute, the rig's program, run files in `work_dir`, no candump.
+    pub fn new(hours: f64, work_dir: impl Into<PathBuf>) -> Self {
+        RunOptions {
+            scenario: None,
+            hours,
+            seed: None,
+            sample_s: 60.0,
+            program: None,
+            work_dir: work_dir.into(),
+            candump: None,
+        }
+    }
 }
 
 /// How a run went.

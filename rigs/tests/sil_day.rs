@@ -4,6 +4,9 @@
 //! decisions as the in-process run of the same seed (`rigs/sim.toml`), and
 //! the house's energies must agree within 0.1 %.
 
+#[path = "common/firmware.rs"]
+mod common;
+
 use std::path::Path;
 
 use rigs::rig::{self, Rig, RunOptions, RunSummary};
@@ -15,13 +18,9 @@ fn repo() -> &'static Path {
 fn run(rig_file: &str, hours: f64, work: &Path) -> RunSummary {
     let r = Rig::load(&repo().join(rig_file)).unwrap_or_else(|e| panic!("{e}"));
     let opts = RunOptions {
-        scenario: None,
-        hours,
         seed: Some(20261126),
-        sample_s: 60.0,
-        program: Some(env!("CARGO_BIN_EXE_maslow-firmware").into()),
-        work_dir: work.to_path_buf(),
-        candump: None,
+        program: Some(common::firmware_program()),
+        ..RunOptions::new(hours, work)
     };
     rig::run(&r, &opts).unwrap_or_else(|e| panic!("{rig_file}: {e}"))
 }

@@ -2,7 +2,10 @@
 //! `MASLOW_BENCH_HOURS`) on `rigs/sim.toml` (firmware node in-process) and on
 //! `rigs/sil.toml` (the `maslow-firmware` binary over SLCAN and P1 on
 //! pseudo-terminals). A plain bench binary, not criterion: one run of a day
-//! is the measurement (`cargo bench -p firmware --bench lockstep`).
+//! is the measurement (`cargo bench -p rigs --bench lockstep`).
+
+#[path = "../tests/common/firmware.rs"]
+mod common;
 
 use std::path::Path;
 
@@ -20,6 +23,7 @@ fn main() {
         .unwrap_or(24.0);
     let repo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let work = std::env::temp_dir();
+    let program = common::firmware_program();
     for rig_file in ["rigs/sim.toml", "rigs/sil.toml"] {
         let r = match Rig::load(&repo.join(rig_file)) {
             Ok(r) => r,
@@ -29,13 +33,9 @@ fn main() {
             }
         };
         let opts = RunOptions {
-            scenario: None,
-            hours,
             seed: Some(20261126),
-            sample_s: 60.0,
-            program: Some(env!("CARGO_BIN_EXE_maslow-firmware").into()),
-            work_dir: work.clone(),
-            candump: None,
+            program: Some(program.clone()),
+            ..RunOptions::new(hours, work.clone())
         };
         match rig::run(&r, &opts) {
             Ok(s) => {

@@ -12,7 +12,7 @@
 //! [`FaultyBus`] (seeded fault injection) and [`TracedBus`] (candump
 //! traces). [`SerialLink`] carries raw bytes (the P1 meter port).
 //!
-//! Used by both the rig (`rigs`, re-exported there as `rigs::can`) and the
+//! Used by both the rig (`rigs`) and the
 //! firmware's board runtime, so this crate depends on neither.
 
 pub mod bus;
