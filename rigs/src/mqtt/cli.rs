@@ -13,12 +13,15 @@ use super::{
     BrokerUrl, ClientOptions, Credentials, EmbeddedBroker, EmbeddedBrokerConfig, Faults,
     MqttClient, TlsFiles, PASSWORD_ENV,
 };
-use crate::cli::{bad, fleet_scenario, BrokerArgs, FleetRunArgs, FleetServerArgs, FleetShardArgs};
+use crate::cli_error::bad;
 use crate::fleet::run::{split_branches, summary, write_outputs, RunOptions, RunOutcome};
 use crate::fleet::scenario::FleetScenario;
 use crate::fleet::server::FleetServer;
 use crate::fleet::shard::Shard;
 use crate::fleet::wire::{self, Message, Topic};
+use crate::fleet_args::{
+    fleet_scenario, BrokerArgs, FleetRunArgs, FleetServerArgs, FleetShardArgs,
+};
 
 /// The broker URL of `--broker` (not `embedded`).
 fn broker_url(b: &BrokerArgs, command: &str) -> Result<BrokerUrl> {

@@ -1,6 +1,9 @@
 //! The World of a Gherkin scenario: the rig it runs on, the configuration
 //! its `Given` steps build, the running session its `When` steps drive, and
-//! the capture its `Then` steps judge.
+//! the capture its `Then` steps judge, and a fleet scenario's state
+//! ([`FleetState`], which the `@fleet` steps fill in and judge).
+//!
+//! The steps use this module; it uses none of them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,6 +13,8 @@ use std::sync::{Arc, OnceLock, RwLock};
 use twin::house::HouseEvent;
 use twin::time::SimTime;
 
+use crate::fleet::run::RunOutcome;
+use crate::fleet::scenario::FleetScenario;
 use crate::instrument::probe::VirtualProbe;
 use crate::instrument::sigrok::SigrokInstrument;
 use crate::instrument::{Instrument, TimeSeries};
@@ -165,6 +170,14 @@ impl Sim {
     }
 }
 
+/// A fleet scenario being set up by `@fleet` steps, then its run's outcome.
+pub struct FleetState {
+    /// The scenario (its faults are added by `Given` steps).
+    pub scenario: FleetScenario,
+    /// The run, once `When the fleet runs until …` ran.
+    pub outcome: Option<RunOutcome>,
+}
+
 /// The scenario's state.
 #[derive(cucumber::World)]
 #[world(init = Self::new)]
@@ -192,7 +205,7 @@ pub struct MaslowWorld {
     /// What the `Then` steps checked, for the report's plots.
     pub assertions: Vec<reports::scenario::Assertion>,
     /// A fleet scenario (`@fleet` steps) and its run.
-    pub fleet: Option<Box<crate::scenario::steps::fleet::FleetState>>,
+    pub fleet: Option<Box<FleetState>>,
 }
 
 impl fmt::Debug for MaslowWorld {
