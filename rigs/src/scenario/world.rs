@@ -1,5 +1,5 @@
 //! The World of a Gherkin scenario: the rig it runs on, the configuration
-//! its `Given` steps build, the running session its `When` steps drive, and
+//! its `Given` steps build, the running session its `When` steps drive,
 //! the capture its `Then` steps judge, and a fleet scenario's state
 //! ([`FleetState`], which the `@fleet` steps fill in and judge).
 //!
