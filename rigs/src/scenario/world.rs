@@ -20,7 +20,7 @@ use crate::instrument::sigrok::SigrokInstrument;
 use crate::instrument::{Instrument, TimeSeries};
 use crate::plant_link::ControllerStatus;
 use crate::rig::{LinkFaults, Rig, RunOptions, Session, UplinkMessage};
-use crate::scenario::setup::Setup;
+use crate::scenario::setup::{HouseView, Setup};
 
 /// What every scenario of a run shares.
 #[derive(Debug, Clone)]
@@ -277,6 +277,14 @@ impl MaslowWorld {
         self.setup.as_mut().ok_or_else(|| "no setup".into())
     }
 
+    /// The house as the steps read it (from the configuration so far).
+    pub fn house(&self) -> Result<HouseView, String> {
+        if let Some(e) = &self.setup_error {
+            return Err(e.clone());
+        }
+        self.setup.as_ref().ok_or("no setup")?.house_view()
+    }
+
     pub fn dir(&self) -> Result<PathBuf, String> {
         Ok(self.settings()?.report_dir.join("scenarios").join(format!(
             "{}-{}",
@@ -497,11 +505,10 @@ impl MaslowWorld {
             let dir = self.dir()?.join(format!("baseline-{}", slug(kind)));
             let mut sim = self.build(&dir)?;
             if no_assembly {
+                let house = self.house()?;
                 sim.session
                     .plant_mut()
-                    .force_commands(Some(no_assembly_commands(
-                        &self.setup.as_ref().ok_or("no setup")?.house,
-                    )));
+                    .force_commands(Some(no_assembly_commands(&house)));
             }
             let end = self.sim.as_ref().map_or(SimTime::ZERO, |s| s.session.now());
             for (i, a) in self.actions.iter().enumerate() {
@@ -632,22 +639,13 @@ fn to_signal(s: &TimeSeries) -> reports::scenario::Signal {
 /// What a house without the battery assembly does: battery off, the
 /// charger feeding the DC bus from the grid, the inverter off, every
 /// circuit and socket on.
-pub fn no_assembly_commands(house: &toml::Table) -> twin::house::PlantCommands {
-    let count = |key: &str| -> usize {
-        house
-            .get("bus")
-            .and_then(|b| b.get("circuits"))
-            .and_then(|c| c.as_array())
-            .map_or(0, |cs| {
-                if key == "circuits" {
-                    cs.len()
-                } else {
-                    cs.iter()
-                        .filter_map(|c| c.get("usb_sockets").and_then(|s| s.as_array()))
-                        .map(Vec::len)
-                        .sum()
-                }
-            })
+pub fn no_assembly_commands(house: &HouseView) -> twin::house::PlantCommands {
+    let count = |what: &str| -> usize {
+        if what == "circuits" {
+            house.circuit_names().count()
+        } else {
+            house.sockets().count()
+        }
     };
     twin::house::PlantCommands {
         battery_enabled: false,
