@@ -4,6 +4,11 @@
 //! output through `reports` (atomically: a failed run leaves no file that
 //! looks complete). Errors print as one line naming the file, the line where
 //! known, and the problem; bad input exits with code 2.
+//!
+//! The fleet commands' arguments ([`crate::fleet_args`]) and the exit codes
+//! ([`crate::cli_error`]) live in modules of their own, which the fleet's
+//! MQTT commands ([`crate::mqtt::cli`]) use too; this module re-exports
+//! them and is the only one that uses `mqtt::cli`.
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};

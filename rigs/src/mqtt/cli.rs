@@ -1,6 +1,9 @@
 //! The `maslow fleet server`, `maslow fleet shard` and
 //! `maslow fleet run --broker …` commands: the fleet's sans-IO ends wired
 //! to MQTT (command-line glue, so `anyhow` errors).
+//!
+//! Takes its arguments from [`crate::fleet_args`] and marks bad input with
+//! [`crate::cli_error`]; [`crate::cli`] calls it and it never uses `cli`.
 
 use std::path::Path;
 use std::sync::Arc;
