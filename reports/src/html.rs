@@ -17,24 +17,9 @@
 use std::path::Path;
 
 use crate::error::{write_atomic, ReportError};
+use crate::markup::escape;
 use crate::run::{RunRecord, ScenarioRecord, ScenarioStatus, StepStatus};
 use crate::scenario::{read_summary, PLOTS_FILE};
-
-/// HTML-escapes text for element content and quoted attributes.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// What the page shows of one scenario's directory.
 #[derive(Debug, Clone, Default)]
@@ -276,17 +261,4 @@ pub fn rfc3339(unix_s: f64) -> String {
     }
     chrono::DateTime::from_timestamp(unix_s.floor() as i64, 0)
         .map_or_else(|| format!("{unix_s}"), |t| t.to_rfc3339())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_markup() {
-        assert_eq!(
-            escape("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
-    }
 }

@@ -14,11 +14,13 @@
 //!
 //! - [`run_json`]: `run.json`, the machine-readable summary, and the
 //!   comparison of two runs;
-//! - [`scenario`]: a scenario's measured signals, events and assertions,
-//!   and the files of its directory (`signals.csv`, `events.csv`,
-//!   `scenario.json`, `plots.html`);
+//! - [`measured`]: a scenario's measured signals, events and assertions
+//!   (plain data);
+//! - [`scenario`]: the files of a scenario's directory (`signals.csv`,
+//!   `events.csv`, `scenario.json`, `plots.html`);
 //! - [`plot`]: SVG plots with `plotters`;
 //! - [`html`]: the self-contained `index.html`;
+//! - [`markup`]: HTML escaping, shared by the page and the plots;
 //! - [`report_dir`]: the layout of a report dir and writing all of it.
 
 pub mod csv_table;
@@ -26,6 +28,8 @@ pub mod cucumber_json;
 pub mod error;
 pub mod html;
 pub mod junit;
+pub mod markup;
+pub mod measured;
 pub mod plot;
 pub mod report_dir;
 pub mod run;

@@ -10,8 +10,8 @@
 
 use plotters::prelude::*;
 
-use crate::html::escape;
-use crate::scenario::{describe_bound, Assertion, Bound, Event, Signal};
+use crate::markup::escape;
+use crate::measured::{Assertion, Bound, Event, Signal};
 
 /// Display buckets per plot (two points each).
 pub const BUCKETS: usize = 240;
@@ -42,7 +42,7 @@ pub fn plots_html(signals: &[Signal], events: &[Event], assertions: &[Assertion]
                 format!(
                     "<li class=\"{}\">{} from {} to {}: {}</li>",
                     if a.held { "held" } else { "violated" },
-                    escape(&describe_bound(&a.bound, &s.unit)),
+                    escape(&a.bound.describe(&s.unit)),
                     clock(a.from_s),
                     clock(a.to_s),
                     match a.first_violation {

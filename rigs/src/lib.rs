@@ -6,8 +6,10 @@
 
 pub mod busload;
 pub mod cli;
+pub mod cli_error;
 pub mod closed_loop;
 pub mod fleet;
+pub mod fleet_args;
 pub mod input;
 pub mod instrument;
 pub mod mqtt;

@@ -1,6 +1,6 @@
 //! The feature harness end to end on small fixture features
 //! (`rigs/tests/fixtures/features/`): verdicts, failure messages, undefined
-//! steps, broken feature files, reports, seeds, and a sigrok bench
+//! steps, unknown reasons, broken feature files, reports, seeds, and a sigrok bench
 //! instrument mapped by a rig file. The harness installs process-wide
 //! settings, so these tests take a lock and run one at a time.
 
@@ -113,6 +113,40 @@ fn failures_say_what_was_expected_and_measured_and_undefined_steps_fail() {
     assert_eq!(undefined.steps[1].status, StepStatus::Undefined);
     let junit = std::fs::read_to_string(&out.junit).unwrap();
     assert!(junit.contains("<failure"), "{junit}");
+}
+
+#[test]
+fn an_unknown_reason_is_a_step_error_listing_the_known_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        "unknown_reason.feature",
+        &root().join("rigs/sim.toml"),
+        None,
+        dir.path(),
+    );
+    let c = out.record.counts();
+    assert_eq!((c.passed, c.failed), (0, 2), "{:#?}", out.record);
+    let failure = |name: &str| {
+        out.record.features[0]
+            .scenarios
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.failure())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let msg = failure("A dispatch rejected for a reason nobody defined");
+    assert!(
+        msg.contains("`tired` is not a reason for rejecting a dispatch")
+            && msg.contains("bad signature, replayed, expired"),
+        "{msg}"
+    );
+    let msg = failure("A signal rejected for a dispatch's reason");
+    assert!(
+        msg.contains("`bad signature` is not a reason for rejecting a signal")
+            && msg.contains("exceeds power limit"),
+        "{msg}"
+    );
 }
 
 #[test]

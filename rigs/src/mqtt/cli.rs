@@ -1,6 +1,9 @@
 //! The `maslow fleet server`, `maslow fleet shard` and
 //! `maslow fleet run --broker …` commands: the fleet's sans-IO ends wired
 //! to MQTT (command-line glue, so `anyhow` errors).
+//!
+//! Takes its arguments from [`crate::fleet_args`] and marks bad input with
+//! [`crate::cli_error`]; [`crate::cli`] calls it and it never uses `cli`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,12 +16,15 @@ use super::{
     BrokerUrl, ClientOptions, Credentials, EmbeddedBroker, EmbeddedBrokerConfig, Faults,
     MqttClient, TlsFiles, PASSWORD_ENV,
 };
-use crate::cli::{bad, fleet_scenario, BrokerArgs, FleetRunArgs, FleetServerArgs, FleetShardArgs};
+use crate::cli_error::bad;
 use crate::fleet::run::{split_branches, summary, write_outputs, RunOptions, RunOutcome};
 use crate::fleet::scenario::FleetScenario;
 use crate::fleet::server::FleetServer;
 use crate::fleet::shard::Shard;
 use crate::fleet::wire::{self, Message, Topic};
+use crate::fleet_args::{
+    fleet_scenario, BrokerArgs, FleetRunArgs, FleetServerArgs, FleetShardArgs,
+};
 
 /// The broker URL of `--broker` (not `embedded`).
 fn broker_url(b: &BrokerArgs, command: &str) -> Result<BrokerUrl> {

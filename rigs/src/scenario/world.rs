@@ -1,6 +1,9 @@
 //! The World of a Gherkin scenario: the rig it runs on, the configuration
-//! its `Given` steps build, the running session its `When` steps drive, and
-//! the capture its `Then` steps judge.
+//! its `Given` steps build, the running session its `When` steps drive,
+//! the capture its `Then` steps judge, and a fleet scenario's state
+//! ([`FleetState`], which the `@fleet` steps fill in and judge).
+//!
+//! The steps use this module; it uses none of them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,12 +13,14 @@ use std::sync::{Arc, OnceLock, RwLock};
 use twin::house::HouseEvent;
 use twin::time::SimTime;
 
+use crate::fleet::run::RunOutcome;
+use crate::fleet::scenario::FleetScenario;
 use crate::instrument::probe::VirtualProbe;
 use crate::instrument::sigrok::SigrokInstrument;
 use crate::instrument::{Instrument, TimeSeries};
 use crate::plant_link::ControllerStatus;
 use crate::rig::{LinkFaults, Rig, RunOptions, Session, UplinkMessage};
-use crate::scenario::setup::Setup;
+use crate::scenario::setup::{HouseView, Setup};
 
 /// What every scenario of a run shares.
 #[derive(Debug, Clone)]
@@ -165,6 +170,14 @@ impl Sim {
     }
 }
 
+/// A fleet scenario being set up by `@fleet` steps, then its run's outcome.
+pub struct FleetState {
+    /// The scenario (its faults are added by `Given` steps).
+    pub scenario: FleetScenario,
+    /// The run, once `When the fleet runs until …` ran.
+    pub outcome: Option<RunOutcome>,
+}
+
 /// The scenario's state.
 #[derive(cucumber::World)]
 #[world(init = Self::new)]
@@ -192,7 +205,7 @@ pub struct MaslowWorld {
     /// What the `Then` steps checked, for the report's plots.
     pub assertions: Vec<reports::scenario::Assertion>,
     /// A fleet scenario (`@fleet` steps) and its run.
-    pub fleet: Option<Box<crate::scenario::steps::fleet::FleetState>>,
+    pub fleet: Option<Box<FleetState>>,
 }
 
 impl fmt::Debug for MaslowWorld {
@@ -262,6 +275,14 @@ impl MaslowWorld {
             return Err(e.clone());
         }
         self.setup.as_mut().ok_or_else(|| "no setup".into())
+    }
+
+    /// The house as the steps read it (from the configuration so far).
+    pub fn house(&self) -> Result<HouseView, String> {
+        if let Some(e) = &self.setup_error {
+            return Err(e.clone());
+        }
+        self.setup.as_ref().ok_or("no setup")?.house_view()
     }
 
     pub fn dir(&self) -> Result<PathBuf, String> {
@@ -484,11 +505,10 @@ impl MaslowWorld {
             let dir = self.dir()?.join(format!("baseline-{}", slug(kind)));
             let mut sim = self.build(&dir)?;
             if no_assembly {
+                let house = self.house()?;
                 sim.session
                     .plant_mut()
-                    .force_commands(Some(no_assembly_commands(
-                        &self.setup.as_ref().ok_or("no setup")?.house,
-                    )));
+                    .force_commands(Some(no_assembly_commands(&house)));
             }
             let end = self.sim.as_ref().map_or(SimTime::ZERO, |s| s.session.now());
             for (i, a) in self.actions.iter().enumerate() {
@@ -619,22 +639,13 @@ fn to_signal(s: &TimeSeries) -> reports::scenario::Signal {
 /// What a house without the battery assembly does: battery off, the
 /// charger feeding the DC bus from the grid, the inverter off, every
 /// circuit and socket on.
-pub fn no_assembly_commands(house: &toml::Table) -> twin::house::PlantCommands {
-    let count = |key: &str| -> usize {
-        house
-            .get("bus")
-            .and_then(|b| b.get("circuits"))
-            .and_then(|c| c.as_array())
-            .map_or(0, |cs| {
-                if key == "circuits" {
-                    cs.len()
-                } else {
-                    cs.iter()
-                        .filter_map(|c| c.get("usb_sockets").and_then(|s| s.as_array()))
-                        .map(Vec::len)
-                        .sum()
-                }
-            })
+pub fn no_assembly_commands(house: &HouseView) -> twin::house::PlantCommands {
+    let count = |what: &str| -> usize {
+        if what == "circuits" {
+            house.circuit_names().count()
+        } else {
+            house.sockets().count()
+        }
     };
     twin::house::PlantCommands {
         battery_enabled: false,

@@ -14,17 +14,9 @@ use crate::fleet::run::{run_in_process, RunOptions, RunOutcome};
 use crate::fleet::scenario::{
     AttackKind, AttackSpec, DropoutSpec, FleetScenario, SettingValue, SettingsChange, SilentSpec,
 };
-use crate::scenario::world::MaslowWorld;
+use crate::scenario::world::{FleetState, MaslowWorld};
 
 use super::{clock_s, StepResult};
-
-/// A fleet scenario being set up, then its run's outcome.
-pub struct FleetState {
-    /// The scenario (its faults are added by `Given` steps).
-    pub scenario: FleetScenario,
-    /// The run, once `When the fleet runs until …` ran.
-    pub outcome: Option<RunOutcome>,
-}
 
 fn hours(hhmm: &str) -> Result<f64, String> {
     Ok(clock_s(hhmm)? / 3600.0)

@@ -11,21 +11,18 @@ use cucumber::{given, then, when};
 use toml::Value;
 use twin::house::{signal_slug, HouseEvent};
 
-use firmware::cluster::{self, Command, Dispatch};
+use firmware::cluster::{self, Command, Dispatch, Verdict};
 use firmware::demand::METER_ID_BIT;
 use firmware::scheduling::ChargeNowRequest;
 use firmware::Millis;
 
-use super::{camel, clock, clock_s, duration_s, in_unit, measured, num, samples, StepResult};
+use super::reasons::{because_clause, ExpectedVerdict};
+use super::{clock, clock_s, duration_s, in_unit, measured, num, samples, StepResult};
 use crate::rig::{Reply, UplinkMessage};
-use crate::scenario::setup::{array, section};
+use crate::scenario::setup::{array, named_entry, section};
 use crate::scenario::world::{Action, MaslowWorld};
 
 // ------------------------------------------------------------------ helpers
-
-/// A socket's own draw with nothing delivered to a device, W (the twin's
-/// USB-PD port default `idle_w`, used when the house file sets none).
-const SOCKET_IDLE_W: f64 = 0.3;
 
 /// Margin above the socket's own draw below which it delivers nothing, W:
 /// the quietest device in standby, a phone, adds 0.16 W at the input.
@@ -39,86 +36,14 @@ fn server_key() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&SERVER_KEY_SEED)
 }
 
-/// The names of the house's sockets in bus order (the controller's socket
-/// indices), from the house configuration.
-fn socket_names(w: &MaslowWorld) -> Result<Vec<String>, String> {
-    let setup = w.setup.as_ref().ok_or("no setup")?;
-    Ok(setup
-        .house
-        .get("bus")
-        .and_then(|b| b.get("circuits"))
-        .and_then(Value::as_array)
-        .map(|cs| {
-            cs.iter()
-                .filter_map(|c| c.get("usb_sockets").and_then(Value::as_array))
-                .flatten()
-                .filter_map(|s| s.get("name").and_then(Value::as_str).map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default())
-}
-
-fn socket_index(w: &MaslowWorld, name: &str) -> Result<usize, String> {
-    let names = socket_names(w)?;
-    names.iter().position(|n| n == name).ok_or_else(|| {
-        format!(
-            "there is no `{name}` socket (the house has: {})",
-            names.join(", ")
-        )
-    })
-}
-
-/// The names of the house's end devices.
-fn device_names(w: &MaslowWorld) -> Result<Vec<String>, String> {
-    let setup = w.setup.as_ref().ok_or("no setup")?;
-    Ok(setup
-        .house
-        .get("bus")
-        .and_then(|b| b.get("devices"))
-        .and_then(Value::as_array)
-        .map(|ds| {
-            ds.iter()
-                .filter_map(|d| d.get("name").and_then(Value::as_str).map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default())
-}
-
-fn check_device(w: &MaslowWorld, name: &str) -> StepResult {
-    let names = device_names(w)?;
-    if names.iter().any(|n| n == name) {
-        Ok(())
-    } else {
-        Err(format!(
-            "there is no `{name}` device (the house has: {})",
-            names.join(", ")
-        ))
-    }
-}
-
 /// Below this input power a socket delivers nothing to a device (it is
 /// switched off, empty or unpowered), W: its own idle draw plus a margin.
 fn socket_off_w(w: &MaslowWorld, socket: &str) -> Result<f64, String> {
-    let setup = w.setup.as_ref().ok_or("no setup")?;
-    let idle = setup
-        .house
-        .get("bus")
-        .and_then(|b| b.get("circuits"))
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c.get("usb_sockets").and_then(Value::as_array))
-        .flatten()
-        .find(|s| s.get("name").and_then(Value::as_str) == Some(socket))
-        .ok_or_else(|| format!("there is no `{socket}` socket"))?
-        .get("idle_w")
-        .and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
-        .unwrap_or(SOCKET_IDLE_W);
-    Ok(idle + SOCKET_OFF_MARGIN_W)
+    Ok(w.house()?.socket(socket)?.idle_w + SOCKET_OFF_MARGIN_W)
 }
 
 fn socket_power(w: &MaslowWorld, socket: &str) -> Result<crate::instrument::TimeSeries, String> {
-    socket_index(w, socket)?;
+    w.house()?.socket_index(socket)?;
     Ok(
         w.series(&format!("socket_{}_power_w", signal_slug(socket)))?
             .clone(),
@@ -200,7 +125,7 @@ fn send_dispatch(
 
 #[given(regex = r"^the (\S+)'s battery is at (\d+)%$")]
 fn device_charge(w: &mut MaslowWorld, device: String, pct: f64) -> StepResult {
-    check_device(w, &device)?;
+    w.house()?.device_index(&device)?;
     if !(0.0..=100.0).contains(&pct) {
         return Err(format!(
             "the {device}'s battery at {pct}%: a charge is within 0..100 %"
@@ -208,10 +133,7 @@ fn device_charge(w: &mut MaslowWorld, device: String, pct: f64) -> StepResult {
     }
     let s = w.setup_mut()?;
     let devices = array(section(&mut s.house, "bus"), "devices");
-    let d = devices
-        .iter_mut()
-        .filter_map(Value::as_table_mut)
-        .find(|d| d.get("name").and_then(Value::as_str) == Some(device.as_str()))
+    let d = named_entry(devices, &device)
         .ok_or_else(|| format!("the house has no `{device}` device"))?;
     d.insert("initial_soc".into(), Value::Float(pct / 100.0));
     Ok(())
@@ -219,8 +141,9 @@ fn device_charge(w: &mut MaslowWorld, device: String, pct: f64) -> StepResult {
 
 #[given(regex = r"^the (\S+) socket is a peripheral of the (\S+) socket$")]
 fn peripheral_of(w: &mut MaslowWorld, peripheral: String, host: String) -> StepResult {
-    let p = socket_index(w, &peripheral)?;
-    let h = socket_index(w, &host)?;
+    let house = w.house()?;
+    let p = house.socket_index(&peripheral)?;
+    let h = house.socket_index(&host)?;
     if p == h {
         return Err(format!(
             "the {host} socket cannot be a peripheral of itself"
@@ -320,14 +243,12 @@ fn takes_part(w: &mut MaslowWorld, branch: u32) -> StepResult {
         },
     );
     let s = w.setup_mut()?;
-    let site = s
-        .controller
-        .get("assembly")
-        .and_then(|a| a.get("site_id"))
-        .and_then(Value::as_integer)
-        .ok_or("the controller configuration has no [assembly] site_id")?;
+    let site_id = s
+        .controller_view::<firmware::ControllerConfig>()?
+        .assembly
+        .site_id;
     let c = section(&mut s.controller, "cluster");
-    c.insert("site_id".into(), Value::Integer(site));
+    c.insert("site_id".into(), Value::Integer(i64::from(site_id)));
     c.insert("branch_id".into(), Value::Integer(i64::from(branch)));
     c.insert(
         "trusted_keys".into(),
@@ -340,7 +261,7 @@ fn takes_part(w: &mut MaslowWorld, branch: u32) -> StepResult {
 
 #[when(regex = r"^the (\S+) is in use again$")]
 fn in_use_again(w: &mut MaslowWorld, device: String) -> StepResult {
-    check_device(w, &device)?;
+    w.house()?.device_index(&device)?;
     w.act(Action::House(HouseEvent::DeviceIdle {
         device: device.clone(),
         idle: false,
@@ -611,13 +532,14 @@ fn same_as_without_event(
     regex = r"^the remote server receives a dispatch verdict (accepting|rejecting|ignoring) it(?: because (.+))? within (\d+) seconds?$"
 )]
 fn dispatch_verdict(w: &mut MaslowWorld, verdict: String, because: String, n: f64) -> StepResult {
+    let expected = ExpectedVerdict::parse(&verdict, &because)?;
     let sent = dispatches_sent(w).len();
     if sent == 0 {
         return Err("the remote server has sent no dispatch to have a verdict on".into());
     }
     let at_s = w.last_event_s.unwrap_or(0.0);
     let replies = w.sim()?.session.uplink_replies().to_vec();
-    let verdicts: Vec<(u64, firmware::cluster::Verdict)> = replies
+    let verdicts: Vec<(u64, Verdict)> = replies
         .iter()
         .filter_map(|r| match &r.reply {
             Reply::DispatchVerdict(v) => Some((r.at_ms, *v)),
@@ -639,25 +561,12 @@ fn dispatch_verdict(w: &mut MaslowWorld, verdict: String, because: String, n: f6
             clock(at_s)
         ));
     }
-    let got = format!("{v:?}");
-    let kind = match v {
-        firmware::cluster::Verdict::Accepted(_) => "accepting",
-        firmware::cluster::Verdict::Ignored(_) => "ignoring",
-        firmware::cluster::Verdict::Rejected(_) => "rejecting",
-    };
-    if kind != verdict {
+    if !expected.is_verdict(&v) {
         return Err(format!(
-            "expected a verdict {verdict} the dispatch sent at {}; the controller answered {got}",
-            clock(at_s)
+            "expected a verdict {verdict} the dispatch sent at {}{}; the controller answered {v:?}",
+            clock(at_s),
+            because_clause(&because)
         ));
-    }
-    if !because.is_empty() {
-        let want = camel(&because);
-        if !got.contains(&want) {
-            return Err(format!(
-                "expected the verdict because {because} ({want}); the controller answered {got}"
-            ));
-        }
     }
     Ok(())
 }

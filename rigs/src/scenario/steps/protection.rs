@@ -494,27 +494,9 @@ fn pv_stays_off(w: &mut MaslowWorld, window: String) -> StepResult {
 
 /// Every circuit's far-end voltage.
 fn all_circuits(w: &MaslowWorld) -> Result<Vec<(String, crate::instrument::TimeSeries)>, String> {
-    let names: Vec<String> = w
-        .setup
-        .as_ref()
-        .ok_or("no setup")?
-        .house
-        .get("bus")
-        .and_then(|b| b.get("circuits"))
-        .and_then(toml::Value::as_array)
-        .map(|cs| {
-            cs.iter()
-                .filter_map(|c| {
-                    c.get("name")
-                        .and_then(toml::Value::as_str)
-                        .map(str::to_owned)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    names
-        .into_iter()
-        .map(|n| circuit_voltage(w, &n).map(|s| (n, s)))
+    w.house()?
+        .circuit_names()
+        .map(|n| circuit_voltage(w, n).map(|s| (n.to_owned(), s)))
         .collect()
 }
 
