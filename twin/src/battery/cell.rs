@@ -31,7 +31,10 @@ use std::sync::Arc;
 
 use super::ageing::AgeingState;
 use super::params::{AxisKind, CellParams, ParamTable, MAX_RC};
-use super::thermal::ThermalPropagator;
+use super::power::{
+    power_step_needed, refine_current, LinearSource, PowerNotDeliverable, Refinement,
+};
+use super::thermal::{AmbientC, ThermalPropagator};
 use crate::interp::{Axis, MultiTable};
 
 /// Largest current magnitude the model accepts (A); larger requests are
@@ -69,6 +72,15 @@ impl LimitFlags {
         "current_clamped",
     ];
 
+    /// [`LimitFlags::CURRENT_CLAMPED`] if `clamped` (as [`clamp_current`]
+    /// says), else none.
+    pub fn current_clamped_if(clamped: bool) -> LimitFlags {
+        if clamped {
+            LimitFlags::CURRENT_CLAMPED
+        } else {
+            LimitFlags::NONE
+        }
+    }
     pub fn contains(self, other: LimitFlags) -> bool {
         self.0 & other.0 == other.0 && other.0 != 0
     }
@@ -120,16 +132,6 @@ pub struct CellOutput {
     pub limits: LimitFlags,
 }
 
-/// The power asked of a cell or pack cannot be delivered (no current gives
-/// it: beyond the maximum-power point). The state is left unchanged.
-#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
-#[error("power {requested_w:.3} W is not deliverable; at most {max_w:.3} W in this direction")]
-pub struct PowerNotDeliverable {
-    pub requested_w: f64,
-    /// Largest deliverable magnitude for this step, with the sign of the request.
-    pub max_w: f64,
-}
-
 // Indices of the interleaved quantities.
 const Q_OCV: usize = 0;
 const Q_R0: usize = 1;
@@ -141,33 +143,16 @@ const LOOKUP_LEN: usize = 3 + 2 * MAX_RC + 1;
 /// RC loops are unrolled for the cell's actual number of pairs.
 macro_rules! with_n_rc {
     ($n:expr, $N:ident => $body:expr) => {
+        $crate::battery::cell::with_n_rc!(@arms $n, $N, $body, 0 1 2 3 4 5)
+    };
+    (@arms $n:expr, $N:ident, $body:expr, $($k:literal)*) => {
         match $n {
-            0 => {
-                const $N: usize = 0;
+            $($k => {
+                const $N: usize = $k;
                 $body
-            }
-            1 => {
-                const $N: usize = 1;
-                $body
-            }
-            2 => {
-                const $N: usize = 2;
-                $body
-            }
-            3 => {
-                const $N: usize = 3;
-                $body
-            }
-            4 => {
-                const $N: usize = 4;
-                $body
-            }
-            5 => {
-                const $N: usize = 5;
-                $body
-            }
+            })*
             _ => {
-                const $N: usize = MAX_RC;
+                const $N: usize = $crate::battery::params::MAX_RC;
                 $body
             }
         }
@@ -533,9 +518,7 @@ impl CellModel {
         let (i, clamped) = clamp_current(current_a);
         let prep = self.prepare(st, dt_s);
         self.advance(st, &prep, prop, i, dt_s, t_amb_c);
-        if clamped {
-            st.limits |= LimitFlags::CURRENT_CLAMPED;
-        }
+        st.limits |= LimitFlags::current_clamped_if(clamped);
     }
 
     /// Sets the present current without advancing time (see
@@ -635,6 +618,17 @@ pub struct Prepared {
     pub r_ohm: f64,
 }
 
+impl Prepared {
+    /// The cell over the step as a source `V = e − r·I`.
+    #[inline(always)]
+    pub fn source(&self) -> LinearSource {
+        LinearSource {
+            e_v: self.e_v,
+            r_ohm: self.r_ohm,
+        }
+    }
+}
+
 /// The full state of one cell (plain data; the pack keeps a `Vec` of them).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CellState {
@@ -670,13 +664,48 @@ impl CellState {
     }
 }
 
+/// The accessors every battery cell has, written once for the ECM
+/// ([`EcmCell`]) and the SPMe cell: its compiled model, its state, its
+/// ambient and its output. The cell struct holds `model: Arc<$model>`,
+/// `state: $state` and `ambient: AmbientC`, and `$model` has
+/// `output(&$state) -> CellOutput`.
+macro_rules! cell_accessors {
+    ($model:ty, $state:ty) => {
+        /// The compiled model.
+        pub fn model(&self) -> &std::sync::Arc<$model> {
+            &self.model
+        }
+        /// The state.
+        pub fn state(&self) -> &$state {
+            &self.state
+        }
+        /// The state, mutable (for tests and tools).
+        pub fn state_mut(&mut self) -> &mut $state {
+            &mut self.state
+        }
+        /// Ambient temperature (°C).
+        pub fn ambient_c(&self) -> f64 {
+            self.ambient.get()
+        }
+        /// Sets the ambient temperature (non-finite values are ignored).
+        pub fn set_ambient_c(&mut self, t: f64) {
+            self.ambient.set(t);
+        }
+        /// The present output.
+        pub fn output(&self) -> $crate::battery::CellOutput {
+            self.model.output(&self.state)
+        }
+    };
+}
+pub(crate) use cell_accessors;
+
 /// One equivalent-circuit cell with its thermal model and ageing.
 #[derive(Debug, Clone)]
 pub struct EcmCell {
     model: Arc<CellModel>,
     state: CellState,
     prop: ThermalPropagator,
-    ambient_c: f64,
+    ambient: AmbientC,
 }
 
 impl EcmCell {
@@ -689,36 +718,16 @@ impl EcmCell {
     pub fn from_model(model: Arc<CellModel>, soc0: f64, temperature_c: f64) -> Self {
         let state = model.initial_state(soc0, temperature_c, 1.0, 1.0);
         let prop = ThermalPropagator::new(&model.params.thermal, 1.0);
-        let ambient_c = state.t_cell_c;
+        let ambient = AmbientC::new(state.t_cell_c);
         EcmCell {
             model,
             state,
             prop,
-            ambient_c,
+            ambient,
         }
     }
 
-    pub fn model(&self) -> &Arc<CellModel> {
-        &self.model
-    }
-    pub fn state(&self) -> &CellState {
-        &self.state
-    }
-    pub fn state_mut(&mut self) -> &mut CellState {
-        &mut self.state
-    }
-    pub fn ambient_c(&self) -> f64 {
-        self.ambient_c
-    }
-    /// Sets the ambient temperature (non-finite values are ignored).
-    pub fn set_ambient_c(&mut self, t: f64) {
-        if t.is_finite() {
-            self.ambient_c = t;
-        }
-    }
-    pub fn output(&self) -> CellOutput {
-        self.model.output(&self.state)
-    }
+    cell_accessors!(CellModel, CellState);
 
     /// Sets the current flowing *now* without advancing time: the reported
     /// voltage becomes `OCV - I·R0(I) + Σ v_i` (the instantaneous response,
@@ -726,16 +735,7 @@ impl EcmCell {
     pub fn set_instant_current(&mut self, current_a: f64) {
         let (i, clamped) = clamp_current(current_a);
         self.model.set_instant_current(&mut self.state, i);
-        if clamped {
-            self.state.limits |= LimitFlags::CURRENT_CLAMPED;
-        }
-    }
-
-    fn propagator(&mut self, dt_s: f64) -> ThermalPropagator {
-        if self.prop.dt_s != dt_s {
-            self.prop = ThermalPropagator::new(&self.model.params.thermal, dt_s);
-        }
-        self.prop
+        self.state.limits |= LimitFlags::current_clamped_if(clamped);
     }
 
     /// Steps `dt_s` seconds at constant current (A, positive = discharge).
@@ -744,121 +744,64 @@ impl EcmCell {
         if !(dt_s.is_finite() && dt_s > 0.0) {
             return self.output();
         }
-        let prop = self.propagator(dt_s);
+        let prop = self.prop.for_step(&self.model.params.thermal, dt_s);
         self.model
-            .step(&mut self.state, &prop, current_a, dt_s, self.ambient_c);
+            .step(&mut self.state, &prop, current_a, dt_s, self.ambient.get());
         self.output()
     }
 
     /// Steps `dt_s` seconds delivering `power_w` at the terminals (positive
     /// = discharge) as closely as the step allows: the constant current over
     /// the step is solved so that end-of-step voltage × current equals the
-    /// request (quadratic on the linearised cell, then Newton on the full
-    /// step). If no current can deliver it, returns the error and leaves the
-    /// state unchanged.
+    /// request (the constant-power solve of [`super::power`]: quadratic on
+    /// the linearised cell, then Newton on the full step). If no current can
+    /// deliver it, returns the error and leaves the state unchanged.
     pub fn step_power(
         &mut self,
         power_w: f64,
         dt_s: f64,
     ) -> Result<CellOutput, PowerNotDeliverable> {
-        if !(dt_s.is_finite() && dt_s > 0.0 && power_w.is_finite()) {
-            if power_w.is_finite() {
-                return Ok(self.output());
-            }
-            return Err(PowerNotDeliverable {
-                requested_w: power_w,
-                max_w: 0.0,
-            });
+        if !power_step_needed(power_w, dt_s)? {
+            return Ok(self.output());
         }
-        let prop = self.propagator(dt_s);
+        let prop = self.prop.for_step(&self.model.params.thermal, dt_s);
+        let ambient_c = self.ambient.get();
         let prep = self.model.prepare(&self.state, dt_s);
-        let i0 = solve_power(prep.e_v, prep.r_ohm, power_w)?;
-        let mut i = i0;
+        let source = prep.source();
+        let start_a = source.current_for_power(power_w)?;
         let mut trial = self.state.clone();
-        for _ in 0..4 {
+        let i = refine_current(source, power_w, start_a, &Refinement::ECM, |i| {
             trial.clone_from(&self.state);
-            self.model.step(&mut trial, &prop, i, dt_s, self.ambient_c);
-            let p = trial.voltage_v * i;
-            let err = power_w - p;
-            if err.abs() <= 1e-9 * power_w.abs().max(1e-3) {
-                break;
-            }
-            let slope = prep.e_v - 2.0 * prep.r_ohm * i;
-            if slope.abs() < 1e-12 {
-                break;
-            }
-            i += err / slope;
-            if !i.is_finite() {
-                i = i0;
-                break;
-            }
-        }
-        self.model
-            .step(&mut self.state, &prop, i, dt_s, self.ambient_c);
+            self.model.step(&mut trial, &prop, i, dt_s, ambient_c);
+            trial.voltage_v
+        });
+        self.model.step(&mut self.state, &prop, i, dt_s, ambient_c);
         Ok(self.output())
     }
-}
-
-/// Current that gives `p` W from a source `V = e - r I`: the smaller-magnitude
-/// root of `r I² - e I + p = 0`.
-#[inline]
-pub fn solve_power(e_v: f64, r_ohm: f64, p_w: f64) -> Result<f64, PowerNotDeliverable> {
-    let max_w = if e_v > 0.0 && r_ohm > 0.0 {
-        e_v * e_v / (4.0 * r_ohm)
-    } else {
-        0.0
-    };
-    let disc = e_v * e_v - 4.0 * r_ohm * p_w;
-    if !(e_v > 0.0 && r_ohm > 0.0) || disc < 0.0 || !disc.is_finite() {
-        return Err(PowerNotDeliverable {
-            requested_w: p_w,
-            max_w: max_w.copysign(p_w),
-        });
-    }
-    let i = 2.0 * p_w / (e_v + disc.sqrt());
-    let (c, clamped) = clamp_current(i);
-    if clamped {
-        return Err(PowerNotDeliverable {
-            requested_w: p_w,
-            max_w: (c * (e_v - r_ohm * c)).abs().copysign(p_w),
-        });
-    }
-    Ok(c)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::battery::params::parse_cell_params;
+    use crate::battery::params::{parse_cell_params, tests_support::MINIMAL};
     use std::path::Path;
 
-    const CELL: &str = r#"
-name = "test"
-capacity_ah = 10.0
-voltage_min_v = 2.5
-voltage_max_v = 3.65
-temperature_max_c = 45.0
-[ocv]
-soc = [0.0, 0.1, 0.9, 1.0]
-values = [2.0, 3.2, 3.35, 3.6]
-[r0]
-value = 0.002
-[[rc]]
-r = { value = 0.001 }
-c = { value = 20000.0 }
-[[rc]]
-r = { value = 0.0015 }
-c = { value = 200000.0 }
-[thermal]
-cell_heat_capacity_j_per_k = 200.0
-jig_heat_capacity_j_per_k = 500.0
-cell_jig_conductance_w_per_k = 1.0
-jig_air_conductance_w_per_k = 2.0
-"#;
+    /// The minimal cell with a 45 °C limit and a second RC pair.
+    fn cell_text() -> String {
+        MINIMAL
+            .replace(
+                "voltage_max_v = 3.65\n",
+                "voltage_max_v = 3.65\ntemperature_max_c = 45.0\n",
+            )
+            .replace(
+                "[thermal]",
+                "[[rc]]\nr = { value = 0.0015 }\nc = { value = 200000.0 }\n[thermal]",
+            )
+    }
 
     fn cell(soc: f64) -> EcmCell {
         EcmCell::new(
-            &parse_cell_params(Path::new("t.toml"), CELL).unwrap(),
+            &parse_cell_params(Path::new("t.toml"), &cell_text()).unwrap(),
             soc,
             25.0,
         )
@@ -921,7 +864,7 @@ jig_air_conductance_w_per_k = 2.0
 
     #[test]
     fn one_rc_and_zero_rc_work() {
-        let one = CELL.replace(
+        let one = cell_text().replace(
             "[[rc]]\nr = { value = 0.0015 }\nc = { value = 200000.0 }\n",
             "",
         );
@@ -965,6 +908,15 @@ jig_air_conductance_w_per_k = 2.0
             o.voltage_v.is_finite() && o.temperature_c.is_finite(),
             "{o:?}"
         );
+    }
+
+    #[test]
+    fn clamping_raises_only_the_current_flag() {
+        assert_eq!(LimitFlags::current_clamped_if(false), LimitFlags::NONE);
+        let f = LimitFlags::current_clamped_if(true);
+        assert_eq!(f.names(), ["current_clamped"]);
+        let (i, clamped) = clamp_current(-2.0 * MAX_CURRENT_A);
+        assert_eq!((i, clamped), (-MAX_CURRENT_A, true));
     }
 
     #[test]

@@ -29,7 +29,9 @@
 
 use super::ageing::AgeingState;
 use super::cell::{decay_exp, decay_series, CellModel, CellState, LimitFlags};
+use super::pack_stats::{MeanSum, PackStats};
 use super::params::MAX_RC;
+use super::power::{LinearSource, ParallelSources};
 use super::thermal::ThermalPropagator;
 use crate::interp::MultiTable;
 
@@ -44,7 +46,7 @@ const Q_DOCV: usize = 2;
 const Q_RC: usize = 3;
 
 /// `W` cells, structure of arrays.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Block {
     soc: L,
     v: [L; MAX_RC],
@@ -89,6 +91,30 @@ pub(crate) struct Block {
 }
 
 impl Block {
+    /// Loads lane `j`'s ageing accumulators from `a`.
+    fn load_ageing(&mut self, j: usize, a: &AgeingState) {
+        self.dir[j] = a.dir as f64;
+        self.hc_ah[j] = a.hc_ah;
+        self.hc_time[j] = a.hc_time_s;
+        self.hc_temp_ah[j] = a.hc_temp_ah;
+        self.efc[j] = a.efc;
+        self.acc_t[j] = a.acc_t_s;
+        self.acc_soc[j] = a.acc_soc_s;
+        self.acc_temp[j] = a.acc_temp_s;
+    }
+
+    /// Stores lane `j`'s ageing accumulators into `a`.
+    fn store_ageing(&self, j: usize, a: &mut AgeingState) {
+        a.dir = self.dir[j] as i8;
+        a.hc_ah = self.hc_ah[j];
+        a.hc_time_s = self.hc_time[j];
+        a.hc_temp_ah = self.hc_temp_ah[j];
+        a.efc = self.efc[j];
+        a.acc_t_s = self.acc_t[j];
+        a.acc_soc_s = self.acc_soc[j];
+        a.acc_temp_s = self.acc_temp[j];
+    }
+
     /// dOCV/dSOC of lane `j` at its last lookup.
     #[inline]
     fn docv(&self, j: usize) -> f64 {
@@ -96,26 +122,6 @@ impl Block {
         let (fs, ft) = (self.fs[j], self.ft[j]);
         (c[0][j] + c[1][j] * fs) + (c[2][j] + c[3][j] * fs) * ft
     }
-}
-
-/// Pack statistics of one step.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Stats {
-    pub v_pack: f64,
-    pub soc_sum: f64,
-    pub soc_min: f64,
-    pub soc_max: f64,
-    pub t_sum: f64,
-    pub t_min: f64,
-    pub t_max: f64,
-    pub soh_sum: f64,
-    pub soh_min: f64,
-    pub heat_w: f64,
-    pub flags: u8,
-    pub vg_min: f64,
-    pub vg_min_index: usize,
-    pub vg_max: f64,
-    pub vg_max_index: usize,
 }
 
 /// All cells of a pack.
@@ -127,8 +133,8 @@ pub(crate) struct Lanes {
     ages: Vec<AgeingState>,
     capacity_scale: Vec<f64>,
     resistance_scale: Vec<f64>,
-    /// Per-cell scratch for the parallel split: `(e, r)` then the current.
-    split: Vec<(f64, f64)>,
+    /// Per-cell scratch for the parallel split: the linearised cells.
+    split: Vec<LinearSource>,
 }
 
 impl Clone for Lanes {
@@ -165,52 +171,14 @@ impl Lanes {
     pub fn new(model: &CellModel, cells: &[CellState], parallel: usize) -> Self {
         let n = cells.len();
         let nb = n.div_ceil(W);
-        let z = [0.0; W];
-        let blank = Block {
-            soc: z,
-            v: [z; MAX_RC],
-            tc: z,
-            tj: z,
-            cur: z,
-            volt: z,
-            heat: z,
-            ocv: z,
-            r0: z,
-            r: [z; MAX_RC],
-            c: [z; MAX_RC],
-            dudt: z,
-            inv_cap: z,
-            r_mult: z,
-            inv_r_mult: z,
-            soh: z,
-            dir: z,
-            hc_ah: z,
-            hc_time: z,
-            hc_temp_ah: z,
-            efc: z,
-            acc_t: z,
-            acc_soc: z,
-            acc_temp: z,
-            seg_s: [0; W],
-            seg_t: [0; W],
-            lo_s: z,
-            iw_s: z,
-            lo_t: z,
-            iw_t: z,
-            fs: z,
-            ft: z,
-            coef: [[z; 4]; KMAX],
-            om: [z; MAX_RC],
-            g: [z; MAX_RC],
-        };
         let mut l = Lanes {
             n,
             parallel,
-            blocks: vec![blank; nb],
+            blocks: vec![Block::default(); nb],
             ages: Vec::with_capacity(nb * W),
             capacity_scale: Vec::with_capacity(nb * W),
             resistance_scale: Vec::with_capacity(nb * W),
-            split: vec![(0.0, 0.0); nb * W],
+            split: vec![LinearSource::default(); nb * W],
         };
         for k in 0..nb * W {
             let c = if k < n { &cells[k] } else { &cells[0] };
@@ -234,16 +202,8 @@ impl Lanes {
             bl.r_mult[j] = c.r_mult;
             bl.inv_r_mult[j] = c.inv_r_mult;
             bl.soh[j] = 1.0 - c.ageing.capacity_fade();
-            let a = &c.ageing;
-            bl.dir[j] = a.dir as f64;
-            bl.hc_ah[j] = a.hc_ah;
-            bl.hc_time[j] = a.hc_time_s;
-            bl.hc_temp_ah[j] = a.hc_temp_ah;
-            bl.efc[j] = a.efc;
-            bl.acc_t[j] = a.acc_t_s;
-            bl.acc_soc[j] = a.acc_soc_s;
-            bl.acc_temp[j] = a.acc_temp_s;
-            l.ages.push(a.clone());
+            bl.load_ageing(j, &c.ageing);
+            l.ages.push(c.ageing.clone());
             l.capacity_scale.push(c.capacity_scale);
             l.resistance_scale.push(c.resistance_scale);
             (bl.fs[j], bl.ft[j]) = relocate(model.table(), bl, j);
@@ -260,14 +220,7 @@ impl Lanes {
         let (b, j) = at(k);
         let bl = &self.blocks[b];
         let mut ageing = self.ages[k].clone();
-        ageing.dir = bl.dir[j] as i8;
-        ageing.hc_ah = bl.hc_ah[j];
-        ageing.hc_time_s = bl.hc_time[j];
-        ageing.hc_temp_ah = bl.hc_temp_ah[j];
-        ageing.efc = bl.efc[j];
-        ageing.acc_t_s = bl.acc_t[j];
-        ageing.acc_soc_s = bl.acc_soc[j];
-        ageing.acc_temp_s = bl.acc_temp[j];
+        bl.store_ageing(j, &mut ageing);
         let mut st = CellState {
             soc: bl.soc[j],
             v_rc: std::array::from_fn(|m| bl.v[m][j]),
@@ -299,22 +252,6 @@ impl Lanes {
         (0..self.n).map(|k| self.cell(model, k)).collect()
     }
 
-    /// The pack linearised over a step: `V ≈ e - r I` (see `Pack::step_power`).
-    pub fn linearised(&self, model: &CellModel, dt_s: f64) -> (f64, f64) {
-        let (mut e, mut r) = (0.0, 0.0);
-        for s in 0..self.n / self.parallel {
-            let (mut ge, mut g) = (0.0, 0.0);
-            for k in s * self.parallel..(s + 1) * self.parallel {
-                let p = model.prepare(&self.cell(model, k), dt_s);
-                ge += p.e_v / p.r_ohm;
-                g += 1.0 / p.r_ohm;
-            }
-            e += ge / g;
-            r += 1.0 / g;
-        }
-        (e, r)
-    }
-
     /// Advances every cell by `dt_s` at pack current `i` (already clamped).
     pub fn step(
         &mut self,
@@ -323,7 +260,7 @@ impl Lanes {
         i: f64,
         dt_s: f64,
         t_amb_c: f64,
-    ) -> Stats {
+    ) -> PackStats {
         let ent = model.entropic_in_table();
         let age = model.params.ageing.is_some();
         super::cell::with_n_rc!(model.n_rc(), N => match (ent.is_some(), age) {
@@ -342,7 +279,7 @@ impl Lanes {
         i: f64,
         dt_s: f64,
         t_amb_c: f64,
-    ) -> Stats {
+    ) -> PackStats {
         let table = model.table();
         let q_ent = model.entropic_in_table().unwrap_or(0);
         let (s_first, s_last) = (table.x.first(), table.x.last());
@@ -435,22 +372,20 @@ impl Lanes {
                     e += bl.v[m][j] * (1.0 - bl.om[m][j]);
                     r += bl.r[m][j] * bl.om[m][j];
                 }
-                self.split[b * W + j] = (e, r);
+                self.split[b * W + j] = LinearSource { e_v: e, r_ohm: r };
             }
         }
         let p = self.parallel;
         for s in 0..self.n / p {
             let group = &self.split[s * p..(s + 1) * p];
-            let (mut ge, mut g) = (0.0, 0.0);
-            for &(e, r) in group {
-                ge += e / r;
-                g += 1.0 / r;
+            let mut sources = ParallelSources::default();
+            for &source in group {
+                sources.add(source);
             }
-            let v = (ge - i) / g;
+            let v = sources.voltage_at(i);
             for k in s * p..(s + 1) * p {
-                let (e, r) = self.split[k];
                 let (b, j) = at(k);
-                self.blocks[b].cur[j] = (e - v) / r;
+                self.blocks[b].cur[j] = self.split[k].current_at(v);
             }
         }
         for k in self.n..self.blocks.len() * W {
@@ -459,39 +394,29 @@ impl Lanes {
         }
     }
 
-    fn stats(&self, model: &CellModel, a: &LaneAcc) -> Stats {
+    /// The pack statistics from the lane-wise sums and extremes.
+    fn stats(&self, model: &CellModel, a: &LaneAcc) -> PackStats {
         let inf = f64::INFINITY;
-        let (v_min, v_max) = (a.v_min, a.v_max);
-        let (soc_sum, soc_min, soc_max) = (a.soc_sum, a.soc_min, a.soc_max);
-        let (t_sum, t_min, t_max) = (a.t_sum, a.t_min, a.t_max);
-        let (soh_sum, soh_min, heat) = (a.soh_sum, a.soh_min, a.heat);
         let sum = |a: L| a.iter().sum::<f64>();
         let min = |a: L| a.iter().copied().fold(inf, f64::min);
         let max = |a: L| a.iter().copied().fold(-inf, f64::max);
-        let mut st = Stats {
-            v_pack: 0.0,
-            soc_sum: sum(soc_sum),
-            soc_min: min(soc_min),
-            soc_max: max(soc_max),
-            t_sum: sum(t_sum),
-            t_min: min(t_min),
-            t_max: max(t_max),
-            soh_sum: sum(soh_sum),
-            soh_min: min(soh_min),
-            heat_w: sum(heat),
-            flags: 0,
-            vg_min: inf,
-            vg_min_index: 0,
-            vg_max: -inf,
-            vg_max_index: 0,
-        };
+        let mut st = PackStats::new(MeanSum::OfValues);
+        st.soc_sum = sum(a.soc_sum);
+        st.soc_min = min(a.soc_min);
+        st.soc_max = max(a.soc_max);
+        st.temperature_sum_c = sum(a.t_sum);
+        st.temperature_min_c = min(a.t_min);
+        st.temperature_max_c = max(a.t_max);
+        st.soh_sum = sum(a.soh_sum);
+        st.soh_min = min(a.soh_min);
+        st.heat_w = sum(a.heat);
         // Series positions, in order (first index wins ties).
         let p = self.parallel;
         if p == 1 {
             // Each cell is a series position: the extremes are the cells'.
-            st.v_pack = sum(a.v_sum);
-            st.vg_min = min(v_min);
-            st.vg_max = max(v_max);
+            st.voltage_v = sum(a.v_sum);
+            st.cell_voltage_min_v = min(a.v_min);
+            st.cell_voltage_max_v = max(a.v_max);
             let first = |x: f64| {
                 self.blocks
                     .iter()
@@ -500,39 +425,28 @@ impl Lanes {
                     .position(|&v| v == x)
                     .unwrap_or(0)
             };
-            st.vg_min_index = first(st.vg_min);
-            st.vg_max_index = first(st.vg_max);
+            st.cell_voltage_min_index = first(st.cell_voltage_min_v);
+            st.cell_voltage_max_index = first(st.cell_voltage_max_v);
         }
         let inv_p = 1.0 / p as f64;
         for s in (0..self.n / p).filter(|_| p > 1) {
-            let vg = {
-                let mut vg = 0.0;
-                for k in s * p..(s + 1) * p {
-                    let (b, j) = at(k);
-                    vg += self.blocks[b].volt[j];
-                }
-                vg * inv_p
-            };
-            st.v_pack += vg;
-            if vg < st.vg_min {
-                st.vg_min = vg;
-                st.vg_min_index = s;
+            let mut vg = 0.0;
+            for k in s * p..(s + 1) * p {
+                let (b, j) = at(k);
+                vg += self.blocks[b].volt[j];
             }
-            if vg > st.vg_max {
-                st.vg_max = vg;
-                st.vg_max_index = s;
-            }
+            st.add_series_position(s, vg * inv_p);
         }
         // The OR of the cells' limit flags, from the extremes.
         let pr = &model.params;
         let mut f = 0u8;
-        f |= (min(v_min) < pr.voltage_min_v) as u8;
-        f |= ((max(v_max) > pr.voltage_max_v) as u8) << 1;
+        f |= (min(a.v_min) < pr.voltage_min_v) as u8;
+        f |= ((max(a.v_max) > pr.voltage_max_v) as u8) << 1;
         f |= ((st.soc_min <= 0.0) as u8) << 2;
         f |= ((st.soc_max >= 1.0) as u8) << 3;
-        f |= ((st.t_max > pr.temperature_max_c) as u8) << 4;
-        f |= ((st.t_min < pr.temperature_min_c) as u8) << 5;
-        st.flags = f;
+        f |= ((st.temperature_max_c > pr.temperature_max_c) as u8) << 4;
+        f |= ((st.temperature_min_c < pr.temperature_min_c) as u8) << 5;
+        st.limits = LimitFlags(f);
         st
     }
 }
@@ -550,14 +464,7 @@ fn ageing_event(
     dt_s: f64,
 ) {
     let ap = model.params.ageing.as_ref().expect("ageing");
-    a.dir = bl.dir[j] as i8;
-    a.hc_ah = bl.hc_ah[j];
-    a.hc_time_s = bl.hc_time[j];
-    a.hc_temp_ah = bl.hc_temp_ah[j];
-    a.efc = bl.efc[j];
-    a.acc_t_s = bl.acc_t[j];
-    a.acc_soc_s = bl.acc_soc[j];
-    a.acc_temp_s = bl.acc_temp[j];
+    bl.store_ageing(j, a);
     let changed = a.record(
         ap,
         model.params.nominal_capacity_ah,
@@ -566,14 +473,7 @@ fn ageing_event(
         bl.tc[j],
         dt_s,
     );
-    bl.dir[j] = a.dir as f64;
-    bl.hc_ah[j] = a.hc_ah;
-    bl.hc_time[j] = a.hc_time_s;
-    bl.hc_temp_ah[j] = a.hc_temp_ah;
-    bl.efc[j] = a.efc;
-    bl.acc_t[j] = a.acc_t_s;
-    bl.acc_soc[j] = a.acc_soc_s;
-    bl.acc_temp[j] = a.acc_temp_s;
+    bl.load_ageing(j, a);
     if changed {
         // As `CellModel::refresh_multipliers`.
         let fade = a.capacity_fade();

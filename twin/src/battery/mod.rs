@@ -6,7 +6,10 @@
 //! `twin/params/README.md`); and a profile runner ([`profile`]). The
 //! electrochemical alternative, an SPMe cell and pack validated against
 //! PyBaMM, is in [`spme`]; files select the model with `model = "ecm" |
-//! "spme"` ([`load_battery_params`], [`load_battery_pack_params`]).
+//! "spme"` ([`load_battery_params`], [`load_battery_pack_params`]). Both
+//! models solve constant-power steps with the one solve in [`power`], and
+//! both packs gather their [`PackOutput`] with one statistics fold
+//! (`pack_stats`).
 //!
 //! Conventions (PyBaMM's): positive current and power = discharge; SOC in
 //! [0, 1]; temperatures in °C; RC overpotentials negative on discharge.
@@ -30,48 +33,38 @@ pub mod ageing;
 pub mod cell;
 mod lanes;
 pub mod pack;
+mod pack_stats;
 pub mod params;
+pub mod power;
 pub mod profile;
 pub mod spme;
 pub mod thermal;
 
 pub use ageing::{AgeingParams, AgeingState};
-pub use cell::{
-    CellModel, CellOutput, CellState, EcmCell, LimitFlags, PowerNotDeliverable, MAX_CURRENT_A,
-};
+pub use cell::{CellModel, CellOutput, CellState, EcmCell, LimitFlags, MAX_CURRENT_A};
 pub use pack::{Pack, PackOutput};
 pub use params::{
     cell_model_of, load_battery_pack_params, load_battery_params, load_cell_params,
     load_pack_params, parse_cell_params, AxisKind, BatteryPackParams, BatteryParams, CellParams,
     PackParams, ParamTable, RcParams, Spread, MAX_RC,
 };
+pub use power::PowerNotDeliverable;
 pub use profile::{
     run_cell_profile, run_profile, run_spme_profile, CellRun, CellSample, Profile, ProfileCell,
     ProfileError, ProfileKind, StopReason,
 };
-pub use thermal::{ThermalParams, ThermalPropagator};
+pub use thermal::{AmbientC, ThermalParams, ThermalPropagator};
 
 #[cfg(test)]
 mod proptests {
-    use super::params::tests_support::MINIMAL;
+    use super::params::tests_support::minimal_with_entropic_and_ageing;
     use super::*;
     use proptest::prelude::*;
     use std::path::Path;
 
     fn cell_params() -> CellParams {
         // The minimal cell plus ageing and an entropic table, so every path runs.
-        let text = format!(
-            "{MINIMAL}\n[entropic]\nsoc = [0.0, 1.0]\nvalues = [0.0002, -0.0002]\n\n[ageing]\n\
-             update_interval_s = 5.0\n\
-             calendar_capacity_fade_per_sqrt_day = 0.01\n\
-             calendar_resistance_growth_per_sqrt_day = 0.01\n\
-             calendar_activation_energy_j_per_mol = 50000.0\n\
-             calendar_soc_stress_soc = [0.0, 1.0]\n\
-             calendar_soc_stress = [0.5, 1.5]\n\
-             cycle_capacity_fade_per_efc = 0.001\n\
-             cycle_resistance_growth_per_efc = 0.001\n\
-             cycle_activation_energy_j_per_mol = 30000.0\n"
-        );
+        let text = minimal_with_entropic_and_ageing();
         parse_cell_params(Path::new("prop.toml"), &text).unwrap()
     }
 

@@ -38,13 +38,15 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::cell::with_n_rc;
-use super::cell::{
-    clamp_current, solve_power, CellModel, CellOutput, CellState, LimitFlags, PowerNotDeliverable,
-    Prepared,
+use super::cell::{clamp_current, CellModel, CellOutput, CellState, LimitFlags, Prepared};
+use super::lanes::Lanes;
+use super::pack_stats::{CellSample, EnergyCounter, MeanSum, PackStats};
+use super::params::PackParams;
+use super::power::{
+    power_step_needed, refine_current, LinearSource, ParallelSources, PowerNotDeliverable,
+    Refinement,
 };
-use super::lanes::{Lanes, Stats};
-use super::params::{PackParams, MAX_RC};
-use super::thermal::ThermalPropagator;
+use super::thermal::{AmbientC, ThermalPropagator};
 
 /// What a pack reports after a step.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -93,15 +95,15 @@ pub struct Pack {
     /// The cells, when the scalar engine steps them (empty otherwise).
     cells: Vec<CellState>,
     /// The cells in the structure-of-arrays engine, when it supports the
-    /// cell model (see `lanes`).
-    lanes: Option<Lanes>,
+    /// cell model (see `lanes`; boxed: a house holds either this pack or
+    /// the much smaller SPMe pack).
+    lanes: Option<Box<Lanes>>,
     /// `cells()` materialised from `lanes` on demand (reset by every step).
     view: OnceLock<Vec<CellState>>,
     prep: Vec<Prepared>,
     prop: ThermalPropagator,
-    ambient_c: f64,
-    energy_discharged_wh: f64,
-    energy_charged_wh: f64,
+    ambient: AmbientC,
+    energy: EnergyCounter,
     out: PackOutput,
 }
 
@@ -141,32 +143,37 @@ impl Pack {
             .collect();
         let prep = cells.iter().map(|c| model.prepare(c, 1.0)).collect();
         let prop = ThermalPropagator::new(&model.params.thermal, 1.0);
-        let ambient_c = cells[0].t_cell_c;
+        let ambient = AmbientC::new(cells[0].t_cell_c);
         let (cells, lanes) = if lanes && model.lanes_supported() {
             (
                 Vec::new(),
-                Some(Lanes::new(&model, &cells, params.parallel)),
+                Some(Box::new(Lanes::new(&model, &cells, params.parallel))),
             )
         } else {
             (cells, None)
         };
-        let mut pack = Pack {
+        let (series, parallel) = (params.series, params.parallel);
+        let stats = match &lanes {
+            Some(l) => gather(&l.cells(&model), series, parallel),
+            None => gather(&cells, series, parallel),
+        };
+        // The output at rest, energy counted from zero.
+        let mut energy = EnergyCounter::default();
+        let mut out = stats.output(n, 0.0, LimitFlags::NONE);
+        energy.record(&mut out, 0.0);
+        Pack {
             model,
-            series: params.series,
-            parallel: params.parallel,
+            series,
+            parallel,
             cells,
             lanes,
             view: OnceLock::new(),
             prep,
             prop,
-            ambient_c,
-            energy_discharged_wh: 0.0,
-            energy_charged_wh: 0.0,
-            out: blank_output(),
-        };
-        let acc = Acc::of(pack.cells(), pack.parallel);
-        pack.out = pack.summarise(&acc, 0.0, 0.0, LimitFlags::NONE);
-        pack
+            ambient,
+            energy,
+            out,
+        }
     }
 
     pub fn series(&self) -> usize {
@@ -201,24 +208,15 @@ impl Pack {
         self.out
     }
     pub fn ambient_c(&self) -> f64 {
-        self.ambient_c
+        self.ambient.get()
     }
     /// Sets the ambient temperature (non-finite values are ignored).
     pub fn set_ambient_c(&mut self, t: f64) {
-        if t.is_finite() {
-            self.ambient_c = t;
-        }
+        self.ambient.set(t);
     }
     /// Nominal pack capacity (Ah): parallel × the cell's nominal capacity.
     pub fn nominal_capacity_ah(&self) -> f64 {
         self.parallel as f64 * self.model.params.nominal_capacity_ah
-    }
-
-    fn propagator(&mut self, dt_s: f64) -> ThermalPropagator {
-        if self.prop.dt_s != dt_s {
-            self.prop = ThermalPropagator::new(&self.model.params.thermal, dt_s);
-        }
-        self.prop
     }
 
     /// Steps `dt_s` at constant pack current (A, positive = discharge). A
@@ -228,295 +226,94 @@ impl Pack {
             return self.out;
         }
         let (i, clamped) = clamp_current(current_a);
-        let prop = self.propagator(dt_s);
-        let amb = self.ambient_c;
-        let extra = if clamped {
-            LimitFlags::CURRENT_CLAMPED
-        } else {
-            LimitFlags::NONE
-        };
-        if let Some(l) = &mut self.lanes {
-            let st = l.step(&self.model, &prop, i, dt_s, amb);
-            self.view = OnceLock::new();
-            return self.finish(&Acc::from(st), i, dt_s, extra);
-        }
-        let acc = advance_all(
-            &self.model,
-            &mut self.cells,
-            &mut self.prep,
-            self.parallel,
-            &prop,
-            i,
-            dt_s,
-            amb,
-        );
-        self.finish(&acc, i, dt_s, extra)
-    }
-
-    /// Steps `dt_s` delivering `power_w` at the pack terminals (positive =
-    /// discharge): the pack current is solved from the linearised pack
-    /// (`Σ` of the groups' `e`, `r`) and refined by Newton on trial steps.
-    /// If no current can deliver the power, returns the error and leaves the
-    /// pack unchanged.
-    pub fn step_power(
-        &mut self,
-        power_w: f64,
-        dt_s: f64,
-    ) -> Result<PackOutput, PowerNotDeliverable> {
-        if !power_w.is_finite() {
-            return Err(PowerNotDeliverable {
-                requested_w: power_w,
-                max_w: 0.0,
-            });
-        }
-        if !(dt_s.is_finite() && dt_s > 0.0) {
-            return Ok(self.out);
-        }
-        let prop = self.propagator(dt_s);
-        let amb = self.ambient_c;
-        let (e, r) = self.linearised(dt_s);
-        let i0 = solve_power(e, r, power_w)?;
-        let mut i = i0;
-        if let Some(l) = &self.lanes {
-            let mut trial = l.clone();
-            for _ in 0..4 {
-                trial.clone_from(l);
-                let v = trial.step(&self.model, &prop, i, dt_s, amb).v_pack;
-                let err = power_w - v * i;
-                if err.abs() <= 1e-9 * power_w.abs().max(1e-3) {
-                    break;
-                }
-                let slope = e - 2.0 * r * i;
-                if slope.abs() < 1e-12 {
-                    break;
-                }
-                i += err / slope;
-                if !i.is_finite() {
-                    i = i0;
-                    break;
-                }
+        let prop = self.prop.for_step(&self.model.params.thermal, dt_s);
+        let amb = self.ambient.get();
+        let extra = LimitFlags::current_clamped_if(clamped);
+        let stats = match &mut self.lanes {
+            Some(l) => {
+                self.view = OnceLock::new();
+                l.step(&self.model, &prop, i, dt_s, amb)
             }
-            return Ok(self.step_current(i, dt_s));
-        }
-        let mut trial = self.cells.clone();
-        let mut trial_prep = self.prep.clone();
-        for _ in 0..4 {
-            trial.clone_from(&self.cells);
-            let v = advance_all(
+            None => advance_all(
                 &self.model,
-                &mut trial,
-                &mut trial_prep,
+                &mut self.cells,
+                &mut self.prep,
                 self.parallel,
                 &prop,
                 i,
                 dt_s,
                 amb,
-            )
-            .v_pack;
-            let err = power_w - v * i;
-            if err.abs() <= 1e-9 * power_w.abs().max(1e-3) {
-                break;
-            }
-            let slope = e - 2.0 * r * i;
-            if slope.abs() < 1e-12 {
-                break;
-            }
-            i += err / slope;
-            if !i.is_finite() {
-                i = i0;
-                break;
-            }
+            ),
+        };
+        self.finish(&stats, i, dt_s, extra)
+    }
+
+    /// Steps `dt_s` delivering `power_w` at the pack terminals (positive =
+    /// discharge): the constant-power solve of [`super::power`] on the
+    /// linearised pack (`Σ` of the groups' `e`, `r`), refined by Newton on
+    /// trial steps. If no current can deliver the power, returns the error
+    /// and leaves the pack unchanged.
+    pub fn step_power(
+        &mut self,
+        power_w: f64,
+        dt_s: f64,
+    ) -> Result<PackOutput, PowerNotDeliverable> {
+        if !power_step_needed(power_w, dt_s)? {
+            return Ok(self.out);
         }
+        let prop = self.prop.for_step(&self.model.params.thermal, dt_s);
+        let amb = self.ambient.get();
+        let source = self.linearised(dt_s);
+        let start_a = source.current_for_power(power_w)?;
+        let how = &Refinement::ECM;
+        let i = if let Some(l) = &self.lanes {
+            let mut trial = l.clone();
+            refine_current(source, power_w, start_a, how, |i| {
+                trial.clone_from(l);
+                trial.step(&self.model, &prop, i, dt_s, amb).voltage_v
+            })
+        } else {
+            let mut trial = self.cells.clone();
+            let mut trial_prep = self.prep.clone();
+            refine_current(source, power_w, start_a, how, |i| {
+                trial.clone_from(&self.cells);
+                let (cells, prep) = (&mut trial, &mut trial_prep);
+                advance_all(&self.model, cells, prep, self.parallel, &prop, i, dt_s, amb).voltage_v
+            })
+        };
         Ok(self.step_current(i, dt_s))
     }
 
-    /// The pack linearised over a step: `V ≈ e - r I`.
-    fn linearised(&self, dt_s: f64) -> (f64, f64) {
-        if let Some(l) = &self.lanes {
-            return l.linearised(&self.model, dt_s);
-        }
-        let (mut e, mut r) = (0.0, 0.0);
-        for group in self.cells.chunks(self.parallel) {
-            let (mut ge, mut g) = (0.0, 0.0);
+    /// The pack linearised over a step: `V ≈ e - r I`, the series sum of
+    /// its parallel groups.
+    fn linearised(&self, dt_s: f64) -> LinearSource {
+        let mut pack = LinearSource::default();
+        for group in self.cells().chunks(self.parallel) {
+            let mut sources = ParallelSources::default();
             for c in group {
-                let p = self.model.prepare(c, dt_s);
-                ge += p.e_v / p.r_ohm;
-                g += 1.0 / p.r_ohm;
+                sources.add(self.model.prepare(c, dt_s).source());
             }
-            e += ge / g;
-            r += 1.0 / g;
+            pack.add_series(sources.equivalent());
         }
-        (e, r)
+        pack
     }
 
+    /// The output for a step's statistics (energy counted), kept as the
+    /// pack's present output.
     #[inline]
-    fn finish(&mut self, acc: &Acc, i: f64, dt_s: f64, extra: LimitFlags) -> PackOutput {
-        let out = self.summarise(acc, i, dt_s, extra);
+    fn finish(&mut self, stats: &PackStats, i: f64, dt_s: f64, extra: LimitFlags) -> PackOutput {
+        let mut out = stats.output(self.n_cells(), i, extra);
+        self.energy.record(&mut out, dt_s);
         self.out = out;
         out
     }
-
-    #[inline]
-    fn summarise(&mut self, acc: &Acc, i: f64, dt_s: f64, extra: LimitFlags) -> PackOutput {
-        let n = self.n_cells() as f64;
-        let mut o = blank_output();
-        o.current_a = i;
-        o.voltage_v = acc.v_pack;
-        o.power_w = acc.v_pack * i;
-        o.soc_min = acc.soc_min;
-        o.soc_max = acc.soc_max;
-        o.temperature_min_c = acc.t_min;
-        o.temperature_max_c = acc.t_max;
-        o.soh_min = acc.soh_min;
-        o.heat_w = acc.heat_w;
-        o.cell_voltage_min_v = acc.vg_min;
-        o.cell_voltage_min_index = acc.vg_min_index;
-        o.cell_voltage_max_v = acc.vg_max;
-        o.cell_voltage_max_index = acc.vg_max_index;
-        // Means are clamped into [min, max] against rounding.
-        o.soc_mean = (acc.soc_sum / n).clamp(o.soc_min, o.soc_max);
-        o.temperature_mean_c = (acc.t_sum / n).clamp(o.temperature_min_c, o.temperature_max_c);
-        o.soh = (acc.soh_sum / n).clamp(o.soh_min, 1.0);
-        let e_wh = o.power_w * dt_s / 3600.0;
-        if e_wh > 0.0 {
-            self.energy_discharged_wh += e_wh;
-        } else {
-            self.energy_charged_wh -= e_wh;
-        }
-        o.energy_discharged_wh = self.energy_discharged_wh;
-        o.energy_charged_wh = self.energy_charged_wh;
-        o.limits = LimitFlags(acc.flags) | extra;
-        o
-    }
 }
 
-impl From<Stats> for Acc {
-    fn from(s: Stats) -> Acc {
-        Acc {
-            v_pack: s.v_pack,
-            soc_sum: s.soc_sum,
-            soc_min: s.soc_min,
-            soc_max: s.soc_max,
-            t_sum: s.t_sum,
-            t_min: s.t_min,
-            t_max: s.t_max,
-            soh_sum: s.soh_sum,
-            soh_min: s.soh_min,
-            heat_w: s.heat_w,
-            flags: s.flags,
-            vg_min: s.vg_min,
-            vg_min_index: s.vg_min_index,
-            vg_max: s.vg_max,
-            vg_max_index: s.vg_max_index,
-        }
-    }
-}
-
-/// Running pack statistics, gathered in the stepping loop.
-#[derive(Debug, Clone, Copy)]
-struct Acc {
-    v_pack: f64,
-    soc_sum: f64,
-    soc_min: f64,
-    soc_max: f64,
-    t_sum: f64,
-    t_min: f64,
-    t_max: f64,
-    soh_sum: f64,
-    soh_min: f64,
-    heat_w: f64,
-    flags: u8,
-    vg_min: f64,
-    vg_min_index: usize,
-    vg_max: f64,
-    vg_max_index: usize,
-}
-
-impl Acc {
-    fn new() -> Self {
-        Acc {
-            v_pack: 0.0,
-            soc_sum: 0.0,
-            soc_min: f64::INFINITY,
-            soc_max: f64::NEG_INFINITY,
-            t_sum: 0.0,
-            t_min: f64::INFINITY,
-            t_max: f64::NEG_INFINITY,
-            soh_sum: 0.0,
-            soh_min: f64::INFINITY,
-            heat_w: 0.0,
-            flags: 0,
-            vg_min: f64::INFINITY,
-            vg_min_index: 0,
-            vg_max: f64::NEG_INFINITY,
-            vg_max_index: 0,
-        }
-    }
-
-    #[inline(always)]
-    fn cell(&mut self, c: &CellState) {
-        self.soc_sum += c.soc;
-        self.soc_min = self.soc_min.min(c.soc);
-        self.soc_max = self.soc_max.max(c.soc);
-        self.t_sum += c.t_cell_c;
-        self.t_min = self.t_min.min(c.t_cell_c);
-        self.t_max = self.t_max.max(c.t_cell_c);
-        let soh = 1.0 - c.ageing.capacity_fade();
-        self.soh_sum += soh;
-        self.soh_min = self.soh_min.min(soh);
-        self.heat_w += c.heat_w;
-        self.flags |= c.limits.0;
-    }
-
-    #[inline(always)]
-    fn group(&mut self, s: usize, vg: f64) {
-        self.v_pack += vg;
-        if vg < self.vg_min {
-            self.vg_min = vg;
-            self.vg_min_index = s;
-        }
-        if vg > self.vg_max {
-            self.vg_max = vg;
-            self.vg_max_index = s;
-        }
-    }
-
-    fn of(cells: &[CellState], parallel: usize) -> Self {
-        let mut acc = Acc::new();
-        for (s, group) in cells.chunks(parallel).enumerate() {
-            let mut vg = 0.0;
-            for c in group {
-                acc.cell(c);
-                vg += c.voltage_v;
-            }
-            acc.group(s, vg / parallel as f64);
-        }
-        acc
-    }
-}
-
-fn blank_output() -> PackOutput {
-    PackOutput {
-        voltage_v: 0.0,
-        current_a: 0.0,
-        power_w: 0.0,
-        soc_mean: 0.0,
-        soc_min: f64::INFINITY,
-        soc_max: f64::NEG_INFINITY,
-        cell_voltage_min_v: f64::INFINITY,
-        cell_voltage_min_index: 0,
-        cell_voltage_max_v: f64::NEG_INFINITY,
-        cell_voltage_max_index: 0,
-        temperature_min_c: f64::INFINITY,
-        temperature_max_c: f64::NEG_INFINITY,
-        temperature_mean_c: 0.0,
-        soh: 1.0,
-        soh_min: f64::INFINITY,
-        heat_w: 0.0,
-        energy_discharged_wh: 0.0,
-        energy_charged_wh: 0.0,
-        limits: LimitFlags::NONE,
-    }
+/// The statistics of cell states (index `s * parallel + p`).
+fn gather(cells: &[CellState], series: usize, parallel: usize) -> PackStats {
+    PackStats::gather(cells, series, parallel, MeanSum::OfValues, |c| {
+        CellSample::from(c)
+    })
 }
 
 /// Advances every cell one step for pack current `i` and gathers the pack
@@ -531,7 +328,7 @@ fn advance_all(
     i: f64,
     dt_s: f64,
     t_amb_c: f64,
-) -> Acc {
+) -> PackStats {
     with_n_rc!(model.n_rc(), N => advance_all_n::<N>(model, cells, prep, parallel, prop, i, dt_s, t_amb_c))
 }
 
@@ -547,8 +344,8 @@ fn advance_all_n<const N: usize>(
     i: f64,
     dt_s: f64,
     t_amb_c: f64,
-) -> Acc {
-    let mut acc = Acc::new();
+) -> PackStats {
+    let mut stats = PackStats::new(MeanSum::OfValues);
     if parallel == 1 {
         // Two passes (integrate all, then look up all): shorter independent
         // loop bodies that the CPU can overlap across cells.
@@ -558,10 +355,10 @@ fn advance_all_n<const N: usize>(
         }
         for (s, c) in cells.iter_mut().enumerate() {
             model.finish_n::<N>(c);
-            acc.cell(c);
-            acc.group(s, c.voltage_v);
+            stats.add_cell(&CellSample::from(&*c));
+            stats.add_series_position(s, c.voltage_v);
         }
-        return acc;
+        return stats;
     }
     let inv_p = 1.0 / parallel as f64;
     for (s, (group, gp)) in cells
@@ -569,32 +366,34 @@ fn advance_all_n<const N: usize>(
         .zip(prep.chunks_mut(parallel))
         .enumerate()
     {
-        let (mut ge, mut g) = (0.0, 0.0);
+        let mut sources = ParallelSources::default();
         for (c, p) in group.iter().zip(gp.iter_mut()) {
             *p = model.prepare_n::<N>(c, dt_s);
-            ge += p.e_v / p.r_ohm;
-            g += 1.0 / p.r_ohm;
+            sources.add(p.source());
         }
-        let v = (ge - i) / g;
+        let v = sources.voltage_at(i);
         let mut vg = 0.0;
         for (c, p) in group.iter_mut().zip(gp.iter()) {
-            let ik = (p.e_v - v) / p.r_ohm;
+            let ik = p.source().current_at(v);
             model.integrate_n::<N>(c, p, prop, ik, dt_s, t_amb_c);
         }
         for c in group.iter_mut() {
             model.finish_n::<N>(c);
-            acc.cell(c);
+            stats.add_cell(&CellSample::from(&*c));
             vg += c.voltage_v;
         }
-        acc.group(s, vg * inv_p);
+        stats.add_series_position(s, vg * inv_p);
     }
-    acc
+    stats
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::battery::params::{parse_cell_params, tests_support::MINIMAL, PackParams, Spread};
+    use crate::battery::params::{
+        parse_cell_params, tests_support::minimal_with_entropic_and_ageing, tests_support::MINIMAL,
+        PackParams, Spread, MAX_RC,
+    };
     use std::path::Path;
 
     fn pack_params(series: usize, parallel: usize) -> PackParams {
@@ -712,18 +511,7 @@ mod tests {
     #[test]
     fn lanes_engine_matches_scalar_engine_parallel_ageing() {
         let mut p = pack_params(3, 5);
-        let text = format!(
-            "{MINIMAL}\n[entropic]\nsoc = [0.0, 1.0]\nvalues = [0.0002, -0.0002]\n\n[ageing]\n\
-             update_interval_s = 5.0\n\
-             calendar_capacity_fade_per_sqrt_day = 0.01\n\
-             calendar_resistance_growth_per_sqrt_day = 0.01\n\
-             calendar_activation_energy_j_per_mol = 50000.0\n\
-             calendar_soc_stress_soc = [0.0, 1.0]\n\
-             calendar_soc_stress = [0.5, 1.5]\n\
-             cycle_capacity_fade_per_efc = 0.001\n\
-             cycle_resistance_growth_per_efc = 0.001\n\
-             cycle_activation_energy_j_per_mol = 30000.0\n"
-        );
+        let text = minimal_with_entropic_and_ageing();
         p.cell = parse_cell_params(Path::new("t.toml"), &text).unwrap();
         engines_agree(&p, 0.5);
         let nmc = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("params/nmc_pack.toml");

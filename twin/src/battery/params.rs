@@ -1007,6 +1007,23 @@ jig_heat_capacity_j_per_k = 500.0
 cell_jig_conductance_w_per_k = 1.0
 jig_air_conductance_w_per_k = 2.0
 "#;
+
+    /// [`MINIMAL`] with an SOC-based entropic table and ageing (every
+    /// optional path of the cell model).
+    pub fn minimal_with_entropic_and_ageing() -> String {
+        format!(
+            "{MINIMAL}\n[entropic]\nsoc = [0.0, 1.0]\nvalues = [0.0002, -0.0002]\n\n[ageing]\n\
+             update_interval_s = 5.0\n\
+             calendar_capacity_fade_per_sqrt_day = 0.01\n\
+             calendar_resistance_growth_per_sqrt_day = 0.01\n\
+             calendar_activation_energy_j_per_mol = 50000.0\n\
+             calendar_soc_stress_soc = [0.0, 1.0]\n\
+             calendar_soc_stress = [0.5, 1.5]\n\
+             cycle_capacity_fade_per_efc = 0.001\n\
+             cycle_resistance_growth_per_efc = 0.001\n\
+             cycle_activation_energy_j_per_mol = 30000.0\n"
+        )
+    }
 }
 
 #[cfg(test)]

@@ -16,10 +16,9 @@
 
 use std::fmt;
 
-use super::cell::{
-    clamp_current, solve_power, CellOutput, EcmCell, LimitFlags, PowerNotDeliverable,
-};
+use super::cell::{clamp_current, CellOutput, EcmCell, LimitFlags};
 use super::params::CellParams;
+use super::power::{LinearSource, PowerNotDeliverable};
 use super::spme::{SpmeCell, SpmeParams};
 use crate::params::NumericTable;
 
@@ -250,9 +249,13 @@ impl ProfileCell for EcmCell {
         EcmCell::set_instant_current(self, current_a)
     }
     fn instant_power_current(&mut self, power_w: f64) -> Result<f64, PowerNotDeliverable> {
+        // Now, the cell is its OCV and RC voltages behind R0.
         let st = self.state();
-        let e = st.ocv + st.v_rc.iter().sum::<f64>();
-        solve_power(e, st.r0, power_w)
+        let source = LinearSource {
+            e_v: st.ocv + st.v_rc.iter().sum::<f64>(),
+            r_ohm: st.r0,
+        };
+        source.current_for_power(power_w)
     }
     fn step_current(&mut self, current_a: f64, dt_s: f64) -> CellOutput {
         EcmCell::step_current(self, current_a, dt_s)

@@ -21,6 +21,29 @@ pub struct ThermalParams {
     pub jig_air_conductance_w_per_k: f64,
 }
 
+/// The ambient (air) temperature around a cell or pack (°C): always
+/// finite; setting a non-finite value leaves it as it was.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AmbientC(f64);
+
+impl AmbientC {
+    /// The ambient at `temperature_c` (finite: a cell's starting temperature).
+    pub fn new(temperature_c: f64) -> Self {
+        AmbientC(temperature_c)
+    }
+    /// The temperature (°C).
+    #[inline(always)]
+    pub fn get(self) -> f64 {
+        self.0
+    }
+    /// Sets the temperature; non-finite values are ignored.
+    pub fn set(&mut self, temperature_c: f64) {
+        if temperature_c.is_finite() {
+            self.0 = temperature_c;
+        }
+    }
+}
+
 /// Exact discrete propagator for one step length.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ThermalPropagator {
@@ -50,6 +73,16 @@ impl ThermalPropagator {
             phi: [[e[0][0], e[0][1]], [e[1][0], e[1][1]]],
             gamma: [e[0][2], e[1][2]],
         }
+    }
+
+    /// This propagator, first rebuilt for `dt_s` if it is for another step
+    /// length (the cached one of a cell or pack).
+    #[inline]
+    pub fn for_step(&mut self, p: &ThermalParams, dt_s: f64) -> ThermalPropagator {
+        if self.dt_s != dt_s {
+            *self = ThermalPropagator::new(p, dt_s);
+        }
+        *self
     }
 
     /// Advances `(t_cell, t_jig)` by one step with constant heat `q_w` into
@@ -138,6 +171,28 @@ mod tests {
             (c, d) = pr.advance(c, d, 20.0, 5.0);
         }
         assert!((a - c).abs() < 1e-10 && (b - d).abs() < 1e-10);
+    }
+
+    #[test]
+    fn for_step_rebuilds_only_for_another_step_length() {
+        let mut cached = ThermalPropagator::new(&p(), 1.0);
+        assert_eq!(
+            cached.for_step(&p(), 1.0),
+            ThermalPropagator::new(&p(), 1.0)
+        );
+        let ten = cached.for_step(&p(), 10.0);
+        assert_eq!(ten, ThermalPropagator::new(&p(), 10.0));
+        assert_eq!(cached, ten);
+    }
+
+    #[test]
+    fn ambient_ignores_non_finite_temperatures() {
+        let mut a = AmbientC::new(20.0);
+        a.set(f64::NAN);
+        a.set(f64::NEG_INFINITY);
+        assert_eq!(a.get(), 20.0);
+        a.set(-5.0);
+        assert_eq!(a.get(), -5.0);
     }
 
     #[test]

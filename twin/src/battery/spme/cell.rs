@@ -51,7 +51,11 @@ use std::sync::Arc;
 
 use super::params::{Electrode, SpmeParams, SpmeThermal};
 use super::tridiag::Tridiag;
-use crate::battery::cell::{clamp_current, CellOutput, LimitFlags, PowerNotDeliverable};
+use crate::battery::cell::{cell_accessors, clamp_current, CellOutput, LimitFlags};
+use crate::battery::power::{
+    power_step_needed, refine_current, LinearSource, PowerNotDeliverable, Refinement,
+};
+use crate::battery::thermal::AmbientC;
 
 /// Faraday constant (C/mol), CODATA 2018 as PyBaMM.
 pub const FARADAY: f64 = 96485.33212331001;
@@ -741,7 +745,7 @@ pub struct SpmeCell {
     state: SpmeState,
     trial: SpmeState,
     ws: Workspace,
-    ambient_c: f64,
+    ambient: AmbientC,
 }
 
 impl SpmeCell {
@@ -758,50 +762,23 @@ impl SpmeCell {
     pub fn from_model(model: Arc<SpmeModel>, soc0: f64, temperature_c: f64) -> Self {
         let state = model.initial_state(soc0, temperature_c);
         let ws = Workspace::new(&model);
-        let ambient_c = state.temperature_k - KELVIN;
+        let ambient = AmbientC::new(state.temperature_k - KELVIN);
         SpmeCell {
             trial: state.clone(),
             model,
             state,
             ws,
-            ambient_c,
+            ambient,
         }
     }
 
-    /// The compiled model.
-    pub fn model(&self) -> &Arc<SpmeModel> {
-        &self.model
-    }
-    /// The state.
-    pub fn state(&self) -> &SpmeState {
-        &self.state
-    }
-    /// The state, mutable (for tests and tools).
-    pub fn state_mut(&mut self) -> &mut SpmeState {
-        &mut self.state
-    }
-    /// Ambient temperature (°C).
-    pub fn ambient_c(&self) -> f64 {
-        self.ambient_c
-    }
-    /// Sets the ambient temperature (non-finite values are ignored).
-    pub fn set_ambient_c(&mut self, t: f64) {
-        if t.is_finite() {
-            self.ambient_c = t;
-        }
-    }
-    /// The present output.
-    pub fn output(&self) -> CellOutput {
-        self.model.output(&self.state)
-    }
+    cell_accessors!(SpmeModel, SpmeState);
 
     /// Sets the current flowing now without advancing time.
     pub fn set_instant_current(&mut self, current_a: f64) {
         let (i, clamped) = clamp_current(current_a);
         self.model.evaluate(&mut self.state, i);
-        if clamped {
-            self.state.limits |= LimitFlags::CURRENT_CLAMPED;
-        }
+        self.state.limits |= LimitFlags::current_clamped_if(clamped);
     }
 
     /// Steps `dt_s` seconds at constant current (A, positive = discharge).
@@ -812,40 +789,16 @@ impl SpmeCell {
         }
         let (i, clamped) = clamp_current(current_a);
         self.model
-            .step(&mut self.state, &mut self.ws, i, dt_s, self.ambient_c);
-        if clamped {
-            self.state.limits |= LimitFlags::CURRENT_CLAMPED;
-        }
+            .step(&mut self.state, &mut self.ws, i, dt_s, self.ambient.get());
+        self.state.limits |= LimitFlags::current_clamped_if(clamped);
         self.output()
     }
 
-    /// The current that delivers `power_w` now (no time passes): Newton on
-    /// the instantaneous voltage `V(I)`, or why none does.
+    /// The current that delivers `power_w` now (no time passes): the
+    /// constant-power solve of [`crate::battery::power`] on the
+    /// instantaneous voltage `V(I)`, or why none does.
     pub fn instant_power_current(&mut self, power_w: f64) -> Result<f64, PowerNotDeliverable> {
-        let probe = self.model.params.nominal_capacity_ah.max(1e-3);
-        let mut v_at = |i: f64| {
-            self.trial.clone_from(&self.state);
-            self.model.evaluate(&mut self.trial, i);
-            self.trial.voltage_v
-        };
-        let v0 = v_at(0.0);
-        let r = ((v0 - v_at(probe)) / probe).max(1e-9);
-        let mut i = crate::battery::cell::solve_power(v0, r, power_w)?;
-        for _ in 0..8 {
-            let v = v_at(i);
-            let next = i + (power_w - v * i) / (v - 2.0 * r * i);
-            if !next.is_finite() {
-                break;
-            }
-            i = next;
-        }
-        if ((v_at(i) * i) - power_w).abs() > 1e-6 * power_w.abs().max(1.0) {
-            return Err(PowerNotDeliverable {
-                requested_w: power_w,
-                max_w: (v0 * v0 / (4.0 * r)).copysign(power_w),
-            });
-        }
-        Ok(i)
+        self.solve_power(power_w, Trial::Instant)
     }
 
     /// End-of-step voltage if `current_a` flowed for `dt_s`; the state is
@@ -857,62 +810,76 @@ impl SpmeCell {
             &mut self.ws,
             current_a,
             dt_s,
-            self.ambient_c,
+            self.ambient.get(),
         );
         self.trial.voltage_v
     }
 
     /// Steps `dt_s` seconds delivering `power_w` at the terminals (positive
-    /// = discharge): the constant current is solved (secant iterations on
-    /// the full step) so that end-of-step voltage × current equals the
-    /// request. If no current can deliver it, returns the error and leaves
-    /// the state unchanged.
+    /// = discharge): the constant current is solved (the constant-power
+    /// solve of [`crate::battery::power`] on trial steps) so that
+    /// end-of-step voltage × current equals the request. If no current can
+    /// deliver it, returns the error and leaves the state unchanged.
     pub fn step_power(
         &mut self,
         power_w: f64,
         dt_s: f64,
     ) -> Result<CellOutput, PowerNotDeliverable> {
-        if !(dt_s.is_finite() && dt_s > 0.0 && power_w.is_finite()) {
-            if power_w.is_finite() {
-                return Ok(self.output());
-            }
-            return Err(PowerNotDeliverable {
-                requested_w: power_w,
-                max_w: 0.0,
-            });
+        if !power_step_needed(power_w, dt_s)? {
+            return Ok(self.output());
         }
-        // Linearise V(I) ≈ e − r I from two trial steps.
-        let v0 = self.trial_voltage(0.0, dt_s);
-        let probe = self.model.params.nominal_capacity_ah.max(1e-3);
-        let v1 = self.trial_voltage(probe, dt_s);
-        let r = ((v0 - v1) / probe).max(1e-9);
-        let mut i = crate::battery::cell::solve_power(v0, r, power_w)?;
-        for _ in 0..8 {
-            let v = self.trial_voltage(i, dt_s);
-            let err = power_w - v * i;
-            if err.abs() <= 1e-9 * power_w.abs().max(1e-3) {
-                break;
-            }
-            let slope = v - 2.0 * r * i;
-            if slope.abs() < 1e-12 {
-                break;
-            }
-            let next = i + err / slope;
-            if !next.is_finite() {
-                break;
-            }
-            i = next;
-        }
-        let v = self.trial_voltage(i, dt_s);
-        if !(v * i - power_w).abs().is_finite()
-            || (v * i - power_w).abs() > 1e-3 * power_w.abs().max(1.0)
-        {
-            return Err(PowerNotDeliverable {
-                requested_w: power_w,
-                max_w: (v0 * v0 / (4.0 * r)).copysign(power_w),
-            });
-        }
+        self.solve_power(power_w, Trial::Step { dt_s })?;
+        // The last trial was at the solved current: it is the new state.
         std::mem::swap(&mut self.state, &mut self.trial);
         Ok(self.output())
     }
+
+    /// The voltage of a trial at `current_a` (into `self.trial`).
+    fn trial_at(&mut self, trial: Trial, current_a: f64) -> f64 {
+        match trial {
+            Trial::Instant => {
+                self.trial.clone_from(&self.state);
+                self.model.evaluate(&mut self.trial, current_a);
+                self.trial.voltage_v
+            }
+            Trial::Step { dt_s } => self.trial_voltage(current_a, dt_s),
+        }
+    }
+
+    /// The constant-power solve on `trial`: linearised from trials at no
+    /// current and at 1C, quadratic, Newton; an error unless the last trial
+    /// (at the returned current) delivers the request within the trial's
+    /// tolerance.
+    fn solve_power(&mut self, power_w: f64, trial: Trial) -> Result<f64, PowerNotDeliverable> {
+        let probe = self.model.params.nominal_capacity_ah.max(1e-3);
+        let v0 = self.trial_at(trial, 0.0);
+        let source = LinearSource::from_probe(v0, self.trial_at(trial, probe), probe);
+        let start_a = source.current_for_power(power_w)?;
+        let how = match trial {
+            Trial::Instant => &Refinement::SPME_INSTANT,
+            Trial::Step { .. } => &Refinement::SPME_STEP,
+        };
+        let i = refine_current(source, power_w, start_a, how, |i| self.trial_at(trial, i));
+        let miss_w = (self.trial_at(trial, i) * i - power_w).abs();
+        let missed = match trial {
+            Trial::Instant => miss_w > 1e-6 * power_w.abs().max(1.0),
+            Trial::Step { .. } => !miss_w.is_finite() || miss_w > 1e-3 * power_w.abs().max(1.0),
+        };
+        if missed {
+            return Err(PowerNotDeliverable {
+                requested_w: power_w,
+                max_w: source.max_power_w().copysign(power_w),
+            });
+        }
+        Ok(i)
+    }
+}
+
+/// What a constant-power trial of an SPMe cell evaluates.
+#[derive(Debug, Clone, Copy)]
+enum Trial {
+    /// The voltage now, at the trial current (no time passes).
+    Instant,
+    /// The voltage at the end of a step of `dt_s` at the trial current.
+    Step { dt_s: f64 },
 }

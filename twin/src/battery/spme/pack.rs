@@ -25,7 +25,9 @@ use super::cell::{SpmeCell, SpmeError, SpmeModel};
 use super::params::SpmeParams;
 use crate::battery::cell::{clamp_current, LimitFlags};
 use crate::battery::pack::PackOutput;
+use crate::battery::pack_stats::{CellSample, EnergyCounter, MeanSum, PackStats};
 use crate::battery::params::Spread;
+use crate::battery::power::{LinearSource, ParallelSources};
 
 /// Validated parameters of an SPMe pack.
 #[derive(Debug, Clone)]
@@ -44,14 +46,13 @@ pub struct SpmePack {
     parallel: usize,
     /// Cells, series position major: cell `s * parallel + p`.
     cells: Vec<SpmeCell>,
-    /// Per-cell scratch: linearised `e` and `r` of the current step.
-    e_v: Vec<f64>,
-    r_ohm: Vec<f64>,
+    /// Per-cell scratch: the cells linearised over the current step.
+    sources: Vec<LinearSource>,
     /// Current step for the trial linearisation (A).
     probe_a: f64,
-    energy_discharged_wh: f64,
-    energy_charged_wh: f64,
-    last: Option<PackOutput>,
+    energy: EnergyCounter,
+    /// The output after the last step (at zero current before the first).
+    out: PackOutput,
 }
 
 impl SpmePack {
@@ -90,16 +91,16 @@ impl SpmePack {
             let soc = (soc0 + sd.initial_soc_sd * zs).clamp(0.0, 1.0);
             cells.push(SpmeCell::from_model(model, soc, temperature_c));
         }
+        let (series, parallel) = (params.series, params.parallel);
+        let out = gather(&cells, series, parallel).output(n, 0.0, LimitFlags::NONE);
         Ok(SpmePack {
-            series: params.series,
-            parallel: params.parallel,
+            series,
+            parallel,
             cells,
-            e_v: vec![0.0; n],
-            r_ohm: vec![0.0; n],
+            sources: vec![LinearSource::default(); n],
             probe_a: 0.05 * params.cell.nominal_capacity_ah,
-            energy_discharged_wh: 0.0,
-            energy_charged_wh: 0.0,
-            last: None,
+            energy: EnergyCounter::default(),
+            out,
         })
     }
 
@@ -137,8 +138,7 @@ impl SpmePack {
                 .sum();
             let shift = (i - last) / np as f64;
             let delta = self.probe_a.max(0.01 * (i / np as f64).abs());
-            let mut sum_g = 0.0;
-            let mut sum_eg = 0.0;
+            let mut sources = ParallelSources::default();
             for k in group.clone() {
                 let cell = &mut self.cells[k];
                 let base = cell.state().current_a + shift;
@@ -147,108 +147,46 @@ impl SpmePack {
                 let r = (va - vb) / delta;
                 let r = if r.is_finite() { r.max(1e-6) } else { 1e-3 };
                 let e = va + r * base;
-                self.e_v[k] = e;
-                self.r_ohm[k] = r;
-                sum_g += 1.0 / r;
-                sum_eg += e / r;
+                self.sources[k] = LinearSource { e_v: e, r_ohm: r };
+                sources.add(self.sources[k]);
             }
-            let v = (sum_eg - i) / sum_g;
-            // One Newton refinement: the voltage at each cell's share, with
-            // the same slope (the kinetics curve V(I) over the spread).
-            let (mut sum_g, mut sum_eg) = (0.0, 0.0);
+            let v = sources.voltage_at(i);
+            // One Newton refinement of the split (not of a power): each
+            // cell's `e` again from a trial at its share, with the same slope
+            // (the kinetics curve V(I) over the spread).
+            let mut sources = ParallelSources::default();
             for k in group.clone() {
-                let ik = (self.e_v[k] - v) / self.r_ohm[k];
-                let r = self.r_ohm[k];
-                let e = self.cells[k].trial_voltage(ik, dt_s) + r * ik;
-                self.e_v[k] = e;
-                sum_g += 1.0 / r;
-                sum_eg += e / r;
+                let ik = self.sources[k].current_at(v);
+                let r = self.sources[k].r_ohm;
+                self.sources[k].e_v = self.cells[k].trial_voltage(ik, dt_s) + r * ik;
+                sources.add(self.sources[k]);
             }
-            let v = (sum_eg - i) / sum_g;
+            let v = sources.voltage_at(i);
             for k in group {
-                let ik = (self.e_v[k] - v) / self.r_ohm[k];
+                let ik = self.sources[k].current_at(v);
                 self.cells[k].step_current(ik, dt_s);
             }
         }
-        let mut out = self.output_with(i);
-        if clamped {
-            out.limits |= LimitFlags::CURRENT_CLAMPED;
-        }
-        let e_wh = out.power_w * dt_s / 3600.0;
-        if e_wh >= 0.0 {
-            self.energy_discharged_wh += e_wh;
-        } else {
-            self.energy_charged_wh -= e_wh;
-        }
-        out.energy_discharged_wh = self.energy_discharged_wh;
-        out.energy_charged_wh = self.energy_charged_wh;
-        self.last = Some(out);
+        let extra = LimitFlags::current_clamped_if(clamped);
+        let stats = gather(&self.cells, self.series, self.parallel);
+        let mut out = stats.output(self.cells.len(), i, extra);
+        self.energy.record(&mut out, dt_s);
+        self.out = out;
         out
     }
 
     /// The output after the last step (at zero current before the first).
     pub fn output(&self) -> PackOutput {
-        self.last.unwrap_or_else(|| self.output_with(0.0))
+        self.out
     }
+}
 
-    fn output_with(&self, current_a: f64) -> PackOutput {
-        let np = self.parallel;
-        let n = self.cells.len() as f64;
-        let mut o = PackOutput {
-            voltage_v: 0.0,
-            current_a,
-            power_w: 0.0,
-            soc_mean: 0.0,
-            soc_min: f64::INFINITY,
-            soc_max: f64::NEG_INFINITY,
-            cell_voltage_min_v: f64::INFINITY,
-            cell_voltage_min_index: 0,
-            cell_voltage_max_v: f64::NEG_INFINITY,
-            cell_voltage_max_index: 0,
-            temperature_min_c: f64::INFINITY,
-            temperature_max_c: f64::NEG_INFINITY,
-            temperature_mean_c: 0.0,
-            soh: 0.0,
-            soh_min: f64::INFINITY,
-            heat_w: 0.0,
-            energy_discharged_wh: self.energy_discharged_wh,
-            energy_charged_wh: self.energy_charged_wh,
-            limits: LimitFlags::NONE,
-        };
-        for s in 0..self.series {
-            let mut v = 0.0;
-            for k in s * np..(s + 1) * np {
-                let c = self.cells[k].output();
-                v += c.voltage_v;
-                o.soc_mean += c.soc / n;
-                o.soc_min = o.soc_min.min(c.soc);
-                o.soc_max = o.soc_max.max(c.soc);
-                o.temperature_min_c = o.temperature_min_c.min(c.temperature_c);
-                o.temperature_max_c = o.temperature_max_c.max(c.temperature_c);
-                o.temperature_mean_c += c.temperature_c / n;
-                o.soh += c.soh / n;
-                o.soh_min = o.soh_min.min(c.soh);
-                o.heat_w += c.heat_w;
-                o.limits |= c.limits;
-            }
-            let v = v / np as f64;
-            o.voltage_v += v;
-            if v < o.cell_voltage_min_v {
-                o.cell_voltage_min_v = v;
-                o.cell_voltage_min_index = s;
-            }
-            if v > o.cell_voltage_max_v {
-                o.cell_voltage_max_v = v;
-                o.cell_voltage_max_index = s;
-            }
-        }
-        // Keep the documented orderings exact despite rounding in the means.
-        o.soc_mean = o.soc_mean.clamp(o.soc_min, o.soc_max);
-        o.temperature_mean_c = o
-            .temperature_mean_c
-            .clamp(o.temperature_min_c, o.temperature_max_c);
-        o.soh = o.soh.clamp(o.soh_min, 1.0);
-        o.power_w = o.voltage_v * current_a;
-        o
-    }
+/// The statistics of SPMe cells (index `s * parallel + p`).
+fn gather(cells: &[SpmeCell], series: usize, parallel: usize) -> PackStats {
+    let means = MeanSum::OfShares {
+        cells: cells.len() as f64,
+    };
+    PackStats::gather(cells, series, parallel, means, |c| {
+        CellSample::from(&c.output())
+    })
 }
