@@ -2,17 +2,25 @@
 //! of the distribution network act as one collective resource, sinking or
 //! sourcing power on signals from a remote server.
 //!
-//! This module parses and checks the server's signed dispatch commands and
-//! turns the one in force into a battery power share. An assembly follows
-//! dispatch addressed to **its own branch** (and, if the command names one,
-//! its own site), ignores every other branch, and never acts on a command
-//! that is malformed, unsigned or signed by an unknown key, replayed,
-//! expired, not yet valid, or outside the configured envelope. Every
-//! rejection is counted by reason.
+//! This module is the participant: it checks the server's signed dispatch
+//! commands, heartbeats and configuration messages and turns the dispatch
+//! in force into a battery power share. An assembly follows dispatch
+//! addressed to **its own branch** (and, if the command names one, its own
+//! site), ignores every other branch, and never acts on a message that is
+//! malformed, unsigned or signed by an unknown key, replayed, expired, not
+//! yet valid, or outside the configured envelope. Every outcome is counted
+//! by reason.
 //!
-//! The wire format is documented field by field in `firmware/docs/dispatch.md`;
-//! [`parse`] and [`encode`] implement it (fixed 144 bytes, big-endian,
-//! Ed25519 signature over the first 80 bytes).
+//! The messages' formats are [`crate::wire::signed`] (the shared header
+//! and signature framing), [`crate::wire::dispatch`] and
+//! [`crate::wire::config_message`]; what a configuration message's settings
+//! mean is [`crate::remote_config`]. This module owns the checks that need
+//! the participant's state: the signature (through [`SignatureCheck`]),
+//! the trusted keys, the sequence space per key, duplicates, time and
+//! validity, branch and site targeting, the envelope, participation, the
+//! start delay and the server's silence. It uses the wire formats and
+//! `remote_config`, neither of which may use it; it must not use the
+//! controller that composes it.
 //!
 //! Sans-IO: [`Cluster::handle`] takes the received bytes with the monotonic
 //! time (`Millis`) and the UTC seconds the controller has from the
@@ -22,11 +30,14 @@
 
 use core::fmt;
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use crate::remote_config::{self, AcceptedConfig, ConfigVerdict, RemoteSettings};
+use crate::remote_config::{RemoteConfigBounds, RemoteSettings};
+use crate::wire::config_message::{self, ConfigMessage, Settings};
+use crate::wire::dispatch::{self, Command, Dispatch, Requirement};
+use crate::wire::signed::{Header, ParseError, SignedFrame, ALL_SITES, SIGNATURE_LEN};
 use crate::{ConfigError, Millis};
 
 /// Checks a server's Ed25519 signature (a narrow trait: the one step of
@@ -51,381 +62,8 @@ impl SignatureCheck for StrictCheck {
     }
 }
 
-/// Wire format version this firmware understands.
-pub const VERSION: u8 = 1;
-/// Length of the signed part of a dispatch command (everything before the
-/// signature), in bytes.
-pub const SIGNED_LEN: usize = 80;
-/// Length of the Ed25519 signature, in bytes.
-pub const SIGNATURE_LEN: usize = 64;
-/// Total length of a version-1 dispatch command, in bytes.
-pub const WIRE_LEN: usize = SIGNED_LEN + SIGNATURE_LEN;
-/// Site id meaning "every assembly on the branch".
-pub const ALL_SITES: u32 = 0;
 /// Most trusted server keys a config may hold.
 pub const MAX_KEYS: usize = 4;
-
-// Field offsets (see docs/dispatch.md).
-pub(crate) mod field {
-    use core::ops::Range;
-    pub const VERSION: usize = 0;
-    pub const KIND: usize = 1;
-    pub const REQUIREMENT: usize = 2;
-    pub const RESERVED: usize = 3;
-    pub const BRANCH: Range<usize> = 4..8;
-    pub const SITE: Range<usize> = 8..12;
-    pub const KEY: Range<usize> = 12..44;
-    pub const SEQUENCE: Range<usize> = 44..52;
-    pub const ISSUED_AT: Range<usize> = 52..60;
-    pub const EXPIRES_AT: Range<usize> = 60..68;
-    pub const POWER: Range<usize> = 68..72;
-    pub const DURATION: Range<usize> = 72..76;
-    pub const REQUIREMENT_REF: Range<usize> = 76..80;
-    pub const SIGNATURE: Range<usize> = 80..144;
-}
-
-// ---------------------------------------------------------------------------
-// Wire format
-// ---------------------------------------------------------------------------
-
-/// What the server asks the branch's assemblies to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
-    /// Sink (absorb) `power_w` watts from the network into the battery for
-    /// `duration_s` seconds (counted from the command's `issued_at_s`).
-    Sink { power_w: u32, duration_s: u32 },
-    /// Source (deliver) `power_w` watts from the battery to the network for
-    /// `duration_s` seconds (counted from the command's `issued_at_s`).
-    Source { power_w: u32, duration_s: u32 },
-    /// Stop the dispatch in force, if any.
-    Cancel,
-    /// Liveness only: the server is there. Refreshes the assembly's view of
-    /// the server (see [`ClusterConfig::server_silence_s`]) and consumes the
-    /// sequence like any accepted message; changes nothing else.
-    Heartbeat,
-}
-
-/// The branch requirement a dispatch serves [claim 1: "in accordance with a
-/// predetermined requirement on said local branch"]. Informational: carried
-/// into the decision log, it does not change what the assembly does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequirementKind {
-    /// Reduce the branch's peak demand (source).
-    PeakDemand = 1,
-    /// Absorb surplus local generation on the branch, e.g. PV export (sink).
-    LocalGenerationSurplus = 2,
-    /// Grid storage service requested upstream (either direction).
-    GridStorage = 3,
-    /// Voltage support on the branch (either direction).
-    VoltageSupport = 4,
-}
-
-impl RequirementKind {
-    fn from_code(code: u8) -> Option<Self> {
-        match code {
-            1 => Some(Self::PeakDemand),
-            2 => Some(Self::LocalGenerationSurplus),
-            3 => Some(Self::GridStorage),
-            4 => Some(Self::VoltageSupport),
-            _ => None,
-        }
-    }
-}
-
-/// A branch requirement and the server's reference for it (its event id).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Requirement {
-    pub kind: RequirementKind,
-    /// The server's identifier of the branch event the dispatch serves.
-    pub reference: u32,
-}
-
-/// The content of a dispatch command (everything the server signs except the
-/// key, which [`encode`] takes from the signing key).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dispatch {
-    /// Distribution branch the command addresses.
-    pub branch_id: u32,
-    /// Site the command addresses on that branch; [`ALL_SITES`] (0) = every
-    /// assembly on the branch.
-    pub site_id: u32,
-    /// Strictly increasing per server key.
-    pub sequence: u64,
-    /// When the server issued the command, UTC seconds (server clock). The
-    /// command's action runs from here for `duration_s`.
-    pub issued_at_s: u64,
-    /// Last UTC second (server clock) at which the command may be accepted;
-    /// must be after `issued_at_s`.
-    pub expires_at_s: u64,
-    pub command: Command,
-    pub requirement: Option<Requirement>,
-}
-
-/// A parsed, not yet verified, dispatch command: the content, the server key
-/// it claims, the signature, and the exact bytes that were signed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignedDispatch {
-    pub dispatch: Dispatch,
-    /// The signing server's Ed25519 public key.
-    pub key: [u8; 32],
-    pub signature: [u8; SIGNATURE_LEN],
-    /// Bytes `0..80` of the command: what the signature covers.
-    pub signed_bytes: [u8; SIGNED_LEN],
-}
-
-impl SignedDispatch {
-    /// Checks the signature with `verify_strict` (rejects non-canonical
-    /// signatures and weak keys).
-    pub fn verify(&self, key: &VerifyingKey) -> bool {
-        let sig = Signature::from_bytes(&self.signature);
-        key.verify_strict(&self.signed_bytes, &sig).is_ok()
-    }
-}
-
-/// Why bytes are not a well-formed dispatch command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParseError {
-    /// No bytes at all.
-    Empty,
-    /// A version this firmware does not understand.
-    UnsupportedVersion(u8),
-    /// Fewer bytes than a version-1 command.
-    Truncated { len: usize },
-    /// More bytes than a version-1 command (trailing bytes).
-    TrailingBytes { len: usize },
-    /// Command kind code not known.
-    UnknownKind(u8),
-    /// Requirement kind code not known.
-    UnknownRequirement(u8),
-    /// The reserved byte is not zero.
-    ReservedNotZero,
-    /// Fields that contradict each other: power or duration on a `Cancel`,
-    /// a requirement reference without a requirement kind.
-    Inconsistent,
-    /// `expires_at_s` is not after `issued_at_s`.
-    BadValidity,
-    /// A configuration message's setting is neither a valid value nor one
-    /// of its sentinels (see `firmware/docs/config-message.md`).
-    BadSetting,
-}
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Empty => write!(f, "empty dispatch"),
-            Self::UnsupportedVersion(v) => write!(f, "unsupported dispatch version {v}"),
-            Self::Truncated { len } => write!(f, "message truncated: {len} bytes"),
-            Self::TrailingBytes { len } => write!(f, "message has trailing bytes: {len} bytes"),
-            Self::UnknownKind(k) => write!(f, "unknown dispatch kind {k}"),
-            Self::UnknownRequirement(k) => write!(f, "unknown requirement kind {k}"),
-            Self::ReservedNotZero => write!(f, "reserved byte is not zero"),
-            Self::Inconsistent => write!(f, "inconsistent dispatch fields"),
-            Self::BadValidity => write!(f, "expiry is not after issue time"),
-            Self::BadSetting => write!(f, "configuration setting out of its encoding"),
-        }
-    }
-}
-
-const KIND_SINK: u8 = 1;
-const KIND_SOURCE: u8 = 2;
-const KIND_CANCEL: u8 = 3;
-const KIND_HEARTBEAT: u8 = 4;
-
-// Big-endian integers at a field's range (zero if the range does not fit:
-// callers have checked the length).
-pub(crate) fn be_u16(bytes: &[u8], at: core::ops::Range<usize>) -> u16 {
-    u16::from_be_bytes(copy_array(bytes, at))
-}
-
-pub(crate) fn be_u32(bytes: &[u8], at: core::ops::Range<usize>) -> u32 {
-    u32::from_be_bytes(copy_array(bytes, at))
-}
-
-pub(crate) fn be_u64(bytes: &[u8], at: core::ops::Range<usize>) -> u64 {
-    u64::from_be_bytes(copy_array(bytes, at))
-}
-
-pub(crate) fn copy_array<const N: usize>(bytes: &[u8], at: core::ops::Range<usize>) -> [u8; N] {
-    let mut out = [0u8; N];
-    if let Some(src) = bytes.get(at) {
-        if src.len() == N {
-            out.copy_from_slice(src);
-        }
-    }
-    out
-}
-
-/// The fields every signed server message (dispatch, heartbeat,
-/// configuration) carries at the same offsets, bytes 4..68: addressing, the
-/// signing key, the sequence and the validity window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Header {
-    pub branch_id: u32,
-    pub site_id: u32,
-    pub key: [u8; 32],
-    pub sequence: u64,
-    pub issued_at_s: u64,
-    pub expires_at_s: u64,
-}
-
-/// Checks the version byte and the exact length of a signed message.
-pub(crate) fn check_frame(bytes: &[u8], version: u8, wire_len: usize) -> Result<(), ParseError> {
-    let v = *bytes.first().ok_or(ParseError::Empty)?;
-    if v != version {
-        return Err(ParseError::UnsupportedVersion(v));
-    }
-    if bytes.len() < wire_len {
-        return Err(ParseError::Truncated { len: bytes.len() });
-    }
-    if bytes.len() > wire_len {
-        return Err(ParseError::TrailingBytes { len: bytes.len() });
-    }
-    Ok(())
-}
-
-/// Reads the shared header (bytes 4..68); `BadValidity` unless
-/// `expires_at_s > issued_at_s`.
-pub(crate) fn parse_header(bytes: &[u8]) -> Result<Header, ParseError> {
-    let issued_at_s = be_u64(bytes, field::ISSUED_AT);
-    let expires_at_s = be_u64(bytes, field::EXPIRES_AT);
-    if expires_at_s <= issued_at_s {
-        return Err(ParseError::BadValidity);
-    }
-    Ok(Header {
-        branch_id: be_u32(bytes, field::BRANCH),
-        site_id: be_u32(bytes, field::SITE),
-        key: copy_array(bytes, field::KEY),
-        sequence: be_u64(bytes, field::SEQUENCE),
-        issued_at_s,
-        expires_at_s,
-    })
-}
-
-/// Writes the shared header (bytes 4..68) into `b` (at least 68 bytes).
-pub(crate) fn write_header(b: &mut [u8], h: &Header) {
-    for (range, value) in [
-        (field::BRANCH, &h.branch_id.to_be_bytes()[..]),
-        (field::SITE, &h.site_id.to_be_bytes()[..]),
-        (field::KEY, &h.key[..]),
-        (field::SEQUENCE, &h.sequence.to_be_bytes()[..]),
-        (field::ISSUED_AT, &h.issued_at_s.to_be_bytes()[..]),
-        (field::EXPIRES_AT, &h.expires_at_s.to_be_bytes()[..]),
-    ] {
-        if let Some(dst) = b.get_mut(range) {
-            dst.copy_from_slice(value);
-        }
-    }
-}
-
-/// Parses a dispatch command from `bytes` (exactly one command, no trailing
-/// bytes). Checks structure only: the signature, key, addressing, sequence,
-/// time and envelope are checked by [`Cluster::handle`].
-pub fn parse(bytes: &[u8]) -> Result<SignedDispatch, ParseError> {
-    check_frame(bytes, VERSION, WIRE_LEN)?;
-    // From here on `bytes.len() == WIRE_LEN`; the helpers are still checked.
-    let kind = bytes.get(field::KIND).copied().unwrap_or(0);
-    let req_code = bytes.get(field::REQUIREMENT).copied().unwrap_or(0);
-    if bytes.get(field::RESERVED).copied().unwrap_or(1) != 0 {
-        return Err(ParseError::ReservedNotZero);
-    }
-    let power_w = be_u32(bytes, field::POWER);
-    let duration_s = be_u32(bytes, field::DURATION);
-    let command = match kind {
-        KIND_SINK => Command::Sink {
-            power_w,
-            duration_s,
-        },
-        KIND_SOURCE => Command::Source {
-            power_w,
-            duration_s,
-        },
-        KIND_CANCEL | KIND_HEARTBEAT => {
-            if power_w != 0 || duration_s != 0 {
-                return Err(ParseError::Inconsistent);
-            }
-            if kind == KIND_CANCEL {
-                Command::Cancel
-            } else {
-                Command::Heartbeat
-            }
-        }
-        other => return Err(ParseError::UnknownKind(other)),
-    };
-    let reference = be_u32(bytes, field::REQUIREMENT_REF);
-    let requirement = if req_code == 0 {
-        if reference != 0 {
-            return Err(ParseError::Inconsistent);
-        }
-        None
-    } else {
-        let kind =
-            RequirementKind::from_code(req_code).ok_or(ParseError::UnknownRequirement(req_code))?;
-        Some(Requirement { kind, reference })
-    };
-    let h = parse_header(bytes)?;
-    Ok(SignedDispatch {
-        dispatch: Dispatch {
-            branch_id: h.branch_id,
-            site_id: h.site_id,
-            sequence: h.sequence,
-            issued_at_s: h.issued_at_s,
-            expires_at_s: h.expires_at_s,
-            command,
-            requirement,
-        },
-        key: h.key,
-        signature: copy_array(bytes, field::SIGNATURE),
-        signed_bytes: copy_array(bytes, 0..SIGNED_LEN),
-    })
-}
-
-/// Encodes and signs `dispatch` with `key` (for tests, tools and the
-/// server's reference implementation). The server key's public half goes in
-/// the key field. Does not check the dispatch: it can encode commands that
-/// [`parse`] or [`Cluster::handle`] will refuse, which is what tests need.
-pub fn encode(dispatch: &Dispatch, key: &SigningKey) -> heapless::Vec<u8, WIRE_LEN> {
-    let mut b = [0u8; WIRE_LEN];
-    let (kind, power_w, duration_s) = match dispatch.command {
-        Command::Sink {
-            power_w,
-            duration_s,
-        } => (KIND_SINK, power_w, duration_s),
-        Command::Source {
-            power_w,
-            duration_s,
-        } => (KIND_SOURCE, power_w, duration_s),
-        Command::Cancel => (KIND_CANCEL, 0, 0),
-        Command::Heartbeat => (KIND_HEARTBEAT, 0, 0),
-    };
-    let (req_code, reference) = match dispatch.requirement {
-        Some(r) => (r.kind as u8, r.reference),
-        None => (0, 0),
-    };
-    b[field::VERSION] = VERSION;
-    b[field::KIND] = kind;
-    b[field::REQUIREMENT] = req_code;
-    b[field::RESERVED] = 0;
-    write_header(
-        &mut b,
-        &Header {
-            branch_id: dispatch.branch_id,
-            site_id: dispatch.site_id,
-            key: key.verifying_key().to_bytes(),
-            sequence: dispatch.sequence,
-            issued_at_s: dispatch.issued_at_s,
-            expires_at_s: dispatch.expires_at_s,
-        },
-    );
-    b[field::POWER].copy_from_slice(&power_w.to_be_bytes());
-    b[field::DURATION].copy_from_slice(&duration_s.to_be_bytes());
-    b[field::REQUIREMENT_REF].copy_from_slice(&reference.to_be_bytes());
-    let sig = key.sign(&b[..SIGNED_LEN]);
-    b[field::SIGNATURE].copy_from_slice(&sig.to_bytes());
-    let mut out = heapless::Vec::new();
-    // Capacity is exactly WIRE_LEN: cannot fail.
-    let _ = out.extend_from_slice(&b);
-    out
-}
 
 // ---------------------------------------------------------------------------
 // Config
@@ -543,31 +181,72 @@ impl Default for Envelope {
     }
 }
 
-/// Hard local bounds on what a signed configuration message
-/// (`firmware/docs/config-message.md`) may set (TOML table
-/// `[cluster.remote_config]`). A message outside them is rejected
-/// (`OutOfEnvelope`). The sink/source powers and the start delay are bounded
-/// by `[cluster.envelope]`: a message may lower them, never raise them.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RemoteConfigBounds {
-    /// Lowest reserve SOC the server may set (fraction, 0..=1).
-    pub reserve_soc_min: f32,
-    /// Highest reserve SOC the server may set (fraction, 0..=1, and below
-    /// `[scheduling] max_target_soc`).
-    pub reserve_soc_max: f32,
-    /// Highest export limit the server may set, W. `None` (the default):
-    /// the local `[export] export_limit_w`, so the server may only lower it.
-    pub export_limit_w_max: Option<f32>,
-}
-
-impl Default for RemoteConfigBounds {
-    fn default() -> Self {
-        RemoteConfigBounds {
-            reserve_soc_min: 0.1,
-            reserve_soc_max: 0.8,
-            export_limit_w_max: None,
+impl Envelope {
+    /// Checks the envelope itself: powers finite and >= 0 W, a duration
+    /// and a validity window of at least 1 s, the clock skew at most 1 h,
+    /// the start delay at most [`MAX_START_DELAY_S`].
+    // ConfigError is the crate's shared fixed-capacity (no heap) error.
+    #[allow(clippy::result_large_err)]
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (name, v) in [
+            ("max_sink_w", self.max_sink_w),
+            ("max_source_w", self.max_source_w),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(ConfigError::new(
+                    name,
+                    format_args!("must be a finite power >= 0 W, found {v}"),
+                ));
+            }
         }
+        if self.max_duration_s == 0 {
+            return Err(ConfigError::new(
+                "max_duration_s",
+                format_args!("must be at least 1 s, found 0"),
+            ));
+        }
+        if self.max_validity_s == 0 {
+            return Err(ConfigError::new(
+                "max_validity_s",
+                format_args!("must be at least 1 s, found 0"),
+            ));
+        }
+        if self.max_clock_skew_s > 3600 {
+            return Err(ConfigError::new(
+                "max_clock_skew_s",
+                format_args!("must be at most 3600 s, found {}", self.max_clock_skew_s),
+            ));
+        }
+        if self.start_delay_max_s > MAX_START_DELAY_S {
+            return Err(ConfigError::new(
+                "start_delay_max_s",
+                format_args!(
+                    "must be at most {MAX_START_DELAY_S} s, found {}",
+                    self.start_delay_max_s
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the sink/source powers and the start delay a configuration
+    /// message sets (if it sets them) stay within this envelope: powers
+    /// lowered only, never raised; the start delay at most
+    /// [`MAX_START_DELAY_S`].
+    pub fn admits(&self, settings: &Settings) -> bool {
+        let sink_ok = settings
+            .max_sink_w
+            .set_value()
+            .is_none_or(|w| w as f32 <= self.max_sink_w);
+        let source_ok = settings
+            .max_source_w
+            .set_value()
+            .is_none_or(|w| w as f32 <= self.max_source_w);
+        let delay_ok = settings
+            .start_delay_max_s
+            .set_value()
+            .is_none_or(|s| s <= MAX_START_DELAY_S);
+        sink_ok && source_ok && delay_ok
     }
 }
 
@@ -614,6 +293,9 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
+    /// Checks the config: non-zero site and branch, 1..=4 distinct valid
+    /// server keys, the envelope, the silence bound and the remote
+    /// configuration bounds.
     // ConfigError is the crate's shared fixed-capacity (no heap) error.
     #[allow(clippy::result_large_err)]
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -629,6 +311,26 @@ impl ClusterConfig {
                 format_args!("must be non-zero, found 0"),
             ));
         }
+        self.validate_keys()?;
+        self.envelope.validate().map_err(|e| e.within("envelope"))?;
+        if !(10..=86_400).contains(&self.server_silence_s) {
+            return Err(ConfigError::new(
+                "server_silence_s",
+                format_args!(
+                    "must be within 10..=86400 s, found {}",
+                    self.server_silence_s
+                ),
+            ));
+        }
+        self.remote_config
+            .validate()
+            .map_err(|e| e.within("remote_config"))
+    }
+
+    /// At least one trusted key, each a valid Ed25519 point (not weak),
+    /// none listed twice.
+    #[allow(clippy::result_large_err)]
+    fn validate_keys(&self) -> Result<(), ConfigError> {
         if self.trusted_keys.is_empty() {
             return Err(ConfigError::new(
                 "trusted_keys",
@@ -649,83 +351,6 @@ impl ClusterConfig {
                 return Err(ConfigError::new(
                     "trusted_keys",
                     format_args!("key {i} is listed twice: {k:?}"),
-                ));
-            }
-        }
-        let e = &self.envelope;
-        for (name, v) in [
-            ("envelope.max_sink_w", e.max_sink_w),
-            ("envelope.max_source_w", e.max_source_w),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(ConfigError::new(
-                    name,
-                    format_args!("must be a finite power >= 0 W, found {v}"),
-                ));
-            }
-        }
-        if e.max_duration_s == 0 {
-            return Err(ConfigError::new(
-                "envelope.max_duration_s",
-                format_args!("must be at least 1 s, found 0"),
-            ));
-        }
-        if e.max_validity_s == 0 {
-            return Err(ConfigError::new(
-                "envelope.max_validity_s",
-                format_args!("must be at least 1 s, found 0"),
-            ));
-        }
-        if e.max_clock_skew_s > 3600 {
-            return Err(ConfigError::new(
-                "envelope.max_clock_skew_s",
-                format_args!("must be at most 3600 s, found {}", e.max_clock_skew_s),
-            ));
-        }
-        if e.start_delay_max_s > MAX_START_DELAY_S {
-            return Err(ConfigError::new(
-                "envelope.start_delay_max_s",
-                format_args!(
-                    "must be at most {MAX_START_DELAY_S} s, found {}",
-                    e.start_delay_max_s
-                ),
-            ));
-        }
-        if !(10..=86_400).contains(&self.server_silence_s) {
-            return Err(ConfigError::new(
-                "server_silence_s",
-                format_args!(
-                    "must be within 10..=86400 s, found {}",
-                    self.server_silence_s
-                ),
-            ));
-        }
-        let r = &self.remote_config;
-        for (name, v) in [
-            ("remote_config.reserve_soc_min", r.reserve_soc_min),
-            ("remote_config.reserve_soc_max", r.reserve_soc_max),
-        ] {
-            if !(0.0..=1.0).contains(&v) {
-                return Err(ConfigError::new(
-                    name,
-                    format_args!("must be within 0..=1, found {v}"),
-                ));
-            }
-        }
-        if r.reserve_soc_min > r.reserve_soc_max {
-            return Err(ConfigError::new(
-                "remote_config.reserve_soc_min",
-                format_args!(
-                    "must not exceed reserve_soc_max ({}), found {}",
-                    r.reserve_soc_max, r.reserve_soc_min
-                ),
-            ));
-        }
-        if let Some(v) = r.export_limit_w_max {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(ConfigError::new(
-                    "remote_config.export_limit_w_max",
-                    format_args!("must be a finite power >= 0 W, found {v}"),
                 ));
             }
         }
@@ -829,6 +454,27 @@ pub struct ActiveDispatch {
     /// stretches nor cuts it. Equal to `accepted_at` for `Cancel` and
     /// `Heartbeat`.
     pub until: Millis,
+}
+
+/// An accepted configuration message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcceptedConfig {
+    /// Index of the signing key in `trusted_keys`.
+    pub key_index: u8,
+    pub sequence: u64,
+    /// The settings as received (now applied).
+    pub settings: Settings,
+}
+
+/// The outcome of [`Cluster::handle_config`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigVerdict {
+    /// Verified, addressed here, fresh, within the local bounds: applied.
+    Accepted(AcceptedConfig),
+    /// Verified but addressed elsewhere, or a duplicate: nothing to do.
+    Ignored(IgnoreReason),
+    /// Refused: nothing changed.
+    Rejected(RejectReason),
 }
 
 /// Counts of [`Cluster::handle`] and [`Cluster::handle_config`] outcomes,
@@ -1174,29 +820,21 @@ impl Cluster {
 
     /// The checks every signed message shares (key, signature, addressing,
     /// duplicate, replay, time, validity bound) on a frame its parser
-    /// accepted: the shared header, `signed_len` signed bytes and the
-    /// signature after them. Refreshes liveness for a verified, fresh,
-    /// in-time message for this branch.
+    /// accepted. Refreshes liveness for a verified, fresh, in-time message
+    /// for this branch.
     fn screen(
         &mut self,
         now: Millis,
         utc_s: u64,
-        frame: &[u8],
-        signed_len: usize,
+        frame: &SignedFrame<'_>,
         signatures: &mut dyn SignatureCheck,
     ) -> Screened {
         use RejectReason::*;
-        let h = match parse_header(frame) {
+        let h = match Header::parse(frame) {
             Ok(h) => h,
             Err(e) => return Screened::Rejected(Malformed(e)),
         };
-        let signed_bytes = frame.get(..signed_len).unwrap_or_default();
-        let Some(signature) = frame
-            .get(signed_len..signed_len + SIGNATURE_LEN)
-            .and_then(|s| <&[u8; SIGNATURE_LEN]>::try_from(s).ok())
-        else {
-            return Screened::Rejected(Malformed(ParseError::Truncated { len: frame.len() }));
-        };
+        let signature = frame.signature();
         let Some(key_index) = self.keys.iter().position(|k| k.as_bytes() == &h.key) else {
             return Screened::Rejected(UnknownKey);
         };
@@ -1204,7 +842,7 @@ impl Cluster {
             return Screened::Rejected(UnknownKey);
         };
         let sig = Signature::from_bytes(signature);
-        if !signatures.verify(key, signed_bytes, &sig) {
+        if !signatures.verify(key, frame.signed_bytes(), &sig) {
             return Screened::Rejected(BadSignature);
         }
         if h.branch_id != self.config.branch_id {
@@ -1271,65 +909,20 @@ impl Cluster {
         signatures: &mut dyn SignatureCheck,
     ) -> Verdict {
         use RejectReason::*;
-        let signed = match parse(bytes) {
-            Ok(s) => s,
+        let parsed = dispatch::checked_frame(bytes)
+            .and_then(|frame| Dispatch::parse(&frame).map(|d| (frame, d)));
+        let (frame, d) = match parsed {
+            Ok(p) => p,
             Err(e) => return Verdict::Rejected(Malformed(e)),
         };
-        let d = signed.dispatch;
-        let key_index = match self.screen(now, utc_s, bytes, SIGNED_LEN, signatures) {
+        let key_index = match self.screen(now, utc_s, &frame, signatures) {
             Screened::Fresh { key_index } => key_index,
             Screened::Ignored(r) => return Verdict::Ignored(r),
             Screened::Rejected(r) => return Verdict::Rejected(r),
         };
-        let env = &self.config.envelope;
-        let (until, start_at) = match d.command {
-            Command::Sink {
-                power_w,
-                duration_s,
-            }
-            | Command::Source {
-                power_w,
-                duration_s,
-            } => {
-                let max_w = if matches!(d.command, Command::Sink { .. }) {
-                    self.max_sink_w()
-                } else {
-                    self.max_source_w()
-                };
-                if power_w as f32 > max_w || duration_s == 0 || duration_s > env.max_duration_s {
-                    return Verdict::Rejected(OutOfEnvelope);
-                }
-                // The action window is [issued_at, issued_at + duration] on the
-                // server's clock; what remains of it, on ours.
-                let end_s = d.issued_at_s.saturating_add(u64::from(duration_s));
-                let remaining_s = end_s.saturating_sub(utc_s).min(u64::from(duration_s));
-                if remaining_s == 0 {
-                    return Verdict::Rejected(Expired);
-                }
-                // A Sink/Source still in force is replaced without a new
-                // delay: a change of level, not a switch-on.
-                let start_at = match self.active {
-                    Some(a)
-                        if a.until > now
-                            && matches!(
-                                a.command,
-                                Command::Sink { .. } | Command::Source { .. }
-                            ) =>
-                    {
-                        a.start_at
-                    }
-                    _ => {
-                        let delay_s = start_delay_s(
-                            self.config.site_id,
-                            d.sequence,
-                            self.start_delay_max_s(),
-                        );
-                        now.plus_ms(u64::from(delay_s) * 1000)
-                    }
-                };
-                (now.plus_ms(remaining_s.saturating_mul(1000)), start_at)
-            }
-            Command::Cancel | Command::Heartbeat => (now, now),
+        let (start_at, until) = match self.action_window(now, utc_s, &d) {
+            Ok(window) => window,
+            Err(r) => return Verdict::Rejected(r),
         };
         // A Cancel is the safe side and a Heartbeat only liveness: both are
         // accepted even when not participating.
@@ -1337,7 +930,7 @@ impl Cluster {
         if acts && !(ctx.participating && self.remote.participating) {
             return Verdict::Rejected(NotParticipating);
         }
-        self.record(key_index, d.sequence, &signed.signature);
+        self.record(key_index, d.sequence, frame.signature());
         let accepted = ActiveDispatch {
             key_index: key_index as u8,
             sequence: d.sequence,
@@ -1347,7 +940,73 @@ impl Cluster {
             start_at,
             until,
         };
-        match d.command {
+        self.put_in_force(accepted);
+        Verdict::Accepted(accepted)
+    }
+
+    /// When a command that passed the shared checks starts and ends being
+    /// followed (monotonic): for a Sink/Source within the envelope, what
+    /// remains of its action window `[issued_at, issued_at + duration]`
+    /// (server clock) mapped onto ours, from [`Cluster::start_at`];
+    /// `(now, now)` for a Cancel or Heartbeat. `OutOfEnvelope` for a power
+    /// above the envelope in force or a duration outside `1..=max`,
+    /// `Expired` when nothing of the window remains.
+    fn action_window(
+        &self,
+        now: Millis,
+        utc_s: u64,
+        d: &Dispatch,
+    ) -> Result<(Millis, Millis), RejectReason> {
+        let (power_w, duration_s, max_w) = match d.command {
+            Command::Sink {
+                power_w,
+                duration_s,
+            } => (power_w, duration_s, self.max_sink_w()),
+            Command::Source {
+                power_w,
+                duration_s,
+            } => (power_w, duration_s, self.max_source_w()),
+            Command::Cancel | Command::Heartbeat => return Ok((now, now)),
+        };
+        if power_w as f32 > max_w
+            || duration_s == 0
+            || duration_s > self.config.envelope.max_duration_s
+        {
+            return Err(RejectReason::OutOfEnvelope);
+        }
+        let end_s = d.issued_at_s.saturating_add(u64::from(duration_s));
+        let remaining_s = end_s.saturating_sub(utc_s).min(u64::from(duration_s));
+        if remaining_s == 0 {
+            return Err(RejectReason::Expired);
+        }
+        let until = now.plus_ms(remaining_s.saturating_mul(1000));
+        Ok((self.start_at(now, d.sequence), until))
+    }
+
+    /// When an accepted Sink/Source with `sequence` starts being followed:
+    /// a Sink/Source still in force is replaced without a new delay (a
+    /// change of level, not a switch-on); otherwise after the randomised
+    /// start delay.
+    fn start_at(&self, now: Millis, sequence: u64) -> Millis {
+        match self.active {
+            Some(a)
+                if a.until > now
+                    && matches!(a.command, Command::Sink { .. } | Command::Source { .. }) =>
+            {
+                a.start_at
+            }
+            _ => {
+                let delay_s =
+                    start_delay_s(self.config.site_id, sequence, self.start_delay_max_s());
+                now.plus_ms(u64::from(delay_s) * 1000)
+            }
+        }
+    }
+
+    /// Acts on an accepted command: a Sink/Source goes in force, a Cancel
+    /// ends the dispatch in force, a Heartbeat arms the silence watch.
+    fn put_in_force(&mut self, accepted: ActiveDispatch) {
+        match accepted.command {
             Command::Cancel => {
                 if self.active.take().is_some() {
                     self.pending_end = Some(ClusterReason::Cancelled);
@@ -1363,7 +1022,6 @@ impl Cluster {
                 self.pending_end = None;
             }
         }
-        Verdict::Accepted(accepted)
     }
 
     /// Checks a received configuration message
@@ -1408,21 +1066,23 @@ impl Cluster {
         bytes: &[u8],
         signatures: &mut dyn SignatureCheck,
     ) -> ConfigVerdict {
-        let signed = match remote_config::parse(bytes) {
-            Ok(s) => s,
+        let parsed = config_message::checked_frame(bytes)
+            .and_then(|frame| ConfigMessage::parse(&frame).map(|m| (frame, m)));
+        let (frame, m) = match parsed {
+            Ok(p) => p,
             Err(e) => return ConfigVerdict::Rejected(RejectReason::Malformed(e)),
         };
-        let m = &signed.message;
-        let key_index = match self.screen(now, utc_s, bytes, remote_config::SIGNED_LEN, signatures)
-        {
+        let key_index = match self.screen(now, utc_s, &frame, signatures) {
             Screened::Fresh { key_index } => key_index,
             Screened::Ignored(r) => return ConfigVerdict::Ignored(r),
             Screened::Rejected(r) => return ConfigVerdict::Rejected(r),
         };
-        if !m.settings.within(&self.config) {
+        let within_bounds = self.config.remote_config.admits(&m.settings)
+            && self.config.envelope.admits(&m.settings);
+        if !within_bounds {
             return ConfigVerdict::Rejected(RejectReason::OutOfEnvelope);
         }
-        self.record(key_index, m.sequence, &signed.signature);
+        self.record(key_index, m.sequence, frame.signature());
         self.remote.apply(&m.settings);
         if !self.remote.participating {
             self.withdraw();
@@ -1509,16 +1169,11 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::dispatch::tests::{dispatch, heartbeat, source};
+    use crate::wire::dispatch::{encode, SIGNED_LEN, VERSION, WIRE_LEN};
+    use crate::wire::signed;
+    use crate::wire::signed::tests::{from_hex, other_server, server, NOW_UTC};
     use proptest::prelude::*;
-
-    const NOW_UTC: u64 = 1_790_000_000;
-
-    fn server() -> SigningKey {
-        SigningKey::from_bytes(&[7u8; 32])
-    }
-    fn other_server() -> SigningKey {
-        SigningKey::from_bytes(&[9u8; 32])
-    }
 
     fn config() -> ClusterConfig {
         let mut keys = heapless::Vec::new();
@@ -1536,31 +1191,6 @@ mod tests {
 
     fn cluster() -> Cluster {
         Cluster::new(config()).unwrap()
-    }
-
-    fn dispatch(seq: u64, command: Command) -> Dispatch {
-        Dispatch {
-            branch_id: 17,
-            site_id: ALL_SITES,
-            sequence: seq,
-            issued_at_s: NOW_UTC,
-            expires_at_s: NOW_UTC + 300,
-            command,
-            requirement: Some(Requirement {
-                kind: RequirementKind::PeakDemand,
-                reference: 99,
-            }),
-        }
-    }
-
-    fn source(seq: u64, power_w: u32, duration_s: u32) -> Dispatch {
-        dispatch(
-            seq,
-            Command::Source {
-                power_w,
-                duration_s,
-            },
-        )
     }
 
     const CTX: DispatchContext = DispatchContext {
@@ -1644,46 +1274,11 @@ mod tests {
         }
     }
 
+    /// The vector in docs/dispatch.md (its layout is checked in
+    /// `wire::dispatch`) is accepted ten seconds after its issue.
     #[test]
-    fn round_trip_and_layout() {
-        let d = source(5, 2000, 600);
-        let bytes = encode(&d, &server());
-        assert_eq!(bytes.len(), WIRE_LEN);
-        assert_eq!(bytes[0], VERSION);
-        assert_eq!(bytes[1], KIND_SOURCE);
-        assert_eq!(&bytes[4..8], &17u32.to_be_bytes());
-        assert_eq!(&bytes[44..52], &5u64.to_be_bytes());
-        let p = parse(&bytes).unwrap();
-        assert_eq!(p.dispatch, d);
-        assert_eq!(p.key, server().verifying_key().to_bytes());
-        assert!(p.verify(&server().verifying_key()));
-        assert!(!p.verify(&other_server().verifying_key()));
-    }
-
-    /// The vector in docs/dispatch.md, produced with Python `cryptography`.
-    #[test]
-    fn test_vector() {
-        const HEX: &str = "010201000000001100000000ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c000000000000002a000000006ab13b80000000006ab13cac000007d00000070800000063599210dff93cbd2a64fd03954988e3d92ccecddd2b341821f043892835d01ca7c726943f487bfd572049bebc192effa6cd217f47d6ba47a3a915a780864cac0b";
-        let expected: Vec<u8> = (0..HEX.len() / 2)
-            .map(|i| u8::from_str_radix(&HEX[2 * i..2 * i + 2], 16).unwrap())
-            .collect();
-        let d = Dispatch {
-            branch_id: 17,
-            site_id: ALL_SITES,
-            sequence: 42,
-            issued_at_s: 1_790_000_000,
-            expires_at_s: 1_790_000_300,
-            command: Command::Source {
-                power_w: 2000,
-                duration_s: 1800,
-            },
-            requirement: Some(Requirement {
-                kind: RequirementKind::PeakDemand,
-                reference: 99,
-            }),
-        };
-        assert_eq!(encode(&d, &server()).as_slice(), expected.as_slice());
-        assert_eq!(parse(&expected).unwrap().dispatch, d);
+    fn the_documented_vector_is_accepted() {
+        let expected = from_hex(crate::wire::dispatch::tests::SOURCE_VECTOR_HEX);
         let mut c = cluster();
         let v = c.handle(Millis(0), 1_790_000_010, &expected, CTX);
         assert!(matches!(v, Verdict::Accepted(_)), "{v:?}");
@@ -1770,12 +1365,12 @@ mod tests {
         assert_eq!(rejected(v), RejectReason::BadSignature);
         // Content changed after signing.
         let mut bytes = encode(&source(1, 1000, 60), &server());
-        bytes[field::POWER.start + 2] ^= 0x01;
+        bytes[dispatch::field::POWER.start + 2] ^= 0x01;
         let v = c.handle(Millis(0), NOW_UTC, &bytes, CTX);
         assert_eq!(rejected(v), RejectReason::BadSignature);
         // Signed by another key but claiming the trusted one.
         let mut forged = encode(&source(1, 1000, 60), &other_server());
-        forged[field::KEY].copy_from_slice(server().verifying_key().as_bytes());
+        forged[signed::field::KEY].copy_from_slice(server().verifying_key().as_bytes());
         let v = c.handle(Millis(0), NOW_UTC, &forged, CTX);
         assert_eq!(rejected(v), RejectReason::BadSignature);
         assert_eq!(c.counters().bad_signature, 4);
@@ -1966,7 +1561,7 @@ mod tests {
         reserved[3] = 1;
         let cancel_with_power = {
             let mut b = encode(&dispatch(1, Command::Cancel), &server());
-            b[field::POWER.start + 3] = 1;
+            b[dispatch::field::POWER.start + 3] = 1;
             b
         };
         let cases: [(&[u8], ParseError); 9] = [
@@ -2103,32 +1698,8 @@ mod tests {
         );
     }
 
-    fn heartbeat(seq: u64) -> Dispatch {
-        Dispatch {
-            requirement: None,
-            ..dispatch(seq, Command::Heartbeat)
-        }
-    }
-
-    /// The heartbeat vector in docs/dispatch.md, produced with Python
-    /// `cryptography`.
     #[test]
-    fn heartbeat_vector_and_semantics() {
-        const HEX: &str = "010400000000001100000000ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c000000000000002c000000006ab13bbc000000006ab13bf8000000000000000000000000d94de5ae682aef5c1994bf1f5294664b80703232b00a051585379d24cf086bc7c155db861ed0a72b74cf7672138630ea57b58911bfb82687f6b82c90d6ace300";
-        let expected: Vec<u8> = (0..HEX.len() / 2)
-            .map(|i| u8::from_str_radix(&HEX[2 * i..2 * i + 2], 16).unwrap())
-            .collect();
-        let hb = Dispatch {
-            issued_at_s: 1_790_000_060,
-            expires_at_s: 1_790_000_120,
-            ..heartbeat(44)
-        };
-        assert_eq!(encode(&hb, &server()).as_slice(), expected.as_slice());
-        assert_eq!(parse(&expected).unwrap().dispatch, hb);
-        // A heartbeat carries no power and no duration.
-        let mut with_power = encode(&heartbeat(1), &server());
-        with_power[field::DURATION.start + 3] = 1;
-        assert_eq!(parse(&with_power).unwrap_err(), ParseError::Inconsistent);
+    fn heartbeat_consumes_the_sequence_and_changes_nothing_else() {
         // Accepted: consumes the sequence, leaves the dispatch in force.
         let mut c = cluster();
         handle(&mut c, &source(1, 1000, 600));
@@ -2475,7 +2046,7 @@ mod tests {
             let mut b = bytes.clone();
             b.resize(WIRE_LEN, 0);
             b[0] = VERSION;
-            b[field::KEY].copy_from_slice(server().verifying_key().as_bytes());
+            b[signed::field::KEY].copy_from_slice(server().verifying_key().as_bytes());
             let v = c.handle(Millis(now), utc, &b, CTX);
             prop_assert!(matches!(v, Verdict::Rejected(_)), "{:?}", v);
             prop_assert!(c.active().is_none());
@@ -2533,6 +2104,270 @@ mod tests {
                 }
             } else {
                 prop_assert!(t >= 601_000);
+            }
+        }
+    }
+
+    /// Configuration messages: the checks they share with dispatch, the
+    /// local bounds, what accepting one does.
+    mod config_messages {
+        use super::*;
+        use crate::wire::config_message::tests::message;
+        use crate::wire::config_message::{encode, field, Setting};
+        use crate::wire::dispatch::encode as encode_dispatch;
+
+        fn cluster() -> Cluster {
+            let mut cfg = config();
+            cfg.remote_config.export_limit_w_max = Some(2000.0);
+            Cluster::new(cfg).unwrap()
+        }
+
+        fn send(c: &mut Cluster, m: &ConfigMessage) -> ConfigVerdict {
+            c.handle_config(Millis(1000), NOW_UTC, &encode(m, &server()))
+        }
+
+        fn rejected(v: ConfigVerdict) -> RejectReason {
+            match v {
+                ConfigVerdict::Rejected(r) => r,
+                other => panic!("expected rejection, got {other:?}"),
+            }
+        }
+
+        /// The vector in docs/config-message.md (its layout is checked in
+        /// `wire::config_message`) is accepted and applied.
+        #[test]
+        fn the_documented_vector_is_accepted() {
+            let expected = from_hex(crate::wire::config_message::tests::VECTOR_HEX);
+            let mut c = cluster();
+            let v = c.handle_config(Millis(0), NOW_UTC + 10, &expected);
+            assert!(
+                matches!(v, ConfigVerdict::Accepted(a) if a.sequence == 43),
+                "{v:?}"
+            );
+            let r = c.remote();
+            assert_eq!(r.reserve_soc, Some(0.3));
+            assert_eq!(r.max_sink_w, Some(2500.0));
+            assert_eq!((r.max_source_w, r.export_limit_w), (None, None));
+            assert_eq!(r.start_delay_max_s, Some(600));
+            assert_eq!(c.counters().accepted_config, 1);
+        }
+
+        #[test]
+        fn a_signature_never_transplants_between_dispatch_and_config() {
+            // Each parser accepts only its own first byte (`wire` tests); a
+            // dispatch signature over config bytes fails.
+            let d = encode_dispatch(&heartbeat(1), &server());
+            let cfg = encode(&message(2, Settings::default()), &server());
+            let mut forged = cfg.clone();
+            forged[config_message::SIGNED_LEN..].copy_from_slice(&d[dispatch::SIGNED_LEN..]);
+            let mut c = cluster();
+            assert_eq!(
+                rejected(c.handle_config(Millis(0), NOW_UTC, &forged)),
+                RejectReason::BadSignature
+            );
+        }
+
+        #[test]
+        fn out_of_local_bounds_rejected_and_counted() {
+            let mut c = cluster();
+            let cases = [
+                Settings {
+                    reserve_soc_permille: Setting::Set(50), // below 0.1
+                    ..Default::default()
+                },
+                Settings {
+                    reserve_soc_permille: Setting::Set(900), // above 0.8
+                    ..Default::default()
+                },
+                Settings {
+                    export_limit_w: Setting::Set(2001),
+                    ..Default::default()
+                },
+                Settings {
+                    max_sink_w: Setting::Set(3001), // raise above the envelope
+                    ..Default::default()
+                },
+                Settings {
+                    max_source_w: Setting::Set(3001),
+                    ..Default::default()
+                },
+                Settings {
+                    start_delay_max_s: Setting::Set(MAX_START_DELAY_S + 1),
+                    ..Default::default()
+                },
+            ];
+            for (i, s) in cases.iter().enumerate() {
+                assert_eq!(
+                    rejected(send(&mut c, &message(i as u64 + 1, *s))),
+                    RejectReason::OutOfEnvelope,
+                    "{s:?}"
+                );
+            }
+            assert_eq!(c.counters().out_of_envelope, 6);
+            assert_eq!(*c.remote(), RemoteSettings::default());
+            // Rejections did not consume sequences.
+            assert!(matches!(
+                send(&mut c, &message(1, Settings::default())),
+                ConfigVerdict::Accepted(_)
+            ));
+            // Validity window beyond the envelope.
+            let mut m = message(2, Settings::default());
+            m.expires_at_s = NOW_UTC + 901;
+            assert_eq!(rejected(send(&mut c, &m)), RejectReason::OutOfEnvelope);
+        }
+
+        #[test]
+        fn malformed_settings_rejected() {
+            let good = encode(&message(1, Settings::default()), &server());
+            let mut c = cluster();
+            let mut bad_part = good.clone();
+            bad_part[field::PARTICIPATING] = 2;
+            let mut bad_reserve = good.clone();
+            bad_reserve[field::RESERVE_SOC].copy_from_slice(&1001u16.to_be_bytes());
+            let mut reserved = good.clone();
+            reserved[2] = 1;
+            let mut reserved_mid = good.clone();
+            reserved_mid[field::RESERVED_MID] = 1;
+            for (bytes, e) in [
+                (&bad_part[..], ParseError::BadSetting),
+                (&bad_reserve[..], ParseError::BadSetting),
+                (&reserved[..], ParseError::ReservedNotZero),
+                (&reserved_mid[..], ParseError::ReservedNotZero),
+                (
+                    &good[..config_message::WIRE_LEN - 1],
+                    ParseError::Truncated { len: 151 },
+                ),
+                (&[][..], ParseError::Empty),
+            ] {
+                assert_eq!(
+                    rejected(c.handle_config(Millis(0), NOW_UTC, bytes)),
+                    RejectReason::Malformed(e)
+                );
+            }
+            assert_eq!(c.counters().malformed, 6);
+        }
+
+        #[test]
+        fn sequence_space_shared_with_dispatch_and_duplicates_ignored() {
+            let mut c = cluster();
+            let d = Dispatch {
+                requirement: None,
+                ..source(5, 1000, 600)
+            };
+            let ctx = DispatchContext::default();
+            let v = c.handle(Millis(0), NOW_UTC, &encode_dispatch(&d, &server()), ctx);
+            assert!(matches!(v, Verdict::Accepted(_)));
+            assert_eq!(
+                rejected(send(&mut c, &message(5, Settings::default()))),
+                RejectReason::Replayed
+            );
+            let m = message(6, Settings::default());
+            assert!(matches!(send(&mut c, &m), ConfigVerdict::Accepted(_)));
+            assert_eq!(
+                send(&mut c, &m),
+                ConfigVerdict::Ignored(IgnoreReason::Duplicate)
+            );
+            let mut other = message(7, Settings::default());
+            other.site_id = 1043;
+            assert_eq!(
+                send(&mut c, &other),
+                ConfigVerdict::Ignored(IgnoreReason::OtherSite)
+            );
+        }
+
+        #[test]
+        fn opt_out_withdraws_lowering_clips_and_local_restores() {
+            let mut c = cluster();
+            let ctx = DispatchContext::default();
+            let source = |seq: u64| {
+                let d = Dispatch {
+                    requirement: None,
+                    ..super::source(seq, 2000, 600)
+                };
+                encode_dispatch(&d, &server())
+            };
+            c.handle(Millis(0), NOW_UTC, &source(1), ctx);
+            // Lower the source envelope: the dispatch in force is clipped.
+            let lower = Settings {
+                max_source_w: Setting::Set(1200),
+                ..Default::default()
+            };
+            assert!(matches!(
+                send(&mut c, &message(2, lower)),
+                ConfigVerdict::Accepted(_)
+            ));
+            let cmd = c.update(Millis(2000), LIMITS);
+            assert_eq!(
+                (cmd.battery_power_w, cmd.reason),
+                (Some(1200.0), ClusterReason::Clipped)
+            );
+            // A new 2000 W dispatch is now out of envelope.
+            assert_eq!(
+                c.handle(Millis(2000), NOW_UTC, &source(3), ctx),
+                Verdict::Rejected(RejectReason::OutOfEnvelope)
+            );
+            // Opt out: withdrawn, new dispatch refused.
+            let out = Settings {
+                participating: Setting::Set(false),
+                ..Default::default()
+            };
+            assert!(matches!(
+                send(&mut c, &message(4, out)),
+                ConfigVerdict::Accepted(_)
+            ));
+            assert_eq!(
+                c.update(Millis(3000), LIMITS).reason,
+                ClusterReason::Withdrawn
+            );
+            let back = Settings {
+                max_source_w: Setting::Local,
+                ..Default::default()
+            };
+            assert!(matches!(
+                send(&mut c, &message(5, back)),
+                ConfigVerdict::Accepted(_)
+            ));
+            assert_eq!(
+                c.handle(Millis(3000), NOW_UTC, &source(6), ctx),
+                Verdict::Rejected(RejectReason::NotParticipating)
+            );
+            // Opt back in (Local = participating): followed at full power.
+            let opt_in = Settings {
+                participating: Setting::Local,
+                ..Default::default()
+            };
+            assert!(matches!(
+                send(&mut c, &message(7, opt_in)),
+                ConfigVerdict::Accepted(_)
+            ));
+            assert!(matches!(
+                c.handle(Millis(4000), NOW_UTC, &source(8), ctx),
+                Verdict::Accepted(_)
+            ));
+            assert_eq!(c.update(Millis(5000), LIMITS).battery_power_w, Some(2000.0));
+            assert_eq!(*c.remote(), RemoteSettings::default());
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Forged or garbled bytes never panic, are never accepted, and are
+            /// always counted.
+            #[test]
+            fn garbled_bytes_never_panic_always_counted(
+                bytes in prop::collection::vec(any::<u8>(), 0..200),
+                bit in 0..config_message::WIRE_LEN * 8,
+                utc in any::<u64>(),
+            ) {
+                let mut c = cluster();
+                let v = c.handle_config(Millis(0), utc, &bytes);
+                prop_assert!(matches!(v, ConfigVerdict::Rejected(_)), "{:?}", v);
+                let mut flipped = encode(&message(1, Settings::default()), &server());
+                flipped[bit / 8] ^= 1 << (bit % 8);
+                let v = c.handle_config(Millis(0), NOW_UTC, &flipped);
+                prop_assert!(!matches!(v, ConfigVerdict::Accepted(_)), "bit {}: {:?}", bit, v);
+                prop_assert_eq!(c.counters().total(), 2);
+                prop_assert_eq!(*c.remote(), RemoteSettings::default());
             }
         }
     }

@@ -30,8 +30,8 @@
 //! peak and for resilience), and charges only as the functions above allow.
 
 use crate::cluster::{
-    self, Cluster, ClusterCommand, ClusterConfig, ClusterReason, DispatchContext, PowerLimits,
-    SignatureCheck, StrictCheck, Verdict,
+    self, Cluster, ClusterCommand, ClusterConfig, ClusterReason, ConfigVerdict, DispatchContext,
+    PowerLimits, SignatureCheck, StrictCheck, Verdict,
 };
 use crate::config::ConfigError;
 use crate::decision::{Arbitration, DecisionLog, Function, LoggedReason, Reason};
@@ -43,11 +43,11 @@ use crate::hub::{
 };
 use crate::peak::{PeakConfig, PeakInputs, PeakReport, PeakShaver};
 use crate::protection::{self, Protection, ProtectionConfig, ProtectionInputs};
-use crate::remote_config::ConfigVerdict;
 use crate::resilience::{Resilience, ResilienceConfig, ResilienceInputs};
 use crate::scheduling::{ChargeNowRequest, ScheduleInputs, Scheduler, SchedulingConfig};
 use crate::selective::{self, Selective, SelectiveConfig, SocketInput};
 use crate::time::{LocalTime, Millis};
+use crate::wire::dispatch::Command;
 
 /// Most circuits and sockets a controller drives.
 pub const MAX_CIRCUITS: usize = 16;
@@ -574,11 +574,7 @@ impl Controller {
         let c = self.cluster.as_ref()?;
         let (max_charge_w, max_discharge_w) = self.cluster_limits_w();
         let dispatch_sequence = c.active().and_then(|a| {
-            matches!(
-                a.command,
-                cluster::Command::Sink { .. } | cluster::Command::Source { .. }
-            )
-            .then_some(a.sequence)
+            matches!(a.command, Command::Sink { .. } | Command::Source { .. }).then_some(a.sequence)
         });
         Some(ClusterStatus {
             soc: self.soc(),

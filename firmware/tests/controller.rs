@@ -210,9 +210,12 @@ fn server() -> ed25519_dalek::SigningKey {
 }
 
 /// A dispatch for branch 7 (all sites), issued at the tests' UTC.
-fn dispatch_bytes(sequence: u64, command: firmware::cluster::Command) -> heapless::Vec<u8, 144> {
-    firmware::cluster::encode(
-        &firmware::cluster::Dispatch {
+fn dispatch_bytes(
+    sequence: u64,
+    command: firmware::wire::dispatch::Command,
+) -> heapless::Vec<u8, 144> {
+    firmware::wire::dispatch::encode(
+        &firmware::wire::dispatch::Dispatch {
             branch_id: 7,
             site_id: 0,
             sequence,
@@ -229,10 +232,10 @@ fn dispatch_bytes(sequence: u64, command: firmware::cluster::Command) -> heaples
 fn config_bytes(
     sequence: u64,
     site_id: u32,
-    settings: firmware::remote_config::Settings,
+    settings: firmware::wire::config_message::Settings,
 ) -> heapless::Vec<u8, 152> {
-    firmware::remote_config::encode(
-        &firmware::remote_config::ConfigMessage {
+    firmware::wire::config_message::encode(
+        &firmware::wire::config_message::ConfigMessage {
             branch_id: 7,
             site_id,
             sequence,
@@ -259,8 +262,9 @@ fn cluster_controller() -> Controller {
 
 #[test]
 fn remote_configuration_takes_effect_and_status_reports_it() {
-    use firmware::cluster::Command;
-    use firmware::remote_config::{ConfigVerdict, Setting, Settings};
+    use firmware::cluster::ConfigVerdict;
+    use firmware::wire::config_message::{Setting, Settings};
+    use firmware::wire::dispatch::Command;
     assert!(Controller::new(config(), Millis(0))
         .unwrap()
         .cluster_status(Millis(0))
@@ -342,7 +346,7 @@ fn no_discharge_share_at_or_below_the_reserve() {
     assert!(s.soc > s.reserve_soc, "{s:?}");
     assert!(s.max_discharge_w > 0.0);
     // The remote reserve at the bound, above this SOC: no discharge.
-    use firmware::remote_config::{Setting, Settings};
+    use firmware::wire::config_message::{Setting, Settings};
     let m = config_bytes(
         1,
         0,
@@ -360,7 +364,7 @@ fn no_discharge_share_at_or_below_the_reserve() {
 
 #[test]
 fn a_silent_server_leaves_the_assembly_in_local_operation() {
-    use firmware::cluster::Command;
+    use firmware::wire::dispatch::Command;
     let mut c = cluster_controller();
     let _ = second(&mut c, 0, 3.30, true);
     let msg = dispatch_bytes;

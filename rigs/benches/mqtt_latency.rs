@@ -16,9 +16,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use firmware::cluster::{
-    encode, Cluster, ClusterConfig, Command as DispatchCommand, Dispatch, DispatchContext,
-    Envelope, PublicKeyHex, RemoteConfigBounds, Requirement, RequirementKind, Verdict,
+use firmware::cluster::{Cluster, ClusterConfig, DispatchContext, Envelope, PublicKeyHex, Verdict};
+use firmware::remote_config::RemoteConfigBounds;
+use firmware::wire::dispatch::{
+    encode, Command as DispatchCommand, Dispatch, Requirement, RequirementKind,
 };
 use firmware::Millis;
 use rigs::mqtt::{

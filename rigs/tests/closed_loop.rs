@@ -164,7 +164,8 @@ fn in_a_power_cut_the_lights_stay_on_and_nothing_is_exported() {
 
 #[test]
 fn a_signed_dispatch_for_its_branch_moves_the_battery_and_forgeries_do_not() {
-    use firmware::cluster::{self, ClusterConfig, Command, Dispatch, PublicKeyHex};
+    use firmware::cluster::{ClusterConfig, PublicKeyHex};
+    use firmware::wire::dispatch::{encode, Command, Dispatch};
     let server = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
     let mut cfg = controller();
     let mut keys = heapless::Vec::new();
@@ -186,7 +187,7 @@ fn a_signed_dispatch_for_its_branch_moves_the_battery_and_forgeries_do_not() {
     lp.run_until(SimTime::from_secs(22 * 3600), |now, s| t.sample(now, s));
     let utc = calendar.unix_s(SimTime::from_secs(22 * 3600)) as u64;
     let dispatch = |branch: u32, sequence: u64| {
-        cluster::encode(
+        encode(
             &Dispatch {
                 branch_id: branch,
                 site_id: 0,

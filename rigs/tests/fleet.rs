@@ -362,20 +362,20 @@ proptest! {
             while let Some(m) = server.poll_transmit() {
                 match Topic::parse(RUN, &m.topic).unwrap() {
                     Topic::SiteDispatch(site) => {
-                        let d = firmware::cluster::parse(&m.payload).unwrap();
-                        prop_assert_eq!(d.dispatch.site_id, site);
-                        prop_assert_eq!(Some(&d.dispatch.branch_id), branch_of.get(&site));
-                        prop_assert_eq!(d.dispatch.branch_id, 1, "branch 2 has no requirement");
-                        prop_assert!(d.dispatch.sequence > last_seq);
-                        last_seq = d.dispatch.sequence;
+                        let d = firmware::wire::dispatch::parse(&m.payload).unwrap();
+                        prop_assert_eq!(d.content.site_id, site);
+                        prop_assert_eq!(Some(&d.content.branch_id), branch_of.get(&site));
+                        prop_assert_eq!(d.content.branch_id, 1, "branch 2 has no requirement");
+                        prop_assert!(d.content.sequence > last_seq);
+                        last_seq = d.content.sequence;
                     }
                     Topic::BranchDispatch(b) => {
-                        let d = firmware::cluster::parse(&m.payload).unwrap();
-                        prop_assert_eq!(d.dispatch.branch_id, b);
-                        prop_assert_eq!(d.dispatch.site_id, 0);
-                        prop_assert_eq!(d.dispatch.command, firmware::cluster::Command::Heartbeat);
-                        prop_assert!(d.dispatch.sequence > last_seq);
-                        last_seq = d.dispatch.sequence;
+                        let d = firmware::wire::dispatch::parse(&m.payload).unwrap();
+                        prop_assert_eq!(d.content.branch_id, b);
+                        prop_assert_eq!(d.content.site_id, 0);
+                        prop_assert_eq!(d.content.command, firmware::wire::dispatch::Command::Heartbeat);
+                        prop_assert!(d.content.sequence > last_seq);
+                        last_seq = d.content.sequence;
                     }
                     Topic::Tick => tick_seen = true,
                     other => prop_assert!(false, "unexpected {:?}", other),

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use firmware::remote_config::{Setting, Settings, LOCAL_U32};
+use firmware::wire::config_message::{Setting, Settings, LOCAL_U32};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;

@@ -34,8 +34,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
-use firmware::cluster::{self, Command, Dispatch, RequirementKind};
-use firmware::remote_config::{self, ConfigMessage, Settings};
+use firmware::wire::config_message::{self, ConfigMessage, Settings};
+use firmware::wire::dispatch::{self, Command, Dispatch, RequirementKind};
+use firmware::wire::signed::ALL_SITES;
 use serde::Serialize;
 
 use super::scenario::{AttackKind, FleetScenario, Requirement};
@@ -244,7 +245,7 @@ pub struct FleetServer {
 
 /// Signs `planned` on up to `threads` scoped threads; results in order.
 fn parallel_sign(planned: &[(u32, Dispatch)], key: &SigningKey, threads: usize) -> Vec<Vec<u8>> {
-    let sign = |d: &Dispatch| cluster::encode(d, key).to_vec();
+    let sign = |d: &Dispatch| dispatch::encode(d, key).to_vec();
     if threads <= 1 || planned.len() < 64 {
         return planned.iter().map(|(_, d)| sign(d)).collect();
     }
@@ -837,10 +838,10 @@ impl FleetServer {
                     self.sequence += 1;
                     self.report.heartbeats_sent += 1;
                     planned.push((
-                        cluster::ALL_SITES,
+                        ALL_SITES,
                         Dispatch {
                             branch_id: b,
-                            site_id: cluster::ALL_SITES,
+                            site_id: ALL_SITES,
                             sequence: self.sequence,
                             issued_at_s: utc,
                             expires_at_s: utc + self.scenario.server.validity_s,
@@ -855,7 +856,7 @@ impl FleetServer {
             let key = &self.key;
             let signed = parallel_sign(&planned, key, self.threads);
             for ((target, d), bytes) in planned.into_iter().zip(signed) {
-                if target == cluster::ALL_SITES {
+                if target == ALL_SITES {
                     if let Some(c) = self.branches.get_mut(&d.branch_id) {
                         if c.heartbeats.len() >= 3 {
                             c.heartbeats.pop_front();
@@ -950,7 +951,7 @@ impl FleetServer {
                         expires_at_s: utc + validity_s,
                         settings: *settings,
                     };
-                    let bytes = remote_config::encode(&message, &self.key).to_vec();
+                    let bytes = config_message::encode(&message, &self.key).to_vec();
                     self.config_sequences.insert(self.sequence);
                     self.report.config_messages_sent += 1;
                     ctl.report.config_messages_sent += 1;
@@ -984,7 +985,7 @@ impl FleetServer {
                     let utc = self.scenario.utc_s_at(m);
                     let d = Dispatch {
                         branch_id: a.branch,
-                        site_id: cluster::ALL_SITES,
+                        site_id: ALL_SITES,
                         sequence: self.sequence + 1_000_000,
                         issued_at_s: utc,
                         expires_at_s: utc + 120,
@@ -994,7 +995,7 @@ impl FleetServer {
                         },
                         requirement: None,
                     };
-                    let mut bytes = cluster::encode(&d, &forger).to_vec();
+                    let mut bytes = dispatch::encode(&d, &forger).to_vec();
                     bytes[12..44].copy_from_slice(self.key.verifying_key().as_bytes());
                     let topic = Topic::BranchDispatch(a.branch).to_topic(&self.run_id);
                     out.push((topic, bytes, shard));
@@ -1189,7 +1190,7 @@ impl FleetServer {
                 issued_at_s: utc,
                 expires_at_s: utc + srv.validity_s,
                 command,
-                requirement: req.as_ref().map(|(i, r)| cluster::Requirement {
+                requirement: req.as_ref().map(|(i, r)| dispatch::Requirement {
                     kind: requirement_code(r, share > 0.0),
                     reference: branch_id.saturating_mul(100).saturating_add(*i as u32 + 1),
                 }),

@@ -21,9 +21,9 @@
 //! does not read as stale measurements. `rigs/tests/fleet.rs` checks the
 //! house's energy balance at that step.
 
-use firmware::cluster::{ClusterConfig, Envelope, PublicKeyHex, RemoteConfigBounds, Verdict};
+use firmware::cluster::{ClusterConfig, ConfigVerdict, Envelope, PublicKeyHex, Verdict};
 use firmware::controller::Output;
-use firmware::remote_config::ConfigVerdict;
+use firmware::remote_config::RemoteConfigBounds;
 use twin::engine::SignalId;
 use twin::grid::HouseholdDemand;
 use twin::house::{HouseConfig, PlantCommands};

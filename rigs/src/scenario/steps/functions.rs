@@ -11,9 +11,11 @@ use cucumber::{given, then, when};
 use toml::Value;
 use twin::house::{signal_slug, HouseEvent};
 
-use firmware::cluster::{self, Command, Dispatch, Verdict};
+use firmware::cluster::Verdict;
 use firmware::demand::METER_ID_BIT;
 use firmware::scheduling::ChargeNowRequest;
+use firmware::wire::dispatch::{self, Command, Dispatch};
+use firmware::wire::signed::ALL_SITES;
 use firmware::Millis;
 
 use super::reasons::{because_clause, ExpectedVerdict};
@@ -104,14 +106,14 @@ fn send_dispatch(
     let sequence = dispatches_sent(w).len() as u64 + 1;
     let d = Dispatch {
         branch_id: branch,
-        site_id: cluster::ALL_SITES,
+        site_id: ALL_SITES,
         sequence,
         issued_at_s: issued,
         expires_at_s: issued + 300,
         command,
         requirement: None,
     };
-    let mut bytes = cluster::encode(&d, &server_key()).to_vec();
+    let mut bytes = dispatch::encode(&d, &server_key()).to_vec();
     if tamper {
         // The power field (bytes 68..72), changed after signing.
         bytes[70] ^= 0x01;
