@@ -26,6 +26,7 @@
 //! Sign conventions: battery power positive = discharge; grid power positive
 //! = import. Sans-IO: time arrives as [`Millis`].
 
+use crate::config::{check_range, POSITIVE};
 use crate::{ConfigError, LocalTime, Millis};
 use serde::Deserialize;
 
@@ -305,43 +306,21 @@ impl Default for DemandConfig {
 
 impl DemandConfig {
     /// Checks ranges.
-    #[allow(clippy::result_large_err)] // ConfigError is the shared fixed-size (no heap) error
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_duration_ms == 0 {
-            return Err(ConfigError::new(
-                "max_duration_ms",
-                format_args!("must be > 0, found 0"),
-            ));
-        }
-        if !(self.import_tolerance_w.is_finite() && self.import_tolerance_w >= 0.0) {
-            return Err(ConfigError::new(
-                "import_tolerance_w",
-                format_args!("must be ≥ 0 W, found {}", self.import_tolerance_w),
-            ));
-        }
+        check_range("max_duration_ms", self.max_duration_ms, 1..)?;
+        check_range("import_tolerance_w", self.import_tolerance_w, 0.0..)?;
         for r in &self.tariff_rules {
-            if r.start_s > 86_400 || r.end_s > 86_400 {
-                return Err(ConfigError::new(
-                    "tariff_rules.start_s",
-                    format_args!(
-                        "window must be within 0..=86400 s, found {}..{}",
-                        r.start_s, r.end_s
-                    ),
-                ));
-            }
-            let v = match r.action {
-                TariffAction::Charge | TariffAction::Discharge => power_ok(r.power_w),
-                TariffAction::LimitImport => r.power_w.is_finite() && r.power_w >= 0.0,
-                _ => true,
-            };
-            if !v {
-                return Err(ConfigError::new(
-                    "tariff_rules",
-                    format_args!(
-                        "rule for tariff {}: power must be finite and positive",
-                        r.tariff
-                    ),
-                ));
+            let rule = |e: ConfigError| e.with_context(format_args!("rule for tariff {}", r.tariff));
+            check_range("tariff_rules.start_s", r.start_s, ..=86_400).map_err(rule)?;
+            check_range("tariff_rules.end_s", r.end_s, ..=86_400).map_err(rule)?;
+            match r.action {
+                TariffAction::Charge | TariffAction::Discharge => {
+                    check_range("tariff_rules.power_w", r.power_w, POSITIVE).map_err(rule)?
+                }
+                TariffAction::LimitImport => {
+                    check_range("tariff_rules.power_w", r.power_w, 0.0..).map_err(rule)?
+                }
+                TariffAction::ShedLoads | TariffAction::DeferLoads => {}
             }
         }
         Ok(())

@@ -26,11 +26,8 @@
 //! Sans-IO: [`ExportController::update`]. Grid power positive = import
 //! (negative = export); battery charge positive W; PV W ≥ 0.
 
-// `validate() -> Result<(), ConfigError>` is the shared config API; the
-// error is a fixed-capacity (no-heap) message, hence large.
-#![allow(clippy::result_large_err)]
-
-use crate::scheduling::clampf;
+use crate::config::{check_order, check_range, Order};
+use crate::num::{clampf, non_negative};
 use crate::{ConfigError, Millis};
 
 /// Longest interval (s) one update integrates over.
@@ -136,73 +133,30 @@ impl Default for ExportConfig {
     }
 }
 
-fn check(field: &str, x: f32, lo: f32, hi: f32, what: &str) -> Result<(), ConfigError> {
-    if x.is_finite() && x >= lo && x <= hi {
-        Ok(())
-    } else {
-        Err(ConfigError::new(
-            field,
-            format_args!("must be {what}, found {x}"),
-        ))
-    }
-}
-
 impl ExportConfig {
     /// Checks ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check(
-            "export_limit_w",
-            self.export_limit_w,
-            0.0,
-            1e6,
-            "within 0..=1e6 W",
-        )?;
-        check("deadband_w", self.deadband_w, 0.0, 1e4, "within 0..=1e4 W")?;
-        check(
-            "response_time_s",
-            self.response_time_s,
-            0.01,
-            3600.0,
-            "within 0.01..=3600 s",
-        )?;
-        check(
-            "ramp_w_per_s",
-            self.ramp_w_per_s,
-            0.1,
-            1e6,
-            "within 0.1..=1e6 W/s",
-        )?;
-        check("full_soc", self.full_soc, 0.01, 1.0, "within (0, 1]")?;
-        check("pv_rated_w", self.pv_rated_w, 1.0, 1e6, "within 1..=1e6 W")?;
-        check(
-            "release_margin_w",
-            self.release_margin_w,
-            0.0,
-            1e5,
-            "within 0..=1e5 W",
-        )?;
-        check(
-            "surplus_bus_v",
-            self.surplus_bus_v,
-            1.0,
-            1500.0,
-            "a bus voltage within 1..=1500 V",
-        )?;
-        check(
+        check_range("export_limit_w", self.export_limit_w, 0.0..=1e6)?;
+        check_range("deadband_w", self.deadband_w, 0.0..=1e4)?;
+        check_range("response_time_s", self.response_time_s, 0.01..=3600.0)?;
+        check_range("ramp_w_per_s", self.ramp_w_per_s, 0.1..=1e6)?;
+        check_range("full_soc", self.full_soc, 0.01..=1.0)?;
+        check_range("pv_rated_w", self.pv_rated_w, 1.0..=1e6)?;
+        check_range("release_margin_w", self.release_margin_w, 0.0..=1e5)?;
+        check_range("surplus_bus_v", self.surplus_bus_v, 1.0..=1500.0)?;
+        check_range("surplus_band_v", self.surplus_band_v, 0.01..)?;
+        check_order(
             "surplus_band_v",
             self.surplus_band_v,
-            0.01,
+            Order::AtMost,
+            "surplus_bus_v",
             self.surplus_bus_v,
-            "within 0.01 V..=surplus_bus_v",
         )?;
-        check(
+        check_range(
             "surplus_ramp_w_per_s",
             self.surplus_ramp_w_per_s,
-            0.1,
-            1e6,
-            "within 0.1..=1e6 W/s",
-        )?;
-        Ok(())
+            0.1..=1e6,
+        )
     }
 }
 
@@ -307,11 +261,7 @@ impl ExportController {
         self.last = Some(now);
 
         // Storage room: protection's limit, none when full or SOC unknown.
-        let limit = if inp.max_charge_w.is_finite() {
-            inp.max_charge_w.max(0.0)
-        } else {
-            0.0
-        };
+        let limit = non_negative(inp.max_charge_w);
         let room = if inp.soc.is_finite() && inp.soc < cfg.full_soc {
             limit
         } else {
@@ -494,16 +444,8 @@ impl SurplusToAc {
             return (0.0, SurplusReason::NotAllowed);
         }
         let ramp = cfg.surplus_ramp_w_per_s * dt_s;
-        let load = if inp.ac_load_w.is_finite() {
-            inp.ac_load_w.max(0.0)
-        } else {
-            0.0
-        };
-        let room = if inp.export_room_w.is_finite() {
-            inp.export_room_w.max(0.0)
-        } else {
-            0.0
-        };
+        let load = non_negative(inp.ac_load_w);
+        let room = non_negative(inp.export_room_w);
         // Half the export deadband under the limit: export control acts
         // only above it.
         let room = if room > 0.0 {

@@ -28,6 +28,7 @@ pub mod export;
 pub mod hub;
 pub mod link_config;
 pub mod node;
+pub mod num;
 pub mod peak;
 pub mod protection;
 pub mod remote_config;

@@ -38,6 +38,7 @@
 //!   counted from the first `update`) is **stale**: battery stopped and all
 //!   circuits tripped when the circuit data is stale.
 
+use crate::config::{check_order, check_range, Order};
 use crate::{ConfigError, Millis};
 use core::fmt::Write;
 
@@ -374,7 +375,6 @@ impl ProtectionConfig {
 
     /// Checks every value is finite, hysteresis points the right way, and
     /// limits are consistent.
-    #[allow(clippy::result_large_err)] // the crate's shared error type
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (name, x) in [
             ("max_charge_current_a", self.max_charge_current_a),
@@ -382,45 +382,21 @@ impl ProtectionConfig {
             ("voltage_derate_band_v", self.voltage_derate_band_v),
             ("temperature_derate_band_c", self.temperature_derate_band_c),
         ] {
-            if !(x.is_finite() && x >= 0.0) {
-                return Err(ConfigError::new(
-                    name,
-                    format_args!("must be a finite number >= 0, found {x}"),
-                ));
-            }
+            check_range(name, x, 0.0..)?;
         }
         for kind in FaultKind::ALL {
-            let Some(l) = self.limit(kind) else { continue };
-            let name = kind_field(kind);
-            if !(l.threshold.is_finite() && l.release.is_finite()) {
-                return Err(ConfigError::new(
-                    name,
-                    format_args!(
-                        "threshold and release must be finite, found {} and {}",
-                        l.threshold, l.release
-                    ),
-                ));
-            }
-            let over = is_over(kind);
-            if (over && l.release > l.threshold) || (!over && l.release < l.threshold) {
-                return Err(ConfigError::new(
-                    name,
-                    format_args!(
-                        "release ({}) must be on the safe side of threshold ({})",
-                        l.release, l.threshold
-                    ),
-                ));
+            if let Some(l) = self.limit(kind) {
+                validate_limit(kind_field(kind), l, is_over(kind))?;
             }
         }
-        if self.cell_under_voltage.threshold >= self.cell_over_voltage.threshold {
-            return Err(ConfigError::new(
-                "cell_under_voltage",
-                format_args!(
-                    "threshold must be below cell_over_voltage's ({}), found {}",
-                    self.cell_over_voltage.threshold, self.cell_under_voltage.threshold
-                ),
-            ));
-        }
+        check_order(
+            "cell_under_voltage",
+            self.cell_under_voltage.threshold,
+            Order::Below,
+            "cell_over_voltage.threshold",
+            self.cell_over_voltage.threshold,
+        )
+        .map_err(|e| e.with_context(format_args!("threshold")))?;
         let d = &self.deadlines;
         for (name, x) in [
             ("deadlines.cell_voltage_ms", d.cell_voltage_ms),
@@ -431,12 +407,19 @@ impl ProtectionConfig {
             ("corrupt_window_ms", self.corrupt_window_ms),
             ("watchdog_deadline_ms", self.watchdog_deadline_ms),
         ] {
-            if x == 0 {
-                return Err(ConfigError::new(name, format_args!("must be > 0, found 0")));
-            }
+            check_range(name, x, 1..)?;
         }
         Ok(())
     }
+}
+
+/// A limit's threshold and release are finite, and the release is on the
+/// safe side of the threshold (below it for an over-limit, `over`).
+fn validate_limit(field: &str, limit: &Limit, over: bool) -> Result<(), ConfigError> {
+    check_range(field, limit.threshold, ..).map_err(|e| e.with_context(format_args!("threshold")))?;
+    let order = if over { Order::AtMost } else { Order::AtLeast };
+    check_order(field, limit.release, order, "threshold", limit.threshold)
+        .map_err(|e| e.with_context(format_args!("release")))
 }
 
 fn kind_field(kind: FaultKind) -> &'static str {

@@ -32,6 +32,7 @@
 //! Sans-IO: [`Resilience::update`] takes `now` and [`ResilienceInputs`], and
 //! returns a [`ResilienceCommand`] carrying the reasons.
 
+use crate::config::{check_order, check_range, Order, POSITIVE};
 use crate::{ConfigError, Millis};
 use serde::Deserialize;
 
@@ -150,71 +151,26 @@ impl Default for ResilienceConfig {
 
 impl ResilienceConfig {
     /// Checks ranges and consistency.
-    #[allow(clippy::result_large_err)] // ConfigError is the shared fixed-size (no heap) error
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.mains_loss_debounce_ms > 1500 {
-            return Err(ConfigError::new(
-                "mains_loss_debounce_ms",
-                format_args!(
-                    "must be at most 1500 so export stops within 2 s, found {}",
-                    self.mains_loss_debounce_ms
-                ),
-            ));
-        }
-        if self.reevaluate_ms == 0 {
-            return Err(ConfigError::new(
-                "reevaluate_ms",
-                format_args!("must be > 0, found 0"),
-            ));
-        }
-        if !(self.horizon_h.is_finite() && self.horizon_h > 0.0) {
-            return Err(ConfigError::new(
-                "horizon_h",
-                format_args!(
-                    "must be a positive number of hours, found {}",
-                    self.horizon_h
-                ),
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.pv_confidence) {
-            return Err(ConfigError::new(
-                "pv_confidence",
-                format_args!("must be within 0..=1, found {}", self.pv_confidence),
-            ));
-        }
-        if !(0.0..1.0).contains(&self.restore_margin) {
-            return Err(ConfigError::new(
-                "restore_margin",
-                format_args!("must be within 0..1, found {}", self.restore_margin),
-            ));
-        }
+        check_range("mains_loss_debounce_ms", self.mains_loss_debounce_ms, ..=1500)
+            .map_err(|e| e.with_context(format_args!("so that export stops within 2 s")))?;
+        check_range("reevaluate_ms", self.reevaluate_ms, 1..)?;
+        check_range("horizon_h", self.horizon_h, POSITIVE)?;
+        check_range("pv_confidence", self.pv_confidence, 0.0..=1.0)?;
+        check_range("restore_margin", self.restore_margin, 0.0..1.0)?;
         for c in &self.circuits {
-            if !(c.expected_load_w.is_finite() && c.expected_load_w >= 0.0) {
-                return Err(ConfigError::new(
-                    "circuits.expected_load_w",
-                    format_args!(
-                        "circuit `{}`: must be a finite load ≥ 0 W, found {}",
-                        c.name, c.expected_load_w
-                    ),
-                ));
-            }
-            if !(c.min_runtime_h.is_finite() && c.min_runtime_h >= 0.0) {
-                return Err(ConfigError::new(
+            let circuit = |e: ConfigError| e.with_context(format_args!("circuit `{}`", c.name));
+            check_range("circuits.expected_load_w", c.expected_load_w, 0.0..).map_err(circuit)?;
+            check_range("circuits.min_runtime_h", c.min_runtime_h, 0.0..).map_err(circuit)?;
+            if c.essential {
+                check_order(
                     "circuits.min_runtime_h",
-                    format_args!(
-                        "circuit `{}`: must be ≥ 0 h, found {}",
-                        c.name, c.min_runtime_h
-                    ),
-                ));
-            }
-            if c.essential && c.min_runtime_h > self.horizon_h {
-                return Err(ConfigError::new(
-                    "circuits.min_runtime_h",
-                    format_args!(
-                        "circuit `{}`: {} h exceeds horizon_h = {} h",
-                        c.name, c.min_runtime_h, self.horizon_h
-                    ),
-                ));
+                    c.min_runtime_h,
+                    Order::AtMost,
+                    "horizon_h",
+                    self.horizon_h,
+                )
+                .map_err(circuit)?;
             }
         }
         Ok(())

@@ -20,10 +20,8 @@
 //! only ever asks for charge; battery power elsewhere is positive =
 //! discharge). Energies in Wh, SOC 0..1 of usable capacity.
 
-// `validate() -> Result<(), ConfigError>` is the shared config API; the
-// error is a fixed-capacity (no-heap) message, hence large.
-#![allow(clippy::result_large_err)]
-
+use crate::config::{check_order, check_range, Order, POSITIVE_FRACTION};
+use crate::num::{clampf, non_negative};
 use crate::{ConfigError, LocalTime, Millis};
 
 /// Number of time-of-day slots in the learned profile.
@@ -31,11 +29,6 @@ pub const SLOTS_PER_DAY: usize = 48;
 /// Length of one slot, seconds.
 pub const SLOT_S: u32 = 1800;
 const DAY_S: u32 = 86_400;
-
-/// `x` limited to `[lo, hi]`; never panics (unlike `f32::clamp`), NaN → `lo`.
-pub(crate) fn clampf(x: f32, lo: f32, hi: f32) -> f32 {
-    x.max(lo).min(hi)
-}
 
 fn all_days() -> u8 {
     0x7F
@@ -71,18 +64,10 @@ impl TimeWindow {
 
     /// Checks the bounds; `field` names the window in the error.
     pub fn validate(&self, field: &str) -> Result<(), ConfigError> {
-        if self.start_min >= 1440 {
-            return Err(ConfigError::new(
-                field,
-                format_args!("start_min must be within 0..1440, found {}", self.start_min),
-            ));
-        }
-        if self.end_min > 1440 {
-            return Err(ConfigError::new(
-                field,
-                format_args!("end_min must be within 0..=1440, found {}", self.end_min),
-            ));
-        }
+        check_range(field, self.start_min, 0..1440)
+            .map_err(|e| e.with_context(format_args!("start_min")))?;
+        check_range(field, self.end_min, 0..=1440)
+            .map_err(|e| e.with_context(format_args!("end_min")))?;
         if self.duration_s() == 0 {
             return Err(ConfigError::new(
                 field,
@@ -315,41 +300,53 @@ impl Default for SchedulingConfig {
     }
 }
 
-fn in_range(field: &str, x: f32, lo: f32, hi: f32, what: &str) -> Result<(), ConfigError> {
-    if x.is_finite() && x >= lo && x <= hi {
-        Ok(())
-    } else {
-        Err(ConfigError::new(
-            field,
-            format_args!("must be {what}, found {x}"),
-        ))
-    }
-}
-
 impl SchedulingConfig {
     /// Checks ranges and consistency.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let a = self.smoothing_alpha;
-        if !(a.is_finite() && a > 0.0 && a <= 1.0) {
-            return Err(ConfigError::new(
-                "smoothing_alpha",
-                format_args!("must be within (0, 1], found {a}"),
-            ));
-        }
-        in_range(
-            "prior_load_w",
-            self.prior_load_w,
-            0.0,
-            1e6,
-            "within 0..=1e6 W",
+        check_range("smoothing_alpha", self.smoothing_alpha, POSITIVE_FRACTION)?;
+        check_range("prior_load_w", self.prior_load_w, 0.0..=1e6)?;
+        check_range(
+            "min_slot_coverage",
+            self.min_slot_coverage,
+            POSITIVE_FRACTION,
         )?;
-        let c = self.min_slot_coverage;
-        if !(c.is_finite() && c > 0.0 && c <= 1.0) {
-            return Err(ConfigError::new(
-                "min_slot_coverage",
-                format_args!("must be within (0, 1], found {c}"),
-            ));
-        }
+        self.validate_windows()?;
+        check_range("peak_share", self.peak_share, 0.0..=1.0)?;
+        check_range("reserve_soc", self.reserve_soc, 0.0..=0.99)?;
+        check_range("reserve_wh", self.reserve_wh, 0.0..=1e9)?;
+        check_range("max_target_soc", self.max_target_soc, 0.0..=1.0)?;
+        check_order(
+            "max_target_soc",
+            self.max_target_soc,
+            Order::Above,
+            "reserve_soc",
+            self.reserve_soc,
+        )?;
+        check_range("min_grid_charge_w", self.min_grid_charge_w, 0.0..=1e6)?;
+        check_range("max_grid_charge_w", self.max_grid_charge_w, 0.0..=1e6)?;
+        check_order(
+            "max_grid_charge_w",
+            self.max_grid_charge_w,
+            Order::AtLeast,
+            "min_grid_charge_w",
+            self.min_grid_charge_w,
+        )?;
+        check_range(
+            "charge_efficiency",
+            self.charge_efficiency,
+            POSITIVE_FRACTION,
+        )?;
+        check_range("finish_margin_min", self.finish_margin_min, ..=720)?;
+        check_range(
+            "pv_surplus_deadband_w",
+            self.pv_surplus_deadband_w,
+            0.0..=1e5,
+        )
+    }
+
+    /// The off-peak windows (at least one, none sharing a minute of a day
+    /// with the peak window) and the peak window.
+    fn validate_windows(&self) -> Result<(), ConfigError> {
         if self.off_peak.is_empty() {
             return Err(ConfigError::new(
                 "off_peak",
@@ -371,59 +368,6 @@ impl SchedulingConfig {
                 ));
             }
         }
-        in_range("peak_share", self.peak_share, 0.0, 1.0, "within 0..=1")?;
-        in_range("reserve_soc", self.reserve_soc, 0.0, 0.99, "within 0..1")?;
-        in_range("reserve_wh", self.reserve_wh, 0.0, 1e9, "≥ 0 Wh")?;
-        in_range(
-            "max_target_soc",
-            self.max_target_soc,
-            0.0,
-            1.0,
-            "within 0..=1",
-        )?;
-        if self.max_target_soc <= self.reserve_soc {
-            return Err(ConfigError::new(
-                "max_target_soc",
-                format_args!(
-                    "must be above reserve_soc ({}), found {}",
-                    self.reserve_soc, self.max_target_soc
-                ),
-            ));
-        }
-        in_range(
-            "min_grid_charge_w",
-            self.min_grid_charge_w,
-            0.0,
-            1e6,
-            "within 0..=1e6 W",
-        )?;
-        in_range(
-            "max_grid_charge_w",
-            self.max_grid_charge_w,
-            self.min_grid_charge_w,
-            1e6,
-            "≥ min_grid_charge_w and ≤ 1e6 W",
-        )?;
-        let e = self.charge_efficiency;
-        if !(e.is_finite() && e > 0.0 && e <= 1.0) {
-            return Err(ConfigError::new(
-                "charge_efficiency",
-                format_args!("must be within (0, 1], found {e}"),
-            ));
-        }
-        if self.finish_margin_min > 720 {
-            return Err(ConfigError::new(
-                "finish_margin_min",
-                format_args!("must be at most 720, found {}", self.finish_margin_min),
-            ));
-        }
-        in_range(
-            "pv_surplus_deadband_w",
-            self.pv_surplus_deadband_w,
-            0.0,
-            1e5,
-            "within 0..=1e5 W",
-        )?;
         Ok(())
     }
 }
@@ -763,11 +707,7 @@ impl Scheduler {
                 .profile
                 .expected_energy_wh(cfg, start, cfg.peak.duration_s());
         let target_wh = clampf(peak_demand_wh + reserve_wh, reserve_wh, max_wh);
-        let pv = if expected_pv_surplus_wh.is_finite() {
-            expected_pv_surplus_wh.max(0.0)
-        } else {
-            0.0
-        };
+        let pv = non_negative(expected_pv_surplus_wh);
         let grid_target_wh = clampf(target_wh - pv, reserve_wh, target_wh);
         Some(Sizing {
             peak_demand_wh,
@@ -787,11 +727,7 @@ impl Scheduler {
         now_local: LocalTime,
         inp: &ScheduleInputs,
     ) -> ChargePlan {
-        let limit = if inp.max_charge_w.is_finite() {
-            inp.max_charge_w.max(0.0)
-        } else {
-            0.0
-        };
+        let limit = non_negative(inp.max_charge_w);
         let soc_ok = inp.soc.is_finite();
         let sizing = match (
             soc_ok,

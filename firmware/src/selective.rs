@@ -65,7 +65,7 @@
 //! per socket and forgotten when a device with a different vendor/product id
 //! is plugged into either socket.
 
-use crate::config::ConfigError;
+use crate::config::{check_range, ConfigError};
 use crate::time::Millis;
 
 /// Number of sockets handled (inputs beyond this are ignored and counted).
@@ -206,75 +206,39 @@ impl Default for SelectiveConfig {
     }
 }
 
-#[allow(clippy::result_large_err)]
-fn check_w(field: &str, x: f32) -> Result<(), ConfigError> {
-    if !x.is_finite() || x < 0.0 {
-        return Err(ConfigError::new(
-            field,
-            format_args!("must be finite and >= 0 W, found {}", x),
-        ));
-    }
-    Ok(())
-}
-
-#[allow(clippy::result_large_err)]
-fn check_frac(field: &str, x: f32) -> Result<(), ConfigError> {
-    if !(0.0..=1.0).contains(&x) {
-        return Err(ConfigError::new(
-            field,
-            format_args!("must be within 0..=1, found {}", x),
-        ));
-    }
-    Ok(())
-}
-
 impl SelectiveConfig {
     /// Checks ranges and indices.
-    // ConfigError is fixed-capacity (no heap) by design, hence large.
-    #[allow(clippy::result_large_err)]
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check_w("standby_threshold_w", self.standby_threshold_w)?;
-        check_w("standby_cap_w", self.standby_cap_w)?;
-        check_w("defer_cap_w", self.defer_cap_w)?;
-        check_w("host_idle_threshold_w", self.host_idle_threshold_w)?;
-        check_frac("defer_above_soc", self.defer_above_soc)?;
-        check_frac("taper_fraction", self.taper_fraction)?;
-        check_frac("cluster_min_ratio", self.cluster_min_ratio)?;
-        for (name, v) in [
+        for (field, power_w) in [
+            ("standby_threshold_w", self.standby_threshold_w),
+            ("standby_cap_w", self.standby_cap_w),
+            ("defer_cap_w", self.defer_cap_w),
+            ("host_idle_threshold_w", self.host_idle_threshold_w),
+        ] {
+            check_range(field, power_w, 0.0..)?;
+        }
+        for (field, fraction) in [
+            ("defer_above_soc", self.defer_above_soc),
+            ("taper_fraction", self.taper_fraction),
+            ("cluster_min_ratio", self.cluster_min_ratio),
+        ] {
+            check_range(field, fraction, 0.0..=1.0)?;
+        }
+        for (field, ms) in [
             ("standby_after_ms", self.standby_after_ms),
             ("taper_after_ms", self.taper_after_ms),
             ("cluster_window_ms", self.cluster_window_ms),
             ("host_idle_after_ms", self.host_idle_after_ms),
         ] {
-            if v == 0 {
-                return Err(ConfigError::new(name, format_args!("must be > 0 ms")));
-            }
+            check_range(field, ms, 1..)?;
         }
-        if self.cluster_min_events == 0 {
-            return Err(ConfigError::new(
-                "cluster_min_events",
-                format_args!("must be >= 1"),
-            ));
-        }
-        if let Some(c) = self
-            .socket_circuits
-            .iter()
-            .find(|&&c| c as usize >= MAX_CIRCUITS)
-        {
-            return Err(ConfigError::new(
-                "socket_circuits",
-                format_args!("circuit indices must be < {}, found {}", MAX_CIRCUITS, c),
-            ));
+        check_range("cluster_min_events", self.cluster_min_events, 1..)?;
+        for &c in &self.socket_circuits {
+            check_range("socket_circuits", usize::from(c), ..MAX_CIRCUITS)?;
         }
         for g in &self.groups {
-            let bad = core::iter::once(&g.host)
-                .chain(g.peripherals.iter())
-                .find(|&&s| s as usize >= MAX_SOCKETS);
-            if let Some(s) = bad {
-                return Err(ConfigError::new(
-                    "groups",
-                    format_args!("socket indices must be < {}, found {}", MAX_SOCKETS, s),
-                ));
+            for &s in core::iter::once(&g.host).chain(g.peripherals.iter()) {
+                check_range("groups", usize::from(s), ..MAX_SOCKETS)?;
             }
             if g.peripherals.contains(&g.host) {
                 return Err(ConfigError::new(
