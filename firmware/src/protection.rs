@@ -602,6 +602,22 @@ impl Tracker {
     }
 }
 
+/// Which measurement groups one update can use
+/// ([`Protection::update`]'s first step).
+#[derive(Debug, Clone, Copy)]
+struct InputHealth {
+    cell_ok: bool,
+    pack_ok: bool,
+    temp_ok: bool,
+    bus_ok: bool,
+    circuits_fresh: bool,
+    circuits_ok: bool,
+    /// A group is past its deadline (after the start-up grace).
+    stale: bool,
+    /// A fresh group holds a non-finite value.
+    invalid: bool,
+}
+
 /// The protection supervisor.
 #[derive(Debug, Clone)]
 pub struct Protection {
@@ -726,13 +742,49 @@ impl Protection {
     /// faults, actions and limits (also kept for [`Protection::state`]).
     pub fn update(&mut self, now: Millis, inputs: &ProtectionInputs) -> &ProtectionState {
         let start = *self.started.get_or_insert(now);
+        let health = self.input_health(now, start, inputs);
+        self.step_thresholds(now, inputs, &health);
+        self.step_circuits(now, inputs, health.circuits_ok);
+
+        // Stale and invalid inputs (self-clearing, immediate).
+        let stale = health.stale || inputs.link_lost;
+        self.kinds[FaultKind::StaleInput.index()].step(now, Some(stale), Some(!stale), 0, false);
+        let invalid = health.invalid;
+        self.kinds[FaultKind::InvalidMeasurement.index()].step(
+            now,
+            Some(invalid),
+            Some(!invalid),
+            0,
+            false,
+        );
+        self.step_corrupt_frames(now, inputs.corrupt_frames);
+
+        // Watchdog (latched).
+        let kick = self.last_kick.unwrap_or(start);
+        let missed = now.since(kick) > self.cfg.watchdog_deadline_ms as u64;
+        self.kinds[FaultKind::Watchdog.index()].step(now, Some(missed), Some(!missed), 0, true);
+
+        self.rebuild_with(
+            now,
+            inputs,
+            health.cell_ok,
+            health.pack_ok,
+            health.temp_ok,
+            health.circuits_fresh && health.circuits_ok,
+        );
+        &self.state
+    }
+
+    /// Which measurement groups are fresh (within their deadline) and
+    /// valid (finite) at `now`; a group never received has one deadline of
+    /// grace after `start` before it counts as stale.
+    fn input_health(&self, now: Millis, start: Millis, inputs: &ProtectionInputs) -> InputHealth {
         let d = self.cfg.deadlines;
         let cell_fresh = Self::fresh(now, inputs.cell_voltage_at, d.cell_voltage_ms);
         let pack_fresh = Self::fresh(now, inputs.pack_at, d.pack_ms);
         let temp_fresh = Self::fresh(now, inputs.temperature_at, d.temperature_ms);
         let bus_fresh = Self::fresh(now, inputs.bus_at, d.bus_ms);
         let circ_fresh = Self::fresh(now, inputs.circuits_at, d.circuits_ms);
-        // Never-received groups get one deadline of grace after start.
         let grace = |at: Option<Millis>, dl: u32| at.is_none() && now.since(start) <= dl as u64;
         let stale_cell = !cell_fresh && !grace(inputs.cell_voltage_at, d.cell_voltage_ms);
         let stale_pack = !pack_fresh && !grace(inputs.pack_at, d.pack_ms);
@@ -746,66 +798,68 @@ impl Protection {
             temp_fresh && finite(&[inputs.cell_temperature_min_c, inputs.cell_temperature_max_c]);
         let bus_ok = bus_fresh && inputs.bus_voltage_v.is_finite();
         let circ_ok = circ_fresh && finite(&inputs.circuit_current_a);
-        let invalid = (cell_fresh && !cell_ok)
-            || (pack_fresh && !pack_ok)
-            || (temp_fresh && !temp_ok)
-            || (bus_fresh && !bus_ok)
-            || (circ_fresh && !circ_ok);
+        InputHealth {
+            cell_ok,
+            pack_ok,
+            temp_ok,
+            bus_ok,
+            circuits_fresh: circ_fresh,
+            circuits_ok: circ_ok,
+            stale: stale_cell || stale_pack || stale_temp || stale_bus || stale_circ,
+            invalid: (cell_fresh && !cell_ok)
+                || (pack_fresh && !pack_ok)
+                || (temp_fresh && !temp_ok)
+                || (bus_fresh && !bus_ok)
+                || (circ_fresh && !circ_ok),
+        }
+    }
 
-        // Each threshold fault watches one measurement, when it is valid.
+    /// Each threshold fault watches one measurement, when it is valid.
+    fn step_thresholds(&mut self, now: Millis, inputs: &ProtectionInputs, health: &InputHealth) {
+        let cell = health.cell_ok;
+        let pack = health.pack_ok;
+        let temp = health.temp_ok;
+        let bus = health.bus_ok;
         let watched = [
-            (
-                FaultKind::CellOverVoltage,
-                cell_ok,
-                inputs.cell_voltage_max_v,
-            ),
-            (
-                FaultKind::CellUnderVoltage,
-                cell_ok,
-                inputs.cell_voltage_min_v,
-            ),
-            (
-                FaultKind::ChargeOverCurrent,
-                pack_ok,
-                -inputs.pack_current_a,
-            ),
-            (
-                FaultKind::DischargeOverCurrent,
-                pack_ok,
-                inputs.pack_current_a,
-            ),
+            (FaultKind::CellOverVoltage, cell, inputs.cell_voltage_max_v),
+            (FaultKind::CellUnderVoltage, cell, inputs.cell_voltage_min_v),
+            (FaultKind::ChargeOverCurrent, pack, -inputs.pack_current_a),
+            (FaultKind::DischargeOverCurrent, pack, inputs.pack_current_a),
             (
                 FaultKind::ChargeOverTemperature,
-                temp_ok,
+                temp,
                 inputs.cell_temperature_max_c,
             ),
             (
                 FaultKind::ChargeUnderTemperature,
-                temp_ok,
+                temp,
                 inputs.cell_temperature_min_c,
             ),
             (
                 FaultKind::DischargeOverTemperature,
-                temp_ok,
+                temp,
                 inputs.cell_temperature_max_c,
             ),
             (
                 FaultKind::DischargeUnderTemperature,
-                temp_ok,
+                temp,
                 inputs.cell_temperature_min_c,
             ),
-            (FaultKind::BusOverVoltage, bus_ok, inputs.bus_voltage_v),
-            (FaultKind::BusUnderVoltage, bus_ok, inputs.bus_voltage_v),
+            (FaultKind::BusOverVoltage, bus, inputs.bus_voltage_v),
+            (FaultKind::BusUnderVoltage, bus, inputs.bus_voltage_v),
         ];
         for (kind, ok, value) in watched {
             self.step_limit(now, kind, ok.then_some(value));
         }
+    }
 
-        // Circuits.
+    /// Over-current and short circuit per circuit (both latched); a circuit
+    /// not reported has no condition, unknown readings hold the state.
+    fn step_circuits(&mut self, now: Millis, inputs: &ProtectionInputs, circuits_ok: bool) {
         let oc = self.cfg.circuit_over_current;
         let sc = self.cfg.circuit_short_circuit;
         for k in 0..MAX_CIRCUITS {
-            let v = if circ_ok {
+            let v = if circuits_ok {
                 inputs.circuit_current_a.get(k).map(|x| x.abs())
             } else {
                 None
@@ -827,7 +881,7 @@ impl Protection {
                         true,
                     );
                 }
-                None if circ_ok => {
+                None if circuits_ok => {
                     // Circuit not fitted / not reported: no condition.
                     self.circuit_oc[k].step(now, Some(false), Some(true), 0, true);
                     self.circuit_sc[k].step(now, Some(false), Some(true), 0, true);
@@ -838,21 +892,12 @@ impl Protection {
                 }
             }
         }
+    }
 
-        // Stale and invalid inputs (self-clearing, immediate).
-        let stale =
-            stale_cell || stale_pack || stale_temp || stale_bus || stale_circ || inputs.link_lost;
-        self.kinds[FaultKind::StaleInput.index()].step(now, Some(stale), Some(!stale), 0, false);
-        self.kinds[FaultKind::InvalidMeasurement.index()].step(
-            now,
-            Some(invalid),
-            Some(!invalid),
-            0,
-            false,
-        );
-
-        // Corrupt frames within the window (latched).
-        let count = inputs.corrupt_frames;
+    /// Corrupt frames within the window (latched): the link layer's
+    /// cumulative `count` is kept per update (a decrease is a counter
+    /// reset) and compared with the oldest count in the window.
+    fn step_corrupt_frames(&mut self, now: Millis, count: u32) {
         if let Some(&(_, last)) = self.corrupt.back() {
             if count < last {
                 self.corrupt.clear();
@@ -879,21 +924,6 @@ impl Protection {
             0,
             true,
         );
-
-        // Watchdog (latched).
-        let kick = self.last_kick.unwrap_or(start);
-        let missed = now.since(kick) > self.cfg.watchdog_deadline_ms as u64;
-        self.kinds[FaultKind::Watchdog.index()].step(now, Some(missed), Some(!missed), 0, true);
-
-        self.rebuild_with(
-            now,
-            inputs,
-            cell_ok,
-            pack_ok,
-            temp_ok,
-            circ_fresh && circ_ok,
-        );
-        &self.state
     }
 
     fn rebuild(&mut self, _now: Millis) {

@@ -748,74 +748,21 @@ impl Scheduler {
                 };
             }
         };
-        let cfg = &self.cfg;
-        let (min_grid_w, max_grid_w) = (cfg.min_grid_charge_w, cfg.max_grid_charge_w);
         let soc = clampf(inp.soc, 0.0, 1.0);
-        let cap = inp.usable_capacity_wh;
-        let stored_wh = soc * cap;
-        let max_soc = cfg.max_target_soc;
-
-        // PV surplus (power that would otherwise export).
-        let surplus = if inp.pv_w.is_finite() && inp.load_w.is_finite() {
-            let s = inp.pv_w.max(0.0) - inp.load_w.max(0.0);
-            if s > cfg.pv_surplus_deadband_w {
-                s
-            } else {
-                0.0
-            }
-        } else {
-            0.0
-        };
+        let stored_wh = soc * inp.usable_capacity_wh;
+        let max_soc = self.cfg.max_target_soc;
+        let surplus = self.pv_surplus_w(inp);
         let pv_room = if soc < max_soc {
             surplus.min(limit)
         } else {
             0.0
         };
-
-        // Off-peak sizing.
-        let mut reason = ScheduleReason::Idle;
-        let mut grid = 0.0f32;
-        let mut target_soc = sizing.target_soc;
-        let off_peak_left = cfg
-            .off_peak
-            .iter()
-            .filter_map(|w| w.remaining_s(now_local))
-            .max();
-        if let Some(left_s) = off_peak_left {
-            let deficit_wh = sizing.grid_target_wh - stored_wh;
-            if deficit_wh > 0.0 {
-                let margin_s = u32::from(cfg.finish_margin_min) * 60;
-                let t_s = left_s.saturating_sub(margin_s).max(60) as f32;
-                let needed = deficit_wh * 3600.0 / (cfg.charge_efficiency * t_s);
-                let from_grid = needed - pv_room;
-                if from_grid > 0.0 {
-                    grid = clampf(from_grid, min_grid_w, max_grid_w);
-                    reason = ScheduleReason::OffPeakSizing;
-                } else {
-                    reason = ScheduleReason::PvSurplus;
-                }
-            } else {
-                reason = ScheduleReason::TargetReached;
-            }
-        }
-
-        // Charge now.
-        if let Some(req) = self.charge_now {
-            let until = req.until_soc.min(max_soc);
-            if now >= req.expires {
-                self.charge_now = None;
-                self.charge_now_expired = self.charge_now_expired.saturating_add(1);
-            } else if soc >= until {
-                self.charge_now = None;
-            } else {
-                let p = req.power_w.min(max_grid_w);
-                if p >= grid {
-                    grid = p;
-                    reason = ScheduleReason::ChargeNow;
-                    target_soc = until;
-                }
-            }
-        }
+        let off_peak = self.off_peak_charge(now_local, &sizing, stored_wh, pv_room);
+        let GridCharge {
+            power_w: grid,
+            mut reason,
+            target_soc,
+        } = self.follow_charge_now(now, soc, off_peak);
 
         let grid = grid.min(limit).max(0.0);
         let pv_max = pv_room.min(limit - grid).max(0.0);
@@ -829,6 +776,97 @@ impl Scheduler {
             reason,
         }
     }
+
+    /// PV power beyond the local load (power that would otherwise export),
+    /// W; 0 below the deadband or when either is unknown.
+    fn pv_surplus_w(&self, inp: &ScheduleInputs) -> f32 {
+        if inp.pv_w.is_finite() && inp.load_w.is_finite() {
+            let s = inp.pv_w.max(0.0) - inp.load_w.max(0.0);
+            if s > self.cfg.pv_surplus_deadband_w {
+                s
+            } else {
+                0.0
+            }
+        } else {
+            0.0
+        }
+    }
+
+    /// Off-peak sizing: in an off-peak window, the grid charge that brings
+    /// `stored_wh` to the sizing's grid target by the window's end (less the
+    /// margin), beyond what PV (`pv_room_w`) already gives.
+    fn off_peak_charge(
+        &self,
+        now_local: LocalTime,
+        sizing: &Sizing,
+        stored_wh: f32,
+        pv_room_w: f32,
+    ) -> GridCharge {
+        let cfg = &self.cfg;
+        let mut charge = GridCharge {
+            power_w: 0.0,
+            reason: ScheduleReason::Idle,
+            target_soc: sizing.target_soc,
+        };
+        let off_peak_left = cfg
+            .off_peak
+            .iter()
+            .filter_map(|w| w.remaining_s(now_local))
+            .max();
+        let Some(left_s) = off_peak_left else {
+            return charge;
+        };
+        let deficit_wh = sizing.grid_target_wh - stored_wh;
+        if deficit_wh > 0.0 {
+            let margin_s = u32::from(cfg.finish_margin_min) * 60;
+            let t_s = left_s.saturating_sub(margin_s).max(60) as f32;
+            let needed = deficit_wh * 3600.0 / (cfg.charge_efficiency * t_s);
+            let from_grid = needed - pv_room_w;
+            if from_grid > 0.0 {
+                charge.power_w = clampf(from_grid, cfg.min_grid_charge_w, cfg.max_grid_charge_w);
+                charge.reason = ScheduleReason::OffPeakSizing;
+            } else {
+                charge.reason = ScheduleReason::PvSurplus;
+            }
+        } else {
+            charge.reason = ScheduleReason::TargetReached;
+        }
+        charge
+    }
+
+    /// A charge-now request in force: ended at its expiry or once the SOC
+    /// reaches it; otherwise it takes over from `planned` when it asks for
+    /// at least as much (its SOC becomes the target).
+    fn follow_charge_now(&mut self, now: Millis, soc: f32, planned: GridCharge) -> GridCharge {
+        let Some(req) = self.charge_now else {
+            return planned;
+        };
+        let until = req.until_soc.min(self.cfg.max_target_soc);
+        if now >= req.expires {
+            self.charge_now = None;
+            self.charge_now_expired = self.charge_now_expired.saturating_add(1);
+        } else if soc >= until {
+            self.charge_now = None;
+        } else {
+            let p = req.power_w.min(self.cfg.max_grid_charge_w);
+            if p >= planned.power_w {
+                return GridCharge {
+                    power_w: p,
+                    reason: ScheduleReason::ChargeNow,
+                    target_soc: until,
+                };
+            }
+        }
+        planned
+    }
+}
+
+/// A grid charge the scheduler settles on, before the charge limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct GridCharge {
+    power_w: f32,
+    reason: ScheduleReason,
+    target_soc: f32,
 }
 
 #[cfg(test)]
