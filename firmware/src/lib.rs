@@ -16,6 +16,7 @@
 // design; they are returned once, at start-up.
 #![allow(clippy::result_large_err)]
 
+pub mod arbitration;
 pub mod cluster;
 pub mod config;
 #[cfg(feature = "std")]

@@ -293,6 +293,77 @@ pub struct Resilience {
     needed_wh: f32,
     energy_invalid: bool,
     invalid_inputs: u32,
+    ac_loads: AcLoads,
+}
+
+/// The household's AC loads (through the inverter) in a power cut: they
+/// rank below every essential DC circuit. See
+/// [`Resilience::ac_loads_served`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct AcLoads {
+    /// The AC load's running average, W: as last seen on the grid, then as
+    /// last served in the cut.
+    average_w: f32,
+    /// The AC loads are shed.
+    shed: bool,
+    /// Control periods the inverter has served the AC loads in this cut.
+    served_periods: u32,
+}
+
+impl AcLoads {
+    /// On the grid: the AC load as last seen is what a cut starting now
+    /// would have to carry.
+    fn on_grid(self, ac_load_w: f32, dt_s: f32) -> AcLoads {
+        AcLoads {
+            average_w: ac_average(self.average_w, ac_load_w, dt_s),
+            shed: false,
+            served_periods: 1,
+        }
+    }
+
+    /// In a cut, with `spare_wh` beyond what the kept circuits need: served
+    /// while every essential circuit is kept and the spare covers an hour
+    /// of the average AC load, back only with twice that (hysteresis: a
+    /// kettle must not make it flap). While shed the load cannot be
+    /// measured, so the average stands; it is refreshed once the inverter
+    /// has served a full control period (the first reading after switching
+    /// on is still stale).
+    fn islanded(
+        self,
+        ac_load_w: f32,
+        dt_s: f32,
+        spare_wh: f32,
+        essentials_kept: bool,
+    ) -> AcLoads {
+        let mut next = self;
+        if !self.shed && self.served_periods >= 1 {
+            next.average_w = ac_average(self.average_w, ac_load_w, dt_s);
+        }
+        let hour_of_ac = next.average_w;
+        next.shed = if !essentials_kept || !spare_wh.is_finite() {
+            true
+        } else if self.shed {
+            spare_wh <= 2.0 * hour_of_ac
+        } else {
+            spare_wh <= hour_of_ac
+        };
+        if next.shed {
+            next.served_periods = 0;
+        } else if !self.shed {
+            next.served_periods = self.served_periods.saturating_add(1);
+        }
+        next
+    }
+}
+
+/// The AC load's running average (first-order, 15-minute time constant)
+/// updated with a reading taken `dt_s` after the last one, W.
+fn ac_average(average_w: f32, reading_w: f32, dt_s: f32) -> f32 {
+    const TAU_S: f32 = 900.0;
+    if !(reading_w.is_finite() && dt_s.is_finite() && dt_s > 0.0) {
+        return average_w;
+    }
+    average_w + (reading_w - average_w) * (dt_s / (TAU_S + dt_s))
 }
 
 impl Resilience {
@@ -331,6 +402,11 @@ impl Resilience {
             needed_wh: 0.0,
             energy_invalid: false,
             invalid_inputs: 0,
+            ac_loads: AcLoads {
+                average_w: 0.0,
+                shed: false,
+                served_periods: 1,
+            },
         }
     }
 
@@ -452,6 +528,32 @@ impl Resilience {
             }
         }
         self.command()
+    }
+
+    /// Whether the inverter may serve the household's AC loads this control
+    /// period. Always on the grid (where the average AC load is learnt: what
+    /// a cut would have to carry). In a cut the AC loads come after the
+    /// essential DC circuits: served only while every essential circuit is
+    /// kept and the energy beyond what the kept circuits need covers an hour
+    /// of the average AC load served, and back only with twice that. Call
+    /// once per control period, after [`Resilience::update`], with the AC
+    /// load measured now and the seconds since the last call.
+    pub fn ac_loads_served(&mut self, ac_load_w: f32, dt_s: f32) -> bool {
+        self.ac_loads = if self.is_islanded() {
+            let spare_wh = self.available_wh - self.needed_wh;
+            self.ac_loads
+                .islanded(ac_load_w, dt_s, spare_wh, self.essentials_kept())
+        } else {
+            self.ac_loads.on_grid(ac_load_w, dt_s)
+        };
+        !self.ac_loads.shed
+    }
+
+    /// Whether every essential circuit is kept on while islanded: they rank
+    /// first, so they are the first `kept`.
+    fn essentials_kept(&self) -> bool {
+        let essential = self.config.circuits.iter().filter(|c| c.essential).count();
+        self.kept >= essential
     }
 
     /// Load used in the budget for circuit `i`, W.
@@ -847,6 +949,58 @@ mod tests {
         let c = r.update(Millis(1_400), &ResilienceInputs::new(false, 600.0, 0.0));
         assert!(c.islanded && c.stop_export);
         assert_eq!(c.circuit_on, 0b00001);
+    }
+
+    /// Islanded at 200 ms with `remaining_wh`, after the AC loads were
+    /// served on the grid at `ac_on_grid_w` (learnt as their average).
+    fn islanded_after_ac_on_grid(ac_on_grid_w: f32, remaining_wh: f32) -> Resilience {
+        let mut r = Resilience::new(config());
+        r.update(Millis(0), &ResilienceInputs::new(true, remaining_wh, 0.0));
+        assert!(r.ac_loads_served(ac_on_grid_w, 1e9), "always on the grid");
+        r.update(Millis(100), &ResilienceInputs::new(false, remaining_wh, 0.0));
+        let c = r.update(Millis(200), &ResilienceInputs::new(false, remaining_wh, 0.0));
+        assert!(c.islanded);
+        r
+    }
+
+    #[test]
+    fn ac_loads_are_served_in_a_cut_while_the_spare_covers_an_hour_of_them() {
+        // Every circuit kept needs 3240 Wh: 1760 Wh spare covers an hour of
+        // the 1000 W learnt on the grid.
+        let mut r = islanded_after_ac_on_grid(1000.0, 5000.0);
+        assert!(r.ac_loads_served(1000.0, 1.0));
+        // About 760 Wh spare: shed.
+        r.update(Millis(60_200), &ResilienceInputs::new(false, 4000.0, 0.0));
+        assert!(!r.ac_loads_served(1000.0, 60.0));
+        // About 1760 Wh spare: not twice the hour, still shed.
+        r.update(Millis(120_200), &ResilienceInputs::new(false, 5000.0, 0.0));
+        assert!(!r.ac_loads_served(5000.0, 60.0));
+        // About 2760 Wh spare: back; the average (1000 W) did not learn
+        // the unserved reading.
+        r.update(Millis(180_200), &ResilienceInputs::new(false, 6000.0, 0.0));
+        assert!(r.ac_loads_served(1000.0, 60.0));
+    }
+
+    #[test]
+    fn ac_loads_are_shed_before_any_essential_circuit() {
+        // 600 Wh keeps the lighting only: the fridge is shed, so are the
+        // AC loads, however small.
+        let mut r = islanded_after_ac_on_grid(0.0, 600.0);
+        assert!(!r.ac_loads_served(0.0, 1.0));
+        // Back on the grid they are served again.
+        let mut r = islanded_after_ac_on_grid(0.0, 600.0);
+        r.update(Millis(300), &ResilienceInputs::new(true, 600.0, 0.0));
+        r.update(Millis(60_300), &ResilienceInputs::new(true, 600.0, 0.0));
+        assert!(!r.is_islanded());
+        assert!(r.ac_loads_served(0.0, 1.0));
+    }
+
+    #[test]
+    fn the_ac_average_is_first_order_and_ignores_bad_readings() {
+        assert_eq!(ac_average(100.0, 1000.0, 900.0), 550.0);
+        assert_eq!(ac_average(100.0, f32::NAN, 900.0), 100.0);
+        assert_eq!(ac_average(100.0, 1000.0, 0.0), 100.0);
+        assert_eq!(ac_average(100.0, 1000.0, f32::INFINITY), 100.0);
     }
 
     #[cfg(feature = "std")]
