@@ -605,7 +605,10 @@ pub fn circuit(
 
 /// A USB-PD socket: off when protection turns everything off, else as
 /// selective supply proposes; a socket it has no proposal for is on.
-pub fn socket(protection: &ProtectionAllowance, proposal: Option<&SocketProposal>) -> SwitchCommand {
+pub fn socket(
+    protection: &ProtectionAllowance,
+    proposal: Option<&SocketProposal>,
+) -> SwitchCommand {
     match proposal {
         _ if protection.all_off => SwitchCommand {
             on: false,
@@ -1051,7 +1054,15 @@ mod tests {
             export_allowed: false,
             ..site()
         };
-        assert!(!inverter(&no_export, &allowed(), &p, decided(0.0, protection_reason())).export_enabled);
+        assert!(
+            !inverter(
+                &no_export,
+                &allowed(),
+                &p,
+                decided(0.0, protection_reason())
+            )
+            .export_enabled
+        );
     }
 
     #[test]
@@ -1061,7 +1072,12 @@ mod tests {
             inverter_fitted: false,
             ..site()
         };
-        let i = inverter(&no_inverter, &allowed(), &p, decided(3000.0, p.resilience.reason));
+        let i = inverter(
+            &no_inverter,
+            &allowed(),
+            &p,
+            decided(3000.0, p.resilience.reason),
+        );
         assert!(!i.enabled);
         assert_eq!(i.request_ac_w, 0.0);
         assert_eq!(
@@ -1117,7 +1133,10 @@ mod tests {
         );
         assert_eq!(
             c(3),
-            off(Reason::new(Function::Resilience, CircuitReason::ShedForBudget))
+            off(Reason::new(
+                Function::Resilience,
+                CircuitReason::ShedForBudget
+            ))
         );
         p.remote.shed_circuits = 0;
         assert_eq!(
@@ -1197,7 +1216,10 @@ mod tests {
             ..cluster
         };
         let r = RemoteProposal::new(Some(&idle), &demand);
-        assert_eq!(r.discharge().unwrap().reason.function, Function::DemandManagement);
+        assert_eq!(
+            r.discharge().unwrap().reason.function,
+            Function::DemandManagement
+        );
         let s = ScheduleProposal::from(&ChargePlan {
             grid_charge_w: 1.0,
             pv_surplus_charge_w_max: 2.0,

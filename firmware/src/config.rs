@@ -232,7 +232,11 @@ mod tests {
             "must be within (0, 1], found 0"
         );
         assert_eq!(
-            message(check_range("x", 1.0f32, (Bound::Excluded(0.0f32), Bound::Excluded(1.0)))),
+            message(check_range(
+                "x",
+                1.0f32,
+                (Bound::Excluded(0.0f32), Bound::Excluded(1.0))
+            )),
             "must be within (0, 1), found 1"
         );
         assert_eq!(
@@ -244,17 +248,18 @@ mod tests {
             "must be ≥ 0, found -1"
         );
         assert_eq!(
-            message(check_range("x", 0u64, (Bound::Excluded(0), Bound::Unbounded))),
+            message(check_range(
+                "x",
+                0u64,
+                (Bound::Excluded(0), Bound::Unbounded)
+            )),
             "must be > 0, found 0"
         );
         assert_eq!(
             message(check_range("x", 2000u64, ..=1500)),
             "must be ≤ 1500, found 2000"
         );
-        assert_eq!(
-            message(check_range("x", 9u8, ..9)),
-            "must be < 9, found 9"
-        );
+        assert_eq!(message(check_range("x", 9u8, ..9)), "must be < 9, found 9");
     }
 
     #[test]
@@ -272,8 +277,8 @@ mod tests {
         assert!(check_order("max", 1.0f32, Order::Above, "min", 1.0).is_err());
         assert!(check_order("min", 1.0f32, Order::AtMost, "max", 1.0).is_ok());
         assert!(check_order("min", 1.0f32, Order::Below, "max", 1.0).is_err());
-        let e = check_order("max_target_soc", 0.1f32, Order::Above, "reserve_soc", 0.2)
-            .unwrap_err();
+        let e =
+            check_order("max_target_soc", 0.1f32, Order::Above, "reserve_soc", 0.2).unwrap_err();
         assert_eq!(e.field, "max_target_soc");
         assert_eq!(e.message, "must be above reserve_soc (0.2), found 0.1");
         let e = check_order("a_ms", 5u32, Order::AtLeast, "b_ms", 10).unwrap_err();

@@ -23,7 +23,7 @@
 //! itself.
 
 use crate::arbitration::{
-    self, ExportProposal, PeakProposal, ProtectionAllowance, Proposals, RemoteProposal,
+    self, ExportProposal, PeakProposal, Proposals, ProtectionAllowance, RemoteProposal,
     ResilienceProposal, ScheduleProposal, Site, SocketProposal, SurplusProposal,
 };
 pub use crate::arbitration::{
@@ -669,12 +669,7 @@ impl Controller {
 
     /// A signed configuration message: applied when accepted; the verdict
     /// logged and queued (nothing without a `[cluster]`).
-    fn on_remote_config(
-        &mut self,
-        now: Millis,
-        bytes: &[u8],
-        signatures: &mut dyn SignatureCheck,
-    ) {
+    fn on_remote_config(&mut self, now: Millis, bytes: &[u8], signatures: &mut dyn SignatureCheck) {
         let utc_s = self.utc_s(now).unwrap_or(0);
         let verdict = self
             .cluster
@@ -822,10 +817,9 @@ impl Controller {
     }
 
     fn dc_load_w(&self) -> f32 {
-        self.m
-            .circuits
-            .as_ref()
-            .map_or(0.0, |(_, c)| c.iter().map(|m| non_negative(m.power_w)).sum())
+        self.m.circuits.as_ref().map_or(0.0, |(_, c)| {
+            c.iter().map(|m| non_negative(m.power_w)).sum()
+        })
     }
 
     /// Household AC load: what the meter imports, plus what the inverter

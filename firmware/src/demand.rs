@@ -310,7 +310,8 @@ impl DemandConfig {
         check_range("max_duration_ms", self.max_duration_ms, 1..)?;
         check_range("import_tolerance_w", self.import_tolerance_w, 0.0..)?;
         for r in &self.tariff_rules {
-            let rule = |e: ConfigError| e.with_context(format_args!("rule for tariff {}", r.tariff));
+            let rule =
+                |e: ConfigError| e.with_context(format_args!("rule for tariff {}", r.tariff));
             check_range("tariff_rules.start_s", r.start_s, ..=86_400).map_err(rule)?;
             check_range("tariff_rules.end_s", r.end_s, ..=86_400).map_err(rule)?;
             match r.action {

@@ -152,11 +152,7 @@ impl ExportConfig {
             "surplus_bus_v",
             self.surplus_bus_v,
         )?;
-        check_range(
-            "surplus_ramp_w_per_s",
-            self.surplus_ramp_w_per_s,
-            0.1..=1e6,
-        )
+        check_range("surplus_ramp_w_per_s", self.surplus_ramp_w_per_s, 0.1..=1e6)
     }
 }
 

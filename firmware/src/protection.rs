@@ -416,7 +416,8 @@ impl ProtectionConfig {
 /// A limit's threshold and release are finite, and the release is on the
 /// safe side of the threshold (below it for an over-limit, `over`).
 fn validate_limit(field: &str, limit: &Limit, over: bool) -> Result<(), ConfigError> {
-    check_range(field, limit.threshold, ..).map_err(|e| e.with_context(format_args!("threshold")))?;
+    check_range(field, limit.threshold, ..)
+        .map_err(|e| e.with_context(format_args!("threshold")))?;
     let order = if over { Order::AtMost } else { Order::AtLeast };
     check_order(field, limit.release, order, "threshold", limit.threshold)
         .map_err(|e| e.with_context(format_args!("release")))

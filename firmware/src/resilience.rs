@@ -152,8 +152,12 @@ impl Default for ResilienceConfig {
 impl ResilienceConfig {
     /// Checks ranges and consistency.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check_range("mains_loss_debounce_ms", self.mains_loss_debounce_ms, ..=1500)
-            .map_err(|e| e.with_context(format_args!("so that export stops within 2 s")))?;
+        check_range(
+            "mains_loss_debounce_ms",
+            self.mains_loss_debounce_ms,
+            ..=1500,
+        )
+        .map_err(|e| e.with_context(format_args!("so that export stops within 2 s")))?;
         check_range("reevaluate_ms", self.reevaluate_ms, 1..)?;
         check_range("horizon_h", self.horizon_h, POSITIVE)?;
         check_range("pv_confidence", self.pv_confidence, 0.0..=1.0)?;
@@ -328,13 +332,7 @@ impl AcLoads {
     /// measured, so the average stands; it is refreshed once the inverter
     /// has served a full control period (the first reading after switching
     /// on is still stale).
-    fn islanded(
-        self,
-        ac_load_w: f32,
-        dt_s: f32,
-        spare_wh: f32,
-        essentials_kept: bool,
-    ) -> AcLoads {
+    fn islanded(self, ac_load_w: f32, dt_s: f32, spare_wh: f32, essentials_kept: bool) -> AcLoads {
         let mut next = self;
         if !self.shed && self.served_periods >= 1 {
             next.average_w = ac_average(self.average_w, ac_load_w, dt_s);
@@ -957,8 +955,14 @@ mod tests {
         let mut r = Resilience::new(config());
         r.update(Millis(0), &ResilienceInputs::new(true, remaining_wh, 0.0));
         assert!(r.ac_loads_served(ac_on_grid_w, 1e9), "always on the grid");
-        r.update(Millis(100), &ResilienceInputs::new(false, remaining_wh, 0.0));
-        let c = r.update(Millis(200), &ResilienceInputs::new(false, remaining_wh, 0.0));
+        r.update(
+            Millis(100),
+            &ResilienceInputs::new(false, remaining_wh, 0.0),
+        );
+        let c = r.update(
+            Millis(200),
+            &ResilienceInputs::new(false, remaining_wh, 0.0),
+        );
         assert!(c.islanded);
         r
     }

@@ -864,7 +864,9 @@ fn update_deferral(
         // A device that reports its charge (USB-PD Battery_Status) has a
         // battery whatever its contract says.
         let reported_soc = inp.battery_soc.filter(|x| x.is_finite());
-        if !s.deferred && active && (s.class.has_battery() || s.taper_seen || reported_soc.is_some())
+        if !s.deferred
+            && active
+            && (s.class.has_battery() || s.taper_seen || reported_soc.is_some())
         {
             let above = match reported_soc {
                 Some(soc) => soc >= cfg.defer_above_soc,

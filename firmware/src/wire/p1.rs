@@ -745,7 +745,7 @@ fn counter(group: &[u8]) -> Result<u32, LineError> {
 /// The equipment identifier: hex pairs, at most `MAX_EQUIPMENT_ID_LEN`
 /// bytes.
 fn parse_equipment_id(group: &[u8]) -> Result<Vec<u8, MAX_EQUIPMENT_ID_LEN>, LineError> {
-    if group.len() % 2 != 0 || group.len() > 2 * MAX_EQUIPMENT_ID_LEN {
+    if !group.len().is_multiple_of(2) || group.len() > 2 * MAX_EQUIPMENT_ID_LEN {
         return Err(LineError::Value);
     }
     let mut id = Vec::new();
@@ -1398,13 +1398,48 @@ mod tests {
     #[test]
     fn energy_lines_with_a_wrong_unit_value_or_shape_are_rejected_with_their_number() {
         assert_line_errors(&[
-            ("1-0:1.8.1(123456.789*kWh)", "1-0:1.8.1(123456.789*kW)", 6, LineError::Unit),
-            ("1-0:1.8.1(123456.789*kWh)", "1-0:1.8.1(123456.789)", 6, LineError::Unit),
-            ("1-0:1.8.1(123456.789*kWh)", "1-0:1.8.1(12345.789*kWh)", 6, LineError::Value),
-            ("1-0:1.8.1(123456.789*kWh)", "1-0:1.8.1(123456,789*kWh)", 6, LineError::Value),
-            ("1-0:1.8.1(123456.789*kWh)", "1-0:1.8.1(123456.789*kWh", 6, LineError::Syntax),
-            ("1-0:1.8.1(123456.789*kWh)", "1-0:1.8.1(1)(2)", 6, LineError::GroupCount),
-            ("1-0:1.8.2(123456.789*kWh)", "1-0:1.8.1(123456.789*kWh)", 7, LineError::Duplicate),
+            (
+                "1-0:1.8.1(123456.789*kWh)",
+                "1-0:1.8.1(123456.789*kW)",
+                6,
+                LineError::Unit,
+            ),
+            (
+                "1-0:1.8.1(123456.789*kWh)",
+                "1-0:1.8.1(123456.789)",
+                6,
+                LineError::Unit,
+            ),
+            (
+                "1-0:1.8.1(123456.789*kWh)",
+                "1-0:1.8.1(12345.789*kWh)",
+                6,
+                LineError::Value,
+            ),
+            (
+                "1-0:1.8.1(123456.789*kWh)",
+                "1-0:1.8.1(123456,789*kWh)",
+                6,
+                LineError::Value,
+            ),
+            (
+                "1-0:1.8.1(123456.789*kWh)",
+                "1-0:1.8.1(123456.789*kWh",
+                6,
+                LineError::Syntax,
+            ),
+            (
+                "1-0:1.8.1(123456.789*kWh)",
+                "1-0:1.8.1(1)(2)",
+                6,
+                LineError::GroupCount,
+            ),
+            (
+                "1-0:1.8.2(123456.789*kWh)",
+                "1-0:1.8.1(123456.789*kWh)",
+                7,
+                LineError::Duplicate,
+            ),
         ]);
     }
 
@@ -1412,13 +1447,38 @@ mod tests {
     fn other_values_in_a_wrong_format_are_rejected_with_their_number() {
         assert_line_errors(&[
             ("0-0:96.14.0(0002)", "0-0:96.14.0(2)", 10, LineError::Value),
-            ("1-0:1.7.0(01.193*kW)", "1-0:1.7.0(1.193*kW)", 11, LineError::Value),
-            ("0-0:1.0.0(101209113020W)", "0-0:1.0.0(101309113020W)", 4, LineError::Value),
-            ("0-0:1.0.0(101209113020W)", "0-0:1.0.0(101209113020X)", 4, LineError::Value),
+            (
+                "1-0:1.7.0(01.193*kW)",
+                "1-0:1.7.0(1.193*kW)",
+                11,
+                LineError::Value,
+            ),
+            (
+                "0-0:1.0.0(101209113020W)",
+                "0-0:1.0.0(101309113020W)",
+                4,
+                LineError::Value,
+            ),
+            (
+                "0-0:1.0.0(101209113020W)",
+                "0-0:1.0.0(101209113020X)",
+                4,
+                LineError::Value,
+            ),
             ("0-0:96.1.1(4B38", "0-0:96.1.1(4G38", 5, LineError::Value),
-            ("1-0:32.7.0(220.1*V)", "1-0:32.7.0(220*V)", 16, LineError::Value),
+            (
+                "1-0:32.7.0(220.1*V)",
+                "1-0:32.7.0(220*V)",
+                16,
+                LineError::Value,
+            ),
             ("1-0:31.7.0(001*A)", "1-0:31.7.0(1*A)", 19, LineError::Value),
-            ("1-0:71.7.0(003*A)", "1-0:71.7.0(003*V)", 21, LineError::Unit),
+            (
+                "1-0:71.7.0(003*A)",
+                "1-0:71.7.0(003*V)",
+                21,
+                LineError::Unit,
+            ),
         ]);
     }
 
@@ -1426,7 +1486,12 @@ mod tests {
     fn a_malformed_failure_log_is_rejected_with_its_line_number() {
         assert_line_errors(&[
             ("(0000000240*s)", "(0000000240*m)", 15, LineError::Unit),
-            ("(2)(0-0:96.7.19)", "(3)(0-0:96.7.19)", 15, LineError::GroupCount),
+            (
+                "(2)(0-0:96.7.19)",
+                "(3)(0-0:96.7.19)",
+                15,
+                LineError::GroupCount,
+            ),
             ("(2)(0-0:96.7.19)", "(2)(0-0:96.7.18)", 15, LineError::Value),
         ]);
     }
@@ -1434,11 +1499,26 @@ mod tests {
     #[test]
     fn lines_that_are_not_obis_lines_are_syntax_errors_with_their_number() {
         assert_line_errors(&[
-            ("1-0:71.7.0(003*A)", "1-0:71.7.0 (003*A)", 21, LineError::Syntax),
-            ("1-0:71.7.0(003*A)", "1-0:71.7(003*A)", 21, LineError::Syntax),
+            (
+                "1-0:71.7.0(003*A)",
+                "1-0:71.7.0 (003*A)",
+                21,
+                LineError::Syntax,
+            ),
+            (
+                "1-0:71.7.0(003*A)",
+                "1-0:71.7(003*A)",
+                21,
+                LineError::Syntax,
+            ),
             ("1-0:71.7.0(003*A)", "garbage", 21, LineError::Syntax),
             ("1-0:71.7.0(003*A)", "", 21, LineError::Syntax),
-            ("1-0:71.7.0(003*A)\r\n", "1-0:71.7.0(003*A)\n", 21, LineError::Syntax),
+            (
+                "1-0:71.7.0(003*A)\r\n",
+                "1-0:71.7.0(003*A)\n",
+                21,
+                LineError::Syntax,
+            ),
             ("\r\n\r\n1-3", "\r\nx\r\n1-3", 2, LineError::Syntax),
         ]);
     }
