@@ -647,17 +647,7 @@ impl Estimator {
             self.estimate.reason = EstimateReason::RejectedSample;
             return self.estimate;
         }
-        let t = inputs.temperature_c;
-        if t.is_finite() && (-40.0..=80.0).contains(&t) {
-            let ea = self.cfg.resistance_activation_energy_j_per_mol as f64;
-            let t_ref = self.cfg.reference_temperature_c as f64 + 273.15;
-            let f = libm::exp(ea / 8.314_462 * (1.0 / (t as f64 + 273.15) - 1.0 / t_ref));
-            if f.is_finite() && f > 0.0 {
-                self.t_factor = f;
-            }
-        } else {
-            self.stats.invalid_temperatures = self.stats.invalid_temperatures.saturating_add(1);
-        }
+        self.update_temperature_factor(inputs.temperature_c);
         let v = inputs.pack_voltage_v as f64;
         let i = inputs.current_a as f64;
         let Some((t_prev, v_prev, i_prev)) = self.last else {
@@ -683,38 +673,17 @@ impl Estimator {
         let rc_before = self.x[1] + self.x[2];
         let soc_before = self.x[0];
         self.predict(i, dt);
-        // Resistance from a current step: the voltage change less what the
-        // model attributes to the RC pairs and OCV over the interval.
         let di = i - i_prev;
         if !gap
             && dt_real > 0.0
             && dt_real <= self.cfg.resistance_max_dt_s as f64
             && di.abs() >= self.cfg.resistance_step_min_a as f64
         {
-            let n = self.series();
-            let d_model = (self.x[1] + self.x[2] - rc_before)
-                + n * (self.cfg.ocv_cell_v(self.x[0]) - self.cfg.ocv_cell_v(soc_before));
-            let r = -((v - v_prev) - d_model) / di;
-            let nom = self.nominal_r0();
-            if r.is_finite() && r > 0.0 && r < 10.0 * nom {
-                let a = self.cfg.resistance_smoothing as f64;
-                let r = r / self.t_factor;
-                let r_new = self.r0_pack_ohm + a * (r - self.r0_pack_ohm);
-                self.r0_pack_ohm = self.clamp_resistance(r_new);
-                self.stats.resistance_samples = self.stats.resistance_samples.saturating_add(1);
-            }
+            self.learn_resistance(v - v_prev, di, rc_before, soc_before);
         }
-
         if gap {
             self.stats.gaps = self.stats.gaps.saturating_add(1);
-            // Inflate SOC uncertainty for the part of the gap not integrated.
-            let extra_s = if dt_real.is_finite() {
-                (dt_real - dt).max(0.0)
-            } else {
-                3600.0
-            };
-            let q = self.cfg.soc_process_std_per_sqrt_h as f64;
-            self.p[(0, 0)] += q * q * extra_s / 3600.0;
+            self.inflate_after_gap(dt_real, dt);
         }
 
         // Rest tracking.
@@ -739,6 +708,53 @@ impl Estimator {
             EstimateReason::Tracking
         });
         self.estimate
+    }
+
+    /// The resistances' Arrhenius factor at the measured temperature `t`
+    /// (°C); an implausible temperature keeps the last factor and is
+    /// counted.
+    fn update_temperature_factor(&mut self, t: f32) {
+        if t.is_finite() && (-40.0..=80.0).contains(&t) {
+            let ea = self.cfg.resistance_activation_energy_j_per_mol as f64;
+            let t_ref = self.cfg.reference_temperature_c as f64 + 273.15;
+            let f = libm::exp(ea / 8.314_462 * (1.0 / (t as f64 + 273.15) - 1.0 / t_ref));
+            if f.is_finite() && f > 0.0 {
+                self.t_factor = f;
+            }
+        } else {
+            self.stats.invalid_temperatures = self.stats.invalid_temperatures.saturating_add(1);
+        }
+    }
+
+    /// Resistance from a current step `di` (A) that changed the pack
+    /// voltage by `dv` (V): the voltage change less what the model (just
+    /// predicted from `rc_before` and `soc_before`) attributes to the RC
+    /// pairs and OCV over the interval; a plausible sample is smoothed in.
+    fn learn_resistance(&mut self, dv: f64, di: f64, rc_before: f64, soc_before: f64) {
+        let n = self.series();
+        let d_model = (self.x[1] + self.x[2] - rc_before)
+            + n * (self.cfg.ocv_cell_v(self.x[0]) - self.cfg.ocv_cell_v(soc_before));
+        let r = -(dv - d_model) / di;
+        let nom = self.nominal_r0();
+        if r.is_finite() && r > 0.0 && r < 10.0 * nom {
+            let a = self.cfg.resistance_smoothing as f64;
+            let r = r / self.t_factor;
+            let r_new = self.r0_pack_ohm + a * (r - self.r0_pack_ohm);
+            self.r0_pack_ohm = self.clamp_resistance(r_new);
+            self.stats.resistance_samples = self.stats.resistance_samples.saturating_add(1);
+        }
+    }
+
+    /// Inflates the SOC uncertainty for the part of a gap (`dt_real` s,
+    /// infinite when time went backwards) not integrated (`dt` s were).
+    fn inflate_after_gap(&mut self, dt_real: f64, dt: f64) {
+        let extra_s = if dt_real.is_finite() {
+            (dt_real - dt).max(0.0)
+        } else {
+            3600.0
+        };
+        let q = self.cfg.soc_process_std_per_sqrt_h as f64;
+        self.p[(0, 0)] += q * q * extra_s / 3600.0;
     }
 
     fn tau_decay(r: f64, c: f64, dt: f64) -> f64 {

@@ -515,6 +515,40 @@ pub struct Actions {
     pub all_off: bool,
 }
 
+impl Actions {
+    /// Adds the actions of a fault's safe state (`circuit`: the circuit a
+    /// circuit fault is on).
+    fn apply(&mut self, safe_state: SafeState, circuit: Option<usize>) {
+        match safe_state {
+            SafeState::BlockCharge => self.block_charge = true,
+            SafeState::BlockDischarge => self.block_discharge = true,
+            SafeState::OpenContactor => {
+                self.open_contactor = true;
+                self.block_charge = true;
+                self.block_discharge = true;
+            }
+            SafeState::DisableSources => {
+                self.disable_pv = true;
+                self.block_discharge = true;
+            }
+            SafeState::TripCircuit => {
+                if let Some(k) = circuit {
+                    self.trip_circuits |= 1u16 << k;
+                }
+            }
+            SafeState::TripAllCircuits => self.trip_circuits = u16::MAX,
+            SafeState::AllOff => {
+                self.all_off = true;
+                self.open_contactor = true;
+                self.block_charge = true;
+                self.block_discharge = true;
+                self.disable_pv = true;
+                self.trip_circuits = u16::MAX;
+            }
+        }
+    }
+}
+
 /// Limits every other function must respect (magnitudes, ≥ 0).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Limits {
@@ -946,33 +980,6 @@ impl Protection {
     fn collect(&mut self) {
         let mut faults: heapless::Vec<Fault, MAX_FAULTS> = heapless::Vec::new();
         let mut a = Actions::default();
-        let apply = |a: &mut Actions, s: SafeState, circuit: Option<usize>| match s {
-            SafeState::BlockCharge => a.block_charge = true,
-            SafeState::BlockDischarge => a.block_discharge = true,
-            SafeState::OpenContactor => {
-                a.open_contactor = true;
-                a.block_charge = true;
-                a.block_discharge = true;
-            }
-            SafeState::DisableSources => {
-                a.disable_pv = true;
-                a.block_discharge = true;
-            }
-            SafeState::TripCircuit => {
-                if let Some(k) = circuit {
-                    a.trip_circuits |= 1u16 << k;
-                }
-            }
-            SafeState::TripAllCircuits => a.trip_circuits = u16::MAX,
-            SafeState::AllOff => {
-                a.all_off = true;
-                a.open_contactor = true;
-                a.block_charge = true;
-                a.block_discharge = true;
-                a.disable_pv = true;
-                a.trip_circuits = u16::MAX;
-            }
-        };
         for kind in FaultKind::ALL {
             let row = kind.row();
             match kind {
@@ -990,7 +997,7 @@ impl Protection {
                                 latched: row.latched,
                                 circuit: Some(k as u8),
                             });
-                            apply(&mut a, row.safe_state, Some(k));
+                            a.apply(row.safe_state, Some(k));
                         }
                     }
                 }
@@ -1002,7 +1009,7 @@ impl Protection {
                             latched: row.latched,
                             circuit: None,
                         });
-                        apply(&mut a, row.safe_state, None);
+                        a.apply(row.safe_state, None);
                     }
                 }
             }

@@ -29,8 +29,16 @@
 //! again), then the shed circuits are restored one by one, most important
 //! first, `restore_gap_ms` apart.
 //!
+//! The household's AC loads (through the inverter) rank below every
+//! essential circuit: in a cut they are served only while every essential
+//! circuit is kept and the energy beyond what the kept circuits need covers
+//! an hour of their average load (as last seen on the grid, then as
+//! served), and come back only with twice that
+//! ([`Resilience::ac_loads_served`]).
+//!
 //! Sans-IO: [`Resilience::update`] takes `now` and [`ResilienceInputs`], and
-//! returns a [`ResilienceCommand`] carrying the reasons.
+//! returns a [`ResilienceCommand`] carrying the reasons. Uses only `config`
+//! and `time`; it knows no other function.
 
 use crate::config::{check_order, check_range, Order, POSITIVE};
 use crate::{ConfigError, Millis};

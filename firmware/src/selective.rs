@@ -549,33 +549,30 @@ impl Selective {
 
         let mut out = heapless::Vec::new();
         for (i, s) in self.sockets.iter().take(n).enumerate() {
-            let cmd = if s.host_idle_off {
-                (false, None, SelectiveReason::HostIdle)
-            } else if s.standby {
-                let cap = self.cfg.standby_cap_w;
-                (
-                    cap > 0.0,
-                    (cap > 0.0).then_some(cap),
-                    SelectiveReason::Standby,
-                )
-            } else if s.deferred {
-                let cap = self.cfg.defer_cap_w;
-                (
-                    cap > 0.0,
-                    (cap > 0.0).then_some(cap),
-                    SelectiveReason::ChargeDeferred,
-                )
-            } else {
-                (true, None, SelectiveReason::Normal)
-            };
-            let _ = out.push(SocketCommand {
-                socket: i as u8,
-                on: cmd.0,
-                power_cap_w: cmd.1,
-                reason: cmd.2,
-            });
+            let _ = out.push(self.socket_command(i, s));
         }
         out
+    }
+
+    /// Socket `i`'s command from its state: off while its host is idle; in
+    /// standby or deferred at that cap (0 = off); else on.
+    fn socket_command(&self, i: usize, s: &SocketState) -> SocketCommand {
+        let capped = |cap: f32, reason| (cap > 0.0, (cap > 0.0).then_some(cap), reason);
+        let (on, power_cap_w, reason) = if s.host_idle_off {
+            (false, None, SelectiveReason::HostIdle)
+        } else if s.standby {
+            capped(self.cfg.standby_cap_w, SelectiveReason::Standby)
+        } else if s.deferred {
+            capped(self.cfg.defer_cap_w, SelectiveReason::ChargeDeferred)
+        } else {
+            (true, None, SelectiveReason::Normal)
+        };
+        SocketCommand {
+            socket: i as u8,
+            on,
+            power_cap_w,
+            reason,
+        }
     }
 
     fn step_socket(

@@ -760,6 +760,14 @@ fn parse_equipment_id(group: &[u8]) -> Result<Vec<u8, MAX_EQUIPMENT_ID_LEN>, Lin
 /// Parses and checks one complete telegram, `/` through `!XXXX` (a final
 /// CRLF is optional). Never panics.
 pub fn parse(bytes: &[u8]) -> Result<Telegram, P1Error> {
+    let bang = check_frame(bytes)?;
+    let (header, p) = parse_body(&bytes[..bang])?;
+    p.into_telegram(header)
+}
+
+/// The frame around the body: the length, the `/` start, the `!` footer
+/// and its CRC. Returns where the `!` is.
+fn check_frame(bytes: &[u8]) -> Result<usize, P1Error> {
     if bytes.len() > MAX_TELEGRAM_LEN {
         return Err(P1Error::TooLong);
     }
@@ -783,9 +791,12 @@ pub fn parse(bytes: &[u8]) -> Result<Telegram, P1Error> {
     if expected != computed {
         return Err(P1Error::Crc { expected, computed });
     }
+    Ok(bang)
+}
 
-    // Body: lines each closed by CRLF, then '!'.
-    let body = &bytes[..bang];
+/// The body (before the `!`): lines each closed by CRLF, the header, an
+/// empty line, then the data lines.
+fn parse_body(body: &[u8]) -> Result<(Header, Partial), P1Error> {
     let mut p = Partial::default();
     let mut header = None;
     let mut line_no: u16 = 0;
@@ -823,37 +834,44 @@ pub fn parse(bytes: &[u8]) -> Result<Telegram, P1Error> {
     // A body without CRLF before '!' ends in a non-empty last piece (caught
     // above); a header-only body lacks the empty line.
     let header = header.ok_or(P1Error::BadHeader)?;
+    Ok((header, p))
+}
 
-    use Field::*;
-    let m = |f: Field| P1Error::Missing(f);
-    Ok(Telegram {
-        header,
-        version: p.version,
-        timestamp: p.timestamp.ok_or(m(Timestamp))?,
-        equipment_id: p.equipment_id.ok_or(m(EquipmentId))?,
-        energy_delivered_wh: [
-            p.energy_delivered_wh[0].ok_or(m(EnergyDeliveredT1))?,
-            p.energy_delivered_wh[1].ok_or(m(EnergyDeliveredT2))?,
-        ],
-        energy_returned_wh: [
-            p.energy_returned_wh[0].ok_or(m(EnergyReturnedT1))?,
-            p.energy_returned_wh[1].ok_or(m(EnergyReturnedT2))?,
-        ],
-        tariff: p.tariff.ok_or(m(Tariff))?,
-        power_delivered_w: p.power_delivered_w.ok_or(m(PowerDelivered))?,
-        power_returned_w: p.power_returned_w.ok_or(m(PowerReturned))?,
-        power_failures: p.power_failures.ok_or(m(PowerFailures))?,
-        long_power_failures: p.long_power_failures.ok_or(m(LongPowerFailures))?,
-        failure_log: p.failure_log.ok_or(m(FailureLog))?,
-        voltage_dv: {
-            p.voltage_dv[0].ok_or(m(VoltageL1))?;
-            p.voltage_dv
-        },
-        current_a: {
-            p.current_a[0].ok_or(m(CurrentL1))?;
-            p.current_a
-        },
-    })
+impl Partial {
+    /// The telegram, once every mandatory field was given.
+    fn into_telegram(self, header: Header) -> Result<Telegram, P1Error> {
+        use Field::*;
+        let p = self;
+        let m = |f: Field| P1Error::Missing(f);
+        Ok(Telegram {
+            header,
+            version: p.version,
+            timestamp: p.timestamp.ok_or(m(Timestamp))?,
+            equipment_id: p.equipment_id.ok_or(m(EquipmentId))?,
+            energy_delivered_wh: [
+                p.energy_delivered_wh[0].ok_or(m(EnergyDeliveredT1))?,
+                p.energy_delivered_wh[1].ok_or(m(EnergyDeliveredT2))?,
+            ],
+            energy_returned_wh: [
+                p.energy_returned_wh[0].ok_or(m(EnergyReturnedT1))?,
+                p.energy_returned_wh[1].ok_or(m(EnergyReturnedT2))?,
+            ],
+            tariff: p.tariff.ok_or(m(Tariff))?,
+            power_delivered_w: p.power_delivered_w.ok_or(m(PowerDelivered))?,
+            power_returned_w: p.power_returned_w.ok_or(m(PowerReturned))?,
+            power_failures: p.power_failures.ok_or(m(PowerFailures))?,
+            long_power_failures: p.long_power_failures.ok_or(m(LongPowerFailures))?,
+            failure_log: p.failure_log.ok_or(m(FailureLog))?,
+            voltage_dv: {
+                p.voltage_dv[0].ok_or(m(VoltageL1))?;
+                p.voltage_dv
+            },
+            current_a: {
+                p.current_a[0].ok_or(m(CurrentL1))?;
+                p.current_a
+            },
+        })
+    }
 }
 
 fn parse_header(line: &[u8]) -> Result<Header, P1Error> {
