@@ -77,7 +77,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            e.contains("assembly.max_charge_w") && e.contains("positive"),
+            e.contains("assembly.max_charge_w") && e.contains("must be > 0"),
             "{e}"
         );
         let e = parse(

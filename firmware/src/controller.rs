@@ -11,41 +11,44 @@
 //! Two rates: protection every [`protection::MAX_UPDATE_PERIOD_MS`] (100
 //! ms), everything else every `control_period_ms` (1 s by default).
 //!
-//! ## Arbitration (highest first)
-//! 1. **Protection** — its blocks and limits filter every other command.
-//! 2. **Resilience** — in a power cut: islanded, no export, circuits by the
-//!    energy budget, the battery may discharge to its limits.
-//! 3. **Cluster dispatch** (signed, own branch) and **demand management**
-//!    signals — battery power targets, import limits, shed masks.
-//! 4. **Assured peak reduction** — in the peak window the battery carries
-//!    the DC loads (and the inverter's AC share), budgeted to last.
-//! 5. **Export control** — absorb surplus into storage, then curtail PV.
-//! 6. **Charge scheduling** — off-peak grid charging sized for the coming
-//!    peak plus the reserve; PV surplus first; charge-now requests.
-//! 7. **Selective supply** — per-socket standby, deferral, host-idle
-//!    peripherals.
+//! Each control period runs as a short sequence: gather the measurements,
+//! ask every function for its proposal, let
+//! [`crate::arbitration`] decide each actuator (protection first, then
+//! resilience, remote signals, peak reduction, export control, scheduling,
+//! selective supply; the order is documented there), then log the changes
+//! and emit the [`PlantCommand`].
 //!
-//! Outside those, the default is: the battery does not discharge (the DC
-//! loads run from mains through the charger, keeping the battery for the
-//! peak and for resilience), and charges only as the functions above allow.
+//! Uses every function module and `arbitration`; owns the measurements, the
+//! timing and the output queue, and decides nothing about an actuator
+//! itself.
 
+use crate::arbitration::{
+    self, ExportProposal, PeakProposal, Proposals, ProtectionAllowance, RemoteProposal,
+    ResilienceProposal, ScheduleProposal, Site, SocketProposal, SurplusProposal,
+};
+pub use crate::arbitration::{
+    BatteryCommand, ChargerCommand, InverterCommand, PvCommand, SwitchCommand,
+};
 use crate::cluster::{
     self, Cluster, ClusterCommand, ClusterConfig, ClusterReason, ConfigVerdict, DispatchContext,
     PowerLimits, SignatureCheck, StrictCheck, Verdict,
 };
-use crate::config::ConfigError;
-use crate::decision::{Arbitration, DecisionLog, Function, LoggedReason, Reason};
-use crate::demand::{self, Ack, ComplianceReport, DemandConfig, DemandManager, DemandSignal};
+use crate::config::{check_order, check_range, ConfigError, Order, POSITIVE};
+use crate::decision::{DecisionLog, Function, LoggedReason, Reason};
+use crate::demand::{
+    self, Ack, ComplianceReport, DemandCommand, DemandConfig, DemandManager, DemandSignal,
+};
 use crate::estimation::{Estimate, EstimationConfig, EstimationInputs, Estimator};
 use crate::export::{ExportConfig, ExportController, ExportInputs, SurplusInputs, SurplusToAc};
 use crate::hub::{
     ChannelReading, Hub, HubConfig, HubSample, MeterRegisters, Reading, TelemetrySnapshot,
 };
+use crate::num::non_negative;
 use crate::peak::{PeakConfig, PeakInputs, PeakReport, PeakShaver};
 use crate::protection::{self, Protection, ProtectionConfig, ProtectionInputs};
 use crate::resilience::{Resilience, ResilienceConfig, ResilienceInputs};
 use crate::scheduling::{ChargeNowRequest, ScheduleInputs, Scheduler, SchedulingConfig};
-use crate::selective::{self, Selective, SelectiveConfig, SocketInput};
+use crate::selective::{Selective, SelectiveConfig, SocketInput};
 use crate::time::{LocalTime, Millis};
 use crate::wire::dispatch::Command;
 
@@ -139,61 +142,51 @@ pub struct ControllerConfig {
     pub link: Option<crate::link_config::LinkConfig>,
 }
 
+impl AssemblyConfig {
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_range("usable_capacity_wh", self.usable_capacity_wh, POSITIVE)?;
+        check_range("max_charge_w", self.max_charge_w, POSITIVE)?;
+        check_range("max_discharge_w", self.max_discharge_w, POSITIVE)?;
+        check_range("floor_soc", self.floor_soc, 0.0..=1.0)?;
+        check_range("initial_soc", self.initial_soc, 0.0..=1.0)?;
+        check_range("circuits", usize::from(self.circuits), ..=MAX_CIRCUITS)?;
+        check_range("sockets", usize::from(self.sockets), ..=MAX_SOCKETS)
+    }
+}
+
 impl ControllerConfig {
     /// Checks every table; the error names the table and field.
-    #[allow(clippy::result_large_err)]
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let a = &self.assembly;
-        let positive = |field: &str, v: f32| {
-            if v.is_finite() && v > 0.0 {
-                Ok(())
-            } else {
-                Err(
-                    ConfigError::new(field, format_args!("must be a positive number, found {v}"))
-                        .within("assembly"),
-                )
-            }
-        };
-        positive("usable_capacity_wh", a.usable_capacity_wh)?;
-        positive("max_charge_w", a.max_charge_w)?;
-        positive("max_discharge_w", a.max_discharge_w)?;
-        for (field, v) in [("floor_soc", a.floor_soc), ("initial_soc", a.initial_soc)] {
-            if !(0.0..=1.0).contains(&v) {
-                return Err(ConfigError::new(
-                    field,
-                    format_args!("must be within 0..=1, found {v}"),
-                )
-                .within("assembly"));
-            }
-        }
-        if a.circuits as usize > MAX_CIRCUITS || a.sockets as usize > MAX_SOCKETS {
-            return Err(ConfigError::new(
-                "circuits",
-                format_args!(
-                    "at most {MAX_CIRCUITS} circuits and {MAX_SOCKETS} sockets, found {} and {}",
-                    a.circuits, a.sockets
-                ),
+        self.assembly.validate().map_err(|e| e.within("assembly"))?;
+        check_range("control_period_ms", self.control_period_ms, 100..=60_000)?;
+        check_order(
+            "telemetry_period_ms",
+            self.telemetry_period_ms,
+            Order::AtLeast,
+            "control_period_ms",
+            self.control_period_ms,
+        )?;
+        self.validate_functions()?;
+        if let Some(c) = &self.cluster {
+            c.validate().map_err(|e| e.within("cluster"))?;
+            check_order(
+                "remote_config.reserve_soc_max",
+                c.remote_config.reserve_soc_max,
+                Order::Below,
+                "scheduling.max_target_soc",
+                self.scheduling.max_target_soc,
             )
-            .within("assembly"));
+            .map_err(|e| e.within("cluster"))?;
         }
-        if !(100..=60_000).contains(&self.control_period_ms) {
-            return Err(ConfigError::new(
-                "control_period_ms",
-                format_args!(
-                    "must be within 100..=60000, found {}",
-                    self.control_period_ms
-                ),
-            ));
+        if let Some(l) = &self.link {
+            l.validate().map_err(|e| e.within("link"))?;
         }
-        if self.telemetry_period_ms < self.control_period_ms {
-            return Err(ConfigError::new(
-                "telemetry_period_ms",
-                format_args!(
-                    "must be at least control_period_ms ({})",
-                    self.control_period_ms
-                ),
-            ));
-        }
+        Ok(())
+    }
+
+    /// Each function's table, named in its errors.
+    fn validate_functions(&self) -> Result<(), ConfigError> {
         self.estimation
             .validate()
             .map_err(|e| e.within("estimation"))?;
@@ -212,25 +205,7 @@ impl ControllerConfig {
         self.selective
             .validate()
             .map_err(|e| e.within("selective"))?;
-        self.hub.validate().map_err(|e| e.within("hub"))?;
-        if let Some(c) = &self.cluster {
-            c.validate().map_err(|e| e.within("cluster"))?;
-            let max = c.remote_config.reserve_soc_max;
-            if max >= self.scheduling.max_target_soc {
-                return Err(ConfigError::new(
-                    "remote_config.reserve_soc_max",
-                    format_args!(
-                        "must be below scheduling.max_target_soc ({}), found {max}",
-                        self.scheduling.max_target_soc
-                    ),
-                )
-                .within("cluster"));
-            }
-        }
-        if let Some(l) = &self.link {
-            l.validate().map_err(|e| e.within("link"))?;
-        }
-        Ok(())
+        self.hub.validate().map_err(|e| e.within("hub"))
     }
 }
 
@@ -332,54 +307,6 @@ pub enum Input<'a> {
 // ---------------------------------------------------------------------------
 // Outputs
 
-/// The battery converter.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BatteryCommand {
-    pub enabled: bool,
-    pub charge_limit_w: f32,
-    pub discharge_limit_w: f32,
-    /// Hold the charge but back the DC bus: the converter regulates below
-    /// the charger's setpoint, so it delivers only when mains cannot (the
-    /// first moments of a power cut, before resilience islands), and the
-    /// DC circuits never see the bus collapse.
-    pub standby: bool,
-    pub reason: Reason,
-}
-
-/// The AC/DC charger from mains.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChargerCommand {
-    pub enabled: bool,
-    /// Lift the bus so the battery charges from mains.
-    pub boost: bool,
-    pub reason: Reason,
-}
-
-/// The inverter for AC loads.
-#[derive(Debug, Clone, PartialEq)]
-pub struct InverterCommand {
-    /// Off sheds the AC loads in a power cut (an islanded inverter serves
-    /// whatever they draw).
-    pub enabled: bool,
-    pub request_ac_w: f32,
-    pub export_enabled: bool,
-    pub reason: Reason,
-}
-
-/// The PV converter.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PvCommand {
-    pub cap_w: Option<f32>,
-    pub reason: Reason,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct SwitchCommand {
-    pub on: bool,
-    pub power_cap_w: Option<f32>,
-    pub reason: Reason,
-}
-
 /// The whole plant's command, sent every control period (like a cyclic CAN
 /// frame), each part with its reason.
 #[derive(Debug, Clone, PartialEq)]
@@ -465,6 +392,31 @@ struct Measured {
     link_lost: bool,
 }
 
+/// What one control period works from: the measurements as the functions
+/// use them.
+#[derive(Debug, Clone, Copy)]
+struct Period {
+    /// Seconds since the last control period (0 at the first).
+    dt_s: f32,
+    local: LocalTime,
+    /// Estimated SOC, clamped to 0..=1.
+    soc: f32,
+    /// Usable capacity now (by the estimated health), Wh.
+    capacity_wh: f32,
+    allowed: ProtectionAllowance,
+    /// The DC circuits' load, W.
+    dc_load_w: f32,
+    /// The household's AC load, W (0 without an inverter).
+    ac_load_w: f32,
+    /// Grid power, W (+ import; NaN without a meter reading).
+    grid_w: f32,
+    /// PV power, W (≥ 0).
+    pv_w: f32,
+    /// Battery power, W (+ discharge; NaN without a pack reading).
+    battery_w: f32,
+    mains_present: bool,
+}
+
 /// The battery assembly's controller.
 #[derive(Debug)]
 pub struct Controller {
@@ -489,12 +441,6 @@ pub struct Controller {
     next_telemetry: Millis,
     last_control: Option<Millis>,
     last_command: Option<PlantCommand>,
-    /// In a power cut: the AC load last served, W, and whether AC loads are
-    /// shed to keep the essential DC circuits.
-    island_ac_w: f32,
-    ac_shed: bool,
-    /// Control periods the inverter has served the AC loads in a cut.
-    ac_served_periods: u32,
     outputs: heapless::Deque<Output, OUTPUT_QUEUE>,
     dropped_outputs: u32,
     log: DecisionLog<DECISION_LOG>,
@@ -539,9 +485,6 @@ impl Controller {
             next_telemetry: now.plus_ms(u64::from(cfg.telemetry_period_ms)),
             last_control: None,
             last_command: None,
-            island_ac_w: 0.0,
-            ac_shed: false,
-            ac_served_periods: 1,
             outputs: heapless::Deque::new(),
             dropped_outputs: 0,
             log: DecisionLog::new(),
@@ -650,27 +593,9 @@ impl Controller {
             Input::Pv { power_w } => self.m.pv_w = Some((now, power_w)),
             Input::Charger { ac_power_w } => self.m.charger_ac_w = ac_power_w,
             Input::Inverter { ac_power_w } => self.m.inverter_ac_w = ac_power_w,
-            Input::Meter(meter) => {
-                self.m.meter = Some((now, meter));
-                self.m.meter_mains = Some(meter.mains_present);
-                if let Some(local) = self.local_time(now) {
-                    let ctx = self.demand_context();
-                    if let Some(ack) = self.demand.on_tariff(now, local, meter.tariff, &ctx) {
-                        self.emit(Output::DemandAck(ack));
-                    }
-                }
-            }
+            Input::Meter(meter) => self.on_meter(now, meter),
             Input::Clock { utc_s, local } => self.m.clock = Some((now, utc_s, local)),
-            Input::Demand(signal) => {
-                let ctx = self.demand_context();
-                let ack = self.demand.submit(now, signal, &ctx);
-                self.log.record(
-                    now,
-                    format_args!("demand signal {}: {:?}", ack.id(), ack.is_accepted()),
-                    LoggedReason::new(Function::DemandManagement, &ack),
-                );
-                self.emit(Output::DemandAck(ack));
-            }
+            Input::Demand(signal) => self.on_demand_signal(now, signal),
             Input::ChargeNow(request) => {
                 let r = self.scheduler.request_charge_now(now, request);
                 self.log.record(
@@ -679,42 +604,8 @@ impl Controller {
                     LoggedReason::new(Function::Scheduling, &r),
                 );
             }
-            Input::Dispatch(bytes) => {
-                let utc_s = self.utc_s(now).unwrap_or(0);
-                let ctx = DispatchContext {
-                    participating: self.mains_present(),
-                };
-                let verdict = self
-                    .cluster
-                    .as_mut()
-                    .map(|c| c.handle_with(now, utc_s, bytes, ctx, signatures));
-                if let Some(v) = verdict {
-                    self.log.record(
-                        now,
-                        format_args!("dispatch"),
-                        LoggedReason::new(Function::Cluster, &v),
-                    );
-                    self.emit(Output::DispatchVerdict(v));
-                }
-            }
-            Input::Config(bytes) => {
-                let utc_s = self.utc_s(now).unwrap_or(0);
-                let verdict = self
-                    .cluster
-                    .as_mut()
-                    .map(|c| c.handle_config_with(now, utc_s, bytes, signatures));
-                if let Some(v) = verdict {
-                    if matches!(v, ConfigVerdict::Accepted(_)) {
-                        self.apply_remote_settings();
-                    }
-                    self.log.record(
-                        now,
-                        format_args!("remote configuration"),
-                        LoggedReason::new(Function::Cluster, &v),
-                    );
-                    self.emit(Output::ConfigVerdict(v));
-                }
-            }
+            Input::Dispatch(bytes) => self.on_dispatch(now, bytes, signatures),
+            Input::Config(bytes) => self.on_remote_config(now, bytes, signatures),
             Input::CorruptFrame => {
                 self.m.corrupt_frames = self.m.corrupt_frames.saturating_add(1);
             }
@@ -723,6 +614,73 @@ impl Controller {
             Input::LinkLost => self.m.link_lost = true,
             Input::LinkRestored => self.m.link_lost = false,
             Input::Tick => self.run_due(now),
+        }
+    }
+
+    /// A meter telegram: the grid measurement, the meter's mains flag, and
+    /// the tariff indicator for demand management's tariff rules.
+    fn on_meter(&mut self, now: Millis, meter: MeterMeasurement) {
+        self.m.meter = Some((now, meter));
+        self.m.meter_mains = Some(meter.mains_present);
+        if let Some(local) = self.local_time(now) {
+            let ctx = self.demand_context();
+            if let Some(ack) = self.demand.on_tariff(now, local, meter.tariff, &ctx) {
+                self.emit(Output::DemandAck(ack));
+            }
+        }
+    }
+
+    /// A demand signal: acknowledged at once, and logged.
+    fn on_demand_signal(&mut self, now: Millis, signal: DemandSignal) {
+        let ctx = self.demand_context();
+        let ack = self.demand.submit(now, signal, &ctx);
+        self.log.record(
+            now,
+            format_args!("demand signal {}: {:?}", ack.id(), ack.is_accepted()),
+            LoggedReason::new(Function::DemandManagement, &ack),
+        );
+        self.emit(Output::DemandAck(ack));
+    }
+
+    /// A signed dispatch message: the cluster's verdict, logged and
+    /// queued (nothing without a `[cluster]`).
+    fn on_dispatch(&mut self, now: Millis, bytes: &[u8], signatures: &mut dyn SignatureCheck) {
+        let utc_s = self.utc_s(now).unwrap_or(0);
+        let ctx = DispatchContext {
+            participating: self.mains_present(),
+        };
+        let verdict = self
+            .cluster
+            .as_mut()
+            .map(|c| c.handle_with(now, utc_s, bytes, ctx, signatures));
+        if let Some(v) = verdict {
+            self.log.record(
+                now,
+                format_args!("dispatch"),
+                LoggedReason::new(Function::Cluster, &v),
+            );
+            self.emit(Output::DispatchVerdict(v));
+        }
+    }
+
+    /// A signed configuration message: applied when accepted; the verdict
+    /// logged and queued (nothing without a `[cluster]`).
+    fn on_remote_config(&mut self, now: Millis, bytes: &[u8], signatures: &mut dyn SignatureCheck) {
+        let utc_s = self.utc_s(now).unwrap_or(0);
+        let verdict = self
+            .cluster
+            .as_mut()
+            .map(|c| c.handle_config_with(now, utc_s, bytes, signatures));
+        if let Some(v) = verdict {
+            if matches!(v, ConfigVerdict::Accepted(_)) {
+                self.apply_remote_settings();
+            }
+            self.log.record(
+                now,
+                format_args!("remote configuration"),
+                LoggedReason::new(Function::Cluster, &v),
+            );
+            self.emit(Output::ConfigVerdict(v));
         }
     }
 
@@ -779,26 +737,10 @@ impl Controller {
         }
     }
 
-    /// Protection's power limits, further bounded by the converter rating.
-    fn limits_w(&self) -> (f32, f32) {
-        let s = self.protection.state();
+    /// What protection allows now, within the converter's rating.
+    fn allowance(&self) -> ProtectionAllowance {
         let a = &self.cfg.assembly;
-        let clamp = |x: f32, max: f32| {
-            if x.is_finite() {
-                x.clamp(0.0, max)
-            } else {
-                0.0
-            }
-        };
-        let mut charge = clamp(s.limits.max_charge_power_w, a.max_charge_w);
-        let mut discharge = clamp(s.limits.max_discharge_power_w, a.max_discharge_w);
-        if s.actions.block_charge || s.actions.open_contactor || s.actions.all_off {
-            charge = 0.0;
-        }
-        if s.actions.block_discharge || s.actions.open_contactor || s.actions.all_off {
-            discharge = 0.0;
-        }
-        (charge, discharge)
+        ProtectionAllowance::new(self.protection.state(), a.max_charge_w, a.max_discharge_w)
     }
 
     /// Reserve SOC in force: the server's, if it set one, else the local
@@ -849,21 +791,21 @@ impl Controller {
     /// The power limits a dispatch share is bounded by: protection's (and
     /// the converter's), with no discharge at or below the reserve SOC.
     fn cluster_limits_w(&self) -> (f32, f32) {
-        let (charge, discharge) = self.limits_w();
+        let allowed = self.allowance();
         let discharge = if self.soc() <= self.reserve_soc() {
             0.0
         } else {
-            discharge
+            allowed.max_discharge_w
         };
-        (charge, discharge)
+        (allowed.max_charge_w, discharge)
     }
 
     fn demand_context(&self) -> demand::Context {
-        let (charge, discharge) = self.limits_w();
+        let allowed = self.allowance();
         let reserve = self.reserve_soc();
         demand::Context {
-            max_charge_w: charge,
-            max_discharge_w: discharge,
+            max_charge_w: allowed.max_charge_w,
+            max_discharge_w: allowed.max_discharge_w,
             energy_above_reserve_wh: (self.soc() - reserve) * self.capacity_wh(),
             grid_power_w: self.grid_w(),
             battery_power_w: self.battery_w(),
@@ -872,15 +814,7 @@ impl Controller {
 
     fn dc_load_w(&self) -> f32 {
         self.m.circuits.as_ref().map_or(0.0, |(_, c)| {
-            c.iter()
-                .map(|m| {
-                    if m.power_w.is_finite() {
-                        m.power_w.max(0.0)
-                    } else {
-                        0.0
-                    }
-                })
-                .sum()
+            c.iter().map(|m| non_negative(m.power_w)).sum()
         })
     }
 
@@ -941,72 +875,161 @@ impl Controller {
         self.protection.update(now, &inp);
     }
 
+    /// One control period: gather the measurements, ask every function for
+    /// its proposal, arbitrate each actuator, then log and emit the command
+    /// (and the hub's telemetry when due).
     fn run_control(&mut self, now: Millis) {
+        let period = self.gather(now);
+        self.learn_demand(&period);
+        let proposals = self.ask_functions(now, &period);
+        let command = self.arbitrate(&period, &proposals);
+        self.log_changes(now, &command);
+        self.last_command = Some(command.clone());
+        self.emit(Output::Plant(command));
+        self.run_hub(now);
+    }
+
+    /// The measurements as this period's functions use them.
+    fn gather(&mut self, now: Millis) -> Period {
         let dt_s = self
             .last_control
             .map_or(0.0, |t| now.since(t) as f32 * 1e-3);
         self.last_control = Some(now);
-        let local = self.local_time(now).unwrap_or_default();
-        let soc = self.soc();
-        let cap = self.capacity_wh();
-        let (lim_c, lim_d) = self.limits_w();
-        let dc_load = self.dc_load_w();
-        let ac_load = if self.cfg.assembly.inverter_fitted {
-            self.ac_load_w()
-        } else {
-            0.0
-        };
-        let grid_w = self.grid_w();
-        let pv_w = self
-            .m
-            .pv_w
-            .map_or(0.0, |(_, p)| if p.is_finite() { p.max(0.0) } else { 0.0 });
-        let battery_w = self.battery_w();
-        let mains = self.mains_present();
-
-        // Learn demand (what the battery would serve in a peak).
-        if dt_s > 0.0 {
-            let served = if self.cfg.peak.include_inverter_ac {
-                dc_load + ac_load
+        Period {
+            dt_s,
+            local: self.local_time(now).unwrap_or_default(),
+            soc: self.soc(),
+            capacity_wh: self.capacity_wh(),
+            allowed: self.allowance(),
+            dc_load_w: self.dc_load_w(),
+            ac_load_w: if self.cfg.assembly.inverter_fitted {
+                self.ac_load_w()
             } else {
-                dc_load
-            };
-            self.scheduler.observe(local, dt_s, served);
+                0.0
+            },
+            grid_w: self.grid_w(),
+            pv_w: self.m.pv_w.map_or(0.0, |(_, p)| non_negative(p)),
+            battery_w: self.battery_w(),
+            mains_present: self.mains_present(),
         }
+    }
 
-        // Resilience.
-        let mut res_in =
-            ResilienceInputs::new(mains, (soc - self.cfg.assembly.floor_soc) * cap, 0.0);
+    /// Learns the demand the battery would serve in a peak.
+    fn learn_demand(&mut self, period: &Period) {
+        if period.dt_s > 0.0 {
+            let served = if self.cfg.peak.include_inverter_ac {
+                period.dc_load_w + period.ac_load_w
+            } else {
+                period.dc_load_w
+            };
+            self.scheduler.observe(period.local, period.dt_s, served);
+        }
+    }
+
+    /// Every function's proposal for this period, the functions run in a
+    /// fixed order (resilience, demand management, the cluster, peak,
+    /// export, scheduling, selective supply, PV surplus to AC); the reports
+    /// they finish are queued as they come.
+    fn ask_functions(&mut self, now: Millis, period: &Period) -> Proposals {
+        let resilience = self.ask_resilience(now, period);
+        let demand = self.ask_demand(now);
+        let cluster = self.ask_cluster(now);
+        let remote = RemoteProposal::new(cluster.as_ref(), &demand);
+        let peak = self.ask_peak(now, period);
+        let export = self.export.update(
+            now,
+            &ExportInputs {
+                grid_w: period.grid_w,
+                pv_w: period.pv_w,
+                soc: period.soc,
+                max_charge_w: period.allowed.max_charge_w,
+            },
+        );
+        let plan = self.scheduler.update(
+            now,
+            period.local,
+            &ScheduleInputs {
+                soc: period.soc,
+                usable_capacity_wh: period.capacity_wh,
+                max_charge_w: period.allowed.max_charge_w,
+                pv_w: period.pv_w,
+                // PV sits on the DC bus: it serves the DC loads first.
+                load_w: period.dc_load_w,
+                expected_pv_surplus_wh: 0.0,
+            },
+        );
+        let event_sockets = self.socket_events(peak.active, &demand, cluster.as_ref());
+        let mut sockets = heapless::Vec::new();
+        for s in &self
+            .selective
+            .update_masked(now, &self.m.sockets, event_sockets)
+        {
+            let _ = sockets.push(SocketProposal::from(s));
+        }
+        let surplus = self.ask_surplus(now, period, &resilience, &remote, &peak);
+        Proposals {
+            resilience,
+            remote,
+            peak,
+            export: ExportProposal::from(&export),
+            surplus,
+            schedule: ScheduleProposal::from(&plan),
+            sockets,
+        }
+    }
+
+    /// Resilience: islanding and the circuits the energy above the floor
+    /// carries; whether the AC loads are served.
+    fn ask_resilience(&mut self, now: Millis, period: &Period) -> ResilienceProposal {
+        let mut inputs = ResilienceInputs::new(
+            period.mains_present,
+            (period.soc - self.cfg.assembly.floor_soc) * period.capacity_wh,
+            0.0,
+        );
         if let Some((_, c)) = &self.m.circuits {
-            for (slot, m) in res_in.circuit_load_w.iter_mut().zip(c.iter()) {
+            for (slot, m) in inputs.circuit_load_w.iter_mut().zip(c.iter()) {
                 *slot = m.power_w;
             }
         }
-        let res = self.resilience.update(now, &res_in);
+        let command = self.resilience.update(now, &inputs);
+        let ac_loads_served = !self.cfg.assembly.inverter_fitted
+            || self
+                .resilience
+                .ac_loads_served(period.ac_load_w, period.dt_s);
+        ResilienceProposal::new(&command, ac_loads_served)
+    }
 
-        // Remote and meter signals.
+    /// Demand management: the signals in force; its compliance reports
+    /// queued.
+    fn ask_demand(&mut self, now: Millis) -> DemandCommand {
         let ctx = self.demand_context();
-        let dm = self.demand.update(now, &ctx);
+        let command = self.demand.update(now, &ctx);
         while let Some(r) = self.demand.pop_report() {
             self.emit(Output::Compliance(r));
         }
-        let (cl_c, cl_d) = self.cluster_limits_w();
+        command
+    }
+
+    /// The cluster: the dispatch share within the limits (withdrawn when
+    /// the assembly does not participate); the end of a dispatch is logged.
+    fn ask_cluster(&mut self, now: Millis) -> Option<ClusterCommand> {
+        let (max_charge_w, max_discharge_w) = self.cluster_limits_w();
         if !self.participating() {
             if let Some(c) = self.cluster.as_mut() {
                 c.withdraw();
             }
         }
-        let cl = self.cluster.as_mut().map(|c| {
+        let command = self.cluster.as_mut().map(|c| {
             c.update(
                 now,
                 PowerLimits {
-                    max_discharge_w: cl_d,
-                    max_charge_w: cl_c,
+                    max_discharge_w,
+                    max_charge_w,
                 },
             )
         });
-        self.last_cluster = cl;
-        if let Some(c) = cl.filter(|c| {
+        self.last_cluster = command;
+        if let Some(c) = command.filter(|c| {
             matches!(
                 c.reason,
                 ClusterReason::Expired
@@ -1021,339 +1044,130 @@ impl Controller {
                 Reason::new(Function::Cluster, c.reason),
             );
         }
+        command
+    }
 
-        // Peak, export, scheduling.
-        let pk = self.peak.update(
+    /// Peak reduction; the report of a window that ended queued.
+    fn ask_peak(&mut self, now: Millis, period: &Period) -> PeakProposal {
+        let command = self.peak.update(
             now,
-            local,
+            period.local,
             &PeakInputs {
-                dc_load_w: dc_load,
-                ac_load_w: ac_load,
-                grid_import_w: grid_w,
-                battery_w,
-                profile_baseline_w: self.scheduler.expected_load_w(local),
-                soc,
-                usable_capacity_wh: cap,
-                max_discharge_w: lim_d,
+                dc_load_w: period.dc_load_w,
+                ac_load_w: period.ac_load_w,
+                grid_import_w: period.grid_w,
+                battery_w: period.battery_w,
+                profile_baseline_w: self.scheduler.expected_load_w(period.local),
+                soc: period.soc,
+                usable_capacity_wh: period.capacity_wh,
+                max_discharge_w: period.allowed.max_discharge_w,
             },
         );
         while let Some(r) = self.peak.take_finished() {
             self.emit(Output::PeakReport(r));
         }
-        let ex = self.export.update(
-            now,
-            &ExportInputs {
-                grid_w,
-                pv_w,
-                soc,
-                max_charge_w: lim_c,
-            },
-        );
-        let plan = self.scheduler.update(
-            now,
-            local,
-            &ScheduleInputs {
-                soc,
-                usable_capacity_wh: cap,
-                max_charge_w: lim_c,
-                pv_w,
-                // PV sits on the DC bus: it serves the DC loads first.
-                load_w: dc_load,
-                expected_pv_surplus_wh: 0.0,
-            },
-        );
-        // A peak, a battery or import demand, or a cluster dispatch is an
-        // event for every socket; a deferral only for the sockets on the
-        // circuits it names.
-        let event_all = pk.active
-            || dm.battery_w.is_some()
-            || dm.import_limit_w.is_some()
-            || cl.is_some_and(|c| c.battery_power_w.is_some());
-        let mut event_sockets = if event_all { u16::MAX } else { 0 };
+        PeakProposal::from(&command)
+    }
+
+    /// The sockets in a peak or demand event (bit i = socket i): a peak, a
+    /// battery or import demand, or a cluster dispatch is an event for
+    /// every socket; a deferral only for the sockets on the circuits it
+    /// names.
+    fn socket_events(
+        &self,
+        peak_active: bool,
+        demand: &DemandCommand,
+        cluster: Option<&ClusterCommand>,
+    ) -> u16 {
+        let event_all = peak_active
+            || demand.battery_w.is_some()
+            || demand.import_limit_w.is_some()
+            || cluster.is_some_and(|c| c.battery_power_w.is_some());
+        let mut events = if event_all { u16::MAX } else { 0 };
         for i in 0..self.m.sockets.len().min(MAX_SOCKETS) {
             if let Some(c) = self.selective.circuit_of(i) {
-                if c < 16 && dm.defer_mask & (1u16 << c) != 0 {
-                    event_sockets |= 1u16 << i;
+                if c < 16 && demand.defer_mask & (1u16 << c) != 0 {
+                    events |= 1u16 << i;
                 }
             }
         }
-        let sockets = self
-            .selective
-            .update_masked(now, &self.m.sockets, event_sockets);
+        events
+    }
 
-        // ---- arbitration
-        let prot = self.protection.state().clone();
-        let prot_reason = Reason::new(Function::Protection, prot.reason);
-        let islanded = res.islanded;
-        if !islanded {
-            // The household's AC load as last seen on the grid: what a cut
-            // starting now would have to carry.
-            self.ac_shed = false;
-            self.ac_served_periods = 1;
-            self.island_ac_w = ac_average(self.island_ac_w, ac_load, dt_s);
-        }
-        let remote_w = cl
-            .and_then(|c| {
-                c.battery_power_w
-                    .map(|w| (w, Reason::new(Function::Cluster, c.reason)))
-            })
-            .or_else(|| {
-                dm.battery_w.map(|w| {
-                    (
-                        w,
-                        Reason::new(Function::DemandManagement, dm.battery_reason),
-                    )
-                })
-            });
-
-        // Discharge.
-        let (discharge_w, discharge_reason) = if lim_d <= 0.0 {
-            (0.0, prot_reason)
-        } else if islanded {
-            (lim_d, Reason::new(Function::Resilience, res.reason))
-        } else if let Some((w, r)) = remote_w.filter(|(w, _)| *w > 0.0) {
-            (w.min(lim_d), r)
-        } else if pk.active && pk.battery_discharge_w > 0.0 {
-            (
-                pk.battery_discharge_w.min(lim_d),
-                Reason::new(Function::PeakReduction, pk.reason),
-            )
+    /// PV surplus to AC, allowed only when nothing else drives the
+    /// inverter.
+    fn ask_surplus(
+        &mut self,
+        now: Millis,
+        period: &Period,
+        resilience: &ResilienceProposal,
+        remote: &RemoteProposal,
+        peak: &PeakProposal,
+    ) -> SurplusProposal {
+        let site = self.site(period);
+        let allowed =
+            arbitration::surplus_to_ac_allowed(&site, &period.allowed, resilience, remote, peak);
+        let export_room_w = if site.export_allowed {
+            self.export_limit_w()
         } else {
-            // Holding for the peak: the converter stands by behind the
-            // charger with the full protection limit (see `standby`).
-            (
-                lim_d,
-                Reason::new(Function::Default, Arbitration::HoldForPeak),
-            )
-        };
-        let standby = discharge_reason.function == Function::Default;
-
-        // Charge: the largest of what the functions ask for.
-        let mut charge_w = 0.0f32;
-        let mut charge_reason = Reason::new(Function::Default, Arbitration::NoChargeWanted);
-        let mut consider = |w: f32, r: Reason| {
-            if w.is_finite() && w > charge_w {
-                charge_w = w;
-                charge_reason = r;
-            }
-        };
-        consider(
-            plan.grid_charge_w + plan.pv_surplus_charge_w_max,
-            Reason::new(Function::Scheduling, plan.reason),
-        );
-        consider(
-            ex.battery_charge_w,
-            Reason::new(Function::ExportControl, ex.reason),
-        );
-        if let Some((w, r)) = remote_w.filter(|(w, _)| *w < 0.0) {
-            consider(-w, r);
-        }
-        let charge_w = if lim_c <= 0.0 {
-            charge_reason = prot_reason;
             0.0
-        } else {
-            charge_w.min(lim_c)
         };
-        let grid_charge_wanted = !islanded
-            && charge_w > 0.0
-            && (plan.grid_charge_w > 0.0 || remote_w.as_ref().is_some_and(|(w, _)| *w < 0.0));
-        let all_off = prot.actions.all_off || prot.actions.open_contactor;
-
-        let battery = BatteryCommand {
-            enabled: !all_off,
-            charge_limit_w: if all_off { 0.0 } else { charge_w },
-            discharge_limit_w: if all_off { 0.0 } else { discharge_w },
-            standby: !all_off && standby,
-            reason: if all_off {
-                prot_reason
-            } else if discharge_w > 0.0 && !standby {
-                discharge_reason
-            } else {
-                // Holding (standby): what happens is the charge decision.
-                charge_reason
-            },
-        };
-        let charger = ChargerCommand {
-            enabled: !islanded,
-            boost: grid_charge_wanted,
-            reason: if islanded {
-                Reason::new(Function::Resilience, res.reason)
-            } else {
-                charge_reason
-            },
-        };
-        // PV surplus to the AC side, when nothing else drives the inverter.
-        let remote_discharge = remote_w.as_ref().is_some_and(|(w, _)| *w > 0.0);
-        let bus_v = self.m.bus.map_or(f32::NAN, |(_, v)| v);
-        let (surplus_w, surplus_reason) = self.surplus.update(
+        let (request_w, reason) = self.surplus.update(
             now,
             &SurplusInputs {
-                allowed: self.cfg.assembly.inverter_fitted
-                    && mains
-                    && !islanded
-                    && !all_off
-                    && !prot.actions.disable_pv
-                    && !remote_discharge
-                    && !pk.active,
-                bus_voltage_v: bus_v,
-                ac_load_w: ac_load,
-                export_room_w: if self.cfg.assembly.export_allowed {
-                    self.export_limit_w()
-                } else {
-                    0.0
-                },
-                pv_surplus_w: pv_w - dc_load,
+                allowed,
+                bus_voltage_v: self.m.bus.map_or(f32::NAN, |(_, v)| v),
+                ac_load_w: period.ac_load_w,
+                export_room_w,
+                pv_surplus_w: period.pv_w - period.dc_load_w,
             },
         );
-        let mut inverter_enabled = self.cfg.assembly.inverter_fitted && !all_off;
-        let (request_ac_w, inverter_reason) = if !self.cfg.assembly.inverter_fitted {
-            (0.0, Reason::new(Function::Default, Arbitration::NoInverter))
-        } else if islanded {
-            // AC loads come after the essential DC circuits: the inverter
-            // runs only while every essential circuit is kept and the
-            // energy beyond what the kept circuits need covers an hour of
-            // the AC load last seen served, and comes back only with twice
-            // that (hysteresis: a kettle must not make it flap). While the
-            // AC is off its load cannot be measured, so the memory stands;
-            // it is refreshed once the inverter has served a full control
-            // period (the first reading after switching on is still stale).
-            if !self.ac_shed && self.ac_served_periods >= 1 {
-                self.island_ac_w = ac_average(self.island_ac_w, ac_load, dt_s);
-            }
-            let spare_wh = res.available_wh - res.needed_wh;
-            let hour_of_ac = self.island_ac_w;
-            let essentials_kept = self
-                .cfg
-                .resilience
-                .circuits
-                .iter()
-                .enumerate()
-                .all(|(i, c)| !c.essential || res.is_on(i));
-            let was_shed = self.ac_shed;
-            self.ac_shed = if !essentials_kept || !spare_wh.is_finite() {
-                true
-            } else if was_shed {
-                spare_wh <= 2.0 * hour_of_ac
-            } else {
-                spare_wh <= hour_of_ac
-            };
-            if self.ac_shed {
-                self.ac_served_periods = 0;
-                inverter_enabled = false;
-                (
-                    0.0,
-                    Reason::new(Function::Resilience, Arbitration::AcShedForEssentials),
-                )
-            } else {
-                if !was_shed {
-                    self.ac_served_periods = self.ac_served_periods.saturating_add(1);
-                }
-                (ac_load, Reason::new(Function::Resilience, res.reason))
-            }
-        } else if let Some((w, r)) = remote_w.filter(|(w, _)| *w > 0.0) {
-            ((w.min(lim_d) - dc_load).max(0.0), r)
-        } else if pk.active {
-            (
-                pk.inverter_ac_w,
-                Reason::new(Function::PeakReduction, pk.reason),
-            )
-        } else if surplus_w > 0.0 {
-            (
-                surplus_w,
-                Reason::new(Function::ExportControl, surplus_reason),
-            )
-        } else {
-            (0.0, Reason::new(Function::Default, Arbitration::Idle))
-        };
-        let inverter = InverterCommand {
-            enabled: inverter_enabled,
-            request_ac_w: if discharge_w > 0.0 || islanded || surplus_w > 0.0 {
-                request_ac_w
-            } else {
-                0.0
-            },
-            export_enabled: self.cfg.assembly.export_allowed && !res.stop_export && mains,
-            reason: inverter_reason,
-        };
-        let pv = if prot.actions.disable_pv || prot.actions.all_off {
-            PvCommand {
-                cap_w: Some(0.0),
-                reason: prot_reason,
-            }
-        } else {
-            PvCommand {
-                cap_w: ex.pv_cap_w,
-                reason: Reason::new(Function::ExportControl, ex.reason),
-            }
-        };
+        SurplusProposal::new(request_w, reason)
+    }
+
+    /// The site's facts and this period's loads.
+    fn site(&self, period: &Period) -> Site {
+        Site {
+            inverter_fitted: self.cfg.assembly.inverter_fitted,
+            export_allowed: self.cfg.assembly.export_allowed,
+            mains_present: period.mains_present,
+            ac_load_w: period.ac_load_w,
+            dc_load_w: period.dc_load_w,
+        }
+    }
+
+    /// Each actuator decided from the proposals and what protection allows
+    /// ([`crate::arbitration`]).
+    fn arbitrate(&self, period: &Period, proposals: &Proposals) -> PlantCommand {
+        let allowed = &period.allowed;
+        let discharge = arbitration::battery_discharge(allowed, proposals);
+        let charge = arbitration::battery_charge(allowed, proposals);
         let mut circuits = heapless::Vec::new();
         for i in 0..usize::from(self.cfg.assembly.circuits) {
-            let bit = 1u16 << i;
-            let cmd = if all_off || prot.actions.trip_circuits & bit != 0 {
-                SwitchCommand {
-                    on: false,
-                    power_cap_w: None,
-                    reason: prot_reason,
-                }
-            } else if !res.is_on(i) {
-                SwitchCommand {
-                    on: false,
-                    power_cap_w: None,
-                    reason: Reason::new(Function::Resilience, res.circuit_reason[i]),
-                }
-            } else if dm.shed_mask & bit != 0 {
-                SwitchCommand {
-                    on: false,
-                    power_cap_w: None,
-                    reason: Reason::new(Function::DemandManagement, Arbitration::Shed),
-                }
-            } else {
-                SwitchCommand {
-                    on: true,
-                    power_cap_w: None,
-                    reason: Reason::new(Function::Resilience, res.circuit_reason[i]),
-                }
-            };
-            let _ = circuits.push(cmd);
+            let _ = circuits.push(arbitration::circuit(
+                i,
+                allowed,
+                &proposals.resilience,
+                &proposals.remote,
+            ));
         }
-        let mut socket_cmds = heapless::Vec::new();
+        let mut sockets = heapless::Vec::new();
         for i in 0..usize::from(self.cfg.assembly.sockets) {
-            let s = sockets.get(i);
-            let cmd = match s {
-                _ if all_off => SwitchCommand {
-                    on: false,
-                    power_cap_w: None,
-                    reason: prot_reason,
-                },
-                Some(s) => SwitchCommand {
-                    on: s.on,
-                    power_cap_w: s.power_cap_w,
-                    reason: Reason::new(Function::SelectiveSupply, s.reason),
-                },
-                None => SwitchCommand {
-                    on: true,
-                    power_cap_w: None,
-                    reason: Reason::new(
-                        Function::SelectiveSupply,
-                        selective::SelectiveReason::Normal,
-                    ),
-                },
-            };
-            let _ = socket_cmds.push(cmd);
+            let _ = sockets.push(arbitration::socket(allowed, proposals.sockets.get(i)));
         }
-        let command = PlantCommand {
-            battery,
-            charger,
-            inverter,
-            pv,
+        PlantCommand {
+            battery: arbitration::battery(allowed, discharge, charge),
+            charger: arbitration::charger(proposals, charge),
+            inverter: arbitration::inverter(&self.site(period), allowed, proposals, discharge),
+            pv: arbitration::pv(allowed, &proposals.export),
             circuits,
-            sockets: socket_cmds,
-        };
-        self.log_changes(now, &command);
-        self.last_command = Some(command.clone());
-        self.emit(Output::Plant(command));
+            sockets,
+        }
+    }
 
-        // Local hub.
+    /// The local hub: this period's readings, and a telemetry snapshot
+    /// when one is due.
+    fn run_hub(&mut self, now: Millis) {
         self.record_hub(now);
         if now >= self.next_telemetry {
             let snap = self.hub.take_snapshot(now);
@@ -1479,16 +1293,6 @@ impl Controller {
             }
         }
     }
-}
-
-/// The AC load's running average (first-order, 15-minute time constant)
-/// updated with a reading taken `dt_s` after the last one, W.
-fn ac_average(average_w: f32, reading_w: f32, dt_s: f32) -> f32 {
-    const TAU_S: f32 = 900.0;
-    if !(reading_w.is_finite() && dt_s.is_finite() && dt_s > 0.0) {
-        return average_w;
-    }
-    average_w + (reading_w - average_w) * (dt_s / (TAU_S + dt_s))
 }
 
 #[cfg(test)]

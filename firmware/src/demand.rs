@@ -26,6 +26,7 @@
 //! Sign conventions: battery power positive = discharge; grid power positive
 //! = import. Sans-IO: time arrives as [`Millis`].
 
+use crate::config::{check_range, POSITIVE};
 use crate::{ConfigError, LocalTime, Millis};
 use serde::Deserialize;
 
@@ -305,43 +306,22 @@ impl Default for DemandConfig {
 
 impl DemandConfig {
     /// Checks ranges.
-    #[allow(clippy::result_large_err)] // ConfigError is the shared fixed-size (no heap) error
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_duration_ms == 0 {
-            return Err(ConfigError::new(
-                "max_duration_ms",
-                format_args!("must be > 0, found 0"),
-            ));
-        }
-        if !(self.import_tolerance_w.is_finite() && self.import_tolerance_w >= 0.0) {
-            return Err(ConfigError::new(
-                "import_tolerance_w",
-                format_args!("must be ≥ 0 W, found {}", self.import_tolerance_w),
-            ));
-        }
+        check_range("max_duration_ms", self.max_duration_ms, 1..)?;
+        check_range("import_tolerance_w", self.import_tolerance_w, 0.0..)?;
         for r in &self.tariff_rules {
-            if r.start_s > 86_400 || r.end_s > 86_400 {
-                return Err(ConfigError::new(
-                    "tariff_rules.start_s",
-                    format_args!(
-                        "window must be within 0..=86400 s, found {}..{}",
-                        r.start_s, r.end_s
-                    ),
-                ));
-            }
-            let v = match r.action {
-                TariffAction::Charge | TariffAction::Discharge => power_ok(r.power_w),
-                TariffAction::LimitImport => r.power_w.is_finite() && r.power_w >= 0.0,
-                _ => true,
-            };
-            if !v {
-                return Err(ConfigError::new(
-                    "tariff_rules",
-                    format_args!(
-                        "rule for tariff {}: power must be finite and positive",
-                        r.tariff
-                    ),
-                ));
+            let rule =
+                |e: ConfigError| e.with_context(format_args!("rule for tariff {}", r.tariff));
+            check_range("tariff_rules.start_s", r.start_s, ..=86_400).map_err(rule)?;
+            check_range("tariff_rules.end_s", r.end_s, ..=86_400).map_err(rule)?;
+            match r.action {
+                TariffAction::Charge | TariffAction::Discharge => {
+                    check_range("tariff_rules.power_w", r.power_w, POSITIVE).map_err(rule)?
+                }
+                TariffAction::LimitImport => {
+                    check_range("tariff_rules.power_w", r.power_w, 0.0..).map_err(rule)?
+                }
+                TariffAction::ShedLoads | TariffAction::DeferLoads => {}
             }
         }
         Ok(())
@@ -789,19 +769,7 @@ impl DemandManager {
             }
             _ => (None, None),
         };
-        let mut shed_mask = 0;
-        let mut defer_mask = 0;
-        for e in self
-            .table
-            .iter()
-            .filter(|e| e.signal.start <= now && now < e.signal.end())
-        {
-            match e.signal.kind {
-                SignalKind::ShedLoads { circuit_mask } => shed_mask |= circuit_mask,
-                SignalKind::DeferLoads { circuit_mask } => defer_mask |= circuit_mask,
-                _ => {}
-            }
-        }
+        let (shed_mask, defer_mask) = self.circuit_masks(now);
         let bat = self.winner(now, |k| {
             matches!(k, SignalKind::Charge { .. } | SignalKind::Discharge { .. })
         });
@@ -815,69 +783,17 @@ impl DemandManager {
             import_limit_w.and_then(|l| ctx.house_load_w().map(|load| (load - l).max(0.0)));
         let mut battery_signal = bat.map(|e| e.signal.id);
         let (battery_w, battery_reason) = match bat.map(|e| e.signal.kind) {
-            Some(SignalKind::Charge { power_w }) => {
-                let mut p = power_w;
-                let mut r = BatteryReason::AsRequested;
-                if p > ctx.max_charge() {
-                    p = ctx.max_charge();
-                    r = BatteryReason::ClippedByPowerLimit;
-                }
-                if let Some(l) = import_limit_w {
-                    match ctx.house_load_w() {
-                        Some(load) => {
-                            let head = (l - load).max(0.0);
-                            if p > head {
-                                p = head;
-                                r = BatteryReason::ClippedByImportLimit;
-                            }
-                        }
-                        None => {
-                            p = 0.0;
-                            r = BatteryReason::ImportLimitUnmeasured;
-                        }
-                    }
-                }
-                (Some(-p), r)
-            }
+            Some(SignalKind::Charge { power_w }) => charge_target(power_w, import_limit_w, ctx),
             Some(SignalKind::Discharge { power_w }) => {
-                let mut p = power_w;
-                let mut r = BatteryReason::AsRequested;
-                if let Some(need) = needed_for_limit {
-                    if need > p {
-                        p = need;
-                        r = BatteryReason::ToMeetImportLimit;
-                    }
-                }
-                if p > max_dis {
-                    p = max_dis;
-                    r = if ctx.reserve_left() {
-                        BatteryReason::ClippedByPowerLimit
-                    } else {
-                        BatteryReason::ClippedByReserve
-                    };
-                }
-                (Some(p), r)
+                discharge_target(power_w, needed_for_limit, max_dis, ctx)
             }
-            _ => match (import_limit_w, needed_for_limit) {
-                (None, _) => (None, BatteryReason::Idle),
-                (Some(_), None) => {
+            _ => {
+                let target = import_limit_target(import_limit_w, needed_for_limit, max_dis, ctx);
+                if target.0.is_some() {
                     battery_signal = import_limit_signal;
-                    (Some(0.0), BatteryReason::ImportLimitUnmeasured)
                 }
-                (Some(_), Some(need)) if need > 0.0 => {
-                    battery_signal = import_limit_signal;
-                    let p = need.min(max_dis);
-                    let r = if p < need && !ctx.reserve_left() {
-                        BatteryReason::ClippedByReserve
-                    } else if p < need {
-                        BatteryReason::ClippedByPowerLimit
-                    } else {
-                        BatteryReason::ToMeetImportLimit
-                    };
-                    (Some(p), r)
-                }
-                (Some(_), Some(_)) => (None, BatteryReason::Idle),
-            },
+                target
+            }
         };
         let battery_w = battery_w.map(|p| if p.is_finite() { p } else { 0.0 });
         DemandCommand {
@@ -890,6 +806,110 @@ impl DemandManager {
             defer_mask,
             live_signals: self.table.len() as u8,
         }
+    }
+
+    /// The circuits the active signals shed and defer (bit i = circuit i).
+    fn circuit_masks(&self, now: Millis) -> (u16, u16) {
+        let mut shed_mask = 0;
+        let mut defer_mask = 0;
+        for e in self
+            .table
+            .iter()
+            .filter(|e| e.signal.start <= now && now < e.signal.end())
+        {
+            match e.signal.kind {
+                SignalKind::ShedLoads { circuit_mask } => shed_mask |= circuit_mask,
+                SignalKind::DeferLoads { circuit_mask } => defer_mask |= circuit_mask,
+                _ => {}
+            }
+        }
+        (shed_mask, defer_mask)
+    }
+}
+
+/// A charge signal's battery target (negative W): its power, clipped to
+/// the charge limit and to what the import limit leaves above the house's
+/// load (none when that load is unknown).
+fn charge_target(
+    power_w: f32,
+    import_limit_w: Option<f32>,
+    ctx: &Context,
+) -> (Option<f32>, BatteryReason) {
+    let mut p = power_w;
+    let mut r = BatteryReason::AsRequested;
+    if p > ctx.max_charge() {
+        p = ctx.max_charge();
+        r = BatteryReason::ClippedByPowerLimit;
+    }
+    if let Some(l) = import_limit_w {
+        match ctx.house_load_w() {
+            Some(load) => {
+                let head = (l - load).max(0.0);
+                if p > head {
+                    p = head;
+                    r = BatteryReason::ClippedByImportLimit;
+                }
+            }
+            None => {
+                p = 0.0;
+                r = BatteryReason::ImportLimitUnmeasured;
+            }
+        }
+    }
+    (Some(-p), r)
+}
+
+/// A discharge signal's battery target (W): its power, raised to what
+/// keeps import within a limit, clipped to `max_dis_w` (0 at the reserve).
+fn discharge_target(
+    power_w: f32,
+    needed_for_limit: Option<f32>,
+    max_dis_w: f32,
+    ctx: &Context,
+) -> (Option<f32>, BatteryReason) {
+    let mut p = power_w;
+    let mut r = BatteryReason::AsRequested;
+    if let Some(need) = needed_for_limit {
+        if need > p {
+            p = need;
+            r = BatteryReason::ToMeetImportLimit;
+        }
+    }
+    if p > max_dis_w {
+        p = max_dis_w;
+        r = if ctx.reserve_left() {
+            BatteryReason::ClippedByPowerLimit
+        } else {
+            BatteryReason::ClippedByReserve
+        };
+    }
+    (Some(p), r)
+}
+
+/// With only an import limit: the discharge that keeps import within it
+/// (clipped to `max_dis_w`), none while the house is within it; no
+/// discharge while the house's load is unknown.
+fn import_limit_target(
+    import_limit_w: Option<f32>,
+    needed_for_limit: Option<f32>,
+    max_dis_w: f32,
+    ctx: &Context,
+) -> (Option<f32>, BatteryReason) {
+    match (import_limit_w, needed_for_limit) {
+        (None, _) => (None, BatteryReason::Idle),
+        (Some(_), None) => (Some(0.0), BatteryReason::ImportLimitUnmeasured),
+        (Some(_), Some(need)) if need > 0.0 => {
+            let p = need.min(max_dis_w);
+            let r = if p < need && !ctx.reserve_left() {
+                BatteryReason::ClippedByReserve
+            } else if p < need {
+                BatteryReason::ClippedByPowerLimit
+            } else {
+                BatteryReason::ToMeetImportLimit
+            };
+            (Some(p), r)
+        }
+        (Some(_), Some(_)) => (None, BatteryReason::Idle),
     }
 }
 
@@ -924,92 +944,10 @@ mod tests {
 
     const H: u64 = 3_600_000;
 
-    #[test]
-    fn accept_reject_table() {
-        use RejectReason::*;
+    /// Submits each signal at 10 h, in order, to one manager and checks its
+    /// acknowledgement (`None` = accepted).
+    fn assert_acks(cases: &[(DemandSignal, Context, Option<RejectReason>)]) {
         let now = Millis(10 * H);
-        let dis = |p| SignalKind::Discharge { power_w: p };
-        let cases: &[(DemandSignal, Context, Option<RejectReason>)] = &[
-            (server(1, dis(1000.0), 10 * H, H), ctx(), None),
-            (
-                server(2, dis(f32::NAN), 10 * H, H),
-                ctx(),
-                Some(InvalidValue),
-            ),
-            (server(3, dis(-5.0), 10 * H, H), ctx(), Some(InvalidValue)),
-            (server(4, dis(100.0), 10 * H, 0), ctx(), Some(InvalidValue)),
-            (
-                server(5, dis(100.0), 10 * H, 2 * 86_400_000),
-                ctx(),
-                Some(InvalidValue),
-            ),
-            (
-                server(6, SignalKind::LimitImport { max_import_w: -1.0 }, 10 * H, H),
-                ctx(),
-                Some(InvalidValue),
-            ),
-            (server(7, dis(100.0), 8 * H, H), ctx(), Some(Expired)),
-            (server(8, dis(100.0), 9 * H, H), ctx(), Some(Expired)),
-            (
-                server(9, dis(100.0), 40 * H, H),
-                ctx(),
-                Some(StartsTooFarAhead),
-            ),
-            (
-                server(10, dis(3500.0), 10 * H, H),
-                ctx(),
-                Some(ExceedsPowerLimit),
-            ),
-            (
-                server(11, SignalKind::Charge { power_w: 100.0 }, 10 * H, H),
-                Context {
-                    max_charge_w: f32::NAN,
-                    ..ctx()
-                },
-                Some(ExceedsPowerLimit),
-            ),
-            (
-                server(12, dis(100.0), 10 * H, H),
-                Context {
-                    energy_above_reserve_wh: 0.0,
-                    ..ctx()
-                },
-                Some(WouldBreachReserve),
-            ),
-            // id 1 reused with different content
-            (server(1, dis(900.0), 10 * H, H), ctx(), Some(Conflicting)),
-            // identical retransmission is accepted again
-            (server(1, dis(1000.0), 10 * H, H), ctx(), None),
-            (
-                server(13, SignalKind::Cancel { id: 99 }, 0, 0),
-                ctx(),
-                Some(UnknownId),
-            ),
-            (
-                server(
-                    14,
-                    SignalKind::ShedLoads {
-                        circuit_mask: 0b100,
-                    },
-                    11 * H,
-                    H,
-                ),
-                ctx(),
-                None,
-            ),
-            (
-                sig(
-                    15,
-                    SignalSource::SmartMeter,
-                    SignalKind::Cancel { id: 14 },
-                    0,
-                    0,
-                ),
-                ctx(),
-                Some(Conflicting),
-            ),
-            (server(16, SignalKind::Cancel { id: 14 }, 0, 0), ctx(), None),
-        ];
         let mut m = DemandManager::new(DemandConfig::default());
         for (s, c, want) in cases {
             let ack = m.submit(now, *s, c);
@@ -1026,23 +964,142 @@ mod tests {
                 ),
             }
         }
-        // Table full.
+    }
+
+    fn discharge(power_w: f32) -> SignalKind {
+        SignalKind::Discharge { power_w }
+    }
+
+    #[test]
+    fn signals_with_invalid_values_are_rejected() {
+        use RejectReason::*;
+        let limit = SignalKind::LimitImport { max_import_w: -1.0 };
+        assert_acks(&[
+            (server(1, discharge(1000.0), 10 * H, H), ctx(), None),
+            (
+                server(2, discharge(f32::NAN), 10 * H, H),
+                ctx(),
+                Some(InvalidValue),
+            ),
+            (
+                server(3, discharge(-5.0), 10 * H, H),
+                ctx(),
+                Some(InvalidValue),
+            ),
+            (
+                server(4, discharge(100.0), 10 * H, 0),
+                ctx(),
+                Some(InvalidValue),
+            ),
+            (
+                server(5, discharge(100.0), 10 * H, 2 * 86_400_000),
+                ctx(),
+                Some(InvalidValue),
+            ),
+            (server(6, limit, 10 * H, H), ctx(), Some(InvalidValue)),
+        ]);
+    }
+
+    #[test]
+    fn signals_ended_or_starting_too_far_ahead_are_rejected() {
+        use RejectReason::*;
+        assert_acks(&[
+            (server(7, discharge(100.0), 8 * H, H), ctx(), Some(Expired)),
+            (server(8, discharge(100.0), 9 * H, H), ctx(), Some(Expired)),
+            (
+                server(9, discharge(100.0), 40 * H, H),
+                ctx(),
+                Some(StartsTooFarAhead),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn signals_beyond_the_power_limits_or_the_reserve_are_rejected() {
+        use RejectReason::*;
+        let no_charge_limit = Context {
+            max_charge_w: f32::NAN,
+            ..ctx()
+        };
+        let at_reserve = Context {
+            energy_above_reserve_wh: 0.0,
+            ..ctx()
+        };
+        let charge = SignalKind::Charge { power_w: 100.0 };
+        assert_acks(&[
+            (
+                server(10, discharge(3500.0), 10 * H, H),
+                ctx(),
+                Some(ExceedsPowerLimit),
+            ),
+            (
+                server(11, charge, 10 * H, H),
+                no_charge_limit,
+                Some(ExceedsPowerLimit),
+            ),
+            (
+                server(12, discharge(100.0), 10 * H, H),
+                at_reserve,
+                Some(WouldBreachReserve),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn ids_are_checked_for_conflicts_and_cancels_for_their_signal() {
+        use RejectReason::*;
+        let shed = SignalKind::ShedLoads {
+            circuit_mask: 0b100,
+        };
+        let cancel_14 = SignalKind::Cancel { id: 14 };
+        assert_acks(&[
+            (server(1, discharge(1000.0), 10 * H, H), ctx(), None),
+            // id 1 reused with different content
+            (
+                server(1, discharge(900.0), 10 * H, H),
+                ctx(),
+                Some(Conflicting),
+            ),
+            // identical retransmission is accepted again
+            (server(1, discharge(1000.0), 10 * H, H), ctx(), None),
+            (
+                server(13, SignalKind::Cancel { id: 99 }, 0, 0),
+                ctx(),
+                Some(UnknownId),
+            ),
+            (server(14, shed, 11 * H, H), ctx(), None),
+            (
+                sig(15, SignalSource::SmartMeter, cancel_14, 0, 0),
+                ctx(),
+                Some(Conflicting),
+            ),
+            (server(16, cancel_14, 0, 0), ctx(), None),
+        ]);
+    }
+
+    #[test]
+    fn a_full_table_rejects_until_signals_end() {
+        let now = Millis(10 * H);
         let mut m = DemandManager::new(DemandConfig::default());
         for id in 0..MAX_SIGNALS as u32 {
             assert!(m
-                .submit(now, server(id, dis(10.0), 11 * H, H), &ctx())
+                .submit(now, server(id, discharge(10.0), 11 * H, H), &ctx())
                 .is_accepted());
         }
         assert_eq!(
-            m.submit(now, server(100, dis(10.0), 11 * H, H), &ctx()),
+            m.submit(now, server(100, discharge(10.0), 11 * H, H), &ctx()),
             Ack::Rejected {
                 id: 100,
-                reason: TableFull
+                reason: RejectReason::TableFull
             }
         );
         // Once they have ended there is room again.
         assert!(m
-            .submit(Millis(12 * H), server(100, dis(10.0), 12 * H, H), &ctx())
+            .submit(
+                Millis(12 * H),
+                server(100, discharge(10.0), 12 * H, H),
+                &ctx()
+            )
             .is_accepted());
     }
 

@@ -79,7 +79,9 @@
 //! longer than `max_step_s` integrates only `max_step_s` and inflates the
 //! SOC uncertainty as for the whole gap.
 
+use crate::config::{check_order, check_range, Order, POSITIVE, POSITIVE_FRACTION};
 use crate::{ConfigError, Millis};
+use core::ops::Bound;
 use nalgebra::{SMatrix, SVector};
 
 /// Capacity of the OCV table (points).
@@ -224,42 +226,20 @@ impl Default for EstimationConfig {
     }
 }
 
-// `ConfigError` is the crate's shared (fixed-capacity, heap-free) error type.
-#[allow(clippy::result_large_err)]
-fn positive(field: &str, x: f32) -> Result<(), ConfigError> {
-    if x.is_finite() && x > 0.0 {
-        Ok(())
-    } else {
-        Err(ConfigError::new(
-            field,
-            format_args!("must be a finite number > 0, found {x}"),
-        ))
-    }
-}
-
-#[allow(clippy::result_large_err)]
-fn fraction(field: &str, x: f32) -> Result<(), ConfigError> {
-    if x.is_finite() && x > 0.0 && x <= 1.0 {
-        Ok(())
-    } else {
-        Err(ConfigError::new(
-            field,
-            format_args!("must be within (0, 1], found {x}"),
-        ))
-    }
-}
-
 impl EstimationConfig {
     /// Checks ranges and the OCV table's shape.
-    #[allow(clippy::result_large_err)] // the crate's shared error type
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.series_cells == 0 {
-            return Err(ConfigError::new(
-                "series_cells",
-                format_args!("must be at least 1, found 0"),
-            ));
-        }
-        positive("nominal_capacity_ah", self.nominal_capacity_ah)?;
+        check_range("series_cells", self.series_cells, 1..)?;
+        check_range("nominal_capacity_ah", self.nominal_capacity_ah, POSITIVE)?;
+        self.validate_ocv_table()?;
+        self.validate_model()?;
+        self.validate_sample_checks()?;
+        self.validate_health()
+    }
+
+    /// At least 2 points, SOC in [0, 1] and increasing, OCV > 0 and not
+    /// decreasing.
+    fn validate_ocv_table(&self) -> Result<(), ConfigError> {
         if self.ocv_table.len() < 2 {
             return Err(ConfigError::new(
                 "ocv_table",
@@ -286,88 +266,107 @@ impl EstimationConfig {
             }
             prev = Some((s, v));
         }
-        positive("r0_ohm", self.r0_ohm)?;
-        positive("r1_ohm", self.r1_ohm)?;
-        positive("c1_f", self.c1_f)?;
-        if !(self.r2_ohm.is_finite() && self.r2_ohm >= 0.0) {
-            return Err(ConfigError::new(
-                "r2_ohm",
-                format_args!("must be a finite number >= 0, found {}", self.r2_ohm),
-            ));
+        Ok(())
+    }
+
+    /// The equivalent circuit and the filter's noises.
+    fn validate_model(&self) -> Result<(), ConfigError> {
+        check_range("r0_ohm", self.r0_ohm, POSITIVE)?;
+        check_range("r1_ohm", self.r1_ohm, POSITIVE)?;
+        check_range("c1_f", self.c1_f, POSITIVE)?;
+        check_range("r2_ohm", self.r2_ohm, 0.0..)?;
+        check_range("c2_f", self.c2_f, POSITIVE)?;
+        check_range("initial_soc_std", self.initial_soc_std, POSITIVE_FRACTION)?;
+        for (field, value) in [
+            (
+                "soc_process_std_per_sqrt_h",
+                self.soc_process_std_per_sqrt_h,
+            ),
+            (
+                "rc_process_std_v_per_sqrt_s",
+                self.rc_process_std_v_per_sqrt_s,
+            ),
+            ("voltage_noise_v", self.voltage_noise_v),
+            ("rest_voltage_noise_v", self.rest_voltage_noise_v),
+            ("rest_current_a", self.rest_current_a),
+            ("rest_time_s", self.rest_time_s),
+            ("max_step_s", self.max_step_s),
+        ] {
+            check_range(field, value, POSITIVE)?;
         }
-        positive("c2_f", self.c2_f)?;
-        fraction("initial_soc_std", self.initial_soc_std)?;
-        positive(
-            "soc_process_std_per_sqrt_h",
-            self.soc_process_std_per_sqrt_h,
+        Ok(())
+    }
+
+    /// Sample rejection: the plausible voltage and current ranges.
+    fn validate_sample_checks(&self) -> Result<(), ConfigError> {
+        check_range(
+            "plausible_cell_voltage_min_v",
+            self.plausible_cell_voltage_min_v,
+            POSITIVE,
         )?;
-        positive(
-            "rc_process_std_v_per_sqrt_s",
-            self.rc_process_std_v_per_sqrt_s,
-        )?;
-        positive("voltage_noise_v", self.voltage_noise_v)?;
-        positive("rest_voltage_noise_v", self.rest_voltage_noise_v)?;
-        positive("rest_current_a", self.rest_current_a)?;
-        positive("rest_time_s", self.rest_time_s)?;
-        positive("max_step_s", self.max_step_s)?;
-        positive(
+        check_order(
+            "plausible_cell_voltage_max_v",
+            self.plausible_cell_voltage_max_v,
+            Order::Above,
             "plausible_cell_voltage_min_v",
             self.plausible_cell_voltage_min_v,
         )?;
-        if !(self.plausible_cell_voltage_max_v.is_finite()
-            && self.plausible_cell_voltage_max_v > self.plausible_cell_voltage_min_v)
-        {
-            return Err(ConfigError::new(
-                "plausible_cell_voltage_max_v",
-                format_args!(
-                    "must be > plausible_cell_voltage_min_v ({}), found {}",
-                    self.plausible_cell_voltage_min_v, self.plausible_cell_voltage_max_v
-                ),
-            ));
-        }
-        positive("plausible_current_max_a", self.plausible_current_max_a)?;
-        positive(
+        check_range(
+            "plausible_current_max_a",
+            self.plausible_current_max_a,
+            POSITIVE,
+        )
+    }
+
+    /// Capacity and resistance learning, temperature compensation, end of
+    /// life.
+    fn validate_health(&self) -> Result<(), ConfigError> {
+        check_range(
             "anchor_min_slope_v_per_soc",
             self.anchor_min_slope_v_per_soc,
+            POSITIVE,
         )?;
-        fraction("capacity_min_delta_soc", self.capacity_min_delta_soc)?;
-        fraction("capacity_smoothing", self.capacity_smoothing)?;
-        positive("resistance_step_min_a", self.resistance_step_min_a)?;
-        positive("resistance_max_dt_s", self.resistance_max_dt_s)?;
-        fraction("resistance_smoothing", self.resistance_smoothing)?;
-        let ea = self.resistance_activation_energy_j_per_mol;
-        if !(ea.is_finite() && (0.0..=200_000.0).contains(&ea)) {
-            return Err(ConfigError::new(
-                "resistance_activation_energy_j_per_mol",
-                format_args!("must be within 0..=200000, found {ea}"),
-            ));
-        }
-        let tr = self.reference_temperature_c;
-        if !(tr.is_finite() && (-40.0..=80.0).contains(&tr)) {
-            return Err(ConfigError::new(
-                "reference_temperature_c",
-                format_args!("must be within -40..=80, found {tr}"),
-            ));
-        }
-        if !(self.eol_capacity_fraction.is_finite()
-            && self.eol_capacity_fraction > 0.0
-            && self.eol_capacity_fraction < 1.0)
-        {
-            return Err(ConfigError::new(
-                "eol_capacity_fraction",
-                format_args!(
-                    "must be within (0, 1), found {}",
-                    self.eol_capacity_fraction
-                ),
-            ));
-        }
-        if !(self.eol_resistance_factor.is_finite() && self.eol_resistance_factor > 1.0) {
-            return Err(ConfigError::new(
-                "eol_resistance_factor",
-                format_args!("must be > 1, found {}", self.eol_resistance_factor),
-            ));
-        }
-        Ok(())
+        check_range(
+            "capacity_min_delta_soc",
+            self.capacity_min_delta_soc,
+            POSITIVE_FRACTION,
+        )?;
+        check_range(
+            "capacity_smoothing",
+            self.capacity_smoothing,
+            POSITIVE_FRACTION,
+        )?;
+        check_range(
+            "resistance_step_min_a",
+            self.resistance_step_min_a,
+            POSITIVE,
+        )?;
+        check_range("resistance_max_dt_s", self.resistance_max_dt_s, POSITIVE)?;
+        check_range(
+            "resistance_smoothing",
+            self.resistance_smoothing,
+            POSITIVE_FRACTION,
+        )?;
+        check_range(
+            "resistance_activation_energy_j_per_mol",
+            self.resistance_activation_energy_j_per_mol,
+            0.0..=200_000.0,
+        )?;
+        check_range(
+            "reference_temperature_c",
+            self.reference_temperature_c,
+            -40.0..=80.0,
+        )?;
+        check_range(
+            "eol_capacity_fraction",
+            self.eol_capacity_fraction,
+            (Bound::Excluded(0.0), Bound::Excluded(1.0)),
+        )?;
+        check_range(
+            "eol_resistance_factor",
+            self.eol_resistance_factor,
+            (Bound::Excluded(1.0), Bound::Unbounded),
+        )
     }
 
     /// Per-cell OCV (V) at `soc`, piecewise linear, clamped to the table.
@@ -648,17 +647,7 @@ impl Estimator {
             self.estimate.reason = EstimateReason::RejectedSample;
             return self.estimate;
         }
-        let t = inputs.temperature_c;
-        if t.is_finite() && (-40.0..=80.0).contains(&t) {
-            let ea = self.cfg.resistance_activation_energy_j_per_mol as f64;
-            let t_ref = self.cfg.reference_temperature_c as f64 + 273.15;
-            let f = libm::exp(ea / 8.314_462 * (1.0 / (t as f64 + 273.15) - 1.0 / t_ref));
-            if f.is_finite() && f > 0.0 {
-                self.t_factor = f;
-            }
-        } else {
-            self.stats.invalid_temperatures = self.stats.invalid_temperatures.saturating_add(1);
-        }
+        self.update_temperature_factor(inputs.temperature_c);
         let v = inputs.pack_voltage_v as f64;
         let i = inputs.current_a as f64;
         let Some((t_prev, v_prev, i_prev)) = self.last else {
@@ -684,38 +673,17 @@ impl Estimator {
         let rc_before = self.x[1] + self.x[2];
         let soc_before = self.x[0];
         self.predict(i, dt);
-        // Resistance from a current step: the voltage change less what the
-        // model attributes to the RC pairs and OCV over the interval.
         let di = i - i_prev;
         if !gap
             && dt_real > 0.0
             && dt_real <= self.cfg.resistance_max_dt_s as f64
             && di.abs() >= self.cfg.resistance_step_min_a as f64
         {
-            let n = self.series();
-            let d_model = (self.x[1] + self.x[2] - rc_before)
-                + n * (self.cfg.ocv_cell_v(self.x[0]) - self.cfg.ocv_cell_v(soc_before));
-            let r = -((v - v_prev) - d_model) / di;
-            let nom = self.nominal_r0();
-            if r.is_finite() && r > 0.0 && r < 10.0 * nom {
-                let a = self.cfg.resistance_smoothing as f64;
-                let r = r / self.t_factor;
-                let r_new = self.r0_pack_ohm + a * (r - self.r0_pack_ohm);
-                self.r0_pack_ohm = self.clamp_resistance(r_new);
-                self.stats.resistance_samples = self.stats.resistance_samples.saturating_add(1);
-            }
+            self.learn_resistance(v - v_prev, di, rc_before, soc_before);
         }
-
         if gap {
             self.stats.gaps = self.stats.gaps.saturating_add(1);
-            // Inflate SOC uncertainty for the part of the gap not integrated.
-            let extra_s = if dt_real.is_finite() {
-                (dt_real - dt).max(0.0)
-            } else {
-                3600.0
-            };
-            let q = self.cfg.soc_process_std_per_sqrt_h as f64;
-            self.p[(0, 0)] += q * q * extra_s / 3600.0;
+            self.inflate_after_gap(dt_real, dt);
         }
 
         // Rest tracking.
@@ -740,6 +708,53 @@ impl Estimator {
             EstimateReason::Tracking
         });
         self.estimate
+    }
+
+    /// The resistances' Arrhenius factor at the measured temperature `t`
+    /// (°C); an implausible temperature keeps the last factor and is
+    /// counted.
+    fn update_temperature_factor(&mut self, t: f32) {
+        if t.is_finite() && (-40.0..=80.0).contains(&t) {
+            let ea = self.cfg.resistance_activation_energy_j_per_mol as f64;
+            let t_ref = self.cfg.reference_temperature_c as f64 + 273.15;
+            let f = libm::exp(ea / 8.314_462 * (1.0 / (t as f64 + 273.15) - 1.0 / t_ref));
+            if f.is_finite() && f > 0.0 {
+                self.t_factor = f;
+            }
+        } else {
+            self.stats.invalid_temperatures = self.stats.invalid_temperatures.saturating_add(1);
+        }
+    }
+
+    /// Resistance from a current step `di` (A) that changed the pack
+    /// voltage by `dv` (V): the voltage change less what the model (just
+    /// predicted from `rc_before` and `soc_before`) attributes to the RC
+    /// pairs and OCV over the interval; a plausible sample is smoothed in.
+    fn learn_resistance(&mut self, dv: f64, di: f64, rc_before: f64, soc_before: f64) {
+        let n = self.series();
+        let d_model = (self.x[1] + self.x[2] - rc_before)
+            + n * (self.cfg.ocv_cell_v(self.x[0]) - self.cfg.ocv_cell_v(soc_before));
+        let r = -(dv - d_model) / di;
+        let nom = self.nominal_r0();
+        if r.is_finite() && r > 0.0 && r < 10.0 * nom {
+            let a = self.cfg.resistance_smoothing as f64;
+            let r = r / self.t_factor;
+            let r_new = self.r0_pack_ohm + a * (r - self.r0_pack_ohm);
+            self.r0_pack_ohm = self.clamp_resistance(r_new);
+            self.stats.resistance_samples = self.stats.resistance_samples.saturating_add(1);
+        }
+    }
+
+    /// Inflates the SOC uncertainty for the part of a gap (`dt_real` s,
+    /// infinite when time went backwards) not integrated (`dt` s were).
+    fn inflate_after_gap(&mut self, dt_real: f64, dt: f64) {
+        let extra_s = if dt_real.is_finite() {
+            (dt_real - dt).max(0.0)
+        } else {
+            3600.0
+        };
+        let q = self.cfg.soc_process_std_per_sqrt_h as f64;
+        self.p[(0, 0)] += q * q * extra_s / 3600.0;
     }
 
     fn tau_decay(r: f64, c: f64, dt: f64) -> f64 {

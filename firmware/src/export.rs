@@ -26,11 +26,8 @@
 //! Sans-IO: [`ExportController::update`]. Grid power positive = import
 //! (negative = export); battery charge positive W; PV W ≥ 0.
 
-// `validate() -> Result<(), ConfigError>` is the shared config API; the
-// error is a fixed-capacity (no-heap) message, hence large.
-#![allow(clippy::result_large_err)]
-
-use crate::scheduling::clampf;
+use crate::config::{check_order, check_range, Order};
+use crate::num::{clampf, non_negative};
 use crate::{ConfigError, Millis};
 
 /// Longest interval (s) one update integrates over.
@@ -136,73 +133,26 @@ impl Default for ExportConfig {
     }
 }
 
-fn check(field: &str, x: f32, lo: f32, hi: f32, what: &str) -> Result<(), ConfigError> {
-    if x.is_finite() && x >= lo && x <= hi {
-        Ok(())
-    } else {
-        Err(ConfigError::new(
-            field,
-            format_args!("must be {what}, found {x}"),
-        ))
-    }
-}
-
 impl ExportConfig {
     /// Checks ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check(
-            "export_limit_w",
-            self.export_limit_w,
-            0.0,
-            1e6,
-            "within 0..=1e6 W",
-        )?;
-        check("deadband_w", self.deadband_w, 0.0, 1e4, "within 0..=1e4 W")?;
-        check(
-            "response_time_s",
-            self.response_time_s,
-            0.01,
-            3600.0,
-            "within 0.01..=3600 s",
-        )?;
-        check(
-            "ramp_w_per_s",
-            self.ramp_w_per_s,
-            0.1,
-            1e6,
-            "within 0.1..=1e6 W/s",
-        )?;
-        check("full_soc", self.full_soc, 0.01, 1.0, "within (0, 1]")?;
-        check("pv_rated_w", self.pv_rated_w, 1.0, 1e6, "within 1..=1e6 W")?;
-        check(
-            "release_margin_w",
-            self.release_margin_w,
-            0.0,
-            1e5,
-            "within 0..=1e5 W",
-        )?;
-        check(
-            "surplus_bus_v",
-            self.surplus_bus_v,
-            1.0,
-            1500.0,
-            "a bus voltage within 1..=1500 V",
-        )?;
-        check(
+        check_range("export_limit_w", self.export_limit_w, 0.0..=1e6)?;
+        check_range("deadband_w", self.deadband_w, 0.0..=1e4)?;
+        check_range("response_time_s", self.response_time_s, 0.01..=3600.0)?;
+        check_range("ramp_w_per_s", self.ramp_w_per_s, 0.1..=1e6)?;
+        check_range("full_soc", self.full_soc, 0.01..=1.0)?;
+        check_range("pv_rated_w", self.pv_rated_w, 1.0..=1e6)?;
+        check_range("release_margin_w", self.release_margin_w, 0.0..=1e5)?;
+        check_range("surplus_bus_v", self.surplus_bus_v, 1.0..=1500.0)?;
+        check_range("surplus_band_v", self.surplus_band_v, 0.01..)?;
+        check_order(
             "surplus_band_v",
             self.surplus_band_v,
-            0.01,
+            Order::AtMost,
+            "surplus_bus_v",
             self.surplus_bus_v,
-            "within 0.01 V..=surplus_bus_v",
         )?;
-        check(
-            "surplus_ramp_w_per_s",
-            self.surplus_ramp_w_per_s,
-            0.1,
-            1e6,
-            "within 0.1..=1e6 W/s",
-        )?;
-        Ok(())
+        check_range("surplus_ramp_w_per_s", self.surplus_ramp_w_per_s, 0.1..=1e6)
     }
 }
 
@@ -299,7 +249,6 @@ impl ExportController {
 
     /// One control step at `now`.
     pub fn update(&mut self, now: Millis, inp: &ExportInputs) -> ExportCommand {
-        let cfg = &self.cfg;
         let dt_s = match self.last {
             Some(prev) => (now.since(prev) as f32 * 1e-3).min(MAX_STEP_S),
             None => 0.0,
@@ -307,58 +256,56 @@ impl ExportController {
         self.last = Some(now);
 
         // Storage room: protection's limit, none when full or SOC unknown.
-        let limit = if inp.max_charge_w.is_finite() {
-            inp.max_charge_w.max(0.0)
-        } else {
-            0.0
-        };
-        let room = if inp.soc.is_finite() && inp.soc < cfg.full_soc {
+        let limit = non_negative(inp.max_charge_w);
+        let room = if inp.soc.is_finite() && inp.soc < self.cfg.full_soc {
             limit
         } else {
             0.0
         };
         self.storage_room_w = room;
         let pv = if inp.pv_w.is_finite() {
-            clampf(inp.pv_w, 0.0, cfg.pv_rated_w)
+            clampf(inp.pv_w, 0.0, self.cfg.pv_rated_w)
         } else {
             0.0
         };
-
-        // What storage can no longer hold moves to curtailment at once.
-        if self.battery_w > room {
-            let over = self.battery_w - room;
-            self.battery_w = room;
-            self.pv_cap_w = Some(clampf(
-                self.pv_cap_w.unwrap_or(pv) - over,
-                0.0,
-                cfg.pv_rated_w,
-            ));
-        }
-
-        // Storage has room again while PV is capped: trade curtailment for
-        // charge (net export unchanged), at the ramp rate.
-        if let Some(c) = self.pv_cap_w {
-            let shift = (room - self.battery_w)
-                .min(cfg.ramp_w_per_s * dt_s)
-                .max(0.0);
-            if shift > 0.0 {
-                // `b + (room − b)` can round one ulp above `room`.
-                self.battery_w = (self.battery_w + shift).min(room);
-                let c = c + shift;
-                self.pv_cap_w = if c >= cfg.pv_rated_w || c > pv + cfg.release_margin_w {
-                    None
-                } else {
-                    Some(c)
-                };
-            }
-        }
+        self.follow_storage_room(room, pv, dt_s);
 
         if !inp.grid_w.is_finite() {
             self.invalid_inputs = self.invalid_inputs.saturating_add(1);
             return self.command(Some(ExportReason::InvalidInput));
         }
+        let step = self.integral_step_w(inp.grid_w, dt_s);
+        self.apply_step(step, room, pv);
+        self.battery_w = clampf(self.battery_w, 0.0, room);
+        self.command(None)
+    }
 
-        let export = -inp.grid_w;
+    /// What storage can no longer hold (`room`) moves to curtailment at
+    /// once; when storage has room again while PV is capped, curtailment is
+    /// traded for charge (net export unchanged) at the ramp rate.
+    fn follow_storage_room(&mut self, room: f32, pv: f32, dt_s: f32) {
+        if self.battery_w > room {
+            let over = self.battery_w - room;
+            self.battery_w = room;
+            self.curtail_more(over, pv);
+        }
+        if let Some(c) = self.pv_cap_w {
+            let shift = (room - self.battery_w)
+                .min(self.cfg.ramp_w_per_s * dt_s)
+                .max(0.0);
+            if shift > 0.0 {
+                // `b + (room − b)` can round one ulp above `room`.
+                self.battery_w = (self.battery_w + shift).min(room);
+                self.pv_cap_w = self.raised_cap(c + shift, pv);
+            }
+        }
+    }
+
+    /// The integral law's step on the export error, W (+ absorb or curtail
+    /// more, − release), zero inside the deadband, limited to the ramp.
+    fn integral_step_w(&self, grid_w: f32, dt_s: f32) -> f32 {
+        let cfg = &self.cfg;
+        let export = -grid_w;
         let half = 0.5 * cfg.deadband_w;
         let target = cfg.export_limit_w - half;
         let mut e = export - target;
@@ -367,35 +314,46 @@ impl ExportController {
         }
         let g = clampf(dt_s / cfg.response_time_s, 0.0, 1.0);
         let ramp = cfg.ramp_w_per_s * dt_s;
-        let step = clampf(e * g, -ramp, ramp);
+        clampf(e * g, -ramp, ramp)
+    }
 
+    /// A positive step raises the battery charge up to its `room`, the rest
+    /// curtails PV; a negative one raises the PV cap first and lowers the
+    /// charge only once PV is uncapped.
+    fn apply_step(&mut self, step: f32, room: f32, pv: f32) {
         if step > 0.0 {
             let db = step.min(room - self.battery_w).max(0.0);
             self.battery_w += db;
             let rest = step - db;
             if rest > 0.0 {
-                self.pv_cap_w = Some(clampf(
-                    self.pv_cap_w.unwrap_or(pv) - rest,
-                    0.0,
-                    cfg.pv_rated_w,
-                ));
+                self.curtail_more(rest, pv);
             }
         } else if step < 0.0 {
             let r = -step;
             match self.pv_cap_w {
-                Some(c) => {
-                    let c = c + r;
-                    self.pv_cap_w = if c >= cfg.pv_rated_w || c > pv + cfg.release_margin_w {
-                        None
-                    } else {
-                        Some(c)
-                    };
-                }
+                Some(c) => self.pv_cap_w = self.raised_cap(c + r, pv),
                 None => self.battery_w = (self.battery_w - r).max(0.0),
             }
         }
-        self.battery_w = clampf(self.battery_w, 0.0, room);
-        self.command(None)
+    }
+
+    /// Lowers the PV cap by `w` (from the measured PV `pv` when uncapped).
+    fn curtail_more(&mut self, w: f32, pv: f32) {
+        self.pv_cap_w = Some(clampf(
+            self.pv_cap_w.unwrap_or(pv) - w,
+            0.0,
+            self.cfg.pv_rated_w,
+        ));
+    }
+
+    /// The PV cap raised to `cap_w`, released (`None`) once it no longer
+    /// binds: at the rating, or above the measured PV plus the margin.
+    fn raised_cap(&self, cap_w: f32, pv: f32) -> Option<f32> {
+        if cap_w >= self.cfg.pv_rated_w || cap_w > pv + self.cfg.release_margin_w {
+            None
+        } else {
+            Some(cap_w)
+        }
     }
 }
 
@@ -494,16 +452,8 @@ impl SurplusToAc {
             return (0.0, SurplusReason::NotAllowed);
         }
         let ramp = cfg.surplus_ramp_w_per_s * dt_s;
-        let load = if inp.ac_load_w.is_finite() {
-            inp.ac_load_w.max(0.0)
-        } else {
-            0.0
-        };
-        let room = if inp.export_room_w.is_finite() {
-            inp.export_room_w.max(0.0)
-        } else {
-            0.0
-        };
+        let load = non_negative(inp.ac_load_w);
+        let room = non_negative(inp.export_room_w);
         // Half the export deadband under the limit: export control acts
         // only above it.
         let room = if room > 0.0 {

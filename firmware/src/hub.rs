@@ -21,7 +21,7 @@
 //! import; PV power positive = generation; circuit and socket power
 //! positive = delivered to the load.
 
-use crate::config::ConfigError;
+use crate::config::{check_range, ConfigError};
 use crate::time::Millis;
 
 /// Capacity of the per-circuit and per-socket tables (and of the snapshot's
@@ -64,25 +64,9 @@ impl Default for HubConfig {
 impl HubConfig {
     /// Checks ranges: `max_gap_ms` in 1..=86_400_000, `runtime_threshold_w`
     /// finite and ≥ 0.
-    // ConfigError is fixed-capacity (no heap) by design, hence large.
-    #[allow(clippy::result_large_err)]
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_gap_ms == 0 || self.max_gap_ms > 86_400_000 {
-            return Err(ConfigError::new(
-                "max_gap_ms",
-                format_args!("must be within 1..=86400000, found {}", self.max_gap_ms),
-            ));
-        }
-        if !self.runtime_threshold_w.is_finite() || self.runtime_threshold_w < 0.0 {
-            return Err(ConfigError::new(
-                "runtime_threshold_w",
-                format_args!(
-                    "must be finite and >= 0, found {}",
-                    self.runtime_threshold_w
-                ),
-            ));
-        }
-        Ok(())
+        check_range("max_gap_ms", self.max_gap_ms, 1..=86_400_000)?;
+        check_range("runtime_threshold_w", self.runtime_threshold_w, 0.0..)
     }
 }
 

@@ -16,6 +16,7 @@
 // design; they are returned once, at start-up.
 #![allow(clippy::result_large_err)]
 
+pub mod arbitration;
 pub mod cluster;
 pub mod config;
 #[cfg(feature = "std")]
@@ -28,6 +29,7 @@ pub mod export;
 pub mod hub;
 pub mod link_config;
 pub mod node;
+pub mod num;
 pub mod peak;
 pub mod protection;
 pub mod remote_config;

@@ -15,11 +15,9 @@
 //! returns a [`PeakCommand`]. Battery power positive = discharge; grid power
 //! positive = import. Powers W, energies Wh, SOC 0..1.
 
-// `validate() -> Result<(), ConfigError>` is the shared config API; the
-// error is a fixed-capacity (no-heap) message, hence large.
-#![allow(clippy::result_large_err)]
-
-use crate::scheduling::{clampf, TimeWindow};
+use crate::config::{check_range, POSITIVE_FRACTION};
+use crate::num::{clampf, non_negative};
+use crate::scheduling::TimeWindow;
 use crate::{ConfigError, LocalTime, Millis};
 
 /// How many finished windows' reports are kept.
@@ -118,53 +116,17 @@ impl Default for PeakConfig {
     }
 }
 
-fn check(field: &str, x: f32, lo: f32, hi: f32, what: &str) -> Result<(), ConfigError> {
-    if x.is_finite() && x >= lo && x <= hi {
-        Ok(())
-    } else {
-        Err(ConfigError::new(
-            field,
-            format_args!("must be {what}, found {x}"),
-        ))
-    }
-}
-
 impl PeakConfig {
     /// Checks ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for w in &self.windows {
             w.validate("windows")?;
         }
-        check(
-            "assured_reduction_w",
-            self.assured_reduction_w,
-            0.0,
-            1e6,
-            "within 0..=1e6 W",
-        )?;
-        check(
-            "max_inverter_ac_w",
-            self.max_inverter_ac_w,
-            0.0,
-            1e6,
-            "within 0..=1e6 W",
-        )?;
-        check("reserve_soc", self.reserve_soc, 0.0, 0.99, "within 0..1")?;
-        let f = self.met_fraction;
-        if !(f.is_finite() && f > 0.0 && f <= 1.0) {
-            return Err(ConfigError::new(
-                "met_fraction",
-                format_args!("must be within (0, 1], found {f}"),
-            ));
-        }
-        check(
-            "met_tolerance_w",
-            self.met_tolerance_w,
-            0.0,
-            1e5,
-            "within 0..=1e5 W",
-        )?;
-        Ok(())
+        check_range("assured_reduction_w", self.assured_reduction_w, 0.0..=1e6)?;
+        check_range("max_inverter_ac_w", self.max_inverter_ac_w, 0.0..=1e6)?;
+        check_range("reserve_soc", self.reserve_soc, 0.0..=0.99)?;
+        check_range("met_fraction", self.met_fraction, POSITIVE_FRACTION)?;
+        check_range("met_tolerance_w", self.met_tolerance_w, 0.0..=1e5)
     }
 }
 
@@ -398,15 +360,10 @@ impl PeakShaver {
             return cmd;
         }
         let budget_w = avail_wh * 3600.0 / remaining_s.max(1) as f32;
-        let limit_w = if inp.max_discharge_w.is_finite() {
-            inp.max_discharge_w.max(0.0)
-        } else {
-            0.0
-        };
-        let nonneg = |x: f32| if x.is_finite() { x.max(0.0) } else { 0.0 };
-        let dc = nonneg(inp.dc_load_w);
+        let limit_w = non_negative(inp.max_discharge_w);
+        let dc = non_negative(inp.dc_load_w);
         let ac = if cfg.include_inverter_ac {
-            nonneg(inp.ac_load_w).min(cfg.max_inverter_ac_w.max(0.0))
+            non_negative(inp.ac_load_w).min(cfg.max_inverter_ac_w.max(0.0))
         } else {
             0.0
         };
@@ -431,11 +388,7 @@ impl PeakShaver {
         if dt_s <= 0.0 {
             return;
         }
-        let discharge = if inp.battery_w.is_finite() {
-            inp.battery_w.max(0.0)
-        } else {
-            0.0
-        };
+        let discharge = non_negative(inp.battery_w);
         let baseline = match cfg.baseline {
             BaselineMethod::MeasuredLoad => inp.grid_import_w + discharge,
             BaselineMethod::Profile => inp.profile_baseline_w,

@@ -38,6 +38,7 @@
 //!   counted from the first `update`) is **stale**: battery stopped and all
 //!   circuits tripped when the circuit data is stale.
 
+use crate::config::{check_order, check_range, Order};
 use crate::{ConfigError, Millis};
 use core::fmt::Write;
 
@@ -374,7 +375,6 @@ impl ProtectionConfig {
 
     /// Checks every value is finite, hysteresis points the right way, and
     /// limits are consistent.
-    #[allow(clippy::result_large_err)] // the crate's shared error type
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (name, x) in [
             ("max_charge_current_a", self.max_charge_current_a),
@@ -382,45 +382,21 @@ impl ProtectionConfig {
             ("voltage_derate_band_v", self.voltage_derate_band_v),
             ("temperature_derate_band_c", self.temperature_derate_band_c),
         ] {
-            if !(x.is_finite() && x >= 0.0) {
-                return Err(ConfigError::new(
-                    name,
-                    format_args!("must be a finite number >= 0, found {x}"),
-                ));
-            }
+            check_range(name, x, 0.0..)?;
         }
         for kind in FaultKind::ALL {
-            let Some(l) = self.limit(kind) else { continue };
-            let name = kind_field(kind);
-            if !(l.threshold.is_finite() && l.release.is_finite()) {
-                return Err(ConfigError::new(
-                    name,
-                    format_args!(
-                        "threshold and release must be finite, found {} and {}",
-                        l.threshold, l.release
-                    ),
-                ));
-            }
-            let over = is_over(kind);
-            if (over && l.release > l.threshold) || (!over && l.release < l.threshold) {
-                return Err(ConfigError::new(
-                    name,
-                    format_args!(
-                        "release ({}) must be on the safe side of threshold ({})",
-                        l.release, l.threshold
-                    ),
-                ));
+            if let Some(l) = self.limit(kind) {
+                validate_limit(kind_field(kind), l, is_over(kind))?;
             }
         }
-        if self.cell_under_voltage.threshold >= self.cell_over_voltage.threshold {
-            return Err(ConfigError::new(
-                "cell_under_voltage",
-                format_args!(
-                    "threshold must be below cell_over_voltage's ({}), found {}",
-                    self.cell_over_voltage.threshold, self.cell_under_voltage.threshold
-                ),
-            ));
-        }
+        check_order(
+            "cell_under_voltage",
+            self.cell_under_voltage.threshold,
+            Order::Below,
+            "cell_over_voltage.threshold",
+            self.cell_over_voltage.threshold,
+        )
+        .map_err(|e| e.with_context(format_args!("threshold")))?;
         let d = &self.deadlines;
         for (name, x) in [
             ("deadlines.cell_voltage_ms", d.cell_voltage_ms),
@@ -431,12 +407,20 @@ impl ProtectionConfig {
             ("corrupt_window_ms", self.corrupt_window_ms),
             ("watchdog_deadline_ms", self.watchdog_deadline_ms),
         ] {
-            if x == 0 {
-                return Err(ConfigError::new(name, format_args!("must be > 0, found 0")));
-            }
+            check_range(name, x, 1..)?;
         }
         Ok(())
     }
+}
+
+/// A limit's threshold and release are finite, and the release is on the
+/// safe side of the threshold (below it for an over-limit, `over`).
+fn validate_limit(field: &str, limit: &Limit, over: bool) -> Result<(), ConfigError> {
+    check_range(field, limit.threshold, ..)
+        .map_err(|e| e.with_context(format_args!("threshold")))?;
+    let order = if over { Order::AtMost } else { Order::AtLeast };
+    check_order(field, limit.release, order, "threshold", limit.threshold)
+        .map_err(|e| e.with_context(format_args!("release")))
 }
 
 fn kind_field(kind: FaultKind) -> &'static str {
@@ -531,6 +515,40 @@ pub struct Actions {
     pub all_off: bool,
 }
 
+impl Actions {
+    /// Adds the actions of a fault's safe state (`circuit`: the circuit a
+    /// circuit fault is on).
+    fn apply(&mut self, safe_state: SafeState, circuit: Option<usize>) {
+        match safe_state {
+            SafeState::BlockCharge => self.block_charge = true,
+            SafeState::BlockDischarge => self.block_discharge = true,
+            SafeState::OpenContactor => {
+                self.open_contactor = true;
+                self.block_charge = true;
+                self.block_discharge = true;
+            }
+            SafeState::DisableSources => {
+                self.disable_pv = true;
+                self.block_discharge = true;
+            }
+            SafeState::TripCircuit => {
+                if let Some(k) = circuit {
+                    self.trip_circuits |= 1u16 << k;
+                }
+            }
+            SafeState::TripAllCircuits => self.trip_circuits = u16::MAX,
+            SafeState::AllOff => {
+                self.all_off = true;
+                self.open_contactor = true;
+                self.block_charge = true;
+                self.block_discharge = true;
+                self.disable_pv = true;
+                self.trip_circuits = u16::MAX;
+            }
+        }
+    }
+}
+
 /// Limits every other function must respect (magnitudes, ≥ 0).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Limits {
@@ -617,6 +635,22 @@ impl Tracker {
             }
         }
     }
+}
+
+/// Which measurement groups one update can use
+/// ([`Protection::update`]'s first step).
+#[derive(Debug, Clone, Copy)]
+struct InputHealth {
+    cell_ok: bool,
+    pack_ok: bool,
+    temp_ok: bool,
+    bus_ok: bool,
+    circuits_fresh: bool,
+    circuits_ok: bool,
+    /// A group is past its deadline (after the start-up grace).
+    stale: bool,
+    /// A fresh group holds a non-finite value.
+    invalid: bool,
 }
 
 /// The protection supervisor.
@@ -743,13 +777,49 @@ impl Protection {
     /// faults, actions and limits (also kept for [`Protection::state`]).
     pub fn update(&mut self, now: Millis, inputs: &ProtectionInputs) -> &ProtectionState {
         let start = *self.started.get_or_insert(now);
+        let health = self.input_health(now, start, inputs);
+        self.step_thresholds(now, inputs, &health);
+        self.step_circuits(now, inputs, health.circuits_ok);
+
+        // Stale and invalid inputs (self-clearing, immediate).
+        let stale = health.stale || inputs.link_lost;
+        self.kinds[FaultKind::StaleInput.index()].step(now, Some(stale), Some(!stale), 0, false);
+        let invalid = health.invalid;
+        self.kinds[FaultKind::InvalidMeasurement.index()].step(
+            now,
+            Some(invalid),
+            Some(!invalid),
+            0,
+            false,
+        );
+        self.step_corrupt_frames(now, inputs.corrupt_frames);
+
+        // Watchdog (latched).
+        let kick = self.last_kick.unwrap_or(start);
+        let missed = now.since(kick) > self.cfg.watchdog_deadline_ms as u64;
+        self.kinds[FaultKind::Watchdog.index()].step(now, Some(missed), Some(!missed), 0, true);
+
+        self.rebuild_with(
+            now,
+            inputs,
+            health.cell_ok,
+            health.pack_ok,
+            health.temp_ok,
+            health.circuits_fresh && health.circuits_ok,
+        );
+        &self.state
+    }
+
+    /// Which measurement groups are fresh (within their deadline) and
+    /// valid (finite) at `now`; a group never received has one deadline of
+    /// grace after `start` before it counts as stale.
+    fn input_health(&self, now: Millis, start: Millis, inputs: &ProtectionInputs) -> InputHealth {
         let d = self.cfg.deadlines;
         let cell_fresh = Self::fresh(now, inputs.cell_voltage_at, d.cell_voltage_ms);
         let pack_fresh = Self::fresh(now, inputs.pack_at, d.pack_ms);
         let temp_fresh = Self::fresh(now, inputs.temperature_at, d.temperature_ms);
         let bus_fresh = Self::fresh(now, inputs.bus_at, d.bus_ms);
         let circ_fresh = Self::fresh(now, inputs.circuits_at, d.circuits_ms);
-        // Never-received groups get one deadline of grace after start.
         let grace = |at: Option<Millis>, dl: u32| at.is_none() && now.since(start) <= dl as u64;
         let stale_cell = !cell_fresh && !grace(inputs.cell_voltage_at, d.cell_voltage_ms);
         let stale_pack = !pack_fresh && !grace(inputs.pack_at, d.pack_ms);
@@ -763,66 +833,68 @@ impl Protection {
             temp_fresh && finite(&[inputs.cell_temperature_min_c, inputs.cell_temperature_max_c]);
         let bus_ok = bus_fresh && inputs.bus_voltage_v.is_finite();
         let circ_ok = circ_fresh && finite(&inputs.circuit_current_a);
-        let invalid = (cell_fresh && !cell_ok)
-            || (pack_fresh && !pack_ok)
-            || (temp_fresh && !temp_ok)
-            || (bus_fresh && !bus_ok)
-            || (circ_fresh && !circ_ok);
+        InputHealth {
+            cell_ok,
+            pack_ok,
+            temp_ok,
+            bus_ok,
+            circuits_fresh: circ_fresh,
+            circuits_ok: circ_ok,
+            stale: stale_cell || stale_pack || stale_temp || stale_bus || stale_circ,
+            invalid: (cell_fresh && !cell_ok)
+                || (pack_fresh && !pack_ok)
+                || (temp_fresh && !temp_ok)
+                || (bus_fresh && !bus_ok)
+                || (circ_fresh && !circ_ok),
+        }
+    }
 
-        // Each threshold fault watches one measurement, when it is valid.
+    /// Each threshold fault watches one measurement, when it is valid.
+    fn step_thresholds(&mut self, now: Millis, inputs: &ProtectionInputs, health: &InputHealth) {
+        let cell = health.cell_ok;
+        let pack = health.pack_ok;
+        let temp = health.temp_ok;
+        let bus = health.bus_ok;
         let watched = [
-            (
-                FaultKind::CellOverVoltage,
-                cell_ok,
-                inputs.cell_voltage_max_v,
-            ),
-            (
-                FaultKind::CellUnderVoltage,
-                cell_ok,
-                inputs.cell_voltage_min_v,
-            ),
-            (
-                FaultKind::ChargeOverCurrent,
-                pack_ok,
-                -inputs.pack_current_a,
-            ),
-            (
-                FaultKind::DischargeOverCurrent,
-                pack_ok,
-                inputs.pack_current_a,
-            ),
+            (FaultKind::CellOverVoltage, cell, inputs.cell_voltage_max_v),
+            (FaultKind::CellUnderVoltage, cell, inputs.cell_voltage_min_v),
+            (FaultKind::ChargeOverCurrent, pack, -inputs.pack_current_a),
+            (FaultKind::DischargeOverCurrent, pack, inputs.pack_current_a),
             (
                 FaultKind::ChargeOverTemperature,
-                temp_ok,
+                temp,
                 inputs.cell_temperature_max_c,
             ),
             (
                 FaultKind::ChargeUnderTemperature,
-                temp_ok,
+                temp,
                 inputs.cell_temperature_min_c,
             ),
             (
                 FaultKind::DischargeOverTemperature,
-                temp_ok,
+                temp,
                 inputs.cell_temperature_max_c,
             ),
             (
                 FaultKind::DischargeUnderTemperature,
-                temp_ok,
+                temp,
                 inputs.cell_temperature_min_c,
             ),
-            (FaultKind::BusOverVoltage, bus_ok, inputs.bus_voltage_v),
-            (FaultKind::BusUnderVoltage, bus_ok, inputs.bus_voltage_v),
+            (FaultKind::BusOverVoltage, bus, inputs.bus_voltage_v),
+            (FaultKind::BusUnderVoltage, bus, inputs.bus_voltage_v),
         ];
         for (kind, ok, value) in watched {
             self.step_limit(now, kind, ok.then_some(value));
         }
+    }
 
-        // Circuits.
+    /// Over-current and short circuit per circuit (both latched); a circuit
+    /// not reported has no condition, unknown readings hold the state.
+    fn step_circuits(&mut self, now: Millis, inputs: &ProtectionInputs, circuits_ok: bool) {
         let oc = self.cfg.circuit_over_current;
         let sc = self.cfg.circuit_short_circuit;
         for k in 0..MAX_CIRCUITS {
-            let v = if circ_ok {
+            let v = if circuits_ok {
                 inputs.circuit_current_a.get(k).map(|x| x.abs())
             } else {
                 None
@@ -844,7 +916,7 @@ impl Protection {
                         true,
                     );
                 }
-                None if circ_ok => {
+                None if circuits_ok => {
                     // Circuit not fitted / not reported: no condition.
                     self.circuit_oc[k].step(now, Some(false), Some(true), 0, true);
                     self.circuit_sc[k].step(now, Some(false), Some(true), 0, true);
@@ -855,21 +927,12 @@ impl Protection {
                 }
             }
         }
+    }
 
-        // Stale and invalid inputs (self-clearing, immediate).
-        let stale =
-            stale_cell || stale_pack || stale_temp || stale_bus || stale_circ || inputs.link_lost;
-        self.kinds[FaultKind::StaleInput.index()].step(now, Some(stale), Some(!stale), 0, false);
-        self.kinds[FaultKind::InvalidMeasurement.index()].step(
-            now,
-            Some(invalid),
-            Some(!invalid),
-            0,
-            false,
-        );
-
-        // Corrupt frames within the window (latched).
-        let count = inputs.corrupt_frames;
+    /// Corrupt frames within the window (latched): the link layer's
+    /// cumulative `count` is kept per update (a decrease is a counter
+    /// reset) and compared with the oldest count in the window.
+    fn step_corrupt_frames(&mut self, now: Millis, count: u32) {
         if let Some(&(_, last)) = self.corrupt.back() {
             if count < last {
                 self.corrupt.clear();
@@ -896,21 +959,6 @@ impl Protection {
             0,
             true,
         );
-
-        // Watchdog (latched).
-        let kick = self.last_kick.unwrap_or(start);
-        let missed = now.since(kick) > self.cfg.watchdog_deadline_ms as u64;
-        self.kinds[FaultKind::Watchdog.index()].step(now, Some(missed), Some(!missed), 0, true);
-
-        self.rebuild_with(
-            now,
-            inputs,
-            cell_ok,
-            pack_ok,
-            temp_ok,
-            circ_fresh && circ_ok,
-        );
-        &self.state
     }
 
     fn rebuild(&mut self, _now: Millis) {
@@ -932,33 +980,6 @@ impl Protection {
     fn collect(&mut self) {
         let mut faults: heapless::Vec<Fault, MAX_FAULTS> = heapless::Vec::new();
         let mut a = Actions::default();
-        let apply = |a: &mut Actions, s: SafeState, circuit: Option<usize>| match s {
-            SafeState::BlockCharge => a.block_charge = true,
-            SafeState::BlockDischarge => a.block_discharge = true,
-            SafeState::OpenContactor => {
-                a.open_contactor = true;
-                a.block_charge = true;
-                a.block_discharge = true;
-            }
-            SafeState::DisableSources => {
-                a.disable_pv = true;
-                a.block_discharge = true;
-            }
-            SafeState::TripCircuit => {
-                if let Some(k) = circuit {
-                    a.trip_circuits |= 1u16 << k;
-                }
-            }
-            SafeState::TripAllCircuits => a.trip_circuits = u16::MAX,
-            SafeState::AllOff => {
-                a.all_off = true;
-                a.open_contactor = true;
-                a.block_charge = true;
-                a.block_discharge = true;
-                a.disable_pv = true;
-                a.trip_circuits = u16::MAX;
-            }
-        };
         for kind in FaultKind::ALL {
             let row = kind.row();
             match kind {
@@ -976,7 +997,7 @@ impl Protection {
                                 latched: row.latched,
                                 circuit: Some(k as u8),
                             });
-                            apply(&mut a, row.safe_state, Some(k));
+                            a.apply(row.safe_state, Some(k));
                         }
                     }
                 }
@@ -988,7 +1009,7 @@ impl Protection {
                             latched: row.latched,
                             circuit: None,
                         });
-                        apply(&mut a, row.safe_state, None);
+                        a.apply(row.safe_state, None);
                     }
                 }
             }

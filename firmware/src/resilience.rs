@@ -29,9 +29,18 @@
 //! again), then the shed circuits are restored one by one, most important
 //! first, `restore_gap_ms` apart.
 //!
+//! The household's AC loads (through the inverter) rank below every
+//! essential circuit: in a cut they are served only while every essential
+//! circuit is kept and the energy beyond what the kept circuits need covers
+//! an hour of their average load (as last seen on the grid, then as
+//! served), and come back only with twice that
+//! ([`Resilience::ac_loads_served`]).
+//!
 //! Sans-IO: [`Resilience::update`] takes `now` and [`ResilienceInputs`], and
-//! returns a [`ResilienceCommand`] carrying the reasons.
+//! returns a [`ResilienceCommand`] carrying the reasons. Uses only `config`
+//! and `time`; it knows no other function.
 
+use crate::config::{check_order, check_range, Order, POSITIVE};
 use crate::{ConfigError, Millis};
 use serde::Deserialize;
 
@@ -150,71 +159,30 @@ impl Default for ResilienceConfig {
 
 impl ResilienceConfig {
     /// Checks ranges and consistency.
-    #[allow(clippy::result_large_err)] // ConfigError is the shared fixed-size (no heap) error
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.mains_loss_debounce_ms > 1500 {
-            return Err(ConfigError::new(
-                "mains_loss_debounce_ms",
-                format_args!(
-                    "must be at most 1500 so export stops within 2 s, found {}",
-                    self.mains_loss_debounce_ms
-                ),
-            ));
-        }
-        if self.reevaluate_ms == 0 {
-            return Err(ConfigError::new(
-                "reevaluate_ms",
-                format_args!("must be > 0, found 0"),
-            ));
-        }
-        if !(self.horizon_h.is_finite() && self.horizon_h > 0.0) {
-            return Err(ConfigError::new(
-                "horizon_h",
-                format_args!(
-                    "must be a positive number of hours, found {}",
-                    self.horizon_h
-                ),
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.pv_confidence) {
-            return Err(ConfigError::new(
-                "pv_confidence",
-                format_args!("must be within 0..=1, found {}", self.pv_confidence),
-            ));
-        }
-        if !(0.0..1.0).contains(&self.restore_margin) {
-            return Err(ConfigError::new(
-                "restore_margin",
-                format_args!("must be within 0..1, found {}", self.restore_margin),
-            ));
-        }
+        check_range(
+            "mains_loss_debounce_ms",
+            self.mains_loss_debounce_ms,
+            ..=1500,
+        )
+        .map_err(|e| e.with_context(format_args!("so that export stops within 2 s")))?;
+        check_range("reevaluate_ms", self.reevaluate_ms, 1..)?;
+        check_range("horizon_h", self.horizon_h, POSITIVE)?;
+        check_range("pv_confidence", self.pv_confidence, 0.0..=1.0)?;
+        check_range("restore_margin", self.restore_margin, 0.0..1.0)?;
         for c in &self.circuits {
-            if !(c.expected_load_w.is_finite() && c.expected_load_w >= 0.0) {
-                return Err(ConfigError::new(
-                    "circuits.expected_load_w",
-                    format_args!(
-                        "circuit `{}`: must be a finite load ≥ 0 W, found {}",
-                        c.name, c.expected_load_w
-                    ),
-                ));
-            }
-            if !(c.min_runtime_h.is_finite() && c.min_runtime_h >= 0.0) {
-                return Err(ConfigError::new(
+            let circuit = |e: ConfigError| e.with_context(format_args!("circuit `{}`", c.name));
+            check_range("circuits.expected_load_w", c.expected_load_w, 0.0..).map_err(circuit)?;
+            check_range("circuits.min_runtime_h", c.min_runtime_h, 0.0..).map_err(circuit)?;
+            if c.essential {
+                check_order(
                     "circuits.min_runtime_h",
-                    format_args!(
-                        "circuit `{}`: must be ≥ 0 h, found {}",
-                        c.name, c.min_runtime_h
-                    ),
-                ));
-            }
-            if c.essential && c.min_runtime_h > self.horizon_h {
-                return Err(ConfigError::new(
-                    "circuits.min_runtime_h",
-                    format_args!(
-                        "circuit `{}`: {} h exceeds horizon_h = {} h",
-                        c.name, c.min_runtime_h, self.horizon_h
-                    ),
-                ));
+                    c.min_runtime_h,
+                    Order::AtMost,
+                    "horizon_h",
+                    self.horizon_h,
+                )
+                .map_err(circuit)?;
             }
         }
         Ok(())
@@ -337,6 +305,71 @@ pub struct Resilience {
     needed_wh: f32,
     energy_invalid: bool,
     invalid_inputs: u32,
+    ac_loads: AcLoads,
+}
+
+/// The household's AC loads (through the inverter) in a power cut: they
+/// rank below every essential DC circuit. See
+/// [`Resilience::ac_loads_served`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct AcLoads {
+    /// The AC load's running average, W: as last seen on the grid, then as
+    /// last served in the cut.
+    average_w: f32,
+    /// The AC loads are shed.
+    shed: bool,
+    /// Control periods the inverter has served the AC loads in this cut.
+    served_periods: u32,
+}
+
+impl AcLoads {
+    /// On the grid: the AC load as last seen is what a cut starting now
+    /// would have to carry.
+    fn on_grid(self, ac_load_w: f32, dt_s: f32) -> AcLoads {
+        AcLoads {
+            average_w: ac_average(self.average_w, ac_load_w, dt_s),
+            shed: false,
+            served_periods: 1,
+        }
+    }
+
+    /// In a cut, with `spare_wh` beyond what the kept circuits need: served
+    /// while every essential circuit is kept and the spare covers an hour
+    /// of the average AC load, back only with twice that (hysteresis: a
+    /// kettle must not make it flap). While shed the load cannot be
+    /// measured, so the average stands; it is refreshed once the inverter
+    /// has served a full control period (the first reading after switching
+    /// on is still stale).
+    fn islanded(self, ac_load_w: f32, dt_s: f32, spare_wh: f32, essentials_kept: bool) -> AcLoads {
+        let mut next = self;
+        if !self.shed && self.served_periods >= 1 {
+            next.average_w = ac_average(self.average_w, ac_load_w, dt_s);
+        }
+        let hour_of_ac = next.average_w;
+        next.shed = if !essentials_kept || !spare_wh.is_finite() {
+            true
+        } else if self.shed {
+            spare_wh <= 2.0 * hour_of_ac
+        } else {
+            spare_wh <= hour_of_ac
+        };
+        if next.shed {
+            next.served_periods = 0;
+        } else if !self.shed {
+            next.served_periods = self.served_periods.saturating_add(1);
+        }
+        next
+    }
+}
+
+/// The AC load's running average (first-order, 15-minute time constant)
+/// updated with a reading taken `dt_s` after the last one, W.
+fn ac_average(average_w: f32, reading_w: f32, dt_s: f32) -> f32 {
+    const TAU_S: f32 = 900.0;
+    if !(reading_w.is_finite() && dt_s.is_finite() && dt_s > 0.0) {
+        return average_w;
+    }
+    average_w + (reading_w - average_w) * (dt_s / (TAU_S + dt_s))
 }
 
 impl Resilience {
@@ -375,6 +408,11 @@ impl Resilience {
             needed_wh: 0.0,
             energy_invalid: false,
             invalid_inputs: 0,
+            ac_loads: AcLoads {
+                average_w: 0.0,
+                shed: false,
+                served_periods: 1,
+            },
         }
     }
 
@@ -496,6 +534,32 @@ impl Resilience {
             }
         }
         self.command()
+    }
+
+    /// Whether the inverter may serve the household's AC loads this control
+    /// period. Always on the grid (where the average AC load is learnt: what
+    /// a cut would have to carry). In a cut the AC loads come after the
+    /// essential DC circuits: served only while every essential circuit is
+    /// kept and the energy beyond what the kept circuits need covers an hour
+    /// of the average AC load served, and back only with twice that. Call
+    /// once per control period, after [`Resilience::update`], with the AC
+    /// load measured now and the seconds since the last call.
+    pub fn ac_loads_served(&mut self, ac_load_w: f32, dt_s: f32) -> bool {
+        self.ac_loads = if self.is_islanded() {
+            let spare_wh = self.available_wh - self.needed_wh;
+            self.ac_loads
+                .islanded(ac_load_w, dt_s, spare_wh, self.essentials_kept())
+        } else {
+            self.ac_loads.on_grid(ac_load_w, dt_s)
+        };
+        !self.ac_loads.shed
+    }
+
+    /// Whether every essential circuit is kept on while islanded: they rank
+    /// first, so they are the first `kept`.
+    fn essentials_kept(&self) -> bool {
+        let essential = self.config.circuits.iter().filter(|c| c.essential).count();
+        self.kept >= essential
     }
 
     /// Load used in the budget for circuit `i`, W.
@@ -891,6 +955,64 @@ mod tests {
         let c = r.update(Millis(1_400), &ResilienceInputs::new(false, 600.0, 0.0));
         assert!(c.islanded && c.stop_export);
         assert_eq!(c.circuit_on, 0b00001);
+    }
+
+    /// Islanded at 200 ms with `remaining_wh`, after the AC loads were
+    /// served on the grid at `ac_on_grid_w` (learnt as their average).
+    fn islanded_after_ac_on_grid(ac_on_grid_w: f32, remaining_wh: f32) -> Resilience {
+        let mut r = Resilience::new(config());
+        r.update(Millis(0), &ResilienceInputs::new(true, remaining_wh, 0.0));
+        assert!(r.ac_loads_served(ac_on_grid_w, 1e9), "always on the grid");
+        r.update(
+            Millis(100),
+            &ResilienceInputs::new(false, remaining_wh, 0.0),
+        );
+        let c = r.update(
+            Millis(200),
+            &ResilienceInputs::new(false, remaining_wh, 0.0),
+        );
+        assert!(c.islanded);
+        r
+    }
+
+    #[test]
+    fn ac_loads_are_served_in_a_cut_while_the_spare_covers_an_hour_of_them() {
+        // Every circuit kept needs 3240 Wh: 1760 Wh spare covers an hour of
+        // the 1000 W learnt on the grid.
+        let mut r = islanded_after_ac_on_grid(1000.0, 5000.0);
+        assert!(r.ac_loads_served(1000.0, 1.0));
+        // About 760 Wh spare: shed.
+        r.update(Millis(60_200), &ResilienceInputs::new(false, 4000.0, 0.0));
+        assert!(!r.ac_loads_served(1000.0, 60.0));
+        // About 1760 Wh spare: not twice the hour, still shed.
+        r.update(Millis(120_200), &ResilienceInputs::new(false, 5000.0, 0.0));
+        assert!(!r.ac_loads_served(5000.0, 60.0));
+        // About 2760 Wh spare: back; the average (1000 W) did not learn
+        // the unserved reading.
+        r.update(Millis(180_200), &ResilienceInputs::new(false, 6000.0, 0.0));
+        assert!(r.ac_loads_served(1000.0, 60.0));
+    }
+
+    #[test]
+    fn ac_loads_are_shed_before_any_essential_circuit() {
+        // 600 Wh keeps the lighting only: the fridge is shed, so are the
+        // AC loads, however small.
+        let mut r = islanded_after_ac_on_grid(0.0, 600.0);
+        assert!(!r.ac_loads_served(0.0, 1.0));
+        // Back on the grid they are served again.
+        let mut r = islanded_after_ac_on_grid(0.0, 600.0);
+        r.update(Millis(300), &ResilienceInputs::new(true, 600.0, 0.0));
+        r.update(Millis(60_300), &ResilienceInputs::new(true, 600.0, 0.0));
+        assert!(!r.is_islanded());
+        assert!(r.ac_loads_served(0.0, 1.0));
+    }
+
+    #[test]
+    fn the_ac_average_is_first_order_and_ignores_bad_readings() {
+        assert_eq!(ac_average(100.0, 1000.0, 900.0), 550.0);
+        assert_eq!(ac_average(100.0, f32::NAN, 900.0), 100.0);
+        assert_eq!(ac_average(100.0, 1000.0, 0.0), 100.0);
+        assert_eq!(ac_average(100.0, 1000.0, f32::INFINITY), 100.0);
     }
 
     #[cfg(feature = "std")]

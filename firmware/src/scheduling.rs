@@ -20,10 +20,8 @@
 //! only ever asks for charge; battery power elsewhere is positive =
 //! discharge). Energies in Wh, SOC 0..1 of usable capacity.
 
-// `validate() -> Result<(), ConfigError>` is the shared config API; the
-// error is a fixed-capacity (no-heap) message, hence large.
-#![allow(clippy::result_large_err)]
-
+use crate::config::{check_order, check_range, Order, POSITIVE_FRACTION};
+use crate::num::{clampf, non_negative};
 use crate::{ConfigError, LocalTime, Millis};
 
 /// Number of time-of-day slots in the learned profile.
@@ -31,11 +29,6 @@ pub const SLOTS_PER_DAY: usize = 48;
 /// Length of one slot, seconds.
 pub const SLOT_S: u32 = 1800;
 const DAY_S: u32 = 86_400;
-
-/// `x` limited to `[lo, hi]`; never panics (unlike `f32::clamp`), NaN → `lo`.
-pub(crate) fn clampf(x: f32, lo: f32, hi: f32) -> f32 {
-    x.max(lo).min(hi)
-}
 
 fn all_days() -> u8 {
     0x7F
@@ -71,18 +64,10 @@ impl TimeWindow {
 
     /// Checks the bounds; `field` names the window in the error.
     pub fn validate(&self, field: &str) -> Result<(), ConfigError> {
-        if self.start_min >= 1440 {
-            return Err(ConfigError::new(
-                field,
-                format_args!("start_min must be within 0..1440, found {}", self.start_min),
-            ));
-        }
-        if self.end_min > 1440 {
-            return Err(ConfigError::new(
-                field,
-                format_args!("end_min must be within 0..=1440, found {}", self.end_min),
-            ));
-        }
+        check_range(field, self.start_min, 0..1440)
+            .map_err(|e| e.with_context(format_args!("start_min")))?;
+        check_range(field, self.end_min, 0..=1440)
+            .map_err(|e| e.with_context(format_args!("end_min")))?;
         if self.duration_s() == 0 {
             return Err(ConfigError::new(
                 field,
@@ -315,41 +300,53 @@ impl Default for SchedulingConfig {
     }
 }
 
-fn in_range(field: &str, x: f32, lo: f32, hi: f32, what: &str) -> Result<(), ConfigError> {
-    if x.is_finite() && x >= lo && x <= hi {
-        Ok(())
-    } else {
-        Err(ConfigError::new(
-            field,
-            format_args!("must be {what}, found {x}"),
-        ))
-    }
-}
-
 impl SchedulingConfig {
     /// Checks ranges and consistency.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let a = self.smoothing_alpha;
-        if !(a.is_finite() && a > 0.0 && a <= 1.0) {
-            return Err(ConfigError::new(
-                "smoothing_alpha",
-                format_args!("must be within (0, 1], found {a}"),
-            ));
-        }
-        in_range(
-            "prior_load_w",
-            self.prior_load_w,
-            0.0,
-            1e6,
-            "within 0..=1e6 W",
+        check_range("smoothing_alpha", self.smoothing_alpha, POSITIVE_FRACTION)?;
+        check_range("prior_load_w", self.prior_load_w, 0.0..=1e6)?;
+        check_range(
+            "min_slot_coverage",
+            self.min_slot_coverage,
+            POSITIVE_FRACTION,
         )?;
-        let c = self.min_slot_coverage;
-        if !(c.is_finite() && c > 0.0 && c <= 1.0) {
-            return Err(ConfigError::new(
-                "min_slot_coverage",
-                format_args!("must be within (0, 1], found {c}"),
-            ));
-        }
+        self.validate_windows()?;
+        check_range("peak_share", self.peak_share, 0.0..=1.0)?;
+        check_range("reserve_soc", self.reserve_soc, 0.0..=0.99)?;
+        check_range("reserve_wh", self.reserve_wh, 0.0..=1e9)?;
+        check_range("max_target_soc", self.max_target_soc, 0.0..=1.0)?;
+        check_order(
+            "max_target_soc",
+            self.max_target_soc,
+            Order::Above,
+            "reserve_soc",
+            self.reserve_soc,
+        )?;
+        check_range("min_grid_charge_w", self.min_grid_charge_w, 0.0..=1e6)?;
+        check_range("max_grid_charge_w", self.max_grid_charge_w, 0.0..=1e6)?;
+        check_order(
+            "max_grid_charge_w",
+            self.max_grid_charge_w,
+            Order::AtLeast,
+            "min_grid_charge_w",
+            self.min_grid_charge_w,
+        )?;
+        check_range(
+            "charge_efficiency",
+            self.charge_efficiency,
+            POSITIVE_FRACTION,
+        )?;
+        check_range("finish_margin_min", self.finish_margin_min, ..=720)?;
+        check_range(
+            "pv_surplus_deadband_w",
+            self.pv_surplus_deadband_w,
+            0.0..=1e5,
+        )
+    }
+
+    /// The off-peak windows (at least one, none sharing a minute of a day
+    /// with the peak window) and the peak window.
+    fn validate_windows(&self) -> Result<(), ConfigError> {
         if self.off_peak.is_empty() {
             return Err(ConfigError::new(
                 "off_peak",
@@ -371,59 +368,6 @@ impl SchedulingConfig {
                 ));
             }
         }
-        in_range("peak_share", self.peak_share, 0.0, 1.0, "within 0..=1")?;
-        in_range("reserve_soc", self.reserve_soc, 0.0, 0.99, "within 0..1")?;
-        in_range("reserve_wh", self.reserve_wh, 0.0, 1e9, "≥ 0 Wh")?;
-        in_range(
-            "max_target_soc",
-            self.max_target_soc,
-            0.0,
-            1.0,
-            "within 0..=1",
-        )?;
-        if self.max_target_soc <= self.reserve_soc {
-            return Err(ConfigError::new(
-                "max_target_soc",
-                format_args!(
-                    "must be above reserve_soc ({}), found {}",
-                    self.reserve_soc, self.max_target_soc
-                ),
-            ));
-        }
-        in_range(
-            "min_grid_charge_w",
-            self.min_grid_charge_w,
-            0.0,
-            1e6,
-            "within 0..=1e6 W",
-        )?;
-        in_range(
-            "max_grid_charge_w",
-            self.max_grid_charge_w,
-            self.min_grid_charge_w,
-            1e6,
-            "≥ min_grid_charge_w and ≤ 1e6 W",
-        )?;
-        let e = self.charge_efficiency;
-        if !(e.is_finite() && e > 0.0 && e <= 1.0) {
-            return Err(ConfigError::new(
-                "charge_efficiency",
-                format_args!("must be within (0, 1], found {e}"),
-            ));
-        }
-        if self.finish_margin_min > 720 {
-            return Err(ConfigError::new(
-                "finish_margin_min",
-                format_args!("must be at most 720, found {}", self.finish_margin_min),
-            ));
-        }
-        in_range(
-            "pv_surplus_deadband_w",
-            self.pv_surplus_deadband_w,
-            0.0,
-            1e5,
-            "within 0..=1e5 W",
-        )?;
         Ok(())
     }
 }
@@ -763,11 +707,7 @@ impl Scheduler {
                 .profile
                 .expected_energy_wh(cfg, start, cfg.peak.duration_s());
         let target_wh = clampf(peak_demand_wh + reserve_wh, reserve_wh, max_wh);
-        let pv = if expected_pv_surplus_wh.is_finite() {
-            expected_pv_surplus_wh.max(0.0)
-        } else {
-            0.0
-        };
+        let pv = non_negative(expected_pv_surplus_wh);
         let grid_target_wh = clampf(target_wh - pv, reserve_wh, target_wh);
         Some(Sizing {
             peak_demand_wh,
@@ -787,11 +727,7 @@ impl Scheduler {
         now_local: LocalTime,
         inp: &ScheduleInputs,
     ) -> ChargePlan {
-        let limit = if inp.max_charge_w.is_finite() {
-            inp.max_charge_w.max(0.0)
-        } else {
-            0.0
-        };
+        let limit = non_negative(inp.max_charge_w);
         let soc_ok = inp.soc.is_finite();
         let sizing = match (
             soc_ok,
@@ -812,74 +748,21 @@ impl Scheduler {
                 };
             }
         };
-        let cfg = &self.cfg;
-        let (min_grid_w, max_grid_w) = (cfg.min_grid_charge_w, cfg.max_grid_charge_w);
         let soc = clampf(inp.soc, 0.0, 1.0);
-        let cap = inp.usable_capacity_wh;
-        let stored_wh = soc * cap;
-        let max_soc = cfg.max_target_soc;
-
-        // PV surplus (power that would otherwise export).
-        let surplus = if inp.pv_w.is_finite() && inp.load_w.is_finite() {
-            let s = inp.pv_w.max(0.0) - inp.load_w.max(0.0);
-            if s > cfg.pv_surplus_deadband_w {
-                s
-            } else {
-                0.0
-            }
-        } else {
-            0.0
-        };
+        let stored_wh = soc * inp.usable_capacity_wh;
+        let max_soc = self.cfg.max_target_soc;
+        let surplus = self.pv_surplus_w(inp);
         let pv_room = if soc < max_soc {
             surplus.min(limit)
         } else {
             0.0
         };
-
-        // Off-peak sizing.
-        let mut reason = ScheduleReason::Idle;
-        let mut grid = 0.0f32;
-        let mut target_soc = sizing.target_soc;
-        let off_peak_left = cfg
-            .off_peak
-            .iter()
-            .filter_map(|w| w.remaining_s(now_local))
-            .max();
-        if let Some(left_s) = off_peak_left {
-            let deficit_wh = sizing.grid_target_wh - stored_wh;
-            if deficit_wh > 0.0 {
-                let margin_s = u32::from(cfg.finish_margin_min) * 60;
-                let t_s = left_s.saturating_sub(margin_s).max(60) as f32;
-                let needed = deficit_wh * 3600.0 / (cfg.charge_efficiency * t_s);
-                let from_grid = needed - pv_room;
-                if from_grid > 0.0 {
-                    grid = clampf(from_grid, min_grid_w, max_grid_w);
-                    reason = ScheduleReason::OffPeakSizing;
-                } else {
-                    reason = ScheduleReason::PvSurplus;
-                }
-            } else {
-                reason = ScheduleReason::TargetReached;
-            }
-        }
-
-        // Charge now.
-        if let Some(req) = self.charge_now {
-            let until = req.until_soc.min(max_soc);
-            if now >= req.expires {
-                self.charge_now = None;
-                self.charge_now_expired = self.charge_now_expired.saturating_add(1);
-            } else if soc >= until {
-                self.charge_now = None;
-            } else {
-                let p = req.power_w.min(max_grid_w);
-                if p >= grid {
-                    grid = p;
-                    reason = ScheduleReason::ChargeNow;
-                    target_soc = until;
-                }
-            }
-        }
+        let off_peak = self.off_peak_charge(now_local, &sizing, stored_wh, pv_room);
+        let GridCharge {
+            power_w: grid,
+            mut reason,
+            target_soc,
+        } = self.follow_charge_now(now, soc, off_peak);
 
         let grid = grid.min(limit).max(0.0);
         let pv_max = pv_room.min(limit - grid).max(0.0);
@@ -893,6 +776,97 @@ impl Scheduler {
             reason,
         }
     }
+
+    /// PV power beyond the local load (power that would otherwise export),
+    /// W; 0 below the deadband or when either is unknown.
+    fn pv_surplus_w(&self, inp: &ScheduleInputs) -> f32 {
+        if inp.pv_w.is_finite() && inp.load_w.is_finite() {
+            let s = inp.pv_w.max(0.0) - inp.load_w.max(0.0);
+            if s > self.cfg.pv_surplus_deadband_w {
+                s
+            } else {
+                0.0
+            }
+        } else {
+            0.0
+        }
+    }
+
+    /// Off-peak sizing: in an off-peak window, the grid charge that brings
+    /// `stored_wh` to the sizing's grid target by the window's end (less the
+    /// margin), beyond what PV (`pv_room_w`) already gives.
+    fn off_peak_charge(
+        &self,
+        now_local: LocalTime,
+        sizing: &Sizing,
+        stored_wh: f32,
+        pv_room_w: f32,
+    ) -> GridCharge {
+        let cfg = &self.cfg;
+        let mut charge = GridCharge {
+            power_w: 0.0,
+            reason: ScheduleReason::Idle,
+            target_soc: sizing.target_soc,
+        };
+        let off_peak_left = cfg
+            .off_peak
+            .iter()
+            .filter_map(|w| w.remaining_s(now_local))
+            .max();
+        let Some(left_s) = off_peak_left else {
+            return charge;
+        };
+        let deficit_wh = sizing.grid_target_wh - stored_wh;
+        if deficit_wh > 0.0 {
+            let margin_s = u32::from(cfg.finish_margin_min) * 60;
+            let t_s = left_s.saturating_sub(margin_s).max(60) as f32;
+            let needed = deficit_wh * 3600.0 / (cfg.charge_efficiency * t_s);
+            let from_grid = needed - pv_room_w;
+            if from_grid > 0.0 {
+                charge.power_w = clampf(from_grid, cfg.min_grid_charge_w, cfg.max_grid_charge_w);
+                charge.reason = ScheduleReason::OffPeakSizing;
+            } else {
+                charge.reason = ScheduleReason::PvSurplus;
+            }
+        } else {
+            charge.reason = ScheduleReason::TargetReached;
+        }
+        charge
+    }
+
+    /// A charge-now request in force: ended at its expiry or once the SOC
+    /// reaches it; otherwise it takes over from `planned` when it asks for
+    /// at least as much (its SOC becomes the target).
+    fn follow_charge_now(&mut self, now: Millis, soc: f32, planned: GridCharge) -> GridCharge {
+        let Some(req) = self.charge_now else {
+            return planned;
+        };
+        let until = req.until_soc.min(self.cfg.max_target_soc);
+        if now >= req.expires {
+            self.charge_now = None;
+            self.charge_now_expired = self.charge_now_expired.saturating_add(1);
+        } else if soc >= until {
+            self.charge_now = None;
+        } else {
+            let p = req.power_w.min(self.cfg.max_grid_charge_w);
+            if p >= planned.power_w {
+                return GridCharge {
+                    power_w: p,
+                    reason: ScheduleReason::ChargeNow,
+                    target_soc: until,
+                };
+            }
+        }
+        planned
+    }
+}
+
+/// A grid charge the scheduler settles on, before the charge limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct GridCharge {
+    power_w: f32,
+    reason: ScheduleReason,
+    target_soc: f32,
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@
 //! per socket and forgotten when a device with a different vendor/product id
 //! is plugged into either socket.
 
-use crate::config::ConfigError;
+use crate::config::{check_range, ConfigError};
 use crate::time::Millis;
 
 /// Number of sockets handled (inputs beyond this are ignored and counted).
@@ -206,75 +206,39 @@ impl Default for SelectiveConfig {
     }
 }
 
-#[allow(clippy::result_large_err)]
-fn check_w(field: &str, x: f32) -> Result<(), ConfigError> {
-    if !x.is_finite() || x < 0.0 {
-        return Err(ConfigError::new(
-            field,
-            format_args!("must be finite and >= 0 W, found {}", x),
-        ));
-    }
-    Ok(())
-}
-
-#[allow(clippy::result_large_err)]
-fn check_frac(field: &str, x: f32) -> Result<(), ConfigError> {
-    if !(0.0..=1.0).contains(&x) {
-        return Err(ConfigError::new(
-            field,
-            format_args!("must be within 0..=1, found {}", x),
-        ));
-    }
-    Ok(())
-}
-
 impl SelectiveConfig {
     /// Checks ranges and indices.
-    // ConfigError is fixed-capacity (no heap) by design, hence large.
-    #[allow(clippy::result_large_err)]
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check_w("standby_threshold_w", self.standby_threshold_w)?;
-        check_w("standby_cap_w", self.standby_cap_w)?;
-        check_w("defer_cap_w", self.defer_cap_w)?;
-        check_w("host_idle_threshold_w", self.host_idle_threshold_w)?;
-        check_frac("defer_above_soc", self.defer_above_soc)?;
-        check_frac("taper_fraction", self.taper_fraction)?;
-        check_frac("cluster_min_ratio", self.cluster_min_ratio)?;
-        for (name, v) in [
+        for (field, power_w) in [
+            ("standby_threshold_w", self.standby_threshold_w),
+            ("standby_cap_w", self.standby_cap_w),
+            ("defer_cap_w", self.defer_cap_w),
+            ("host_idle_threshold_w", self.host_idle_threshold_w),
+        ] {
+            check_range(field, power_w, 0.0..)?;
+        }
+        for (field, fraction) in [
+            ("defer_above_soc", self.defer_above_soc),
+            ("taper_fraction", self.taper_fraction),
+            ("cluster_min_ratio", self.cluster_min_ratio),
+        ] {
+            check_range(field, fraction, 0.0..=1.0)?;
+        }
+        for (field, ms) in [
             ("standby_after_ms", self.standby_after_ms),
             ("taper_after_ms", self.taper_after_ms),
             ("cluster_window_ms", self.cluster_window_ms),
             ("host_idle_after_ms", self.host_idle_after_ms),
         ] {
-            if v == 0 {
-                return Err(ConfigError::new(name, format_args!("must be > 0 ms")));
-            }
+            check_range(field, ms, 1..)?;
         }
-        if self.cluster_min_events == 0 {
-            return Err(ConfigError::new(
-                "cluster_min_events",
-                format_args!("must be >= 1"),
-            ));
-        }
-        if let Some(c) = self
-            .socket_circuits
-            .iter()
-            .find(|&&c| c as usize >= MAX_CIRCUITS)
-        {
-            return Err(ConfigError::new(
-                "socket_circuits",
-                format_args!("circuit indices must be < {}, found {}", MAX_CIRCUITS, c),
-            ));
+        check_range("cluster_min_events", self.cluster_min_events, 1..)?;
+        for &c in &self.socket_circuits {
+            check_range("socket_circuits", usize::from(c), ..MAX_CIRCUITS)?;
         }
         for g in &self.groups {
-            let bad = core::iter::once(&g.host)
-                .chain(g.peripherals.iter())
-                .find(|&&s| s as usize >= MAX_SOCKETS);
-            if let Some(s) = bad {
-                return Err(ConfigError::new(
-                    "groups",
-                    format_args!("socket indices must be < {}, found {}", MAX_SOCKETS, s),
-                ));
+            for &s in core::iter::once(&g.host).chain(g.peripherals.iter()) {
+                check_range("groups", usize::from(s), ..MAX_SOCKETS)?;
             }
             if g.peripherals.contains(&g.host) {
                 return Err(ConfigError::new(
@@ -585,33 +549,30 @@ impl Selective {
 
         let mut out = heapless::Vec::new();
         for (i, s) in self.sockets.iter().take(n).enumerate() {
-            let cmd = if s.host_idle_off {
-                (false, None, SelectiveReason::HostIdle)
-            } else if s.standby {
-                let cap = self.cfg.standby_cap_w;
-                (
-                    cap > 0.0,
-                    (cap > 0.0).then_some(cap),
-                    SelectiveReason::Standby,
-                )
-            } else if s.deferred {
-                let cap = self.cfg.defer_cap_w;
-                (
-                    cap > 0.0,
-                    (cap > 0.0).then_some(cap),
-                    SelectiveReason::ChargeDeferred,
-                )
-            } else {
-                (true, None, SelectiveReason::Normal)
-            };
-            let _ = out.push(SocketCommand {
-                socket: i as u8,
-                on: cmd.0,
-                power_cap_w: cmd.1,
-                reason: cmd.2,
-            });
+            let _ = out.push(self.socket_command(i, s));
         }
         out
+    }
+
+    /// Socket `i`'s command from its state: off while its host is idle; in
+    /// standby or deferred at that cap (0 = off); else on.
+    fn socket_command(&self, i: usize, s: &SocketState) -> SocketCommand {
+        let capped = |cap: f32, reason| (cap > 0.0, (cap > 0.0).then_some(cap), reason);
+        let (on, power_cap_w, reason) = if s.host_idle_off {
+            (false, None, SelectiveReason::HostIdle)
+        } else if s.standby {
+            capped(self.cfg.standby_cap_w, SelectiveReason::Standby)
+        } else if s.deferred {
+            capped(self.cfg.defer_cap_w, SelectiveReason::ChargeDeferred)
+        } else {
+            (true, None, SelectiveReason::Normal)
+        };
+        SocketCommand {
+            socket: i as u8,
+            on,
+            power_cap_w,
+            reason,
+        }
     }
 
     fn step_socket(
@@ -627,46 +588,8 @@ impl Selective {
         let Some(s) = self.sockets.get_mut(i) else {
             return;
         };
-        // Plug / unplug events.
-        if inp.plugged && !s.plugged {
-            let same = inp.device_id.is_some() && inp.device_id == s.profile.device_id;
-            if !same {
-                s.profile = PowerProfile {
-                    device_id: inp.device_id,
-                    ..PowerProfile::default()
-                };
-                s.taper_seen = false;
-            }
-            // A different identified device: forget the socket's learned links.
-            let other = matches!((inp.device_id, s.profile_prev_id), (Some(a), Some(b)) if a != b);
-            if other {
-                s.transitions = 0;
-                s.last_transition = None;
-                for (r, row) in self.co.iter_mut().enumerate() {
-                    if let Some(c) = row.get_mut(i) {
-                        *c = 0;
-                    }
-                    if r == i {
-                        *row = [0; MAX_SOCKETS];
-                    }
-                }
-            }
-            if inp.device_id.is_some() {
-                s.profile_prev_id = inp.device_id;
-            }
-            // A plug event wakes the socket, also from a host-idle switch-off.
-            s.wake_override = true;
-            s.host_idle_off = false;
-            s.plugged_at = now;
-            s.last_active = now;
-            s.last_host_active = now;
-            s.session_peak_w = 0.0;
-            s.standby = false;
-            s.last_power_w = None;
-        } else if !inp.plugged && s.plugged {
-            s.standby = false;
-            s.deferred = false;
-            s.last_power_w = None;
+        if on_plug_events(s, now, inp) {
+            forget_links(&mut self.co, i);
         }
         s.plugged = inp.plugged;
         if inp.wake {
@@ -686,26 +609,7 @@ impl Selective {
             return;
         }
         let p = inp.power_w;
-        // Profile (left rule with the previous valid power).
-        if let Some(prev) = s.last_power_w {
-            s.profile.energy_wh += prev as f64 * dt_ms as f64 / 3_600_000.0;
-            s.profile.plugged_ms = s.profile.plugged_ms.saturating_add(dt_ms);
-            if prev >= cfg.standby_threshold_w {
-                s.profile.active_ms = s.profile.active_ms.saturating_add(dt_ms);
-            }
-        }
-        s.profile.add(p);
-        s.load.add(p);
-        s.last_power_w = Some(p);
-        // Taper detection.
-        s.session_peak_w = s.session_peak_w.max(p);
-        if now.since(s.plugged_at) >= cfg.taper_after_ms
-            && p >= cfg.standby_threshold_w
-            && p < cfg.taper_fraction * s.session_peak_w
-        {
-            s.taper_seen = true;
-        }
-        s.class = classify(inp.contract, inp.sink_max_w, s.taper_seen);
+        record_power(s, cfg, now, dt_ms, inp);
         // Standby.
         let active = p >= cfg.standby_threshold_w;
         if active && !s.standby {
@@ -717,54 +621,32 @@ impl Selective {
         if !s.standby && !s.deferred && now.since(s.last_active) >= cfg.standby_after_ms {
             s.standby = true;
         }
-        // Deferral (latched until the peak/event ends).
-        if peak {
-            // A device that reports its charge (USB-PD Battery_Status) has
-            // a battery whatever its contract says.
-            let reported_soc = inp.battery_soc.filter(|x| x.is_finite());
-            if !s.deferred
-                && active
-                && (s.class.has_battery() || s.taper_seen || reported_soc.is_some())
-            {
-                let above = match reported_soc {
-                    Some(soc) => soc >= cfg.defer_above_soc,
-                    None => s.taper_seen,
-                };
-                s.deferred = above;
-            }
-        } else if s.deferred {
-            s.deferred = false;
-            s.last_active = now;
-        }
+        update_deferral(s, cfg, now, inp, active, peak);
         let learn = !s.standby && !s.deferred && !s.host_idle_off;
         note_activity(s, now, active, learn);
-        // Co-transitions: this socket's fresh transition against every other
-        // socket's latest one.
-        let me = self.sockets.get(i).and_then(|s| s.last_transition);
         if learn {
-            if let Some((t, dir)) = me {
-                if t == now {
-                    for j in 0..MAX_SOCKETS {
-                        if j == i {
-                            continue;
-                        }
-                        let Some(other) = self.sockets.get(j) else {
-                            continue;
-                        };
-                        if let Some((tj, dj)) = other.last_transition {
-                            if dj == dir && now.since(tj) <= self.cfg.cluster_window_ms {
-                                if let Some(row) = self.co.get_mut(i) {
-                                    if let Some(c) = row.get_mut(j) {
-                                        *c = c.saturating_add(1);
-                                    }
-                                }
-                                if let Some(row) = self.co.get_mut(j) {
-                                    if let Some(c) = row.get_mut(i) {
-                                        *c = c.saturating_add(1);
-                                    }
-                                }
-                            }
-                        }
+            self.count_co_transitions(i, now);
+        }
+    }
+
+    /// Socket `i`'s transition at `now`, if it made one, against every
+    /// other socket's latest one: a same-direction transition within the
+    /// cluster window counts one co-transition for the pair.
+    fn count_co_transitions(&mut self, i: usize, now: Millis) {
+        let Some((t, dir)) = self.sockets.get(i).and_then(|s| s.last_transition) else {
+            return;
+        };
+        if t != now {
+            return;
+        }
+        for j in (0..MAX_SOCKETS).filter(|&j| j != i) {
+            let Some((tj, dj)) = self.sockets.get(j).and_then(|o| o.last_transition) else {
+                continue;
+            };
+            if dj == dir && now.since(tj) <= self.cfg.cluster_window_ms {
+                for (a, b) in [(i, j), (j, i)] {
+                    if let Some(c) = self.co.get_mut(a).and_then(|row| row.get_mut(b)) {
+                        *c = c.saturating_add(1);
                     }
                 }
             }
@@ -879,6 +761,122 @@ impl Selective {
 }
 
 /// Records an active/inactive transition for learning.
+/// Plug and unplug events on a socket. A plug-in wakes the socket (also
+/// from a host-idle switch-off) and restarts the session; the power profile
+/// is kept only for the same identified device. Returns whether a
+/// different identified device was plugged in (its learned links are then
+/// to be forgotten; the socket's transition counts already are).
+fn on_plug_events(s: &mut SocketState, now: Millis, inp: &SocketInput) -> bool {
+    if inp.plugged && !s.plugged {
+        let same = inp.device_id.is_some() && inp.device_id == s.profile.device_id;
+        if !same {
+            s.profile = PowerProfile {
+                device_id: inp.device_id,
+                ..PowerProfile::default()
+            };
+            s.taper_seen = false;
+        }
+        let other = matches!((inp.device_id, s.profile_prev_id), (Some(a), Some(b)) if a != b);
+        if other {
+            s.transitions = 0;
+            s.last_transition = None;
+        }
+        if inp.device_id.is_some() {
+            s.profile_prev_id = inp.device_id;
+        }
+        s.wake_override = true;
+        s.host_idle_off = false;
+        s.plugged_at = now;
+        s.last_active = now;
+        s.last_host_active = now;
+        s.session_peak_w = 0.0;
+        s.standby = false;
+        s.last_power_w = None;
+        other
+    } else {
+        if !inp.plugged && s.plugged {
+            s.standby = false;
+            s.deferred = false;
+            s.last_power_w = None;
+        }
+        false
+    }
+}
+
+/// Forgets every co-transition of socket `i` (row and column).
+fn forget_links(co: &mut [[u16; MAX_SOCKETS]; MAX_SOCKETS], i: usize) {
+    for (r, row) in co.iter_mut().enumerate() {
+        if let Some(c) = row.get_mut(i) {
+            *c = 0;
+        }
+        if r == i {
+            *row = [0; MAX_SOCKETS];
+        }
+    }
+}
+
+/// A valid power reading of a plugged socket: the power profile (left rule
+/// with the previous valid power), the load, the charge taper and the
+/// device class.
+fn record_power(
+    s: &mut SocketState,
+    cfg: &SelectiveConfig,
+    now: Millis,
+    dt_ms: u64,
+    inp: &SocketInput,
+) {
+    let p = inp.power_w;
+    if let Some(prev) = s.last_power_w {
+        s.profile.energy_wh += prev as f64 * dt_ms as f64 / 3_600_000.0;
+        s.profile.plugged_ms = s.profile.plugged_ms.saturating_add(dt_ms);
+        if prev >= cfg.standby_threshold_w {
+            s.profile.active_ms = s.profile.active_ms.saturating_add(dt_ms);
+        }
+    }
+    s.profile.add(p);
+    s.load.add(p);
+    s.last_power_w = Some(p);
+    s.session_peak_w = s.session_peak_w.max(p);
+    if now.since(s.plugged_at) >= cfg.taper_after_ms
+        && p >= cfg.standby_threshold_w
+        && p < cfg.taper_fraction * s.session_peak_w
+    {
+        s.taper_seen = true;
+    }
+    s.class = classify(inp.contract, inp.sink_max_w, s.taper_seen);
+}
+
+/// Deferral, latched until the peak or event ends: an active battery
+/// device whose charge is above `defer_above_soc` (its reported level, else
+/// "a charge taper seen").
+fn update_deferral(
+    s: &mut SocketState,
+    cfg: &SelectiveConfig,
+    now: Millis,
+    inp: &SocketInput,
+    active: bool,
+    peak: bool,
+) {
+    if peak {
+        // A device that reports its charge (USB-PD Battery_Status) has a
+        // battery whatever its contract says.
+        let reported_soc = inp.battery_soc.filter(|x| x.is_finite());
+        if !s.deferred
+            && active
+            && (s.class.has_battery() || s.taper_seen || reported_soc.is_some())
+        {
+            let above = match reported_soc {
+                Some(soc) => soc >= cfg.defer_above_soc,
+                None => s.taper_seen,
+            };
+            s.deferred = above;
+        }
+    } else if s.deferred {
+        s.deferred = false;
+        s.last_active = now;
+    }
+}
+
 fn note_activity(s: &mut SocketState, now: Millis, active: bool, learn: bool) {
     if active != s.active {
         s.active = active;

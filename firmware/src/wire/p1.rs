@@ -648,29 +648,22 @@ fn parse_line(line: &[u8], p: &mut Partial) -> Result<(), LineError> {
         return Err(LineError::Syntax);
     }
     let n = check_groups(rest).ok_or(LineError::Syntax)?;
+    if obis == b"1-0:99.97.0" {
+        if p.failure_log.is_some() {
+            return Err(LineError::Duplicate);
+        }
+        p.failure_log = Some(parse_failure_log(n, Groups(rest))?);
+        return Ok(());
+    }
     // The first group (check_groups found at least one).
     let first = Groups(rest).next().unwrap_or(&[]);
+    parse_value(obis, n, first, p)
+}
 
-    let energy = |g: &[u8]| -> Result<u32, LineError> {
-        let v = with_unit(g, b"kWh")?;
-        fixed(v, 6, 3).map(|v| v as u32).ok_or(LineError::Value)
-    };
-    let power = |g: &[u8]| -> Result<u32, LineError> {
-        let v = with_unit(g, b"kW")?;
-        fixed(v, 2, 3).map(|v| v as u32).ok_or(LineError::Value)
-    };
-    let voltage = |g: &[u8]| -> Result<u16, LineError> {
-        let v = with_unit(g, b"V")?;
-        fixed(v, 3, 1).map(|v| v as u16).ok_or(LineError::Value)
-    };
-    let current = |g: &[u8]| -> Result<u16, LineError> {
-        let v = with_unit(g, b"A")?;
-        fixed(v, 3, 0).map(|v| v as u16).ok_or(LineError::Value)
-    };
-    let count = |g: &[u8]| -> Result<u32, LineError> {
-        fixed(g, 5, 0).map(|v| v as u32).ok_or(LineError::Value)
-    };
-
+/// A line of one group (`n` groups found; `first` is the first): the
+/// value of a known OBIS code into its slot, each at most once. Unknown
+/// but well-formed codes are skipped: DSMR meters send many others.
+fn parse_value(obis: &[u8], n: usize, first: &[u8], p: &mut Partial) -> Result<(), LineError> {
     match obis {
         b"1-3:0.2.8" => {
             one(n)?;
@@ -686,16 +679,7 @@ fn parse_line(line: &[u8], p: &mut Partial) -> Result<(), LineError> {
         }
         b"0-0:96.1.1" => {
             one(n)?;
-            if first.len() % 2 != 0 || first.len() > 2 * MAX_EQUIPMENT_ID_LEN {
-                return Err(LineError::Value);
-            }
-            let mut id = Vec::new();
-            for pair in first.chunks_exact(2) {
-                let hi = hex_nibble(pair[0]).ok_or(LineError::Value)?;
-                let lo = hex_nibble(pair[1]).ok_or(LineError::Value)?;
-                id.push((hi << 4) | lo).map_err(|_| LineError::Value)?;
-            }
-            set(&mut p.equipment_id, id)
+            set(&mut p.equipment_id, parse_equipment_id(first)?)
         }
         b"1-0:1.8.1" | b"1-0:1.8.2" | b"1-0:2.8.1" | b"1-0:2.8.2" => {
             one(n)?;
@@ -705,7 +689,7 @@ fn parse_line(line: &[u8], p: &mut Partial) -> Result<(), LineError> {
                 &mut p.energy_returned_wh
             };
             let i = (obis[8] - b'1') as usize;
-            set(&mut regs[i], energy(first)?)
+            set(&mut regs[i], quantity(first, b"kWh", 6, 3)? as u32)
         }
         b"0-0:96.14.0" => {
             one(n)?;
@@ -714,45 +698,76 @@ fn parse_line(line: &[u8], p: &mut Partial) -> Result<(), LineError> {
         }
         b"1-0:1.7.0" => {
             one(n)?;
-            set(&mut p.power_delivered_w, power(first)?)
+            set(&mut p.power_delivered_w, power_w(first)?)
         }
         b"1-0:2.7.0" => {
             one(n)?;
-            set(&mut p.power_returned_w, power(first)?)
+            set(&mut p.power_returned_w, power_w(first)?)
         }
         b"0-0:96.7.21" => {
             one(n)?;
-            set(&mut p.power_failures, count(first)?)
+            set(&mut p.power_failures, counter(first)?)
         }
         b"0-0:96.7.9" => {
             one(n)?;
-            set(&mut p.long_power_failures, count(first)?)
-        }
-        b"1-0:99.97.0" => {
-            if p.failure_log.is_some() {
-                return Err(LineError::Duplicate);
-            }
-            p.failure_log = Some(parse_failure_log(n, Groups(rest))?);
-            Ok(())
+            set(&mut p.long_power_failures, counter(first)?)
         }
         b"1-0:32.7.0" | b"1-0:52.7.0" | b"1-0:72.7.0" => {
             one(n)?;
             let i = ((obis[4] - b'3') / 2) as usize;
-            set(&mut p.voltage_dv[i], voltage(first)?)
+            set(&mut p.voltage_dv[i], quantity(first, b"V", 3, 1)? as u16)
         }
         b"1-0:31.7.0" | b"1-0:51.7.0" | b"1-0:71.7.0" => {
             one(n)?;
             let i = ((obis[4] - b'3') / 2) as usize;
-            set(&mut p.current_a[i], current(first)?)
+            set(&mut p.current_a[i], quantity(first, b"A", 3, 0)? as u16)
         }
-        // Unknown but well-formed: DSMR meters send many other codes.
         _ => Ok(()),
     }
+}
+
+/// A value with its unit (`123.456*kWh`) as a fixed-point number of `int`
+/// integer and `frac` fraction digits, scaled to an integer.
+fn quantity(group: &[u8], unit: &[u8], int: usize, frac: usize) -> Result<u64, LineError> {
+    fixed(with_unit(group, unit)?, int, frac).ok_or(LineError::Value)
+}
+
+/// A power in kW with 3 decimals, as W.
+fn power_w(group: &[u8]) -> Result<u32, LineError> {
+    quantity(group, b"kW", 2, 3).map(|v| v as u32)
+}
+
+/// A counter of up to 5 digits.
+fn counter(group: &[u8]) -> Result<u32, LineError> {
+    fixed(group, 5, 0).map(|v| v as u32).ok_or(LineError::Value)
+}
+
+/// The equipment identifier: hex pairs, at most `MAX_EQUIPMENT_ID_LEN`
+/// bytes.
+fn parse_equipment_id(group: &[u8]) -> Result<Vec<u8, MAX_EQUIPMENT_ID_LEN>, LineError> {
+    if !group.len().is_multiple_of(2) || group.len() > 2 * MAX_EQUIPMENT_ID_LEN {
+        return Err(LineError::Value);
+    }
+    let mut id = Vec::new();
+    for pair in group.chunks_exact(2) {
+        let hi = hex_nibble(pair[0]).ok_or(LineError::Value)?;
+        let lo = hex_nibble(pair[1]).ok_or(LineError::Value)?;
+        id.push((hi << 4) | lo).map_err(|_| LineError::Value)?;
+    }
+    Ok(id)
 }
 
 /// Parses and checks one complete telegram, `/` through `!XXXX` (a final
 /// CRLF is optional). Never panics.
 pub fn parse(bytes: &[u8]) -> Result<Telegram, P1Error> {
+    let bang = check_frame(bytes)?;
+    let (header, p) = parse_body(&bytes[..bang])?;
+    p.into_telegram(header)
+}
+
+/// The frame around the body: the length, the `/` start, the `!` footer
+/// and its CRC. Returns where the `!` is.
+fn check_frame(bytes: &[u8]) -> Result<usize, P1Error> {
     if bytes.len() > MAX_TELEGRAM_LEN {
         return Err(P1Error::TooLong);
     }
@@ -776,9 +791,12 @@ pub fn parse(bytes: &[u8]) -> Result<Telegram, P1Error> {
     if expected != computed {
         return Err(P1Error::Crc { expected, computed });
     }
+    Ok(bang)
+}
 
-    // Body: lines each closed by CRLF, then '!'.
-    let body = &bytes[..bang];
+/// The body (before the `!`): lines each closed by CRLF, the header, an
+/// empty line, then the data lines.
+fn parse_body(body: &[u8]) -> Result<(Header, Partial), P1Error> {
     let mut p = Partial::default();
     let mut header = None;
     let mut line_no: u16 = 0;
@@ -816,37 +834,44 @@ pub fn parse(bytes: &[u8]) -> Result<Telegram, P1Error> {
     // A body without CRLF before '!' ends in a non-empty last piece (caught
     // above); a header-only body lacks the empty line.
     let header = header.ok_or(P1Error::BadHeader)?;
+    Ok((header, p))
+}
 
-    use Field::*;
-    let m = |f: Field| P1Error::Missing(f);
-    Ok(Telegram {
-        header,
-        version: p.version,
-        timestamp: p.timestamp.ok_or(m(Timestamp))?,
-        equipment_id: p.equipment_id.ok_or(m(EquipmentId))?,
-        energy_delivered_wh: [
-            p.energy_delivered_wh[0].ok_or(m(EnergyDeliveredT1))?,
-            p.energy_delivered_wh[1].ok_or(m(EnergyDeliveredT2))?,
-        ],
-        energy_returned_wh: [
-            p.energy_returned_wh[0].ok_or(m(EnergyReturnedT1))?,
-            p.energy_returned_wh[1].ok_or(m(EnergyReturnedT2))?,
-        ],
-        tariff: p.tariff.ok_or(m(Tariff))?,
-        power_delivered_w: p.power_delivered_w.ok_or(m(PowerDelivered))?,
-        power_returned_w: p.power_returned_w.ok_or(m(PowerReturned))?,
-        power_failures: p.power_failures.ok_or(m(PowerFailures))?,
-        long_power_failures: p.long_power_failures.ok_or(m(LongPowerFailures))?,
-        failure_log: p.failure_log.ok_or(m(FailureLog))?,
-        voltage_dv: {
-            p.voltage_dv[0].ok_or(m(VoltageL1))?;
-            p.voltage_dv
-        },
-        current_a: {
-            p.current_a[0].ok_or(m(CurrentL1))?;
-            p.current_a
-        },
-    })
+impl Partial {
+    /// The telegram, once every mandatory field was given.
+    fn into_telegram(self, header: Header) -> Result<Telegram, P1Error> {
+        use Field::*;
+        let p = self;
+        let m = |f: Field| P1Error::Missing(f);
+        Ok(Telegram {
+            header,
+            version: p.version,
+            timestamp: p.timestamp.ok_or(m(Timestamp))?,
+            equipment_id: p.equipment_id.ok_or(m(EquipmentId))?,
+            energy_delivered_wh: [
+                p.energy_delivered_wh[0].ok_or(m(EnergyDeliveredT1))?,
+                p.energy_delivered_wh[1].ok_or(m(EnergyDeliveredT2))?,
+            ],
+            energy_returned_wh: [
+                p.energy_returned_wh[0].ok_or(m(EnergyReturnedT1))?,
+                p.energy_returned_wh[1].ok_or(m(EnergyReturnedT2))?,
+            ],
+            tariff: p.tariff.ok_or(m(Tariff))?,
+            power_delivered_w: p.power_delivered_w.ok_or(m(PowerDelivered))?,
+            power_returned_w: p.power_returned_w.ok_or(m(PowerReturned))?,
+            power_failures: p.power_failures.ok_or(m(PowerFailures))?,
+            long_power_failures: p.long_power_failures.ok_or(m(LongPowerFailures))?,
+            failure_log: p.failure_log.ok_or(m(FailureLog))?,
+            voltage_dv: {
+                p.voltage_dv[0].ok_or(m(VoltageL1))?;
+                p.voltage_dv
+            },
+            current_a: {
+                p.current_a[0].ok_or(m(CurrentL1))?;
+                p.current_a
+            },
+        })
+    }
 }
 
 fn parse_header(line: &[u8]) -> Result<Header, P1Error> {
@@ -1371,9 +1396,26 @@ mod tests {
         parse(&fix_crc(text))
     }
 
+    /// Replaces `from` by `to` in the sample telegram (once) and expects the
+    /// parse to fail at `line` with `error`.
+    fn assert_line_errors(cases: &[(&str, &str, u16, LineError)]) {
+        for (from, to, line, error) in cases {
+            assert!(SAMPLE_EMITTED.contains(from), "{from}");
+            let text = SAMPLE_EMITTED.replacen(from, to, 1);
+            assert_eq!(
+                line_err(&text),
+                Err(P1Error::Line {
+                    line: *line,
+                    error: *error
+                }),
+                "{from} -> {to}"
+            );
+        }
+    }
+
     #[test]
-    fn malformed_lines_are_rejected_with_their_number() {
-        let cases: &[(&str, &str, u16, LineError)] = &[
+    fn energy_lines_with_a_wrong_unit_value_or_shape_are_rejected_with_their_number() {
+        assert_line_errors(&[
             (
                 "1-0:1.8.1(123456.789*kWh)",
                 "1-0:1.8.1(123456.789*kW)",
@@ -1416,6 +1458,12 @@ mod tests {
                 7,
                 LineError::Duplicate,
             ),
+        ]);
+    }
+
+    #[test]
+    fn other_values_in_a_wrong_format_are_rejected_with_their_number() {
+        assert_line_errors(&[
             ("0-0:96.14.0(0002)", "0-0:96.14.0(2)", 10, LineError::Value),
             (
                 "1-0:1.7.0(01.193*kW)",
@@ -1436,14 +1484,6 @@ mod tests {
                 LineError::Value,
             ),
             ("0-0:96.1.1(4B38", "0-0:96.1.1(4G38", 5, LineError::Value),
-            ("(0000000240*s)", "(0000000240*m)", 15, LineError::Unit),
-            (
-                "(2)(0-0:96.7.19)",
-                "(3)(0-0:96.7.19)",
-                15,
-                LineError::GroupCount,
-            ),
-            ("(2)(0-0:96.7.19)", "(2)(0-0:96.7.18)", 15, LineError::Value),
             (
                 "1-0:32.7.0(220.1*V)",
                 "1-0:32.7.0(220*V)",
@@ -1457,6 +1497,26 @@ mod tests {
                 21,
                 LineError::Unit,
             ),
+        ]);
+    }
+
+    #[test]
+    fn a_malformed_failure_log_is_rejected_with_its_line_number() {
+        assert_line_errors(&[
+            ("(0000000240*s)", "(0000000240*m)", 15, LineError::Unit),
+            (
+                "(2)(0-0:96.7.19)",
+                "(3)(0-0:96.7.19)",
+                15,
+                LineError::GroupCount,
+            ),
+            ("(2)(0-0:96.7.19)", "(2)(0-0:96.7.18)", 15, LineError::Value),
+        ]);
+    }
+
+    #[test]
+    fn lines_that_are_not_obis_lines_are_syntax_errors_with_their_number() {
+        assert_line_errors(&[
             (
                 "1-0:71.7.0(003*A)",
                 "1-0:71.7.0 (003*A)",
@@ -1478,19 +1538,7 @@ mod tests {
                 LineError::Syntax,
             ),
             ("\r\n\r\n1-3", "\r\nx\r\n1-3", 2, LineError::Syntax),
-        ];
-        for (from, to, line, error) in cases {
-            assert!(SAMPLE_EMITTED.contains(from), "{from}");
-            let text = SAMPLE_EMITTED.replacen(from, to, 1);
-            assert_eq!(
-                line_err(&text),
-                Err(P1Error::Line {
-                    line: *line,
-                    error: *error
-                }),
-                "{from} -> {to}"
-            );
-        }
+        ]);
     }
 
     #[test]
