@@ -6,12 +6,12 @@
 
 pub mod busload;
 pub mod cli;
-pub mod closed_loop;
 pub mod fleet;
 pub mod input;
 pub mod instrument;
 pub mod mqtt;
 pub mod pacing;
 pub mod plant_link;
+pub mod plant_port;
 pub mod rig;
 pub mod scenario;

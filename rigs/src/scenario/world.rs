@@ -616,39 +616,21 @@ fn to_signal(s: &TimeSeries) -> reports::scenario::Signal {
     }
 }
 
-/// What a house without the battery assembly does: battery off, the
-/// charger feeding the DC bus from the grid, the inverter off, every
-/// circuit and socket on.
+/// What a house without the battery assembly does
+/// ([`twin::house::PlantCommands::no_assembly`]) for the house table of a
+/// scenario's setup.
 pub fn no_assembly_commands(house: &toml::Table) -> twin::house::PlantCommands {
-    let count = |key: &str| -> usize {
-        house
-            .get("bus")
-            .and_then(|b| b.get("circuits"))
-            .and_then(|c| c.as_array())
-            .map_or(0, |cs| {
-                if key == "circuits" {
-                    cs.len()
-                } else {
-                    cs.iter()
-                        .filter_map(|c| c.get("usb_sockets").and_then(|s| s.as_array()))
-                        .map(Vec::len)
-                        .sum()
-                }
-            })
-    };
-    twin::house::PlantCommands {
-        battery_enabled: false,
-        battery_discharge_limit_w: 0.0,
-        battery_charge_limit_w: 0.0,
-        battery_setpoint_v: None,
-        charger_enabled: true,
-        charger_setpoint_v: None,
-        inverter_enabled: false,
-        inverter_request_ac_w: 0.0,
-        pv_cap_w: None,
-        circuits_on: Some(vec![true; count("circuits")]),
-        sockets_on: Some(vec![true; count("sockets")]),
-    }
+    let circuits = house
+        .get("bus")
+        .and_then(|b| b.get("circuits"))
+        .and_then(|c| c.as_array())
+        .map_or(&[][..], |cs| cs.as_slice());
+    let sockets = circuits
+        .iter()
+        .filter_map(|c| c.get("usb_sockets").and_then(|s| s.as_array()))
+        .map(Vec::len)
+        .sum();
+    twin::house::PlantCommands::no_assembly(circuits.len(), sockets)
 }
 
 impl Default for MaslowWorld {
