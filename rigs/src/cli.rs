@@ -20,7 +20,7 @@ use twin::time::SimTime;
 
 use crate::input::InputTable;
 use crate::pacing::PacerReport;
-use crate::rig::direct::DirectEnd;
+use crate::rig::direct::{self, WakePolicy};
 use crate::rig::plant::{HousePlant, Recording};
 use crate::rig::{ControllerSide, OwnPolicy, Session, TimeMode};
 
@@ -974,7 +974,6 @@ pub fn simulate_house(
         sample_us: Some(sample_us),
         ..Recording::default()
     };
-    let plant = HousePlant::new(cfg, recording).map_err(|e| bad(e.to_string()))?;
     let time = if real_time {
         TimeMode::Realtime
     } else {
@@ -982,10 +981,15 @@ pub fn simulate_house(
     };
     match controller {
         Some(c) => {
-            let end = DirectEnd::new(&plant, c).map_err(|e| bad(e.to_string()))?;
-            record_house(Session::new(plant, end, time), hours)
+            let wake = WakePolicy::EveryTimeout;
+            let session =
+                direct::session(cfg, c, wake, recording, time).map_err(|e| bad(e.to_string()))?;
+            record_house(session, hours)
         }
-        None => record_house(Session::new(plant, OwnPolicy, time), hours),
+        None => {
+            let plant = HousePlant::new(cfg, recording).map_err(|e| bad(e.to_string()))?;
+            record_house(Session::new(plant, OwnPolicy, time), hours)
+        }
     }
 }
 

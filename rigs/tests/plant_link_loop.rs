@@ -13,8 +13,8 @@ use firmware::wire::can::messages::*;
 use firmware::wire::can::MESSAGES;
 use firmware::wire::e2e::E2eSender;
 use links::{CanFrame, CanId};
-use rigs::closed_loop::{plant_commands, standby_setpoint_v};
 use rigs::plant_link::{PlantLink, PlantLinkOptions, PlantState};
+use rigs::rig::direct::assembly_command;
 use twin::engine::Engine;
 use twin::house::{House, HouseConfig};
 use twin::time::SimTime;
@@ -153,7 +153,7 @@ fn command() -> PlantCommand {
 }
 
 #[test]
-fn decoding_command_frames_inverts_closed_loop_plant_commands() {
+fn decoding_command_frames_gives_what_the_direct_path_gives() {
     let cfg = terrace();
     let mut house = House::new(cfg.clone()).unwrap();
     let engine = Engine::new(&mut house).unwrap();
@@ -163,12 +163,12 @@ fn decoding_command_frames_inverts_closed_loop_plant_commands() {
     for f in enc.command_frames(&c) {
         link.handle_frame(SimTime::ZERO, &f);
     }
-    let standby_v = standby_setpoint_v(&cfg);
+    // The direct path: the same command through the same port.
+    let direct =
+        |c: &PlantCommand, link: &PlantLink| link.port().plant_commands(&assembly_command(c));
+    let standby_v = link.port().standby_setpoint_v();
     assert!(standby_v.is_some(), "the terrace house has a charger");
-    assert_eq!(
-        link.commands(SimTime::ZERO),
-        Some(plant_commands(&c, standby_v))
-    );
+    assert_eq!(link.commands(SimTime::ZERO), Some(direct(&c, &link)));
     let mut unboosted = c.clone();
     unboosted.charger.boost = false;
     unboosted.pv.cap_w = None;
@@ -178,7 +178,7 @@ fn decoding_command_frames_inverts_closed_loop_plant_commands() {
     }
     assert_eq!(
         link.commands(SimTime::ZERO),
-        Some(plant_commands(&unboosted, standby_v))
+        Some(direct(&unboosted, &link))
     );
     assert_eq!(
         link.commands(SimTime::ZERO)

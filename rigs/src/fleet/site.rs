@@ -33,8 +33,8 @@ use twin::time::SimTime;
 use super::scenario::{FleetScenario, HouseholdSpec};
 use super::signatures::SharedSignatures;
 use super::wire::{Ack, SiteCounters, Telemetry};
-use crate::rig::direct::{DirectEnd, WakePolicy};
-use crate::rig::plant::{HousePlant, Recording};
+use crate::rig::direct::{self, DirectEnd, WakePolicy};
+use crate::rig::plant::Recording;
 use crate::rig::{Session, TimeMode};
 
 /// Reactive power a household draws per kW of import, kvar/kW (pf ≈ 0.98).
@@ -174,19 +174,6 @@ pub fn controller_config(
     Ok(c)
 }
 
-/// A household's house and its controller as a session: the firmware
-/// driving the house directly, waking as `wake` says, nothing recorded.
-pub fn house_session(
-    house: HouseConfig,
-    controller: firmware::ControllerConfig,
-    wake: WakePolicy,
-) -> Result<Session<DirectEnd>, crate::rig::RigError> {
-    let plant = HousePlant::new(house, Recording::default())?;
-    let mut end = DirectEnd::new(&plant, controller)?;
-    end.wake = wake;
-    Ok(Session::new(plant, end, TimeMode::Lockstep))
-}
-
 /// The ack label of a verdict: `accepted`, `duplicate`,
 /// `ignored:<reason>`, `rejected:<reason>` (reasons in snake case).
 pub fn verdict_label(v: &Verdict) -> String {
@@ -249,8 +236,14 @@ impl Site {
                 .as_ref()
                 .map(|c| c.envelope.clone())
                 .unwrap_or_default();
-            let session =
-                house_session(hc, cc, WakePolicy::OncePerStep).map_err(|e| err(e.to_string()))?;
+            let session = direct::session(
+                hc,
+                cc,
+                WakePolicy::OncePerStep,
+                Recording::default(),
+                TimeMode::Lockstep,
+            )
+            .map_err(|e| err(e.to_string()))?;
             let s = session.plant().signals();
             let id = |n: &str| s.require(n).map_err(|e| err(e.to_string()));
             let (grid_import, grid_export, battery_power) = (

@@ -22,9 +22,10 @@ use firmware::{LocalTime, Millis};
 use twin::time::Calendar;
 
 use crate::plant_port::{breaker_current_a, AssemblyCommand, Measurements, PlantPort, PortError};
-use crate::rig::plant::HousePlant;
-use crate::rig::run::ControllerSide;
-use crate::rig::RigError;
+use crate::rig::plant::{HousePlant, Recording};
+use crate::rig::run::{ControllerSide, Session};
+use crate::rig::{RigError, TimeMode};
+use twin::house::HouseConfig;
 
 /// Problems wiring a controller directly to a house.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +57,22 @@ pub enum WakePolicy {
     /// The controller's deadlines, control period and watchdog must allow
     /// the step (`rigs::fleet::site` sets them).
     OncePerStep,
+}
+
+/// A session of the house of `house` driven directly by the controller of
+/// `controller`, waking as `wake` says, recording what `recording` asks
+/// for, in `time` mode.
+pub fn session(
+    house: HouseConfig,
+    controller: ControllerConfig,
+    wake: WakePolicy,
+    recording: Recording,
+    time: TimeMode,
+) -> Result<Session<DirectEnd>, RigError> {
+    let plant = HousePlant::new(house, recording)?;
+    let mut end = DirectEnd::new(&plant, controller)?;
+    end.wake = wake;
+    Ok(Session::new(plant, end, time))
 }
 
 /// The firmware core driving a house in lockstep, without frames.
