@@ -422,7 +422,12 @@ mod tests {
         assert_eq!((t.offset, t.raw_min, t.raw_max), (-40.0, 0, 255));
         assert_eq!(t.byte_order, ByteOrder::LittleEndian);
         let n: usize = MESSAGES.iter().map(|m| m.signals.len()).sum();
-        assert_eq!(n, 76);
+        let dbc_signals = include_str!("../../can/maslow.dbc")
+            .lines()
+            .filter(|l| l.trim_start().starts_with("SG_ "))
+            .count();
+        assert_eq!(n, dbc_signals, "one row per SG_ line of the DBC");
+        assert_eq!(n, 83);
     }
 
     #[test]
