@@ -13,10 +13,10 @@ use firmware::wire::can::messages::*;
 use firmware::wire::can::MESSAGES;
 use firmware::wire::e2e::E2eSender;
 use links::{CanFrame, CanId};
-use rigs::plant_link::{PlantLink, PlantLinkOptions, PlantState};
+use rigs::plant_link::{PlantLink, PlantLinkOptions, PlantState, CHARGER_BOOST_SETPOINT_V};
 use rigs::rig::direct::assembly_command;
 use twin::engine::Engine;
-use twin::house::{House, HouseConfig};
+use twin::house::{House, HouseConfig, PlantCommands};
 use twin::time::SimTime;
 
 fn repo(p: &str) -> PathBuf {
@@ -169,6 +169,24 @@ fn decoding_command_frames_gives_what_the_direct_path_gives() {
     let standby_v = link.port().standby_setpoint_v();
     assert!(standby_v.is_some(), "the terrace house has a charger");
     assert_eq!(link.commands(SimTime::ZERO), Some(direct(&c, &link)));
+    // What the house is told, written out (boost is the charger's boost
+    // setpoint; no standby, so the battery keeps its own setpoint).
+    assert_eq!(
+        link.commands(SimTime::ZERO),
+        Some(PlantCommands {
+            battery_enabled: true,
+            battery_discharge_limit_w: 3000.0,
+            battery_charge_limit_w: 2000.0,
+            battery_setpoint_v: None,
+            charger_enabled: true,
+            charger_setpoint_v: Some(CHARGER_BOOST_SETPOINT_V),
+            inverter_enabled: true,
+            inverter_request_ac_w: 800.0,
+            pv_cap_w: Some(1500.0),
+            circuits_on: Some(vec![false, true, true, true]),
+            sockets_on: Some(vec![true, false, true, true]),
+        })
+    );
     let mut unboosted = c.clone();
     unboosted.charger.boost = false;
     unboosted.pv.cap_w = None;
