@@ -4,7 +4,11 @@
 //! - `maslow_dbc.rs`: typed message structs (encode/decode, ranges) by
 //!   `dbc-codegen`;
 //! - `maslow_dbc_table.rs`: one [`MessageSpec`] per message (id, sender,
-//!   cycle time, receive deadline, E2E data id) from the DBC's attributes.
+//!   cycle time, receive deadline, E2E data id) from the DBC's attributes,
+//!   with one `SignalSpec` per signal (layout, scaling, range);
+//! - `maslow_dbc_oracle.rs` (for the tests only): every signal's raw
+//!   value read and written through the `dbc-codegen` structs, by message
+//!   and signal name, so the table's generic codec is checked against them.
 //!
 //! A malformed DBC or a message that breaks the contract's rules (E2E
 //! signals without a data id, a cyclic message without a deadline) fails
@@ -13,7 +17,8 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use can_dbc::{AttributeValue, Dbc, MessageId};
+use can_dbc::{AttributeValue, ByteOrder, Dbc, Message, MessageId, NumericValue, ValueType};
+use heck::{ToPascalCase, ToSnakeCase};
 
 const DBC_PATH: &str = "can/maslow.dbc";
 
@@ -42,6 +47,8 @@ fn run() -> Result<(), String> {
     let table = message_table(&dbc)?;
     std::fs::write(out_dir.join("maslow_dbc_table.rs"), table)
         .map_err(|e| format!("cannot write table: {e}"))?;
+    std::fs::write(out_dir.join("maslow_dbc_oracle.rs"), oracle(&dbc))
+        .map_err(|e| format!("cannot write the test oracle: {e}"))?;
     Ok(())
 }
 
@@ -124,12 +131,116 @@ fn message_table(dbc: &Dbc) -> Result<String, String> {
                 m.name
             ));
         }
+        let signals = signal_table(m)?;
         let _ = writeln!(
             s,
-            "    MessageSpec {{ name: {:?}, id: {id:#05x}, dlc: {}, sender: {sender}, cycle_ms: {cycle}, deadline_ms: {deadline}, e2e_data_id: {e2e} }},",
+            "    MessageSpec {{ name: {:?}, id: {id:#05x}, dlc: {}, sender: {sender}, cycle_ms: {cycle}, deadline_ms: {deadline}, e2e_data_id: {e2e}, signals: &[\n{signals}    ] }},",
             m.name, m.size
         );
     }
     let _ = writeln!(s, "];");
     Ok(s)
+}
+
+fn numeric(v: &NumericValue) -> f64 {
+    match *v {
+        NumericValue::Uint(u) => u as f64,
+        NumericValue::Int(i) => i as f64,
+        NumericValue::Double(d) => d,
+    }
+}
+
+/// The `SignalSpec` entries of one message, in DBC order. The raw range an
+/// encoder clamps to is the bit field's range within the DBC's min..max.
+fn signal_table(m: &Message) -> Result<String, String> {
+    let mut s = String::new();
+    for g in &m.signals {
+        let what = format!("message {}, signal {}", m.name, g.name);
+        if g.size == 0 || g.size > 64 {
+            return Err(format!("{what}: size {} bits, must be 1..=64", g.size));
+        }
+        let last_bit = match g.byte_order {
+            ByteOrder::LittleEndian => g.start_bit + g.size - 1,
+            // Motorola: the start bit is the most significant one; the
+            // field runs towards higher bytes.
+            ByteOrder::BigEndian => {
+                let msb_byte = g.start_bit / 8;
+                let bits_in_first = g.start_bit % 8 + 1;
+                let rest = g.size.saturating_sub(bits_in_first);
+                (msb_byte + rest.div_ceil(8)) * 8 + 7
+            }
+        };
+        if last_bit >= m.size * 8 {
+            return Err(format!(
+                "{what}: bits {}..{} do not fit the {} data bytes",
+                g.start_bit, last_bit, m.size
+            ));
+        }
+        if !(g.factor.is_finite() && g.factor != 0.0 && g.offset.is_finite()) {
+            return Err(format!(
+                "{what}: factor {} and offset {} must be finite, the factor non-zero",
+                g.factor, g.offset
+            ));
+        }
+        let signed = g.value_type == ValueType::Signed;
+        let (bits_min, bits_max): (i128, i128) = if signed {
+            (-(1i128 << (g.size - 1)), (1i128 << (g.size - 1)) - 1)
+        } else {
+            (0, (1i128 << g.size) - 1)
+        };
+        let (min, max) = (numeric(&g.min), numeric(&g.max));
+        let to_raw = |v: f64| ((v - g.offset) / g.factor).round();
+        let (a, b) = (to_raw(min), to_raw(max));
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        // A DBC range of [0|0] means "none given": the bit field's range.
+        let (raw_min, raw_max) = if min == 0.0 && max == 0.0 {
+            (bits_min, bits_max)
+        } else {
+            ((lo as i128).max(bits_min), (hi as i128).min(bits_max))
+        };
+        if raw_min > raw_max {
+            return Err(format!(
+                "{what}: the range [{min}|{max}] holds no raw value of the {}-bit field",
+                g.size
+            ));
+        }
+        let order = match g.byte_order {
+            ByteOrder::LittleEndian => "ByteOrder::LittleEndian",
+            ByteOrder::BigEndian => "ByteOrder::BigEndian",
+        };
+        let _ = writeln!(
+            s,
+            "        SignalSpec {{ name: {:?}, start_bit: {}, size: {}, byte_order: {order}, signed: {signed}, factor: {:?}, offset: {:?}, min: {:?}, max: {:?}, raw_min: {raw_min}, raw_max: {raw_max} }},",
+            g.name, g.start_bit, g.size, g.factor, g.offset, min, max
+        );
+    }
+    Ok(s)
+}
+
+/// Test oracle: `generated_raw(message, signal, payload)` reads a signal's
+/// raw value with the `dbc-codegen` struct's `*_raw_val` getter,
+/// `generated_with_raw(message, signal, raw)` writes it into a zeroed
+/// payload with its setter (`None`: no such message or signal).
+fn oracle(dbc: &Dbc) -> String {
+    let mut get = String::new();
+    let mut set = String::new();
+    for m in &dbc.messages {
+        let ty = m.name.to_pascal_case();
+        for g in &m.signals {
+            let f = g.name.to_snake_case();
+            let _ = writeln!(
+                get,
+                "        ({:?}, {:?}) => Some(i64::from({ty}::try_from(payload).ok()?.{f}_raw_val())),",
+                m.name, g.name
+            );
+            let _ = writeln!(
+                set,
+                "        ({:?}, {:?}) => {{ let mut m = {ty}::try_from(&[0u8; {}][..]).ok()?; m.set_{f}_raw_val(raw.try_into().ok()?); Some(m.raw().to_vec()) }}",
+                m.name, g.name, m.size
+            );
+        }
+    }
+    format!(
+        "pub fn generated_raw(message: &str, signal: &str, payload: &[u8]) -> Option<i64> {{\n    match (message, signal) {{\n{get}        _ => None,\n    }}\n}}\n\npub fn generated_with_raw(message: &str, signal: &str, raw: i64) -> Option<std::vec::Vec<u8>> {{\n    match (message, signal) {{\n{set}        _ => None,\n    }}\n}}\n"
+    )
 }

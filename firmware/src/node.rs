@@ -131,62 +131,11 @@ pub const P1_QUEUE: usize = 8;
 /// controller runs once at the sync's time.
 pub const MAX_CATCHUP_TICKS: u32 = 1000;
 
-const fn str_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut i = 0;
-    while i < a.len() {
-        if a[i] != b[i] {
-            return false;
-        }
-        i += 1;
-    }
-    true
-}
-
-/// The index in [`MESSAGES`] of the DBC message `name` (a compile error if
-/// the DBC has no such message).
-const fn index_of(name: &str) -> usize {
-    let mut i = 0;
-    while i < MESSAGES.len() {
-        if str_eq(MESSAGES[i].name, name) {
-            return i;
-        }
-        i += 1;
-    }
-    panic!("message not in can/maslow.dbc")
-}
-
-const TIME_SYNC: usize = index_of("TimeSync");
-const PACK_STATUS: usize = index_of("PackStatus");
-const CELL_EXTREMES: usize = index_of("CellExtremes");
-#[allow(dead_code)] // named for the tests
-const BUS_STATUS: usize = index_of("BusStatus");
-const CIRCUIT_STATUS: usize = index_of("CircuitStatus");
-#[allow(dead_code)] // named for the tests
-const PV_STATUS: usize = index_of("PvStatus");
-#[allow(dead_code)] // named for the tests
-const MAINS_STATUS: usize = index_of("MainsStatus");
-const SOCKET_STATUS: usize = index_of("SocketStatus");
-#[allow(dead_code)] // named for the tests
-const PLANT_HEARTBEAT: usize = index_of("PlantHeartbeat");
-const BATTERY_CMD: usize = index_of("BatteryCmd");
-const CONVERTER_CMD: usize = index_of("ConverterCmd");
-const PV_CMD: usize = index_of("PvCmd");
-const SWITCH_CMD: usize = index_of("SwitchCmd");
-const SOCKET_CAP_CMD: usize = index_of("SocketCapCmd");
-const CTRL_HEARTBEAT: usize = index_of("CtrlHeartbeat");
-
-/// The command messages sent at their cycle once a command exists.
-const COMMANDS: [usize; 5] = [
-    BATTERY_CMD,
-    CONVERTER_CMD,
-    PV_CMD,
-    SWITCH_CMD,
-    SOCKET_CAP_CMD,
-];
+use can::index::{
+    BATTERY_CMD, CELL_EXTREMES, CONVERTER_CMD, CTRL_HEARTBEAT, PACK_STATUS, PV_CMD, SWITCH_CMD,
+    TIME_SYNC,
+};
+use can::{IndexedBy, COMMANDS};
 
 /// The DBC's `Function` value table, in raw-value order (0..=10).
 pub const FUNCTIONS: [Function; 11] = [
@@ -816,10 +765,30 @@ impl Node {
     // Receive
 
     fn watch_mut(&mut self, idx: usize, index: Option<u8>) -> &mut Watch {
-        match (idx, index) {
-            (CIRCUIT_STATUS, Some(i)) => &mut self.circuit_rx[usize::from(i) % MAX_CIRCUITS],
-            (SOCKET_STATUS, Some(i)) => &mut self.socket_rx[usize::from(i) % MAX_SOCKETS],
+        match (can::indexed(idx).map(|m| m.by), index) {
+            (Some(IndexedBy::Circuit), Some(i)) => {
+                &mut self.circuit_rx[usize::from(i) % MAX_CIRCUITS]
+            }
+            (Some(IndexedBy::Socket), Some(i)) => &mut self.socket_rx[usize::from(i) % MAX_SOCKETS],
             _ => &mut self.rx[idx % MESSAGE_COUNT],
+        }
+    }
+
+    /// The watches of message `idx`: one per configured circuit or socket
+    /// for a per-index message, else its own.
+    fn watches(&self, idx: usize) -> &[Watch] {
+        match can::indexed(idx).map(|m| m.by) {
+            Some(IndexedBy::Circuit) => &self.circuit_rx[..self.n_circuits],
+            Some(IndexedBy::Socket) => &self.socket_rx[..self.n_sockets],
+            None => core::slice::from_ref(&self.rx[idx]),
+        }
+    }
+
+    fn watches_mut(&mut self, idx: usize) -> &mut [Watch] {
+        match can::indexed(idx).map(|m| m.by) {
+            Some(IndexedBy::Circuit) => &mut self.circuit_rx[..self.n_circuits],
+            Some(IndexedBy::Socket) => &mut self.socket_rx[..self.n_sockets],
+            None => core::slice::from_mut(&mut self.rx[idx]),
         }
     }
 
@@ -832,15 +801,7 @@ impl Node {
                 continue;
             }
             let deadline = u64::from(spec.deadline_ms);
-            match idx {
-                CIRCUIT_STATUS => self.circuit_rx[..self.n_circuits]
-                    .iter()
-                    .for_each(|w| f(idx, deadline, w)),
-                SOCKET_STATUS => self.socket_rx[..self.n_sockets]
-                    .iter()
-                    .for_each(|w| f(idx, deadline, w)),
-                _ => f(idx, deadline, &self.rx[idx]),
-            }
+            self.watches(idx).iter().for_each(|w| f(idx, deadline, w));
         }
     }
 
@@ -869,11 +830,7 @@ impl Node {
                 return None;
             }
         };
-        let index = match idx {
-            CIRCUIT_STATUS => data.get(1).map(|b| b >> 4),
-            SOCKET_STATUS => data.first().map(|b| b & 0x0F),
-            _ => None,
-        };
+        let index = can::frame_index(idx, data);
         if let Some(data_id) = spec.e2e_data_id {
             let status = self.watch_mut(idx, index).checker.check(data_id, data);
             let c = &mut self.stats.messages[idx];
@@ -897,9 +854,9 @@ impl Node {
         }
         let c = &mut self.stats.messages[idx];
         c.accepted = c.accepted.wrapping_add(1);
-        let configured = match (idx, index) {
-            (CIRCUIT_STATUS, Some(i)) => usize::from(i) < self.n_circuits,
-            (SOCKET_STATUS, Some(i)) => usize::from(i) < self.n_sockets,
+        let configured = match (can::indexed(idx).map(|m| m.by), index) {
+            (Some(IndexedBy::Circuit), Some(i)) => usize::from(i) < self.n_circuits,
+            (Some(IndexedBy::Socket), Some(i)) => usize::from(i) < self.n_sockets,
             _ => true,
         };
         if !configured {
@@ -1083,15 +1040,7 @@ impl Node {
             if spec.sender != can::Node::Plant || spec.deadline_ms == 0 {
                 continue;
             }
-            match idx {
-                CIRCUIT_STATUS => self.circuit_rx[..self.n_circuits]
-                    .iter_mut()
-                    .for_each(|w| check(idx, w)),
-                SOCKET_STATUS => self.socket_rx[..self.n_sockets]
-                    .iter_mut()
-                    .for_each(|w| check(idx, w)),
-                _ => check(idx, &mut self.rx[idx]),
-            }
+            self.watches_mut(idx).iter_mut().for_each(|w| check(idx, w));
         }
         for (c, m) in self.stats.messages.iter_mut().zip(missed) {
             c.deadline_misses = c.deadline_misses.wrapping_add(m);
@@ -1360,6 +1309,10 @@ fn days_from_civil(year: i64, month: u8, day: u8) -> i64 {
 mod tests {
     extern crate std;
     use super::*;
+    use crate::wire::can::index::{
+        BUS_STATUS, CIRCUIT_STATUS, MAINS_STATUS, PLANT_HEARTBEAT, PV_STATUS, SOCKET_CAP_CMD,
+        SOCKET_STATUS,
+    };
 
     #[test]
     fn civil_days_match_known_dates() {

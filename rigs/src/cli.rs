@@ -10,7 +10,6 @@
 //! MQTT commands ([`crate::mqtt::cli`]) use too; this module re-exports
 //! them and is the only one that uses `mqtt::cli`.
 
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -20,20 +19,21 @@ use clap::{Args, Parser, Subcommand};
 use firmware::ControllerConfig;
 use reports::csv_table::ColumnTable;
 use twin::battery::{self, Profile, ProfileKind};
-use twin::engine::{Engine, Recorder, SignalRegistry};
-use twin::house::{House, HouseConfig, HouseEvent, DEFAULT_RECORDED};
+use twin::house::HouseConfig;
 use twin::pv::{module_mpp_table, CecModule};
 use twin::time::SimTime;
 
 use crate::cli_error::bad;
 pub use crate::cli_error::{exit_code, BadInput};
-use crate::closed_loop::ClosedLoop;
 pub use crate::fleet_args::{
     fleet_scenario, BrokerArgs, FleetCommonArgs, FleetRunArgs, FleetServerArgs, FleetShardArgs,
     SignatureArgs,
 };
 use crate::input::InputTable;
-use crate::pacing::{PacerReport, RealTimePacer};
+use crate::pacing::PacerReport;
+use crate::rig::direct::{self, WakePolicy};
+use crate::rig::plant::{HousePlant, Recording};
+use crate::rig::{ControllerSide, OwnPolicy, Session, TimeMode};
 
 /// maslow: hardware-in-the-loop tests and digital twins for home battery
 /// assemblies.
@@ -759,9 +759,6 @@ pub fn twin_house(a: &HouseArgs) -> Result<()> {
     }
     let name = cfg.name.clone();
     let seed = cfg.seed;
-    let pacing = a
-        .real_time
-        .then(|| RealTimePacer::new(std::time::Duration::from_micros(cfg.electrical_step_us)));
     let controller = match &a.controller {
         Some(p) => Some(firmware::config_file::load(p)?),
         None => None,
@@ -771,7 +768,7 @@ pub fn twin_house(a: &HouseArgs) -> Result<()> {
     } else {
         "fixed policy"
     };
-    let trace = simulate_house(cfg, controller, a.hours, sample_us, pacing.as_ref())?;
+    let trace = simulate_house(cfg, controller, a.hours, sample_us, a.real_time)?;
     let rows = trace.table.rows();
     trace.table.write_atomic(&a.out)?;
     eprintln!(
@@ -795,112 +792,56 @@ pub struct HouseTrace {
     pub pacing: Option<PacerReport>,
 }
 
-/// The plant alone (fixed policy) or with the firmware in the loop.
-enum Sim {
-    Plain(Box<House>, Engine<HouseEvent>),
-    Loop(Box<ClosedLoop>),
-}
-
-impl Sim {
-    fn signals(&self) -> &SignalRegistry {
-        match self {
-            Sim::Plain(_, e) => e.signals(),
-            Sim::Loop(l) => l.engine.signals(),
-        }
-    }
-    fn now(&self) -> SimTime {
-        match self {
-            Sim::Plain(_, e) => e.now(),
-            Sim::Loop(l) => l.engine.now(),
-        }
-    }
-    fn base_period_us(&self) -> u64 {
-        match self {
-            Sim::Plain(_, e) => e.base_period_us(),
-            Sim::Loop(l) => l.engine.base_period_us(),
-        }
-    }
-    fn step(&mut self) {
-        match self {
-            Sim::Plain(h, e) => e.tick(h.as_mut()),
-            Sim::Loop(l) => l.step(),
-        }
-    }
-}
-
-/// Runs a house for `hours`, sampling the default signals (plus every
-/// circuit's power) every `sample_us`: with the fixed policy or the firmware
-/// (`controller`) in the loop; in virtual time (as fast as it goes), or
-/// paced by `pacer` against the wall clock.
+/// Runs a house for `hours` as a rig session, sampling the default signals
+/// (plus every circuit's power) every `sample_us`: with the house's own
+/// policy or the firmware (`controller`) driving it directly; in virtual
+/// time (as fast as it goes), or paced against the wall clock
+/// (`real_time`).
 pub fn simulate_house(
     cfg: HouseConfig,
     controller: Option<ControllerConfig>,
     hours: f64,
     sample_us: u64,
-    pacer: Option<&RealTimePacer>,
+    real_time: bool,
 ) -> Result<HouseTrace> {
-    let mut sim = match controller {
-        Some(c) => Sim::Loop(Box::new(
-            ClosedLoop::new(cfg, c).map_err(|e| bad(e.to_string()))?,
-        )),
-        None => {
-            let events = cfg.scheduled_events();
-            let mut house = House::new(cfg).map_err(|e| bad(e.to_string()))?;
-            let mut engine = Engine::new(&mut house).context("building the simulation engine")?;
-            for (at, e) in events {
-                engine.schedule(at, e);
-            }
-            Sim::Plain(Box::new(house), engine)
-        }
+    let recording = Recording {
+        sample_us: Some(sample_us),
+        ..Recording::default()
     };
-    let mut names: Vec<String> = DEFAULT_RECORDED.iter().map(|s| s.to_string()).collect();
-    names.extend(
-        sim.signals()
-            .iter()
-            .map(|(_, n, _, _)| n.to_owned())
-            .filter(|n| n.starts_with("circuit_") && n.ends_with("_power_w")),
-    );
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let mut rec = Recorder::new(sim.signals(), &refs, sample_us, sim.base_period_us())?;
-    rec.observe(0, SimTime::ZERO, sim.signals());
+    let time = if real_time {
+        TimeMode::Realtime
+    } else {
+        TimeMode::Lockstep
+    };
+    match controller {
+        Some(c) => {
+            let wake = WakePolicy::EveryTimeout;
+            let session =
+                direct::session(cfg, c, wake, recording, time).map_err(|e| bad(e.to_string()))?;
+            record_house(session, hours)
+        }
+        None => {
+            let plant = HousePlant::new(cfg, recording).map_err(|e| bad(e.to_string()))?;
+            record_house(Session::new(plant, OwnPolicy, time), hours)
+        }
+    }
+}
+
+/// Runs `session` for `hours` and returns what its plant recorded.
+fn record_house<C: ControllerSide<Plant = HousePlant>>(
+    mut session: Session<C>,
+    hours: f64,
+) -> Result<HouseTrace> {
     let end = SimTime::from_secs_f64(hours * 3600.0);
     let started = Instant::now();
-    let mut ticks = 0u64;
-    let pacing = match pacer {
-        None => {
-            while sim.now() < end {
-                sim.step();
-                ticks += 1;
-                rec.observe(ticks, sim.now(), sim.signals());
-            }
-            None
-        }
-        Some(pacer) => {
-            let steps = end.as_micros().div_ceil(sim.base_period_us());
-            Some(pacer.run_for(steps, |tick| {
-                // After an overrun the pacer may ask for several periods at
-                // once (catch-up): the plant advances by all of them.
-                for _ in 0..tick.slots.max(1) {
-                    if sim.now() >= end {
-                        return ControlFlow::Break(());
-                    }
-                    sim.step();
-                    ticks += 1;
-                    rec.observe(ticks, sim.now(), sim.signals());
-                }
-                ControlFlow::Continue(())
-            }))
-        }
-    };
+    session.run_until(end, |_| {})?;
     let wall_s = started.elapsed().as_secs_f64();
-    if rec.rows() == 0 {
-        bail!("the run recorded no rows");
-    }
-    let mut table = ColumnTable::new();
-    table.push("time_s", rec.time_s().to_vec());
-    for ((name, _unit), values) in rec.columns().iter().zip(rec.values()) {
-        table.push(name.clone(), values.clone());
-    }
+    let pacing = session.last_pacer_report().cloned();
+    let plant = session.into_plant();
+    let table = match plant.signals_table() {
+        Some(t) if t.rows() > 0 => t,
+        _ => bail!("the run recorded no rows"),
+    };
     Ok(HouseTrace {
         table,
         wall_s,

@@ -7,7 +7,6 @@
 pub mod busload;
 pub mod cli;
 pub mod cli_error;
-pub mod closed_loop;
 pub mod fleet;
 pub mod fleet_args;
 pub mod input;
@@ -15,5 +14,6 @@ pub mod instrument;
 pub mod mqtt;
 pub mod pacing;
 pub mod plant_link;
+pub mod plant_port;
 pub mod rig;
 pub mod scenario;

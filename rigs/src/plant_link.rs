@@ -9,13 +9,24 @@
 //! a pseudo-terminal for P1) moves them.
 //!
 //! # Steps measure, they do not peek
-//! Every value sent is read from the house's published signals (the
-//! [`SignalRegistry`]), the same quantities `closed_loop::measure` hands the
-//! controller in-process: circuit current is the circuit's power over the
-//! bus voltage, a socket counts as plugged when its plug detection says so
-//! (or, for a house without it, when it draws more than 0.5 W),
-//! and the USB-PD details the house does not publish are sent as
-//! "unknown" (no contract, sink maximum 0, device SOC raw 255, device id 0).
+//! Every value sent is a field of the house's [`Measurements`], read by its
+//! [`PlantPort`] from the published signals (the [`SignalRegistry`]), as
+//! the direct path reads them: circuit current is the circuit's power over
+//! the bus voltage, a socket counts as plugged when its plug detection says
+//! so (or, for a house without it, when it draws more than 0.5 W), and the
+//! USB-PD details the house does not publish are sent as "unknown" (no
+//! contract, sink maximum 0, device SOC raw 255, device id 0).
+//!
+//! # Table-driven from the DBC
+//! Layout, scaling, ranges, identifiers, cycles, deadlines and E2E data ids
+//! come from `firmware::wire::can` (generated from the DBC). What feeds
+//! each signal the plant sends is one row of [`STATUS_FEEDS`] (a
+//! measurement, a flag, "not measured", or the link's own state); what
+//! each command signal sets is one row of [`COMMAND_SINKS`]. E2E CRC and
+//! counter signals and the index signal of per-circuit/per-socket messages
+//! need no row (the shared slot table places them). Adding a signal to
+//! `maslow.dbc` is one row here; a signal without a row fails
+//! [`PlantLink::new`] naming it.
 //!
 //! # Status frames
 //! [`PlantLink::on_step`] queues every status message whose DBC cycle time
@@ -33,9 +44,9 @@
 //! E2E-protected messages get their CRC and alive counter from a sender of
 //! their own (one per circuit for `CircuitStatus`, whose receiver checks
 //! each index separately). Values are rounded to the signal's resolution
-//! and clamped to its DBC range; a value out of range or not finite is
-//! clamped (non-finite to 0) and counted in [`PlantLinkStats::values_clamped`]
-//! — encoding never fails at run time.
+//! and clamped to its raw range within the DBC's min..max; a value out of
+//! range or not finite is clamped (non-finite to 0) and counted in
+//! [`PlantLinkStats::values_clamped`] — encoding never fails at run time.
 //!
 //! # Lockstep
 //! On a lockstep rig the runner, after each house step at `t`: calls
@@ -65,12 +76,14 @@
 //! # Commands
 //! [`PlantLink::handle_frame`] E2E-checks every controller frame (wrong CRC,
 //! repeated or jumped counter: counted in [`RejectCounts`], never acted on)
-//! and decodes `BatteryCmd`, `ConverterCmd`, `PvCmd` and `SwitchCmd` into
-//! the latest [`PlantCommands`] (the inverse of `closed_loop::plant_commands`:
-//! charger boost → [`CHARGER_BOOST_SETPOINT_V`]; `InverterExportEnabled` and
-//! `SocketCapCmd` have no place in [`PlantCommands`] and are kept for
-//! inspection only). [`PlantLink::commands`] returns `None` — the house's
-//! own fixed policy — until all four have been received, and again after
+//! and decodes the command messages into the latest [`AssemblyCommand`],
+//! which the port turns into [`PlantCommands`] (charger boost →
+//! [`CHARGER_BOOST_SETPOINT_V`], standby → the port's standby setpoint;
+//! `InverterExportEnabled` and `SocketCapCmd` have no place in
+//! [`PlantCommands`] and are kept for inspection only).
+//! [`PlantLink::commands`] returns `None` — the house's own fixed policy —
+//! until each command message that is not per-socket (`BatteryCmd`,
+//! `ConverterCmd`, `PvCmd`, `SwitchCmd`) has been received, and again after
 //! any of them has been older than its DBC `MaslowDeadlineMs` (a command
 //! timeout: counted per late message, `PlantState` = `command_timeout`,
 //! the E2E sequence of the late message restarts) until a complete fresh
@@ -81,25 +94,22 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use firmware::wire::can::messages::{
-    BatteryCmd, BusStatus, CellExtremes, CircuitStatus, ConverterCmd, CtrlHeartbeat,
-    CtrlHeartbeatCtrlState, MainsStatus, PackStatus, PlantHeartbeat, PvCmd, PvStatus, SocketCapCmd,
-    SocketStatus, SwitchCmd, TimeSync,
+use firmware::wire::can::messages::{CtrlHeartbeat, CtrlHeartbeatCtrlState};
+use firmware::wire::can::{
+    frame_index, index, indexed, IndexedBy, MessageSpec, Node, SignalSpec, COMMANDS, MESSAGES,
 };
-use firmware::wire::can::{MessageSpec, Node, MESSAGES};
 use firmware::wire::e2e::{E2eChecker, E2eSender, E2eStatus};
 use firmware::wire::p1;
-use twin::engine::{SignalId, SignalRegistry};
-use twin::house::{signal_slug, HouseConfig, PlantCommands};
+use twin::engine::SignalRegistry;
+use twin::house::{HouseConfig, PlantCommands};
 use twin::time::{civil_from_days, Calendar, SimTime};
 
-use crate::closed_loop::CHARGER_BOOST_SETPOINT_V;
+use crate::plant_port::{
+    breaker_current_a, AssemblyCommand, CircuitMeasurements, Measurements, PlantPort, PortError,
+    SocketMeasurements,
+};
+pub use crate::plant_port::{CHARGER_BOOST_SETPOINT_V, MAX_INDEXED};
 use links::{bit_length, CanFrame, CanId};
-
-/// Circuits and sockets the contract can address: `CircuitIndex`,
-/// `SocketIndex` and `CapSocketIndex` are 4 bits, `CircuitsOn` and
-/// `SocketsOn` 16-bit masks.
-pub const MAX_INDEXED: usize = 16;
 
 /// Interval of P1 telegrams (DSMR 5.0: one a second), µs.
 pub const P1_INTERVAL_US: u64 = 1_000_000;
@@ -107,18 +117,28 @@ pub const P1_INTERVAL_US: u64 = 1_000_000;
 /// Problems wiring a link to a house; each says what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum PlantLinkError {
-    #[error(
-        "the house publishes no signal `{name}` (PlantLink reads it for {purpose}): build the signal registry from this house's config, or add the signal to twin/src/house.rs"
-    )]
-    MissingSignal { name: String, purpose: &'static str },
-    #[error(
-        "the house has {count} {what}; the CAN contract addresses at most {MAX_INDEXED} (4-bit index, 16-bit mask): split the assembly or extend firmware/can/maslow.dbc"
-    )]
-    TooMany { what: &'static str, count: usize },
+    #[error(transparent)]
+    Port(#[from] PortError),
     #[error(
         "the CAN contract firmware/can/maslow.dbc has no message `{0}` (or it lost its E2E data id): PlantLink needs it; restore it in the DBC"
     )]
     MissingMessage(&'static str),
+    #[error(
+        "the CAN contract's signal `{message}.{signal}` has no row in rigs/src/plant_link.rs ({table}): add one saying what feeds it or what it sets"
+    )]
+    UnmappedSignal {
+        message: &'static str,
+        signal: &'static str,
+        table: &'static str,
+    },
+    #[error(
+        "rigs/src/plant_link.rs ({table}) has a row for `{message}.{signal}`, which firmware/can/maslow.dbc does not have: remove the row or restore the signal"
+    )]
+    UnknownSignal {
+        message: &'static str,
+        signal: &'static str,
+        table: &'static str,
+    },
     #[error("P1 meter options: {0}")]
     MeterOptions(String),
 }
@@ -264,198 +284,363 @@ pub struct ControllerStatus {
     pub received_at: SimTime,
 }
 
-/// Signal ids read, looked up once.
-struct Probes {
-    pack_voltage: SignalId,
-    pack_current: SignalId,
-    cell_min: SignalId,
-    cell_max: SignalId,
-    temp_min: SignalId,
-    temp_max: SignalId,
-    bus_voltage: SignalId,
-    charger_ac: SignalId,
-    inverter_ac: SignalId,
-    pv_available: SignalId,
-    pv_delivered: SignalId,
-    pv_curtailed: SignalId,
-    mains_present: SignalId,
-    mains_voltage: SignalId,
-    mains_frequency: SignalId,
-    circuits: Vec<CircuitProbes>,
-    sockets: Vec<SignalId>,
-    /// Plug detection per socket, where the house publishes it.
-    sockets_plugged: Vec<Option<SignalId>>,
-    /// The plugged device's reported charge (USB-PD Battery_Status), 0..1.
-    sockets_device_soc: Vec<Option<SignalId>>,
-    meter: MeterProbes,
+/// The link's own state, as the plant's messages report it.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkState {
+    /// `PlantState` (raw).
+    pub state: u8,
+    pub command_timeouts: u64,
+    pub e2e_rejects: u64,
+    /// The lockstep time of the step being closed, ms.
+    pub now_ms: u64,
+    /// P1 telegrams queued so far.
+    pub p1_telegrams: u32,
 }
 
-struct CircuitProbes {
-    power: SignalId,
-    voltage: SignalId,
-    tripped: SignalId,
+/// What feeds one signal the plant sends.
+#[derive(Clone, Copy)]
+pub enum Feed {
+    /// A measurement (per circuit/socket index): rounded and clamped to
+    /// the signal, clamps counted.
+    Measured(fn(&Measurements, usize) -> f64),
+    /// A yes/no measurement: raw 1 or 0.
+    Flag(fn(&Measurements, usize) -> bool),
+    /// A measurement that may be unknown: `None` sends `unknown_raw`.
+    MeasuredOrUnknown {
+        value: fn(&Measurements, usize) -> Option<f64>,
+        unknown_raw: i64,
+    },
+    /// Not modelled by the twin: the raw value the DBC gives for "none" or
+    /// "unknown".
+    NotMeasured(i64),
+    /// The link's own state, as a raw value.
+    Link(fn(&LinkState) -> i64),
 }
 
-struct MeterProbes {
-    import_kwh: [SignalId; 2],
-    export_kwh: [SignalId; 2],
-    tariff: SignalId,
-    import_w: SignalId,
-    export_w: SignalId,
-    short_failures: SignalId,
-    long_failures: SignalId,
-    voltage_l1: SignalId,
-    current_l1: SignalId,
+/// What one command signal sets (per socket index for per-socket commands,
+/// its physical value). A message's rows apply in table order.
+#[derive(Clone, Copy)]
+pub enum Sink {
+    Set(fn(&mut AssemblyCommand, usize, f64)),
+    /// The function that decided (the DBC's `*Function`): the plant acts
+    /// the same whoever decided.
+    Reason,
 }
 
-impl Probes {
-    fn new(s: &SignalRegistry, cfg: &HouseConfig) -> Result<Self, PlantLinkError> {
-        let need = |name: &str, purpose: &'static str| {
-            s.lookup(name).ok_or_else(|| PlantLinkError::MissingSignal {
-                name: name.to_owned(),
-                purpose,
-            })
-        };
-        let mut circuits = Vec::new();
-        for c in &cfg.bus.circuits {
-            let n = signal_slug(&c.name);
-            circuits.push(CircuitProbes {
-                power: need(&format!("circuit_{n}_power_w"), "CircuitStatus")?,
-                voltage: need(&format!("circuit_{n}_voltage_v"), "CircuitStatus")?,
-                tripped: need(&format!("circuit_{n}_tripped"), "CircuitStatus")?,
+fn circuit(m: &Measurements, i: usize) -> CircuitMeasurements {
+    m.circuits.get(i).copied().unwrap_or_default()
+}
+
+fn socket(m: &Measurements, i: usize) -> SocketMeasurements {
+    m.sockets.get(i).copied().unwrap_or_default()
+}
+
+/// The device's charge in % where it reports one and is plugged in.
+fn device_soc_percent(m: &Measurements, i: usize) -> Option<f64> {
+    let k = socket(m, i);
+    k.device_soc
+        .filter(|x| k.plugged && x.is_finite() && (0.0..=1.0).contains(x))
+        .map(|soc| soc * 100.0)
+}
+
+/// Bit `i` of a mask signal's value.
+fn bit(mask: f64, i: usize) -> bool {
+    (mask as u64) >> i & 1 == 1
+}
+
+/// What feeds each signal of the messages the plant sends: `(message,
+/// signal, feed)`. E2E and index signals need no row.
+pub const STATUS_FEEDS: &[(&str, &str, Feed)] = &[
+    (
+        "TimeSync",
+        "SimTimeMs",
+        Feed::Link(|l| i64::from(l.now_ms as u32)),
+    ),
+    (
+        "TimeSync",
+        "P1TelegramsSent",
+        Feed::Link(|l| i64::from(l.p1_telegrams % 256)),
+    ),
+    (
+        "PackStatus",
+        "PackVoltage",
+        Feed::Measured(|m, _| m.pack_voltage_v),
+    ),
+    (
+        "PackStatus",
+        "PackCurrent",
+        Feed::Measured(|m, _| m.pack_current_a),
+    ),
+    (
+        "CellExtremes",
+        "CellVoltageMin",
+        Feed::Measured(|m, _| m.cell_voltage_min_v),
+    ),
+    (
+        "CellExtremes",
+        "CellVoltageMax",
+        Feed::Measured(|m, _| m.cell_voltage_max_v),
+    ),
+    (
+        "CellExtremes",
+        "CellTemperatureMin",
+        Feed::Measured(|m, _| m.pack_temperature_min_c),
+    ),
+    (
+        "CellExtremes",
+        "CellTemperatureMax",
+        Feed::Measured(|m, _| m.pack_temperature_max_c),
+    ),
+    (
+        "BusStatus",
+        "BusVoltage",
+        Feed::Measured(|m, _| m.bus_voltage_v),
+    ),
+    (
+        "BusStatus",
+        "ChargerAcPower",
+        Feed::Measured(|m, _| m.charger_ac_power_w),
+    ),
+    (
+        "BusStatus",
+        "InverterAcPower",
+        Feed::Measured(|m, _| m.inverter_ac_power_w),
+    ),
+    (
+        "CircuitStatus",
+        "CircuitPower",
+        Feed::Measured(|m, i| circuit(m, i).power_w),
+    ),
+    (
+        "CircuitStatus",
+        "CircuitCurrent",
+        Feed::Measured(|m, i| breaker_current_a(circuit(m, i).power_w, m.bus_voltage_v)),
+    ),
+    (
+        "CircuitStatus",
+        "CircuitVoltage",
+        Feed::Measured(|m, i| circuit(m, i).voltage_v),
+    ),
+    (
+        "CircuitStatus",
+        "CircuitTripped",
+        Feed::Flag(|m, i| circuit(m, i).tripped),
+    ),
+    (
+        "PvStatus",
+        "PvAvailablePower",
+        Feed::Measured(|m, _| m.pv_available_w),
+    ),
+    (
+        "PvStatus",
+        "PvDeliveredPower",
+        Feed::Measured(|m, _| m.pv_delivered_w),
+    ),
+    (
+        "PvStatus",
+        "PvCurtailedPower",
+        Feed::Measured(|m, _| m.pv_curtailed_w),
+    ),
+    (
+        "MainsStatus",
+        "MainsPresent",
+        Feed::Flag(|m, _| m.mains_present),
+    ),
+    (
+        "MainsStatus",
+        "MainsVoltage",
+        Feed::Measured(|m, _| m.mains_voltage_v),
+    ),
+    (
+        "MainsStatus",
+        "MainsFrequency",
+        Feed::Measured(|m, _| m.mains_frequency_hz),
+    ),
+    (
+        "SocketStatus",
+        "SocketPlugged",
+        Feed::Flag(|m, i| socket(m, i).plugged),
+    ),
+    ("SocketStatus", "SocketWake", Feed::NotMeasured(0)),
+    (
+        "SocketStatus",
+        "SocketPower",
+        Feed::Measured(|m, i| socket(m, i).power_w),
+    ),
+    ("SocketStatus", "SocketContractPower", Feed::NotMeasured(0)),
+    ("SocketStatus", "SocketSinkMaxPower", Feed::NotMeasured(0)),
+    (
+        "SocketStatus",
+        "SocketDeviceSoc",
+        Feed::MeasuredOrUnknown {
+            value: device_soc_percent,
+            unknown_raw: 255,
+        },
+    ),
+    ("SocketStatus", "SocketDeviceId", Feed::NotMeasured(0)),
+    (
+        "PlantHeartbeat",
+        "PlantState",
+        Feed::Link(|l| i64::from(l.state)),
+    ),
+    (
+        "PlantHeartbeat",
+        "PlantCommandTimeouts",
+        Feed::Link(|l| l.command_timeouts.min(255) as i64),
+    ),
+    (
+        "PlantHeartbeat",
+        "PlantE2eRejects",
+        Feed::Link(|l| l.e2e_rejects.min(255) as i64),
+    ),
+];
+
+/// What each signal of the controller's command messages sets: `(message,
+/// signal, sink)`. E2E and index signals need no row.
+pub const COMMAND_SINKS: &[(&str, &str, Sink)] = &[
+    (
+        "BatteryCmd",
+        "BatteryEnabled",
+        Sink::Set(|c, _, v| c.battery_enabled = v == 1.0),
+    ),
+    (
+        "BatteryCmd",
+        "BatteryStandby",
+        Sink::Set(|c, _, v| c.battery_standby = v == 1.0),
+    ),
+    (
+        "BatteryCmd",
+        "BatteryChargeLimit",
+        Sink::Set(|c, _, v| c.battery_charge_limit_w = v),
+    ),
+    (
+        "BatteryCmd",
+        "BatteryDischargeLimit",
+        Sink::Set(|c, _, v| c.battery_discharge_limit_w = v),
+    ),
+    ("BatteryCmd", "BatteryFunction", Sink::Reason),
+    (
+        "ConverterCmd",
+        "ChargerEnabled",
+        Sink::Set(|c, _, v| c.charger_enabled = v == 1.0),
+    ),
+    (
+        "ConverterCmd",
+        "ChargerBoost",
+        Sink::Set(|c, _, v| c.charger_boost = v == 1.0),
+    ),
+    (
+        "ConverterCmd",
+        "InverterEnabled",
+        Sink::Set(|c, _, v| c.inverter_enabled = v == 1.0),
+    ),
+    (
+        "ConverterCmd",
+        "InverterExportEnabled",
+        Sink::Set(|c, _, v| c.inverter_export_enabled = v == 1.0),
+    ),
+    (
+        "ConverterCmd",
+        "InverterRequestAcPower",
+        Sink::Set(|c, _, v| c.inverter_request_ac_w = v),
+    ),
+    ("ConverterCmd", "ChargerFunction", Sink::Reason),
+    ("ConverterCmd", "InverterFunction", Sink::Reason),
+    // The cap applies while active: the flag's row first, then the value.
+    (
+        "PvCmd",
+        "PvCapActive",
+        Sink::Set(|c, _, v| c.pv_cap_w = (v == 1.0).then_some(0.0)),
+    ),
+    (
+        "PvCmd",
+        "PvCap",
+        Sink::Set(|c, _, v| {
+            if let Some(cap) = c.pv_cap_w.as_mut() {
+                *cap = v;
+            }
+        }),
+    ),
+    ("PvCmd", "PvFunction", Sink::Reason),
+    (
+        "SwitchCmd",
+        "CircuitsOn",
+        Sink::Set(|c, _, v| {
+            c.circuits_on
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, on)| *on = bit(v, i))
+        }),
+    ),
+    (
+        "SwitchCmd",
+        "SocketsOn",
+        Sink::Set(|c, _, v| {
+            c.sockets_on
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, on)| *on = bit(v, i))
+        }),
+    ),
+    (
+        "SocketCapCmd",
+        "SocketCapActive",
+        Sink::Set(|c, i, v| {
+            if let Some(cap) = c.socket_caps_w.get_mut(i) {
+                *cap = (v == 1.0).then_some(0.0);
+            }
+        }),
+    ),
+    (
+        "SocketCapCmd",
+        "SocketCap",
+        Sink::Set(|c, i, v| {
+            if let Some(Some(cap)) = c.socket_caps_w.get_mut(i) {
+                *cap = v;
+            }
+        }),
+    ),
+    ("SocketCapCmd", "SocketFunction", Sink::Reason),
+];
+
+/// Whether `signal` of message `m` (an index in [`MESSAGES`]) is placed by
+/// the E2E layer or the slot table rather than by a row.
+fn placed_without_row(m: usize, signal: &SignalSpec) -> bool {
+    let spec = &MESSAGES[m];
+    let e2e = spec.e2e_data_id.is_some()
+        && (signal.name.strip_prefix(spec.name) == Some("_Crc")
+            || signal.name.strip_prefix(spec.name) == Some("_Counter"));
+    let index = indexed(m).is_some_and(|x| spec.signals.get(x.index_signal) == Some(signal));
+    e2e || index
+}
+
+/// Every row of `table` for message `m`, resolved to its signal, checking
+/// that each of the message's signals has one.
+fn rows_of<T: Copy>(
+    m: usize,
+    table: &'static [(&'static str, &'static str, T)],
+    table_name: &'static str,
+) -> Result<Vec<(&'static SignalSpec, T)>, PlantLinkError> {
+    let spec = &MESSAGES[m];
+    let mut rows = Vec::new();
+    for &(message, signal, row) in table.iter().filter(|r| r.0 == spec.name) {
+        let s = spec.signal(signal).ok_or(PlantLinkError::UnknownSignal {
+            message,
+            signal,
+            table: table_name,
+        })?;
+        rows.push((s, row));
+    }
+    for s in spec.signals {
+        if !placed_without_row(m, s) && !rows.iter().any(|(r, _)| r.name == s.name) {
+            return Err(PlantLinkError::UnmappedSignal {
+                message: spec.name,
+                signal: s.name,
+                table: table_name,
             });
         }
-        let mut sockets = Vec::new();
-        let mut sockets_plugged = Vec::new();
-        let mut sockets_device_soc = Vec::new();
-        for k in cfg.bus.circuits.iter().flat_map(|c| c.usb_sockets.iter()) {
-            let name = format!("socket_{}_power_w", signal_slug(&k.name));
-            sockets.push(need(&name, "SocketStatus")?);
-            sockets_plugged.push(s.lookup(&format!("socket_{}_plugged", signal_slug(&k.name))));
-            sockets_device_soc
-                .push(s.lookup(&format!("socket_{}_device_soc", signal_slug(&k.name))));
-        }
-        let p1 = "P1 telegrams";
-        Ok(Probes {
-            pack_voltage: need("pack_voltage_v", "PackStatus")?,
-            pack_current: need("pack_current_a", "PackStatus")?,
-            cell_min: need("cell_voltage_min_v", "CellExtremes")?,
-            cell_max: need("cell_voltage_max_v", "CellExtremes")?,
-            temp_min: need("pack_temperature_min_c", "CellExtremes")?,
-            temp_max: need("pack_temperature_max_c", "CellExtremes")?,
-            bus_voltage: need("bus_voltage_v", "BusStatus")?,
-            charger_ac: need("charger_ac_power_w", "BusStatus")?,
-            inverter_ac: need("inverter_ac_power_w", "BusStatus")?,
-            pv_available: need("pv_available_w", "PvStatus")?,
-            pv_delivered: need("pv_power_w", "PvStatus")?,
-            pv_curtailed: need("pv_curtailed_w", "PvStatus")?,
-            mains_present: need("mains_present", "MainsStatus and P1 telegrams")?,
-            mains_voltage: need("mains_voltage_v", "MainsStatus")?,
-            mains_frequency: need("mains_frequency_hz", "MainsStatus")?,
-            circuits,
-            sockets,
-            sockets_plugged,
-            sockets_device_soc,
-            meter: MeterProbes {
-                import_kwh: [
-                    need("grid_import_t1_kwh", p1)?,
-                    need("grid_import_t2_kwh", p1)?,
-                ],
-                export_kwh: [
-                    need("grid_export_t1_kwh", p1)?,
-                    need("grid_export_t2_kwh", p1)?,
-                ],
-                tariff: need("tariff", p1)?,
-                import_w: need("grid_import_w", p1)?,
-                export_w: need("grid_export_w", p1)?,
-                short_failures: need("short_power_failures", p1)?,
-                long_failures: need("long_power_failures", p1)?,
-                voltage_l1: need("meter_voltage_l1_v", p1)?,
-                current_l1: need("meter_current_l1_a", p1)?,
-            },
-        })
     }
-}
-
-/// The contract's messages this end uses, looked up by name in the
-/// generated table (so identifiers, cycles, deadlines and data ids come
-/// from the DBC only).
-#[derive(Clone, Copy)]
-struct Specs {
-    time_sync: &'static MessageSpec,
-    pack: &'static MessageSpec,
-    cells: &'static MessageSpec,
-    bus: &'static MessageSpec,
-    circuit: &'static MessageSpec,
-    pv: &'static MessageSpec,
-    mains: &'static MessageSpec,
-    socket: &'static MessageSpec,
-    heartbeat: &'static MessageSpec,
-    battery_cmd: &'static MessageSpec,
-    converter_cmd: &'static MessageSpec,
-    pv_cmd: &'static MessageSpec,
-    switch_cmd: &'static MessageSpec,
-    socket_cap_cmd: &'static MessageSpec,
-    ctrl_heartbeat: &'static MessageSpec,
-}
-
-fn spec_named(name: &'static str) -> Result<&'static MessageSpec, PlantLinkError> {
-    MESSAGES
-        .iter()
-        .find(|m| m.name == name)
-        .ok_or(PlantLinkError::MissingMessage(name))
-}
-
-fn e2e_spec(name: &'static str) -> Result<&'static MessageSpec, PlantLinkError> {
-    let s = spec_named(name)?;
-    match s.e2e_data_id {
-        Some(_) => Ok(s),
-        None => Err(PlantLinkError::MissingMessage(name)),
-    }
-}
-
-impl Specs {
-    fn new() -> Result<Self, PlantLinkError> {
-        Ok(Specs {
-            time_sync: e2e_spec("TimeSync")?,
-            pack: e2e_spec("PackStatus")?,
-            cells: e2e_spec("CellExtremes")?,
-            bus: e2e_spec("BusStatus")?,
-            circuit: e2e_spec("CircuitStatus")?,
-            pv: spec_named("PvStatus")?,
-            mains: e2e_spec("MainsStatus")?,
-            socket: spec_named("SocketStatus")?,
-            heartbeat: e2e_spec("PlantHeartbeat")?,
-            battery_cmd: e2e_spec("BatteryCmd")?,
-            converter_cmd: e2e_spec("ConverterCmd")?,
-            pv_cmd: e2e_spec("PvCmd")?,
-            switch_cmd: e2e_spec("SwitchCmd")?,
-            socket_cap_cmd: spec_named("SocketCapCmd")?,
-            ctrl_heartbeat: e2e_spec("CtrlHeartbeat")?,
-        })
-    }
-}
-
-/// Why a frame that passed the E2E check was still dropped.
-enum Reject {
-    Malformed,
-    BadIndex,
-}
-
-/// The four command messages that make a complete set, in this order.
-const COMMANDS: usize = 4;
-const BATTERY: usize = 0;
-const CONVERTER: usize = 1;
-const PV: usize = 2;
-const SWITCH: usize = 3;
-
-/// One command message's receive state.
-#[derive(Debug, Clone, Copy)]
-struct CommandRx {
-    checker: E2eChecker,
-    /// When the last valid frame arrived (None: none since the start or
-    /// since the last deadline miss).
-    last_valid: Option<SimTime>,
+    Ok(rows)
 }
 
 /// Cyclic transmit schedule of one status message: next due time, µs.
@@ -477,91 +662,132 @@ impl Due {
     }
 }
 
-/// Rounds and clamps physical values to raw signal values, counting every
-/// value that had to be clamped.
-struct Scale<'a> {
+/// One message the plant sends: its rows and, per frame it sends (one, or
+/// one per circuit or socket), its schedule and E2E sender.
+struct Outgoing {
+    message: usize,
+    rows: Vec<(&'static SignalSpec, Feed)>,
+    slots: Vec<(Due, E2eSender)>,
+}
+
+impl Outgoing {
+    fn spec(&self) -> &'static MessageSpec {
+        &MESSAGES[self.message]
+    }
+
+    /// The payload of frame `slot` (its index, for per-index messages);
+    /// adds the values it had to clamp to `clamped`.
+    fn payload(
+        &self,
+        slot: usize,
+        m: &Measurements,
+        link: &LinkState,
+        clamped: &mut u64,
+    ) -> [u8; 8] {
+        let mut data = [0u8; 8];
+        let spec = self.spec();
+        if let Some(x) = indexed(self.message) {
+            if let Some(s) = spec.signals.get(x.index_signal) {
+                let _ = s.write_raw(&mut data, slot as i64);
+            }
+        }
+        for (s, feed) in &self.rows {
+            let raw = match *feed {
+                Feed::Measured(f) => s.raw_of(f(m, slot)),
+                Feed::Flag(f) => firmware::wire::can::Raw {
+                    value: i64::from(f(m, slot)),
+                    clamped: false,
+                },
+                Feed::MeasuredOrUnknown { value, unknown_raw } => match value(m, slot) {
+                    Some(v) => s.raw_of(v),
+                    None => firmware::wire::can::Raw {
+                        value: unknown_raw,
+                        clamped: false,
+                    },
+                },
+                Feed::NotMeasured(raw) => firmware::wire::can::Raw {
+                    value: raw,
+                    clamped: false,
+                },
+                Feed::Link(f) => firmware::wire::can::Raw {
+                    value: f(link),
+                    clamped: false,
+                },
+            };
+            *clamped += u64::from(raw.clamped);
+            let _ = s.write_raw(&mut data, raw.value);
+        }
+        data
+    }
+
+    /// Whether any row scales a measurement (the message then has a
+    /// clamp count, even of 0).
+    fn measures(&self) -> bool {
+        self.rows
+            .iter()
+            .any(|(_, f)| matches!(f, Feed::Measured(_) | Feed::MeasuredOrUnknown { .. }))
+    }
+}
+
+/// One command message's receive state.
+#[derive(Debug, Clone, Copy)]
+struct CommandRx {
+    message: usize,
+    checker: E2eChecker,
+    /// When the last valid frame arrived (None: none since the start or
+    /// since the last deadline miss).
+    last_valid: Option<SimTime>,
+}
+
+/// Why a frame that passed the E2E check was still dropped.
+enum Reject {
+    Malformed,
+    BadIndex,
+}
+
+/// Rounds and clamps a P1 register value, counting every value that had
+/// to be clamped.
+struct P1Scale<'a> {
     clamped: &'a mut u64,
 }
 
-impl Scale<'_> {
-    /// `round((value - offset) / factor)` within `[lo, hi]`.
-    fn raw(&mut self, value: f64, factor: f64, offset: f64, lo: i64, hi: i64) -> i64 {
-        let x = ((value - offset) / factor).round();
-        if !x.is_finite() {
+impl P1Scale<'_> {
+    /// `round(value / factor)` within `0..=max`.
+    fn raw(&mut self, value: f64, factor: f64, max: u32) -> u32 {
+        let x = (value / factor).round();
+        if !x.is_finite() || x < 0.0 {
             *self.clamped += 1;
-            return lo.max(0).min(hi);
-        }
-        if x < lo as f64 {
+            0
+        } else if x > f64::from(max) {
             *self.clamped += 1;
-            lo
-        } else if x > hi as f64 {
-            *self.clamped += 1;
-            hi
+            max
         } else {
-            x as i64
+            x as u32
         }
-    }
-    fn u8(&mut self, value: f64, factor: f64, offset: f64) -> u8 {
-        self.raw(value, factor, offset, 0, i64::from(u8::MAX)) as u8
-    }
-    fn u16(&mut self, value: f64, factor: f64, offset: f64) -> u16 {
-        self.raw(value, factor, offset, 0, i64::from(u16::MAX)) as u16
-    }
-    fn i16(&mut self, value: f64, factor: f64) -> i16 {
-        self.raw(value, factor, 0.0, i64::from(i16::MIN), i64::from(i16::MAX)) as i16
-    }
-    /// A flag: 1 above one half; a non-finite value is 0 and counted.
-    fn flag(&mut self, value: f64) -> u8 {
-        if !value.is_finite() {
-            *self.clamped += 1;
-        }
-        u8::from(value > 0.5)
     }
     /// An integer register value (non-negative, within `max`).
     fn count(&mut self, value: f64, max: u32) -> u32 {
-        self.raw(value, 1.0, 0.0, 0, i64::from(max)) as u32
+        self.raw(value, 1.0, max)
     }
-}
-
-/// A blank 8-byte message of a generated type.
-fn blank<T: for<'a> TryFrom<&'a [u8]>>() -> Option<T> {
-    T::try_from(&[0u8; 8][..]).ok()
 }
 
 /// The plant's end of the link. See the module docs.
 pub struct PlantLink {
-    /// The battery converter's setpoint when the controller asks for
-    /// standby (`BatteryStandby`): below the charger's.
-    standby_setpoint_v: Option<f64>,
-    specs: Specs,
-    probes: Probes,
+    port: PlantPort,
     calendar: Calendar,
     opts: PlantLinkOptions,
-    n_circuits: usize,
-    n_sockets: usize,
-    /// Signals in the registry the ids were looked up in.
-    registry_len: usize,
     // Transmit.
+    outgoing: Vec<Outgoing>,
+    sync: Outgoing,
     tx: VecDeque<CanFrame>,
     p1_out: VecDeque<Vec<u8>>,
     p1_queued: u32,
-    due: BTreeMap<u16, Due>,
-    circuit_due: Vec<Due>,
-    socket_due: Vec<Due>,
     p1_due: Due,
-    sender_sync: E2eSender,
-    sender_pack: E2eSender,
-    sender_cells: E2eSender,
-    sender_bus: E2eSender,
-    sender_circuit: Vec<E2eSender>,
-    sender_mains: E2eSender,
-    sender_heartbeat: E2eSender,
     // Receive.
-    rx: [CommandRx; COMMANDS],
+    command_rows: Vec<(usize, Vec<(&'static SignalSpec, Sink)>)>,
+    rx: Vec<CommandRx>,
     ctrl_heartbeat_rx: E2eChecker,
-    latest: PlantCommands,
-    inverter_export_enabled: Option<bool>,
-    socket_caps_w: Vec<Option<f64>>,
+    latest: AssemblyCommand,
     controller: Option<ControllerStatus>,
     state: PlantState,
     stats: PlantLinkStats,
@@ -570,8 +796,8 @@ pub struct PlantLink {
 impl std::fmt::Debug for PlantLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PlantLink")
-            .field("circuits", &self.n_circuits)
-            .field("sockets", &self.n_sockets)
+            .field("circuits", &self.port.circuits())
+            .field("sockets", &self.port.sockets())
             .field("state", &self.state)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
@@ -581,80 +807,85 @@ impl std::fmt::Debug for PlantLink {
 impl PlantLink {
     /// A link for the house built from `house_cfg`, reading `signals` (the
     /// registry of that house's engine). Fails naming a missing signal or
-    /// contract message, too many circuits or sockets, or bad meter options.
+    /// contract message, a signal without a row, too many circuits or
+    /// sockets, or bad meter options.
     pub fn new(
         house_cfg: &HouseConfig,
         signals: &SignalRegistry,
         opts: PlantLinkOptions,
     ) -> Result<Self, PlantLinkError> {
-        let n_circuits = house_cfg.bus.circuits.len();
-        let n_sockets: usize = house_cfg
-            .bus
-            .circuits
-            .iter()
-            .map(|c| c.usb_sockets.len())
-            .sum();
-        for (what, count) in [("DC circuits", n_circuits), ("USB-PD sockets", n_sockets)] {
-            if count > MAX_INDEXED {
-                return Err(PlantLinkError::TooMany { what, count });
+        let port = PlantPort::new(house_cfg, signals)?;
+        check_meter_options(&opts)?;
+        let frames = |m: usize| match indexed(m).map(|x| x.by) {
+            Some(IndexedBy::Circuit) => port.circuits(),
+            Some(IndexedBy::Socket) => port.sockets(),
+            None => 1,
+        };
+        let outgoing_of = |m: usize| -> Result<Outgoing, PlantLinkError> {
+            Ok(Outgoing {
+                message: m,
+                rows: rows_of(m, STATUS_FEEDS, "STATUS_FEEDS")?,
+                slots: vec![(Due::default(), E2eSender::new()); frames(m)],
+            })
+        };
+        let mut outgoing = Vec::new();
+        for (m, spec) in MESSAGES.iter().enumerate() {
+            if spec.sender == Node::Plant && spec.cycle_ms > 0 {
+                outgoing.push(outgoing_of(m)?);
             }
         }
-        check_meter_options(&opts)?;
-        let specs = Specs::new()?;
-        let probes = Probes::new(signals, house_cfg)?;
+        let sync = outgoing_of(e2e_message(index::TIME_SYNC)?)?;
         let checker = E2eChecker::new(opts.e2e_max_delta);
-        let latest = PlantCommands {
-            battery_enabled: false,
-            battery_discharge_limit_w: 0.0,
-            battery_charge_limit_w: 0.0,
-            battery_setpoint_v: None,
-            charger_enabled: false,
-            charger_setpoint_v: None,
-            inverter_enabled: false,
-            inverter_request_ac_w: 0.0,
-            pv_cap_w: None,
-            circuits_on: Some(vec![false; n_circuits]),
-            sockets_on: Some(vec![false; n_sockets]),
-        };
+        let mut command_rows = Vec::new();
+        let mut rx = Vec::new();
+        for m in COMMANDS {
+            command_rows.push((m, rows_of(m, COMMAND_SINKS, "COMMAND_SINKS")?));
+            if indexed(m).is_none() {
+                rx.push(CommandRx {
+                    message: e2e_message(m)?,
+                    checker,
+                    last_valid: None,
+                });
+            }
+        }
+        e2e_message(index::CTRL_HEARTBEAT)?;
         Ok(PlantLink {
-            standby_setpoint_v: crate::closed_loop::standby_setpoint_v(house_cfg),
-            specs,
-            probes,
+            latest: AssemblyCommand::all_off(port.circuits(), port.sockets()),
+            port,
             calendar: house_cfg.calendar,
             opts,
-            n_circuits,
-            n_sockets,
-            registry_len: signals.len(),
+            outgoing,
+            sync,
             tx: VecDeque::new(),
             p1_out: VecDeque::new(),
             p1_queued: 0,
-            due: BTreeMap::new(),
-            circuit_due: vec![Due::default(); n_circuits],
-            socket_due: vec![Due::default(); n_sockets],
             p1_due: Due::default(),
-            sender_sync: E2eSender::new(),
-            sender_pack: E2eSender::new(),
-            sender_cells: E2eSender::new(),
-            sender_bus: E2eSender::new(),
-            sender_circuit: vec![E2eSender::new(); n_circuits],
-            sender_mains: E2eSender::new(),
-            sender_heartbeat: E2eSender::new(),
-            rx: [CommandRx {
-                checker,
-                last_valid: None,
-            }; COMMANDS],
+            command_rows,
+            rx,
             ctrl_heartbeat_rx: checker,
-            latest,
-            inverter_export_enabled: None,
-            socket_caps_w: vec![None; n_sockets],
             controller: None,
             state: PlantState::Starting,
             stats: PlantLinkStats::default(),
         })
     }
 
+    /// The house's port.
+    pub fn port(&self) -> &PlantPort {
+        &self.port
+    }
+
     // ------------------------------------------------------------------
     // Transmit
+
+    fn link_state(&self, now: SimTime) -> LinkState {
+        LinkState {
+            state: self.state as u8,
+            command_timeouts: self.stats.command_timeouts_total(),
+            e2e_rejects: self.stats.rejects.e2e(),
+            now_ms: now.as_micros() / 1000,
+            p1_telegrams: self.p1_queued,
+        }
+    }
 
     /// Queues the status frames due at `now` and, on whole seconds with the
     /// mains present, a P1 telegram. See the module docs for the order.
@@ -662,45 +893,34 @@ impl PlantLink {
     /// smaller one is refused and counted in
     /// [`PlantLinkStats::foreign_registry_steps`]).
     pub fn on_step(&mut self, now: SimTime, signals: &SignalRegistry) {
-        if signals.len() < self.registry_len {
+        if self.port.measure(signals).is_err() {
             self.stats.foreign_registry_steps += 1;
             return;
         }
         let now_us = now.as_micros();
-        let s = self.specs;
-        if self.take_due(s.pack, now_us) {
-            self.send_pack(signals);
-        }
-        if self.take_due(s.cells, now_us) {
-            self.send_cells(signals);
-        }
-        if self.take_due(s.bus, now_us) {
-            self.send_bus(signals);
-        }
-        let period = period_us(s.circuit);
-        for c in 0..self.n_circuits {
-            if self.circuit_due[c].take(now_us, period) {
-                self.send_circuit(c, signals);
+        let link = self.link_state(now);
+        let m = self.port.measurements();
+        for out in &mut self.outgoing {
+            let spec = out.spec();
+            let period = u64::from(spec.cycle_ms) * 1000;
+            let mut clamped = 0;
+            let mut due_any = false;
+            for slot in 0..out.slots.len() {
+                if !out.slots[slot].0.take(now_us, period) {
+                    continue;
+                }
+                due_any = true;
+                let data = out.payload(slot, m, &link, &mut clamped);
+                self.tx
+                    .push_back(protect_frame(spec, &mut out.slots[slot].1, data));
             }
-        }
-        if self.take_due(s.pv, now_us) {
-            self.send_pv(signals);
-        }
-        if self.take_due(s.mains, now_us) {
-            self.send_mains(signals);
-        }
-        let period = period_us(s.socket);
-        for k in 0..self.n_sockets {
-            if self.socket_due[k].take(now_us, period) {
-                self.send_socket(k, signals);
+            if due_any && out.measures() {
+                *self.stats.values_clamped.entry(spec.name).or_default() += clamped;
             }
-        }
-        if self.take_due(s.heartbeat, now_us) {
-            self.send_heartbeat();
         }
         if self.p1_due.take(now_us, P1_INTERVAL_US) {
-            if signals.get(self.probes.mains_present) > 0.5 {
-                self.queue_telegram(now, signals);
+            if self.port.measurements().mains_present {
+                self.queue_telegram(now);
             } else {
                 self.stats.p1_unpowered_seconds += 1;
             }
@@ -728,24 +948,15 @@ impl PlantLink {
     /// The lockstep `TimeSync` for the step at `now` (E2E-protected; counted
     /// as sent). `SimTimeMs` is `now` in ms mod 2³².
     pub fn sync_frame(&mut self, now: SimTime) -> CanFrame {
-        let spec = self.specs.time_sync;
-        let mut m = blank::<TimeSync>();
-        let mut data = [0u8; 8];
-        if let Some(m) = m.as_mut() {
-            m.set_sim_time_ms_raw_val((now.as_micros() / 1000) as u32);
-            m.set_p1_telegrams_sent_raw_val((self.p1_queued % 256) as u8);
-            data = *m.raw();
-        }
-        let frame = protect_frame(spec, &mut self.sender_sync, data);
+        let link = self.link_state(now);
+        let mut clamped = 0;
+        let data = self
+            .sync
+            .payload(0, self.port.measurements(), &link, &mut clamped);
+        let spec = self.sync.spec();
+        let frame = protect_frame(spec, &mut self.sync.slots[0].1, data);
         self.count_sent(&frame);
         frame
-    }
-
-    fn take_due(&mut self, spec: &'static MessageSpec, now_us: u64) -> bool {
-        self.due
-            .entry(spec.id)
-            .or_default()
-            .take(now_us, period_us(spec))
     }
 
     fn count_sent(&mut self, frame: &CanFrame) {
@@ -753,188 +964,8 @@ impl PlantLink {
         *self.stats.frames_sent.entry(name).or_default() += 1;
         self.stats.bits_sent += u64::from(bit_length(frame).actual());
     }
-
-    fn scale(&mut self, spec: &'static MessageSpec) -> Scale<'_> {
-        Scale {
-            clamped: self.stats.values_clamped.entry(spec.name).or_default(),
-        }
-    }
-
-    fn push(&mut self, spec: &'static MessageSpec, sender: Option<usize>, data: [u8; 8]) {
-        let frame = match spec.e2e_data_id {
-            Some(_) => {
-                let sender = match (spec.id, sender) {
-                    (id, Some(c)) if id == self.specs.circuit.id => self.sender_circuit.get_mut(c),
-                    (id, _) if id == self.specs.pack.id => Some(&mut self.sender_pack),
-                    (id, _) if id == self.specs.cells.id => Some(&mut self.sender_cells),
-                    (id, _) if id == self.specs.bus.id => Some(&mut self.sender_bus),
-                    (id, _) if id == self.specs.mains.id => Some(&mut self.sender_mains),
-                    (id, _) if id == self.specs.heartbeat.id => Some(&mut self.sender_heartbeat),
-                    _ => None,
-                };
-                match sender {
-                    Some(sender) => protect_frame(spec, sender, data),
-                    None => return,
-                }
-            }
-            None => plain_frame(spec, data),
-        };
-        self.tx.push_back(frame);
-    }
-
-    fn send_pack(&mut self, s: &SignalRegistry) {
-        let spec = self.specs.pack;
-        let (v, i) = (
-            s.get(self.probes.pack_voltage),
-            s.get(self.probes.pack_current),
-        );
-        let Some(mut m) = blank::<PackStatus>() else {
-            return;
-        };
-        let mut sc = self.scale(spec);
-        m.set_pack_voltage_raw_val(sc.u16(v, 0.01, 0.0));
-        m.set_pack_current_raw_val(sc.i16(i, 0.1));
-        self.push(spec, None, *m.raw());
-    }
-
-    fn send_cells(&mut self, s: &SignalRegistry) {
-        let spec = self.specs.cells;
-        let p = &self.probes;
-        let v = [p.cell_min, p.cell_max, p.temp_min, p.temp_max].map(|id| s.get(id));
-        let Some(mut m) = blank::<CellExtremes>() else {
-            return;
-        };
-        let mut sc = self.scale(spec);
-        m.set_cell_voltage_min_raw_val(sc.u16(v[0], 0.001, 0.0));
-        m.set_cell_voltage_max_raw_val(sc.u16(v[1], 0.001, 0.0));
-        m.set_cell_temperature_min_raw_val(sc.u8(v[2], 0.5, -40.0));
-        m.set_cell_temperature_max_raw_val(sc.u8(v[3], 0.5, -40.0));
-        self.push(spec, None, *m.raw());
-    }
-
-    fn send_bus(&mut self, s: &SignalRegistry) {
-        let spec = self.specs.bus;
-        let p = &self.probes;
-        let v = [p.bus_voltage, p.charger_ac, p.inverter_ac].map(|id| s.get(id));
-        let Some(mut m) = blank::<BusStatus>() else {
-            return;
-        };
-        let mut sc = self.scale(spec);
-        m.set_bus_voltage_raw_val(sc.u16(v[0], 0.01, 0.0));
-        m.set_charger_ac_power_raw_val(sc.i16(v[1], 1.0));
-        m.set_inverter_ac_power_raw_val(sc.i16(v[2], 1.0));
-        self.push(spec, None, *m.raw());
-    }
-
-    fn send_circuit(&mut self, c: usize, s: &SignalRegistry) {
-        let spec = self.specs.circuit;
-        let Some(probe) = self.probes.circuits.get(c) else {
-            return;
-        };
-        let power_w = s.get(probe.power);
-        let voltage_v = s.get(probe.voltage);
-        let tripped = s.get(probe.tripped);
-        let bus_v = s.get(self.probes.bus_voltage);
-        // Current at the breaker: power over the bus voltage (as measured
-        // in-process by `closed_loop`).
-        let current_a = if bus_v > 1.0 { power_w / bus_v } else { 0.0 };
-        let Some(mut m) = blank::<CircuitStatus>() else {
-            return;
-        };
-        let mut sc = self.scale(spec);
-        m.set_circuit_index_raw_val(c as u8);
-        m.set_circuit_power_raw_val(sc.u16(power_w, 0.1, 0.0));
-        m.set_circuit_current_raw_val(sc.u16(current_a, 0.001, 0.0));
-        m.set_circuit_voltage_raw_val(sc.u8(voltage_v, 0.25, 0.0));
-        m.set_circuit_tripped_raw_val(sc.flag(tripped));
-        self.push(spec, Some(c), *m.raw());
-    }
-
-    fn send_pv(&mut self, s: &SignalRegistry) {
-        let spec = self.specs.pv;
-        let p = &self.probes;
-        let v = [p.pv_available, p.pv_delivered, p.pv_curtailed].map(|id| s.get(id));
-        let Some(mut m) = blank::<PvStatus>() else {
-            return;
-        };
-        let mut sc = self.scale(spec);
-        m.set_pv_available_power_raw_val(sc.u16(v[0], 1.0, 0.0));
-        m.set_pv_delivered_power_raw_val(sc.u16(v[1], 1.0, 0.0));
-        m.set_pv_curtailed_power_raw_val(sc.u16(v[2], 1.0, 0.0));
-        self.push(spec, None, *m.raw());
-    }
-
-    fn send_mains(&mut self, s: &SignalRegistry) {
-        let spec = self.specs.mains;
-        let p = &self.probes;
-        let v = [p.mains_present, p.mains_voltage, p.mains_frequency].map(|id| s.get(id));
-        let Some(mut m) = blank::<MainsStatus>() else {
-            return;
-        };
-        let mut sc = self.scale(spec);
-        m.set_mains_present_raw_val(sc.flag(v[0]));
-        m.set_mains_voltage_raw_val(sc.u16(v[1], 0.1, 0.0));
-        m.set_mains_frequency_raw_val(sc.u16(v[2], 0.01, 0.0));
-        self.push(spec, None, *m.raw());
-    }
-
-    fn send_socket(&mut self, k: usize, s: &SignalRegistry) {
-        let spec = self.specs.socket;
-        let Some(&id) = self.probes.sockets.get(k) else {
-            return;
-        };
-        let power_w = s.get(id);
-        // Plugged: the socket's plug detection where the house publishes
-        // it, else drawing power (a switched-off socket then reads empty).
-        let plugged = match self.probes.sockets_plugged.get(k).copied().flatten() {
-            Some(pid) => s.get(pid) > 0.5,
-            None => power_w > 0.5,
-        };
-        let Some(mut m) = blank::<SocketStatus>() else {
-            return;
-        };
-        let mut sc = self.scale(spec);
-        m.set_socket_index_raw_val(k as u8);
-        m.set_socket_plugged_raw_val(u8::from(plugged));
-        m.set_socket_wake_raw_val(0);
-        m.set_socket_power_raw_val(sc.u16(power_w, 0.1, 0.0));
-        // The device's charge where it reports it (raw 255 = unknown); not
-        // published by the house: no contract, sink maximum unknown, device
-        // unknown (0).
-        let device_soc = self
-            .probes
-            .sockets_device_soc
-            .get(k)
-            .copied()
-            .flatten()
-            .map(|id| s.get(id))
-            .filter(|x| plugged && x.is_finite() && (0.0..=1.0).contains(x));
-        m.set_socket_contract_power_raw_val(0);
-        m.set_socket_sink_max_power_raw_val(0);
-        match device_soc {
-            // 0.5 % per bit: 0..=200.
-            Some(soc) => m.set_socket_device_soc_raw_val((soc * 200.0).round() as u8),
-            None => m.set_socket_device_soc_raw_val(u8::MAX),
-        }
-        m.set_socket_device_id_raw_val(0);
-        self.push(spec, None, *m.raw());
-    }
-
-    fn send_heartbeat(&mut self) {
-        let spec = self.specs.heartbeat;
-        let timeouts = self.stats.command_timeouts_total();
-        let rejects = self.stats.rejects.e2e();
-        let Some(mut m) = blank::<PlantHeartbeat>() else {
-            return;
-        };
-        m.set_plant_state_raw_val(self.state as u8);
-        m.set_plant_command_timeouts_raw_val(timeouts.min(255) as u8);
-        m.set_plant_e2e_rejects_raw_val(rejects.min(255) as u8);
-        self.push(spec, None, *m.raw());
-    }
-
-    fn queue_telegram(&mut self, now: SimTime, s: &SignalRegistry) {
-        let t = self.telegram(now, s);
+    fn queue_telegram(&mut self, now: SimTime) {
+        let t = self.telegram(now);
         let mut buf = vec![0u8; p1::MAX_TELEGRAM_LEN];
         match p1::emit(&t, &mut buf) {
             Ok(n) => {
@@ -949,28 +980,15 @@ impl PlantLink {
     }
 
     /// The telegram the meter shows at `now`.
-    fn telegram(&mut self, now: SimTime, s: &SignalRegistry) -> p1::Telegram {
-        let m = &self.probes.meter;
-        let get = |id: SignalId| s.get(id);
-        let import_kwh = m.import_kwh.map(get);
-        let export_kwh = m.export_kwh.map(get);
-        let vals = [
-            m.tariff,
-            m.import_w,
-            m.export_w,
-            m.short_failures,
-            m.long_failures,
-            m.voltage_l1,
-            m.current_l1,
-        ]
-        .map(get);
+    fn telegram(&mut self, now: SimTime) -> p1::Telegram {
+        let m = self.port.measurements().meter;
         let timestamp = self.local_timestamp(now);
         let mut identification = heapless::String::new();
         // Checked in `new`: fits and is printable.
         let _ = identification.push_str(&self.opts.meter_identification);
         let equipment_id =
             heapless::Vec::from_slice(&self.opts.meter_equipment_id).unwrap_or_default();
-        let mut sc = Scale {
+        let mut sc = P1Scale {
             clamped: self.stats.values_clamped.entry("P1").or_default(),
         };
         // Registers show the completed watt-hours (never ahead of the meter).
@@ -982,8 +1000,8 @@ impl PlantLink {
             };
             sc.count(wh, p1::MAX_ENERGY_WH)
         };
-        let energy_delivered_wh = [wh(import_kwh[0]), wh(import_kwh[1])];
-        let energy_returned_wh = [wh(export_kwh[0]), wh(export_kwh[1])];
+        let energy_delivered_wh = m.import_tariff_kwh.map(&mut wh);
+        let energy_returned_wh = m.export_tariff_kwh.map(&mut wh);
         p1::Telegram {
             header: p1::Header {
                 manufacturer: self.opts.meter_manufacturer,
@@ -994,19 +1012,19 @@ impl PlantLink {
             equipment_id,
             energy_delivered_wh,
             energy_returned_wh,
-            tariff: sc.count(vals[0], u32::from(p1::MAX_TARIFF)) as u16,
-            power_delivered_w: sc.count(vals[1], p1::MAX_POWER_W),
-            power_returned_w: sc.count(vals[2], p1::MAX_POWER_W),
-            power_failures: sc.count(vals[3], p1::MAX_FAILURE_COUNT),
-            long_power_failures: sc.count(vals[4], p1::MAX_FAILURE_COUNT),
+            tariff: sc.count(m.tariff, u32::from(p1::MAX_TARIFF)) as u16,
+            power_delivered_w: sc.count(m.import_w, p1::MAX_POWER_W),
+            power_returned_w: sc.count(m.export_w, p1::MAX_POWER_W),
+            power_failures: sc.count(m.short_power_failures, p1::MAX_FAILURE_COUNT),
+            long_power_failures: sc.count(m.long_power_failures, p1::MAX_FAILURE_COUNT),
             failure_log: heapless::Vec::new(),
             voltage_dv: [
-                Some(sc.raw(vals[5], 0.1, 0.0, 0, i64::from(p1::MAX_VOLTAGE_DV)) as u16),
+                Some(sc.raw(m.voltage_l1_v, 0.1, u32::from(p1::MAX_VOLTAGE_DV)) as u16),
                 None,
                 None,
             ],
             current_a: [
-                Some(sc.count(vals[6], u32::from(p1::MAX_CURRENT_A)) as u16),
+                Some(sc.count(m.current_l1_a, u32::from(p1::MAX_CURRENT_A)) as u16),
                 None,
                 None,
             ],
@@ -1053,10 +1071,11 @@ impl PlantLink {
             self.stats.rejects.unknown_id += 1;
             return;
         };
-        let Some(spec) = MESSAGES.iter().find(|m| m.id == id) else {
+        let Some(message) = MESSAGES.iter().position(|m| m.id == id) else {
             self.stats.rejects.unknown_id += 1;
             return;
         };
+        let spec = &MESSAGES[message];
         if spec.sender != Node::Controller {
             self.stats.rejects.not_for_plant += 1;
             return;
@@ -1066,10 +1085,7 @@ impl PlantLink {
             self.stats.rejects.malformed += 1;
             return;
         }
-        let s = self.specs;
-        let slot = [s.battery_cmd, s.converter_cmd, s.pv_cmd, s.switch_cmd]
-            .iter()
-            .position(|c| c.id == id);
+        let slot = self.rx.iter().position(|r| r.message == message);
         if let Some(data_id) = spec.e2e_data_id {
             let checker = match slot {
                 Some(k) => &mut self.rx[k].checker,
@@ -1091,11 +1107,10 @@ impl PlantLink {
                 }
             }
         }
-        let decoded = match slot {
-            Some(k) => self.decode_command(k, data),
-            None if id == s.socket_cap_cmd.id => self.decode_socket_cap(data),
-            None if id == s.ctrl_heartbeat.id => self.decode_ctrl_heartbeat(now, data),
-            None => Err(Reject::Malformed),
+        let decoded = if message == index::CTRL_HEARTBEAT {
+            self.decode_ctrl_heartbeat(now, data)
+        } else {
+            self.decode_command(message, data)
         };
         match decoded {
             Ok(()) => {
@@ -1112,58 +1127,30 @@ impl PlantLink {
         }
     }
 
-    fn decode_command(&mut self, k: usize, data: &[u8]) -> Result<(), Reject> {
-        let c = &mut self.latest;
-        match k {
-            BATTERY => {
-                let Ok(m) = BatteryCmd::try_from(data) else {
-                    return Err(Reject::Malformed);
-                };
-                c.battery_enabled = m.battery_enabled();
-                c.battery_charge_limit_w = f64::from(m.battery_charge_limit());
-                c.battery_discharge_limit_w = f64::from(m.battery_discharge_limit());
-                c.battery_setpoint_v = if m.battery_standby() {
-                    self.standby_setpoint_v
-                } else {
-                    None
-                };
+    /// Applies command message `message`'s signals to the latest command.
+    fn decode_command(&mut self, message: usize, data: &[u8]) -> Result<(), Reject> {
+        let Some((_, rows)) = self.command_rows.iter().find(|(m, _)| *m == message) else {
+            return Err(Reject::Malformed);
+        };
+        let index = match indexed(message) {
+            None => 0,
+            Some(_) => {
+                let i = usize::from(frame_index(message, data).ok_or(Reject::Malformed)?);
+                if i >= self.port.sockets() {
+                    return Err(Reject::BadIndex);
+                }
+                i
             }
-            CONVERTER => {
-                let Ok(m) = ConverterCmd::try_from(data) else {
-                    return Err(Reject::Malformed);
-                };
-                c.charger_enabled = m.charger_enabled();
-                c.charger_setpoint_v = m.charger_boost().then_some(CHARGER_BOOST_SETPOINT_V);
-                c.inverter_enabled = m.inverter_enabled();
-                c.inverter_request_ac_w = f64::from(m.inverter_request_ac_power());
-                self.inverter_export_enabled = Some(m.inverter_export_enabled());
-            }
-            PV => {
-                let Ok(m) = PvCmd::try_from(data) else {
-                    return Err(Reject::Malformed);
-                };
-                c.pv_cap_w = m.pv_cap_active().then_some(f64::from(m.pv_cap()));
-            }
-            SWITCH => {
-                let Ok(m) = SwitchCmd::try_from(data) else {
-                    return Err(Reject::Malformed);
-                };
-                let bits = |mask: u16, n: usize| (0..n).map(|i| mask >> i & 1 == 1).collect();
-                c.circuits_on = Some(bits(m.circuits_on(), self.n_circuits));
-                c.sockets_on = Some(bits(m.sockets_on(), self.n_sockets));
-            }
-            _ => return Err(Reject::Malformed),
+        };
+        let mut values = Vec::with_capacity(rows.len());
+        for (s, sink) in rows {
+            values.push((s.decode(data).map_err(|_| Reject::Malformed)?, *sink));
         }
-        Ok(())
-    }
-
-    fn decode_socket_cap(&mut self, data: &[u8]) -> Result<(), Reject> {
-        let m = SocketCapCmd::try_from(data).map_err(|_| Reject::Malformed)?;
-        let cap = self
-            .socket_caps_w
-            .get_mut(usize::from(m.cap_socket_index()))
-            .ok_or(Reject::BadIndex)?;
-        *cap = m.socket_cap_active().then_some(f64::from(m.socket_cap()));
+        for (v, sink) in values {
+            if let Sink::Set(set) = sink {
+                set(&mut self.latest, index, v);
+            }
+        }
         Ok(())
     }
 
@@ -1187,9 +1174,8 @@ impl PlantLink {
     /// Declares a timeout for every command message older than its
     /// deadline at `now`.
     fn check_deadlines(&mut self, now: SimTime) {
-        let s = self.specs;
-        let specs = [s.battery_cmd, s.converter_cmd, s.pv_cmd, s.switch_cmd];
-        for (rx, spec) in self.rx.iter_mut().zip(specs) {
+        for rx in self.rx.iter_mut() {
+            let spec = &MESSAGES[rx.message];
             let Some(at) = rx.last_valid else { continue };
             let age_us = now.as_micros().saturating_sub(at.as_micros());
             if spec.deadline_ms > 0 && age_us > u64::from(spec.deadline_ms) * 1000 {
@@ -1207,7 +1193,13 @@ impl PlantLink {
     /// arrived.
     pub fn commands(&mut self, now: SimTime) -> Option<PlantCommands> {
         self.check_deadlines(now);
-        self.command_set_complete().then(|| self.latest.clone())
+        self.command_set_complete()
+            .then(|| self.port.plant_commands(&self.latest))
+    }
+
+    /// The latest command as decoded (complete or not).
+    pub fn assembly_command(&self) -> &AssemblyCommand {
+        &self.latest
     }
 
     /// `SyncEchoMs` of the last accepted `CtrlHeartbeat`.
@@ -1228,13 +1220,17 @@ impl PlantLink {
     /// `InverterExportEnabled` of the last accepted `ConverterCmd` (not
     /// part of [`PlantCommands`]: the house's inverter config decides).
     pub fn inverter_export_enabled(&self) -> Option<bool> {
-        self.inverter_export_enabled
+        let name = MESSAGES[index::CONVERTER_CMD].name;
+        self.stats
+            .frames_accepted
+            .contains_key(name)
+            .then_some(self.latest.inverter_export_enabled)
     }
 
     /// Per socket (bus order), the last `SocketCapCmd` cap, W (not part of
     /// [`PlantCommands`]).
     pub fn socket_caps_w(&self) -> &[Option<f64>] {
-        &self.socket_caps_w
+        &self.latest.socket_caps_w
     }
 
     /// What `PlantHeartbeat` reports now.
@@ -1244,6 +1240,15 @@ impl PlantLink {
 
     pub fn stats(&self) -> &PlantLinkStats {
         &self.stats
+    }
+}
+
+/// Message `m`, which must be E2E-protected.
+fn e2e_message(m: usize) -> Result<usize, PlantLinkError> {
+    let spec = &MESSAGES[m];
+    match spec.e2e_data_id {
+        Some(_) => Ok(m),
+        None => Err(PlantLinkError::MissingMessage(spec.name)),
     }
 }
 
@@ -1282,10 +1287,6 @@ fn check_meter_options(o: &PlantLinkOptions) -> Result<(), PlantLinkError> {
     Ok(())
 }
 
-fn period_us(spec: &MessageSpec) -> u64 {
-    u64::from(spec.cycle_ms) * 1000
-}
-
 fn name_of(frame: &CanFrame) -> &'static str {
     match frame.id() {
         CanId::Standard(id) => firmware::wire::can::spec(id).map_or("unknown", |s| s.name),
@@ -1311,10 +1312,7 @@ fn protect_frame(spec: &MessageSpec, sender: &mut E2eSender, mut data: [u8; 8]) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use firmware::wire::can::messages::{
-        BatteryCmdBatteryFunction, ConverterCmdChargerFunction, ConverterCmdInverterFunction,
-        Messages, PlantHeartbeatPlantState, PvCmdPvFunction, SocketCapCmdSocketFunction,
-    };
+    use firmware::wire::can::messages::*;
     use firmware::wire::e2e;
     use proptest::prelude::*;
     use std::path::Path;
@@ -1774,7 +1772,7 @@ mod tests {
         for f in c.full_set() {
             l.handle_frame(t0, &f);
         }
-        let deadline_ms = u64::from(spec_named("BatteryCmd").unwrap().deadline_ms);
+        let deadline_ms = u64::from(MESSAGES[index::BATTERY_CMD].deadline_ms);
         assert_eq!(deadline_ms, 350);
         // Refresh all but the switch command within the deadline.
         let t1 = t0.saturating_add(300_000);

@@ -1,10 +1,13 @@
-//! The production firmware core driving the twin household in lockstep
-//! virtual time: checked through the house's published signals only.
+//! The production firmware core driving the twin household directly (a
+//! rig session with the direct controller end) in lockstep virtual time:
+//! checked through the house's published signals only.
 
 use std::path::{Path, PathBuf};
 
 use firmware::controller::Output;
-use rigs::closed_loop::ClosedLoop;
+use rigs::rig::direct::{self, DirectEnd, WakePolicy};
+use rigs::rig::plant::Recording;
+use rigs::rig::{Session, TimeMode};
 use twin::engine::SignalRegistry;
 use twin::house::HouseConfig;
 use twin::time::SimTime;
@@ -81,12 +84,26 @@ const SIGNALS: &[&str] = &[
     "cell_voltage_min_v",
 ];
 
-fn run(extra: &str, hours: f64) -> (Trace, ClosedLoop) {
-    let mut lp = ClosedLoop::new(house(extra), controller()).unwrap();
+/// The house driven directly by `cfg`'s controller, waking every time it
+/// asks (as `maslow twin house --controller` runs it).
+fn session(house_cfg: HouseConfig, cfg: firmware::ControllerConfig) -> Session<DirectEnd> {
+    let (wake, rec, time) = (
+        WakePolicy::EveryTimeout,
+        Recording::default(),
+        TimeMode::Lockstep,
+    );
+    direct::session(house_cfg, cfg, wake, rec, time).unwrap()
+}
+
+fn advance(lp: &mut Session<DirectEnd>, to: SimTime, trace: &mut Trace) {
+    lp.run_until(to, |plant| trace.sample(plant.now(), plant.signals()))
+        .unwrap();
+}
+
+fn run(extra: &str, hours: f64) -> (Trace, Session<DirectEnd>) {
+    let mut lp = session(house(extra), controller());
     let mut trace = Trace::new(SIGNALS);
-    lp.run_until(SimTime::from_secs_f64(hours * 3600.0), |now, s| {
-        trace.sample(now, s)
-    });
+    advance(&mut lp, SimTime::from_secs_f64(hours * 3600.0), &mut trace);
     (trace, lp)
 }
 
@@ -119,18 +136,23 @@ fn the_firmware_cuts_the_evening_peak_and_keeps_the_battery_in_its_window() {
     assert!(with.col("grid_export_w").iter().all(|w| *w < 1.0));
     // Protection saw nothing wrong on a normal day.
     assert!(
-        lp.controller.protection().faults.is_empty(),
+        lp.controller().controller.protection().faults.is_empty(),
         "{:?}",
-        lp.controller.protection().faults
+        lp.controller().controller.protection().faults
     );
     // Every decision is explained: the log holds peak-reduction decisions.
     assert!(lp
+        .controller()
         .controller
         .decisions()
         .iter()
         .any(|d| d.reason.function == firmware::decision::Function::PeakReduction));
     // A peak report was issued for the day's window.
-    assert!(lp.events.iter().any(|e| matches!(e, Output::PeakReport(_))));
+    assert!(lp
+        .controller()
+        .events
+        .iter()
+        .any(|e| matches!(e, Output::PeakReport(_))));
 }
 
 #[test]
@@ -153,7 +175,7 @@ fn in_a_power_cut_the_lights_stay_on_and_nothing_is_exported() {
         }
     }
     let decided = |code: &str| {
-        lp.controller.decisions().iter().any(|d| {
+        lp.controller().controller.decisions().iter().any(|d| {
             d.reason.function == firmware::decision::Function::Resilience && d.reason.code == code
         })
     };
@@ -181,10 +203,10 @@ fn a_signed_dispatch_for_its_branch_moves_the_battery_and_forgeries_do_not() {
     });
     let house_cfg = house("");
     let calendar = house_cfg.calendar;
-    let mut lp = ClosedLoop::new(house_cfg, cfg).unwrap();
+    let mut lp = session(house_cfg, cfg);
     let mut t = Trace::new(SIGNALS);
     // 22:00: after the peak, no PV, no charging plan; the battery idles.
-    lp.run_until(SimTime::from_secs(22 * 3600), |now, s| t.sample(now, s));
+    advance(&mut lp, SimTime::from_secs(22 * 3600), &mut t);
     let utc = calendar.unix_s(SimTime::from_secs(22 * 3600)) as u64;
     let dispatch = |branch: u32, sequence: u64| {
         encode(
@@ -204,16 +226,19 @@ fn a_signed_dispatch_for_its_branch_moves_the_battery_and_forgeries_do_not() {
         )
     };
     let mine = dispatch(42, 1);
-    lp.dispatch(&mine);
-    // The same message again (a redelivery: acknowledged as a duplicate,
-    // never executed twice), one for another branch, a forgery.
-    lp.dispatch(&mine);
-    lp.dispatch(&dispatch(41, 2));
     let mut forged = dispatch(42, 3);
     forged[70] ^= 0x01; // power field changed after signing
-    lp.dispatch(&forged);
-    lp.run_until(SimTime::from_secs(23 * 3600), |now, s| t.sample(now, s));
-    let c = lp.controller.dispatch_counters().unwrap();
+    {
+        let (end, plant) = lp.parts_mut();
+        end.dispatch(plant, &mine);
+        // The same message again (a redelivery: acknowledged as a duplicate,
+        // never executed twice), one for another branch, a forgery.
+        end.dispatch(plant, &mine);
+        end.dispatch(plant, &dispatch(41, 2));
+        end.dispatch(plant, &forged);
+    }
+    advance(&mut lp, SimTime::from_secs(23 * 3600), &mut t);
+    let c = lp.controller().controller.dispatch_counters().unwrap();
     assert_eq!(c.accepted, 1);
     assert_eq!(c.duplicate, 1);
     assert_eq!(c.replayed, 0);

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use rigs::closed_loop::{ClosedLoop, WakePolicy};
 use rigs::fleet::run::{branches_csv, run_in_process, RunOptions};
 use rigs::fleet::scenario::FleetScenario;
 use rigs::fleet::server::FleetServer;
@@ -17,6 +16,9 @@ use rigs::fleet::wire::{
     json_message, Done, FeederInfo, FeederReport, Hello, Message, SiteCounters, SiteInfo,
     Telemetry, Topic,
 };
+use rigs::rig::direct::{self, WakePolicy};
+use rigs::rig::plant::Recording;
+use rigs::rig::TimeMode;
 use twin::time::SimTime;
 
 fn repo(p: &str) -> PathBuf {
@@ -176,8 +178,9 @@ fn run_house(sc: &FleetScenario, step_ms: u64, wake: WakePolicy, hours: f64) -> 
     if wake == WakePolicy::EveryTimeout {
         cc.control_period_ms = 1000;
     }
-    let mut lp = ClosedLoop::new(house_config(&sc, &h).unwrap(), cc).unwrap();
-    lp.wake = wake;
+    let house = house_config(&sc, &h).unwrap();
+    let (rec, time) = (Recording::default(), TimeMode::Lockstep);
+    let mut lp = direct::session(house, cc, wake, rec, time).unwrap();
     let ids: Vec<_> = [
         "grid_import_w",
         "grid_export_w",
@@ -188,11 +191,13 @@ fn run_house(sc: &FleetScenario, step_ms: u64, wake: WakePolicy, hours: f64) -> 
         "battery_power_w",
     ]
     .iter()
-    .map(|n| lp.engine.signals().require(n).unwrap())
+    .map(|n| lp.plant().signals().require(n).unwrap())
     .collect();
     let dt_h = step_ms as f64 / 3.6e6;
     let mut e = Energies::default();
-    lp.run_until(SimTime::from_secs_f64(hours * 3600.0), |_, s| {
+    let end = SimTime::from_secs_f64(hours * 3600.0);
+    lp.run_until(end, |plant| {
+        let s = plant.signals();
         let g = |k: usize| s.get(ids[k]) * dt_h / 1000.0;
         e.import += g(0);
         e.export += g(1);
@@ -200,7 +205,8 @@ fn run_house(sc: &FleetScenario, step_ms: u64, wake: WakePolicy, hours: f64) -> 
         e.charger_ac += g(4);
         e.inverter_ac += g(5);
         e.battery += g(6);
-    });
+    })
+    .unwrap();
     e
 }
 

@@ -13,10 +13,10 @@ use firmware::wire::can::messages::*;
 use firmware::wire::can::MESSAGES;
 use firmware::wire::e2e::E2eSender;
 use links::{CanFrame, CanId};
-use rigs::closed_loop::{plant_commands, standby_setpoint_v};
-use rigs::plant_link::{PlantLink, PlantLinkOptions, PlantState};
+use rigs::plant_link::{PlantLink, PlantLinkOptions, PlantState, CHARGER_BOOST_SETPOINT_V};
+use rigs::rig::direct::assembly_command;
 use twin::engine::Engine;
-use twin::house::{House, HouseConfig};
+use twin::house::{House, HouseConfig, PlantCommands};
 use twin::time::SimTime;
 
 fn repo(p: &str) -> PathBuf {
@@ -153,7 +153,7 @@ fn command() -> PlantCommand {
 }
 
 #[test]
-fn decoding_command_frames_inverts_closed_loop_plant_commands() {
+fn decoding_command_frames_gives_what_the_direct_path_gives() {
     let cfg = terrace();
     let mut house = House::new(cfg.clone()).unwrap();
     let engine = Engine::new(&mut house).unwrap();
@@ -163,11 +163,29 @@ fn decoding_command_frames_inverts_closed_loop_plant_commands() {
     for f in enc.command_frames(&c) {
         link.handle_frame(SimTime::ZERO, &f);
     }
-    let standby_v = standby_setpoint_v(&cfg);
+    // The direct path: the same command through the same port.
+    let direct =
+        |c: &PlantCommand, link: &PlantLink| link.port().plant_commands(&assembly_command(c));
+    let standby_v = link.port().standby_setpoint_v();
     assert!(standby_v.is_some(), "the terrace house has a charger");
+    assert_eq!(link.commands(SimTime::ZERO), Some(direct(&c, &link)));
+    // What the house is told, written out (boost is the charger's boost
+    // setpoint; no standby, so the battery keeps its own setpoint).
     assert_eq!(
         link.commands(SimTime::ZERO),
-        Some(plant_commands(&c, standby_v))
+        Some(PlantCommands {
+            battery_enabled: true,
+            battery_discharge_limit_w: 3000.0,
+            battery_charge_limit_w: 2000.0,
+            battery_setpoint_v: None,
+            charger_enabled: true,
+            charger_setpoint_v: Some(CHARGER_BOOST_SETPOINT_V),
+            inverter_enabled: true,
+            inverter_request_ac_w: 800.0,
+            pv_cap_w: Some(1500.0),
+            circuits_on: Some(vec![false, true, true, true]),
+            sockets_on: Some(vec![true, false, true, true]),
+        })
     );
     let mut unboosted = c.clone();
     unboosted.charger.boost = false;
@@ -178,7 +196,7 @@ fn decoding_command_frames_inverts_closed_loop_plant_commands() {
     }
     assert_eq!(
         link.commands(SimTime::ZERO),
-        Some(plant_commands(&unboosted, standby_v))
+        Some(direct(&unboosted, &link))
     );
     assert_eq!(
         link.commands(SimTime::ZERO)

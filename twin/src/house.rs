@@ -700,6 +700,29 @@ pub struct PlantCommands {
     pub sockets_on: Option<Vec<bool>>,
 }
 
+impl PlantCommands {
+    /// What a house without the battery assembly does: battery off, the
+    /// charger feeding the DC bus from the grid at its own setpoint, the
+    /// inverter off, no PV cap, and each of its `circuits` circuits and
+    /// `sockets` sockets supplied. (Naming every circuit and socket as on
+    /// acts exactly as naming none: an unnamed one is supplied.)
+    pub fn no_assembly(circuits: usize, sockets: usize) -> Self {
+        PlantCommands {
+            battery_enabled: false,
+            battery_discharge_limit_w: 0.0,
+            battery_charge_limit_w: 0.0,
+            battery_setpoint_v: None,
+            charger_enabled: true,
+            charger_setpoint_v: None,
+            inverter_enabled: false,
+            inverter_request_ac_w: 0.0,
+            pv_cap_w: None,
+            circuits_on: Some(vec![true; circuits]),
+            sockets_on: Some(vec![true; sockets]),
+        }
+    }
+}
+
 /// One household, stepped by the [`crate::engine::Engine`].
 #[derive(Debug)]
 pub struct House {

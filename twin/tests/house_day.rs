@@ -266,17 +266,11 @@ fn a_controller_s_commands_replace_the_policy() {
     let sig = |e: &Engine<_>, n: &str| e.signals().get(e.signals().require(n).unwrap());
     assert!(sig(&engine, "circuit_lighting_downstairs_power_w") > 40.0);
     house.command(Some(PlantCommands {
-        battery_enabled: false,
-        battery_discharge_limit_w: 0.0,
-        battery_charge_limit_w: 0.0,
-        battery_setpoint_v: None,
-        charger_enabled: true,
-        charger_setpoint_v: None,
         inverter_enabled: true,
-        inverter_request_ac_w: 0.0,
         pv_cap_w: Some(0.0),
         circuits_on: Some(vec![false, true, true, true]),
         sockets_on: Some(vec![true, true, false, true]),
+        ..PlantCommands::no_assembly(4, 4)
     }));
     engine.run_until(&mut house, SimTime::from_secs(20 * 3600 + 60), |_, _| true);
     assert_eq!(sig(&engine, "circuit_lighting_downstairs_power_w"), 0.0);

@@ -1,7 +1,8 @@
 //! The site agent: one household on a feeder.
 //!
-//! A household with a battery assembly is a [`ClosedLoop`]: its house twin
-//! and the real firmware [`firmware::Controller`] in-process. The agent plays
+//! A household with a battery assembly is a rig [`Session`] with the
+//! [`DirectEnd`]: its house twin and the real firmware
+//! [`firmware::Controller`] in-process, nothing recorded. The agent plays
 //! the board's host runtime: it hands received dispatch bytes to the
 //! controller (`Input::Dispatch`), gives it UTC (through the loop's clock
 //! input), turns every verdict into an [`Ack`] and reports one [`Telemetry`]
@@ -26,13 +27,15 @@ use firmware::controller::Output;
 use firmware::remote_config::RemoteConfigBounds;
 use twin::engine::SignalId;
 use twin::grid::HouseholdDemand;
-use twin::house::{HouseConfig, PlantCommands};
+use twin::house::HouseConfig;
 use twin::time::SimTime;
 
 use super::scenario::{FleetScenario, HouseholdSpec};
 use super::signatures::SharedSignatures;
 use super::wire::{Ack, SiteCounters, Telemetry};
-use crate::closed_loop::{ClosedLoop, WakePolicy};
+use crate::rig::direct::{self, DirectEnd, WakePolicy};
+use crate::rig::plant::Recording;
+use crate::rig::{Session, TimeMode};
 
 /// Reactive power a household draws per kW of import, kvar/kW (pf ≈ 0.98).
 pub const Q_PER_P_IMPORT: f64 = 0.2;
@@ -62,7 +65,7 @@ pub struct MinuteFlow {
 }
 
 struct AssemblySite {
-    lp: ClosedLoop,
+    session: Session<DirectEnd>,
     grid_import: SignalId,
     grid_export: SignalId,
     battery_power: SignalId,
@@ -233,15 +236,26 @@ impl Site {
                 .as_ref()
                 .map(|c| c.envelope.clone())
                 .unwrap_or_default();
-            let mut lp = ClosedLoop::new(hc, cc).map_err(|e| err(e.to_string()))?;
-            lp.wake = WakePolicy::OncePerStep;
-            let s = lp.engine.signals();
+            let session = direct::session(
+                hc,
+                cc,
+                WakePolicy::OncePerStep,
+                Recording::default(),
+                TimeMode::Lockstep,
+            )
+            .map_err(|e| err(e.to_string()))?;
+            let s = session.plant().signals();
             let id = |n: &str| s.require(n).map_err(|e| err(e.to_string()));
+            let (grid_import, grid_export, battery_power) = (
+                id("grid_import_w")?,
+                id("grid_export_w")?,
+                id("battery_power_w")?,
+            );
             Kind::Assembly(Box::new(AssemblySite {
-                grid_import: id("grid_import_w")?,
-                grid_export: id("grid_export_w")?,
-                battery_power: id("battery_power_w")?,
-                lp,
+                grid_import,
+                grid_export,
+                battery_power,
+                session,
                 envelope,
                 export_allowed,
                 dropped: false,
@@ -283,13 +297,14 @@ impl Site {
         if a.dropped {
             return None;
         }
+        let (end, plant) = a.session.parts_mut();
         if config {
-            a.lp.configure_with(payload, signatures);
+            end.configure_with(plant, payload, signatures);
         } else {
-            a.lp.dispatch_with(payload, signatures);
+            end.dispatch_with(plant, payload, signatures);
         }
         let mut label = None;
-        for e in a.lp.events.drain(..) {
+        for e in end.events.drain(..) {
             match e {
                 Output::DispatchVerdict(v) if !config => label = Some(verdict_label(&v)),
                 Output::ConfigVerdict(v) if config => label = Some(config_verdict_label(&v)),
@@ -309,19 +324,8 @@ impl Site {
     pub fn drop_out(&mut self) {
         if let Kind::Assembly(a) = &mut self.kind {
             a.dropped = true;
-            a.lp.house.command(Some(PlantCommands {
-                battery_enabled: false,
-                battery_discharge_limit_w: 0.0,
-                battery_charge_limit_w: 0.0,
-                battery_setpoint_v: None,
-                charger_enabled: true,
-                charger_setpoint_v: None,
-                inverter_enabled: false,
-                inverter_request_ac_w: 0.0,
-                pv_cap_w: None,
-                circuits_on: None,
-                sockets_on: None,
-            }));
+            let (end, plant) = a.session.parts_mut();
+            end.power_down(plant);
         }
     }
 
@@ -333,19 +337,17 @@ impl Site {
             Kind::Assembly(a) => {
                 let (mut imp, mut exp, mut bat) = (0.0, 0.0, 0.0);
                 for _ in 0..steps {
-                    if a.dropped {
-                        a.lp.engine.tick(&mut a.lp.house);
-                    } else {
-                        a.lp.step();
-                    }
-                    let s = a.lp.engine.signals();
+                    // The direct end cannot fail; a dropped-out assembly's
+                    // house steps on alone.
+                    let _ = a.session.step();
+                    let s = a.session.plant().signals();
                     imp += s.get(a.grid_import);
                     exp += s.get(a.grid_export);
                     bat += s.get(a.battery_power);
                 }
                 // Outputs other than verdicts (telemetry snapshots, reports)
                 // are not used by the fleet: drop them so memory stays flat.
-                a.lp.events.clear();
+                a.session.parts_mut().0.events.clear();
                 let n = steps as f64;
                 let net_kw = (imp - exp) / n / 1000.0;
                 MinuteFlow {
@@ -383,8 +385,8 @@ impl Site {
         if a.dropped {
             return None;
         }
-        let now = a.lp.now();
-        let st = a.lp.controller.cluster_status(now)?;
+        let now = firmware::Millis(a.session.plant().now_ms());
+        let st = a.session.controller().controller.cluster_status(now)?;
         // Without export, discharge can at most cover the household's own
         // consumption: what the battery gives now plus what is imported.
         let own_use_w = if a.export_allowed {
@@ -441,7 +443,7 @@ impl Site {
     pub fn true_soc(&self) -> Option<f64> {
         match &self.kind {
             Kind::Assembly(a) => {
-                let s = a.lp.engine.signals();
+                let s = a.session.plant().signals();
                 s.require("soc").ok().map(|id| s.get(id))
             }
             Kind::DemandOnly(_) => None,

@@ -2,8 +2,15 @@
 //!
 //! - [`config`]: rig files (`rigs/sim.toml`, `rigs/sil.toml`,
 //!   `rigs/bench.example.toml`), strictly parsed.
-//! - [`plant`]: the twin house and its link end, shared by every rig.
-//! - [`ends`]: where the controller runs — in this process
+//! - [`run`]: the [`Session`] every house run is — a plant stepped against
+//!   a [`ControllerSide`]: frames to a controller end ([`FramedEnd`]), the
+//!   firmware core directly ([`direct::DirectEnd`]), or none
+//!   ([`OwnPolicy`]) — in lockstep or real time; [`run`] runs a rig file.
+//! - [`plant`]: the twin house ([`plant::HousePlant`]) and, for framed
+//!   ends, its link ([`plant::PlantSide`]), shared by every session.
+//! - [`direct`]: the direct controller end (no frames): `maslow twin house
+//!   --controller` and fleet households.
+//! - [`ends`]: where a framed controller runs — in this process
 //!   ([`ends::InProcessEnd`], the firmware [`Node`](firmware::node::Node)
 //!   on the in-process bus) or behind real transports
 //!   ([`ends::LinkedEnd`]: SLCAN over pseudo-terminals to a
@@ -20,13 +27,17 @@
 //!   step jitter p50/p99/max and overruns.
 
 pub mod config;
+pub mod direct;
 pub mod ends;
 pub mod plant;
 pub mod run;
 
 pub use config::{CanTransport, ControllerLocation, MeterTransport, Rig, RigFileError, TimeMode};
 pub use ends::{Reply, UplinkMessage};
-pub use run::{run, LinkFaultCounts, LinkFaults, RunOptions, RunSummary, Session, UplinkReply};
+pub use run::{
+    run, ControllerSide, FramedEnd, LinkFaultCounts, LinkFaults, OwnPolicy, RunOptions, RunSummary,
+    Session, UplinkReply,
+};
 
 /// Why a rig run could not start or did not finish.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +52,8 @@ pub enum RigError {
     Engine(#[from] twin::engine::EngineError),
     #[error(transparent)]
     PlantLink(#[from] crate::plant_link::PlantLinkError),
+    #[error(transparent)]
+    Direct(#[from] crate::rig::direct::DirectError),
     #[error(transparent)]
     ControllerConfig(#[from] firmware::config_file::LoadError),
     #[error("controller: {0}")]

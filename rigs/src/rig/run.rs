@@ -1,5 +1,6 @@
-//! Running a rig: the plant loop for both time modes, over any controller
-//! end, and the run's summary.
+//! Running a house: the [`Session`] (the plant loop for both time modes,
+//! over any [`ControllerSide`]), the frame-linked side of rig files
+//! ([`FramedEnd`]), and a rig run's summary.
 
 use std::fmt;
 use std::ops::ControlFlow;
@@ -10,11 +11,11 @@ use reports::csv_table::ColumnTable;
 use twin::time::SimTime;
 
 use crate::busload::BusLoadReport;
-use crate::pacing::{JitterStats, RealTimePacer};
+use crate::pacing::{JitterStats, PacerReport, RealTimePacer};
 use crate::plant_link::ControllerStatus;
 use crate::rig::config::{ControllerLocation, Rig, TimeMode};
 use crate::rig::ends::{ControllerEnd, DecisionEntry, DecisionTap, InProcessEnd, LinkedEnd};
-use crate::rig::plant::{AppliedCommands, ControllerFlags, Energies, PlantSide};
+use crate::rig::plant::{AppliedCommands, ControllerFlags, Energies, HousePlant, PlantSide};
 use crate::rig::RigError;
 use links::CanFrame;
 
@@ -187,13 +188,169 @@ pub struct UplinkReply {
     pub reply: crate::rig::ends::Reply,
 }
 
-/// A rig run in progress: the plant stepped against a controller end, one
-/// plant step at a time. [`run`] drives one from start to end; Gherkin
-/// scenarios drive one step by step, with events and faults in between.
-pub struct Session {
-    rig_name: String,
+/// Where a session's controller is, seen from the plant, and how one plant
+/// step exchanges with it: by frames over a link ([`FramedEnd`]), directly
+/// in-process ([`DirectEnd`](crate::rig::direct::DirectEnd)), or not at all
+/// ([`OwnPolicy`]: the house's fixed policy).
+pub trait ControllerSide {
+    /// The plant the side steps: the house with its frame link, or alone.
+    type Plant: AsRef<HousePlant> + AsMut<HousePlant>;
+
+    /// One plant step and its exchange with the controller.
+    fn step(&mut self, plant: &mut Self::Plant) -> Result<(), RigError>;
+
+    /// Writes out what the side keeps in memory (trace files); at the end
+    /// of every [`Session::run_until`].
+    fn flush(&mut self, plant: &Self::Plant) -> Result<(), RigError> {
+        let _ = plant;
+        Ok(())
+    }
+}
+
+/// No controller: the house runs its own fixed policy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OwnPolicy;
+
+impl ControllerSide for OwnPolicy {
+    type Plant = HousePlant;
+
+    fn step(&mut self, plant: &mut HousePlant) -> Result<(), RigError> {
+        plant.tick();
+        Ok(())
+    }
+}
+
+/// A house run in progress: the plant stepped against a controller side,
+/// one plant step at a time, in lockstep or paced against the wall clock.
+/// Every house run is one: a rig file's run ([`run`], Gherkin scenarios,
+/// frames to a controller end), `maslow twin house` (the house's own
+/// policy, or the firmware directly) and each household of a fleet.
+pub struct Session<C: ControllerSide = FramedEnd> {
     time: TimeMode,
-    plant: PlantSide,
+    plant: C::Plant,
+    controller: C,
+    pacing: Option<JitterStats>,
+    last_pacer_report: Option<PacerReport>,
+}
+
+impl<C: ControllerSide> Session<C> {
+    /// A session of `plant` against `controller`, in `time` mode.
+    pub fn new(plant: C::Plant, controller: C, time: TimeMode) -> Self {
+        Session {
+            time,
+            plant,
+            controller,
+            pacing: None,
+            last_pacer_report: None,
+        }
+    }
+
+    pub fn now(&self) -> SimTime {
+        self.plant.as_ref().now()
+    }
+
+    pub fn time_mode(&self) -> TimeMode {
+        self.time
+    }
+
+    /// The plant (the twin, its link if any, what it recorded).
+    pub fn plant(&self) -> &C::Plant {
+        &self.plant
+    }
+
+    /// The plant, to schedule events or hold a sensor.
+    pub fn plant_mut(&mut self) -> &mut C::Plant {
+        &mut self.plant
+    }
+
+    /// The controller side.
+    pub fn controller(&self) -> &C {
+        &self.controller
+    }
+
+    /// The controller side and the plant, both mutable.
+    pub fn parts_mut(&mut self) -> (&mut C, &mut C::Plant) {
+        (&mut self.controller, &mut self.plant)
+    }
+
+    /// One plant step and its exchange with the controller.
+    pub fn step(&mut self) -> Result<(), RigError> {
+        self.controller.step(&mut self.plant)
+    }
+
+    /// Steps until plant time `until` (as fast as the controller allows in
+    /// lockstep, paced against the wall clock in real time), calling
+    /// `after_step` after every step.
+    pub fn run_until(
+        &mut self,
+        until: SimTime,
+        mut after_step: impl FnMut(&C::Plant),
+    ) -> Result<(), RigError> {
+        match self.time {
+            TimeMode::Lockstep => {
+                while self.now() < until {
+                    self.step()?;
+                    after_step(&self.plant);
+                }
+                self.controller.flush(&self.plant)
+            }
+            TimeMode::Realtime => {
+                let step_us = self.plant.as_ref().step_us();
+                let left_us = until.as_micros().saturating_sub(self.now().as_micros());
+                let steps = left_us.div_ceil(step_us.max(1));
+                if steps == 0 {
+                    return Ok(());
+                }
+                let pacer = RealTimePacer::new(Duration::from_micros(step_us));
+                let mut failure = None;
+                let report = pacer.run_for(steps, |tick| {
+                    // After an overrun the pacer may ask for several
+                    // periods at once (catch-up): the plant advances by all.
+                    for _ in 0..tick.slots.max(1) {
+                        if self.now() >= until {
+                            return ControlFlow::Break(());
+                        }
+                        if let Err(e) = self.step() {
+                            failure = Some(e);
+                            return ControlFlow::Break(());
+                        }
+                        after_step(&self.plant);
+                    }
+                    ControlFlow::Continue(())
+                });
+                match self.pacing.as_mut() {
+                    Some(p) => p.merge(&report.stats),
+                    None => self.pacing = Some(report.stats.clone()),
+                }
+                self.last_pacer_report = Some(report);
+                self.controller.flush(&self.plant)?;
+                failure.map_or(Ok(()), Err)
+            }
+        }
+    }
+
+    /// Real-time pacing so far (real-time sessions).
+    pub fn pacing(&self) -> Option<&JitterStats> {
+        self.pacing.as_ref()
+    }
+
+    /// The pacer's report of the last real-time [`Session::run_until`].
+    pub fn last_pacer_report(&self) -> Option<&PacerReport> {
+        self.last_pacer_report.as_ref()
+    }
+
+    /// The plant, once the session is over.
+    pub fn into_plant(self) -> C::Plant {
+        self.plant
+    }
+}
+
+/// A controller reached by frames and telegrams: the plant's frame link
+/// (in its [`PlantSide`]) to a controller end — the firmware node on the
+/// in-process bus, a child process, or a board — with the run's traces,
+/// link faults and traffic counts.
+pub struct FramedEnd {
+    rig_name: String,
     end: Box<dyn ControllerEnd + Send>,
     /// Every frame both ways, candump `-L`, stamped with the run's
     /// virtual time as Unix time (epoch of the scenario).
@@ -212,8 +369,8 @@ pub struct Session {
     /// Lockstep: wall time from handing the step's frames to the controller
     /// end until its acknowledging heartbeat arrived, µs.
     round_trips_us: Vec<u32>,
-    pacing: Option<JitterStats>,
     started: Instant,
+    time: TimeMode,
     faults: LinkFaults,
     fault_counts: LinkFaultCounts,
     fault_rng: rand_chacha::ChaCha8Rng,
@@ -242,10 +399,8 @@ impl Session {
             Some(p) => Some(TapFile::create(p, u64::MAX)?),
             None => None,
         };
-        Ok(Session {
+        let framed = FramedEnd {
             rig_name: rig.name.clone(),
-            time: rig.time,
-            plant,
             end,
             trace,
             epoch_s: epoch,
@@ -257,52 +412,35 @@ impl Session {
             frames_from: 0,
             p1_telegrams: 0,
             round_trips_us: Vec::new(),
-            pacing: None,
             started: Instant::now(),
+            time: rig.time,
             faults: LinkFaults::default(),
             fault_counts: LinkFaultCounts::default(),
             fault_rng: rand_chacha::ChaCha8Rng::seed_from_u64(fault_seed),
             replies: Vec::new(),
-        })
-    }
-
-    pub fn now(&self) -> SimTime {
-        self.plant.now()
-    }
-
-    pub fn time_mode(&self) -> TimeMode {
-        self.time
-    }
-
-    /// The plant side (the twin, its link, what it recorded).
-    pub fn plant(&self) -> &PlantSide {
-        &self.plant
-    }
-
-    /// The plant side, to schedule events or hold a sensor.
-    pub fn plant_mut(&mut self) -> &mut PlantSide {
-        &mut self.plant
+        };
+        Ok(Session::new(plant, framed, rig.time))
     }
 
     /// Sets the link faults from now on.
     pub fn set_link_faults(&mut self, faults: LinkFaults) {
-        self.faults = faults;
+        self.controller.faults = faults;
     }
 
     pub fn link_faults(&self) -> LinkFaults {
-        self.faults
+        self.controller.faults
     }
 
     pub fn link_fault_counts(&self) -> LinkFaultCounts {
-        self.fault_counts
+        self.controller.fault_counts
     }
 
     /// Sends a message from the remote server to the controller now. Rigs
     /// whose controller end has no server link say so.
     pub fn uplink(&mut self, message: &crate::rig::ends::UplinkMessage) -> Result<(), RigError> {
         let at_ms = self.plant.now_ms();
-        let replies = self.end.uplink(at_ms, message)?;
-        self.replies.extend(
+        let replies = self.controller.end.uplink(at_ms, message)?;
+        self.controller.replies.extend(
             replies
                 .into_iter()
                 .map(|reply| UplinkReply { at_ms, reply }),
@@ -312,7 +450,7 @@ impl Session {
 
     /// What the controller has answered the server so far.
     pub fn uplink_replies(&self) -> &[UplinkReply] {
-        &self.replies
+        &self.controller.replies
     }
 
     /// Also writes every CAN frame to `can` (candump `-L`, as
@@ -330,16 +468,17 @@ impl Session {
         decisions: Option<&std::path::Path>,
         limit_bytes: u64,
     ) -> Result<(), RigError> {
+        let c = &mut self.controller;
         if let Some(p) = can {
-            self.trace = Some(TapFile::create(p, limit_bytes)?);
+            c.trace = Some(TapFile::create(p, limit_bytes)?);
         }
         if let Some(p) = p1 {
-            self.p1_log = Some(TapFile::create(p, limit_bytes)?);
+            c.p1_log = Some(TapFile::create(p, limit_bytes)?);
         }
         if let Some(p) = decisions {
             let mut f = TapFile::create(p, limit_bytes)?;
             f.push(b"time_s,what,reason\n")?;
-            self.decision_log = Some(f);
+            c.decision_log = Some(f);
         }
         Ok(())
     }
@@ -348,19 +487,14 @@ impl Session {
     /// harness calls it after every `When`; a run killed later leaves the
     /// files as of this call (or a later automatic flush).
     pub fn flush_taps(&mut self) -> Result<(), RigError> {
-        for t in [&mut self.trace, &mut self.p1_log, &mut self.decision_log]
-            .into_iter()
-            .flatten()
-        {
-            t.flush()?;
-        }
-        Ok(())
+        self.controller.flush_taps()
     }
 
     /// Tap files that reached their size limit, with the plant time (s) of
     /// the first thing left out.
     pub fn truncated_taps(&self) -> Vec<(PathBuf, f64)> {
-        [&self.trace, &self.p1_log, &self.decision_log]
+        let c = &self.controller;
+        [&c.trace, &c.p1_log, &c.decision_log]
             .into_iter()
             .flatten()
             .filter_map(|t| t.truncated_at_s.map(|at| (t.path.clone(), at)))
@@ -370,12 +504,67 @@ impl Session {
     /// Decisions that fell out of the controller's bounded log before the
     /// session read them.
     pub fn decisions_missed(&self) -> u64 {
-        self.decision_tap.missed
+        self.controller.decision_tap.missed
     }
 
-    fn trace(&mut self, frames: &[CanFrame]) -> Result<(), RigError> {
+    /// CAN frames to and from the controller, and P1 telegrams, so far.
+    pub fn traffic(&self) -> (u64, u64, u64) {
+        let c = &self.controller;
+        (c.frames_to, c.frames_from, c.p1_telegrams)
+    }
+
+    /// Stops the controller end and sums the run up.
+    pub fn finish(mut self) -> Result<RunSummary, RigError> {
+        let wall_s = self.controller.started.elapsed().as_secs_f64();
+        self.flush_taps()?;
+        let controller = self.controller.end.finish()?;
+        let c = self.controller;
+        let plant = self.plant;
+        Ok(RunSummary {
+            rig: c.rig_name,
+            time: self.time,
+            seed: plant.house_seed(),
+            plant_step_ms: plant.step_ms(),
+            steps: plant.steps(),
+            simulated_s: plant.now().as_secs_f64(),
+            wall_s,
+            frames_to_controller: c.frames_to,
+            frames_from_controller: c.frames_from,
+            p1_telegrams: c.p1_telegrams,
+            bus_load: plant.bus_load.report(plant.now()),
+            plant_link: plant.link.stats().to_string(),
+            controller_status: plant.link.controller_status().map(|c| {
+                format!(
+                    "state {:?}, E2E rejects {}, meter stale {}, link timeout {}",
+                    c.state, c.e2e_rejects, c.meter_stale, c.link_timeout
+                )
+            }),
+            last_heartbeat: plant.link.controller_status(),
+            signals: plant.plant.signals_table().unwrap_or_default(),
+            applied: plant.plant.applied,
+            controller_flags: plant.controller_flags,
+            energies: plant.plant.energies,
+            pacing: self.pacing,
+            round_trip_us: percentiles(c.round_trips_us),
+            controller,
+        })
+    }
+}
+
+impl FramedEnd {
+    fn flush_taps(&mut self) -> Result<(), RigError> {
+        for t in [&mut self.trace, &mut self.p1_log, &mut self.decision_log]
+            .into_iter()
+            .flatten()
+        {
+            t.flush()?;
+        }
+        Ok(())
+    }
+
+    fn trace(&mut self, now: SimTime, frames: &[CanFrame]) -> Result<(), RigError> {
         if let Some(w) = self.trace.as_mut().filter(|w| w.truncated_at_s.is_none()) {
-            let now_s = self.plant.now().as_secs_f64();
+            let now_s = now.as_secs_f64();
             let at =
                 links::candump::Timestamp::from_secs_f64(self.epoch_s + now_s).unwrap_or_default();
             for f in frames {
@@ -387,8 +576,8 @@ impl Session {
         Ok(())
     }
 
-    fn tap_step(&mut self, telegrams: &[Vec<u8>]) -> Result<(), RigError> {
-        let now_s = self.plant.now().as_secs_f64();
+    fn tap_step(&mut self, now: SimTime, telegrams: &[Vec<u8>]) -> Result<(), RigError> {
+        let now_s = now.as_secs_f64();
         if let Some(w) = self.p1_log.as_mut() {
             for t in telegrams {
                 w.write_line(t, now_s)?;
@@ -401,7 +590,6 @@ impl Session {
         }
         Ok(())
     }
-
     /// Applies the link faults to the step's outgoing frames and telegrams.
     fn disturb(&mut self, t_ms: u64, frames: &mut Vec<CanFrame>, telegrams: &mut [Vec<u8>]) {
         use rand::Rng;
@@ -453,20 +641,26 @@ impl Session {
             }
         }
     }
+}
 
-    /// One plant step and its exchange with the controller.
-    pub fn step(&mut self) -> Result<(), RigError> {
-        self.plant.step();
-        let t_ms = self.plant.now_ms();
-        let mut frames = std::mem::take(&mut self.plant.outbox);
-        let mut telegrams = std::mem::take(&mut self.plant.p1_outbox);
+impl ControllerSide for FramedEnd {
+    type Plant = PlantSide;
+
+    /// One plant step, its frames and telegrams out (through the link
+    /// faults), the controller's frames back.
+    fn step(&mut self, plant: &mut PlantSide) -> Result<(), RigError> {
+        plant.step();
+        let now = plant.now();
+        let t_ms = plant.now_ms();
+        let mut frames = std::mem::take(&mut plant.outbox);
+        let mut telegrams = std::mem::take(&mut plant.p1_outbox);
         self.disturb(t_ms, &mut frames, &mut telegrams);
         self.inbox.clear();
         match self.time {
             TimeMode::Lockstep => {
-                let sync = self.plant.sync_frame();
-                self.trace(&frames)?;
-                self.trace(std::slice::from_ref(&sync))?;
+                let sync = plant.sync_frame();
+                self.trace(now, &frames)?;
+                self.trace(now, std::slice::from_ref(&sync))?;
                 let sent = Instant::now();
                 self.end
                     .exchange_lockstep(t_ms, &frames, &telegrams, &sync, &mut self.inbox)?;
@@ -475,131 +669,30 @@ impl Session {
                 self.frames_to += frames.len() as u64 + 1;
             }
             TimeMode::Realtime => {
-                self.trace(&frames)?;
+                self.trace(now, &frames)?;
                 self.end
                     .exchange_realtime(t_ms, &frames, &telegrams, &mut self.inbox)?;
                 self.frames_to += frames.len() as u64;
             }
         }
         self.p1_telegrams += telegrams.len() as u64;
-        self.tap_step(&telegrams)?;
+        self.tap_step(now, &telegrams)?;
         self.frames_from += self.inbox.len() as u64;
         let inbox = std::mem::take(&mut self.inbox);
-        self.trace(&inbox)?;
-        self.plant.receive(&inbox);
+        self.trace(now, &inbox)?;
+        plant.receive(&inbox);
         self.inbox = inbox;
         let replies = self.end.take_replies();
-        let at_ms = self.plant.now_ms();
         self.replies.extend(
             replies
                 .into_iter()
-                .map(|reply| UplinkReply { at_ms, reply }),
+                .map(|reply| UplinkReply { at_ms: t_ms, reply }),
         );
         Ok(())
     }
 
-    /// Steps until plant time `until` (as fast as the link allows in
-    /// lockstep, paced against the wall clock in real time), calling
-    /// `after_step` after every step.
-    pub fn run_until(
-        &mut self,
-        until: SimTime,
-        mut after_step: impl FnMut(&PlantSide),
-    ) -> Result<(), RigError> {
-        match self.time {
-            TimeMode::Lockstep => {
-                while self.plant.now() < until {
-                    self.step()?;
-                    after_step(&self.plant);
-                }
-                self.flush_taps()
-            }
-            TimeMode::Realtime => {
-                let step_us = self.plant.step_ms() * 1000;
-                let left_us = until
-                    .as_micros()
-                    .saturating_sub(self.plant.now().as_micros());
-                let steps = left_us.div_ceil(step_us.max(1));
-                if steps == 0 {
-                    return Ok(());
-                }
-                let pacer = RealTimePacer::new(Duration::from_millis(self.plant.step_ms()));
-                let mut failure = None;
-                let report = pacer.run_for(steps, |tick| {
-                    for _ in 0..tick.slots.max(1) {
-                        if self.plant.now() >= until {
-                            return ControlFlow::Break(());
-                        }
-                        if let Err(e) = self.step() {
-                            failure = Some(e);
-                            return ControlFlow::Break(());
-                        }
-                        after_step(&self.plant);
-                    }
-                    ControlFlow::Continue(())
-                });
-                match self.pacing.as_mut() {
-                    Some(p) => p.merge(&report.stats),
-                    None => self.pacing = Some(report.stats),
-                }
-                self.flush_taps()?;
-                failure.map_or(Ok(()), Err)
-            }
-        }
-    }
-
-    /// Stops the controller end and sums the run up.
-    pub fn finish(mut self) -> Result<RunSummary, RigError> {
-        let wall_s = self.started.elapsed().as_secs_f64();
-        self.flush_taps()?;
-        let controller = self.end.finish()?;
-        let plant = self.plant;
-        let mut signals = ColumnTable::new();
-        signals.push("time_s", plant.recorder.time_s().to_vec());
-        for ((name, _unit), values) in plant.recorder.columns().iter().zip(plant.recorder.values())
-        {
-            signals.push(name.clone(), values.clone());
-        }
-        Ok(RunSummary {
-            rig: self.rig_name,
-            time: self.time,
-            seed: plant.house_seed(),
-            plant_step_ms: plant.step_ms(),
-            steps: plant.steps(),
-            simulated_s: plant.now().as_secs_f64(),
-            wall_s,
-            frames_to_controller: self.frames_to,
-            frames_from_controller: self.frames_from,
-            p1_telegrams: self.p1_telegrams,
-            bus_load: plant.bus_load.report(plant.now()),
-            plant_link: plant.link.stats().to_string(),
-            controller_status: plant.link.controller_status().map(|c| {
-                format!(
-                    "state {:?}, E2E rejects {}, meter stale {}, link timeout {}",
-                    c.state, c.e2e_rejects, c.meter_stale, c.link_timeout
-                )
-            }),
-            last_heartbeat: plant.link.controller_status(),
-            applied: plant.applied,
-            controller_flags: plant.controller_flags,
-            energies: plant.energies,
-            pacing: self.pacing,
-            round_trip_us: percentiles(self.round_trips_us),
-            controller,
-            signals,
-        })
-    }
-}
-
-/// Real-time pacing so far (real-time rigs).
-impl Session {
-    pub fn pacing(&self) -> Option<&JitterStats> {
-        self.pacing.as_ref()
-    }
-
-    /// CAN frames to and from the controller, and P1 telegrams, so far.
-    pub fn traffic(&self) -> (u64, u64, u64) {
-        (self.frames_to, self.frames_from, self.p1_telegrams)
+    fn flush(&mut self, _plant: &PlantSide) -> Result<(), RigError> {
+        self.flush_taps()
     }
 }
 
@@ -694,7 +787,7 @@ pub fn run(rig: &Rig, opts: &RunOptions) -> Result<RunSummary, RigError> {
     let end_t = SimTime::from_secs_f64(opts.hours * 3600.0);
     if let Err(e) = session.run_until(end_t, |_| {}) {
         // Stop the controller (a child process) before reporting.
-        let _ = session.end.finish();
+        let _ = session.controller.end.finish();
         return Err(e);
     }
     session.finish()

@@ -636,30 +636,11 @@ fn to_signal(s: &TimeSeries) -> reports::scenario::Signal {
     }
 }
 
-/// What a house without the battery assembly does: battery off, the
-/// charger feeding the DC bus from the grid, the inverter off, every
-/// circuit and socket on.
+/// What a house without the battery assembly does
+/// ([`twin::house::PlantCommands::no_assembly`]) for the house of a
+/// scenario's setup.
 pub fn no_assembly_commands(house: &HouseView) -> twin::house::PlantCommands {
-    let count = |what: &str| -> usize {
-        if what == "circuits" {
-            house.circuit_names().count()
-        } else {
-            house.sockets().count()
-        }
-    };
-    twin::house::PlantCommands {
-        battery_enabled: false,
-        battery_discharge_limit_w: 0.0,
-        battery_charge_limit_w: 0.0,
-        battery_setpoint_v: None,
-        charger_enabled: true,
-        charger_setpoint_v: None,
-        inverter_enabled: false,
-        inverter_request_ac_w: 0.0,
-        pv_cap_w: None,
-        circuits_on: Some(vec![true; count("circuits")]),
-        sockets_on: Some(vec![true; count("sockets")]),
-    }
+    twin::house::PlantCommands::no_assembly(house.circuit_names().count(), house.sockets().count())
 }
 
 impl Default for MaslowWorld {
