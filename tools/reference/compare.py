@@ -1,17 +1,32 @@
 """Compare two trees of generated reference files: CSV and TOML tables
-numerically (relative 1e-9, absolute 1e-12), everything else byte for byte.
+numerically (relative 1e-7, absolute 1e-12; numbers inside comment lines
+too), everything else byte for byte.
+
+Why 1e-7: the peers' results are not bit-reproducible across CPUs. numpy
+picks its SIMD kernels at run time (AVX-512 where the CPU has it, AVX2 where
+not), and the same pinned packages then move results in the 9th digit:
+measured up to 7.5e-9 relative (pandapower's feeder voltages, whose own
+convergence tolerance is 1e-8 MVA), 2.6e-9 (PyBaMM's SEI cycles), 2.1e-9
+(pvlib's single-diode points). A changed peer or model moves them by far
+more; the twin's tests judge against these references at 1e-6 and coarser.
 
 Usage: python3 compare.py SAVED_DIR REGENERATED_DIR
 Exits 1 and names every file and cell that differs beyond tolerance.
 """
 import math
 import os
+import re
 import sys
 
-REL, ABS = 1e-9, 1e-12
+REL, ABS = 1e-7, 1e-12
+NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
 def cells(line):
+    """A table line's cells; a comment line's words and numbers, apart."""
+    if line.lstrip().startswith("#"):
+        words = NUMBER.split(line)
+        return words + NUMBER.findall(line)
     return [c.strip() for c in line.replace("=", ",").replace("[", ",").replace("]", ",").split(",")]
 
 
@@ -59,4 +74,4 @@ if __name__ == "__main__":
         print("reference drift:", p)
     if found:
         sys.exit(1)
-    print("reference data matches its peers (PyBaMM, pvlib) within 1e-9 relative")
+    print(f"reference data matches its peers (PyBaMM, pvlib, pandapower) within {REL:g} relative")
