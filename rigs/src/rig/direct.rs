@@ -21,28 +21,13 @@ use firmware::selective::SocketInput;
 use firmware::{LocalTime, Millis};
 use twin::time::Calendar;
 
-use crate::plant_port::{breaker_current_a, AssemblyCommand, Measurements, PlantPort, PortError};
+use crate::plant_port::{breaker_current_a, AssemblyCommand, Measurements, PlantPort};
+use crate::rig::config::TimeMode;
+pub use crate::rig::error::DirectError;
+use crate::rig::error::RigError;
 use crate::rig::plant::{HousePlant, Recording};
 use crate::rig::run::{ControllerSide, Session};
-use crate::rig::{RigError, TimeMode};
 use twin::house::HouseConfig;
-
-/// Problems wiring a controller directly to a house.
-#[derive(Debug, thiserror::Error)]
-pub enum DirectError {
-    #[error(transparent)]
-    Port(#[from] PortError),
-    #[error("controller config: {0}")]
-    Controller(Box<firmware::ConfigError>),
-    #[error(
-        "the controller drives {controller} {what} but the house has {house}: make [assembly] match the house's [bus]"
-    )]
-    Mismatch {
-        what: &'static str,
-        controller: usize,
-        house: usize,
-    },
-}
 
 /// How the direct end runs the controller's wake-ups between house steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

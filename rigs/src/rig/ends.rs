@@ -21,7 +21,7 @@ use links::{CanBus, CanFrame};
 use tokio::io::AsyncWriteExt;
 
 use crate::rig::config::{CanTransport, ControllerLocation, MeterTransport, Rig, TimeMode};
-use crate::rig::RigError;
+use crate::rig::error::RigError;
 
 /// The controller as the plant sees it.
 pub trait ControllerEnd {

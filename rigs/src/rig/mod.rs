@@ -10,6 +10,8 @@
 //!   ends, its link ([`plant::PlantSide`]), shared by every session.
 //! - [`direct`]: the direct controller end (no frames): `maslow twin house
 //!   --controller` and fleet households.
+//! - [`error`]: what stops a run ([`RigError`]) or a direct session
+//!   ([`DirectError`]).
 //! - [`ends`]: where a framed controller runs — in this process
 //!   ([`ends::InProcessEnd`], the firmware [`Node`](firmware::node::Node)
 //!   on the in-process bus) or behind real transports
@@ -29,62 +31,14 @@
 pub mod config;
 pub mod direct;
 pub mod ends;
+pub mod error;
 pub mod plant;
 pub mod run;
 
 pub use config::{CanTransport, ControllerLocation, MeterTransport, Rig, RigFileError, TimeMode};
 pub use ends::{Reply, UplinkMessage};
+pub use error::{DirectError, RigError};
 pub use run::{
     run, ControllerSide, FramedEnd, LinkFaultCounts, LinkFaults, OwnPolicy, RunOptions, RunSummary,
     Session, UplinkReply,
 };
-
-/// Why a rig run could not start or did not finish.
-#[derive(Debug, thiserror::Error)]
-pub enum RigError {
-    #[error(transparent)]
-    RigFile(#[from] RigFileError),
-    #[error(transparent)]
-    Param(#[from] twin::params::ParamError),
-    #[error("scenario: {0}")]
-    Scenario(String),
-    #[error(transparent)]
-    Engine(#[from] twin::engine::EngineError),
-    #[error(transparent)]
-    PlantLink(#[from] crate::plant_link::PlantLinkError),
-    #[error(transparent)]
-    Direct(#[from] crate::rig::direct::DirectError),
-    #[error(transparent)]
-    ControllerConfig(#[from] firmware::config_file::LoadError),
-    #[error("controller: {0}")]
-    Controller(String),
-    #[error("link: {0}")]
-    Link(String),
-    #[error(
-        "the controller did not acknowledge the time sync of t = {at_ms} ms within {timeout_ms} ms{detail}"
-    )]
-    SyncTimeout {
-        at_ms: u64,
-        timeout_ms: u64,
-        detail: String,
-    },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
-}
-
-impl RigError {
-    /// Whether the user's input (rig file, scenario, controller config) is
-    /// at fault, rather than the run.
-    pub fn is_bad_input(&self) -> bool {
-        matches!(
-            self,
-            RigError::RigFile(_)
-                | RigError::Param(_)
-                | RigError::Scenario(_)
-                | RigError::ControllerConfig(_)
-        )
-    }
-}

@@ -20,7 +20,7 @@ use twin::time::SimTime;
 
 use crate::busload::BusLoadMeter;
 use crate::plant_link::{ControllerStatus, PlantLink, PlantLinkOptions};
-use crate::rig::RigError;
+use crate::rig::error::RigError;
 use links::CanFrame;
 
 /// A change of what the plant applied: the controller's commands (or

@@ -15,8 +15,8 @@ use crate::pacing::{JitterStats, PacerReport, RealTimePacer};
 use crate::plant_link::ControllerStatus;
 use crate::rig::config::{ControllerLocation, Rig, TimeMode};
 use crate::rig::ends::{ControllerEnd, DecisionEntry, DecisionTap, InProcessEnd, LinkedEnd};
+use crate::rig::error::RigError;
 use crate::rig::plant::{AppliedCommands, ControllerFlags, Energies, HousePlant, PlantSide};
-use crate::rig::RigError;
 use links::CanFrame;
 
 /// What to run beyond the rig file.

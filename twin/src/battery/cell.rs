@@ -32,14 +32,10 @@ use std::sync::Arc;
 use super::ageing::AgeingState;
 use super::params::{AxisKind, CellParams, ParamTable, MAX_RC};
 use super::power::{
-    power_step_needed, refine_current, LinearSource, PowerNotDeliverable, Refinement,
+    clamp_current, power_step_needed, refine_current, LinearSource, PowerNotDeliverable, Refinement,
 };
 use super::thermal::{AmbientC, ThermalPropagator};
 use crate::interp::{Axis, MultiTable};
-
-/// Largest current magnitude the model accepts (A); larger requests are
-/// clamped to it and flagged with [`LimitFlags::CURRENT_CLAMPED`].
-pub const MAX_CURRENT_A: f64 = 1.0e6;
 
 /// Limit flags reported by every step (a bit set; several may be raised).
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -596,16 +592,6 @@ pub(crate) fn decay_exp(x: f64) -> (f64, f64) {
     (om, if x.is_finite() { om / x } else { 0.0 })
 }
 
-/// Clamps a requested current to ±[`MAX_CURRENT_A`] (NaN → 0).
-#[inline(always)]
-pub fn clamp_current(i: f64) -> (f64, bool) {
-    if i.is_nan() {
-        return (0.0, true);
-    }
-    let c = i.clamp(-MAX_CURRENT_A, MAX_CURRENT_A);
-    (c, c != i)
-}
-
 /// Per-step quantities from [`CellModel::prepare`].
 #[derive(Debug, Clone, Copy)]
 pub struct Prepared {
@@ -784,6 +770,7 @@ impl EcmCell {
 mod tests {
     use super::*;
     use crate::battery::params::{parse_cell_params, tests_support::MINIMAL};
+    use crate::battery::MAX_CURRENT_A;
     use std::path::Path;
 
     /// The minimal cell with a 45 °C limit and a second RC pair.

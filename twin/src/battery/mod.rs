@@ -41,7 +41,7 @@ pub mod spme;
 pub mod thermal;
 
 pub use ageing::{AgeingParams, AgeingState};
-pub use cell::{CellModel, CellOutput, CellState, EcmCell, LimitFlags, MAX_CURRENT_A};
+pub use cell::{CellModel, CellOutput, CellState, EcmCell, LimitFlags};
 pub use pack::{Pack, PackOutput};
 pub use params::{
     cell_model_of, load_battery_pack_params, load_battery_params, load_cell_params,
@@ -49,6 +49,7 @@ pub use params::{
     PackParams, ParamTable, RcParams, Spread, MAX_RC,
 };
 pub use power::PowerNotDeliverable;
+pub use power::MAX_CURRENT_A;
 pub use profile::{
     run_cell_profile, run_profile, run_spme_profile, CellRun, CellSample, Profile, ProfileCell,
     ProfileError, ProfileKind, StopReason,

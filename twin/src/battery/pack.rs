@@ -38,53 +38,16 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::cell::with_n_rc;
-use super::cell::{clamp_current, CellModel, CellOutput, CellState, LimitFlags, Prepared};
+use super::cell::{CellModel, CellOutput, CellState, LimitFlags, Prepared};
 use super::lanes::Lanes;
+pub use super::pack_stats::PackOutput;
 use super::pack_stats::{CellSample, EnergyCounter, MeanSum, PackStats};
 use super::params::PackParams;
 use super::power::{
-    power_step_needed, refine_current, LinearSource, ParallelSources, PowerNotDeliverable,
-    Refinement,
+    clamp_current, power_step_needed, refine_current, LinearSource, ParallelSources,
+    PowerNotDeliverable, Refinement,
 };
 use super::thermal::{AmbientC, ThermalPropagator};
-
-/// What a pack reports after a step.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PackOutput {
-    pub voltage_v: f64,
-    /// Pack current (A, positive = discharge).
-    pub current_a: f64,
-    /// Terminal power (W, positive = discharge).
-    pub power_w: f64,
-    pub soc_mean: f64,
-    pub soc_min: f64,
-    pub soc_max: f64,
-    /// Lowest and highest series-position voltage, and their positions (0-based).
-    pub cell_voltage_min_v: f64,
-    pub cell_voltage_min_index: usize,
-    pub cell_voltage_max_v: f64,
-    pub cell_voltage_max_index: usize,
-    pub temperature_min_c: f64,
-    pub temperature_max_c: f64,
-    pub temperature_mean_c: f64,
-    /// Mean and lowest capacity state of health over the cells (1 = new).
-    pub soh: f64,
-    pub soh_min: f64,
-    /// Total heat generated in the cells (W, mean over the step).
-    pub heat_w: f64,
-    /// Energy out of (discharge) and into (charge) the terminals since the
-    /// start (Wh, both ≥ 0); throughput is their sum.
-    pub energy_discharged_wh: f64,
-    pub energy_charged_wh: f64,
-    /// Flags of all cells OR-ed together.
-    pub limits: LimitFlags,
-}
-
-impl PackOutput {
-    pub fn energy_throughput_wh(&self) -> f64 {
-        self.energy_discharged_wh + self.energy_charged_wh
-    }
-}
 
 /// A battery pack.
 #[derive(Debug, Clone)]

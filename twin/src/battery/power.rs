@@ -19,7 +19,19 @@
 //! the bit (iteration count, slope, stopping rule), so the order of the
 //! floating-point operations here must not change.
 
-use super::cell::clamp_current;
+/// Largest current magnitude the model accepts (A); larger requests are
+/// clamped to it and flagged with [`LimitFlags::CURRENT_CLAMPED`](super::LimitFlags::CURRENT_CLAMPED).
+pub const MAX_CURRENT_A: f64 = 1.0e6;
+
+/// Clamps a requested current to ±[`MAX_CURRENT_A`] (NaN → 0).
+#[inline(always)]
+pub fn clamp_current(i: f64) -> (f64, bool) {
+    if i.is_nan() {
+        return (0.0, true);
+    }
+    let c = i.clamp(-MAX_CURRENT_A, MAX_CURRENT_A);
+    (c, c != i)
+}
 
 /// The power asked of a cell or pack cannot be delivered (no current gives
 /// it: beyond the maximum-power point). The state is left unchanged.
@@ -78,7 +90,7 @@ impl LinearSource {
 
     /// The current that gives `power_w` (W) at the terminals: the
     /// smaller-magnitude root of `r I² − e I + P = 0`, within
-    /// ±[`MAX_CURRENT_A`](super::MAX_CURRENT_A). An error when there is no
+    /// ±[`MAX_CURRENT_A`]. An error when there is no
     /// root or it needs more than the largest current.
     #[inline]
     pub fn current_for_power(self, power_w: f64) -> Result<f64, PowerNotDeliverable> {

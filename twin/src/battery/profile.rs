@@ -16,8 +16,9 @@
 
 use std::fmt;
 
-use super::cell::{clamp_current, CellOutput, EcmCell, LimitFlags};
+use super::cell::{CellOutput, EcmCell, LimitFlags};
 use super::params::CellParams;
+use super::power::clamp_current;
 use super::power::{LinearSource, PowerNotDeliverable};
 use super::spme::{SpmeCell, SpmeParams};
 use crate::params::NumericTable;

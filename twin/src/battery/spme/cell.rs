@@ -51,7 +51,8 @@ use std::sync::Arc;
 
 use super::params::{Electrode, SpmeParams, SpmeThermal};
 use super::tridiag::Tridiag;
-use crate::battery::cell::{cell_accessors, clamp_current, CellOutput, LimitFlags};
+use crate::battery::cell::{cell_accessors, CellOutput, LimitFlags};
+use crate::battery::power::clamp_current;
 use crate::battery::power::{
     power_step_needed, refine_current, LinearSource, PowerNotDeliverable, Refinement,
 };

@@ -23,10 +23,11 @@ use rand_distr::{Distribution, Normal};
 
 use super::cell::{SpmeCell, SpmeError, SpmeModel};
 use super::params::SpmeParams;
-use crate::battery::cell::{clamp_current, LimitFlags};
+use crate::battery::cell::LimitFlags;
 use crate::battery::pack::PackOutput;
 use crate::battery::pack_stats::{CellSample, EnergyCounter, MeanSum, PackStats};
 use crate::battery::params::Spread;
+use crate::battery::power::clamp_current;
 use crate::battery::power::{LinearSource, ParallelSources};
 
 /// Validated parameters of an SPMe pack.
