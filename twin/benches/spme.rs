@@ -3,7 +3,7 @@
 //! profile runner (the same experiment `tools/reference/pybamm_spme_timing.py`
 //! times in PyBaMM; the README table puts both side by side).
 //!
-//! Targets (issue 8): one step ≤ 5 µs; the 1C discharge faster than
+//! Targets: one step ≤ 5 µs; the 1C discharge faster than
 //! PyBaMM's warm solve and ≥ 100× faster than PyBaMM's `Simulation.step`
 //! loop at 1 s.
 //!

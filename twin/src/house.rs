@@ -1,8 +1,9 @@
 //! One household as a [`Plant`]: battery pack behind its converter, PV on
 //! its MPPT converter, the 48 V DC bus with its circuits and USB-PD sockets,
 //! mains, the household's AC demand, the inverter, the AC/DC charger and the
-//! smart meter — and, until the production firmware drives it (issue 3), a
-//! **fixed simple policy** standing in for the controller.
+//! smart meter — and a **fixed simple policy** standing in for the
+//! controller when no controller drives the house (`maslow twin house`
+//! without `--controller`).
 //!
 //! ## Tasks (multi-rate)
 //! - `electrical` (period `electrical_step_ms`, default 1 s for day-long

@@ -3,7 +3,7 @@
 //! Reference data from `tools/reference/pybamm_spme.py` (committed under
 //! `twin/tests/reference/spme`). maslow runs at a fixed 1 s step.
 //!
-//! Targets (issue 8):
+//! Targets:
 //! - Chen2020 isothermal CC discharge at 0.5C, 1C, 2C from full to 2.5 V:
 //!   voltage RMSE < 5 mV excluding the last 30 s, discharge time within 0.5 %;
 //! - Chen2020 seeded 1 h dynamic profile: voltage RMSE < 10 mV;
