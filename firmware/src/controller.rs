@@ -809,6 +809,8 @@ impl Controller {
             energy_above_reserve_wh: (self.soc() - reserve) * self.capacity_wh(),
             grid_power_w: self.grid_w(),
             battery_power_w: self.battery_w(),
+            assembly_ac_w: non_negative(self.m.inverter_ac_w) - non_negative(self.m.charger_ac_w),
+            dc_load_w: self.dc_load_w(),
         }
     }
 

@@ -17,7 +17,10 @@
 //!   under an active import limit; each clip is named in [`BatteryReason`].
 //! - **Import limit** (LimitImport): same rule (server over meter, newest
 //!   first). With no battery winner, or a discharge too small, the battery
-//!   is asked to discharge `house load − limit` (within limits and reserve).
+//!   is asked to discharge `house AC load − limit` plus the DC circuits
+//!   (within limits and reserve). The house AC load is import plus what the
+//!   assembly puts into the AC wiring, so PV feeding the inverter counts:
+//!   the target does not fall away once the limit is met.
 //! - **Loads** (ShedLoads / DeferLoads): the circuit masks of all active
 //!   signals are OR-ed (asking for more shedding is always allowed).
 //! - **Cancel** removes the target at once (its report ends `Cancelled`); a
@@ -27,6 +30,7 @@
 //! = import. Sans-IO: time arrives as [`Millis`].
 
 use crate::config::{check_range, POSITIVE};
+use crate::num::non_negative;
 use crate::{ConfigError, LocalTime, Millis};
 use serde::Deserialize;
 
@@ -143,6 +147,11 @@ pub struct Context {
     pub grid_power_w: f32,
     /// Measured battery power, W (positive = discharge).
     pub battery_power_w: f32,
+    /// What the assembly puts into the house's AC wiring, W: the
+    /// inverter's output less the charger's draw.
+    pub assembly_ac_w: f32,
+    /// What the assembly's DC circuits draw, W (NaN counts as nothing).
+    pub dc_load_w: f32,
 }
 
 impl Context {
@@ -162,10 +171,25 @@ impl Context {
     fn reserve_left(&self) -> bool {
         self.energy_above_reserve_wh.is_finite() && self.energy_above_reserve_wh > 0.0
     }
-    /// House load excluding the battery: import + battery discharge.
-    fn house_load_w(&self) -> Option<f32> {
-        let l = self.grid_power_w + self.battery_power_w;
+    /// The household's AC load, W: import plus what the assembly puts
+    /// into the AC wiring. Unknown while the import is. This is the load
+    /// whatever feeds the inverter (battery or PV), so a limit reached
+    /// with PV's help stays reached when the PV is counted.
+    fn house_ac_load_w(&self) -> Option<f32> {
+        let l = self.grid_power_w + self.assembly_ac_w;
         l.is_finite().then_some(l)
+    }
+
+    /// The assembly's output that keeps import within `limit_w`, W, in the
+    /// terms of a discharge target (AC share plus the DC circuits): none
+    /// while the house is within the limit; unknown while the load is.
+    fn needed_for_import_limit(&self, limit_w: f32) -> Option<f32> {
+        let ac_w = (self.house_ac_load_w()? - limit_w).max(0.0);
+        Some(if ac_w > 0.0 {
+            ac_w + non_negative(self.dc_load_w)
+        } else {
+            0.0
+        })
     }
 }
 
@@ -779,8 +803,7 @@ impl DemandManager {
             0.0
         };
         // Discharge needed to keep import within the limit, if any.
-        let needed_for_limit =
-            import_limit_w.and_then(|l| ctx.house_load_w().map(|load| (load - l).max(0.0)));
+        let needed_for_limit = import_limit_w.and_then(|l| ctx.needed_for_import_limit(l));
         let mut battery_signal = bat.map(|e| e.signal.id);
         let (battery_w, battery_reason) = match bat.map(|e| e.signal.kind) {
             Some(SignalKind::Charge { power_w }) => charge_target(power_w, import_limit_w, ctx),
@@ -842,7 +865,7 @@ fn charge_target(
         r = BatteryReason::ClippedByPowerLimit;
     }
     if let Some(l) = import_limit_w {
-        match ctx.house_load_w() {
+        match ctx.house_ac_load_w() {
             Some(load) => {
                 let head = (l - load).max(0.0);
                 if p > head {
@@ -925,6 +948,8 @@ mod tests {
             energy_above_reserve_wh: 2000.0,
             grid_power_w: 500.0,
             battery_power_w: 0.0,
+            assembly_ac_w: 0.0,
+            dc_load_w: 0.0,
         }
     }
 
@@ -1243,6 +1268,54 @@ mod tests {
         let cmd = m.update(Millis(2), &unknown);
         assert_eq!(cmd.battery_w, Some(0.0));
         assert_eq!(cmd.battery_reason, BatteryReason::ImportLimitUnmeasured);
+    }
+
+    /// A limit met with the PV's help stays met: the target counts what
+    /// the inverter already supplies, whatever feeds it, so it does not
+    /// fall away (and come back a second later) once import is under the
+    /// limit. Counting only the battery's power made the inverter switch
+    /// on and off every second with the PV behind it.
+    #[test]
+    fn an_import_limit_met_with_pv_keeps_its_target() {
+        let mut m = DemandManager::new(DemandConfig::default());
+        let limit = SignalKind::LimitImport {
+            max_import_w: 100.0,
+        };
+        let before = Context {
+            grid_power_w: 280.0,
+            battery_power_w: 0.0,
+            assembly_ac_w: 0.0,
+            dc_load_w: 1.2,
+            ..ctx()
+        };
+        m.submit(Millis(0), server(1, limit, 0, H), &before);
+        let cmd = m.update(Millis(0), &before);
+        assert_eq!(
+            cmd.battery_w,
+            Some(181.2),
+            "AC share 180 W plus the DC circuits"
+        );
+        assert_eq!(cmd.battery_reason, BatteryReason::ToMeetImportLimit);
+        // The inverter now supplies 180 W, all of it from the PV: the
+        // battery's power is still 0 and import is at the limit.
+        let met = Context {
+            grid_power_w: 100.0,
+            assembly_ac_w: 180.0,
+            ..before
+        };
+        for t in 1..10 {
+            let cmd = m.update(Millis(t * 1000), &met);
+            assert_eq!(cmd.battery_w, Some(181.2), "at {t} s");
+            assert_eq!(cmd.battery_reason, BatteryReason::ToMeetImportLimit);
+        }
+        // The charger's draw is not house load.
+        let charging = Context {
+            grid_power_w: 600.0,
+            assembly_ac_w: -500.0,
+            ..before
+        };
+        let cmd = m.update(Millis(20_000), &charging);
+        assert_eq!(cmd.battery_w, None, "house load 100 W is within the limit");
     }
 
     #[test]
@@ -1575,14 +1648,15 @@ mod tests {
     }
 
     fn arb_ctx() -> impl Strategy<Value = Context> {
-        (arb_f32(), arb_f32(), arb_f32(), arb_f32(), arb_f32()).prop_map(|(a, b, c, d, e)| {
-            Context {
-                max_charge_w: a,
-                max_discharge_w: b,
-                energy_above_reserve_wh: c,
-                grid_power_w: d,
-                battery_power_w: e,
-            }
+        let measured = (arb_f32(), arb_f32(), arb_f32(), arb_f32());
+        (arb_f32(), arb_f32(), arb_f32(), measured).prop_map(|(a, b, c, (d, e, f, g))| Context {
+            max_charge_w: a,
+            max_discharge_w: b,
+            energy_above_reserve_wh: c,
+            grid_power_w: d,
+            battery_power_w: e,
+            assembly_ac_w: f,
+            dc_load_w: g,
         })
     }
 
