@@ -497,17 +497,21 @@ impl Shard {
                 self.branches[bi].inbox.push(d.clone());
             }
         }
-        // Dropouts due this minute (the first `count` assemblies by site id).
+        // Dropouts due this minute: the first `count` online assemblies by
+        // site id among those whose battery moved power over the last
+        // minute (so the fault takes assemblies out of an event, not ones
+        // already idle), then the idle ones.
         for drop in &sc.faults.dropouts {
             if sc.minute_of(drop.at_h) != minute {
                 continue;
             }
             if let Some(&bi) = self.branch_index.get(&drop.branch) {
                 let b = &mut self.branches[bi];
-                let ids: Vec<u32> = b
-                    .sites
+                let mut online: Vec<&Site> =
+                    b.sites.iter().filter(|s| s.is_online_assembly()).collect();
+                online.sort_by_key(|s| (!s.battery_is_moving_power(), s.spec.site_id));
+                let ids: Vec<u32> = online
                     .iter()
-                    .filter(|s| s.is_online_assembly())
                     .take(drop.count as usize)
                     .map(|s| s.spec.site_id)
                     .collect();

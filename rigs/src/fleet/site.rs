@@ -40,6 +40,11 @@ use crate::rig::{Session, TimeMode};
 /// Reactive power a household draws per kW of import, kvar/kW (pf ≈ 0.98).
 pub const Q_PER_P_IMPORT: f64 = 0.2;
 
+/// A battery moving at least this much power (mean over a minute, either
+/// way) is taking part in something: a dropout fault takes such
+/// assemblies first.
+pub const MOVING_POWER_W: f64 = 100.0;
+
 /// Problems building a household.
 #[derive(Debug, thiserror::Error)]
 pub enum SiteError {
@@ -87,6 +92,8 @@ pub struct Site {
     kind: Kind,
     step_us: u64,
     now: SimTime,
+    /// Mean battery power over the last minute stepped, W (+ = discharge).
+    last_battery_w: f64,
 }
 
 /// The house configuration of a household: the template with the
@@ -273,12 +280,19 @@ impl Site {
             kind,
             step_us,
             now: SimTime::ZERO,
+            last_battery_w: 0.0,
         })
     }
 
     /// Whether it has an assembly that is still on line.
     pub fn is_online_assembly(&self) -> bool {
         matches!(&self.kind, Kind::Assembly(a) if !a.dropped)
+    }
+
+    /// Whether the battery moved power (at least [`MOVING_POWER_W`] either
+    /// way, mean over the last minute stepped): measured on the plant.
+    pub fn battery_is_moving_power(&self) -> bool {
+        self.last_battery_w.abs() >= MOVING_POWER_W
     }
 
     /// Hands a received dispatch record (or, with `config`, a signed
@@ -373,6 +387,7 @@ impl Site {
             }
         };
         self.now = end;
+        self.last_battery_w = flow.battery_w;
         flow
     }
 
