@@ -82,9 +82,65 @@ pub struct EmbeddedBroker {
     relay: Option<std::thread::JoinHandle<()>>,
 }
 
-fn free_loopback_port() -> std::io::Result<u16> {
-    let l = StdListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
-    Ok(l.local_addr()?.port())
+/// Where rumqttd is to listen. rumqttd binds its own listener, so the port
+/// is found free and then released before it binds: another process (a
+/// second broker, mosquitto, a client's ephemeral port) may take it in
+/// between, and rumqttd's bind failure is only logged in its thread. On
+/// Linux every 127/8 address is loopback, so the internal listener gets an
+/// address of its own (from the process id and a counter): nothing else in
+/// a test run binds there.
+fn internal_address() -> std::io::Result<SocketAddr> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let ip = if cfg!(target_os = "linux") {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        Ipv4Addr::new(
+            127,
+            64 + (n % 64) as u8,
+            (pid >> 8) as u8,
+            (pid as u8).max(1),
+        )
+    } else {
+        Ipv4Addr::LOCALHOST
+    };
+    let l = StdListener::bind(SocketAddrV4::new(ip, 0))?;
+    l.local_addr()
+}
+
+/// Whether an MQTT broker answers at `addr`: a CONNECT (MQTT 3.1.1, clean
+/// session) gets an accepting CONNACK. A bare TCP connect is not enough:
+/// it succeeds against whatever else took the port, and on Linux a connect
+/// to a free loopback port can connect to itself.
+fn answers_mqtt(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    if s.local_addr().ok() == Some(addr) {
+        return false;
+    }
+    let id = b"maslow-broker-probe";
+    let mut connect = vec![
+        0x10,
+        12 + id.len() as u8,
+        0,
+        4,
+        b'M',
+        b'Q',
+        b'T',
+        b'T',
+        4,
+        0x02,
+        0,
+        10,
+    ];
+    connect.extend_from_slice(&[0, id.len() as u8]);
+    connect.extend_from_slice(id);
+    let mut connack = [0u8; 4];
+    s.set_read_timeout(Some(Duration::from_secs(2))).is_ok()
+        && s.write_all(&connect).is_ok()
+        && s.read_exact(&mut connack).is_ok()
+        && connack == [0x20, 0x02, 0x00, 0x00]
 }
 
 fn rumqttd_config(c: &EmbeddedBrokerConfig, internal: SocketAddr) -> rumqttd::Config {
@@ -133,9 +189,8 @@ impl EmbeddedBroker {
         public
             .set_nonblocking(true)
             .map_err(|e| BrokerError::Start(format!("public port: {e}")))?;
-        let internal_port =
-            free_loopback_port().map_err(|e| BrokerError::Start(format!("internal port: {e}")))?;
-        let internal = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, internal_port));
+        let internal =
+            internal_address().map_err(|e| BrokerError::Start(format!("internal port: {e}")))?;
 
         let mut broker = rumqttd::Broker::new(rumqttd_config(&config, internal));
         std::thread::Builder::new()
@@ -146,12 +201,12 @@ impl EmbeddedBroker {
                 }
             })
             .map_err(|e| BrokerError::Start(format!("cannot start the broker thread: {e}")))?;
-        // rumqttd binds in its own thread: wait until it accepts.
+        // rumqttd binds in its own thread: wait until it answers.
         let t0 = Instant::now();
-        while std::net::TcpStream::connect(internal).is_err() {
+        while !answers_mqtt(internal) {
             if t0.elapsed() > Duration::from_secs(10) {
                 return Err(BrokerError::Start(format!(
-                    "rumqttd did not listen on {internal} within 10 s"
+                    "rumqttd did not answer on {internal} within 10 s"
                 )));
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -304,5 +359,37 @@ async fn relay(mut client: TcpStream, internal: SocketAddr, shared: &Shared) {
     tokio::select! {
         _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
         _ = cut.changed() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The start-up probe tells a broker from anything else on the port:
+    /// a listener that accepts and says nothing, and a free port, are not
+    /// brokers; a started broker is.
+    #[test]
+    fn the_probe_tells_a_broker_from_a_port_that_merely_accepts() {
+        let silent = StdListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let silent_addr = silent.local_addr().unwrap();
+        assert!(!answers_mqtt(silent_addr), "a silent listener is no broker");
+        drop(silent);
+        let free = internal_address().unwrap();
+        assert!(
+            !answers_mqtt(free),
+            "nothing listens on a fresh internal address"
+        );
+        let broker = EmbeddedBroker::start(EmbeddedBrokerConfig::default()).unwrap();
+        assert!(answers_mqtt(broker.addr()), "through the relay");
+    }
+
+    /// Brokers started one after another get internal addresses of their
+    /// own, so two in one test run never share rumqttd's port.
+    #[test]
+    fn internal_addresses_differ_between_brokers() {
+        let a = internal_address().unwrap();
+        let b = internal_address().unwrap();
+        assert_ne!(a, b);
     }
 }
