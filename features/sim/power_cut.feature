@@ -2,16 +2,20 @@
 Feature: Power cut — essential circuits first
   In a power cut the assembly stops exporting at once, islands the DC
   network and keeps the essential circuits alive, shedding the rest in
-  reverse priority as stored energy runs down (patent claim 6).
+  reverse priority as stored energy runs down (patent claim 6). Export is
+  measured where it flows, at the service cable (the meter reads zero with
+  the mains gone); with the inverter's own loss-of-mains protection failed,
+  only the controller's reaction stops it feeding the dead network.
 
   Scenario: Essential lighting survives an evening power cut
     Given a terrace house with a 5 kWh LFP battery assembly at 60% charge
     And the lighting-downstairs circuit is essential
     And the office-sockets circuit is not essential
+    And the inverter's own loss-of-mains protection has failed
     When the mains fails at 18:00 for 4 hours
     Then the assembly stops exporting within 2 seconds
     And the lighting-downstairs circuit stays powered for the whole cut
-    And grid export never exceeds 1 W for the whole cut
+    And export into the network never exceeds 1 W for the whole cut
 
   Scenario: Circuits come back when the mains returns
     Given a terrace house with a 5 kWh LFP battery assembly at 25% charge

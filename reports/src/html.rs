@@ -59,6 +59,16 @@ pub fn to_html(run: &RunRecord, extras: &dyn Fn(&ScenarioRecord) -> ScenarioExtr
         h.push_str(&format!("<tr><th>{k}</th><td>{v}</td></tr>"));
     };
     row(&mut h, "rig", escape(&run.rig));
+    if let Some(s) = &run.sabotage {
+        row(
+            &mut h,
+            "sabotage",
+            format!(
+                "<strong>{}</strong>: the controller was sabotaged on the rig; failures are the suite catching it",
+                escape(s)
+            ),
+        );
+    }
     row(&mut h, "mode", escape(&run.mode));
     row(
         &mut h,

@@ -76,30 +76,107 @@ pub struct Assertion {
     pub from_s: f64,
     pub to_s: f64,
     pub bound: Bound,
-    /// Every sample in the window within the bound.
+    /// How long the signal may stay outside the bound before that counts,
+    /// s (0: any sample outside it fails).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub grace_s: f64,
+    /// The window held: no sample outside the bound (or no excursion
+    /// longer than the grace), and at least one sample in it.
     pub held: bool,
-    /// The first sample outside it, `(t_s, value)`.
+    /// The first sample of the excursion that failed it, `(t_s, value)`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_violation: Option<(f64, f64)>,
+    /// When that excursion outlasted the grace, s (with a grace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub violated_until_s: Option<f64>,
+    /// Samples judged.
+    #[serde(default)]
+    pub samples: usize,
+    /// The sample farthest outside (or nearest to leaving) the bound in
+    /// the window, `(t_s, value)`: for the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extreme: Option<(f64, f64)>,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 impl Assertion {
-    /// Judges `signal`'s samples in `[from_s, to_s]` against `bound`.
+    /// Judges `signal`'s samples in `[from_s, to_s]` against `bound`: the
+    /// one judgement both a `Then` step's verdict and the report's plot
+    /// use. A missing reading (NaN) is outside every bound; a window
+    /// without samples does not hold.
     pub fn judge(signal: &Signal, from_s: f64, to_s: f64, bound: Bound) -> Assertion {
-        let first_violation = signal
-            .t_s
-            .iter()
-            .zip(&signal.values)
-            .filter(|(t, v)| **t >= from_s && **t <= to_s && !v.is_nan())
-            .find(|(_, v)| !bound.holds(**v))
-            .map(|(t, v)| (*t, *v));
-        Assertion {
+        Assertion::judge_with_grace(signal, from_s, to_s, bound, 0.0)
+    }
+
+    /// [`Assertion::judge`] where an excursion outside the bound fails
+    /// only once it has lasted `grace_s` (from its first sample outside to
+    /// a sample still outside; a limiting scheme's allowed reaction time).
+    pub fn judge_with_grace(
+        signal: &Signal,
+        from_s: f64,
+        to_s: f64,
+        bound: Bound,
+        grace_s: f64,
+    ) -> Assertion {
+        let grace_s = if grace_s.is_finite() {
+            grace_s.max(0.0)
+        } else {
+            0.0
+        };
+        let mut a = Assertion {
             signal: signal.name.clone(),
             from_s,
             to_s,
             bound,
-            held: first_violation.is_none(),
-            first_violation,
+            grace_s,
+            held: false,
+            first_violation: None,
+            violated_until_s: None,
+            samples: 0,
+            extreme: None,
+        };
+        let mut excursion: Option<(f64, f64)> = None;
+        for (&t, &v) in signal.t_s.iter().zip(&signal.values) {
+            if t < from_s || t > to_s {
+                continue;
+            }
+            a.samples += 1;
+            a.note_extreme(t, v);
+            let outside = v.is_nan() || !bound.holds(v);
+            match (outside, excursion) {
+                (false, _) => excursion = None,
+                (true, None) => excursion = Some((t, v)),
+                (true, Some(_)) => {}
+            }
+            if let Some((t0, v0)) = excursion {
+                if a.first_violation.is_none() && t - t0 >= grace_s {
+                    a.first_violation = Some((t0, v0));
+                    a.violated_until_s = (grace_s > 0.0).then_some(t);
+                }
+            }
+        }
+        a.held = a.samples > 0 && a.first_violation.is_none();
+        a
+    }
+
+    /// Keeps the sample farthest along the bound's failing direction
+    /// (NaN first of all).
+    fn note_extreme(&mut self, t: f64, v: f64) {
+        let badness = |v: f64| -> f64 {
+            if v.is_nan() {
+                return f64::INFINITY;
+            }
+            match self.bound {
+                Bound::AtMost { limit } => v - limit,
+                Bound::AtLeast { limit } => limit - v,
+                Bound::Between { lo, hi } => (lo - v).max(v - hi),
+            }
+        };
+        if self.extreme.is_none_or(|(_, e)| badness(v) > badness(e)) {
+            self.extreme = Some((t, v));
         }
     }
 }
@@ -123,5 +200,41 @@ mod tests {
         let a = Assertion::judge(&s, 0.0, 1e9, Bound::Between { lo: 1.5, hi: 10.0 });
         assert_eq!(a.first_violation, Some((0.0, 1.0)));
         assert!(Assertion::judge(&s, 0.0, 1e9, Bound::AtLeast { limit: 1.0 }).held);
+    }
+
+    fn signal(values: &[f64]) -> Signal {
+        Signal {
+            name: "x".into(),
+            unit: "W".into(),
+            t_s: (0..values.len()).map(|i| i as f64).collect(),
+            values: values.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_missing_reading_fails_and_an_empty_window_does_not_hold() {
+        let s = signal(&[1.0, f64::NAN, 1.0]);
+        let a = Assertion::judge(&s, 0.0, 2.0, Bound::AtMost { limit: 5.0 });
+        assert!(!a.held);
+        assert_eq!(a.first_violation.map(|v| v.0), Some(1.0));
+        let a = Assertion::judge(&s, 10.0, 20.0, Bound::AtMost { limit: 5.0 });
+        assert!(!a.held && a.samples == 0 && a.first_violation.is_none());
+    }
+
+    #[test]
+    fn an_excursion_fails_only_once_it_outlasts_the_grace() {
+        // Outside from 2 to 4 (2 s), then from 6 to 9 (3 s).
+        let s = signal(&[0.0, 0.0, 9.0, 9.0, 9.0, 0.0, 9.0, 9.0, 9.0, 9.0, 0.0]);
+        let bound = Bound::AtMost { limit: 5.0 };
+        let a = Assertion::judge_with_grace(&s, 0.0, 10.0, bound, 3.0);
+        assert!(!a.held);
+        assert_eq!(a.first_violation, Some((6.0, 9.0)));
+        assert_eq!(a.violated_until_s, Some(9.0));
+        assert!(Assertion::judge_with_grace(&s, 0.0, 10.0, bound, 4.0).held);
+        assert_eq!(
+            Assertion::judge(&s, 0.0, 10.0, bound).first_violation,
+            Some((2.0, 9.0))
+        );
+        assert_eq!(a.extreme, Some((2.0, 9.0)));
     }
 }

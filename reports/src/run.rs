@@ -125,6 +125,10 @@ pub struct RunRecord {
     /// maslow's version.
     #[serde(default)]
     pub version: String,
+    /// The saboteur the rig inserted between controller and plant, if any:
+    /// this run judged a deliberately broken controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sabotage: Option<String>,
 }
 
 /// Scenario counts of a run.

@@ -60,6 +60,42 @@ pub enum Command {
     /// Fleets: households on LV feeders, their assemblies and the remote server.
     #[command(subcommand)]
     Fleet(FleetCommand),
+    /// Saboteurs on the rig: list them, or measure which scenarios catch each.
+    #[command(subcommand)]
+    Sabotage(SabotageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SabotageCommand {
+    /// Each saboteur, what it breaks and the claim it violates.
+    List,
+    /// Runs each saboteur against the feature files it touches and the
+    /// clean controller against all of them; writes matrix.md, matrix.json
+    /// and matrix.html; exit 0 only if every saboteur was caught and the
+    /// clean controller passed everything.
+    Matrix(MatrixArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MatrixArgs {
+    /// Only these saboteurs (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Rig file.
+    #[arg(long, default_value = "rigs/sim.toml")]
+    pub rig: PathBuf,
+    /// The features directory the saboteurs' file lists are relative to.
+    #[arg(long, default_value = "features")]
+    pub features: PathBuf,
+    /// Output directory (each run's report in a subdirectory).
+    #[arg(long, default_value = "target/sabotage-matrix")]
+    pub out: PathBuf,
+    /// Skip the clean controller's run.
+    #[arg(long)]
+    pub no_clean: bool,
+    /// Size cap of each of a scenario's trace files, MiB.
+    #[arg(long, default_value_t = 4)]
+    pub trace_limit_mib: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +150,10 @@ pub struct TestArgs {
     /// Virtual probe capture rate, Hz (default: the rig file's `[probe] rate_hz`, else 1).
     #[arg(long)]
     pub probe_rate_hz: Option<f64>,
+    /// Run against a sabotaged controller: a saboteur on the rig rewrites
+    /// what the controller commands or reports (`list` prints them).
+    #[arg(long, value_name = "NAME|list")]
+    pub sabotage: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -276,6 +316,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Fleet(FleetCommand::Run(a)) => fleet_run(&a),
         Command::Fleet(FleetCommand::Server(a)) => crate::mqtt::cli::fleet_server(&a),
         Command::Fleet(FleetCommand::Shard(a)) => crate::mqtt::cli::fleet_shard(&a),
+        Command::Sabotage(SabotageCommand::List) => {
+            print!("{}", crate::sabotage::listing());
+            Ok(())
+        }
+        Command::Sabotage(SabotageCommand::Matrix(a)) => sabotage_matrix(&a),
     }
 }
 
@@ -369,12 +414,24 @@ pub fn test(a: &TestArgs) -> Result<()> {
             )));
         }
     }
+    let sabotage = match a.sabotage.as_deref() {
+        Some("list") => {
+            print!("{}", crate::sabotage::listing());
+            return Ok(());
+        }
+        Some(name) => Some(
+            name.parse::<crate::sabotage::Saboteur>()
+                .map_err(|e| bad(format!("--sabotage: {e}")))?,
+        ),
+        None => None,
+    };
     let paths = if a.paths.is_empty() {
         vec![PathBuf::from("features")]
     } else {
         a.paths.clone()
     };
     let opts = TestOptions {
+        sabotage,
         paths,
         rig: a.rig.clone(),
         tags: Some(a.tags.clone().unwrap_or_else(|| "not @known-gap".into())),
@@ -415,6 +472,40 @@ pub fn test(a: &TestArgs) -> Result<()> {
             c.failed,
             outcome.parse_errors.len()
         ))
+    }
+}
+
+/// `maslow sabotage matrix`.
+pub fn sabotage_matrix(a: &MatrixArgs) -> Result<()> {
+    use crate::sabotage::Saboteur;
+    use crate::scenario::matrix::{run_matrix, MatrixOptions};
+    let saboteurs = if a.only.is_empty() {
+        Saboteur::ALL.to_vec()
+    } else {
+        a.only
+            .iter()
+            .map(|n| n.parse::<Saboteur>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad(format!("--only: {e}")))?
+    };
+    std::fs::create_dir_all(&a.out)
+        .map_err(|e| bad(format!("cannot create {}: {e}", a.out.display())))?;
+    let m = run_matrix(&MatrixOptions {
+        features_dir: a.features.clone(),
+        rig: a.rig.clone(),
+        out: a.out.clone(),
+        saboteurs,
+        clean: !a.no_clean,
+        trace_limit_bytes: a.trace_limit_mib.saturating_mul(1 << 20),
+        progress: true,
+    })
+    .map_err(|e| bad(e.to_string()))?;
+    print!("{}", m.to_markdown());
+    println!("matrix: {}", a.out.join("matrix.html").display());
+    if m.complete() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("{}", m.summary()))
     }
 }
 

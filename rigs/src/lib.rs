@@ -16,4 +16,5 @@ pub mod pacing;
 pub mod plant_link;
 pub mod plant_port;
 pub mod rig;
+pub mod sabotage;
 pub mod scenario;

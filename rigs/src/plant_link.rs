@@ -78,9 +78,9 @@
 //! repeated or jumped counter: counted in [`RejectCounts`], never acted on)
 //! and decodes the command messages into the latest [`AssemblyCommand`],
 //! which the port turns into [`PlantCommands`] (charger boost →
-//! [`CHARGER_BOOST_SETPOINT_V`], standby → the port's standby setpoint;
-//! `InverterExportEnabled` and `SocketCapCmd` have no place in
-//! [`PlantCommands`] and are kept for inspection only).
+//! [`CHARGER_BOOST_SETPOINT_V`], standby → the port's standby setpoint,
+//! `InverterExportEnabled` → the inverter's export enable; `SocketCapCmd`
+//! has no place in [`PlantCommands`] and is kept for inspection only).
 //! [`PlantLink::commands`] returns `None` — the house's own fixed policy —
 //! until each command message that is not per-socket (`BatteryCmd`,
 //! `ConverterCmd`, `PvCmd`, `SwitchCmd`) has been received, and again after
@@ -1192,9 +1192,16 @@ impl PlantLink {
     /// first complete set and after a deadline miss until a fresh set has
     /// arrived.
     pub fn commands(&mut self, now: SimTime) -> Option<PlantCommands> {
+        self.has_fresh_command(now)
+            .then(|| self.port.plant_commands(&self.latest))
+    }
+
+    /// Whether a complete, fresh command set is in force at `now` (then
+    /// [`PlantLink::assembly_command`] is it): [`PlantLink::commands`]
+    /// before the port maps it.
+    pub fn has_fresh_command(&mut self, now: SimTime) -> bool {
         self.check_deadlines(now);
         self.command_set_complete()
-            .then(|| self.port.plant_commands(&self.latest))
     }
 
     /// The latest command as decoded (complete or not).
@@ -1217,8 +1224,8 @@ impl PlantLink {
         self.controller
     }
 
-    /// `InverterExportEnabled` of the last accepted `ConverterCmd` (not
-    /// part of [`PlantCommands`]: the house's inverter config decides).
+    /// `InverterExportEnabled` of the last accepted `ConverterCmd` (the
+    /// house's inverter honours it through [`PlantCommands`]).
     pub fn inverter_export_enabled(&self) -> Option<bool> {
         let name = MESSAGES[index::CONVERTER_CMD].name;
         self.stats
@@ -1655,6 +1662,7 @@ mod tests {
             charger_setpoint_v: Some(CHARGER_BOOST_SETPOINT_V),
             inverter_enabled: true,
             inverter_request_ac_w: 1500.0,
+            inverter_export_enabled: Some(true),
             pv_cap_w: Some(1200.0),
             circuits_on: Some(vec![true, true, false, true]),
             sockets_on: Some(vec![false, true, true, false]),

@@ -437,6 +437,7 @@ impl PlantPort {
             charger_setpoint_v: c.charger_boost.then_some(CHARGER_BOOST_SETPOINT_V),
             inverter_enabled: c.inverter_enabled,
             inverter_request_ac_w: c.inverter_request_ac_w,
+            inverter_export_enabled: Some(c.inverter_export_enabled),
             pv_cap_w: c.pv_cap_w,
             circuits_on: Some(c.circuits_on.to_vec()),
             sockets_on: Some(c.sockets_on.to_vec()),

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         // 4 MiB a trace file (~11 min of CAN, ~3 h of P1): the suite's
         // report dir stays ~1 GB.
         trace_limit_bytes: 4 << 20,
+        sabotage: None,
     };
     match rigs::scenario::run_features(&opts) {
         Ok(outcome) => {

@@ -34,6 +34,7 @@ fn run(feature: &str, rig: &Path, seed: Option<u64>, dir: &Path) -> TestOutcome 
         probe_rate_hz: None,
         progress: false,
         trace_limit_bytes: rigs::scenario::DEFAULT_TRACE_LIMIT_BYTES,
+        sabotage: None,
     })
     .expect("the harness runs")
 }

@@ -182,6 +182,7 @@ fn decoding_command_frames_gives_what_the_direct_path_gives() {
             charger_setpoint_v: Some(CHARGER_BOOST_SETPOINT_V),
             inverter_enabled: true,
             inverter_request_ac_w: 800.0,
+            inverter_export_enabled: Some(false),
             pv_cap_w: Some(1500.0),
             circuits_on: Some(vec![false, true, true, true]),
             sockets_on: Some(vec![true, false, true, true]),

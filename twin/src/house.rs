@@ -628,6 +628,7 @@ struct Ids {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sig {
     PackVoltage,
+    NetworkExport,
     PackCurrent,
     BatteryPower,
     Soc,
@@ -693,6 +694,9 @@ pub struct PlantCommands {
     pub inverter_enabled: bool,
     /// AC power the inverter is asked to deliver to the household.
     pub inverter_request_ac_w: f64,
+    /// Whether the inverter may push power past the house's own load into
+    /// the network (`None`: as its configuration starts it).
+    pub inverter_export_enabled: Option<bool>,
     /// Cap on the PV converter's output, W.
     pub pv_cap_w: Option<f64>,
     /// Per circuit (bus order): supplied or switched off by the controller.
@@ -717,6 +721,7 @@ impl PlantCommands {
             charger_setpoint_v: None,
             inverter_enabled: false,
             inverter_request_ac_w: 0.0,
+            inverter_export_enabled: None,
             pv_cap_w: None,
             circuits_on: Some(vec![true; circuits]),
             sockets_on: Some(vec![true; sockets]),
@@ -960,6 +965,7 @@ impl House {
             charger_setpoint_v,
             inverter_enabled: true,
             inverter_request_ac_w,
+            inverter_export_enabled: None,
             pv_cap_w: None,
             circuits_on: None,
             sockets_on: None,
@@ -1013,6 +1019,9 @@ impl House {
         let dc_available = discharge_w + pv_w;
         self.inverter_step = self.inverter.as_mut().map(|inv| {
             inv.set_enabled(cmd.inverter_enabled);
+            if let Some(on) = cmd.inverter_export_enabled {
+                inv.set_export_enabled(on);
+            }
             inv.step(
                 dt_s,
                 InverterInput {
@@ -1179,6 +1188,10 @@ impl House {
             Sig::Outdoor => self.outdoor_c,
             Sig::ChargerPower => b.charger.input_power_w,
             Sig::InverterAc => inv.map_or(0.0, |i| i.ac_out_w),
+            Sig::NetworkExport => {
+                let into_house_w = self.demand_w + b.charger.input_power_w;
+                (inv.map_or(0.0, |i| i.ac_out_w) - into_house_w).max(0.0)
+            }
             Sig::InverterDc => inv.map_or(0.0, |i| i.dc_in_w),
             Sig::Demand => self.demand_w,
             Sig::Unserved => {
@@ -1290,6 +1303,11 @@ const SIGNALS: &[(&str, Unit, Sig)] = &[
     ("grid_export_t2_kwh", Unit::KilowattHour, Sig::ExportT2Kwh),
     ("meter_voltage_l1_v", Unit::Volt, Sig::MeterVoltageL1),
     ("meter_current_l1_a", Unit::Ampere, Sig::MeterCurrentL1),
+    // What flows out of the house into the distribution network at the
+    // service cable, measured where it flows: the meter reads zero with
+    // the mains gone, but an inverter that has not disconnected still
+    // feeds the dead network.
+    ("network_export_w", Unit::Watt, Sig::NetworkExport),
 ];
 
 impl Plant for House {
@@ -1453,4 +1471,5 @@ pub const DEFAULT_RECORDED: &[&str] = &[
     "tariff",
     "mains_present",
     "ac_unserved_w",
+    "network_export_w",
 ];

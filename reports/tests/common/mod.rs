@@ -170,5 +170,6 @@ pub fn run() -> RunRecord {
         ],
         commit: "v0.1.0-42-gabcdef0".into(),
         version: "0.1.0".into(),
+        sabotage: None,
     }
 }

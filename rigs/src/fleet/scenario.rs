@@ -672,6 +672,9 @@ pub struct FleetScenario {
     pub faults: FaultSpec,
     /// The server's configuration changes (`[[settings]]`).
     pub settings: Vec<SettingsChange>,
+    /// A saboteur in every assembly (not from the fleet file: the rig's,
+    /// or `--sabotage`).
+    pub sabotage: Option<crate::sabotage::Saboteur>,
 }
 
 /// Mixes a seed with a stream id (splitmix64), for independent streams.
@@ -989,6 +992,7 @@ impl FleetScenario {
             branches,
             faults: f.faults,
             settings: f.settings,
+            sabotage: None,
         })
     }
 

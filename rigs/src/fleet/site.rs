@@ -36,6 +36,7 @@ use super::wire::{Ack, SiteCounters, Telemetry};
 use crate::rig::direct::{self, DirectEnd, WakePolicy};
 use crate::rig::plant::Recording;
 use crate::rig::{Session, TimeMode};
+use crate::sabotage::Sabotage;
 
 /// Reactive power a household draws per kW of import, kvar/kW (pf ≈ 0.98).
 pub const Q_PER_P_IMPORT: f64 = 0.2;
@@ -243,7 +244,7 @@ impl Site {
                 .as_ref()
                 .map(|c| c.envelope.clone())
                 .unwrap_or_default();
-            let session = direct::session(
+            let mut session = direct::session(
                 hc,
                 cc,
                 WakePolicy::OncePerStep,
@@ -251,6 +252,7 @@ impl Site {
                 TimeMode::Lockstep,
             )
             .map_err(|e| err(e.to_string()))?;
+            session.parts_mut().0.sabotage = sc.sabotage.map(Sabotage::new);
             let s = session.plant().signals();
             let id = |n: &str| s.require(n).map_err(|e| err(e.to_string()));
             let (grid_import, grid_export, battery_power) = (

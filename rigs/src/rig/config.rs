@@ -89,6 +89,16 @@ struct RawRig {
     probe: Option<RawProbe>,
     #[serde(default)]
     instruments: Vec<RawInstrument>,
+    #[serde(default)]
+    sabotage: Option<RawSabotage>,
+}
+
+/// `[sabotage]`: a saboteur the rig inserts between the controller and
+/// the plant (`maslow test --sabotage list`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSabotage {
+    saboteur: String,
 }
 
 /// `[probe]`: the virtual probe Gherkin steps measure through on a
@@ -248,6 +258,8 @@ pub struct Rig {
     /// Bench instruments (sigrok devices) whose channels map to signals;
     /// their readings replace the probe's for those signals.
     pub instruments: Vec<crate::instrument::sigrok::SigrokDeviceConfig>,
+    /// A saboteur between the controller and the plant (`[sabotage]`).
+    pub sabotage: Option<crate::sabotage::Saboteur>,
 }
 
 /// Default real-time plant step (the HIL step), ms.
@@ -470,6 +482,12 @@ impl Rig {
                 }
             }
         }
+        let sabotage = match raw.sabotage {
+            Some(s) => Some(s.saboteur.parse().map_err(
+                |e: crate::sabotage::UnknownSaboteur| invalid("sabotage.saboteur", e.to_string()),
+            )?),
+            None => None,
+        };
         Ok(Rig {
             path: path.to_path_buf(),
             name: raw.rig.name,
@@ -492,6 +510,7 @@ impl Rig {
             probe_rate_hz,
             probe,
             instruments,
+            sabotage,
         })
     }
 }

@@ -9,7 +9,8 @@
 //! controller runs the wake-ups the [`WakePolicy`] allows until the next
 //! house step, and its latest plant command is applied before that step.
 //!
-//! May use: the plant port, the firmware's controller. Must not use:
+//! May use: the plant port, the firmware's controller, the saboteur. Must
+//! not use:
 //! frames, transports, the wall clock.
 
 use firmware::cluster::{SignatureCheck, StrictCheck};
@@ -27,6 +28,7 @@ pub use crate::rig::error::DirectError;
 use crate::rig::error::RigError;
 use crate::rig::plant::{HousePlant, Recording};
 use crate::rig::run::{ControllerSide, Session};
+use crate::sabotage::{Moment, Sabotage};
 use twin::house::HouseConfig;
 
 /// How the direct end runs the controller's wake-ups between house steps.
@@ -76,6 +78,10 @@ pub struct DirectEnd {
     measured: bool,
     /// Powered down (a fleet household's dropout): the house runs on alone.
     powered_down: bool,
+    /// A saboteur between the controller and the house, if any: with one,
+    /// the last command is rewritten and applied at every step.
+    pub sabotage: Option<Sabotage>,
+    last_command: Option<AssemblyCommand>,
 }
 
 impl DirectEnd {
@@ -110,6 +116,8 @@ impl DirectEnd {
             wake: WakePolicy::default(),
             measured: false,
             powered_down: false,
+            sabotage: None,
+            last_command: None,
         })
     }
 
@@ -152,15 +160,41 @@ impl DirectEnd {
     /// Drains the controller's outputs; applies the latest plant command.
     fn actuate(&mut self, plant: &mut HousePlant) {
         let mut latest: Option<PlantCommand> = None;
-        while let Some(o) = self.controller.poll_output() {
+        let now_ms = plant.now_ms();
+        while let Some(mut o) = self.controller.poll_output() {
+            if let Some(s) = self.sabotage.as_mut() {
+                match &mut o {
+                    Output::DemandAck(a) => s.on_ack(now_ms, a),
+                    Output::DispatchVerdict(v) => s.on_verdict(now_ms, v),
+                    Output::ConfigVerdict(v) => s.on_config_verdict(v),
+                    _ => {}
+                }
+            }
             match o {
                 Output::Plant(c) => latest = Some(c),
                 other => self.events.push(other),
             }
         }
+        let Some(s) = self.sabotage.as_mut() else {
+            if let Some(c) = latest {
+                plant.command(Some(self.port.plant_commands(&assembly_command(&c))));
+                self.commands_applied += 1;
+            }
+            return;
+        };
         if let Some(c) = latest {
-            plant.command(Some(self.port.plant_commands(&assembly_command(&c))));
+            self.last_command = Some(assembly_command(&c));
             self.commands_applied += 1;
+        }
+        if let Some(mut c) = self.last_command.clone() {
+            let now = plant.now();
+            let at = Moment {
+                now_ms,
+                local_hour: self.calendar.local_hour(now),
+                measurements: self.port.measurements(),
+            };
+            s.command(&at, &mut c);
+            plant.command(Some(self.port.plant_commands(&c)));
         }
     }
 
@@ -223,6 +257,9 @@ impl DirectEnd {
     ) {
         if !self.measured {
             self.measure(plant);
+        }
+        if let (Some(s), Input::Dispatch(bytes)) = (self.sabotage.as_mut(), &input) {
+            s.on_dispatch(bytes);
         }
         self.controller
             .handle_with(Millis(plant.now_ms()), input, signatures);

@@ -8,7 +8,7 @@
 //! travel, and a direct or controller-less run differs only in having no
 //! link.
 //!
-//! May use: `twin`, the plant link. Must not use: transports, the wall
+//! May use: `twin`, the plant link, the saboteur. Must not use: transports, the wall
 //! clock, the firmware's controller.
 
 use std::path::Path;
@@ -21,6 +21,7 @@ use twin::time::SimTime;
 use crate::busload::BusLoadMeter;
 use crate::plant_link::{ControllerStatus, PlantLink, PlantLinkOptions};
 use crate::rig::error::RigError;
+use crate::sabotage::{Moment, Sabotage};
 use links::CanFrame;
 
 /// A change of what the plant applied: the controller's commands (or
@@ -400,6 +401,11 @@ pub struct PlantSide {
     /// Frames and telegrams of the current step, waiting to go out.
     pub outbox: Vec<CanFrame>,
     pub p1_outbox: Vec<Vec<u8>>,
+    /// A saboteur between the link and the house (and the bench's view of
+    /// the heartbeat), if the rig inserts one.
+    pub sabotage: Option<Sabotage>,
+    /// The last heartbeat as the bench reads it.
+    reported: Option<ControllerStatus>,
 }
 
 impl std::ops::Deref for PlantSide {
@@ -450,6 +456,8 @@ impl PlantSide {
             controller_flags: Vec::new(),
             outbox: Vec::new(),
             p1_outbox: Vec::new(),
+            sabotage: None,
+            reported: None,
         })
     }
 
@@ -458,7 +466,19 @@ impl PlantSide {
     /// the step's status frames and telegrams.
     pub fn step(&mut self) {
         let now = self.plant.now();
-        let commands = self.link.commands(now);
+        let commands = match self.sabotage.as_mut() {
+            None => self.link.commands(now),
+            Some(s) => self.link.has_fresh_command(now).then(|| {
+                let mut c = self.link.assembly_command().clone();
+                let at = Moment {
+                    now_ms: now.as_micros() / 1000,
+                    local_hour: self.plant.config.calendar.local_hour(now),
+                    measurements: self.link.port().measurements(),
+                };
+                s.command(&at, &mut c);
+                self.link.port().plant_commands(&c)
+            }),
+        };
         self.plant.command(commands);
         self.plant.tick();
         let now = self.plant.now();
@@ -487,9 +507,22 @@ impl PlantSide {
             self.bus_load.record(now, f);
             self.link.handle_frame(now, f);
         }
-        if let Some(c) = self.link.controller_status() {
+        self.reported = self
+            .link
+            .controller_status()
+            .map(|c| match self.sabotage.as_mut() {
+                Some(s) => s.on_heartbeat(c),
+                None => c,
+            });
+        if let Some(c) = self.reported {
             self.note_flags(now.as_micros() / 1000, &c);
         }
+    }
+
+    /// The controller's last heartbeat as the bench reads it (through the
+    /// saboteur, if any).
+    pub fn reported_status(&self) -> Option<ControllerStatus> {
+        self.reported
     }
 
     fn note_flags(&mut self, at_ms: u64, c: &ControllerStatus) {

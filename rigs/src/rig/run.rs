@@ -14,9 +14,12 @@ use crate::busload::BusLoadReport;
 use crate::pacing::{JitterStats, PacerReport, RealTimePacer};
 use crate::plant_link::ControllerStatus;
 use crate::rig::config::{ControllerLocation, Rig, TimeMode};
-use crate::rig::ends::{ControllerEnd, DecisionEntry, DecisionTap, InProcessEnd, LinkedEnd};
+use crate::rig::ends::{
+    ControllerEnd, DecisionEntry, DecisionTap, InProcessEnd, LinkedEnd, Reply, UplinkMessage,
+};
 use crate::rig::error::RigError;
 use crate::rig::plant::{AppliedCommands, ControllerFlags, Energies, HousePlant, PlantSide};
+use crate::sabotage::Sabotage;
 use links::CanFrame;
 
 /// What to run beyond the rig file.
@@ -384,7 +387,8 @@ impl Session {
         use rand::SeedableRng;
         let scenario = opts.scenario.as_deref().unwrap_or(&rig.scenario);
         let seed = opts.seed.or(rig.seed);
-        let plant = PlantSide::new(scenario, rig.plant_step_ms, seed, opts.sample_s)?;
+        let mut plant = PlantSide::new(scenario, rig.plant_step_ms, seed, opts.sample_s)?;
+        plant.sabotage = rig.sabotage.map(Sabotage::new);
         let epoch = plant.epoch_unix_s();
         let fault_seed = plant.house_seed() ^ 0x6c69_6e6b_6661_756c;
         let end: Box<dyn ControllerEnd + Send> = match rig.controller.runs {
@@ -437,14 +441,20 @@ impl Session {
 
     /// Sends a message from the remote server to the controller now. Rigs
     /// whose controller end has no server link say so.
-    pub fn uplink(&mut self, message: &crate::rig::ends::UplinkMessage) -> Result<(), RigError> {
+    pub fn uplink(&mut self, message: &UplinkMessage) -> Result<(), RigError> {
         let at_ms = self.plant.now_ms();
+        if let Some(s) = self.plant.sabotage.as_mut() {
+            match message {
+                UplinkMessage::Demand(d) => s.on_demand(d),
+                UplinkMessage::Dispatch(bytes) => s.on_dispatch(bytes),
+                UplinkMessage::ChargeNow(_) => {}
+            }
+        }
         let replies = self.controller.end.uplink(at_ms, message)?;
-        self.controller.replies.extend(
-            replies
-                .into_iter()
-                .map(|reply| UplinkReply { at_ms, reply }),
-        );
+        let sabotage = self.plant.sabotage.as_mut();
+        self.controller
+            .replies
+            .extend(as_received(at_ms, replies, sabotage));
         Ok(())
     }
 
@@ -683,17 +693,32 @@ impl ControllerSide for FramedEnd {
         plant.receive(&inbox);
         self.inbox = inbox;
         let replies = self.end.take_replies();
-        self.replies.extend(
-            replies
-                .into_iter()
-                .map(|reply| UplinkReply { at_ms: t_ms, reply }),
-        );
+        let sabotage = plant.sabotage.as_mut();
+        self.replies.extend(as_received(t_ms, replies, sabotage));
         Ok(())
     }
 
     fn flush(&mut self, _plant: &PlantSide) -> Result<(), RigError> {
         self.flush_taps()
     }
+}
+
+/// The controller's answers at `at_ms` as the server receives them
+/// (through the saboteur, if any).
+fn as_received(
+    at_ms: u64,
+    replies: Vec<Reply>,
+    mut sabotage: Option<&mut Sabotage>,
+) -> impl Iterator<Item = UplinkReply> + '_ {
+    replies.into_iter().map(move |mut reply| {
+        if let Some(s) = sabotage.as_deref_mut() {
+            match &mut reply {
+                Reply::DemandAck(a) => s.on_ack(at_ms, a),
+                Reply::DispatchVerdict(v) => s.on_verdict(at_ms, v),
+            }
+        }
+        UplinkReply { at_ms, reply }
+    })
 }
 
 /// A decision as a CSV row (`time_s,what,reason`, quoted).

@@ -40,6 +40,8 @@ pub struct TestOptions {
     /// Size cap of each trace file of a scenario (CAN trace, P1
     /// telegrams, decision log), bytes.
     pub trace_limit_bytes: u64,
+    /// A saboteur instead of the rig file's `[sabotage]` (if any).
+    pub sabotage: Option<crate::sabotage::Saboteur>,
 }
 
 /// The default [`TestOptions::trace_limit_bytes`]: 16 MiB, about 370 k CAN
@@ -262,9 +264,10 @@ impl Recorder {
                 }
                 if self.progress {
                     let (f, s) = (&self.run.features[fi], &self.run.features[fi].scenarios[si]);
+                    let sabotage = self.run.sabotage.as_deref();
                     match &self.bar {
-                        Some(bar) => bar.suspend(|| print_scenario(f, s)),
-                        None => print_scenario(f, s),
+                        Some(bar) => bar.suspend(|| print_scenario(f, s, sabotage)),
+                        None => print_scenario(f, s, sabotage),
                     }
                 }
                 if let Some(bar) = &self.bar {
@@ -313,7 +316,7 @@ fn step_error_text(e: &event::StepError) -> String {
     }
 }
 
-fn print_scenario(f: &FeatureRecord, s: &ScenarioRecord) {
+fn print_scenario(f: &FeatureRecord, s: &ScenarioRecord, sabotage: Option<&str>) {
     use reports::run::ScenarioStatus;
     let mark = match s.status() {
         ScenarioStatus::Passed => "ok  ",
@@ -333,9 +336,10 @@ fn print_scenario(f: &FeatureRecord, s: &ScenarioRecord) {
         }
     }
     if s.status() == ScenarioStatus::Failed {
+        let sabotage = sabotage.map_or(String::new(), |x| format!(" --sabotage {x}"));
         let _ = writeln!(
             out,
-            "       reproduce: maslow test {} --name '^{}$' --seed {}",
+            "       reproduce: maslow test {} --name '^{}$' --seed {}{sabotage}",
             f.uri,
             regex::escape(&s.name),
             s.seed
@@ -513,7 +517,10 @@ fn count_scenarios(
 
 /// Runs the features and writes the reports.
 pub fn run_features(opts: &TestOptions) -> Result<TestOutcome, HarnessError> {
-    let rig = Rig::load(&opts.rig)?;
+    let mut rig = Rig::load(&opts.rig)?;
+    if opts.sabotage.is_some() {
+        rig.sabotage = opts.sabotage;
+    }
     let tags =
         match &opts.tags {
             Some(t) => Some(t.parse::<gherkin::tagexpr::TagOperation>().map_err(|e| {
@@ -590,6 +597,7 @@ pub fn run_features(opts: &TestOptions) -> Result<TestOutcome, HarnessError> {
             features: Vec::new(),
             commit,
             version: env!("CARGO_PKG_VERSION").into(),
+            sabotage: rig.sabotage.map(|s| s.name().to_owned()),
         },
         parse_errors: Vec::new(),
         index: BTreeMap::new(),

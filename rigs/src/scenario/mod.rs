@@ -4,6 +4,7 @@
 //! `features/`; the glossary of steps is `features/README.md`.
 
 pub mod harness;
+pub mod matrix;
 pub mod setup;
 pub mod steps;
 pub mod world;

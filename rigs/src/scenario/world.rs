@@ -123,7 +123,7 @@ impl Sim {
             .run_until(until, |plant| {
                 let now_s = plant.now().as_secs_f64();
                 probe.observe(now_s, plant.signals());
-                if let Some(c) = plant.link.controller_status() {
+                if let Some(c) = plant.reported_status() {
                     let changed = beats.last().is_none_or(|(_, l)| {
                         l.state != c.state
                             || l.link_timeout != c.link_timeout
@@ -527,22 +527,23 @@ impl MaslowWorld {
             .ok_or_else(|| "baseline missing".into())
     }
 
-    /// Records a `Then` step's check of `signal` over `[from_s, to_s]`
-    /// against `bound` (in the signal's own unit), judged on the capture,
-    /// for the report's plots.
-    pub fn record_assertion(
+    /// Judges a `Then` step's check of `signal` over `[from_s, to_s]`
+    /// against `bound` (in the signal's own unit; excursions up to
+    /// `grace_s` tolerated) on the capture, records it for the report's
+    /// plots and returns it: the step's verdict is this judgement, so a
+    /// plot can never show a violation in a passing step.
+    pub fn judge(
         &mut self,
         signal: &str,
         from_s: f64,
         to_s: f64,
         bound: reports::scenario::Bound,
-    ) {
-        if let Some(s) = self.capture.get(signal) {
-            let sig = to_signal(s);
-            self.assertions.push(reports::scenario::Assertion::judge(
-                &sig, from_s, to_s, bound,
-            ));
-        }
+        grace_s: f64,
+    ) -> Result<reports::scenario::Assertion, String> {
+        let sig = to_signal(self.series(signal)?);
+        let a = reports::scenario::Assertion::judge_with_grace(&sig, from_s, to_s, bound, grace_s);
+        self.assertions.push(a.clone());
+        Ok(a)
     }
 
     /// After the last step: stops the controller end (a child process on

@@ -11,7 +11,9 @@
 //! Export: grid-tied, the output is limited to the local AC load unless
 //! export is enabled, and then to the load plus `export_limit_w`.
 //! Anti-islanding: when the mains is lost, a grid-tied inverter keeps its
-//! output for at most `anti_islanding_trip_s` (≤ 2 s), then disconnects; it
+//! output for at most `anti_islanding_trip_s` (≤ 2 s by grid codes; a
+//! scenario may degrade it, or fail it with `anti_islanding_failed`, so the
+//! controller's own loss-of-mains reaction is what is judged), then disconnects; it
 //! reconnects only after the mains has been back for `reconnect_delay_s`.
 //! With `backup_enabled`, after disconnecting it waits `transfer_s` and
 //! forms an island serving the local load (never exporting).
@@ -37,6 +39,7 @@ use super::{check_positive, check_range, finite_or_zero, ConfigError};
 /// export_enabled = false
 /// export_limit_w = 3680.0
 /// anti_islanding_trip_s = 0.5
+/// anti_islanding_failed = false
 /// reconnect_delay_s = 60.0
 /// backup_enabled = true
 /// transfer_s = 1.0
@@ -63,8 +66,14 @@ pub struct InverterConfig {
     pub export_enabled: bool,
     /// Most power it may push past the local load into the grid, W.
     pub export_limit_w: f64,
-    /// Longest time it keeps its output after the mains is lost, s (≤ 2).
+    /// Longest time it keeps its output after the mains is lost, s. Grid
+    /// codes ask for at most 2 s; longer models a degraded relay (up to
+    /// 3600 s).
     pub anti_islanding_trip_s: f64,
+    /// Its own loss-of-mains protection has failed: it never disconnects
+    /// by itself, so only the controller's reaction stops it feeding a
+    /// dead network.
+    pub anti_islanding_failed: bool,
     /// Time the mains must be back and healthy before reconnecting, s.
     pub reconnect_delay_s: f64,
     /// Whether it forms an island (backup supply) after a mains loss.
@@ -91,6 +100,7 @@ impl Default for InverterConfig {
             export_enabled: false,
             export_limit_w: 3680.0,
             anti_islanding_trip_s: 0.5,
+            anti_islanding_failed: false,
             reconnect_delay_s: 60.0,
             backup_enabled: false,
             transfer_s: 1.0,
@@ -118,7 +128,7 @@ impl InverterConfig {
             "anti_islanding_trip_s",
             self.anti_islanding_trip_s,
             0.0,
-            2.0,
+            3600.0,
         )?;
         check_range("reconnect_delay_s", self.reconnect_delay_s, 0.0, 3600.0)?;
         check_range("transfer_s", self.transfer_s, 0.0, 600.0)?;
@@ -347,8 +357,12 @@ impl Inverter {
     pub fn step(&mut self, dt_s: f64, input: InverterInput, mains: MainsState) -> InverterStep {
         let dt = finite_or_zero(dt_s).max(0.0);
         let dt_us = secs_to_us(dt);
-        let trip_us = secs_to_us(self.cfg.anti_islanding_trip_s);
-        let island_after_us = trip_us + secs_to_us(self.cfg.transfer_s);
+        let trip_us = if self.cfg.anti_islanding_failed {
+            u64::MAX
+        } else {
+            secs_to_us(self.cfg.anti_islanding_trip_s)
+        };
+        let island_after_us = trip_us.saturating_add(secs_to_us(self.cfg.transfer_s));
         let reconnect_us = secs_to_us(self.cfg.reconnect_delay_s);
         let request = finite_or_zero(input.request_ac_w).clamp(0.0, self.cfg.rated_power_w);
         let load = finite_or_zero(input.local_load_w).max(0.0);
@@ -735,14 +749,43 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_loss_of_mains_protection_never_disconnects() {
+        let mut inv = Inverter::new(InverterConfig {
+            anti_islanding_failed: true,
+            export_enabled: true,
+            backup_enabled: true,
+            ..InverterConfig::default()
+        })
+        .unwrap();
+        let dead = MainsState::ABSENT;
+        for _ in 0..3600 {
+            let s = inv.step(1.0, InverterInput::new(2000.0, 500.0), dead);
+            assert_eq!(s.mode, InverterMode::GridTied);
+            assert!((s.export_w - 1500.0).abs() < 1e-9, "{s:?}");
+        }
+        assert_eq!(inv.anti_islanding_trips(), 0);
+        inv.set_export_enabled(false);
+        let s = inv.step(1.0, InverterInput::new(2000.0, 500.0), dead);
+        assert_eq!(s.export_w, 0.0, "export off: only the local load");
+    }
+
+    #[test]
     fn validation_names_fields() {
         let e = InverterConfig {
-            anti_islanding_trip_s: 3.0,
+            anti_islanding_trip_s: 3601.0,
             ..InverterConfig::default()
         }
         .validate()
         .unwrap_err();
         assert_eq!(e.field, "anti_islanding_trip_s");
+        let degraded = InverterConfig {
+            anti_islanding_trip_s: 30.0,
+            ..InverterConfig::default()
+        };
+        assert!(
+            degraded.validate().is_ok(),
+            "a degraded relay is a plant property"
+        );
         let c: InverterConfig =
             toml::from_str("rated_power_w = 5000.0\nbackup_enabled = true\n").unwrap();
         assert_eq!(c.rated_power_w, 5000.0);

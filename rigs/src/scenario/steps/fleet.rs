@@ -236,6 +236,7 @@ fn server_opts(w: &mut MaslowWorld, branch: u32, way: String, at: String) -> Ste
 #[when(regex = r"^the fleet runs until (\d\d:\d\d)$")]
 fn runs_until(w: &mut MaslowWorld, until: String) -> StepResult {
     let until_h = hours(&until)?;
+    let sabotage = w.settings()?.rig.sabotage;
     let f = fleet(w)?;
     if until_h <= f.scenario.start_hour {
         return Err(format!(
@@ -243,10 +244,11 @@ fn runs_until(w: &mut MaslowWorld, until: String) -> StepResult {
             f.scenario.start_hour
         ));
     }
-    let sc = f
+    let mut sc = f
         .scenario
         .clone()
         .with_hours(until_h - f.scenario.start_hour);
+    sc.sabotage = sabotage;
     // Two threads: results do not depend on it; keeps a suite's parallel
     // scenarios from oversubscribing the machine.
     let opts = RunOptions {

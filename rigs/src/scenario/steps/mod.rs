@@ -80,6 +80,7 @@ pub fn quantity(world: &MaslowWorld, words: &str) -> Result<(String, f64, &'stat
         "bus voltage" => Some(("bus_voltage_v", 1.0, "V")),
         "grid import" => Some(("grid_import_w", 1.0, "W")),
         "grid export" => Some(("grid_export_w", 1.0, "W")),
+        "export into the network" => Some(("network_export_w", 1.0, "W")),
         "battery power" => Some(("battery_power_w", 1.0, "W")),
         "pack current" => Some(("pack_current_a", 1.0, "A")),
         "pack voltage" => Some(("pack_voltage_v", 1.0, "V")),
@@ -590,6 +591,25 @@ fn plugged_schedule(
     Ok(())
 }
 
+#[given(regex = r"^the inverter's own loss-of-mains protection has failed$")]
+fn inverter_protection_failed(w: &mut MaslowWorld) -> StepResult {
+    let s = w.setup_mut()?;
+    section(&mut s.house, "inverter").insert("anti_islanding_failed".into(), Value::Boolean(true));
+    Ok(())
+}
+
+#[given(regex = r"^the inverter's own loss-of-mains protection trips after (\d+) seconds?$")]
+fn inverter_protection_slow(w: &mut MaslowWorld, secs: f64) -> StepResult {
+    if secs > 3600.0 {
+        return Err(format!(
+            "a loss-of-mains trip after {secs} s: at most 3600 s (or say it has failed)"
+        ));
+    }
+    let s = w.setup_mut()?;
+    section(&mut s.house, "inverter").insert("anti_islanding_trip_s".into(), Value::Float(secs));
+    Ok(())
+}
+
 #[given(regex = r"^export to the grid is limited to (\d+) W$")]
 fn export_limit(w: &mut MaslowWorld, watts: f64) -> StepResult {
     let s = w.setup_mut()?;
@@ -878,20 +898,16 @@ fn stays_between(
     let (signal, k, want, s) = measured(w, &what)?;
     let lo = in_unit(num(&lo)?, &unit, want)?;
     let hi = in_unit(num(&hi)?, &unit, want)?;
-    let (from, to, xs) = judged_samples(w, &signal, &s, &window)?;
-    w.record_assertion(
-        &signal,
-        from,
-        to,
-        reports::scenario::Bound::between(lo / k, hi / k),
-    );
-    if let Some((t, v)) = xs.iter().find(|(_, v)| !(v * k >= lo && v * k <= hi)) {
+    let (from, to, _) = judged_samples(w, &signal, &s, &window)?;
+    let bound = reports::scenario::Bound::between(lo / k, hi / k);
+    let a = w.judge(&signal, from, to, bound, 0.0)?;
+    if let Some((t, v)) = a.first_violation {
         return Err(format!(
             "expected {what} between {lo} and {hi} {want} from {} to {}; measured {:.3} {want} at {} (t = {t:.0} s){}",
             clock(from),
             clock(to),
             v * k,
-            clock(*t),
+            clock(t),
             w.see_also()
         ));
     }
@@ -914,83 +930,41 @@ fn never_exceeds(
     let limit = in_unit(num(&limit)?, &unit, want)?;
     // An excursion no longer than the grace (a limiting scheme's allowed
     // reaction time) is tolerated; without one, any sample fails.
-    let grace_s = if grace_s.is_empty() {
-        None
+    let grace = if grace_s.is_empty() {
+        0.0
     } else {
-        Some(num(&grace_s)?)
+        num(&grace_s)?
     };
-    let (from, to, xs) = judged_samples(w, &signal, &s, &window)?;
-    w.record_assertion(
-        &signal,
-        from,
-        to,
-        reports::scenario::Bound::limit(dir == "exceeds", limit / k),
-    );
-    let bad = |v: f64| {
-        if dir == "exceeds" {
-            v * k > limit
-        } else {
-            v * k < limit
-        }
+    let (from, to, _) = judged_samples(w, &signal, &s, &window)?;
+    let bound = reports::scenario::Bound::limit(dir == "exceeds", limit / k);
+    let a = w.judge(&signal, from, to, bound, grace)?;
+    let Some((t0, v0)) = a.first_violation else {
+        return Ok(());
     };
     let verb = if dir == "exceeds" {
         "exceed"
     } else {
         "fall below"
     };
-    let extreme = || {
-        xs.iter().map(|(_, v)| v * k).fold(
-            if dir == "exceeds" { f64::MIN } else { f64::MAX },
-            |a, b| {
-                if dir == "exceeds" {
-                    a.max(b)
-                } else {
-                    a.min(b)
-                }
-            },
-        )
-    };
-    match grace_s {
-        None => {
-            if let Some((t, v)) = xs.iter().find(|(_, v)| bad(*v)) {
-                return Err(format!(
-                    "expected {what} never to {verb} {limit} {want} from {} to {}; measured {:.3} {want} at {} (extreme {:.3} {want}){}",
-                    clock(from),
-                    clock(to),
-                    v * k,
-                    clock(*t),
-                    extreme(),
-                    w.see_also()
-                ));
-            }
-        }
-        Some(grace) => {
-            // The longest run of samples beyond the limit, from its first
-            // bad sample to the first good one after it.
-            let mut start: Option<f64> = None;
-            for &(t, v) in &xs {
-                match (bad(v), start) {
-                    (true, None) => start = Some(t),
-                    (false, Some(_)) => start = None,
-                    _ => {}
-                }
-                if let Some(t0) = start {
-                    if t - t0 >= grace {
-                        return Err(format!(
-                            "expected {what} never to {verb} {limit} {want} for more than {grace} s from {} to {}; it was beyond the limit from {} to {} at least (extreme {:.3} {want}){}",
-                            clock(from),
-                            clock(to),
-                            clock(t0),
-                            clock(t),
-                            extreme(),
-                            w.see_also()
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
+    let extreme = a.extreme.map_or(f64::NAN, |(_, v)| v * k);
+    Err(match a.violated_until_s {
+        None => format!(
+            "expected {what} never to {verb} {limit} {want} from {} to {}; measured {:.3} {want} at {} (extreme {extreme:.3} {want}){}",
+            clock(from),
+            clock(to),
+            v0 * k,
+            clock(t0),
+            w.see_also()
+        ),
+        Some(t) => format!(
+            "expected {what} never to {verb} {limit} {want} for more than {grace} s from {} to {}; it was beyond the limit from {} to {} at least (extreme {extreme:.3} {want}){}",
+            clock(from),
+            clock(to),
+            clock(t0),
+            clock(t),
+            w.see_also()
+        ),
+    })
 }
 
 /// The first time at or after `from` from which `ok` holds for every
@@ -1029,13 +1003,9 @@ fn settles(
         .filter(|b| *b > deadline)
         .unwrap_or(w.now_s());
     w.check_window_reached(deadline)?;
-    // The plot shows the bound from the deadline on: where it must hold.
-    w.record_assertion(
-        &signal,
-        deadline,
-        to,
-        reports::scenario::Bound::limit(dir == "below", limit / k),
-    );
+    // It must hold from the deadline on (the plot shows the bound there).
+    let bound = reports::scenario::Bound::limit(dir == "below", limit / k);
+    let held = w.judge(&signal, deadline, to, bound, 0.0)?.held;
     let xs = samples(&s, from, to);
     let ok = |v: f64| {
         if dir == "below" {
@@ -1045,7 +1015,7 @@ fn settles(
         }
     };
     match settled_at(&xs, ok) {
-        Some(t) if t <= deadline + 1e-6 => Ok(()),
+        _ if held => Ok(()),
         other => Err(format!(
             "expected {what} ({signal}) to settle {dir} {limit} {want} within {n} {tunit} of {}; {}{}",
             clock(from),
@@ -1075,21 +1045,12 @@ fn value_at(
     let limit = in_unit(num(&limit)?, &unit, want)?;
     let t = clock_s(&at)?;
     w.check_window_reached(t)?;
-    w.record_assertion(
-        &signal,
-        t - 1.0,
-        t + 1.0,
-        reports::scenario::Bound::limit(cmp == "at most", limit / k),
-    );
+    // The sample at the time: the first within a second of it.
     let Some((ts, v)) = s.window(t - 1.0, t + 1.0).next() else {
         return Err(format!("no sample of {signal} at {at}"));
     };
-    let ok = if cmp == "at least" {
-        v * k >= limit
-    } else {
-        v * k <= limit
-    };
-    if !ok {
+    let bound = reports::scenario::Bound::limit(cmp == "at most", limit / k);
+    if !w.judge(&signal, ts, ts, bound, 0.0)?.held {
         return Err(format!(
             "expected {what} {cmp} {limit} {want} at {at}; measured {:.3} {want} at {}{}",
             v * k,
@@ -1100,14 +1061,17 @@ fn value_at(
     Ok(())
 }
 
+/// Judged where the power flows (`network_export_w`, the service cable):
+/// the meter reads zero with the mains gone.
 #[then(regex = r"^the assembly stops exporting within (\d+) seconds?$")]
 fn stops_exporting(w: &mut MaslowWorld, n: f64) -> StepResult {
     let (from, end) = w.cut.ok_or("there was no power cut in this scenario")?;
-    let s = w.series("grid_export_w")?.clone();
     let to = end.unwrap_or(w.now_s());
     let deadline = from + n;
     w.check_window_reached(deadline)?;
-    if let Some((t, v)) = s.window(deadline, to).find(|(_, v)| *v > 1.0) {
+    let bound = reports::scenario::Bound::AtMost { limit: 1.0 };
+    let a = w.judge("network_export_w", deadline, to, bound, 0.0)?;
+    if let Some((t, v)) = a.first_violation {
         return Err(format!(
             "expected no export from {} ({n} s after the mains failed at {}) until {}; measured {v:.1} W at {}{}",
             clock(deadline),
@@ -1135,24 +1099,26 @@ pub(crate) const SHED_V: f64 = 5.0;
 
 #[then(regex = r"^the (\S+) circuit stays powered\s*(.*)$")]
 fn stays_powered(w: &mut MaslowWorld, circuit: String, window: String) -> StepResult {
-    let s = circuit_voltage(w, &circuit)?;
+    circuit_voltage(w, &circuit)?;
+    let signal = format!("circuit_{}_voltage_v", signal_slug(&circuit));
     let (from, to) = w.window(&window)?;
     w.check_window_reached(to)?;
     // A second's grace after an event: the islanding transition.
-    let xs = samples(&s, from + 1.0, to);
-    if xs.is_empty() {
+    let bound = reports::scenario::Bound::AtLeast { limit: POWERED_V };
+    let a = w.judge(&signal, from + 1.0, to, bound, 0.0)?;
+    if a.samples == 0 {
         return Err(format!(
             "no samples of the {circuit} circuit from {} to {}",
             clock(from),
             clock(to)
         ));
     }
-    if let Some((t, v)) = xs.iter().find(|(_, v)| *v < POWERED_V) {
+    if let Some((t, v)) = a.first_violation {
         return Err(format!(
             "expected the {circuit} circuit powered (≥ {POWERED_V} V) from {} to {}; measured {v:.2} V at {}{}",
             clock(from),
             clock(to),
-            clock(*t),
+            clock(t),
             w.see_also()
         ));
     }
