@@ -5,6 +5,8 @@
 //! storage** (more battery charge, up to protection's limit and while the
 //! battery is not full), then **PV is curtailed** (a PV output cap in W).
 //! When export falls, curtailment is released first, then the extra charge.
+//! Once the SOC has reached `full_soc` the battery counts as full until the
+//! SOC has fallen [`ABSORB_RESUME_HYSTERESIS_SOC`] below it.
 //!
 //! Control law: an integral (velocity-form) controller on the export error,
 //! whose state is the command itself, so clamping the command to its range
@@ -32,6 +34,16 @@ use crate::{ConfigError, Millis};
 
 /// Longest interval (s) one update integrates over.
 pub const MAX_STEP_S: f32 = 5.0;
+
+/// Once the SOC has reached `full_soc`, storage absorbs export again only
+/// when the SOC has fallen this far below it (fraction of usable capacity:
+/// 0.02 is 100 Wh of a 5 kWh pack). The estimate dips by a few 0.01 % as
+/// the charge current stops (the voltage correction of the SOC filter moves
+/// with it); without this band such a dip gave storage its whole room back
+/// for a second (up to 2 kW of charge, PV cap released) and the next
+/// reading at `full_soc` moved all of it to curtailment again, capping the
+/// PV so far that the house imported from the grid.
+pub const ABSORB_RESUME_HYSTERESIS_SOC: f32 = 0.02;
 
 fn default_deadband_w() -> f32 {
     50.0
@@ -69,7 +81,7 @@ fn default_surplus_ramp() -> f32 {
 /// deadband_w = 50.0           # no action while export is within [limit − deadband, limit]
 /// response_time_s = 4.0       # integral time constant (≥ 4 × the plant's lag)
 /// ramp_w_per_s = 2000.0       # largest command change per second
-/// full_soc = 0.98             # at or above this the battery absorbs nothing
+/// full_soc = 0.98             # from here the battery absorbs nothing, until 0.02 below
 /// pv_rated_w = 6000.0         # a PV cap at or above this is released
 /// release_margin_w = 100.0    # cap this far above measured PV no longer binds → released
 /// surplus_bus_v = 52.0        # bus above this: PV holds it on its droop (storage full) → surplus to AC
@@ -91,7 +103,8 @@ pub struct ExportConfig {
     /// Ramp limit on the command, W/s (> 0).
     #[serde(default = "default_ramp")]
     pub ramp_w_per_s: f32,
-    /// SOC at or above which storage absorbs nothing, (0, 1].
+    /// SOC at which storage is full, (0, 1]: it then absorbs nothing until
+    /// the SOC has fallen [`ABSORB_RESUME_HYSTERESIS_SOC`] below this.
     #[serde(default = "default_full_soc")]
     pub full_soc: f32,
     /// PV array rating, W (> 0).
@@ -203,6 +216,9 @@ pub struct ExportController {
     battery_w: f32,
     pv_cap_w: Option<f32>,
     storage_room_w: f32,
+    /// The SOC reached `full_soc` and has not yet fallen
+    /// [`ABSORB_RESUME_HYSTERESIS_SOC`] below it.
+    storage_full: bool,
     /// Updates with an invalid grid measurement.
     pub invalid_inputs: u32,
 }
@@ -216,6 +232,7 @@ impl ExportController {
             battery_w: 0.0,
             pv_cap_w: None,
             storage_room_w: 0.0,
+            storage_full: false,
             invalid_inputs: 0,
         }
     }
@@ -257,7 +274,7 @@ impl ExportController {
 
         // Storage room: protection's limit, none when full or SOC unknown.
         let limit = non_negative(inp.max_charge_w);
-        let room = if inp.soc.is_finite() && inp.soc < self.cfg.full_soc {
+        let room = if self.storage_has_room(inp.soc) {
             limit
         } else {
             0.0
@@ -278,6 +295,23 @@ impl ExportController {
         self.apply_step(step, room, pv);
         self.battery_w = clampf(self.battery_w, 0.0, room);
         self.command(None)
+    }
+
+    /// Whether storage may absorb at `soc` (0..1): not from the moment it
+    /// reaches `full_soc` until it has fallen
+    /// [`ABSORB_RESUME_HYSTERESIS_SOC`] below it, and not while it is
+    /// unknown.
+    fn storage_has_room(&mut self, soc: f32) -> bool {
+        if !soc.is_finite() {
+            return false;
+        }
+        let full_soc = self.cfg.full_soc;
+        if soc >= full_soc {
+            self.storage_full = true;
+        } else if soc <= (full_soc - ABSORB_RESUME_HYSTERESIS_SOC).max(0.0) {
+            self.storage_full = false;
+        }
+        !self.storage_full
     }
 
     /// What storage can no longer hold (`room`) moves to curtailment at
@@ -661,6 +695,54 @@ mod tests {
         assert_eq!(tr.last.reason, ExportReason::CurtailingPv);
         let cap = tr.last.pv_cap_w.unwrap();
         assert!((cap - 1000.0).abs() < 60.0, "cap {cap}");
+    }
+
+    /// The SOC estimate around `full_soc` (0.98), one control period a
+    /// second, as export is absorbed into storage: it reaches `full_soc`,
+    /// then dips by a few 0.01 % as the charge current stops and starts (as
+    /// the estimate did at `max_target_soc` in "Essential lighting survives
+    /// an evening power cut", and at `full_soc` in a clear day's run from
+    /// 97.5 % with export limited to 500 W: 0 → 2 kW → 0 in two seconds).
+    const SOC_AT_FULL: [f32; 16] = [
+        0.9796, 0.9797, 0.9798, 0.9799, 0.98, 0.979_95, 0.980_02, 0.979_91, 0.980_01, 0.979_96,
+        0.98, 0.979_93, 0.979_98, 0.980_01, 0.979_94, 0.979_99,
+    ];
+
+    #[test]
+    fn absorption_does_not_chatter_at_full_soc() {
+        let mut c = ExportController::new(ExportConfig {
+            export_limit_w: 500.0,
+            ..Default::default()
+        });
+        let mut p = Plant {
+            tau_s: 1.0,
+            load_w: 0.0,
+            sun_w: 1550.0,
+            batt_w: 0.0,
+            pv_w: 1550.0,
+        };
+        // PV 1550 W, export limited to 500 W: about 1 kW into storage.
+        let tr = simulate(&mut c, &mut p, 0, 60, 1.0, 0.97, 2500.0);
+        assert_eq!(tr.last.reason, ExportReason::AbsorbingIntoStorage);
+        let mut absorbing = [false; SOC_AT_FULL.len()];
+        for (k, soc) in SOC_AT_FULL.iter().enumerate() {
+            let t0 = 60_000 + 1000 * k as u64;
+            let tr = simulate(&mut c, &mut p, t0, 1, 1.0, *soc, 2500.0);
+            absorbing[k] = tr.last.battery_charge_w > 0.0;
+        }
+        // Before the fix: 10 switches, up to 2 kW each. Now it absorbs up
+        // to the first reading at `full_soc`, then curtails.
+        let switches = absorbing.windows(2).filter(|w| w[0] != w[1]).count();
+        assert_eq!(switches, 1, "{absorbing:?}");
+        assert!(absorbing[..4].iter().all(|&a| a), "{absorbing:?}");
+        assert!(absorbing[4..].iter().all(|&a| !a), "{absorbing:?}");
+        // Storage has room again once the SOC has fallen by the band.
+        let resume = 0.98 - ABSORB_RESUME_HYSTERESIS_SOC;
+        let tr = simulate(&mut c, &mut p, 80_000, 1, 1.0, resume + 0.001, 2500.0);
+        assert_eq!(tr.last.reason, ExportReason::StorageFull);
+        assert_eq!(tr.last.battery_charge_w, 0.0);
+        let tr = simulate(&mut c, &mut p, 81_000, 1, 1.0, resume, 2500.0);
+        assert!(tr.last.battery_charge_w > 0.0, "{:?}", tr.last);
     }
 
     #[cfg(feature = "std")]

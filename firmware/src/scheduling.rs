@@ -14,6 +14,14 @@
 //!   surplus energy the controller expects before the peak. Once PV has
 //!   charged to `max_target_soc` it stops until the SOC has fallen
 //!   [`PV_RECHARGE_HYSTERESIS_SOC`] below it.
+//! * **PV charging switches seldom**: it starts only once the surplus has
+//!   stayed above `pv_surplus_deadband_w` for [`PV_CHARGE_START_DELAY_MS`]
+//!   (a minimum off time, counted from the surplus's return), and once
+//!   started it takes whatever surplus there is until that falls to
+//!   [`PV_CHARGE_STOP_SURPLUS_W`] (the hysteresis band is the deadband).
+//!   At dawn, at dusk and under passing clouds the surplus wanders around
+//!   the deadband; without this the battery switched between charging
+//!   (0–250 W) and not with every 10 s PV reading.
 //! * **Charge now**: a low-carbon (wind) request to charge at a power until a
 //!   SOC or an expiry, cancellable.
 //!
@@ -228,7 +236,7 @@ fn default_pv_deadband_w() -> f32 {
 /// max_grid_charge_w = 2000.0
 /// charge_efficiency = 0.95       # energy into the cells / energy drawn
 /// finish_margin_min = 15         # finish grid charging this long before the off-peak ends
-/// pv_surplus_deadband_w = 20.0   # ignore PV surplus below this
+/// pv_surplus_deadband_w = 20.0   # PV charging starts on a surplus above this
 /// ```
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -275,7 +283,9 @@ pub struct SchedulingConfig {
     /// Minutes before the end of the off-peak window by which charging should finish.
     #[serde(default = "default_finish_margin_min")]
     pub finish_margin_min: u16,
-    /// PV surplus below this (W) is not charged from.
+    /// PV charging starts only on a surplus above this (W), once it has
+    /// lasted [`PV_CHARGE_START_DELAY_MS`]; started, it continues until
+    /// the surplus falls to [`PV_CHARGE_STOP_SURPLUS_W`].
     #[serde(default = "default_pv_deadband_w")]
     pub pv_surplus_deadband_w: f32,
 }
@@ -615,6 +625,32 @@ pub enum ChargeNowError {
 /// none, every second.
 pub const PV_RECHARGE_HYSTERESIS_SOC: f32 = 0.02;
 
+/// PV charging starts only once the PV surplus has stayed above
+/// `pv_surplus_deadband_w` this long, ms; a reading at or under it starts
+/// the wait again. Passing clouds and the dawn and dusk surplus (a few tens
+/// of W, changing with every PV reading, 10 s apart) would otherwise start
+/// the battery converter for one reading at a time.
+pub const PV_CHARGE_START_DELAY_MS: u64 = 60_000;
+
+/// Once started, PV charging takes the whole surplus while it is above
+/// this, W, and stops only when it is not: there is then nothing left to
+/// charge from. Between this and `pv_surplus_deadband_w` (the start
+/// threshold) lies the hysteresis band, so a surplus hovering around the
+/// deadband does not switch the charge on and off.
+pub const PV_CHARGE_STOP_SURPLUS_W: f32 = 0.0;
+
+/// Whether the battery charges from PV, and since when the surplus has
+/// been above the deadband while it does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PvCharging {
+    /// Not charging from PV; `surplus_since`: when the surplus rose above
+    /// the deadband, `None` while it is not.
+    Off { surplus_since: Option<Millis> },
+    /// Charging from PV (until the surplus falls to
+    /// [`PV_CHARGE_STOP_SURPLUS_W`]).
+    On,
+}
+
 /// The charge scheduler: learned profile + charge-now state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scheduler {
@@ -624,6 +660,8 @@ pub struct Scheduler {
     /// PV charging reached `max_target_soc` and waits for the SOC to fall
     /// [`PV_RECHARGE_HYSTERESIS_SOC`] below it.
     pv_topped_up: bool,
+    /// PV charging on or off (start delay and stop hysteresis).
+    pv_charging: PvCharging,
     /// Updates refused for invalid SOC/capacity/limit inputs.
     pub invalid_inputs: u32,
     /// Charge-now requests that ended by expiry.
@@ -638,6 +676,9 @@ impl Scheduler {
             profile: DemandProfile::new(),
             charge_now: None,
             pv_topped_up: false,
+            pv_charging: PvCharging::Off {
+                surplus_since: None,
+            },
             invalid_inputs: 0,
             charge_now_expired: 0,
         }
@@ -766,10 +807,12 @@ impl Scheduler {
         let soc = clampf(inp.soc, 0.0, 1.0);
         let stored_wh = soc * inp.usable_capacity_wh;
         let max_soc = self.cfg.max_target_soc;
-        let surplus = self.pv_surplus_w(inp);
         let pv_room = if self.pv_charge_wanted(soc) {
-            surplus.min(limit)
+            self.pv_charge_w(now, inp).min(limit)
         } else {
+            self.pv_charging = PvCharging::Off {
+                surplus_since: None,
+            };
             0.0
         };
         let off_peak = self.off_peak_charge(now_local, &sizing, stored_wh, pv_room);
@@ -806,17 +849,45 @@ impl Scheduler {
     }
 
     /// PV power beyond the local load (power that would otherwise export),
-    /// W; 0 below the deadband or when either is unknown.
-    fn pv_surplus_w(&self, inp: &ScheduleInputs) -> f32 {
+    /// W; 0 when either is unknown.
+    fn pv_surplus_w(inp: &ScheduleInputs) -> f32 {
         if inp.pv_w.is_finite() && inp.load_w.is_finite() {
-            let s = inp.pv_w.max(0.0) - inp.load_w.max(0.0);
-            if s > self.cfg.pv_surplus_deadband_w {
-                s
-            } else {
-                0.0
-            }
+            inp.pv_w.max(0.0) - inp.load_w.max(0.0)
         } else {
             0.0
+        }
+    }
+
+    /// The PV surplus the battery may charge from at `now` (W, ≥ 0): none
+    /// until the surplus has stayed above the deadband for
+    /// [`PV_CHARGE_START_DELAY_MS`], then all of it until it falls to
+    /// [`PV_CHARGE_STOP_SURPLUS_W`].
+    fn pv_charge_w(&mut self, now: Millis, inp: &ScheduleInputs) -> f32 {
+        let surplus = Self::pv_surplus_w(inp);
+        self.pv_charging = match self.pv_charging {
+            PvCharging::On if surplus > PV_CHARGE_STOP_SURPLUS_W => PvCharging::On,
+            PvCharging::On => PvCharging::Off {
+                surplus_since: None,
+            },
+            PvCharging::Off { .. } if surplus <= self.cfg.pv_surplus_deadband_w => {
+                PvCharging::Off {
+                    surplus_since: None,
+                }
+            }
+            PvCharging::Off { surplus_since } => {
+                let since = surplus_since.unwrap_or(now);
+                if now.since(since) >= PV_CHARGE_START_DELAY_MS {
+                    PvCharging::On
+                } else {
+                    PvCharging::Off {
+                        surplus_since: Some(since),
+                    }
+                }
+            }
+        };
+        match self.pv_charging {
+            PvCharging::On => surplus.max(0.0),
+            PvCharging::Off { .. } => 0.0,
         }
     }
 
@@ -927,6 +998,22 @@ mod tests {
             load_w: 0.0,
             expected_pv_surplus_wh: 0.0,
         }
+    }
+
+    /// Runs `s` on `i` at `local` once a second from `t0_ms` until the PV
+    /// start delay has passed; the last plan (PV charging has started if
+    /// the surplus is above the deadband).
+    fn over_start_delay(
+        s: &mut Scheduler,
+        t0_ms: u64,
+        local: LocalTime,
+        i: &ScheduleInputs,
+    ) -> ChargePlan {
+        let mut p = s.update(Millis(t0_ms), local, i);
+        for k in 1..=PV_CHARGE_START_DELAY_MS / 1000 {
+            p = s.update(Millis(t0_ms + k * 1000), local, i);
+        }
+        p
     }
 
     #[test]
@@ -1146,11 +1233,12 @@ mod tests {
             separate_weekend: false,
             ..Default::default()
         });
-        // Daytime surplus: PV 1500 W, load 400 W → up to 1100 W from PV.
+        // Daytime surplus: PV 1500 W, load 400 W → up to 1100 W from PV
+        // (once it has lasted the start delay).
         let mut i = inputs(0.5);
         i.pv_w = 1500.0;
         i.load_w = 400.0;
-        let p = s.update(Millis(0), lt(12.0, 3), &i);
+        let p = over_start_delay(&mut s, 0, lt(12.0, 3), &i);
         assert_eq!(p.reason, ScheduleReason::PvSurplus);
         assert_eq!(p.grid_charge_w, 0.0);
         assert!((p.pv_surplus_charge_w_max - 1100.0).abs() < 1e-3);
@@ -1158,24 +1246,24 @@ mod tests {
         let mut i = inputs(0.2);
         i.pv_w = 150.0;
         i.load_w = 50.0;
-        let p = s.update(Millis(0), lt(1.0, 3), &i);
+        let p = over_start_delay(&mut s, 100_000, lt(1.0, 3), &i);
         assert_eq!(p.reason, ScheduleReason::OffPeakSizing);
         assert!((p.grid_charge_w - 102.1).abs() < 0.5, "{p:?}");
         assert_eq!(p.pv_surplus_charge_w_max, 100.0);
         // Surplus covers it all → no grid.
         i.pv_w = 1000.0;
-        let p = s.update(Millis(0), lt(1.0, 3), &i);
+        let p = s.update(Millis(200_000), lt(1.0, 3), &i);
         assert_eq!(p.reason, ScheduleReason::PvSurplus);
         assert_eq!(p.grid_charge_w, 0.0);
         // Expected PV before the peak lowers the off-peak grid charge.
         let mut i = inputs(0.2);
         i.expected_pv_surplus_wh = 1200.0;
-        let p = s.update(Millis(0), lt(1.0, 3), &i);
+        let p = s.update(Millis(201_000), lt(1.0, 3), &i);
         assert_eq!(p.reason, ScheduleReason::TargetReached);
         // Full battery: no PV charging.
         let mut i = inputs(0.96);
         i.pv_w = 1500.0;
-        let p = s.update(Millis(0), lt(12.0, 3), &i);
+        let p = over_start_delay(&mut s, 300_000, lt(12.0, 3), &i);
         assert_eq!(p.pv_surplus_charge_w_max, 0.0);
         assert_eq!(p.reason, ScheduleReason::Idle);
     }
@@ -1220,6 +1308,14 @@ mod tests {
     #[test]
     fn pv_charge_does_not_chatter_at_max_target_soc() {
         let mut s = Scheduler::new(SchedulingConfig::default());
+        // The sunny morning so far: PV charging has started.
+        let before = 31_779 - 1 - PV_CHARGE_START_DELAY_MS / 1000;
+        over_start_delay(
+            &mut s,
+            before * 1000,
+            lt(before as f32 / 3600.0, 3),
+            &sunny_morning(0.9),
+        );
         let mut charging = [false; SOC_AT_TARGET.len()];
         for (k, soc) in SOC_AT_TARGET.iter().enumerate() {
             let t = 31_779 + k as u32;
@@ -1241,8 +1337,11 @@ mod tests {
     fn pv_charge_resumes_below_recharge_hysteresis() {
         let mut s = Scheduler::new(SchedulingConfig::default());
         let noon = lt(12.0, 3);
-        let pv_max = |s: &mut Scheduler, soc: f32| {
-            s.update(Millis(0), noon, &sunny_morning(soc))
+        over_start_delay(&mut s, 0, noon, &sunny_morning(0.9));
+        let mut t_ms = PV_CHARGE_START_DELAY_MS;
+        let mut pv_max = |s: &mut Scheduler, soc: f32| {
+            t_ms += 1000;
+            s.update(Millis(t_ms), noon, &sunny_morning(soc))
                 .pv_surplus_charge_w_max
         };
         assert!(pv_max(&mut s, 0.949) > 0.0);
@@ -1250,11 +1349,144 @@ mod tests {
         // Within the band below the target: still topped up.
         assert_eq!(pv_max(&mut s, 0.949), 0.0);
         assert_eq!(pv_max(&mut s, 0.935), 0.0);
-        // Fallen by the whole band: charges again, up to the target.
+        // Fallen by the whole band: charges again (once the surplus has
+        // lasted the start delay), up to the target.
         let resume = 0.95 - PV_RECHARGE_HYSTERESIS_SOC;
+        assert_eq!(pv_max(&mut s, resume), 0.0);
+        for _ in 1..PV_CHARGE_START_DELAY_MS / 1000 {
+            pv_max(&mut s, resume);
+        }
         assert!((pv_max(&mut s, resume) - 1477.8).abs() < 1e-3);
         assert!(pv_max(&mut s, 0.945) > 0.0);
         assert_eq!(pv_max(&mut s, 0.951), 0.0);
+    }
+
+    /// Feeds `s` one PV reading every 10 s (as the PV converter reports
+    /// it), one control period a second from `t0_s` at a fixed DC load and
+    /// SOC 0.81; whether the battery may charge from PV, second by second.
+    fn pv_charging_over(s: &mut Scheduler, t0_s: u32, pv_w: &[f32], load_w: f32) -> Vec<bool> {
+        let mut charging = Vec::new();
+        for (k, pv) in pv_w.iter().enumerate() {
+            for j in 0..10u32 {
+                let t = t0_s + 10 * k as u32 + j;
+                let i = ScheduleInputs {
+                    pv_w: *pv,
+                    load_w,
+                    ..inputs(0.81)
+                };
+                let local = LocalTime {
+                    seconds_of_day: t,
+                    weekday: 3,
+                };
+                let p = s.update(Millis(u64::from(t) * 1000), local, &i);
+                charging.push(p.pv_surplus_charge_w_max > 0.0);
+            }
+        }
+        charging
+    }
+
+    fn switches(charging: &[bool]) -> usize {
+        charging.windows(2).filter(|w| w[0] != w[1]).count()
+    }
+
+    /// PV available (W) every 10 s from 19:58:22 in "A dispatch for another
+    /// branch is ignored and changes nothing" (seed 907936709), DC load
+    /// 116.3 W: at dusk the surplus wanders between 2 and 66 W, around the
+    /// 20 W deadband.
+    const DUSK_PV_W: [f32; 50] = [
+        123.9, 153.6, 156.5, 172.5, 168.2, 171.3, 148.0, 128.7, 109.1, 153.4, 167.4, 157.8, 153.7,
+        157.5, 134.3, 134.4, 176.1, 160.6, 182.5, 166.9, 133.4, 145.8, 151.6, 168.9, 172.9, 166.0,
+        153.9, 145.6, 118.2, 150.3, 152.5, 171.0, 156.4, 134.2, 137.7, 161.8, 163.9, 169.3, 169.2,
+        136.3, 158.7, 144.9, 158.0, 172.1, 169.2, 170.8, 170.3, 168.2, 164.2, 167.9,
+    ];
+
+    #[test]
+    fn pv_charge_does_not_chatter_at_dusk() {
+        let mut s = Scheduler::new(SchedulingConfig::default());
+        let charging = pv_charging_over(&mut s, 71_902, &DUSK_PV_W, 116.3);
+        // Before the fix: 13 switches, one every 10–70 s. Now it starts once
+        // the surplus has stayed above the deadband for the start delay
+        // (at 20:02:52, after three waits cut short) and then takes even
+        // 2 W of surplus rather than stop.
+        assert_eq!(switches(&charging), 1, "{charging:?}");
+        let started = charging.iter().position(|&c| c).unwrap_or(charging.len());
+        assert_eq!(started, 270, "{charging:?}");
+        // 20:00:42, surplus 18.0 W (under the deadband): still charging it.
+        let mut probe = s.clone();
+        let i = ScheduleInputs {
+            pv_w: 134.3,
+            load_w: 116.3,
+            ..inputs(0.81)
+        };
+        let p = probe.update(Millis(72_500_000), lt(20.1, 3), &i);
+        assert!((p.pv_surplus_charge_w_max - 18.0).abs() < 1e-3, "{p:?}");
+        assert_eq!(p.reason, ScheduleReason::PvSurplus);
+    }
+
+    /// PV available (W) every 10 s from 07:36:42 in "Three days with PV
+    /// never export and never breach the floor" (seed 642153250), DC load
+    /// 52 W: a cloud takes the PV from 660 W to 15 W and back in 3 minutes.
+    const CLOUD_PV_W: [f32; 40] = [
+        493.4, 612.3, 658.4, 518.5, 411.8, 339.3, 415.0, 365.3, 469.1, 437.1, 504.2, 546.1, 365.0,
+        324.0, 203.5, 164.6, 148.2, 201.9, 68.6, 98.6, 93.8, 15.0, 62.4, 15.1, 15.1, 78.0, 152.4,
+        135.0, 69.7, 29.8, 132.7, 293.1, 368.8, 342.3, 397.4, 483.7, 473.3, 427.9, 421.6, 359.7,
+    ];
+
+    #[test]
+    fn pv_charge_stops_once_under_a_passing_cloud() {
+        let mut s = Scheduler::new(SchedulingConfig::default());
+        // The morning before: charging from PV.
+        over_start_delay(&mut s, 27_000_000, lt(7.5, 3), &sunny_morning(0.81));
+        let charging = pv_charging_over(&mut s, 27_402, &CLOUD_PV_W, 52.0);
+        // Before the fix: 6 switches. Now one stop when the PV falls under
+        // the load (at 07:40:12) and one start when the surplus has stayed
+        // above the deadband for the start delay again (07:42:42).
+        assert_eq!(switches(&charging), 2, "{charging:?}");
+        let stop = charging.iter().position(|&c| !c).unwrap_or(0);
+        assert_eq!(stop, 210);
+        let restart = stop + charging[stop..].iter().position(|&c| c).unwrap_or(0);
+        assert_eq!(restart, 360);
+    }
+
+    #[test]
+    fn pv_charge_starts_after_the_start_delay_and_stops_without_surplus() {
+        let mut s = Scheduler::new(SchedulingConfig::default());
+        let noon = lt(12.0, 3);
+        let at = |pv_w: f32| ScheduleInputs {
+            pv_w,
+            load_w: 100.0,
+            ..inputs(0.5)
+        };
+        let delay_s = PV_CHARGE_START_DELAY_MS / 1000;
+        let mut t_s = 0u64;
+        let mut pv_max = |s: &mut Scheduler, pv_w: f32| {
+            t_s += 1;
+            s.update(Millis(t_s * 1000), noon, &at(pv_w))
+                .pv_surplus_charge_w_max
+        };
+        // Surplus 30 W, above the 20 W deadband: not before the delay…
+        for _ in 0..delay_s {
+            assert_eq!(pv_max(&mut s, 130.0), 0.0);
+        }
+        // …a reading at the deadband starts the wait again…
+        assert_eq!(pv_max(&mut s, 120.0), 0.0);
+        for _ in 0..delay_s {
+            assert_eq!(pv_max(&mut s, 130.0), 0.0);
+        }
+        // …and after a whole delay above it, all of the surplus.
+        assert!((pv_max(&mut s, 130.0) - 30.0).abs() < 1e-3);
+        // Under the deadband but above the stop threshold: still all of it.
+        assert!((pv_max(&mut s, 105.0) - 5.0).abs() < 1e-3);
+        assert!((pv_max(&mut s, 1100.0) - 1000.0).abs() < 1e-3);
+        // No surplus: stops, and waits the delay again.
+        assert_eq!(pv_max(&mut s, 100.0 + PV_CHARGE_STOP_SURPLUS_W), 0.0);
+        for _ in 0..delay_s {
+            assert_eq!(pv_max(&mut s, 1100.0), 0.0);
+        }
+        assert!((pv_max(&mut s, 1100.0) - 1000.0).abs() < 1e-3);
+        // Unknown PV counts as no surplus.
+        assert_eq!(pv_max(&mut s, f32::NAN), 0.0);
+        assert_eq!(pv_max(&mut s, 1100.0), 0.0);
     }
 
     #[test]
