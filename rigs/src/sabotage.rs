@@ -516,7 +516,7 @@ impl Sabotage {
         let clean = c.clone();
         self.note_sockets(at.measurements);
         if let Some(w) = self.window.as_ref().filter(|w| at.now_ms < w.until_ms) {
-            apply_action(&w.action, at.measurements, c);
+            apply_action(&w.action, c);
         } else {
             self.window = None;
             self.last_clean = Some(clean.clone());
@@ -631,7 +631,7 @@ fn duration_ms(c: Command) -> u64 {
     }
 }
 
-fn apply_action(a: &Action, m: &Measurements, c: &mut AssemblyCommand) {
+fn apply_action(a: &Action, c: &mut AssemblyCommand) {
     match a {
         Action::Hold(held) => *c = (**held).clone(),
         Action::Charge(w) => force_charge(c, *w),
@@ -642,7 +642,6 @@ fn apply_action(a: &Action, m: &Measurements, c: &mut AssemblyCommand) {
             c.charger_boost = false;
             c.inverter_enabled = true;
             c.inverter_request_ac_w = *w;
-            let _ = m;
         }
         Action::Shed(mask) => {
             for (i, on) in c.circuits_on.iter_mut().enumerate() {
