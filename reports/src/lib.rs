@@ -14,6 +14,9 @@
 //!
 //! - [`run_json`]: `run.json`, the machine-readable summary, and the
 //!   comparison of two runs;
+//! - [`invariants`]: the always-on invariants every scenario is judged
+//!   on (no chatter, cell limits, no export without mains, the reserve,
+//!   the connection point's energy balance);
 //! - [`measured`]: a scenario's measured signals, events and assertions
 //!   (plain data);
 //! - [`scenario`]: the files of a scenario's directory (`signals.csv`,
@@ -27,6 +30,7 @@ pub mod csv_table;
 pub mod cucumber_json;
 pub mod error;
 pub mod html;
+pub mod invariants;
 pub mod junit;
 pub mod markup;
 pub mod measured;

@@ -42,6 +42,9 @@ pub struct ScenarioSummary {
     pub assertions: Vec<Assertion>,
     #[serde(default)]
     pub figures: BTreeMap<String, f64>,
+    /// The always-on invariants' verdicts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invariants: Vec<crate::invariants::InvariantVerdict>,
 }
 
 /// Everything a scenario leaves for the report.
@@ -53,6 +56,8 @@ pub struct ScenarioCapture {
     /// Figures the rig counted (CAN frames, telegrams, jitter...), merged
     /// with those computed from the signals.
     pub figures: BTreeMap<String, f64>,
+    /// The always-on invariants' verdicts.
+    pub invariants: Vec<crate::invariants::InvariantVerdict>,
 }
 
 impl ScenarioCapture {
@@ -71,6 +76,7 @@ impl ScenarioCapture {
             events: self.events.clone(),
             assertions: self.assertions.clone(),
             figures,
+            invariants: self.invariants.clone(),
         }
     }
 

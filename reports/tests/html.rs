@@ -37,6 +37,7 @@ fn capture() -> ScenarioCapture {
         }],
         assertions,
         figures: Default::default(),
+        invariants: Vec::new(),
     }
 }
 

@@ -443,6 +443,7 @@ proptest! {
                 v_min_pu: 0.98,
                 v_max_pu: 1.0,
                 soc_mean: 0.6,
+                soc_min: 0.5,
                 battery_w: 0.0,
                 server_silent: 0,
             };

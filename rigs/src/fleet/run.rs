@@ -230,12 +230,12 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> RunError {
 /// The per-branch per-minute CSV (`branches.csv`).
 pub fn branches_csv(scenario: &FleetScenario, rows: &[BranchMinuteRow]) -> String {
     let mut s = String::from(
-        "minute,clock_h,branch_id,p_a_kw,p_b_kw,p_c_kw,p_kw,q_a_kvar,q_b_kvar,q_c_kvar,loading_pct,v_min_pu,v_max_pu,dispatched_w,battery_w,soc_mean,server_silent\n",
+        "minute,clock_h,branch_id,p_a_kw,p_b_kw,p_c_kw,p_kw,q_a_kvar,q_b_kvar,q_c_kvar,loading_pct,v_min_pu,v_max_pu,dispatched_w,battery_w,soc_mean,soc_min,server_silent\n",
     );
     for r in rows {
         let f = &r.report;
         s.push_str(&format!(
-            "{},{:.4},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.2},{:.5},{:.5},{:.0},{:.0},{:.4},{}\n",
+            "{},{:.4},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.2},{:.5},{:.5},{:.0},{:.0},{:.4},{:.4},{}\n",
             r.minute,
             scenario.start_hour + f64::from(r.minute) / 60.0,
             f.branch_id,
@@ -252,6 +252,7 @@ pub fn branches_csv(scenario: &FleetScenario, rows: &[BranchMinuteRow]) -> Strin
             r.dispatched_w,
             f.battery_w,
             f.soc_mean,
+            f.soc_min,
             f.server_silent
         ));
     }

@@ -1098,6 +1098,13 @@ impl FleetScenario {
         minute_of(h, self.start_hour)
     }
 
+    /// Local clock time `HH:MM` of run minute `m` (past midnight: `+1d`).
+    pub fn clock(&self, minute: u32) -> String {
+        let m = (self.start_hour * 60.0).round() as u64 + u64::from(minute);
+        let day = if m >= 24 * 60 { " (+1d)" } else { "" };
+        format!("{:02}:{:02}{day}", m / 60 % 24, m % 60)
+    }
+
     /// UTC seconds at the start of minute `m`.
     pub fn utc_s_at(&self, minute: u32) -> u64 {
         (self.calendar.epoch_unix_s + i64::from(minute) * 60).max(0) as u64

@@ -575,6 +575,7 @@ fn step_branch(b: &mut Branch, minute: u32, run_id: &str) -> BranchMinute {
     let mut snap = LoadSnapshot::zeros(b.n_loads);
     let mut telemetry = Vec::new();
     let (mut soc_sum, mut n_soc, mut battery_w) = (0.0, 0usize, 0.0);
+    let mut soc_min = 1.0_f64;
     let mut server_silent = 0u32;
     for s in &mut b.sites {
         let flow = s.step_minute();
@@ -585,6 +586,9 @@ fn step_branch(b: &mut Branch, minute: u32, run_id: &str) -> BranchMinute {
             *k += flow.q_kvar;
         }
         battery_w += flow.battery_w;
+        if let Some(soc) = flow.soc {
+            soc_min = soc_min.min(soc);
+        }
         if let Some(t) = s.telemetry(minute, &flow) {
             soc_sum += t.soc;
             n_soc += 1;
@@ -605,6 +609,7 @@ fn step_branch(b: &mut Branch, minute: u32, run_id: &str) -> BranchMinute {
         } else {
             0.0
         },
+        soc_min,
         battery_w,
         server_silent,
     };

@@ -68,6 +68,9 @@ pub struct MinuteFlow {
     pub q_kvar: f64,
     /// Mean battery power, W (+ = discharge); 0 without an assembly.
     pub battery_w: f64,
+    /// The pack's state of charge at the minute's end, as the house
+    /// measures it (0..1); `None` without an assembly.
+    pub soc: Option<f64>,
 }
 
 struct AssemblySite {
@@ -75,6 +78,7 @@ struct AssemblySite {
     grid_import: SignalId,
     grid_export: SignalId,
     battery_power: SignalId,
+    soc: SignalId,
     envelope: Envelope,
     export_allowed: bool,
     /// Powered down and off the uplink (a dropout fault).
@@ -255,15 +259,17 @@ impl Site {
             session.parts_mut().0.sabotage = sc.sabotage.map(Sabotage::new);
             let s = session.plant().signals();
             let id = |n: &str| s.require(n).map_err(|e| err(e.to_string()));
-            let (grid_import, grid_export, battery_power) = (
+            let (grid_import, grid_export, battery_power, soc) = (
                 id("grid_import_w")?,
                 id("grid_export_w")?,
                 id("battery_power_w")?,
+                id("soc")?,
             );
             Kind::Assembly(Box::new(AssemblySite {
                 grid_import,
                 grid_export,
                 battery_power,
+                soc,
                 session,
                 envelope,
                 export_allowed,
@@ -370,6 +376,7 @@ impl Site {
                     net_kw,
                     q_kvar: net_kw.max(0.0) * Q_PER_P_IMPORT,
                     battery_w: bat / n,
+                    soc: Some(a.session.plant().signals().get(a.soc)),
                 }
             }
             Kind::DemandOnly(d) => {
@@ -385,6 +392,7 @@ impl Site {
                     net_kw,
                     q_kvar: net_kw.max(0.0) * Q_PER_P_IMPORT,
                     battery_w: 0.0,
+                    soc: None,
                 }
             }
         };

@@ -340,11 +340,19 @@ pub struct FeederReport {
     pub v_max_pu: f64,
     /// Mean SOC of the branch's assemblies (0..1; 0 without any).
     pub soc_mean: f64,
+    /// Lowest state of charge of the branch's assemblies' packs, as the
+    /// houses measure it (0..1; 1 without any): not what they report.
+    #[serde(default = "no_soc")]
+    pub soc_min: f64,
     /// Sum of the assemblies' battery power, W (+ = discharge).
     pub battery_w: f64,
     /// Assemblies reporting the server silent (in local operation).
     #[serde(default)]
     pub server_silent: u32,
+}
+
+fn no_soc() -> f64 {
+    1.0
 }
 
 impl FeederReport {

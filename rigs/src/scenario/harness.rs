@@ -261,6 +261,9 @@ impl Recorder {
                     reports::scenario::read_summary(&self.report_dir.join(&record.dir))
                 {
                     record.figures = summary.figures;
+                    record
+                        .steps
+                        .extend(invariant_steps(&summary.invariants, record.line));
                 }
                 if self.progress {
                     let (f, s) = (&self.run.features[fi], &self.run.features[fi].scenarios[si]);
@@ -286,6 +289,31 @@ impl Recorder {
             _ => {}
         }
     }
+}
+
+/// The always-on invariants a scenario broke, as failed steps after its
+/// own (keyword `Invariant`), so every report shows them where a step's
+/// failure shows.
+fn invariant_steps(
+    verdicts: &[reports::invariants::InvariantVerdict],
+    line: u32,
+) -> Vec<StepRecord> {
+    verdicts
+        .iter()
+        .filter(|v| v.fails())
+        .map(|v| StepRecord {
+            keyword: "Invariant ".into(),
+            text: v.statement.clone(),
+            line,
+            status: StepStatus::Failed,
+            duration_s: 0.0,
+            error: Some(format!(
+                "{} (tag the scenario @allows-{} if it expects this)",
+                v.violation.as_deref().unwrap_or("violated"),
+                v.name
+            )),
+        })
+        .collect()
 }
 
 fn step_record(s: &gherkin::Step) -> StepRecord {
@@ -632,10 +660,15 @@ pub fn run_features(opts: &TestOptions) -> Result<TestOutcome, HarnessError> {
             .max_concurrent_scenarios(concurrency)
             .with_writer(rec)
             .with_cli(cli_opts.clone())
-            .before(|feature, _rule, scenario, world| {
+            .before(|feature, rule, scenario, world| {
                 let uri = uri_of(feature);
                 let name = scenario.name.clone();
-                async move { world.begin(&uri, &name) }.boxed_local()
+                let mut tags = tags_of(&feature.tags);
+                if let Some(r) = rule {
+                    tags.extend(tags_of(&r.tags));
+                }
+                tags.extend(tags_of(&scenario.tags));
+                async move { world.begin(&uri, &name, tags) }.boxed_local()
             })
             .after(|_feature, _rule, _scenario, _ev, world| {
                 async move {
@@ -699,5 +732,67 @@ fn clone_recorder(r: &Recorder) -> Recorder {
         write_error: None,
         bar: r.bar.clone(),
         html_written: r.html_written,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reports::invariants::InvariantVerdict;
+    use reports::run::ScenarioStatus;
+
+    fn verdict(name: &str, held: bool, allowed: bool) -> InvariantVerdict {
+        InvariantVerdict {
+            name: name.into(),
+            statement: format!("{name} holds"),
+            held,
+            allowed,
+            violation: (!held).then(|| "battery_power switched 30 times".into()),
+            worst: 30.0,
+        }
+    }
+
+    #[test]
+    fn a_broken_invariant_is_a_failed_step_that_fails_the_scenario() {
+        let steps = invariant_steps(
+            &[
+                verdict("chatter", false, false),
+                verdict("cell-limits", true, false),
+                verdict("reserve", false, true),
+            ],
+            7,
+        );
+        assert_eq!(steps.len(), 1, "{steps:?}");
+        let s = &steps[0];
+        assert_eq!(s.status, StepStatus::Failed);
+        assert_eq!(s.keyword, "Invariant ");
+        let e = s.error.as_deref().unwrap();
+        assert!(
+            e.contains("30 times") && e.contains("@allows-chatter"),
+            "{e}"
+        );
+        let mut record = ScenarioRecord {
+            name: "s".into(),
+            line: 7,
+            tags: Vec::new(),
+            seed: 1,
+            duration_s: 0.0,
+            steps: vec![StepRecord {
+                keyword: "Then ".into(),
+                text: "fine".into(),
+                line: 8,
+                status: StepStatus::Passed,
+                duration_s: 0.0,
+                error: None,
+            }],
+            retries: 0,
+            output: String::new(),
+            dir: String::new(),
+            figures: Default::default(),
+        };
+        assert_eq!(record.status(), ScenarioStatus::Passed);
+        record.steps.extend(steps);
+        assert_eq!(record.status(), ScenarioStatus::Failed);
+        assert!(record.failure().unwrap().contains("30 times"));
     }
 }

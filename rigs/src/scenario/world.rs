@@ -10,6 +10,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, RwLock};
 
+use reports::invariants::{self, InvariantLimits};
+use reports::scenario::ScenarioCapture;
 use twin::house::HouseEvent;
 use twin::time::SimTime;
 
@@ -185,6 +187,8 @@ pub struct MaslowWorld {
     pub settings: Option<Arc<Settings>>,
     pub seed: u64,
     pub name: String,
+    /// The scenario's tags with their feature's and rule's, without `@`.
+    pub tags: Vec<String>,
     pub setup: Option<Setup>,
     pub setup_error: Option<String>,
     pub sim: Option<Box<Sim>>,
@@ -235,6 +239,7 @@ impl MaslowWorld {
             settings,
             seed: 0,
             name: String::new(),
+            tags: Vec::new(),
             setup,
             setup_error,
             sim: None,
@@ -252,10 +257,55 @@ impl MaslowWorld {
     }
 
     /// Called before the first step: the scenario's name and seed.
-    pub fn begin(&mut self, feature_file: &str, scenario: &str) {
+    pub fn begin(&mut self, feature_file: &str, scenario: &str, tags: Vec<String>) {
         let forced = self.settings.as_ref().and_then(|s| s.seed);
         self.seed = scenario_seed(forced, feature_file, scenario);
         self.name = scenario.to_owned();
+        self.tags = tags;
+    }
+
+    /// The invariants' limits for this scenario's house and controller:
+    /// the pack's cell limits and the reserve the controller is configured
+    /// to hold ([`InvariantLimits::default`] for the rest).
+    fn invariant_limits(&self, dir: &std::path::Path) -> InvariantLimits {
+        let mut limits = InvariantLimits::default();
+        if let Ok(pack) = twin::battery::params::load_battery_pack_params(&dir.join("pack.toml")) {
+            let cell = pack.cell_limits();
+            limits.cell_voltage_min_v = cell.voltage_min_v;
+            limits.cell_voltage_max_v = cell.voltage_max_v;
+            limits.cell_temperature_max_c = cell.temperature_max_c;
+        }
+        if let Some(setup) = &self.setup {
+            if let Ok(cfg) = setup.controller_view::<firmware::ControllerConfig>() {
+                limits.reserve_soc = Some(f64::from(cfg.scheduling.reserve_soc));
+            }
+        }
+        limits
+    }
+
+    /// Judges the always-on invariants on the capture (a scenario that ran
+    /// a house), into `capture`: verdicts, and for each violation its
+    /// assertion and derived signal, so the plots show it.
+    fn judge_invariants(&self, dir: &std::path::Path, capture: &mut ScenarioCapture) {
+        if capture.signals.is_empty() {
+            return;
+        }
+        let allowed: Vec<String> = self
+            .tags
+            .iter()
+            .filter_map(|t| t.strip_prefix("allows-").map(str::to_owned))
+            .collect();
+        let report = invariants::check(&capture.signals, &self.invariant_limits(dir), &allowed);
+        for v in &report.verdicts {
+            if v.name == "chatter" {
+                capture
+                    .figures
+                    .insert("max_switches_per_min".into(), v.worst);
+            }
+        }
+        capture.invariants = report.verdicts;
+        capture.assertions.extend(report.assertions);
+        capture.signals.extend(report.derived);
     }
 
     pub fn settings(&self) -> Result<&Settings, String> {
@@ -551,7 +601,7 @@ impl MaslowWorld {
     /// events, assertions, key figures and plots (its traces were written
     /// as it ran).
     pub fn finish(&mut self) {
-        let mut capture = reports::scenario::ScenarioCapture::default();
+        let mut capture = ScenarioCapture::default();
         if let Some(sim) = self.sim.take() {
             let truncated = sim.session.truncated_taps();
             let missed = sim.session.decisions_missed();
@@ -605,6 +655,7 @@ impl MaslowWorld {
         events.append(&mut capture.events);
         capture.events = events;
         capture.assertions = std::mem::take(&mut self.assertions);
+        self.judge_invariants(&dir, &mut capture);
         if let Err(e) = capture.write(&dir) {
             eprintln!(
                 "scenario `{}`: cannot write its report files: {e}",
@@ -617,7 +668,7 @@ impl MaslowWorld {
     /// signal) and returns its path.
     pub fn write_capture(&self) -> Option<PathBuf> {
         let dir = self.dir().ok()?;
-        let capture = reports::scenario::ScenarioCapture {
+        let capture = ScenarioCapture {
             signals: self.capture.values().map(to_signal).collect(),
             ..Default::default()
         };

@@ -911,6 +911,35 @@ pub enum BatteryPackParams {
     Spme(crate::battery::spme::SpmePackParams),
 }
 
+/// A cell's datasheet limits: the window the pack must stay in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CellLimits {
+    pub voltage_min_v: f64,
+    pub voltage_max_v: f64,
+    pub temperature_min_c: f64,
+    pub temperature_max_c: f64,
+}
+
+impl BatteryPackParams {
+    /// The pack's cells' datasheet limits.
+    pub fn cell_limits(&self) -> CellLimits {
+        match self {
+            BatteryPackParams::Ecm(p) => CellLimits {
+                voltage_min_v: p.cell.voltage_min_v,
+                voltage_max_v: p.cell.voltage_max_v,
+                temperature_min_c: p.cell.temperature_min_c,
+                temperature_max_c: p.cell.temperature_max_c,
+            },
+            BatteryPackParams::Spme(p) => CellLimits {
+                voltage_min_v: p.cell.voltage_min_v,
+                voltage_max_v: p.cell.voltage_max_v,
+                temperature_min_c: p.cell.temperature_min_c,
+                temperature_max_c: p.cell.temperature_max_c,
+            },
+        }
+    }
+}
+
 /// Loads a pack file of either model: `model = "ecm"` (default) or
 /// `"spme"`; the cell file it names must be of the same model.
 pub fn load_battery_pack_params(path: &Path) -> Result<BatteryPackParams, ParamError> {

@@ -334,6 +334,44 @@ fn power_mean(
     Ok(())
 }
 
+#[then(
+    regex = r"^no pack on branch (\d+) is discharged below (\d+)% from (\d\d:\d\d) to (\d\d:\d\d)$"
+)]
+fn soc_floor(
+    w: &mut MaslowWorld,
+    branch: u32,
+    percent: u32,
+    from: String,
+    to: String,
+) -> StepResult {
+    let (sc, o) = outcome(w)?;
+    // The lowest pack SOC on the branch as the houses measure it, each
+    // minute's end (not the SOC the assemblies report). It may not fall
+    // below the floor, or, where it began below the floor, below where it
+    // began (less half a point of measurement noise).
+    let v = branch_series(sc, o, branch, &from, &to, |r| r.report.soc_min)?;
+    let floor = f64::from(percent) / 100.0;
+    let start = v.first().map_or(floor, |(_, s)| *s);
+    let limit = floor.min(start - 0.005);
+    let below = v.iter().find(|(_, soc)| soc.is_nan() || *soc < limit);
+    if let Some(&(first, _)) = below {
+        let (minute, soc) = v
+            .iter()
+            .copied()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap_or((first, f64::NAN));
+        return Err(format!(
+            "the lowest pack on branch {branch} was at {:.1} % at {from} and fell to {:.1} % at {} (below {:.1} % first at {}): a pack was discharged below the {percent} % floor",
+            start * 100.0,
+            soc * 100.0,
+            sc.clock(minute),
+            limit * 100.0,
+            sc.clock(first)
+        ));
+    }
+    Ok(())
+}
+
 #[then(regex = r"^no assembly on branch (\d+) reports an accepted dispatch$")]
 fn untouched(w: &mut MaslowWorld, branch: u32) -> StepResult {
     every_assembly(w, branch, "accepted dispatches", |t| {
