@@ -416,6 +416,35 @@ pub fn issue_mentions(text: &str) -> Vec<(usize, String)> {
 }
 
 // ---------------------------------------------------------------------------
+// Steps that would read the system under test's variables
+
+/// What a scenario step may not call: the controller's or the twin's
+/// variables (the running session's plant or controller side, the
+/// controller's in-process cluster status). Steps judge what instruments
+/// measured and what travelled on the wire.
+pub const UNDER_TEST_READS: &[&str] = &[
+    ".plant()",
+    ".controller()",
+    "parts_mut(",
+    ".parts()",
+    "cluster_status(",
+    "plant_mut(",
+];
+
+/// Lines of `text` (1-based, trimmed) that call one of `reads`, outside
+/// comments.
+pub fn under_test_reads(text: &str, reads: &[&str]) -> Vec<(usize, String)> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let code = l.split("//").next().unwrap_or("");
+            reads.iter().any(|r| code.contains(r))
+        })
+        .map(|(i, l)| (i + 1, l.trim().to_owned()))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
 // Dependencies
 
 /// A chain of packages from `from` to `to` in the workspace's resolved

@@ -4,7 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use structure::{dependency_path, function_lengths, issue_mentions, rust_files, ModuleGraph};
+use structure::{
+    dependency_path, function_lengths, issue_mentions, rust_files, under_test_reads, ModuleGraph,
+    UNDER_TEST_READS,
+};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -155,4 +158,65 @@ fn code_and_docs_say_what_things_are_not_which_issue_brought_them() {
         "issue numbers in code or docs:\n{}",
         found.join("\n")
     );
+}
+
+/// The reads of the running plant a step may make, each with why it is
+/// not a verdict on a variable: (file under `rigs/src/scenario/steps/`,
+/// the line's code, why).
+const ALLOWED_UNDER_TEST_READS: &[(&str, &str, &str)] = &[
+    (
+        "functions.rs",
+        "let epoch = w.sim()?.session.plant().epoch_unix_s();",
+        "the calendar's epoch (configuration), to stamp the server's messages",
+    ),
+    (
+        "protection.rs",
+        "let plant = w.sim()?.session.plant();",
+        "a forced circuit-current reading is scaled by the present bus voltage (fault injection, not a verdict)",
+    ),
+    (
+        "protection.rs",
+        ".plant()",
+        "the commands as the plant applied them: the protection steps' reaction-time measurement",
+    ),
+];
+
+#[test]
+fn steps_judge_measurements_not_the_variables_under_test() {
+    let dir = root().join("rigs/src/scenario/steps");
+    let files = rust_files(&dir).expect("step sources");
+    assert!(files.len() >= 4, "step sources found: {}", files.len());
+    let mut found = Vec::new();
+    for path in files {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = std::fs::read_to_string(&path).expect("readable");
+        for (line, code) in under_test_reads(&text, UNDER_TEST_READS) {
+            let allowed = ALLOWED_UNDER_TEST_READS
+                .iter()
+                .any(|(f, c, _)| *f == name && code == *c);
+            if !allowed {
+                found.push(format!("steps/{name}:{line}: {code}"));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "steps that read the controller's or the twin's variables (judge a measurement or a \
+         report as it travelled instead, or add the read with its reason to \
+         ALLOWED_UNDER_TEST_READS):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_under_test_lint_sees_a_step_that_reads_the_controller() {
+    let step = "fn sneaky(w: &mut MaslowWorld) -> StepResult {\n    \
+                // a comment naming .controller() is fine\n    \
+                let st = w.sim()?.session.controller().controller.cluster_status(now);\n}";
+    let found = under_test_reads(step, UNDER_TEST_READS);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, 3);
 }
