@@ -9,7 +9,7 @@ Feature: Protection and link faults
     When the day runs until 12:00
     And the CAN bus is off for 10 seconds
     And 20 seconds pass
-    Then the controller enters its safe state within 4 seconds
+    Then the controller reports entering its safe state within 4 seconds
     And the controller reports a link timeout
 
   Scenario: The controller recovers when frames return
@@ -19,7 +19,7 @@ Feature: Protection and link faults
     And 10 seconds pass
     And the link faults clear
     And 30 seconds pass
-    Then the controller leaves its safe state within 20 seconds
+    Then the controller reports leaving its safe state within 20 seconds
 
   Scenario: Corrupt CAN frames are rejected and counted
     Given a terrace house with a 5 kWh LFP battery assembly at 60% charge

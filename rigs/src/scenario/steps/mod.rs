@@ -1287,9 +1287,17 @@ fn acknowledged(w: &mut MaslowWorld, verdict: String, because: String, n: f64) -
 }
 
 #[then(
-    regex = r"^the controller (enters|leaves) its safe state within (\d+) (seconds?|milliseconds?)$"
+    regex = r"^the controller reports (entering|leaving) its safe state within (\d+) (seconds?|milliseconds?)$"
 )]
+/// Judged on the controller's heartbeats as they travelled on the bus (a
+/// report: the plant's side of a safe state is judged by the protection
+/// steps, `the battery current stops …`, `the plant is commanded to …`).
 fn safe_state(w: &mut MaslowWorld, which: String, n: f64, unit: String) -> StepResult {
+    let which = if which == "entering" {
+        "enters"
+    } else {
+        "leaves"
+    };
     use firmware::wire::can::messages::CtrlHeartbeatCtrlState as S;
     let from = w.last_event_s.ok_or("nothing happened yet")?;
     let deadline = from + duration_s(n, &unit)?;
@@ -1314,8 +1322,8 @@ fn safe_state(w: &mut MaslowWorld, which: String, n: f64, unit: String) -> StepR
         return Ok(());
     }
     Err(format!(
-        "expected the controller to {} its safe state within {n} {unit} of {}; its heartbeats said: {}",
-        if which == "enters" { "enter" } else { "leave" },
+        "expected the controller to report {} its safe state within {n} {unit} of {}; its heartbeats said: {}",
+        if which == "enters" { "entering" } else { "leaving" },
         clock(from),
         beats
             .iter()
