@@ -68,3 +68,74 @@ fn every_glossary_pattern_is_a_step() {
         );
     }
 }
+
+/// The step sources, concatenated.
+fn step_sources() -> String {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<_> = std::fs::read_dir(root.join("src/scenario/steps"))
+        .expect("src/scenario/steps")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).expect("step file"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `Then` steps without a negative test yet: they judge the heartbeats,
+/// the server's answers, the applied commands, a baseline run or a fleet
+/// run, which a recording of signals alone does not carry. The list may
+/// only shrink (a step with a test may not stay in it).
+const WITHOUT_NEGATIVE_TEST_YET: &[&str] = &[
+    "import_vs_baseline",
+    "acknowledged",
+    "safe_state",
+    "controller_reports",
+    "same_as_without_event",
+    "dispatch_verdict",
+    "meter_signal_ack",
+    "commanded_within",
+    "still_commanded",
+    "no_longer_commanded",
+    "transformer_share",
+    "power_mean",
+    "soc_floor",
+    "untouched",
+    "every_rejects",
+    "lost_and_redispatched",
+    "reporting",
+    "silent_count",
+    "every_config",
+    "every_reserve",
+];
+
+#[test]
+fn every_then_step_has_a_negative_test_or_is_listed() {
+    let code = step_sources();
+    let re = regex::Regex::new(
+        r#"#\[then\(\s*regex\s*=\s*r"(?:[^"\\]|\\.)*"\s*\)\]\s*(?:///[^\n]*\n\s*)*(?:async\s+)?fn\s+(\w+)"#,
+    )
+    .expect("pattern");
+    let thens: Vec<String> = re.captures_iter(&code).map(|c| c[1].to_owned()).collect();
+    assert!(thens.len() >= 40, "found only {} Then steps", thens.len());
+    let tested = |name: &str| code.contains(&format!("fn negative_{name}()"));
+    let missing: Vec<&String> = thens
+        .iter()
+        .filter(|n| !tested(n) && !WITHOUT_NEGATIVE_TEST_YET.contains(&n.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "Then steps without a negative test (`fn negative_<name>()` in the steps' tests): {missing:?}"
+    );
+    let stale: Vec<&&str> = WITHOUT_NEGATIVE_TEST_YET
+        .iter()
+        .filter(|n| tested(n) || !thens.iter().any(|t| t == *n))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "listed as without a negative test but tested, or no longer a Then step: {stale:?}"
+    );
+}

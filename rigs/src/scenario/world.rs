@@ -210,6 +210,9 @@ pub struct MaslowWorld {
     pub assertions: Vec<reports::scenario::Assertion>,
     /// A fleet scenario (`@fleet` steps) and its run.
     pub fleet: Option<Box<FleetState>>,
+    /// Without a session: how far a recorded capture reaches, s (the
+    /// `Then` steps judge a recording in their own tests).
+    pub recorded_until_s: Option<f64>,
 }
 
 impl fmt::Debug for MaslowWorld {
@@ -253,6 +256,7 @@ impl MaslowWorld {
             bench: Vec::new(),
             assertions: Vec::new(),
             fleet: None,
+            recorded_until_s: None,
         }
     }
 
@@ -421,7 +425,9 @@ impl MaslowWorld {
     pub fn now_s(&self) -> f64 {
         self.sim
             .as_ref()
-            .map_or(0.0, |s| s.session.now().as_secs_f64())
+            .map_or(self.recorded_until_s.unwrap_or(0.0), |s| {
+                s.session.now().as_secs_f64()
+            })
     }
 
     /// Applies an action now and remembers it for baselines.

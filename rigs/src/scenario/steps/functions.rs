@@ -614,3 +614,49 @@ fn meter_signal_ack(w: &mut MaslowWorld, verdict: String, n: f64) -> StepResult 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::steps::negative::{recorded, s, step_at};
+
+    #[test]
+    fn negative_socket_off_within() {
+        let run = |off_at: f64| {
+            let f = step_at(off_at, 30.0, 0.0);
+            let mut w = recorded(600.0, &[("socket_tv_power_w", "W", &f)]);
+            w.last_event_s = Some(100.0);
+            socket_off_within(&mut w, s("tv"), 60.0, s("seconds"))
+        };
+        assert!(run(400.0).is_err());
+        run(120.0).unwrap();
+    }
+
+    #[test]
+    fn negative_socket_stays() {
+        let run = |f: &dyn Fn(f64) -> f64| {
+            let mut w = recorded(600.0, &[("socket_tv_power_w", "W", f)]);
+            socket_stays(&mut w, s("tv"), s("off"), s("from 00:01 to 00:09"))
+        };
+        assert!(run(&|t| if t == 300.0 { 30.0 } else { 0.0 }).is_err());
+        run(&|_| 0.0).unwrap();
+    }
+
+    #[test]
+    fn negative_energy_between() {
+        // 1 kW for 6 minutes is 0.1 kWh.
+        let run = |cmp: &str| {
+            let mut w = recorded(600.0, &[("grid_import_w", "W", &|_| 1000.0)]);
+            energy_between(
+                &mut w,
+                s("grid import"),
+                s(cmp),
+                s("0.15"),
+                s("00:00"),
+                s("00:06"),
+            )
+        };
+        assert!(run("at least").is_err());
+        run("at most").unwrap();
+    }
+}

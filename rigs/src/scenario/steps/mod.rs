@@ -1377,3 +1377,235 @@ fn current_stops(w: &mut MaslowWorld, n: f64, unit: String) -> StepResult {
         )),
     }
 }
+
+/// Every `Then` here fails on a recording that breaks it and passes on
+/// one that keeps it: `negative_<step fn>` (the glossary test checks that
+/// each `Then` has one). No session runs: the world judges a recording.
+#[cfg(test)]
+pub(crate) mod negative {
+    use super::*;
+
+    /// A signal for [`recorded`]: name, unit, value at each second.
+    pub(crate) type Recorded<'a> = (&'a str, &'a str, &'a dyn Fn(f64) -> f64);
+
+    /// A world judging a recording: each signal sampled once a second
+    /// from 0 to `until_s`, with the default house's configuration.
+    pub(crate) fn recorded(until_s: f64, signals: &[Recorded<'_>]) -> MaslowWorld {
+        let mut w = MaslowWorld::new();
+        let rig_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("sim.toml");
+        let rig = crate::rig::Rig::load(&rig_path).expect("rigs/sim.toml loads");
+        w.setup = Some(Setup::from_rig(&rig).expect("the default house"));
+        w.setup_error = None;
+        for (name, unit, f) in signals {
+            let mut s = TimeSeries::new(*name, *unit);
+            let mut t = 0.0;
+            while t <= until_s {
+                s.push(t, f(t));
+                t += 1.0;
+            }
+            w.capture.insert((*name).to_owned(), s);
+        }
+        w.recorded_until_s = Some(until_s);
+        w
+    }
+
+    pub(crate) fn s(x: &str) -> String {
+        x.to_owned()
+    }
+
+    /// `v` before `t0`, `after` from then on.
+    pub(crate) fn step_at(t0: f64, v: f64, after: f64) -> impl Fn(f64) -> f64 {
+        move |t| if t < t0 { v } else { after }
+    }
+
+    #[test]
+    fn negative_stays_between() {
+        let run = |f: &dyn Fn(f64) -> f64| {
+            let mut w = recorded(600.0, &[("soc", "1", f)]);
+            stays_between(
+                &mut w,
+                s("the state of charge"),
+                s("20"),
+                s("80"),
+                s("%"),
+                s(""),
+            )
+        };
+        let e = run(&|t| {
+            if (100.0..110.0).contains(&t) {
+                0.1
+            } else {
+                0.5
+            }
+        })
+        .unwrap_err();
+        assert!(e.contains("10.000 %") && e.contains("00:01:40"), "{e}");
+        run(&|_| 0.5).unwrap();
+    }
+
+    #[test]
+    fn negative_never_exceeds() {
+        let excursion = |len: f64| {
+            move |t: f64| {
+                if (100.0..100.0 + len).contains(&t) {
+                    500.0
+                } else {
+                    0.0
+                }
+            }
+        };
+        let run = |f: &dyn Fn(f64) -> f64, grace: &str| {
+            let mut w = recorded(600.0, &[("grid_export_w", "W", f)]);
+            never_exceeds(
+                &mut w,
+                s("grid export"),
+                s("exceeds"),
+                s("100"),
+                s("W"),
+                s(grace),
+                s(""),
+            )
+        };
+        assert!(run(&excursion(10.0), "").is_err());
+        run(&excursion(10.0), "30").unwrap();
+        let e = run(&excursion(60.0), "30").unwrap_err();
+        assert!(e.contains("for more than 30 s"), "{e}");
+        run(&|_| 50.0, "").unwrap();
+        // A missing reading is outside every bound.
+        assert!(run(&|t| if t == 300.0 { f64::NAN } else { 0.0 }, "").is_err());
+    }
+
+    #[test]
+    fn negative_settles() {
+        let run = |settle_at: f64| {
+            let f = step_at(settle_at, 1000.0, 0.0);
+            let mut w = recorded(600.0, &[("battery_power_w", "W", &f)]);
+            w.last_event_s = Some(100.0);
+            settles(
+                &mut w,
+                s("the battery power"),
+                s("below"),
+                s("50"),
+                s("W"),
+                60.0,
+                s("seconds"),
+            )
+        };
+        let e = run(300.0).unwrap_err();
+        assert!(e.contains("settled only at 00:05:00"), "{e}");
+        run(130.0).unwrap();
+    }
+
+    #[test]
+    fn negative_value_at() {
+        let run = |soc: f64| {
+            let mut w = recorded(600.0, &[("soc", "1", &move |_| soc)]);
+            value_at(
+                &mut w,
+                s("the state of charge"),
+                s("at least"),
+                s("50"),
+                s("%"),
+                s("00:05"),
+            )
+        };
+        assert!(run(0.4).is_err());
+        run(0.6).unwrap();
+    }
+
+    #[test]
+    fn negative_stops_exporting() {
+        let run = |stops_at: f64| {
+            let f = step_at(stops_at, 800.0, 0.0);
+            let mut w = recorded(600.0, &[("network_export_w", "W", &f)]);
+            w.cut = Some((100.0, None));
+            stops_exporting(&mut w, 10.0)
+        };
+        let e = run(150.0).unwrap_err();
+        assert!(e.contains("800.0 W at 00:01:50"), "{e}");
+        run(105.0).unwrap();
+    }
+
+    #[test]
+    fn negative_stays_powered() {
+        let run = |f: &dyn Fn(f64) -> f64| {
+            let mut w = recorded(600.0, &[("circuit_lighting_downstairs_voltage_v", "V", f)]);
+            stays_powered(&mut w, s("lighting-downstairs"), s(""))
+        };
+        assert!(run(&|t| if t == 200.0 { 20.0 } else { 48.0 }).is_err());
+        run(&|_| 48.0).unwrap();
+    }
+
+    #[test]
+    fn negative_is_shed_within() {
+        let run = |shed_at: f64| {
+            let f = step_at(shed_at, 48.0, 0.0);
+            let mut w = recorded(600.0, &[("circuit_office_sockets_voltage_v", "V", &f)]);
+            w.last_event_s = Some(100.0);
+            is_shed_within(&mut w, s("office-sockets"), 30.0, s("seconds"))
+        };
+        assert!(run(500.0).is_err());
+        run(110.0).unwrap();
+    }
+
+    #[test]
+    fn negative_shed_order() {
+        let run = |office_at: f64, living_at: f64| {
+            let office = step_at(office_at, 48.0, 0.0);
+            let living = step_at(living_at, 48.0, 0.0);
+            let mut w = recorded(
+                600.0,
+                &[
+                    ("circuit_office_sockets_voltage_v", "V", &office),
+                    ("circuit_living_sockets_voltage_v", "V", &living),
+                ],
+            );
+            w.cut = Some((100.0, None));
+            shed_order(&mut w, s("office-sockets"), s("living-sockets"))
+        };
+        assert!(run(200.0, 150.0).is_err());
+        run(150.0, 200.0).unwrap();
+    }
+
+    #[test]
+    fn negative_shed_before_soc() {
+        let run = |shed_at: f64| {
+            let office = step_at(shed_at, 48.0, 0.0);
+            let soc = step_at(200.0, 0.5, 0.1);
+            let mut w = recorded(
+                600.0,
+                &[
+                    ("circuit_office_sockets_voltage_v", "V", &office),
+                    ("soc", "1", &soc),
+                ],
+            );
+            w.cut = Some((100.0, None));
+            shed_before_soc(&mut w, s("office-sockets"), 15.0)
+        };
+        assert!(run(300.0).is_err());
+        run(150.0).unwrap();
+    }
+
+    #[test]
+    fn negative_current_stops() {
+        let run = |stops_at: f64| {
+            let f = step_at(stops_at, 20.0, 0.0);
+            let mut w = recorded(600.0, &[("pack_current_a", "A", &f)]);
+            w.last_event_s = Some(100.0);
+            current_stops(&mut w, 10.0, s("seconds"))
+        };
+        assert!(run(200.0).is_err());
+        run(105.0).unwrap();
+    }
+
+    #[test]
+    fn negative_import_at_most() {
+        let run = |kwh_per_s: f64| {
+            let f = move |t: f64| t * kwh_per_s;
+            let mut w = recorded(600.0, &[("grid_import_kwh", "kWh", &f)]);
+            import_at_most(&mut w, s("00:00"), s("00:10"), s("0.5"))
+        };
+        assert!(run(1.0 / 600.0).is_err());
+        run(0.1 / 600.0).unwrap();
+    }
+}

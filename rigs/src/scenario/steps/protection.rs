@@ -564,3 +564,142 @@ fn stays_shed(w: &mut MaslowWorld, which: String, window: String) -> StepResult 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::steps::negative::{recorded, s, step_at};
+
+    fn after_event(f: &dyn Fn(f64) -> f64, signal: &str) -> MaslowWorld {
+        let mut w = recorded(600.0, &[(signal, "", f)]);
+        w.last_event_s = Some(100.0);
+        w
+    }
+
+    #[test]
+    fn negative_battery_stops() {
+        // Discharging at 20 A, stopping at `at`.
+        let run = |at: f64| {
+            let f = step_at(at, 20.0, 0.0);
+            battery_stops(
+                &mut after_event(&f, "pack_current_a"),
+                s("discharging"),
+                5.0,
+                s("seconds"),
+            )
+        };
+        assert!(run(200.0).is_err());
+        run(103.0).unwrap();
+        // Not discharging when the event came: nothing shown stopping.
+        assert!(battery_stops(
+            &mut after_event(&|_| 0.0, "pack_current_a"),
+            s("discharging"),
+            5.0,
+            s("seconds")
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn negative_battery_again() {
+        let run = |at: f64| {
+            let f = step_at(at, 0.0, -20.0);
+            battery_again(
+                &mut after_event(&f, "pack_current_a"),
+                s("charges"),
+                60.0,
+                s("seconds"),
+            )
+        };
+        assert!(run(400.0).is_err());
+        run(130.0).unwrap();
+    }
+
+    #[test]
+    fn negative_battery_stays() {
+        let run = |f: &dyn Fn(f64) -> f64| {
+            battery_stays(
+                &mut after_event(f, "pack_current_a"),
+                s("blocked from charging"),
+                s("since then"),
+            )
+        };
+        assert!(run(&|t| if t == 300.0 { -10.0 } else { 5.0 }).is_err());
+        run(&|_| 5.0).unwrap();
+    }
+
+    #[test]
+    fn negative_pv_off_within() {
+        let run = |at: f64| {
+            let f = step_at(at, 1500.0, 0.0);
+            pv_off_within(&mut after_event(&f, "pv_power_w"), 10.0, s("seconds"))
+        };
+        assert!(run(300.0).is_err());
+        run(101.0).unwrap();
+    }
+
+    #[test]
+    fn negative_pv_again() {
+        let run = |at: f64| {
+            let f = step_at(at, 0.0, 1500.0);
+            pv_again(&mut after_event(&f, "pv_power_w"), 2.0, s("minutes"))
+        };
+        assert!(run(400.0).is_err());
+        run(150.0).unwrap();
+    }
+
+    #[test]
+    fn negative_pv_stays_off() {
+        let run = |f: &dyn Fn(f64) -> f64| {
+            pv_stays_off(&mut after_event(f, "pv_power_w"), s("since then"))
+        };
+        assert!(run(&|t| if t == 500.0 { 800.0 } else { 0.0 }).is_err());
+        run(&|_| 0.0).unwrap();
+    }
+
+    /// Every circuit of the default house at 48 V, `late` shed at `at`,
+    /// the others at 105 s.
+    fn circuits(late: &str, at: f64) -> MaslowWorld {
+        let names = [
+            "lighting_downstairs",
+            "lighting_upstairs",
+            "office_sockets",
+            "living_sockets",
+        ];
+        type Voltage = Box<dyn Fn(f64) -> f64>;
+        let fs: Vec<(String, Voltage)> = names
+            .iter()
+            .map(|n| {
+                let t0 = if *n == late { at } else { 105.0 };
+                let f: Voltage = Box::new(step_at(t0, 48.0, 0.0));
+                (format!("circuit_{n}_voltage_v"), f)
+            })
+            .collect();
+        let signals: Vec<crate::scenario::steps::negative::Recorded<'_>> = fs
+            .iter()
+            .map(|(n, f)| (n.as_str(), "V", f.as_ref()))
+            .collect();
+        let mut w = recorded(600.0, &signals);
+        w.last_event_s = Some(100.0);
+        w
+    }
+
+    #[test]
+    fn negative_every_circuit_shed() {
+        let e = every_circuit_shed(&mut circuits("office_sockets", 300.0), 10.0, s("seconds"))
+            .unwrap_err();
+        assert!(e.contains("office-sockets"), "{e}");
+        every_circuit_shed(&mut circuits("office_sockets", 105.0), 10.0, s("seconds")).unwrap();
+    }
+
+    #[test]
+    fn negative_stays_shed() {
+        let run = |f: &dyn Fn(f64) -> f64| {
+            let mut w = recorded(600.0, &[("circuit_office_sockets_voltage_v", "V", f)]);
+            w.last_event_s = Some(100.0);
+            stays_shed(&mut w, s("the office-sockets circuit"), s("since then"))
+        };
+        assert!(run(&|t| if t == 400.0 { 48.0 } else { 0.0 }).is_err());
+        run(&|_| 0.0).unwrap();
+    }
+}
