@@ -469,8 +469,9 @@ impl Session {
     /// controller's decision log as CSV (`time_s,what,reason`) to
     /// `decisions` (ends that cannot see the controller's log leave a
     /// header only). `limit_bytes` caps each of them (a long run at full
-    /// bus rate writes hundreds of MB): past it the file stops, whole lines
-    /// kept, and [`Session::truncated_taps`] names it.
+    /// bus rate writes hundreds of MB): past it the file keeps only the
+    /// windows around events ([`Session::mark_event`]), whole lines, and
+    /// [`Session::truncated_taps`] names it.
     pub fn tap(
         &mut self,
         can: Option<&std::path::Path>,
@@ -498,6 +499,22 @@ impl Session {
     /// files as of this call (or a later automatic flush).
     pub fn flush_taps(&mut self) -> Result<(), RigError> {
         self.controller.flush_taps()
+    }
+
+    /// An event in the scenario now (a fault, a power cut, a signal): a
+    /// tap past its size limit keeps the [`TAP_BEFORE_EVENT_S`] before it
+    /// and the [`TAP_AFTER_EVENT_S`] after it, so the traces show what the
+    /// steps judge.
+    pub fn mark_event(&mut self) -> Result<(), RigError> {
+        let now_s = self.now().as_secs_f64();
+        let c = &mut self.controller;
+        for tap in [&mut c.trace, &mut c.p1_log, &mut c.decision_log]
+            .into_iter()
+            .flatten()
+        {
+            tap.open_event_window(now_s)?;
+        }
+        Ok(())
     }
 
     /// Tap files that reached their size limit, with the plant time (s) of
@@ -573,7 +590,7 @@ impl FramedEnd {
     }
 
     fn trace(&mut self, now: SimTime, frames: &[CanFrame]) -> Result<(), RigError> {
-        if let Some(w) = self.trace.as_mut().filter(|w| w.truncated_at_s.is_none()) {
+        if let Some(w) = self.trace.as_mut() {
             let now_s = now.as_secs_f64();
             let at =
                 links::candump::Timestamp::from_secs_f64(self.epoch_s + now_s).unwrap_or_default();
@@ -743,10 +760,25 @@ struct TapFile {
     written: u64,
     limit: u64,
     truncated_at_s: Option<f64>,
+    /// Past the limit: the last [`TAP_BEFORE_EVENT_S`] of lines (plant
+    /// time s, line), written out if an event comes.
+    recent: std::collections::VecDeque<(f64, Vec<u8>)>,
+    /// Past the limit: an event's window is open until then (plant s).
+    window_until_s: Option<f64>,
 }
 
 /// Bytes gathered before a tap writes them out on its own.
 const FLUSH_BYTES: usize = 256 * 1024;
+
+/// Once a tap has reached its size limit it keeps only the windows around
+/// the scenario's events ([`Session::mark_event`]): this long before each,
+/// s …
+pub const TAP_BEFORE_EVENT_S: f64 = 60.0;
+/// … and this long after, s.
+pub const TAP_AFTER_EVENT_S: f64 = 300.0;
+/// The event windows may take a tap to this many times its size limit;
+/// past that it stops.
+const TAP_EVENT_ALLOWANCE: u64 = 4;
 
 impl TapFile {
     fn create(path: &std::path::Path, limit: u64) -> Result<Self, RigError> {
@@ -761,6 +793,8 @@ impl TapFile {
             written: 0,
             limit,
             truncated_at_s: None,
+            recent: std::collections::VecDeque::new(),
+            window_until_s: None,
         })
     }
 
@@ -773,14 +807,53 @@ impl TapFile {
     }
 
     fn write_line(&mut self, line: &[u8], now_s: f64) -> Result<(), RigError> {
-        if self.truncated_at_s.is_some() {
-            return Ok(());
-        }
-        if self.written + (self.buf.len() + line.len()) as u64 > self.limit {
+        if self.truncated_at_s.is_none() {
+            if self.fits(line.len(), self.limit) {
+                return self.push(line);
+            }
             self.truncated_at_s = Some(now_s);
+        }
+        // Past the limit: only what lies in an event's window.
+        if self.window_until_s.is_some_and(|until| now_s <= until) {
+            return self.push_within_allowance(line);
+        }
+        self.window_until_s = None;
+        self.recent.push_back((now_s, line.to_vec()));
+        while self
+            .recent
+            .front()
+            .is_some_and(|(t, _)| *t < now_s - TAP_BEFORE_EVENT_S)
+        {
+            self.recent.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Whether `len` more bytes keep the file within `limit`.
+    fn fits(&self, len: usize, limit: u64) -> bool {
+        self.written + (self.buf.len() + len) as u64 <= limit
+    }
+
+    fn push_within_allowance(&mut self, line: &[u8]) -> Result<(), RigError> {
+        if self.fits(line.len(), self.limit.saturating_mul(TAP_EVENT_ALLOWANCE)) {
+            self.push(line)?;
+        }
+        Ok(())
+    }
+
+    /// An event at `now_s`: past the limit, the minute before it (kept in
+    /// `recent`) is written and the next [`TAP_AFTER_EVENT_S`] will be.
+    fn open_event_window(&mut self, now_s: f64) -> Result<(), RigError> {
+        if self.truncated_at_s.is_none() {
             return Ok(());
         }
-        self.push(line)
+        for (t, line) in std::mem::take(&mut self.recent) {
+            if t >= now_s - TAP_BEFORE_EVENT_S {
+                self.push_within_allowance(&line)?;
+            }
+        }
+        self.window_until_s = Some(now_s + TAP_AFTER_EVENT_S);
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), RigError> {
@@ -830,7 +903,52 @@ fn percentiles(mut v: Vec<u32>) -> Option<[u32; 3]> {
 
 #[cfg(test)]
 mod tests {
-    use super::percentiles;
+    use super::{percentiles, TapFile, TAP_AFTER_EVENT_S, TAP_BEFORE_EVENT_S};
+
+    /// A tap of 4 KiB fed a line a second for `until_s` s, with events at
+    /// `events`; the seconds it kept.
+    fn kept_seconds(until_s: u32, events: &[u32]) -> Vec<u32> {
+        let dir = std::env::temp_dir().join(format!("maslow-tap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("tap-{until_s}-{}.log", events.len()));
+        let mut tap = TapFile::create(&path, 4096).unwrap();
+        for t in 0..until_s {
+            if events.contains(&t) {
+                tap.open_event_window(f64::from(t)).unwrap();
+            }
+            tap.write_line(format!("{t:07}\n").as_bytes(), f64::from(t))
+                .unwrap();
+        }
+        tap.flush().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        text.lines().map(|l| l.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_full_tap_keeps_the_windows_around_events() {
+        // 4096 B / 8 B a line: the first 512 s whole.
+        let kept = kept_seconds(3000, &[1000, 2000]);
+        assert!(kept[..512].iter().copied().eq(0..512));
+        let before = TAP_BEFORE_EVENT_S as u32;
+        let after = TAP_AFTER_EVENT_S as u32;
+        for event in [1000, 2000] {
+            assert!(kept.contains(&(event - before)), "{event}");
+            assert!(kept.contains(&event) && kept.contains(&(event + after)));
+            assert!(!kept.contains(&(event - before - 1)));
+            assert!(!kept.contains(&(event + after + 1)));
+        }
+        assert!(!kept.contains(&700));
+        // An event before the limit changes nothing.
+        assert_eq!(kept_seconds(100, &[50]), (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn event_windows_stop_at_four_times_the_limit() {
+        let events: Vec<u32> = (1..40).map(|k| k * 1000).collect();
+        let kept = kept_seconds(40_000, &events);
+        assert_eq!(kept.len() * 8, 4 * 4096);
+    }
 
     #[test]
     fn percentiles_by_nearest_rank() {

@@ -47,7 +47,8 @@ pub struct TestOptions {
 /// The default [`TestOptions::trace_limit_bytes`]: 16 MiB, about 370 k CAN
 /// frames (the first ~45 min of the sim rig's bus, which carries ~21 MB of
 /// candump text an hour) or ~11 h of P1 telegrams. A day of everything
-/// would be ~500 MB a scenario.
+/// would be ~500 MB a scenario. Past the limit a trace keeps the windows
+/// around the scenario's events (`Session::mark_event`).
 pub const DEFAULT_TRACE_LIMIT_BYTES: u64 = 16 << 20;
 
 /// Why features could not run at all (scenario failures are in the record).

@@ -437,12 +437,21 @@ impl MaslowWorld {
         Ok(())
     }
 
+    /// An event in the scenario now: a marker on the plots, the window the
+    /// `since then` steps judge from, and a window the traces keep.
     pub fn mark(&mut self, label: impl Into<String>) {
         let at_s = self.now_s();
+        let traced = self.sim.as_mut().map(|s| s.session.mark_event());
         self.markers.push(Marker {
             at_s,
             label: label.into(),
         });
+        if let Some(Err(e)) = traced {
+            self.markers.push(Marker {
+                at_s,
+                label: format!("traces: {e}"),
+            });
+        }
         self.last_event_s = Some(at_s);
     }
 
@@ -638,7 +647,7 @@ impl MaslowWorld {
                 capture.events.push(reports::scenario::Event {
                     at_s,
                     label: format!(
-                        "{} size limit: later entries not kept",
+                        "{} size limit: from here on only the minute before and the 5 minutes after each event",
                         path.file_name()
                             .map(|n| n.to_string_lossy().into_owned())
                             .unwrap_or_default()
