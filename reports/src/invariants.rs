@@ -593,15 +593,20 @@ mod tests {
         }
     }
 
+    /// The PV-charge chatter: -1480 W and 0 W in turn, for 5 minutes.
+    fn battery_flipping_every_second() -> Vec<f64> {
+        (0..300)
+            .map(|i| if i % 2 == 0 { -1480.0 } else { 0.0 })
+            .collect()
+    }
+
     fn verdict<'a>(r: &'a InvariantReport, name: &str) -> &'a InvariantVerdict {
         r.verdicts.iter().find(|v| v.name == name).expect(name)
     }
 
     #[test]
     fn a_battery_flipping_every_second_is_chatter_and_a_steady_one_is_not() {
-        let flips: Vec<f64> = (0..300)
-            .map(|i| if i % 2 == 0 { -1480.0 } else { 0.0 })
-            .collect();
+        let flips = battery_flipping_every_second();
         let r = check(
             &[sig("battery_power_w", "W", &flips)],
             &InvariantLimits::default(),
@@ -778,9 +783,7 @@ mod tests {
 
     #[test]
     fn an_allowed_violation_is_reported_but_does_not_fail() {
-        let flips: Vec<f64> = (0..300)
-            .map(|i| if i % 2 == 0 { -1480.0 } else { 0.0 })
-            .collect();
+        let flips = battery_flipping_every_second();
         let r = check(
             &[sig("battery_power_w", "W", &flips)],
             &InvariantLimits::default(),
