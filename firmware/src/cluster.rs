@@ -478,62 +478,10 @@ pub enum ConfigVerdict {
 }
 
 /// Counts of [`Cluster::handle`] and [`Cluster::handle_config`] outcomes,
-/// by reason (saturating). Dispatch, heartbeat and configuration messages
-/// are counted together (they share the key's sequence space).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Counters {
-    /// Every accepted message (dispatch, heartbeat, configuration).
-    pub accepted: u32,
-    /// Of `accepted`: heartbeats.
-    pub accepted_heartbeat: u32,
-    /// Of `accepted`: configuration messages.
-    pub accepted_config: u32,
-    /// Byte-identical redeliveries of the last accepted message
-    /// ([`IgnoreReason::Duplicate`]).
-    pub duplicate: u32,
-    pub ignored_other_branch: u32,
-    pub ignored_other_site: u32,
-    pub malformed: u32,
-    pub unknown_key: u32,
-    pub bad_signature: u32,
-    pub replayed: u32,
-    pub expired: u32,
-    pub not_yet_valid: u32,
-    pub out_of_envelope: u32,
-    pub not_participating: u32,
-}
+/// by reason (saturating), as the cluster report carries them.
+pub use crate::wire::cluster_report::MessageCounters as Counters;
 
 impl Counters {
-    /// Total rejections, all reasons.
-    pub fn rejected(&self) -> u32 {
-        [
-            self.malformed,
-            self.unknown_key,
-            self.bad_signature,
-            self.replayed,
-            self.expired,
-            self.not_yet_valid,
-            self.out_of_envelope,
-            self.not_participating,
-        ]
-        .iter()
-        .fold(0u32, |a, b| a.saturating_add(*b))
-    }
-
-    /// Every message counted: accepted, ignored (incl. duplicates) and
-    /// rejected.
-    pub fn total(&self) -> u32 {
-        [
-            self.accepted,
-            self.duplicate,
-            self.ignored_other_branch,
-            self.ignored_other_site,
-            self.rejected(),
-        ]
-        .iter()
-        .fold(0u32, |a, b| a.saturating_add(*b))
-    }
-
     fn count(&mut self, outcome: Outcome) {
         let c = match outcome {
             Outcome::Accepted => &mut self.accepted,

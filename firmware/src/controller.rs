@@ -50,6 +50,7 @@ use crate::resilience::{Resilience, ResilienceConfig, ResilienceInputs};
 use crate::scheduling::{ChargeNowRequest, ScheduleInputs, Scheduler, SchedulingConfig};
 use crate::selective::{Selective, SelectiveConfig, SocketInput};
 use crate::time::{LocalTime, Millis};
+use crate::wire::cluster_report::ClusterReport;
 use crate::wire::dispatch::Command;
 
 /// Most circuits and sockets a controller drives.
@@ -281,6 +282,9 @@ pub enum Input<'a> {
     /// A signed configuration message from the remote server, as received
     /// (`firmware/docs/config-message.md`).
     Config(&'a [u8]),
+    /// The remote server asks for the assembly's cluster report: answered
+    /// at once with [`Output::ClusterReport`] (only with a `[cluster]`).
+    ClusterReportRequest,
     /// The link layer saw a corrupt frame.
     CorruptFrame,
     /// Mains presence from the plant's own mains sensor (CAN `MainsStatus`).
@@ -332,43 +336,13 @@ pub enum Output {
     PeakReport(PeakReport),
     Compliance(ComplianceReport),
     Telemetry(TelemetrySnapshot),
+    /// The answer to [`Input::ClusterReportRequest`], for the uplink to
+    /// send as [`ClusterReport::emit`]'s bytes.
+    ClusterReport(ClusterReport),
 }
 
 // ---------------------------------------------------------------------------
 // The controller
-
-/// What the fleet's telemetry reports about an assembly's cluster
-/// participation ([`Controller::cluster_status`]). Powers are magnitudes in
-/// W unless signed; SOCs are fractions 0..=1.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ClusterStatus {
-    /// Estimated state of charge (the estimator's, clamped to 0..=1).
-    pub soc: f32,
-    /// Reserve state of charge in force: the remote setting if the server
-    /// set one, else `[scheduling] reserve_soc`.
-    pub reserve_soc: f32,
-    /// Largest charge power allowed now, W (protection limits and the
-    /// converter rating; 0 when protection blocks charging).
-    pub max_charge_w: f32,
-    /// Largest discharge power allowed now, W (protection limits and the
-    /// converter rating; 0 at or below the reserve SOC, or when protection
-    /// blocks discharging).
-    pub max_discharge_w: f32,
-    /// Whether the assembly takes part in dispatch now: not opted out by
-    /// the server and mains present (not islanded).
-    pub participating: bool,
-    /// Whether the server counts as silent ([`Cluster::server_silent`]):
-    /// the assembly is then in local operation.
-    pub server_silent: bool,
-    /// Sequence of the Sink/Source in force (also during its start delay).
-    pub dispatch_sequence: Option<u64>,
-    /// The dispatch share at the last control cycle, W: + discharge
-    /// (source), − charge (sink); `None` when no dispatch was followed
-    /// (none in force, or in its start delay).
-    pub dispatch_share_w: Option<f32>,
-    /// Message counters (accepted, duplicate, ignored, rejected by reason).
-    pub counters: cluster::Counters,
-}
 
 /// Latest measurements, with when they arrived.
 #[derive(Debug, Clone, Default)]
@@ -511,15 +485,20 @@ impl Controller {
     pub fn dispatch_counters(&self) -> Option<&cluster::Counters> {
         self.cluster.as_ref().map(Cluster::counters)
     }
-    /// What the fleet's telemetry needs about cluster participation at
-    /// `now`; `None` without a `[cluster]`.
-    pub fn cluster_status(&self, now: Millis) -> Option<ClusterStatus> {
+    /// The cluster report the server asked for
+    /// ([`Input::ClusterReportRequest`]), taken at `now`; `None` without a
+    /// `[cluster]`.
+    fn cluster_report(&self, now: Millis) -> Option<ClusterReport> {
         let c = self.cluster.as_ref()?;
+        let cfg = self.cfg.cluster.as_ref()?;
         let (max_charge_w, max_discharge_w) = self.cluster_limits_w();
         let dispatch_sequence = c.active().and_then(|a| {
             matches!(a.command, Command::Sink { .. } | Command::Source { .. }).then_some(a.sequence)
         });
-        Some(ClusterStatus {
+        Some(ClusterReport {
+            site_id: cfg.site_id,
+            branch_id: cfg.branch_id,
+            taken_at_ms: now.0,
             soc: self.soc(),
             reserve_soc: self.reserve_soc(),
             max_charge_w,
@@ -606,6 +585,11 @@ impl Controller {
             }
             Input::Dispatch(bytes) => self.on_dispatch(now, bytes, signatures),
             Input::Config(bytes) => self.on_remote_config(now, bytes, signatures),
+            Input::ClusterReportRequest => {
+                if let Some(r) = self.cluster_report(now) {
+                    self.emit(Output::ClusterReport(r));
+                }
+            }
             Input::CorruptFrame => {
                 self.m.corrupt_frames = self.m.corrupt_frames.saturating_add(1);
             }

@@ -40,5 +40,5 @@ pub mod time;
 pub mod wire;
 
 pub use config::ConfigError;
-pub use controller::{ClusterStatus, Controller, ControllerConfig, Input, Output, PlantCommand};
+pub use controller::{Controller, ControllerConfig, Input, Output, PlantCommand};
 pub use time::{LocalTime, Millis};

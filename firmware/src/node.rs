@@ -115,6 +115,9 @@ pub enum Uplink<'a> {
     /// A signed configuration message, checked by the controller's cluster
     /// function (firmware/docs/config-message.md).
     Config(&'a [u8]),
+    /// The server asks for the cluster report (answered with
+    /// [`Output::ClusterReport`], `wire::cluster_report`).
+    ClusterReportRequest,
 }
 
 /// Number of messages in the contract (`wire::can::MESSAGES`).
@@ -580,7 +583,8 @@ impl Node {
     /// configuration message as received. Handled at once — at `now` on the
     /// local clock, at the last bus time on the bus clock — and answered
     /// through [`Node::poll_event`] ([`Output::DemandAck`],
-    /// [`Output::DispatchVerdict`], [`Output::ConfigVerdict`]).
+    /// [`Output::DispatchVerdict`], [`Output::ConfigVerdict`],
+    /// [`Output::ClusterReport`]).
     pub fn handle_uplink(&mut self, now: Millis, message: Uplink<'_>) {
         let at = match self.cfg.clock {
             ClockMode::Local => now,
@@ -591,6 +595,7 @@ impl Node {
             Uplink::ChargeNow(r) => Input::ChargeNow(r),
             Uplink::Dispatch(bytes) => Input::Dispatch(bytes),
             Uplink::Config(bytes) => Input::Config(bytes),
+            Uplink::ClusterReportRequest => Input::ClusterReportRequest,
         };
         self.controller.handle(at, input);
         self.drain(at);

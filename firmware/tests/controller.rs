@@ -8,6 +8,7 @@ use firmware::controller::{
     PackMeasurement, PlantCommand,
 };
 use firmware::scheduling::ChargeNowRequest;
+use firmware::wire::cluster_report::ClusterReport;
 use firmware::{LocalTime, Millis};
 use proptest::prelude::*;
 
@@ -260,18 +261,33 @@ fn cluster_controller() -> Controller {
     Controller::new(cfg, Millis(0)).unwrap()
 }
 
+/// Asks for the cluster report at `now`, as the server does, and reads it
+/// from the bytes the uplink sends (`None`: no report came).
+fn report(c: &mut Controller, now: Millis) -> Option<ClusterReport> {
+    c.handle(now, Input::ClusterReportRequest);
+    let mut last = None;
+    while let Some(o) = c.poll_output() {
+        if let Output::ClusterReport(r) = o {
+            last = Some(r);
+        }
+    }
+    last.map(|r| ClusterReport::parse(&r.emit()).expect("the controller's report parses"))
+}
+
 #[test]
 fn remote_configuration_takes_effect_and_status_reports_it() {
     use firmware::cluster::ConfigVerdict;
     use firmware::wire::config_message::{Setting, Settings};
     use firmware::wire::dispatch::Command;
-    assert!(Controller::new(config(), Millis(0))
-        .unwrap()
-        .cluster_status(Millis(0))
-        .is_none());
+    assert!(report(
+        &mut Controller::new(config(), Millis(0)).unwrap(),
+        Millis(0)
+    )
+    .is_none());
     let mut c = cluster_controller();
     let _ = second(&mut c, 0, 3.30, true);
-    let s = c.cluster_status(Millis(1000)).unwrap();
+    let s = report(&mut c, Millis(1000)).unwrap();
+    assert_eq!((s.site_id, s.branch_id, s.taken_at_ms), (1001, 7, 1000));
     assert_eq!(s.reserve_soc, 0.2);
     assert!(s.participating && !s.server_silent);
     assert_eq!((s.dispatch_sequence, s.dispatch_share_w), (None, None));
@@ -302,7 +318,7 @@ fn remote_configuration_takes_effect_and_status_reports_it() {
         ),
         "{verdicts:?}"
     );
-    let s = c.cluster_status(Millis(1600)).unwrap();
+    let s = report(&mut c, Millis(1600)).unwrap();
     assert_eq!(s.reserve_soc, 0.55);
     assert_eq!(s.counters.out_of_envelope, 1);
     assert_eq!(s.counters.accepted_config, 1);
@@ -318,7 +334,7 @@ fn remote_configuration_takes_effect_and_status_reports_it() {
     c.handle(Millis(1700), Input::Dispatch(&d));
     c.handle(Millis(1800), Input::Dispatch(&d));
     let _ = second(&mut c, 2, 3.30, true);
-    let s = c.cluster_status(Millis(2000)).unwrap();
+    let s = report(&mut c, Millis(2000)).unwrap();
     assert_eq!(s.dispatch_sequence, Some(3));
     assert_eq!(s.dispatch_share_w, Some(-800.0));
     assert_eq!((s.counters.accepted, s.counters.duplicate), (2, 1));
@@ -329,7 +345,7 @@ fn remote_configuration_takes_effect_and_status_reports_it() {
     };
     c.handle(Millis(2500), Input::Config(&msg(4, out)));
     let _ = second(&mut c, 3, 3.30, true);
-    let s = c.cluster_status(Millis(3000)).unwrap();
+    let s = report(&mut c, Millis(3000)).unwrap();
     assert!(!s.participating);
     assert_eq!((s.dispatch_sequence, s.dispatch_share_w), (None, None));
     assert!(c
@@ -342,7 +358,7 @@ fn remote_configuration_takes_effect_and_status_reports_it() {
 fn no_discharge_share_at_or_below_the_reserve() {
     let mut c = cluster_controller();
     let _ = second(&mut c, 0, 3.30, true);
-    let s = c.cluster_status(Millis(1000)).unwrap();
+    let s = report(&mut c, Millis(1000)).unwrap();
     assert!(s.soc > s.reserve_soc, "{s:?}");
     assert!(s.max_discharge_w > 0.0);
     // The remote reserve at the bound, above this SOC: no discharge.
@@ -356,7 +372,7 @@ fn no_discharge_share_at_or_below_the_reserve() {
         },
     );
     c.handle(Millis(1500), Input::Config(&m));
-    let s = c.cluster_status(Millis(1500)).unwrap();
+    let s = report(&mut c, Millis(1500)).unwrap();
     assert!(s.soc <= 0.6, "{s:?}");
     assert_eq!(s.max_discharge_w, 0.0);
     assert_eq!(s.reserve_soc, 0.6);
@@ -382,14 +398,14 @@ fn a_silent_server_leaves_the_assembly_in_local_operation() {
     for t in 1..=180 {
         let _ = second(&mut c, t, 3.30, true);
     }
-    let s = c.cluster_status(Millis(180_000)).unwrap();
+    let s = report(&mut c, Millis(180_000)).unwrap();
     assert!(!s.server_silent);
     assert_eq!(s.dispatch_sequence, Some(2));
     assert!(s.dispatch_share_w.is_some_and(|w| w > 0.0), "{s:?}");
     for t in 181..=182 {
         let _ = second(&mut c, t, 3.30, true);
     }
-    let s = c.cluster_status(Millis(182_000)).unwrap();
+    let s = report(&mut c, Millis(182_000)).unwrap();
     assert!(s.server_silent);
     assert_eq!((s.dispatch_sequence, s.dispatch_share_w), (None, None));
     let silent: Vec<_> = c

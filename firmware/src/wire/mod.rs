@@ -6,6 +6,9 @@
 //!
 //! - [`can`] — the plant ↔ controller CAN contract, generated from
 //!   `can/maslow.dbc` at build time.
+//! - [`cluster_report`] — an assembly's report of its part in the branch's
+//!   resource (SOC, reserve, limits, dispatch in force, message counters),
+//!   first byte `0xA1`, sent to the server when it asks.
 //! - [`e2e`] — alive counter and CRC-8 of safety-relevant CAN frames.
 //! - [`p1`] — the smart meter's DSMR 5.0 P1 port: telegrams of OBIS lines
 //!   closed by a CRC-16, and a `Framer` for the serial byte stream.
@@ -18,6 +21,7 @@
 //!   (`firmware/docs/config-message.md`).
 
 pub mod can;
+pub mod cluster_report;
 pub mod config_message;
 pub mod dispatch;
 pub mod e2e;

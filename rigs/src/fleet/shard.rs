@@ -80,12 +80,19 @@ struct BranchMinute {
     acks: Vec<((u32, u64), Message)>,
     report: FeederReport,
     solve_error: Option<String>,
+    /// Cluster reports whose bytes did not parse.
+    bad_reports: u32,
 }
+
+/// The key under which [`ShardStats::bad`] counts assemblies' cluster
+/// reports that did not parse (no telemetry was sent for them).
+pub const BAD_REPORT: &str = "cluster report";
 
 /// Counters a shard keeps about its messages.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShardStats {
-    /// Messages that failed to parse or were unexpected, by topic.
+    /// Messages that failed to parse or were unexpected, by topic (and
+    /// unparsable cluster reports under [`BAD_REPORT`]).
     pub bad: BTreeMap<String, u32>,
     /// Server → site messages for sites of other shards (skipped).
     pub foreign: u64,
@@ -531,6 +538,9 @@ impl Shard {
             telemetry.extend(r.telemetry);
             acks.extend(r.acks);
             feeders.push(r.report);
+            if r.bad_reports > 0 {
+                *self.stats.bad.entry(BAD_REPORT.to_string()).or_default() += r.bad_reports;
+            }
             if let Some(e) = r.solve_error {
                 self.stats.solve_errors += 1;
                 self.last_error = Some(e);
@@ -577,6 +587,7 @@ fn step_branch(b: &mut Branch, minute: u32, run_id: &str) -> BranchMinute {
     let (mut soc_sum, mut n_soc, mut battery_w) = (0.0, 0usize, 0.0);
     let mut soc_min = 1.0_f64;
     let mut server_silent = 0u32;
+    let mut bad_reports = 0u32;
     for s in &mut b.sites {
         let flow = s.step_minute();
         if let Some(k) = snap.kw.get_mut(s.spec.load) {
@@ -589,7 +600,11 @@ fn step_branch(b: &mut Branch, minute: u32, run_id: &str) -> BranchMinute {
         if let Some(soc) = flow.soc {
             soc_min = soc_min.min(soc);
         }
-        if let Some(t) = s.telemetry(minute, &flow) {
+        let t = s.telemetry(minute, &flow).unwrap_or_else(|_| {
+            bad_reports += 1;
+            None
+        });
+        if let Some(t) = t {
             soc_sum += t.soc;
             n_soc += 1;
             server_silent += u32::from(t.server_silent);
@@ -644,6 +659,7 @@ fn step_branch(b: &mut Branch, minute: u32, run_id: &str) -> BranchMinute {
         acks,
         report,
         solve_error,
+        bad_reports,
     }
 }
 

@@ -25,6 +25,7 @@
 use firmware::cluster::{ClusterConfig, ConfigVerdict, Envelope, PublicKeyHex, Verdict};
 use firmware::controller::Output;
 use firmware::remote_config::RemoteConfigBounds;
+use firmware::wire::cluster_report::{ClusterReport, ReportError};
 use twin::engine::SignalId;
 use twin::grid::HouseholdDemand;
 use twin::house::HouseConfig;
@@ -401,17 +402,27 @@ impl Site {
         flow
     }
 
-    /// The assembly's telemetry for the minute just stepped (`None`
-    /// without an assembly, or after it dropped out).
-    pub fn telemetry(&self, minute: u32, flow: &MinuteFlow) -> Option<Telemetry> {
-        let Kind::Assembly(a) = &self.kind else {
-            return None;
+    /// The assembly's telemetry for the minute just stepped: the server
+    /// asks for the firmware's cluster report, which is read from the bytes
+    /// the uplink sends, and the uplink adds the minute's metered flows.
+    /// `Ok(None)` without an assembly or after it dropped out; an error
+    /// when the report's bytes do not parse (the shard counts it).
+    pub fn telemetry(
+        &mut self,
+        minute: u32,
+        flow: &MinuteFlow,
+    ) -> Result<Option<Telemetry>, ReportError> {
+        let Kind::Assembly(a) = &mut self.kind else {
+            return Ok(None);
         };
         if a.dropped {
-            return None;
+            return Ok(None);
         }
-        let now = firmware::Millis(a.session.plant().now_ms());
-        let st = a.session.controller().controller.cluster_status(now)?;
+        let (end, plant) = a.session.parts_mut();
+        let Some(bytes) = end.request_cluster_report(plant) else {
+            return Ok(None);
+        };
+        let st = ClusterReport::parse(&bytes)?;
         // Without export, discharge can at most cover the household's own
         // consumption: what the battery gives now plus what is imported.
         let own_use_w = if a.export_allowed {
@@ -420,24 +431,15 @@ impl Site {
             flow.battery_w.max(0.0) + (flow.net_kw * 1000.0).max(0.0)
         };
         let k = st.counters;
-        let mut rejected = std::collections::BTreeMap::new();
-        for (name, n) in [
-            ("malformed", k.malformed),
-            ("unknown_key", k.unknown_key),
-            ("bad_signature", k.bad_signature),
-            ("replayed", k.replayed),
-            ("expired", k.expired),
-            ("not_yet_valid", k.not_yet_valid),
-            ("out_of_envelope", k.out_of_envelope),
-            ("not_participating", k.not_participating),
-        ] {
-            if n > 0 {
-                rejected.insert(name.to_string(), n);
-            }
-        }
-        Some(Telemetry {
-            site_id: self.spec.site_id,
-            branch_id: self.spec.branch_id,
+        let rejected = k
+            .rejections()
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| (name.to_string(), *n))
+            .collect();
+        Ok(Some(Telemetry {
+            site_id: st.site_id,
+            branch_id: st.branch_id,
             minute,
             soc: f64::from(st.soc),
             reserve_soc: f64::from(st.reserve_soc),
@@ -461,7 +463,7 @@ impl Site {
                 ignored: k.ignored_other_branch + k.ignored_other_site,
                 rejected,
             },
-        })
+        }))
     }
 
     /// The house's true SOC (for the run's per-minute CSV; not sent).

@@ -245,6 +245,25 @@ impl DirectEnd {
         self.deliver(plant, Input::Config(bytes), signatures);
     }
 
+    /// Asks the controller for its cluster report now (as the remote
+    /// server does) and returns the report as its uplink sends it: the
+    /// firmware's `wire::cluster_report` bytes. `None` when it sent none (no
+    /// `[cluster]`, powered down).
+    pub fn request_cluster_report(&mut self, plant: &mut HousePlant) -> Option<Vec<u8>> {
+        if self.powered_down {
+            return None;
+        }
+        self.deliver(plant, Input::ClusterReportRequest, &mut StrictCheck);
+        let at = self
+            .events
+            .iter()
+            .rposition(|o| matches!(o, Output::ClusterReport(_)))?;
+        match self.events.remove(at) {
+            Output::ClusterReport(r) => Some(r.emit().to_vec()),
+            _ => None,
+        }
+    }
+
     /// A board has its clock and measurements before it takes a message: a
     /// message delivered before the first step (a fleet's minute 0) finds
     /// the controller measured at the current time, not at UTC 0 (where
