@@ -63,3 +63,12 @@ Feature: End devices — standby, deferred charging, clusters of use
     Then the sofa socket power is at least 5 W at 17:01
     And the sofa socket stays off from 17:05 to 19:59
     And the sofa socket power is at least 5 W at 20:10
+
+  # The other side of deferral: outside the evening peak a device plugged
+  # in is supplied at once (the controller switches its socket on).
+  Scenario: A laptop plugged in after the evening peak is supplied at once
+    Given a terrace house with a 5 kWh LFP battery assembly at 60% charge
+    When the day runs until 21:00
+    And the laptop is plugged into the desk-left socket
+    And 5 minutes pass
+    Then the desk-left socket power settles above 5 W within 2 minutes
