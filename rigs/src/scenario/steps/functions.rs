@@ -540,7 +540,7 @@ fn dispatch_verdict(w: &mut MaslowWorld, verdict: String, because: String, n: f6
         return Err("the remote server has sent no dispatch to have a verdict on".into());
     }
     let at_s = w.last_event_s.unwrap_or(0.0);
-    let replies = w.sim()?.session.uplink_replies().to_vec();
+    let replies = w.uplink_replies()?;
     let verdicts: Vec<(u64, Verdict)> = replies
         .iter()
         .filter_map(|r| match &r.reply {
@@ -582,7 +582,7 @@ fn meter_signal_ack(w: &mut MaslowWorld, verdict: String, n: f64) -> StepResult 
         .ok_or("nothing happened yet: the meter has signalled nothing")?;
     let deadline = from + n;
     w.check_window_reached(deadline)?;
-    let replies = w.sim()?.session.uplink_replies().to_vec();
+    let replies = w.uplink_replies()?;
     let ack = replies.iter().find_map(|r| match &r.reply {
         Reply::DemandAck(a)
             if a.id() & METER_ID_BIT != 0 && r.at_ms as f64 / 1000.0 >= from - 1e-6 =>

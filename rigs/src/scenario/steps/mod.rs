@@ -1261,7 +1261,7 @@ fn acknowledged(w: &mut MaslowWorld, verdict: String, because: String, n: f64) -
     let expected = ExpectedAck::parse(&verdict, &because)?;
     let id = w.next_signal_id.saturating_sub(1);
     let sent = w.last_event_s.unwrap_or(0.0);
-    let replies = w.sim()?.session.uplink_replies().to_vec();
+    let replies = w.uplink_replies()?;
     let ack = replies.iter().find_map(|r| match &r.reply {
         Reply::DemandAck(a) if a.id() == id => Some((r.at_ms, *a)),
         _ => None,
@@ -1302,7 +1302,7 @@ fn safe_state(w: &mut MaslowWorld, which: String, n: f64, unit: String) -> StepR
     let from = w.last_event_s.ok_or("nothing happened yet")?;
     let deadline = from + duration_s(n, &unit)?;
     w.check_window_reached(deadline)?;
-    let beats = w.sim()?.heartbeats.clone();
+    let beats = w.heartbeats()?;
     let is_safe = |s: &crate::plant_link::ControllerStatus| matches!(s.state, S::SafeState);
     // The state in force at each change after the event.
     let hit = beats.iter().find(|(t, s)| {
@@ -1337,7 +1337,7 @@ fn safe_state(w: &mut MaslowWorld, which: String, n: f64, unit: String) -> StepR
 #[then(regex = r"^the controller reports (a link timeout|the meter as stale|rejected frames)$")]
 fn controller_reports(w: &mut MaslowWorld, what: String) -> StepResult {
     let from = w.last_event_s.unwrap_or(0.0);
-    let beats = w.sim()?.heartbeats.clone();
+    let beats = w.heartbeats()?;
     let found = beats.iter().any(|(t, s)| {
         *t >= from
             && match what.as_str() {

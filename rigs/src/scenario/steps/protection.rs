@@ -161,12 +161,9 @@ impl Commanded {
 
 /// What the plant applied, as changes: (time s, commands in force from then).
 fn applied(w: &mut MaslowWorld) -> Result<Vec<(f64, Option<PlantCommands>)>, String> {
-    Ok(w.sim()?
-        .session
-        .plant()
-        .applied
-        .iter()
-        .map(|a| (a.at_ms as f64 / 1000.0, a.commands.clone()))
+    Ok(w.applied()?
+        .into_iter()
+        .map(|a| (a.at_ms as f64 / 1000.0, a.commands))
         .collect())
 }
 
