@@ -74,7 +74,7 @@ impl Default for RunOptions {
 }
 
 /// What a run produced.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOutcome {
     /// The server's compliance report.
     pub report: ComplianceReport,

@@ -21,7 +21,8 @@ use crate::instrument::probe::VirtualProbe;
 use crate::instrument::sigrok::SigrokInstrument;
 use crate::instrument::{Instrument, TimeSeries};
 use crate::plant_link::ControllerStatus;
-use crate::rig::{LinkFaults, Rig, RunOptions, Session, UplinkMessage};
+use crate::rig::plant::AppliedCommands;
+use crate::rig::{LinkFaults, Rig, RunOptions, Session, UplinkMessage, UplinkReply};
 use crate::scenario::setup::{HouseView, Setup};
 
 /// What every scenario of a run shares.
@@ -180,6 +181,20 @@ pub struct FleetState {
     pub outcome: Option<RunOutcome>,
 }
 
+/// What a session's bus, plant and uplink carried, recorded: without a
+/// session the `Then` steps judge this (their own tests, beside
+/// [`MaslowWorld::recorded_until_s`]), each list as the session keeps it.
+#[derive(Debug, Clone, Default)]
+pub struct RecordedSession {
+    /// The controller's heartbeats as received on the bus ([`Sim::heartbeats`]).
+    pub heartbeats: Vec<(f64, ControllerStatus)>,
+    /// The controller's replies to the remote server
+    /// ([`Session::uplink_replies`]).
+    pub uplink_replies: Vec<UplinkReply>,
+    /// The commands as the plant applied them, change by change.
+    pub applied: Vec<AppliedCommands>,
+}
+
 /// The scenario's state.
 #[derive(cucumber::World)]
 #[world(init = Self::new)]
@@ -213,6 +228,9 @@ pub struct MaslowWorld {
     /// Without a session: how far a recorded capture reaches, s (the
     /// `Then` steps judge a recording in their own tests).
     pub recorded_until_s: Option<f64>,
+    /// Without a session: what its bus, plant and uplink carried (the
+    /// `Then` steps judge a recording in their own tests).
+    pub recorded_session: Option<RecordedSession>,
 }
 
 impl fmt::Debug for MaslowWorld {
@@ -257,6 +275,7 @@ impl MaslowWorld {
             assertions: Vec::new(),
             fleet: None,
             recorded_until_s: None,
+            recorded_session: None,
         }
     }
 
@@ -420,6 +439,40 @@ impl MaslowWorld {
             self.sim = Some(Box::new(sim));
         }
         self.sim.as_deref_mut().ok_or_else(|| "no session".into())
+    }
+
+    /// A recorded session's, when there is no session (and one was recorded).
+    fn recorded(&self) -> Option<&RecordedSession> {
+        self.recorded_session
+            .as_ref()
+            .filter(|_| self.sim.is_none())
+    }
+
+    /// The controller's heartbeat flags as measured on the bus so far:
+    /// the session's (started on first use), or a recorded session's.
+    pub fn heartbeats(&mut self) -> Result<Vec<(f64, ControllerStatus)>, String> {
+        if let Some(r) = self.recorded() {
+            return Ok(r.heartbeats.clone());
+        }
+        Ok(self.sim()?.heartbeats.clone())
+    }
+
+    /// What the remote server has heard back from the controller so far:
+    /// the session's (started on first use), or a recorded session's.
+    pub fn uplink_replies(&mut self) -> Result<Vec<UplinkReply>, String> {
+        if let Some(r) = self.recorded() {
+            return Ok(r.uplink_replies.clone());
+        }
+        Ok(self.sim()?.session.uplink_replies().to_vec())
+    }
+
+    /// The commands the plant applied so far, change by change: the
+    /// session's (started on first use), or a recorded session's.
+    pub fn applied(&mut self) -> Result<Vec<AppliedCommands>, String> {
+        if let Some(r) = self.recorded() {
+            return Ok(r.applied.clone());
+        }
+        Ok(self.sim()?.session.plant().applied.clone())
     }
 
     pub fn now_s(&self) -> f64 {

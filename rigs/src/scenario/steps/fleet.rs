@@ -482,3 +482,8 @@ fn every_reserve(w: &mut MaslowWorld, branch: u32, percent: u32) -> StepResult {
         ((t.reserve_soc - want).abs() > 0.0005).then_some(t.reserve_soc)
     })
 }
+
+/// A negative test for each `Then` above, on a hand-made run outcome.
+#[cfg(test)]
+#[path = "negative_fleet.rs"]
+mod negative_fleet;

@@ -540,7 +540,7 @@ fn dispatch_verdict(w: &mut MaslowWorld, verdict: String, because: String, n: f6
         return Err("the remote server has sent no dispatch to have a verdict on".into());
     }
     let at_s = w.last_event_s.unwrap_or(0.0);
-    let replies = w.sim()?.session.uplink_replies().to_vec();
+    let replies = w.uplink_replies()?;
     let verdicts: Vec<(u64, Verdict)> = replies
         .iter()
         .filter_map(|r| match &r.reply {
@@ -582,7 +582,7 @@ fn meter_signal_ack(w: &mut MaslowWorld, verdict: String, n: f64) -> StepResult 
         .ok_or("nothing happened yet: the meter has signalled nothing")?;
     let deadline = from + n;
     w.check_window_reached(deadline)?;
-    let replies = w.sim()?.session.uplink_replies().to_vec();
+    let replies = w.uplink_replies()?;
     let ack = replies.iter().find_map(|r| match &r.reply {
         Reply::DemandAck(a)
             if a.id() & METER_ID_BIT != 0 && r.at_ms as f64 / 1000.0 >= from - 1e-6 =>
@@ -617,8 +617,14 @@ fn meter_signal_ack(w: &mut MaslowWorld, verdict: String, n: f64) -> StepResult 
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use firmware::cluster::{IgnoreReason, RejectReason};
+    use firmware::demand::Ack;
+
     use super::*;
-    use crate::scenario::steps::negative::{recorded, s, step_at};
+    use crate::scenario::steps::negative::{recorded, reply, s, sampled, session, step_at};
+    use crate::scenario::world::RecordedSession;
 
     #[test]
     fn negative_socket_off_within() {
@@ -658,5 +664,93 @@ mod tests {
         };
         assert!(run("at least").is_err());
         run("at most").unwrap();
+    }
+
+    #[test]
+    fn negative_same_as_without_event() {
+        // The event at 00:01:40; the run without it at 1 kW throughout.
+        let run = |f: &dyn Fn(f64) -> f64| {
+            let mut w = recorded(600.0, &[("battery_power_w", "W", f)]);
+            w.actions.push(Action::House(HouseEvent::MainsReturn));
+            w.last_event_s = Some(100.0);
+            let base = sampled("battery_power_w", "W", 600.0, &|_| 1000.0);
+            w.baselines.insert(
+                s("without the event"),
+                BTreeMap::from([(s("battery_power_w"), base)]),
+            );
+            same_as_without_event(&mut w, s("the battery power"), s("0.1"), s("kW"))
+        };
+        let e = run(&|t| if t == 300.0 { 1200.0 } else { 1000.0 }).unwrap_err();
+        assert!(
+            e.contains("1200.000 W against 1000.000 W at 00:05:00"),
+            "{e}"
+        );
+        run(&|t| if t == 300.0 { 1050.0 } else { 1000.0 }).unwrap();
+        // Before the event the runs may differ.
+        run(&|t| if t == 50.0 { 3000.0 } else { 1000.0 }).unwrap();
+    }
+
+    #[test]
+    fn negative_dispatch_verdict() {
+        // `sent` dispatches, the last at 00:01:40; the verdicts received.
+        let run = |sent: usize, verdicts: &[(f64, Verdict)], verdict: &str, because: &str| {
+            let mut w = session(
+                600.0,
+                RecordedSession {
+                    uplink_replies: verdicts
+                        .iter()
+                        .map(|&(t, v)| reply(t, Reply::DispatchVerdict(v)))
+                        .collect(),
+                    ..Default::default()
+                },
+            );
+            for _ in 0..sent {
+                w.actions
+                    .push(Action::Uplink(UplinkMessage::Dispatch(Vec::new())));
+            }
+            w.last_event_s = Some(100.0);
+            dispatch_verdict(&mut w, s(verdict), s(because), 5.0)
+        };
+        let forged = Verdict::Rejected(RejectReason::BadSignature);
+        run(1, &[(101.0, forged)], "rejecting", "bad signature").unwrap();
+        let e = run(1, &[(101.0, forged)], "rejecting", "expired").unwrap_err();
+        assert!(e.contains("00:01:40") && e.contains("BadSignature"), "{e}");
+        assert!(run(1, &[(101.0, forged)], "ignoring", "").is_err());
+        let e = run(1, &[(110.0, forged)], "rejecting", "bad signature").unwrap_err();
+        assert!(e.contains("after 10.0 s"), "{e}");
+        // The verdict judged is the last dispatch's, the second of two.
+        let dup = Verdict::Ignored(IgnoreReason::Duplicate);
+        run(2, &[(50.0, forged), (101.0, dup)], "ignoring", "duplicate").unwrap();
+        assert!(run(2, &[(50.0, forged), (101.0, dup)], "rejecting", "").is_err());
+        let e = run(2, &[(101.0, forged)], "rejecting", "").unwrap_err();
+        assert!(e.contains("1 verdict(s) on 2 dispatch(es)"), "{e}");
+    }
+
+    #[test]
+    fn negative_meter_signal_ack() {
+        // The meter signalled at 00:01:40; `ack` reached the server at `at_s`.
+        let run = |at_s: f64, ack: Ack, verdict: &str| {
+            let mut w = session(
+                600.0,
+                RecordedSession {
+                    uplink_replies: vec![reply(at_s, Reply::DemandAck(ack))],
+                    ..Default::default()
+                },
+            );
+            w.last_event_s = Some(100.0);
+            meter_signal_ack(&mut w, s(verdict), 5.0)
+        };
+        let meter = Ack::Accepted {
+            id: METER_ID_BIT | 1,
+        };
+        run(102.0, meter, "accepted").unwrap();
+        let e = run(102.0, meter, "rejected").unwrap_err();
+        assert!(e.contains("Accepted") && e.contains("00:01:42"), "{e}");
+        let e = run(110.0, meter, "accepted").unwrap_err();
+        assert!(e.contains("at 00:01:50 (10 s after 00:01:40"), "{e}");
+        // Before the event, or the remote server's own signal: not this one.
+        assert!(run(90.0, meter, "accepted").is_err());
+        let e = run(102.0, Ack::Accepted { id: 1 }, "accepted").unwrap_err();
+        assert!(e.contains("no meter-derived signal after 00:01:40"), "{e}");
     }
 }

@@ -1261,7 +1261,7 @@ fn acknowledged(w: &mut MaslowWorld, verdict: String, because: String, n: f64) -
     let expected = ExpectedAck::parse(&verdict, &because)?;
     let id = w.next_signal_id.saturating_sub(1);
     let sent = w.last_event_s.unwrap_or(0.0);
-    let replies = w.sim()?.session.uplink_replies().to_vec();
+    let replies = w.uplink_replies()?;
     let ack = replies.iter().find_map(|r| match &r.reply {
         Reply::DemandAck(a) if a.id() == id => Some((r.at_ms, *a)),
         _ => None,
@@ -1302,7 +1302,7 @@ fn safe_state(w: &mut MaslowWorld, which: String, n: f64, unit: String) -> StepR
     let from = w.last_event_s.ok_or("nothing happened yet")?;
     let deadline = from + duration_s(n, &unit)?;
     w.check_window_reached(deadline)?;
-    let beats = w.sim()?.heartbeats.clone();
+    let beats = w.heartbeats()?;
     let is_safe = |s: &crate::plant_link::ControllerStatus| matches!(s.state, S::SafeState);
     // The state in force at each change after the event.
     let hit = beats.iter().find(|(t, s)| {
@@ -1337,7 +1337,7 @@ fn safe_state(w: &mut MaslowWorld, which: String, n: f64, unit: String) -> StepR
 #[then(regex = r"^the controller reports (a link timeout|the meter as stale|rejected frames)$")]
 fn controller_reports(w: &mut MaslowWorld, what: String) -> StepResult {
     let from = w.last_event_s.unwrap_or(0.0);
-    let beats = w.sim()?.heartbeats.clone();
+    let beats = w.heartbeats()?;
     let found = beats.iter().any(|(t, s)| {
         *t >= from
             && match what.as_str() {
@@ -1384,9 +1384,33 @@ fn current_stops(w: &mut MaslowWorld, n: f64, unit: String) -> StepResult {
 #[cfg(test)]
 pub(crate) mod negative {
     use super::*;
+    use std::collections::BTreeMap;
+
+    use firmware::demand::{Ack, RejectReason};
+    use firmware::wire::can::messages::CtrlHeartbeatCtrlState as S;
+
+    use crate::plant_link::ControllerStatus;
+    use crate::rig::UplinkReply;
+    use crate::scenario::world::RecordedSession;
 
     /// A signal for [`recorded`]: name, unit, value at each second.
     pub(crate) type Recorded<'a> = (&'a str, &'a str, &'a dyn Fn(f64) -> f64);
+
+    /// A signal sampled once a second from 0 to `until_s`.
+    pub(crate) fn sampled(
+        name: &str,
+        unit: &str,
+        until_s: f64,
+        f: &dyn Fn(f64) -> f64,
+    ) -> TimeSeries {
+        let mut s = TimeSeries::new(name, unit);
+        let mut t = 0.0;
+        while t <= until_s {
+            s.push(t, f(t));
+            t += 1.0;
+        }
+        s
+    }
 
     /// A world judging a recording: each signal sampled once a second
     /// from 0 to `until_s`, with the default house's configuration.
@@ -1397,16 +1421,42 @@ pub(crate) mod negative {
         w.setup = Some(Setup::from_rig(&rig).expect("the default house"));
         w.setup_error = None;
         for (name, unit, f) in signals {
-            let mut s = TimeSeries::new(*name, *unit);
-            let mut t = 0.0;
-            while t <= until_s {
-                s.push(t, f(t));
-                t += 1.0;
-            }
-            w.capture.insert((*name).to_owned(), s);
+            w.capture
+                .insert((*name).to_owned(), sampled(name, unit, until_s, *f));
         }
         w.recorded_until_s = Some(until_s);
         w
+    }
+
+    /// A world judging what a session's bus, plant and uplink carried
+    /// until `until_s` (no signals).
+    pub(crate) fn session(until_s: f64, r: RecordedSession) -> MaslowWorld {
+        let mut w = recorded(until_s, &[]);
+        w.recorded_session = Some(r);
+        w
+    }
+
+    /// A reply the remote server received at `at_s`.
+    pub(crate) fn reply(at_s: f64, reply: Reply) -> UplinkReply {
+        UplinkReply {
+            at_ms: (at_s * 1000.0).round() as u64,
+            reply,
+        }
+    }
+
+    /// A heartbeat received at `t`: `state`, no flag raised.
+    fn beat(t: f64, state: S) -> (f64, ControllerStatus) {
+        (
+            t,
+            ControllerStatus {
+                state,
+                sync_echo_ms: 0,
+                e2e_rejects: 0,
+                meter_stale: false,
+                link_timeout: false,
+                received_at: SimTime::from_secs_f64(t),
+            },
+        )
     }
 
     pub(crate) fn s(x: &str) -> String {
@@ -1607,5 +1657,114 @@ pub(crate) mod negative {
         };
         assert!(run(1.0 / 600.0).is_err());
         run(0.1 / 600.0).unwrap();
+    }
+
+    #[test]
+    fn negative_import_vs_baseline() {
+        // 500 W against the baseline's 1 kW from 00:00 to 00:10: 50 % less.
+        let run = |pct: f64, which: &str, base_w: f64| {
+            let mut w = recorded(600.0, &[("grid_import_w", "W", &|_| 500.0)]);
+            // The event a baseline without it leaves out.
+            w.actions.push(Action::House(HouseEvent::MainsReturn));
+            let base = sampled("grid_import_w", "W", 600.0, &|_| base_w);
+            w.baselines.insert(
+                format!("without {which}"),
+                BTreeMap::from([(s("grid_import_w"), base)]),
+            );
+            import_vs_baseline(&mut w, s("00:00"), s("00:10"), pct, s(which))
+        };
+        run(45.0, "the battery assembly", 1000.0).unwrap();
+        let e = run(55.0, "the battery assembly", 1000.0).unwrap_err();
+        assert!(
+            e.contains("0.083 kWh vs baseline 0.167 kWh (50.0% lower)"),
+            "{e}"
+        );
+        run(45.0, "the event", 1000.0).unwrap();
+        assert!(run(55.0, "the event", 1000.0).is_err());
+        // More than the baseline imported is no saving.
+        let e = run(0.0, "the event", 400.0).unwrap_err();
+        assert!(e.contains("(-25.0% lower)"), "{e}");
+    }
+
+    #[test]
+    fn negative_acknowledged() {
+        // Signal 1 sent at 00:01:40 and answered `ack` at `at_s`.
+        let run = |at_s: f64, ack: Ack, verdict: &str, because: &str| {
+            let mut w = session(
+                600.0,
+                RecordedSession {
+                    uplink_replies: vec![reply(at_s, Reply::DemandAck(ack))],
+                    ..Default::default()
+                },
+            );
+            w.next_signal_id = 2;
+            w.last_event_s = Some(100.0);
+            acknowledged(&mut w, s(verdict), s(because), 5.0)
+        };
+        let accepted = Ack::Accepted { id: 1 };
+        let too_much = Ack::Rejected {
+            id: 1,
+            reason: RejectReason::ExceedsPowerLimit,
+        };
+        run(102.0, accepted, "accepting", "").unwrap();
+        run(102.0, too_much, "rejecting", "exceeds power limit").unwrap();
+        let e = run(110.0, accepted, "accepting", "").unwrap_err();
+        assert!(e.contains("after 10.0 s"), "{e}");
+        let e = run(102.0, too_much, "rejecting", "would breach reserve").unwrap_err();
+        assert!(e.contains("ExceedsPowerLimit"), "{e}");
+        assert!(run(102.0, too_much, "accepting", "").is_err());
+        // Another signal's acknowledgement is not this one's.
+        let e = run(102.0, Ack::Accepted { id: 2 }, "accepting", "").unwrap_err();
+        assert!(e.contains("no acknowledgement of signal 1"), "{e}");
+    }
+
+    #[test]
+    fn negative_safe_state() {
+        // The event at 00:01:40, the heartbeats' states since 00:00.
+        let run = |states: &[(f64, S)], which: &str| {
+            let mut w = session(
+                600.0,
+                RecordedSession {
+                    heartbeats: states.iter().map(|&(t, st)| beat(t, st)).collect(),
+                    ..Default::default()
+                },
+            );
+            w.last_event_s = Some(100.0);
+            safe_state(&mut w, s(which), 2.0, s("seconds"))
+        };
+        let entering = |at: f64| [(0.0, S::Normal), (at, S::SafeState)];
+        run(&entering(101.5), "entering").unwrap();
+        let e = run(&entering(105.0), "entering").unwrap_err();
+        assert!(e.contains("00:01:45 SafeState"), "{e}");
+        // Safe since before the event and still: it is in its safe state.
+        run(&entering(50.0), "entering").unwrap();
+        assert!(run(&[(0.0, S::Normal)], "entering").is_err());
+        let leaving = |at: f64| [(50.0, S::SafeState), (at, S::Normal)];
+        run(&leaving(101.0), "leaving").unwrap();
+        let e = run(&leaving(110.0), "leaving").unwrap_err();
+        assert!(e.contains("00:00:50 SafeState, 00:01:50 Normal"), "{e}");
+    }
+
+    #[test]
+    fn negative_controller_reports() {
+        // The event at 00:01:40; a heartbeat flagging a link timeout at `at`.
+        let run = |at: f64, what: &str| {
+            let mut flagged = beat(at, S::Derated);
+            flagged.1.link_timeout = true;
+            let mut w = session(
+                600.0,
+                RecordedSession {
+                    heartbeats: vec![beat(0.0, S::Normal), flagged],
+                    ..Default::default()
+                },
+            );
+            w.last_event_s = Some(100.0);
+            controller_reports(&mut w, s(what))
+        };
+        run(130.0, "a link timeout").unwrap();
+        let e = run(50.0, "a link timeout").unwrap_err();
+        assert!(e.contains("a link timeout after 00:01:40"), "{e}");
+        assert!(run(130.0, "the meter as stale").is_err());
+        assert!(run(130.0, "rejected frames").is_err());
     }
 }

@@ -161,12 +161,9 @@ impl Commanded {
 
 /// What the plant applied, as changes: (time s, commands in force from then).
 fn applied(w: &mut MaslowWorld) -> Result<Vec<(f64, Option<PlantCommands>)>, String> {
-    Ok(w.sim()?
-        .session
-        .plant()
-        .applied
-        .iter()
-        .map(|a| (a.at_ms as f64 / 1000.0, a.commands.clone()))
+    Ok(w.applied()?
+        .into_iter()
+        .map(|a| (a.at_ms as f64 / 1000.0, a.commands))
         .collect())
 }
 
@@ -568,7 +565,9 @@ fn stays_shed(w: &mut MaslowWorld, which: String, window: String) -> StepResult 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::steps::negative::{recorded, s, step_at};
+    use crate::rig::plant::AppliedCommands;
+    use crate::scenario::steps::negative::{recorded, s, session, step_at};
+    use crate::scenario::world::RecordedSession;
 
     fn after_event(f: &dyn Fn(f64) -> f64, signal: &str) -> MaslowWorld {
         let mut w = recorded(600.0, &[(signal, "", f)]);
@@ -701,5 +700,133 @@ mod tests {
         };
         assert!(run(&|t| if t == 400.0 { 48.0 } else { 0.0 }).is_err());
         run(&|_| 0.0).unwrap();
+    }
+
+    /// The commands of an assembly running the default house: battery
+    /// enabled both ways, no PV cap, every circuit on.
+    fn normal() -> PlantCommands {
+        PlantCommands {
+            battery_enabled: true,
+            battery_discharge_limit_w: 5000.0,
+            battery_charge_limit_w: 5000.0,
+            charger_enabled: false,
+            inverter_enabled: true,
+            ..PlantCommands::no_assembly(4, 0)
+        }
+    }
+
+    /// A world whose plant applied `changes` (s, commands; `None`: the
+    /// house's own policy), the event at 00:01:40.
+    fn applied_world(changes: Vec<(f64, Option<PlantCommands>)>) -> MaslowWorld {
+        let mut w = session(
+            600.0,
+            RecordedSession {
+                applied: changes
+                    .into_iter()
+                    .map(|(t, commands)| AppliedCommands {
+                        at_ms: (t * 1000.0).round() as u64,
+                        commands,
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+        );
+        w.last_event_s = Some(100.0);
+        w
+    }
+
+    #[test]
+    fn negative_commanded_within() {
+        let blocked = Some(PlantCommands {
+            battery_charge_limit_w: 0.0,
+            ..normal()
+        });
+        let run = |changes| {
+            commanded_within(
+                &mut applied_world(changes),
+                s("block charging"),
+                500.0,
+                s("milliseconds"),
+            )
+        };
+        run(vec![(0.0, Some(normal())), (100.3, blocked.clone())]).unwrap();
+        let e = run(vec![(0.0, Some(normal())), (101.2, blocked.clone())]).unwrap_err();
+        assert!(e.contains("took effect at 101.2 s, 1200 ms after"), "{e}");
+        let e = run(vec![(0.0, Some(normal()))]).unwrap_err();
+        assert!(e.contains("it was not by 600.0 s"), "{e}");
+        // Blocked before the event: no reaction shown.
+        let e = run(vec![(0.0, Some(normal())), (50.0, blocked)]).unwrap_err();
+        assert!(
+            e.contains("already commanded to block charging at 00:01:40"),
+            "{e}"
+        );
+        // The house's own policy is no command.
+        assert!(run(vec![(0.0, Some(normal())), (100.3, None)]).is_err());
+    }
+
+    #[test]
+    fn negative_still_commanded() {
+        let office = applied_world(Vec::new())
+            .circuit_index("office-sockets")
+            .unwrap();
+        let mut circuits = vec![true; 4];
+        circuits[office] = false;
+        let off = PlantCommands {
+            circuits_on: Some(circuits),
+            ..normal()
+        };
+        let run = |changes| {
+            still_commanded(
+                &mut applied_world(changes),
+                s("switch the office-sockets circuit off"),
+                s("since then"),
+            )
+        };
+        run(vec![(0.0, Some(normal())), (50.0, Some(off.clone()))]).unwrap();
+        // Another change that keeps the circuit off does not lift it.
+        let also_blocked = PlantCommands {
+            battery_charge_limit_w: 0.0,
+            ..off.clone()
+        };
+        run(vec![
+            (0.0, Some(normal())),
+            (50.0, Some(off.clone())),
+            (200.0, Some(also_blocked)),
+        ])
+        .unwrap();
+        let e = run(vec![
+            (0.0, Some(normal())),
+            (50.0, Some(off.clone())),
+            (300.0, Some(normal())),
+        ])
+        .unwrap_err();
+        assert!(e.contains("lifted at 00:05:00"), "{e}");
+        let e = run(vec![(0.0, Some(normal())), (150.0, Some(off))]).unwrap_err();
+        assert!(e.contains("it was not at 00:01:40"), "{e}");
+    }
+
+    #[test]
+    fn negative_no_longer_commanded() {
+        let pv_off = Some(PlantCommands {
+            pv_cap_w: Some(0.0),
+            ..normal()
+        });
+        let run = |changes| {
+            no_longer_commanded(
+                &mut applied_world(changes),
+                s("switch the PV off"),
+                2.0,
+                s("seconds"),
+            )
+        };
+        run(vec![(0.0, pv_off.clone()), (101.0, Some(normal()))]).unwrap();
+        // The house's own policy lifts every command.
+        run(vec![(0.0, pv_off.clone()), (101.0, None)]).unwrap();
+        let e = run(vec![(0.0, pv_off.clone()), (103.0, Some(normal()))]).unwrap_err();
+        assert!(e.contains("lifted at 103.0 s, 3000 ms after"), "{e}");
+        let e = run(vec![(0.0, pv_off)]).unwrap_err();
+        assert!(e.contains("still in force at 00:10:00"), "{e}");
+        let e = run(vec![(0.0, Some(normal()))]).unwrap_err();
+        assert!(e.contains("nothing to lift"), "{e}");
     }
 }
