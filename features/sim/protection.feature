@@ -4,6 +4,13 @@ Feature: Protection and link faults
   rejected and counted; safety-relevant silence puts the controller in
   its defined safe state within its reaction time.
 
+  # "The CAN bus is off": the plant's CAN node is bus-off, it sends nothing
+  # and still hears the controller. These two scenarios judge what the
+  # controller reports (its heartbeats as they travelled on the bus); at
+  # 12:00 the battery is idle, so there is no current to stop. What the
+  # plant does is measured in protection_rows.feature ("Stale input opens
+  # the battery contactor": the battery, charging, stops within 1 s, and
+  # charges again once frames return).
   Scenario: A CAN bus-off puts the controller in its safe state
     Given a terrace house with a 5 kWh LFP battery assembly at 60% charge
     When the day runs until 12:00
