@@ -139,3 +139,48 @@ fn every_then_step_has_a_negative_test_or_is_listed() {
         "listed as without a negative test but tested, or no longer a Then step: {stale:?}"
     );
 }
+
+/// Every step definition: (its pattern, its function's name).
+fn steps_with_names() -> Vec<(String, String)> {
+    let re = regex::Regex::new(
+        r#"#\[(?:given|when|then)\(\s*regex\s*=\s*r"((?:[^"\\]|\\.)*)"\s*\)\]\s*(?:///[^\n]*\n\s*)*(?:async\s+)?fn\s+(\w+)"#,
+    )
+    .expect("pattern");
+    re.captures_iter(&step_sources())
+        .map(|c| (c[1].to_owned(), c[2].to_owned()))
+        .collect()
+}
+
+/// The steps that set a daily schedule: their times hold every day, so
+/// they take a bare `HH:MM`.
+const DAILY_SCHEDULES: &[&str] = &["off_peak", "peak_window", "plugged_schedule", "tariff_rule"];
+
+/// The one pattern fragment of a moment: `HH:MM` or `HH:MM on day N`
+/// (parsed by `clock_s`).
+const MOMENT: &str = r"(\d\d:\d\d(?: on day \d+)?)";
+
+#[test]
+fn every_moment_a_step_takes_may_be_on_a_later_day() {
+    let steps = steps_with_names();
+    assert!(steps.len() >= 90, "found only {} steps", steps.len());
+    let bare: Vec<&String> = steps
+        .iter()
+        .filter(|(p, name)| {
+            let times = p.matches(r"\d\d:\d\d").count();
+            let moments = p.matches(MOMENT).count();
+            times != moments && !DAILY_SCHEDULES.contains(&name.as_str())
+        })
+        .map(|(p, _)| p)
+        .collect();
+    assert!(
+        bare.is_empty(),
+        "steps whose times cannot be on a later day (write them `{MOMENT}`, or list a daily schedule in DAILY_SCHEDULES): {bare:#?}"
+    );
+    for daily in DAILY_SCHEDULES {
+        assert!(
+            steps.iter().any(|(_, n)| n == daily),
+            "DAILY_SCHEDULES names `{daily}`, which is no step"
+        );
+    }
+}
+

@@ -1098,11 +1098,17 @@ impl FleetScenario {
         minute_of(h, self.start_hour)
     }
 
-    /// Local clock time `HH:MM` of run minute `m` (past midnight: `+1d`).
+    /// Local clock time `HH:MM` of run minute `m`, with ` on day N` past
+    /// the start date (day 1), as the steps write a later day.
     pub fn clock(&self, minute: u32) -> String {
         let m = (self.start_hour * 60.0).round() as u64 + u64::from(minute);
-        let day = if m >= 24 * 60 { " (+1d)" } else { "" };
-        format!("{:02}:{:02}{day}", m / 60 % 24, m % 60)
+        let day = m / (24 * 60) + 1;
+        let hhmm = format!("{:02}:{:02}", m / 60 % 24, m % 60);
+        if day == 1 {
+            hhmm
+        } else {
+            format!("{hhmm} on day {day}")
+        }
     }
 
     /// UTC seconds at the start of minute `m`.

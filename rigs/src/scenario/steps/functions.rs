@@ -423,7 +423,7 @@ fn socket_stays(w: &mut MaslowWorld, socket: String, state: String, window: Stri
 }
 
 #[then(
-    regex = r"^(.+?) adds up to (at least|at most) ([\d.]+) kWh from (\d\d:\d\d) to (\d\d:\d\d)$"
+    regex = r"^(.+?) adds up to (at least|at most) ([\d.]+) kWh from (\d\d:\d\d(?: on day \d+)?) to (\d\d:\d\d(?: on day \d+)?)$"
 )]
 fn energy_between(
     w: &mut MaslowWorld,

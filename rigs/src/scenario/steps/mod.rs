@@ -3,10 +3,11 @@
 //! signals. The glossary with one example per step is
 //! `features/README.md`; a test checks that every step here is in it.
 //!
-//! Times of day are `HH:MM` local time on the scenario's day; t = 0 is
-//! local midnight. `Then` steps read only the probe's capture, the
-//! controller's heartbeat as received on the bus, and the answers the
-//! remote server received.
+//! Moments are `HH:MM` local time on the scenario's first day, or `HH:MM
+//! on day N` (day 1 is the first); t = 0 is its local midnight. Steps that
+//! set a daily schedule take a bare `HH:MM`. `Then` steps read only the
+//! probe's capture, the controller's heartbeat as received on the bus, and
+//! the answers and reports the remote server received.
 
 use std::path::Path;
 
@@ -36,8 +37,31 @@ pub(crate) type StepResult = Result<(), String>;
 
 // ------------------------------------------------------------------ helpers
 
+/// Seconds in a day.
+const DAY_S: f64 = 86_400.0;
+
+/// A moment, `HH:MM` or `HH:MM on day N` (day 1, the default, is the
+/// scenario's first day) → seconds after the first day's midnight.
+pub fn clock_s(at: &str) -> Result<f64, String> {
+    let (hhmm, day) = match at.split_once(" on day ") {
+        Some((hhmm, n)) => (hhmm, day_number(at, n)?),
+        None => (at, 1),
+    };
+    Ok(f64::from(day - 1) * DAY_S + time_of_day_s(hhmm)?)
+}
+
+/// The `N` of `on day N`: 1 is the scenario's first day.
+fn day_number(at: &str, n: &str) -> Result<u32, String> {
+    match n.parse::<u32>() {
+        Ok(d) if (1..=366).contains(&d) => Ok(d),
+        _ => Err(format!(
+            "`{at}`: days are numbered from 1 (the scenario's first day) to 366"
+        )),
+    }
+}
+
 /// `HH:MM` → seconds after midnight.
-pub fn clock_s(hhmm: &str) -> Result<f64, String> {
+fn time_of_day_s(hhmm: &str) -> Result<f64, String> {
     let (h, m) = hhmm
         .split_once(':')
         .ok_or_else(|| format!("`{hhmm}` is not a time of day (HH:MM)"))?;
@@ -49,10 +73,17 @@ pub fn clock_s(hhmm: &str) -> Result<f64, String> {
     Ok(f64::from(h * 3600 + m * 60))
 }
 
-/// Seconds → `HH:MM:SS`.
+/// Seconds → `HH:MM:SS`, with ` on day N` after the first day.
 pub fn clock(t_s: f64) -> String {
     let t = t_s.max(0.0).round() as u64;
-    format!("{:02}:{:02}:{:02}", t / 3600, (t / 60) % 60, t % 60)
+    let day = t / 86_400 + 1;
+    let t = t % 86_400;
+    let hms = format!("{:02}:{:02}:{:02}", t / 3600, (t / 60) % 60, t % 60);
+    if day == 1 {
+        hms
+    } else {
+        format!("{hms} on day {day}")
+    }
 }
 
 pub(crate) fn duration_s(n: f64, unit: &str) -> Result<f64, String> {
@@ -622,7 +653,7 @@ fn export_limit(w: &mut MaslowWorld, watts: f64) -> StepResult {
 
 // --------------------------------------------------------------------- When
 
-#[when(regex = r"^the day runs until (\d\d:\d\d)$")]
+#[when(regex = r"^the day runs until (\d\d:\d\d(?: on day \d+)?)$")]
 async fn day_runs_until(w: &mut MaslowWorld, hhmm: String) -> StepResult {
     let t = clock_s(&hhmm)?;
     if t + 1e-6 < w.now_s() {
@@ -732,7 +763,7 @@ fn mains_fails(w: &mut MaslowWorld, hours: String) -> StepResult {
     Ok(())
 }
 
-#[when(regex = r"^the mains fails at (\d\d:\d\d) for ([\d.]+) hours?$")]
+#[when(regex = r"^the mains fails at (\d\d:\d\d(?: on day \d+)?) for ([\d.]+) hours?$")]
 async fn mains_fails_at(w: &mut MaslowWorld, at: String, hours: String) -> StepResult {
     let t = clock_s(&at)?;
     if t + 1e-6 < w.now_s() {
@@ -1032,7 +1063,7 @@ fn settles(
     }
 }
 
-#[then(regex = r"^(.+?) is (at least|at most) (-?[\d.]+) (\S+) at (\d\d:\d\d)$")]
+#[then(regex = r"^(.+?) is (at least|at most) (-?[\d.]+) (\S+) at (\d\d:\d\d(?: on day \d+)?)$")]
 fn value_at(
     w: &mut MaslowWorld,
     what: String,
@@ -1186,7 +1217,7 @@ fn shed_before_soc(w: &mut MaslowWorld, circuit: String, pct: f64) -> StepResult
 }
 
 #[then(
-    regex = r"^grid import from (\d\d:\d\d) to (\d\d:\d\d) is at least (\d+)% below the baseline without (the battery assembly|the event)$"
+    regex = r"^grid import from (\d\d:\d\d(?: on day \d+)?) to (\d\d:\d\d(?: on day \d+)?) is at least (\d+)% below the baseline without (the battery assembly|the event)$"
 )]
 fn import_vs_baseline(
     w: &mut MaslowWorld,
@@ -1234,7 +1265,9 @@ fn import_vs_baseline(
     Ok(())
 }
 
-#[then(regex = r"^grid import from (\d\d:\d\d) to (\d\d:\d\d) is at most ([\d.]+) kWh$")]
+#[then(
+    regex = r"^grid import from (\d\d:\d\d(?: on day \d+)?) to (\d\d:\d\d(?: on day \d+)?) is at most ([\d.]+) kWh$"
+)]
 fn import_at_most(w: &mut MaslowWorld, from: String, to: String, kwh: String) -> StepResult {
     let (a, b) = (clock_s(&from)?, clock_s(&to)?);
     w.check_window_reached(b)?;
@@ -1607,5 +1640,38 @@ pub(crate) mod negative {
         };
         assert!(run(1.0 / 600.0).is_err());
         run(0.1 / 600.0).unwrap();
+    }
+
+    #[test]
+    fn moments_on_a_later_day() {
+        assert_eq!(clock_s("07:30").unwrap(), 27_000.0);
+        assert_eq!(clock_s("07:30 on day 1").unwrap(), 27_000.0);
+        assert_eq!(
+            clock_s("07:30 on day 3").unwrap(),
+            2.0 * 86_400.0 + 27_000.0
+        );
+        assert_eq!(
+            clock_s("24:00").unwrap(),
+            clock_s("00:00 on day 2").unwrap()
+        );
+        let e = clock_s("07:30 on day 0").unwrap_err();
+        assert!(e.contains("numbered from 1"), "{e}");
+        assert_eq!(clock(2.0 * 86_400.0 + 27_000.0), "07:30:00 on day 3");
+        assert_eq!(clock(27_000.0), "07:30:00");
+    }
+
+    #[test]
+    fn a_window_on_a_later_day() {
+        let mut w = recorded(3.0 * 86_400.0, &[]);
+        w.last_event_s = Some(100.0);
+        let day = 86_400.0;
+        assert_eq!(
+            w.window("from 16:00 on day 2 to 20:00 on day 2").unwrap(),
+            (day + 57_600.0, day + 72_000.0)
+        );
+        assert_eq!(
+            w.window("until 07:30 on day 3").unwrap(),
+            (100.0, 2.0 * day + 27_000.0)
+        );
     }
 }
