@@ -10,6 +10,8 @@ Feature: Assured peak reduction
     And the assembly assures a peak reduction of 300 W
     When the day runs until 20:00
     Then grid import from 16:00 to 20:00 is at least 50% below the baseline without the battery assembly
+    And grid import from 16:00 to 20:00 averages at least 300 W below the baseline without the battery assembly
+    And grid import from 16:00 to 20:00 is at least 1.2 kWh below the baseline without the battery assembly
 
   Scenario: Off-peak charging fills the battery for the evening
     Given a terrace house with a 5 kWh LFP battery assembly at 20% charge

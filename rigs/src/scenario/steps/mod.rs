@@ -1216,6 +1216,107 @@ fn shed_before_soc(w: &mut MaslowWorld, circuit: String, pct: f64) -> StepResult
     }
 }
 
+/// Energy imported from `from_s` to `to_s`, kWh: the import power
+/// integrated sample by sample (each held until the next).
+fn imported_kwh(s: &TimeSeries, from_s: f64, to_s: f64) -> f64 {
+    let xs = samples(s, from_s, to_s);
+    xs.windows(2)
+        .map(|p| (p[1].0 - p[0].0) * p[0].1.max(0.0))
+        .sum::<f64>()
+        / 3.6e6
+}
+
+/// The run a baseline step compares with (same seed, replayed up to now):
+/// `the battery assembly` switched off for the whole run, or `the event`
+/// (the last `When` action that was not time passing) left out.
+pub(crate) fn baseline_without<'a>(
+    w: &'a mut MaslowWorld,
+    which: &str,
+) -> Result<&'a std::collections::BTreeMap<String, TimeSeries>, String> {
+    if which == "the battery assembly" {
+        return w.baseline("without the battery assembly", true, |_, _| true);
+    }
+    let skip = w
+        .actions
+        .iter()
+        .rposition(|x| !matches!(x, Action::RunUntil(_)))
+        .ok_or("there was no event to leave out of the baseline")?;
+    w.baseline("without the event", false, move |i, _| i != skip)
+}
+
+/// Grid import over a window, measured and in a baseline run.
+struct ImportAgainstBaseline {
+    hours: f64,
+    measured_kwh: f64,
+    baseline_kwh: f64,
+}
+
+impl ImportAgainstBaseline {
+    fn reduction_kwh(&self) -> f64 {
+        self.baseline_kwh - self.measured_kwh
+    }
+
+    fn reduction_pct(&self) -> f64 {
+        if self.baseline_kwh > 0.0 {
+            100.0 * self.reduction_kwh() / self.baseline_kwh
+        } else {
+            0.0
+        }
+    }
+
+    /// The reduction as a mean power over the window, W.
+    fn mean_reduction_w(&self) -> f64 {
+        1000.0 * self.reduction_kwh() / self.hours
+    }
+
+    fn figures(&self) -> String {
+        format!(
+            "measured {:.3} kWh vs baseline {:.3} kWh over {:.2} h: {:.3} kWh, {:.0} W on average, {:.1}% lower",
+            self.measured_kwh,
+            self.baseline_kwh,
+            self.hours,
+            self.reduction_kwh(),
+            self.mean_reduction_w(),
+            self.reduction_pct()
+        )
+    }
+}
+
+/// Grid import from `from` to `to`, measured and in the run `without`
+/// (see [`baseline_without`]).
+fn import_against_baseline(
+    w: &mut MaslowWorld,
+    from: &str,
+    to: &str,
+    without: &str,
+) -> Result<ImportAgainstBaseline, String> {
+    let (a, b) = (clock_s(from)?, clock_s(to)?);
+    if b <= a {
+        return Err(format!(
+            "from {from} to {to}: the window ends before it starts (a later day: `{to} on day 2`)"
+        ));
+    }
+    w.check_window_reached(b)?;
+    let measured_kwh = imported_kwh(w.series("grid_import_w")?, a, b);
+    let base = baseline_without(w, without)?
+        .get("grid_import_w")
+        .ok_or("the baseline measured no grid import")?;
+    Ok(ImportAgainstBaseline {
+        hours: (b - a) / 3600.0,
+        measured_kwh,
+        baseline_kwh: imported_kwh(base, a, b),
+    })
+}
+
+/// `at least` / `at most`, with a margin for rounding.
+fn compares(cmp: &str, value: f64, limit: f64) -> bool {
+    if cmp == "at most" {
+        value <= limit + 1e-9
+    } else {
+        value + 1e-9 >= limit
+    }
+}
+
 #[then(
     regex = r"^grid import from (\d\d:\d\d(?: on day \d+)?) to (\d\d:\d\d(?: on day \d+)?) is at least (\d+)% below the baseline without (the battery assembly|the event)$"
 )]
@@ -1226,39 +1327,58 @@ fn import_vs_baseline(
     pct: f64,
     which: String,
 ) -> StepResult {
-    let (a, b) = (clock_s(&from)?, clock_s(&to)?);
-    w.check_window_reached(b)?;
-    let energy = |s: &TimeSeries| -> f64 {
-        let xs: Vec<(f64, f64)> = s.window(a, b).collect();
-        xs.windows(2)
-            .map(|p| (p[1].0 - p[0].0) * p[0].1.max(0.0))
-            .sum::<f64>()
-            / 3.6e6
-    };
-    let ours = energy(w.series("grid_import_w")?);
-    let base = if which == "the battery assembly" {
-        w.baseline("without the battery assembly", true, |_, _| true)?
-    } else {
-        // The last action that was not time passing is "the event".
-        let skip = w
-            .actions
-            .iter()
-            .rposition(|x| !matches!(x, Action::RunUntil(_)))
-            .ok_or("there was no event to leave out of the baseline")?;
-        w.baseline("without the event", false, move |i, _| i != skip)?
-    };
-    let base_kwh = energy(
-        base.get("grid_import_w")
-            .ok_or("the baseline measured no grid import")?,
-    );
-    let cut = if base_kwh > 0.0 {
-        100.0 * (1.0 - ours / base_kwh)
-    } else {
-        0.0
-    };
-    if base_kwh <= 0.0 || cut + 1e-9 < pct {
+    let c = import_against_baseline(w, &from, &to, &which)?;
+    if c.baseline_kwh <= 0.0 || !compares("at least", c.reduction_pct(), pct) {
         return Err(format!(
-            "expected grid import from {from} to {to} at least {pct}% below the baseline without {which}; measured {ours:.3} kWh vs baseline {base_kwh:.3} kWh ({cut:.1}% lower){}",
+            "expected grid import from {from} to {to} at least {pct}% below the baseline without {which}; {}{}",
+            c.figures(),
+            w.see_also()
+        ));
+    }
+    Ok(())
+}
+
+#[then(
+    regex = r"^grid import from (\d\d:\d\d(?: on day \d+)?) to (\d\d:\d\d(?: on day \d+)?) is (at least|at most) ([\d.]+) kWh below the baseline without (the battery assembly|the event)$"
+)]
+fn import_energy_vs_baseline(
+    w: &mut MaslowWorld,
+    from: String,
+    to: String,
+    cmp: String,
+    kwh: String,
+    which: String,
+) -> StepResult {
+    let limit = num(&kwh)?;
+    let c = import_against_baseline(w, &from, &to, &which)?;
+    if !compares(&cmp, c.reduction_kwh(), limit) {
+        return Err(format!(
+            "expected grid import from {from} to {to} {cmp} {limit} kWh below the baseline without {which}; {}{}",
+            c.figures(),
+            w.see_also()
+        ));
+    }
+    Ok(())
+}
+
+#[then(
+    regex = r"^grid import from (\d\d:\d\d(?: on day \d+)?) to (\d\d:\d\d(?: on day \d+)?) averages (at least|at most) ([\d.]+) (W|kW) below the baseline without (the battery assembly|the event)$"
+)]
+fn import_mean_vs_baseline(
+    w: &mut MaslowWorld,
+    from: String,
+    to: String,
+    cmp: String,
+    power: String,
+    unit: String,
+    which: String,
+) -> StepResult {
+    let limit_w = in_unit(num(&power)?, &unit, "W")?;
+    let c = import_against_baseline(w, &from, &to, &which)?;
+    if !compares(&cmp, c.mean_reduction_w(), limit_w) {
+        return Err(format!(
+            "expected grid import from {from} to {to} to average {cmp} {limit_w} W below the baseline without {which}; {}{}",
+            c.figures(),
             w.see_also()
         ));
     }
@@ -1640,6 +1760,89 @@ pub(crate) mod negative {
         };
         assert!(run(1.0 / 600.0).is_err());
         run(0.1 / 600.0).unwrap();
+    }
+
+    /// A recording of 1 kW imported for 10 minutes, judged against a
+    /// baseline without the battery assembly that imported `base_w`.
+    fn against_baseline(base_w: f64) -> MaslowWorld {
+        let mut w = recorded(600.0, &[("grid_import_w", "W", &|_| 1000.0)]);
+        let mut base = TimeSeries::new("grid_import_w", "W");
+        for t in 0..=600 {
+            base.push(f64::from(t), base_w);
+        }
+        let runs = [("grid_import_w".to_owned(), base)].into_iter().collect();
+        w.baselines
+            .insert("without the battery assembly".into(), runs);
+        w
+    }
+
+    #[test]
+    fn negative_import_energy_vs_baseline() {
+        // 1.5 kW against 1 kW for 10 minutes: 0.083 kWh less.
+        let run = |cmp: &str, kwh: &str| {
+            import_energy_vs_baseline(
+                &mut against_baseline(1500.0),
+                s("00:00"),
+                s("00:10"),
+                s(cmp),
+                s(kwh),
+                s("the battery assembly"),
+            )
+        };
+        let e = run("at least", "0.1").unwrap_err();
+        assert!(
+            e.contains("from 00:00 to 00:10") && e.contains("0.083 kWh"),
+            "{e}"
+        );
+        run("at least", "0.08").unwrap();
+        assert!(run("at most", "0.05").is_err());
+        run("at most", "0.09").unwrap();
+    }
+
+    #[test]
+    fn negative_import_mean_vs_baseline() {
+        let run = |base_w: f64, unit: &str, limit: &str| {
+            import_mean_vs_baseline(
+                &mut against_baseline(base_w),
+                s("00:00"),
+                s("00:10"),
+                s("at least"),
+                s(limit),
+                s(unit),
+                s("the battery assembly"),
+            )
+        };
+        let e = run(1300.0, "W", "400").unwrap_err();
+        assert!(e.contains("300 W on average") && e.contains("00:10"), "{e}");
+        run(1500.0, "W", "400").unwrap();
+        run(1500.0, "kW", "0.4").unwrap();
+        // A baseline that imported less is no reduction at all.
+        assert!(run(800.0, "W", "0").is_err());
+    }
+
+    #[test]
+    fn the_window_may_end_on_a_later_day() {
+        let mut w = recorded(2.0 * 86_400.0, &[("grid_import_w", "W", &|_| 1000.0)]);
+        let mut base = TimeSeries::new("grid_import_w", "W");
+        for t in (0..=2 * 86_400).step_by(60) {
+            base.push(f64::from(t), 1250.0);
+        }
+        let runs = [("grid_import_w".to_owned(), base)].into_iter().collect();
+        w.baselines
+            .insert("without the battery assembly".into(), runs);
+        // 250 W less for 4 hours across midnight: 1 kWh.
+        let judge = |w: &mut MaslowWorld, kwh: &str| {
+            import_energy_vs_baseline(
+                w,
+                s("22:00"),
+                s("02:00 on day 2"),
+                s("at least"),
+                s(kwh),
+                s("the battery assembly"),
+            )
+        };
+        judge(&mut w, "0.99").unwrap();
+        assert!(judge(&mut w, "1.01").is_err());
     }
 
     #[test]
