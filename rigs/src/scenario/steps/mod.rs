@@ -1407,6 +1407,86 @@ fn import_at_most(w: &mut MaslowWorld, from: String, to: String, kwh: String) ->
     Ok(())
 }
 
+/// How far a peak report's window may lie from the one a step names, s:
+/// the window starts at the controller's first update in it and the
+/// report arrives at its first update after it.
+const PEAK_REPORT_SLACK_S: f64 = 60.0;
+
+/// The peak reports the remote server received: (arrival s, report).
+fn peak_reports(replies: &[crate::rig::UplinkReply]) -> Vec<(f64, firmware::peak::PeakReport)> {
+    replies
+        .iter()
+        .filter_map(|r| match &r.reply {
+            Reply::PeakReport(p) => Some((r.at_ms as f64 / 1000.0, *p)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A peak report in words: its window, verdict and figures.
+fn describe_peak_report(at_s: f64, p: &firmware::peak::PeakReport) -> String {
+    format!(
+        "the peak from {} to {} {} (average reduction {:.0} W of {:.0} W assured, {:.0}% of the time at the assured level, lowest 1-minute mean {:.0} W)",
+        clock(p.started.0 as f64 / 1000.0),
+        clock(at_s),
+        if p.met { "met" } else { "missed" },
+        p.avg_reduction_w,
+        p.assured_w,
+        100.0 * p.fraction_met,
+        p.min_1min_reduction_w
+    )
+}
+
+/// Judges the peak reports received against the window `[from_s, to_s]`
+/// and the verdict a step expects.
+fn judge_peak_report(
+    reports: &[(f64, firmware::peak::PeakReport)],
+    from_s: f64,
+    to_s: f64,
+    met: bool,
+) -> StepResult {
+    let near = |a: f64, b: f64| (a - b).abs() <= PEAK_REPORT_SLACK_S;
+    let found = reports
+        .iter()
+        .find(|(at, p)| near(p.started.0 as f64 / 1000.0, from_s) && near(*at, to_s));
+    let verdict = if met { "met" } else { "missed" };
+    match found {
+        Some((_, p)) if p.met == met => Ok(()),
+        Some((at, p)) => Err(format!(
+            "expected the assembly to report the peak from {} to {} as {verdict}; at {} it reported {}",
+            clock(from_s),
+            clock(to_s),
+            clock(*at),
+            describe_peak_report(*at, p)
+        )),
+        None => Err(format!(
+            "the remote server received no report of a peak from {} to {} (a report arrives within a minute of the window's end); it received: {}",
+            clock(from_s),
+            clock(to_s),
+            if reports.is_empty() {
+                "none".to_owned()
+            } else {
+                reports
+                    .iter()
+                    .map(|(at, p)| describe_peak_report(*at, p))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }
+        )),
+    }
+}
+
+/// Judged on the report as the remote server received it.
+#[then(
+    regex = r"^the assembly reports the peak from (\d\d:\d\d(?: on day \d+)?) to (\d\d:\d\d(?: on day \d+)?) as (met|missed)$"
+)]
+fn peak_reported(w: &mut MaslowWorld, from: String, to: String, verdict: String) -> StepResult {
+    let (a, b) = (clock_s(&from)?, clock_s(&to)?);
+    w.check_window_reached(b)?;
+    let replies = w.sim()?.session.uplink_replies().to_vec();
+    judge_peak_report(&peak_reports(&replies), a, b, verdict == "met")
+}
+
 #[then(
     regex = r"^the remote server receives an acknowledgement (accepting|rejecting) the signal(?: because (.+))? within (\d+) seconds?$"
 )]
@@ -1843,6 +1923,56 @@ pub(crate) mod negative {
         };
         judge(&mut w, "0.99").unwrap();
         assert!(judge(&mut w, "1.01").is_err());
+    }
+
+    /// A peak report of the window from `from_s`, received at `at_s`.
+    fn peak_report(from_s: f64, at_s: f64, met: bool) -> (f64, firmware::peak::PeakReport) {
+        let report = firmware::peak::PeakReport {
+            window: 0,
+            started: firmware::Millis((from_s * 1000.0) as u64),
+            duration_s: (at_s - from_s) as f32,
+            assured_w: 300.0,
+            avg_reduction_w: if met { 420.0 } else { 180.0 },
+            min_1min_reduction_w: 90.0,
+            fraction_met: if met { 0.97 } else { 0.4 },
+            met,
+            battery_wh: 900.0,
+            reserve_reached: !met,
+            invalid_samples: 0,
+        };
+        (at_s, report)
+    }
+
+    /// The step's judgement of the reports the remote server received
+    /// (the step hands it the session's uplink replies).
+    #[test]
+    fn negative_peak_reported() {
+        let (from, to) = (clock_s("16:00").unwrap(), clock_s("20:00").unwrap());
+        let missed = [peak_report(from, to + 0.1, false)];
+        let e = judge_peak_report(&missed, from, to, true).unwrap_err();
+        assert!(
+            e.contains("at 20:00:00 it reported the peak from 16:00:00 to 20:00:00 missed")
+                && e.contains("average reduction 180 W of 300 W assured"),
+            "{e}"
+        );
+        judge_peak_report(&missed, from, to, false).unwrap();
+        let met = [peak_report(from + 0.1, to + 0.1, true)];
+        judge_peak_report(&met, from, to, true).unwrap();
+        assert!(judge_peak_report(&met, from, to, false).is_err());
+        // Another window's report is no report of this one.
+        let e = judge_peak_report(&met, from + 3600.0, to, true).unwrap_err();
+        assert!(
+            e.contains("no report of a peak from 17:00:00 to 20:00:00"),
+            "{e}"
+        );
+        assert!(judge_peak_report(&[], from, to, true)
+            .unwrap_err()
+            .contains("it received: none"));
+        // On a later day.
+        let day2 = clock_s("16:00 on day 2").unwrap();
+        let later = [peak_report(day2, day2 + 4.0 * 3600.0, true)];
+        let e = judge_peak_report(&later, from, to, true).unwrap_err();
+        assert!(e.contains("16:00:00 on day 2"), "{e}");
     }
 
     #[test]
