@@ -1216,6 +1216,74 @@ fn shed_before_soc(w: &mut MaslowWorld, circuit: String, pct: f64) -> StepResult
     }
 }
 
+/// Each time a circuit was shed: when it fell below [`SHED_V`] after
+/// having been powered (≥ [`POWERED_V`]), and when it was back at
+/// [`POWERED_V`] (none while it is still shed).
+fn outages(s: &TimeSeries) -> Vec<(f64, Option<f64>)> {
+    let mut out: Vec<(f64, Option<f64>)> = Vec::new();
+    let mut powered = false;
+    for (t, v) in s.window(f64::NEG_INFINITY, f64::INFINITY) {
+        let open = out.last().is_some_and(|(_, back)| back.is_none());
+        if open && v >= POWERED_V {
+            if let Some(o) = out.last_mut() {
+                o.1 = Some(t);
+            }
+        } else if !open && powered && v < SHED_V {
+            out.push((t, None));
+        }
+        powered = v >= POWERED_V || (powered && v >= SHED_V);
+    }
+    out
+}
+
+#[then(
+    regex = r"^the (\S+) circuit is restored within (\d+) (seconds?|minutes?|hours?) after being shed$"
+)]
+fn restored_after_shed(w: &mut MaslowWorld, circuit: String, n: f64, unit: String) -> StepResult {
+    let s = circuit_voltage(w, &circuit)?;
+    let limit = duration_s(n, &unit)?;
+    let now = w.now_s();
+    let all = outages(&s);
+    if all.is_empty() {
+        return Err(format!(
+            "the {circuit} circuit was never shed (below {SHED_V} V after being powered at ≥ {POWERED_V} V) up to {}{}",
+            clock(now),
+            w.see_also()
+        ));
+    }
+    for (shed, back) in all {
+        let late = |until: f64| until - shed > limit + 1e-6;
+        match back {
+            Some(b) if late(b) => {
+                return Err(format!(
+                    "expected the {circuit} circuit back at ≥ {POWERED_V} V within {n} {unit} after being shed; shed at {}, back at {} ({:.0} s later){}",
+                    clock(shed),
+                    clock(b),
+                    b - shed,
+                    w.see_also()
+                ))
+            }
+            None if late(now) => {
+                return Err(format!(
+                    "expected the {circuit} circuit back at ≥ {POWERED_V} V within {n} {unit} after being shed; shed at {}, still shed at {}{}",
+                    clock(shed),
+                    clock(now),
+                    w.see_also()
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "the {circuit} circuit was shed at {} and the scenario has only run to {}: let {n} {unit} pass to judge its return",
+                    clock(shed),
+                    clock(now)
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// Energy imported from `from_s` to `to_s`, kWh: the import power
 /// integrated sample by sample (each held until the next).
 fn imported_kwh(s: &TimeSeries, from_s: f64, to_s: f64) -> f64 {
@@ -1923,6 +1991,44 @@ pub(crate) mod negative {
         };
         judge(&mut w, "0.99").unwrap();
         assert!(judge(&mut w, "1.01").is_err());
+    }
+
+    #[test]
+    fn negative_restored_after_shed() {
+        // Shed at 100 s for `out_s`, powered before and after.
+        let run = |out_s: f64, until_s: f64| {
+            let f = move |t: f64| {
+                if (100.0..100.0 + out_s).contains(&t) {
+                    0.0
+                } else {
+                    48.0
+                }
+            };
+            let mut w = recorded(until_s, &[("circuit_office_sockets_voltage_v", "V", &f)]);
+            restored_after_shed(&mut w, s("office-sockets"), 1.0, s("minute"))
+        };
+        let e = run(200.0, 600.0).unwrap_err();
+        assert!(
+            e.contains("shed at 00:01:40, back at 00:05:00") && e.contains("200 s later"),
+            "{e}"
+        );
+        run(45.0, 600.0).unwrap();
+        let e = run(1000.0, 600.0).unwrap_err();
+        assert!(e.contains("still shed at 00:10:00"), "{e}");
+        // Never shed: nothing to judge.
+        let e = run(0.0, 600.0).unwrap_err();
+        assert!(e.contains("never shed"), "{e}");
+        // Shed 20 s before the end: too early to tell.
+        let e = run(1000.0, 120.0).unwrap_err();
+        assert!(e.contains("let 1 minute pass"), "{e}");
+    }
+
+    #[test]
+    fn a_circuit_off_from_the_start_was_never_shed() {
+        let f = step_at(300.0, 0.0, 48.0);
+        let mut w = recorded(600.0, &[("circuit_office_sockets_voltage_v", "V", &f)]);
+        let e = restored_after_shed(&mut w, s("office-sockets"), 1.0, s("minute")).unwrap_err();
+        assert!(e.contains("never shed"), "{e}");
     }
 
     /// A peak report of the window from `from_s`, received at `at_s`.
