@@ -672,6 +672,9 @@ pub struct FleetScenario {
     pub faults: FaultSpec,
     /// The server's configuration changes (`[[settings]]`).
     pub settings: Vec<SettingsChange>,
+    /// Requirements on one branch alone (not from the fleet file: a
+    /// scenario's `Given branch N must stay below …`), after its feeder's.
+    pub branch_requirements: Vec<(u32, Requirement)>,
     /// A saboteur in every assembly (not from the fleet file: the rig's,
     /// or `--sabotage`).
     pub sabotage: Option<crate::sabotage::Saboteur>,
@@ -992,8 +995,24 @@ impl FleetScenario {
             branches,
             faults: f.faults,
             settings: f.settings,
+            branch_requirements: Vec::new(),
             sabotage: None,
         })
+    }
+
+    /// The requirements the server serves on branch `branch_id`: its
+    /// feeder's, then those set on the branch alone.
+    pub fn requirements_of(&self, branch_id: u32) -> Vec<Requirement> {
+        let feeder = self
+            .feeder_of(branch_id)
+            .map(|f| f.spec.requirements.clone())
+            .unwrap_or_default();
+        let own = self
+            .branch_requirements
+            .iter()
+            .filter(|(b, _)| *b == branch_id)
+            .map(|(_, r)| r.clone());
+        feeder.into_iter().chain(own).collect()
     }
 
     /// Overrides the seed (the `--seed` option).

@@ -12,7 +12,8 @@ use cucumber::{given, then, when};
 
 use crate::fleet::run::{run_in_process, RunOptions, RunOutcome};
 use crate::fleet::scenario::{
-    AttackKind, AttackSpec, DropoutSpec, FleetScenario, SettingValue, SettingsChange, SilentSpec,
+    AttackKind, AttackSpec, DropoutSpec, FleetScenario, Requirement, SettingValue, SettingsChange,
+    SilentSpec,
 };
 use crate::scenario::world::{FleetState, MaslowWorld};
 
@@ -241,6 +242,44 @@ fn server_opts(w: &mut MaslowWorld, branch: u32, way: String, at: String) -> Ste
     settings_change(w, branch, &at, |c| {
         c.participating = Some(SettingValue::Value(way == "back into"));
     })
+}
+
+/// A cap on the branch transformer's power the server is to hold, like a
+/// fleet file's `peak_cap` requirement but on this branch alone.
+#[given(
+    regex = r"^branch (\d+) must stay below ([\d.]+) kW from (\d\d:\d\d(?: on day \d+)?) to (\d\d:\d\d(?: on day \d+)?)$"
+)]
+fn branch_cap(
+    w: &mut MaslowWorld,
+    branch: u32,
+    kw: String,
+    from: String,
+    to: String,
+) -> StepResult {
+    let cap_kw = super::num(&kw)?;
+    let (from_h, to_h) = (hours(&from)?, hours(&to)?);
+    if to_h <= from_h {
+        return Err(format!(
+            "from {from} to {to} is an empty window (a later day: `{to} on day 2`)"
+        ));
+    }
+    let f = fleet(w)?;
+    check_branch(&f.scenario, branch)?;
+    if from_h < f.scenario.start_hour {
+        return Err(format!(
+            "the fleet starts at {}: a requirement from {from} begins before it",
+            f.scenario.clock(0)
+        ));
+    }
+    f.scenario.branch_requirements.push((
+        branch,
+        Requirement::PeakCap {
+            cap_kw,
+            from_h,
+            to_h,
+        },
+    ));
+    Ok(())
 }
 
 #[when(regex = r"^the fleet runs until (\d\d:\d\d(?: on day \d+)?)$")]
