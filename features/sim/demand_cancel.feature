@@ -14,6 +14,15 @@ Feature: Remote shed and defer, and their cancellation
     Then the remote server receives an acknowledgement accepting the signal within 1 second
     And the office-sockets circuit voltage settles above 40 V within 1 minute
 
+  Scenario: A shed ends by itself when its time is up
+    Given a terrace house with a 5 kWh LFP battery assembly at 60% charge
+    When the day runs until 10:00
+    And the remote server asks to shed the office-sockets circuit for 30 minutes
+    And 35 minutes pass
+    Then the office-sockets circuit is shed within 30 seconds
+    And the office-sockets circuit is restored within 31 minutes after being shed
+    And the office-sockets circuit stays powered from 10:32 to 10:35
+
   # The laptop (plugged in at 09:00, half charged) has shown its charge
   # taper by 10:15, so the controller knows it has a battery to run on.
   Scenario: Deferring the office sockets switches the laptop's socket off

@@ -19,6 +19,16 @@ Feature: End devices — standby, deferred charging, clusters of use
     And 2 minutes pass
     Then the desk-right socket power settles above 10 W within 1 minute
 
+  Scenario: When the laptop is unplugged its monitor is switched off
+    Given a terrace house with a 5 kWh LFP battery assembly at 60% charge
+    And the desk-right socket is a peripheral of the desk-left socket
+    When the day runs until 10:00
+    And the desk-left socket is unplugged
+    And 5 minutes pass
+    Then the desk-right socket is switched off within 1 minute
+    And the desk-right socket stays off from 10:01 to 10:05
+    And the desk-left socket stays off from 10:01 to 10:05
+
   Scenario: An idle TV's socket is switched off after its standby time
     Given a terrace house with a 5 kWh LFP battery assembly at 60% charge
     When the day runs until 12:00

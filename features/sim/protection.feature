@@ -50,3 +50,16 @@ Feature: Protection and link faults
     And 1 minutes pass
     Then the lighting-upstairs circuit is shed within 10 seconds
     And the lighting-downstairs circuit stays powered since then
+
+  # The lowest-cell sensor freezes at its afternoon reading and no longer
+  # shows the cells sagging in the evening's discharge: the controller's
+  # reserve, kept by its charge estimate, still stops the discharge well
+  # above the cells' limit (judged on the cells as the probe measures them).
+  Scenario: A stuck cell-voltage sensor does not let the evening discharge run the pack down
+    Given a terrace house with a 5 kWh LFP battery assembly at 35% charge
+    And there is no PV
+    When the day runs until 15:00
+    And the lowest cell voltage sensor sticks
+    And the day runs until 21:00
+    Then the state of charge never falls below 18 % since then
+    And the lowest cell voltage never falls below 3.1 V since then

@@ -116,3 +116,153 @@ fn every_then_step_has_a_negative_test_or_is_listed() {
         "listed as without a negative test but tested, or no longer a Then step: {stale:?}"
     );
 }
+
+/// Every step definition: (its pattern, its function's name).
+fn steps_with_names() -> Vec<(String, String)> {
+    let re = regex::Regex::new(
+        r#"#\[(?:given|when|then)\(\s*regex\s*=\s*r"((?:[^"\\]|\\.)*)"\s*\)\]\s*(?:///[^\n]*\n\s*)*(?:async\s+)?fn\s+(\w+)"#,
+    )
+    .expect("pattern");
+    re.captures_iter(&step_sources())
+        .map(|c| (c[1].to_owned(), c[2].to_owned()))
+        .collect()
+}
+
+/// The steps that set a daily schedule: their times hold every day, so
+/// they take a bare `HH:MM`.
+const DAILY_SCHEDULES: &[&str] = &["off_peak", "peak_window", "plugged_schedule", "tariff_rule"];
+
+/// The one pattern fragment of a moment: `HH:MM` or `HH:MM on day N`
+/// (parsed by `clock_s`).
+const MOMENT: &str = r"(\d\d:\d\d(?: on day \d+)?)";
+
+#[test]
+fn every_moment_a_step_takes_may_be_on_a_later_day() {
+    let steps = steps_with_names();
+    assert!(steps.len() >= 90, "found only {} steps", steps.len());
+    let bare: Vec<&String> = steps
+        .iter()
+        .filter(|(p, name)| {
+            let times = p.matches(r"\d\d:\d\d").count();
+            let moments = p.matches(MOMENT).count();
+            times != moments && !DAILY_SCHEDULES.contains(&name.as_str())
+        })
+        .map(|(p, _)| p)
+        .collect();
+    assert!(
+        bare.is_empty(),
+        "steps whose times cannot be on a later day (write them `{MOMENT}`, or list a daily schedule in DAILY_SCHEDULES): {bare:#?}"
+    );
+    for daily in DAILY_SCHEDULES {
+        assert!(
+            steps.iter().any(|(_, n)| n == daily),
+            "DAILY_SCHEDULES names `{daily}`, which is no step"
+        );
+    }
+}
+
+/// The step lines of every feature file (`Given`/`When`/`Then`/`And`/`But`
+/// without the keyword), a scenario outline's expanded with each row of its
+/// file's `Examples` tables that names all its placeholders.
+fn feature_steps() -> Vec<(String, String)> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../features");
+    let mut files = Vec::new();
+    let mut dirs = vec![root];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).expect("features/").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "feature") {
+                files.push(p);
+            }
+        }
+    }
+    let keyword = regex::Regex::new(r"^\s*(?:Given|When|Then|And|But)\s+(.+?)\s*$").expect("re");
+    let mut steps = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("feature file");
+        let rows = examples(&text);
+        let name = f.display().to_string();
+        for line in text.lines() {
+            let Some(c) = keyword.captures(line) else {
+                continue;
+            };
+            for step in expand(&c[1], &rows) {
+                steps.push((name.clone(), step));
+            }
+        }
+    }
+    steps
+}
+
+/// The rows of a feature file's `Examples` tables, each as (column, value).
+fn examples(text: &str) -> Vec<Vec<(String, String)>> {
+    let cells = |l: &str| -> Vec<String> {
+        l.trim()
+            .trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_owned())
+            .collect()
+    };
+    let mut rows = Vec::new();
+    let mut header: Option<Vec<String>> = None;
+    let mut in_examples = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("Examples:") || line.starts_with("Scenarios:") {
+            in_examples = true;
+            header = None;
+        } else if in_examples && line.starts_with('|') {
+            match &header {
+                None => header = Some(cells(line)),
+                Some(h) => rows.push(h.iter().cloned().zip(cells(line)).collect()),
+            }
+        } else if !line.is_empty() && !line.starts_with('#') {
+            in_examples = false;
+        }
+    }
+    rows
+}
+
+/// A step line with its `<placeholders>` filled from each row that names
+/// them all (the line itself when it has none).
+fn expand(step: &str, rows: &[Vec<(String, String)>]) -> Vec<String> {
+    if !step.contains('<') {
+        return vec![step.to_owned()];
+    }
+    rows.iter()
+        .map(|row| {
+            row.iter()
+                .fold(step.to_owned(), |s, (k, v)| s.replace(&format!("<{k}>"), v))
+        })
+        .filter(|s| !s.contains('<'))
+        .collect()
+}
+
+#[test]
+fn every_step_is_used_by_a_feature_file() {
+    let used = feature_steps();
+    assert!(used.len() >= 200, "found only {} step lines", used.len());
+    let unused: Vec<String> = steps_with_names()
+        .into_iter()
+        .filter(|(p, _)| {
+            let re = regex::Regex::new(p).expect("a step's pattern compiles");
+            !used.iter().any(|(_, s)| re.is_match(s))
+        })
+        .map(|(p, name)| format!("{name}: {p}"))
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "glossary steps no feature file uses (use each in a scenario that shows what it judges, or remove it): {unused:#?}"
+    );
+}
+
+#[test]
+fn an_outline_step_is_used_with_its_examples() {
+    let text = "Scenario Outline: x\n  When <n> minutes pass\n\n  Examples:\n    | n |\n    | 5 |\n    | 10 |\n";
+    let rows = examples(text);
+    assert_eq!(
+        expand("<n> minutes pass", &rows),
+        vec!["5 minutes pass", "10 minutes pass"]
+    );
+}

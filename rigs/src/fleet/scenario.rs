@@ -672,6 +672,9 @@ pub struct FleetScenario {
     pub faults: FaultSpec,
     /// The server's configuration changes (`[[settings]]`).
     pub settings: Vec<SettingsChange>,
+    /// Requirements on one branch alone (not from the fleet file: a
+    /// scenario's `Given branch N must stay below …`), after its feeder's.
+    pub branch_requirements: Vec<(u32, Requirement)>,
     /// A saboteur in every assembly (not from the fleet file: the rig's,
     /// or `--sabotage`).
     pub sabotage: Option<crate::sabotage::Saboteur>,
@@ -992,8 +995,24 @@ impl FleetScenario {
             branches,
             faults: f.faults,
             settings: f.settings,
+            branch_requirements: Vec::new(),
             sabotage: None,
         })
+    }
+
+    /// The requirements the server serves on branch `branch_id`: its
+    /// feeder's, then those set on the branch alone.
+    pub fn requirements_of(&self, branch_id: u32) -> Vec<Requirement> {
+        let feeder = self
+            .feeder_of(branch_id)
+            .map(|f| f.spec.requirements.clone())
+            .unwrap_or_default();
+        let own = self
+            .branch_requirements
+            .iter()
+            .filter(|(b, _)| *b == branch_id)
+            .map(|(_, r)| r.clone());
+        feeder.into_iter().chain(own).collect()
     }
 
     /// Overrides the seed (the `--seed` option).
@@ -1098,11 +1117,17 @@ impl FleetScenario {
         minute_of(h, self.start_hour)
     }
 
-    /// Local clock time `HH:MM` of run minute `m` (past midnight: `+1d`).
+    /// Local clock time `HH:MM` of run minute `m`, with ` on day N` past
+    /// the start date (day 1), as the steps write a later day.
     pub fn clock(&self, minute: u32) -> String {
         let m = (self.start_hour * 60.0).round() as u64 + u64::from(minute);
-        let day = if m >= 24 * 60 { " (+1d)" } else { "" };
-        format!("{:02}:{:02}{day}", m / 60 % 24, m % 60)
+        let day = m / (24 * 60) + 1;
+        let hhmm = format!("{:02}:{:02}", m / 60 % 24, m % 60);
+        if day == 1 {
+            hhmm
+        } else {
+            format!("{hhmm} on day {day}")
+        }
     }
 
     /// UTC seconds at the start of minute `m`.

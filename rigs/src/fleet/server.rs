@@ -308,7 +308,7 @@ impl FleetServer {
             let Some(f) = scenario.feeders.get(b.feeder) else {
                 continue;
             };
-            let requirements = f.spec.requirements.clone();
+            let requirements = scenario.requirements_of(b.branch_id);
             let mut settings: Vec<(u32, Settings)> = scenario
                 .settings
                 .iter()

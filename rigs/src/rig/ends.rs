@@ -127,11 +127,14 @@ pub enum UplinkMessage {
     Dispatch(Vec<u8>),
 }
 
-/// The controller's answer to the server.
+/// The controller's answer to the server, or a report it sends it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
     DemandAck(firmware::demand::Ack),
     DispatchVerdict(firmware::cluster::Verdict),
+    /// What a peak window delivered against the assured reduction, sent
+    /// when the window ends.
+    PeakReport(firmware::peak::PeakReport),
 }
 
 /// The CtrlHeartbeat identifier and its sync echo, if `f` is one.
@@ -241,6 +244,7 @@ impl InProcessEnd {
             match o {
                 Output::DemandAck(a) => self.replies.push(Reply::DemandAck(a)),
                 Output::DispatchVerdict(v) => self.replies.push(Reply::DispatchVerdict(v)),
+                Output::PeakReport(r) => self.replies.push(Reply::PeakReport(r)),
                 _ => {}
             }
         }

@@ -732,6 +732,7 @@ fn as_received(
             match &mut reply {
                 Reply::DemandAck(a) => s.on_ack(at_ms, a),
                 Reply::DispatchVerdict(v) => s.on_verdict(at_ms, v),
+                Reply::PeakReport(_) => {}
             }
         }
         UplinkReply { at_ms, reply }

@@ -12,7 +12,8 @@ use cucumber::{given, then, when};
 
 use crate::fleet::run::{run_in_process, RunOptions, RunOutcome};
 use crate::fleet::scenario::{
-    AttackKind, AttackSpec, DropoutSpec, FleetScenario, SettingValue, SettingsChange, SilentSpec,
+    AttackKind, AttackSpec, DropoutSpec, FleetScenario, Requirement, SettingValue, SettingsChange,
+    SilentSpec,
 };
 use crate::scenario::world::{FleetState, MaslowWorld};
 
@@ -148,7 +149,9 @@ fn the_fleet(w: &mut MaslowWorld, name: String) -> StepResult {
     Ok(())
 }
 
-#[given(regex = r"^the server is silent from (\d\d:\d\d) to (\d\d:\d\d)$")]
+#[given(
+    regex = r"^the server is silent from (\d\d:\d\d(?: on day \d+)?) to (\d\d:\d\d(?: on day \d+)?)$"
+)]
 fn server_silent(w: &mut MaslowWorld, from: String, to: String) -> StepResult {
     let (from_h, to_h) = (hours(&from)?, hours(&to)?);
     if to_h <= from_h {
@@ -162,7 +165,9 @@ fn server_silent(w: &mut MaslowWorld, from: String, to: String) -> StepResult {
     Ok(())
 }
 
-#[given(regex = r"^(\d+) assembl(?:y|ies) on branch (\d+) drops? out at (\d\d:\d\d)$")]
+#[given(
+    regex = r"^(\d+) assembl(?:y|ies) on branch (\d+) drops? out at (\d\d:\d\d(?: on day \d+)?)$"
+)]
 fn drop_out(w: &mut MaslowWorld, count: u32, branch: u32, at: String) -> StepResult {
     let at_h = hours(&at)?;
     let f = fleet(w)?;
@@ -175,7 +180,9 @@ fn drop_out(w: &mut MaslowWorld, count: u32, branch: u32, at: String) -> StepRes
     Ok(())
 }
 
-#[given(regex = r"^an attacker sends a (forged|replayed) dispatch to branch (\d+) at (\d\d:\d\d)$")]
+#[given(
+    regex = r"^an attacker sends a (forged|replayed) dispatch to branch (\d+) at (\d\d:\d\d(?: on day \d+)?)$"
+)]
 fn attack(w: &mut MaslowWorld, kind: String, branch: u32, at: String) -> StepResult {
     let at_h = hours(&at)?;
     let f = fleet(w)?;
@@ -216,7 +223,9 @@ fn settings_change(
     Ok(())
 }
 
-#[given(regex = r"^the server sets the reserve to (\d+)% on branch (\d+) at (\d\d:\d\d)$")]
+#[given(
+    regex = r"^the server sets the reserve to (\d+)% on branch (\d+) at (\d\d:\d\d(?: on day \d+)?)$"
+)]
 fn server_sets_reserve(w: &mut MaslowWorld, percent: u32, branch: u32, at: String) -> StepResult {
     if percent > 100 {
         return Err(format!("a reserve of {percent}% is not a state of charge"));
@@ -226,14 +235,54 @@ fn server_sets_reserve(w: &mut MaslowWorld, percent: u32, branch: u32, at: Strin
     })
 }
 
-#[given(regex = r"^the server opts branch (\d+) (out of|back into) dispatch at (\d\d:\d\d)$")]
+#[given(
+    regex = r"^the server opts branch (\d+) (out of|back into) dispatch at (\d\d:\d\d(?: on day \d+)?)$"
+)]
 fn server_opts(w: &mut MaslowWorld, branch: u32, way: String, at: String) -> StepResult {
     settings_change(w, branch, &at, |c| {
         c.participating = Some(SettingValue::Value(way == "back into"));
     })
 }
 
-#[when(regex = r"^the fleet runs until (\d\d:\d\d)$")]
+/// A cap on the branch transformer's power the server is to hold, like a
+/// fleet file's `peak_cap` requirement but on this branch alone.
+#[given(
+    regex = r"^branch (\d+) must stay below ([\d.]+) kW from (\d\d:\d\d(?: on day \d+)?) to (\d\d:\d\d(?: on day \d+)?)$"
+)]
+fn branch_cap(
+    w: &mut MaslowWorld,
+    branch: u32,
+    kw: String,
+    from: String,
+    to: String,
+) -> StepResult {
+    let cap_kw = super::num(&kw)?;
+    let (from_h, to_h) = (hours(&from)?, hours(&to)?);
+    if to_h <= from_h {
+        return Err(format!(
+            "from {from} to {to} is an empty window (a later day: `{to} on day 2`)"
+        ));
+    }
+    let f = fleet(w)?;
+    check_branch(&f.scenario, branch)?;
+    if from_h < f.scenario.start_hour {
+        return Err(format!(
+            "the fleet starts at {}: a requirement from {from} begins before it",
+            f.scenario.clock(0)
+        ));
+    }
+    f.scenario.branch_requirements.push((
+        branch,
+        Requirement::PeakCap {
+            cap_kw,
+            from_h,
+            to_h,
+        },
+    ));
+    Ok(())
+}
+
+#[when(regex = r"^the fleet runs until (\d\d:\d\d(?: on day \d+)?)$")]
 fn runs_until(w: &mut MaslowWorld, until: String) -> StepResult {
     let until_h = hours(&until)?;
     let sabotage = w.settings()?.rig.sabotage;
@@ -262,7 +311,7 @@ fn runs_until(w: &mut MaslowWorld, until: String) -> StepResult {
 }
 
 #[then(
-    regex = r"^the transformer power of branch (\d+) is (at most|at least) (-?[\d.]+) kW in at least (\d+)% of the minutes from (\d\d:\d\d) to (\d\d:\d\d)$"
+    regex = r"^the transformer power of branch (\d+) is (at most|at least) (-?[\d.]+) kW in at least (\d+)% of the minutes from (\d\d:\d\d(?: on day \d+)?) to (\d\d:\d\d(?: on day \d+)?)$"
 )]
 fn transformer_share(
     w: &mut MaslowWorld,
@@ -301,7 +350,7 @@ fn transformer_share(
 }
 
 #[then(
-    regex = r"^the (transformer|battery) power of branch (\d+) averages (at most|at least) (-?[\d.]+) kW from (\d\d:\d\d) to (\d\d:\d\d)$"
+    regex = r"^the (transformer|battery) power of branch (\d+) averages (at most|at least) (-?[\d.]+) kW from (\d\d:\d\d(?: on day \d+)?) to (\d\d:\d\d(?: on day \d+)?)$"
 )]
 fn power_mean(
     w: &mut MaslowWorld,
@@ -335,7 +384,7 @@ fn power_mean(
 }
 
 #[then(
-    regex = r"^no pack on branch (\d+) is discharged below (\d+)% from (\d\d:\d\d) to (\d\d:\d\d)$"
+    regex = r"^no pack on branch (\d+) is discharged below (\d+)% from (\d\d:\d\d(?: on day \d+)?) to (\d\d:\d\d(?: on day \d+)?)$"
 )]
 fn soc_floor(
     w: &mut MaslowWorld,
@@ -435,7 +484,7 @@ fn reporting(w: &mut MaslowWorld, n: usize, branch: u32) -> StepResult {
 }
 
 #[then(
-    regex = r"^(\d+) assembl(?:y|ies) on branch (\d+) reports? the server silent at (\d\d:\d\d)$"
+    regex = r"^(\d+) assembl(?:y|ies) on branch (\d+) reports? the server silent at (\d\d:\d\d(?: on day \d+)?)$"
 )]
 fn silent_count(w: &mut MaslowWorld, n: u32, branch: u32, at: String) -> StepResult {
     let (sc, o) = outcome(w)?;

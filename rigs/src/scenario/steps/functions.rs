@@ -19,7 +19,9 @@ use firmware::wire::signed::ALL_SITES;
 use firmware::Millis;
 
 use super::reasons::{because_clause, ExpectedVerdict};
-use super::{clock, clock_s, duration_s, in_unit, measured, num, samples, StepResult};
+use super::{
+    baseline_without, clock, clock_s, duration_s, in_unit, measured, num, samples, StepResult,
+};
 use crate::rig::{Reply, UplinkMessage};
 use crate::scenario::setup::{array, named_entry, section};
 use crate::scenario::world::{Action, MaslowWorld};
@@ -423,7 +425,7 @@ fn socket_stays(w: &mut MaslowWorld, socket: String, state: String, window: Stri
 }
 
 #[then(
-    regex = r"^(.+?) adds up to (at least|at most) ([\d.]+) kWh from (\d\d:\d\d) to (\d\d:\d\d)$"
+    regex = r"^(.+?) adds up to (at least|at most) ([\d.]+) kWh from (\d\d:\d\d(?: on day \d+)?) to (\d\d:\d\d(?: on day \d+)?)$"
 )]
 fn energy_between(
     w: &mut MaslowWorld,
@@ -489,14 +491,7 @@ fn same_as_without_event(
             clock(from)
         ));
     }
-    // The last action that was not time passing is "the event".
-    let skip = w
-        .actions
-        .iter()
-        .rposition(|x| !matches!(x, Action::RunUntil(_)))
-        .ok_or("there was no event to leave out of the baseline")?;
-    let base = w
-        .baseline("without the event", false, move |i, _| i != skip)?
+    let base = baseline_without(w, "the event")?
         .get(&signal)
         .cloned()
         .ok_or_else(|| format!("the run without the event measured no {signal}"))?;
