@@ -93,6 +93,11 @@ pub struct MatrixArgs {
     /// Skip the clean controller's run.
     #[arg(long)]
     pub no_clean: bool,
+    /// Only scenarios whose name matches this regular expression (the
+    /// matrix states the filter; a saboteur left with no scenario is not
+    /// caught).
+    #[arg(long)]
+    pub name: Option<String>,
     /// Size cap of each of a scenario's trace files, MiB.
     #[arg(long, default_value_t = 4)]
     pub trace_limit_mib: u64,
@@ -496,6 +501,7 @@ pub fn sabotage_matrix(a: &MatrixArgs) -> Result<()> {
         out: a.out.clone(),
         saboteurs,
         clean: !a.no_clean,
+        names: a.name.clone(),
         trace_limit_bytes: a.trace_limit_mib.saturating_mul(1 << 20),
         progress: true,
     })

@@ -25,6 +25,7 @@ use std::fmt;
 
 use firmware::cluster::{ActiveDispatch, ConfigVerdict, Verdict};
 use firmware::demand::{Ack, DemandSignal, SignalKind};
+use firmware::peak::PeakReport;
 use firmware::wire::config_message::Setting;
 use firmware::wire::dispatch::Command;
 use firmware::Millis;
@@ -52,6 +53,7 @@ pub enum Saboteur {
     NoDeferral,
     AcksEverything,
     FrozenHeartbeat,
+    ReportsPeakMet,
     IgnoresBranchDispatch,
     IgnoresReserveConfig,
 }
@@ -80,7 +82,7 @@ pub const IDLE_SOCKET_W: f64 = 12.0;
 pub const UNLIMITED_W: f64 = 20_000.0;
 
 impl Saboteur {
-    pub const ALL: [Saboteur; 19] = [
+    pub const ALL: [Saboteur; 20] = [
         Saboteur::KeepsExportingInCut,
         Saboteur::ShedsEssential,
         Saboteur::NeverSheds,
@@ -98,6 +100,7 @@ impl Saboteur {
         Saboteur::NoDeferral,
         Saboteur::AcksEverything,
         Saboteur::FrozenHeartbeat,
+        Saboteur::ReportsPeakMet,
         Saboteur::IgnoresBranchDispatch,
         Saboteur::IgnoresReserveConfig,
     ];
@@ -207,6 +210,12 @@ impl Saboteur {
                 "the controller's heartbeat keeps reporting its first state and flags",
                 "claim 7 (the assembly as the hub reporting its DC network)",
                 &["sim/protection.feature"],
+            ),
+            S::ReportsPeakMet => (
+                "reports-peak-met",
+                "every evening peak is reported to the server as met, whatever reduction the assembly achieved",
+                "claim 4 (an assured reduction the server can rely on)",
+                &["sim/peak.feature"],
             ),
             S::IgnoresBranchDispatch => (
                 "ignores-branch-dispatch",
@@ -404,6 +413,15 @@ impl Sabotage {
                 });
                 self.rewrites += 1;
             }
+        }
+    }
+
+    /// The controller's report of a peak window, as the server will
+    /// receive it.
+    pub fn on_peak_report(&mut self, report: &mut PeakReport) {
+        if self.saboteur == Saboteur::ReportsPeakMet && !report.met {
+            report.met = true;
+            self.rewrites += 1;
         }
     }
 
@@ -853,6 +871,32 @@ mod tests {
         assert_eq!(seen.state, S::Normal);
         assert!(!seen.link_timeout);
         assert_eq!(seen.sync_echo_ms, 100, "the echo still moves");
+    }
+
+    #[test]
+    fn reports_peak_met_turns_a_missed_peak_into_a_met_one() {
+        let missed = PeakReport {
+            window: 0,
+            started: Millis(57_600_000),
+            duration_s: 14_400.0,
+            assured_w: 1500.0,
+            avg_reduction_w: 420.0,
+            min_1min_reduction_w: 90.0,
+            fraction_met: 0.1,
+            met: false,
+            battery_wh: 1700.0,
+            reserve_reached: true,
+            invalid_samples: 0,
+        };
+        let mut clean = Sabotage::new(Saboteur::FrozenHeartbeat);
+        let mut r = missed;
+        clean.on_peak_report(&mut r);
+        assert!(!r.met, "another saboteur leaves the report alone");
+        let mut s = Sabotage::new(Saboteur::ReportsPeakMet);
+        s.on_peak_report(&mut r);
+        assert!(r.met);
+        assert_eq!(r.avg_reduction_w, 420.0, "only the verdict is forged");
+        assert_eq!(s.rewrites, 1);
     }
 
     #[test]

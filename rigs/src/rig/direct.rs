@@ -167,6 +167,7 @@ impl DirectEnd {
                     Output::DemandAck(a) => s.on_ack(now_ms, a),
                     Output::DispatchVerdict(v) => s.on_verdict(now_ms, v),
                     Output::ConfigVerdict(v) => s.on_config_verdict(v),
+                    Output::PeakReport(p) => s.on_peak_report(p),
                     _ => {}
                 }
             }

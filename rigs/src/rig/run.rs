@@ -595,9 +595,7 @@ impl FramedEnd {
             let at =
                 links::candump::Timestamp::from_secs_f64(self.epoch_s + now_s).unwrap_or_default();
             for f in frames {
-                let mut line = links::candump::format_line(at, "can0", f);
-                line.push('\n');
-                w.write_line(line.as_bytes(), now_s)?;
+                w.write_frame(at, f, now_s)?;
             }
         }
         Ok(())
@@ -732,7 +730,7 @@ fn as_received(
             match &mut reply {
                 Reply::DemandAck(a) => s.on_ack(at_ms, a),
                 Reply::DispatchVerdict(v) => s.on_verdict(at_ms, v),
-                Reply::PeakReport(_) => {}
+                Reply::PeakReport(p) => s.on_peak_report(p),
             }
         }
         UplinkReply { at_ms, reply }
@@ -763,9 +761,35 @@ struct TapFile {
     truncated_at_s: Option<f64>,
     /// Past the limit: the last [`TAP_BEFORE_EVENT_S`] of lines (plant
     /// time s, line), written out if an event comes.
-    recent: std::collections::VecDeque<(f64, Vec<u8>)>,
+    recent: std::collections::VecDeque<(f64, HeldLine)>,
     /// Past the limit: an event's window is open until then (plant s).
     window_until_s: Option<f64>,
+}
+
+/// A line a full tap holds in case an event comes. A CAN frame is held as
+/// the frame and formatted only if it is written: past the limit nearly
+/// every frame of a long run is held and dropped a minute later, and
+/// formatting them all was a fifth of a scenario's run time.
+enum HeldLine {
+    Bytes(Vec<u8>),
+    Frame(links::candump::Timestamp, CanFrame),
+}
+
+impl HeldLine {
+    fn render(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            HeldLine::Bytes(b) => b.as_slice().into(),
+            HeldLine::Frame(at, f) => candump_line(*at, f).into_bytes().into(),
+        }
+    }
+}
+
+/// A frame's line in the session's CAN trace (candump `-L`, interface
+/// `can0`), newline included.
+fn candump_line(at: links::candump::Timestamp, frame: &CanFrame) -> String {
+    let mut line = links::candump::format_line(at, "can0", frame);
+    line.push('\n');
+    line
 }
 
 /// Bytes gathered before a tap writes them out on its own.
@@ -815,11 +839,36 @@ impl TapFile {
             self.truncated_at_s = Some(now_s);
         }
         // Past the limit: only what lies in an event's window.
-        if self.window_until_s.is_some_and(|until| now_s <= until) {
+        if self.in_event_window(now_s) {
             return self.push_within_allowance(line);
         }
+        self.hold(now_s, HeldLine::Bytes(line.to_vec()));
+        Ok(())
+    }
+
+    /// [`TapFile::write_line`] for a CAN frame, formatted only if written.
+    fn write_frame(
+        &mut self,
+        at: links::candump::Timestamp,
+        frame: &CanFrame,
+        now_s: f64,
+    ) -> Result<(), RigError> {
+        if self.truncated_at_s.is_some() && !self.in_event_window(now_s) {
+            self.hold(now_s, HeldLine::Frame(at, *frame));
+            return Ok(());
+        }
+        self.write_line(candump_line(at, frame).as_bytes(), now_s)
+    }
+
+    fn in_event_window(&self, now_s: f64) -> bool {
+        self.window_until_s.is_some_and(|until| now_s <= until)
+    }
+
+    /// Past the limit, outside an event's window: keeps the line for
+    /// [`TAP_BEFORE_EVENT_S`] in case an event comes.
+    fn hold(&mut self, now_s: f64, line: HeldLine) {
         self.window_until_s = None;
-        self.recent.push_back((now_s, line.to_vec()));
+        self.recent.push_back((now_s, line));
         while self
             .recent
             .front()
@@ -827,7 +876,6 @@ impl TapFile {
         {
             self.recent.pop_front();
         }
-        Ok(())
     }
 
     /// Whether `len` more bytes keep the file within `limit`.
@@ -850,7 +898,7 @@ impl TapFile {
         }
         for (t, line) in std::mem::take(&mut self.recent) {
             if t >= now_s - TAP_BEFORE_EVENT_S {
-                self.push_within_allowance(&line)?;
+                self.push_within_allowance(&line.render())?;
             }
         }
         self.window_until_s = Some(now_s + TAP_AFTER_EVENT_S);
@@ -924,6 +972,39 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let _ = std::fs::remove_file(&path);
         text.lines().map(|l| l.parse().unwrap()).collect()
+    }
+
+    /// A full CAN trace holds frames unformatted; what it writes is the
+    /// same bytes as formatted lines would have been.
+    #[test]
+    fn held_frames_are_written_as_their_lines() {
+        let dir = std::env::temp_dir().join(format!("maslow-tapf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |as_frames: bool| {
+            let path = dir.join(format!("frames-{as_frames}.log"));
+            let mut tap = TapFile::create(&path, 2048).unwrap();
+            for t in 0..600u32 {
+                if t == 400 {
+                    tap.open_event_window(f64::from(t)).unwrap();
+                }
+                let at = links::candump::Timestamp::from_secs_f64(f64::from(t)).unwrap();
+                let f = links::CanFrame::standard(0x123, &t.to_be_bytes()).unwrap();
+                if as_frames {
+                    tap.write_frame(at, &f, f64::from(t)).unwrap();
+                } else {
+                    tap.write_line(super::candump_line(at, &f).as_bytes(), f64::from(t))
+                        .unwrap();
+                }
+            }
+            tap.flush().unwrap();
+            std::fs::read_to_string(&path).unwrap()
+        };
+        let (frames, lines) = (write(true), write(false));
+        assert_eq!(frames, lines);
+        // The minute before the event, written when it came.
+        assert!(frames.contains("(0000000340.000000) can0 123#00000154\n"));
+        assert!(!frames.contains("(0000000339.000000)"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

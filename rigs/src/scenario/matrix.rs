@@ -33,6 +33,9 @@ pub struct MatrixOptions {
     pub saboteurs: Vec<Saboteur>,
     /// Also run the clean controller on the same files.
     pub clean: bool,
+    /// Only scenarios whose name matches this regular expression (a stated
+    /// part of the matrix, as CI runs it); `None`: every scenario.
+    pub names: Option<String>,
     pub trace_limit_bytes: u64,
     pub progress: bool,
 }
@@ -74,6 +77,9 @@ pub struct CleanRun {
 #[derive(Debug, Clone, Serialize)]
 pub struct Matrix {
     pub tags: String,
+    /// The name filter, if the matrix ran only some scenarios.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub names: Option<String>,
     pub rig: String,
     pub clean: Option<CleanRun>,
     pub rows: Vec<Row>,
@@ -111,9 +117,13 @@ impl Matrix {
     /// The README's table.
     pub fn to_markdown(&self) -> String {
         let mut s = format!(
-            "{}\n\nScenarios: `{}` on `{}`.\n\n| saboteur | breaks | caught by |\n|---|---|---|\n",
+            "{}\n\nScenarios: `{}`{} on `{}`.\n\n| saboteur | breaks | caught by |\n|---|---|---|\n",
             self.summary(),
             self.tags,
+            self.names
+                .as_ref()
+                .map(|n| format!(", names matching `{n}`"))
+                .unwrap_or_default(),
             self.rig
         );
         for r in &self.rows {
@@ -143,9 +153,13 @@ impl Matrix {
              <h1>Sabotage matrix</h1>",
         );
         s.push_str(&format!(
-            "<p>{}</p><p>Scenarios: <code>{}</code> on <code>{}</code>.</p>",
+            "<p>{}</p><p>Scenarios: <code>{}</code>{} on <code>{}</code>.</p>",
             escape(&self.summary()),
             escape(&self.tags),
+            self.names
+                .as_ref()
+                .map(|n| format!(", names matching <code>{}</code>", escape(n)))
+                .unwrap_or_default(),
             escape(&self.rig)
         ));
         if let Some(c) = &self.clean {
@@ -226,7 +240,7 @@ fn run_once(
         paths: files.iter().map(|f| opts.features_dir.join(f)).collect(),
         rig: opts.rig.clone(),
         tags: Some(MATRIX_TAGS.into()),
-        name: None,
+        name: opts.names.clone(),
         seed: None,
         report_dir: opts.out.join(report),
         probe_rate_hz: None,
@@ -282,6 +296,7 @@ pub fn run_matrix(opts: &MatrixOptions) -> Result<Matrix, HarnessError> {
     };
     let matrix = Matrix {
         tags: MATRIX_TAGS.into(),
+        names: opts.names.clone(),
         rig: opts.rig.display().to_string(),
         clean,
         rows,
@@ -336,6 +351,7 @@ mod tests {
     fn a_saboteur_nothing_caught_makes_the_matrix_incomplete() {
         let mut m = Matrix {
             tags: MATRIX_TAGS.into(),
+            names: None,
             rig: "rigs/sim.toml".into(),
             clean: None,
             rows: vec![row("no-peak-discharge", 2), row("charges-in-peak", 0)],
@@ -359,6 +375,7 @@ mod tests {
     fn a_failing_clean_run_makes_the_matrix_incomplete() {
         let m = Matrix {
             tags: MATRIX_TAGS.into(),
+            names: None,
             rig: "rigs/sim.toml".into(),
             clean: Some(CleanRun {
                 passed: 5,
@@ -370,5 +387,26 @@ mod tests {
         };
         assert!(!m.complete());
         assert!(m.summary().contains("1 FAILED"), "{}", m.summary());
+    }
+
+    #[test]
+    fn a_name_filter_is_stated_with_the_matrix() {
+        let mut m = Matrix {
+            tags: MATRIX_TAGS.into(),
+            names: None,
+            rig: "rigs/sim.toml".into(),
+            clean: None,
+            rows: vec![row("no-peak-discharge", 1)],
+        };
+        assert!(!m.to_markdown().contains("names matching"));
+        m.names = Some("^Evening <import>$".into());
+        assert!(m.to_markdown().contains(
+            "Scenarios: `not @known-gap and not @slow`, names matching `^Evening <import>$` on"
+        ));
+        assert!(m
+            .to_html()
+            .contains("names matching <code>^Evening &lt;import&gt;$</code>"));
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(json.contains("\"names\":\"^Evening <import>$\""), "{json}");
     }
 }

@@ -1,9 +1,14 @@
 //! The `maslow-firmware` board binary for tests and benches that run it as
 //! a child process (software in the loop). It belongs to the `firmware`
 //! package, which never depends on `rigs`, so cargo does not build it for
-//! `rigs`' own targets: this builds it (a no-op when it is up to date, as
-//! after `cargo test --workspace`) with the profile the caller was built
-//! with, into the caller's target directory, and returns its path.
+//! `rigs`' own targets: this builds it with the profile the caller was
+//! built with, into the caller's target directory, and returns its path.
+//!
+//! Tests build it the way the README's `cargo test --workspace` does
+//! (every test target of the workspace), so after that command this is a
+//! no-op. `cargo build -p firmware --bin maslow-firmware` would select
+//! other features of the shared dependencies (no dev-dependencies, one
+//! package) and rebuild 84 crates: four minutes of a CI run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,17 +27,23 @@ pub fn firmware_program() -> PathBuf {
         _ => "test",
     };
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .args([
+    let mut build = Command::new(cargo);
+    build.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    if profile == "test" {
+        build.args(["test", "--workspace", "--no-run", "--quiet"]);
+    } else {
+        build.args([
             "build",
             "--quiet",
             "-p",
             "firmware",
             "--bin",
             "maslow-firmware",
-        ])
-        .args(["--profile", profile, "--target-dir"])
+        ]);
+        build.args(["--profile", profile]);
+    }
+    let status = build
+        .arg("--target-dir")
         .arg(target_dir)
         .status()
         .expect("cargo runs");
