@@ -28,7 +28,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::measured::{Assertion, Bound, Signal};
+use crate::clock::clock;
+use crate::measured::{figure, Assertion, Bound, Signal};
 
 /// The invariants' names, as `@allows-<name>` tags spell them.
 pub const NAMES: [&str; 5] = [
@@ -306,18 +307,6 @@ fn chatter(signals: &[Signal], limits: &InvariantLimits, out: &mut InvariantRepo
     out.verdicts.push(verdict);
 }
 
-/// `t_s` as the scenario clock, `day 1 08:50:12` (day 1 from midnight).
-fn clock(t_s: f64) -> String {
-    let t = t_s.max(0.0).round() as u64;
-    format!(
-        "day {} {:02}:{:02}:{:02}",
-        t / 86_400 + 1,
-        t % 86_400 / 3600,
-        t % 3600 / 60,
-        t % 60
-    )
-}
-
 /// Judges `signal` over its whole capture against `bound` (with
 /// `grace_s`), folding the verdict into `verdict` and keeping the
 /// assertion for the plot.
@@ -351,9 +340,9 @@ fn note(a: &Assertion, signal: &Signal, verdict: &mut InvariantVerdict) {
         verdict.held = false;
         verdict.violation = a.first_violation.map(|(t, v)| {
             format!(
-                "{} was {v} {} at {} (allowed: {})",
+                "{} was {} at {} (allowed: {})",
                 signal.name,
-                signal.unit,
+                figure(v, &signal.unit),
                 clock(t),
                 a.bound.describe(&signal.unit)
             )
@@ -697,7 +686,7 @@ mod tests {
         let v = verdict(&hot, "cell-limits");
         assert!(!v.held);
         assert!(
-            v.violation.as_deref().unwrap().contains("day 1 00:00:01"),
+            v.violation.as_deref().unwrap().contains("at 00:00:01"),
             "{v:?}"
         );
     }

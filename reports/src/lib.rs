@@ -26,6 +26,7 @@
 //! - [`markup`]: HTML escaping, shared by the page and the plots;
 //! - [`report_dir`]: the layout of a report dir and writing all of it.
 
+pub mod clock;
 pub mod csv_table;
 pub mod cucumber_json;
 pub mod error;

@@ -62,10 +62,30 @@ impl Bound {
     /// The bound in words, e.g. `between 47 and 53 V`.
     pub(crate) fn describe(&self, unit: &str) -> String {
         match *self {
-            Bound::Between { lo, hi } => format!("between {lo} and {hi} {unit}"),
-            Bound::AtMost { limit } => format!("at most {limit} {unit}"),
-            Bound::AtLeast { limit } => format!("at least {limit} {unit}"),
+            Bound::Between { lo, hi } => {
+                format!("between {} and {}", figure(lo, ""), figure(hi, unit))
+            }
+            Bound::AtMost { limit } => format!("at most {}", figure(limit, unit)),
+            Bound::AtLeast { limit } => format!("at least {}", figure(limit, unit)),
         }
+    }
+}
+
+/// A figure for a message: six significant digits at most, then its unit
+/// (none for a dimensionless `1`), e.g. `0.179964`, `3.65 V`.
+pub fn figure(v: f64, unit: &str) -> String {
+    let digits = if v == 0.0 || !v.is_finite() {
+        0
+    } else {
+        (5 - v.abs().log10().floor() as i64).clamp(0, 12) as usize
+    };
+    let mut s = format!("{v:.digits$}");
+    if s.contains('.') {
+        s = s.trim_end_matches('0').trim_end_matches('.').to_owned();
+    }
+    match unit {
+        "" | "1" => s,
+        u => format!("{s} {u}"),
     }
 }
 
@@ -184,6 +204,17 @@ impl Assertion {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn figures_keep_six_significant_digits() {
+        assert_eq!(figure(0.17996356047621193, "1"), "0.179964");
+        assert_eq!(figure(0.18000000298023225, "1"), "0.18");
+        assert_eq!(figure(3.65, "V"), "3.65 V");
+        assert_eq!(figure(1480.0, "W"), "1480 W");
+        assert_eq!(figure(-1234567.8, "W"), "-1234568 W");
+        assert_eq!(figure(0.0, "A"), "0 A");
+        assert_eq!(figure(f64::NAN, "W"), "NaN W");
+    }
 
     #[test]
     fn assertions_find_the_first_violation_in_the_window() {

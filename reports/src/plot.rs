@@ -71,19 +71,7 @@ fn strip_xml_decl(svg: &str) -> &str {
     }
 }
 
-/// `hh:mm:ss` of scenario time (days as `dN hh:mm`).
-pub fn clock(t_s: f64) -> String {
-    if !t_s.is_finite() {
-        return format!("{t_s}");
-    }
-    let t = t_s.max(0.0).round() as u64;
-    let (d, h, m, s) = (t / 86400, t / 3600 % 24, t / 60 % 60, t % 60);
-    if d > 0 {
-        format!("d{d} {h:02}:{m:02}:{s:02}")
-    } else {
-        format!("{h:02}:{m:02}:{s:02}")
-    }
-}
+pub use crate::clock::clock;
 
 /// The time axis unit for a span: seconds, minutes or hours.
 fn time_unit(span_s: f64) -> (f64, &'static str) {
@@ -344,6 +332,6 @@ mod tests {
     #[test]
     fn clock_formats_days() {
         assert_eq!(clock(3661.0), "01:01:01");
-        assert_eq!(clock(90000.0), "d1 01:00:00");
+        assert_eq!(clock(90000.0), "01:00:00 on day 2");
     }
 }

@@ -73,18 +73,7 @@ fn time_of_day_s(hhmm: &str) -> Result<f64, String> {
     Ok(f64::from(h * 3600 + m * 60))
 }
 
-/// Seconds → `HH:MM:SS`, with ` on day N` after the first day.
-pub fn clock(t_s: f64) -> String {
-    let t = t_s.max(0.0).round() as u64;
-    let day = t / 86_400 + 1;
-    let t = t % 86_400;
-    let hms = format!("{:02}:{:02}:{:02}", t / 3600, (t / 60) % 60, t % 60);
-    if day == 1 {
-        hms
-    } else {
-        format!("{hms} on day {day}")
-    }
-}
+pub use reports::clock::clock;
 
 pub(crate) fn duration_s(n: f64, unit: &str) -> Result<f64, String> {
     let k = match unit.trim_end_matches('s') {
