@@ -6,9 +6,11 @@
 //!
 //! Tests build it the way the README's `cargo test --workspace` does
 //! (every test target of the workspace), so after that command this is a
-//! no-op. `cargo build -p firmware --bin maslow-firmware` would select
-//! other features of the shared dependencies (no dev-dependencies, one
-//! package) and rebuild 84 crates: four minutes of a CI run.
+//! no-op, provided the child cargo does not inherit the variables cargo
+//! set for the test (see [`set_by_cargo_for_a_test`]). `cargo build -p
+//! firmware --bin maslow-firmware` would select other features of the
+//! shared dependencies (no dev-dependencies, one package) and rebuild 84
+//! crates: four minutes of a CI run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,6 +31,16 @@ pub fn firmware_program() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
     build.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    // Cargo gave this test its own package's variables (CARGO_PKG_NAME,
+    // CARGO_MANIFEST_DIR, OUT_DIR, …). Some dependencies' build scripts
+    // (ring's) ask to rerun when those change: passed on, they would
+    // rebuild ring, rustls and everything above them, and the next
+    // top-level build would rebuild it all back.
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_for_a_test) {
+            build.env_remove(&name);
+        }
+    }
     if profile == "test" {
         build.args(["test", "--workspace", "--no-run", "--quiet"]);
     } else {
@@ -51,4 +63,17 @@ pub fn firmware_program() -> PathBuf {
     let program = profile_dir.join("maslow-firmware");
     assert!(program.is_file(), "{} was not built", program.display());
     program
+}
+
+/// An environment variable cargo sets for the test it runs (not one a user
+/// or CI sets for cargo itself, such as `CARGO_INCREMENTAL` or
+/// `CARGO_PROFILE_*`).
+fn set_by_cargo_for_a_test(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_MANIFEST_")
+        || name.starts_with("CARGO_BIN_")
+        || matches!(
+            name,
+            "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR"
+        )
 }
